@@ -1,0 +1,299 @@
+/* alloc.c — the slow paths behind lab_malloc/lab_free and the rest of the malloc family under
+ * core names: page-sized and huge blocks, aligned allocation, calloc, realloc, usable size,
+ * ownership checks, misuse detection, trim and statistics. Layer 4: calls core/arena and below. */
+#include "alloc.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint64_t foreign_frees_global; /* foreign frees of threads without a heap (atomic) */
+int lab_report_foreign;               /* how many more foreign frees to report (options) */
+
+lab_inline lab_pool_t *alloc_pool(void)
+{
+    lab_heap_t *h = lab_tls_heap;
+    return h->pool ? h->pool : lab_pool_default();
+}
+
+/* A block of class cls from the thread's current span, or the refill path. */
+static inline void *alloc_class(unsigned cls)
+{
+    lab_heap_t *h = lab_tls_heap;
+    lab_span_t *s = h->cur[cls];
+    lab_block_t *b;
+    if (lab_likely(s && (b = s->free))) {
+        s->free = b->next;
+        s->usedf++;
+        h->st.mallocs++;
+        return b;
+    }
+    return lab_heap_alloc_small_slow(h, cls);
+}
+
+/* Page-sized blocks: a run from the pool (power-of-two page counts and aligned requests as
+ * naturally aligned runs, through the thread's room), above LAB_LARGE_MAX a huge mapping. */
+static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
+{
+    lab_pool_t *pool = alloc_pool();
+    if (lab_unlikely(!pool || n > PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    lab_heap_t *h = lab_tls_heap;
+    if (n > LAB_LARGE_MAX || align > LAB_CHUNK_SIZE) {
+        lab_chunk_t *c;
+        void *p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
+        if (p && h->state == LAB_HEAP_LIVE)
+            h->st.huge++;
+        return p;
+    }
+    size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
+    unsigned align_order = align > LAB_PAGE_SIZE ? lab_log2_ceil(align >> LAB_PAGE_SHIFT) : 0;
+    lab_page_t *d;
+    void *p;
+    if ((npages & (npages - 1)) == 0 || align_order) {
+        unsigned order = lab_max(lab_log2_ceil(npages), align_order);
+        p = lab_pool_alloc_order(pool, order, gfp, LAB_PAGE_LARGE, &d);
+        if (p)
+            d->above[0] = 1;
+    } else {
+        p = lab_pool_alloc_run(pool, npages, gfp, LAB_PAGE_LARGE, &d);
+        if (p)
+            d->above[0] = 0;
+    }
+    if (p && h->state == LAB_HEAP_LIVE)
+        h->st.large++;
+    return p;
+}
+
+void *lab_malloc_slow(size_t n)
+{
+    if (n <= LAB_SMALL_MAX)
+        return alloc_class(lab_size_class(n));
+    return alloc_large(n, 0, LAB_GFP_DEFAULT);
+}
+
+static lab_noinline lab_cold void free_foreign(const void *p)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state == LAB_HEAP_LIVE)
+        h->st.foreign_frees++;
+    else
+        lab_add_relaxed(&foreign_frees_global, 1);
+    if (lab_load_relaxed(&lab_report_foreign) > 0 && lab_sub_relaxed(&lab_report_foreign, 1) > 0)
+        lab_message("free() of a pointer that is not ours, ignored:", p);
+}
+
+/* The state of p's run, checked: the descriptor of a live block's run, or abort. */
+static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
+{
+    (void)who;
+    if (c->kind == LAB_CHUNK_HUGE) {
+        lab_page_t *d = &c->page[0];
+        if (a != c->base)
+            lab_fatal("invalid free (not the start of a block):", (void *)a);
+        if (d->h.state != LAB_PAGE_HUGE)
+            lab_fatal("double free of", (void *)a);
+        return d;
+    }
+    lab_page_t *d = lab_chunk_desc(c, a);
+    uintptr_t base = lab_desc_addr(d);
+    switch (d->h.state) {
+    case LAB_PAGE_SPAN: {
+        lab_span_t *s = (lab_span_t *)d;
+        uintptr_t off = a - base;
+        if (off % s->block_size || off >= (uintptr_t)s->carved * s->block_size)
+            lab_fatal("invalid free (not the start of a block):", (void *)a);
+        return d;
+    }
+    case LAB_PAGE_LARGE:
+        if (a != base)
+            lab_fatal("invalid free (not the start of a block):", (void *)a);
+        return d;
+    case LAB_PAGE_USER:
+        lab_fatal("free() of pages from labyrinth_alloc_pages:", (void *)a);
+    default:
+        lab_fatal("double free (or free of a pointer never allocated) of", (void *)a);
+    }
+}
+
+void lab_free_slow(void *p)
+{
+    if (!p)
+        return;
+    uintptr_t a = (uintptr_t)p;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (!c) {
+        free_foreign(p);
+        return;
+    }
+    lab_page_t *d = block_desc(c, a, "free");
+    switch (d->h.state) {
+    case LAB_PAGE_HUGE:
+        lab_pool_free_huge(c->pool, c);
+        return;
+    case LAB_PAGE_LARGE:
+        if (d->above[0])
+            lab_pool_free_order(c->pool, d, d->h.order);
+        else
+            lab_pool_free_run(c->pool, d);
+        return;
+    default: {
+        lab_span_t *s = (lab_span_t *)d;
+        lab_heap_t *h = lab_tls_heap;
+        if (s->heap == h) {
+            /* reached only when called directly: the inline fast path handles this case */
+            lab_block_t *b = p;
+            b->next = s->free;
+            s->free = b;
+            h->st.frees++;
+            if (--s->usedf == 0 || (s->usedf & LAB_SPAN_FULL))
+                lab_span_free_local_slow(h, s);
+            return;
+        }
+        lab_span_free_remote(s, (lab_block_t *)p);
+        return;
+    }
+    }
+}
+
+void *lab_calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total <= LAB_SMALL_MAX) {
+        void *p = lab_malloc(total);
+        if (p)
+            memset(p, 0, total);
+        return p;
+    }
+    return alloc_large(total, 0, LAB_GFP_ZERO);
+}
+
+void *lab_malloc_aligned(size_t align, size_t n)
+{
+    if (align <= 16)
+        return lab_malloc(n);
+    if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE) {
+        /* a block of a class whose size is a multiple of align is aligned (spans are) */
+        for (unsigned cls = lab_size_class(lab_max(n, align)); cls < LAB_NR_CLASSES; cls++)
+            if (lab_class_size(cls) % align == 0)
+                return alloc_class(cls);
+    }
+    return alloc_large(n, align, LAB_GFP_DEFAULT);
+}
+
+/* Usable size of a live block (checked), its descriptor in *dp. */
+static size_t block_usable(lab_chunk_t *c, lab_page_t *d)
+{
+    switch (d->h.state) {
+    case LAB_PAGE_HUGE:
+        return c->size;
+    case LAB_PAGE_LARGE:
+        return (size_t)d->h.npages << LAB_PAGE_SHIFT;
+    default:
+        return ((lab_span_t *)d)->block_size;
+    }
+}
+
+size_t lab_usable_size(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (!p || !c)
+        return 0;
+    if (!lab_owns(p))
+        return 0;
+    return block_usable(c, c->kind == LAB_CHUNK_HUGE ? &c->page[0] : lab_chunk_desc(c, a));
+}
+
+bool lab_owns(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (!c)
+        return false;
+    if (c->kind == LAB_CHUNK_HUGE)
+        return a == c->base && c->page[0].h.state == LAB_PAGE_HUGE;
+    lab_page_t *d = lab_chunk_desc(c, a);
+    uintptr_t base = lab_desc_addr(d);
+    if (d->h.state == LAB_PAGE_LARGE)
+        return a == base;
+    if (d->h.state == LAB_PAGE_SPAN) {
+        lab_span_t *s = (lab_span_t *)d;
+        return (a - base) % s->block_size == 0 && a - base < (uintptr_t)s->carved * s->block_size;
+    }
+    return false;
+}
+
+void *lab_realloc(void *p, size_t n)
+{
+    if (!p)
+        return lab_malloc(n);
+    if (n == 0) {
+        lab_free(p);
+        return NULL;
+    }
+    uintptr_t a = (uintptr_t)p;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (!c) {
+        errno = EINVAL; /* not ours: leave it untouched */
+        return NULL;
+    }
+    lab_page_t *d = block_desc(c, a, "realloc");
+    size_t usable = block_usable(c, d);
+    switch (d->h.state) {
+    case LAB_PAGE_HUGE:
+        if (n > LAB_LARGE_MAX) {
+            void *q = lab_pool_resize_huge(c->pool, c, n);
+            if (q)
+                return q;
+        }
+        break;
+    case LAB_PAGE_LARGE:
+        if (!d->above[0] && n > LAB_SMALL_MAX && n <= LAB_LARGE_MAX) {
+            size_t need = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
+            if (need <= d->h.npages) {
+                lab_pool_shrink_run(c->pool, d, need);
+                return p;
+            }
+            if (lab_pool_grow_run(c->pool, d, need))
+                return p;
+        } else if (n <= usable && n > usable / 2) {
+            return p;
+        }
+        break;
+    default:
+        if (n <= usable && (n > usable / 2 || usable <= 64))
+            return p;
+        break;
+    }
+    void *q = n <= LAB_SMALL_MAX ? lab_malloc(n) : alloc_large(n, 0, LAB_GFP_DEFAULT);
+    if (!q)
+        return NULL;
+    memcpy(q, p, lab_min(n, usable));
+    lab_free(p);
+    return q;
+}
+
+size_t lab_trim(void)
+{
+    lab_heap_collect();
+    labyrinth_t *pool = labyrinth_default();
+    return pool ? labyrinth_pool_trim(pool) : 0;
+}
+
+void lab_alloc_stats(struct lab_alloc_stats *out)
+{
+    lab_arena_stats(&out->heap, NULL, &out->heaps);
+    out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
+    lab_pool_t *pool = lab_pool_default();
+    if (pool)
+        lab_pool_counters(pool, &out->pool);
+    else
+        memset(&out->pool, 0, sizeof out->pool);
+}

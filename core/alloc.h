@@ -1,0 +1,77 @@
+/* alloc.h — the fast paths: lab_malloc and lab_free, and the core names of everything a libc
+ * allocation function needs. Layer 4: uses core/arena and below.
+ *
+ * Call tree, from the fast path down to the slowest refill:
+ *   lab_malloc ─ direct[(n+15)/16] span → pop free list            (≤ 1 KiB, no lock, no atomic)
+ *     └ lab_malloc_slow ─ class span pop (≤ 32 KiB)
+ *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
+ *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
+ *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
+ *   lab_free ─ page map → chunk → descriptor → span owned by this thread: push, count
+ *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote CAS push / large / huge */
+#ifndef LAB_ALLOC_H
+#define LAB_ALLOC_H
+
+#include "arena.h"
+
+lab_internal void *lab_malloc_slow(size_t n);
+lab_internal void lab_free_slow(void *p);
+
+lab_inline void *lab_malloc(size_t n)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (lab_likely(n <= LAB_DIRECT_MAX)) {
+        lab_span_t *s = h->direct[(n + 15) >> 4];
+        lab_block_t *b = s->free;
+        if (lab_likely(b != NULL)) {
+            s->free = b->next;
+            s->usedf++;
+            h->st.mallocs++;
+            return b;
+        }
+    }
+    return lab_malloc_slow(n);
+}
+
+lab_inline void lab_free(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (lab_likely(c != NULL)) {
+        lab_span_t *s = (lab_span_t *)lab_chunk_desc(c, a);
+        lab_heap_t *h = lab_tls_heap;
+        if (lab_likely(s->heap == h)) {
+            lab_block_t *b = (lab_block_t *)p;
+            b->next = s->free;
+            s->free = b;
+            h->st.frees++;
+            uint32_t u = --s->usedf;
+            /* one compare catches both "span now empty" (u == 0) and "span was full" (bit 31) */
+            if (lab_likely(u - 1 < LAB_SPAN_FULL - 1))
+                return;
+            return lab_span_free_local_slow(h, s);
+        }
+    }
+    return lab_free_slow(p);
+}
+
+/* The rest of the family, with glibc's contracts (errno set on failure). */
+lab_internal void *lab_calloc(size_t n, size_t size);
+lab_internal void *lab_realloc(void *p, size_t n);
+/* align: a power of two (callers check); NULL + ENOMEM on exhaustion. */
+lab_internal void *lab_malloc_aligned(size_t align, size_t n);
+/* Usable bytes of a block we own; 0 for NULL or a pointer that is not ours. */
+lab_internal size_t lab_usable_size(const void *p);
+/* true if p is the start of a live block of ours (for realloc's foreign check). */
+lab_internal bool lab_owns(const void *p);
+/* Return idle memory to the OS now; returns the pages purged. */
+lab_internal size_t lab_trim(void);
+/* Process-wide counters for malloc statistics. */
+struct lab_alloc_stats {
+    lab_heap_stats_t heap;
+    size_t heaps;
+    struct labyrinth_pool_stats pool;
+};
+lab_internal void lab_alloc_stats(struct lab_alloc_stats *out);
+
+#endif

@@ -1,0 +1,394 @@
+/* arena.c — thread-exclusive heaps and their spans (layer 3): span refill and carving, remote-free
+ * collection, the full/notify protocol, span release, heap creation, abandonment at thread exit,
+ * adoption by new threads, fork. Calls core/pool and below.
+ *
+ * Protocol of a full span: when the owner finds a span exhausted it CASes remote from 0 to
+ * NOTIFY and takes the span off its class list (usedf |= FULL). The first remote free that sees
+ * NOTIFY clears it and pushes the span on the owner heap's inbox; the owner relists spans from
+ * its inbox on its next slow path. Only the owner ever touches a span's lists and counts. */
+#include "arena.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
+lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}};
+__thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
+
+static lab_lock_t heaps_lock = LAB_LOCK_INIT;
+static lab_heap_t *heaps_all, *heaps_abandoned;
+static pthread_key_t heap_key;
+static int heap_key_state; /* 0 none, 1 creating, 2 ready */
+
+static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
+
+/* Point the direct slots of cls (sizes <= 1 KiB) at the class's current span. */
+static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
+{
+    h->cur[cls] = s;
+    if (cls > lab_size_class(LAB_DIRECT_MAX))
+        return;
+    unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
+    unsigned hi = (unsigned)(lab_class_size(cls) / 16);
+    for (unsigned i = lo; i <= hi; i++)
+        h->direct[i] = s ? s : &lab_span_empty;
+}
+
+static void list_push_head(lab_heap_t *h, lab_span_t *s)
+{
+    lab_span_t *head = h->cur[s->cls];
+    s->prev = NULL;
+    s->next = head;
+    if (head)
+        head->prev = s;
+    heap_set_cur(h, s->cls, s);
+}
+
+/* Insert behind the head, so the span in use stays in use. */
+static void list_push_second(lab_heap_t *h, lab_span_t *s)
+{
+    lab_span_t *head = h->cur[s->cls];
+    if (!head) {
+        list_push_head(h, s);
+        return;
+    }
+    s->prev = head;
+    s->next = head->next;
+    if (head->next)
+        head->next->prev = s;
+    head->next = s;
+}
+
+static void list_remove(lab_heap_t *h, lab_span_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        heap_set_cur(h, s->cls, s->next);
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+/* Put a list of remotely freed blocks on the local free list. */
+static void span_splice(lab_span_t *s, lab_block_t *b)
+{
+    if (!b)
+        return;
+    uint32_t n = 1;
+    lab_block_t *t = b;
+    while (t->next) {
+        t = t->next;
+        n++;
+    }
+    t->next = s->free;
+    s->free = b;
+    s->usedf -= n;
+}
+
+/* Move the remote-free list onto the local one. */
+static void span_collect(lab_span_t *s)
+{
+    if (!lab_load_relaxed(&s->remote))
+        return;
+    /* acquire pairs with the release CAS of remote frees: the blocks' links are visible */
+    uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
+    span_splice(s, (lab_block_t *)(r & ~LAB_REMOTE_NOTIFY));
+}
+
+/* Carve the next batch of never-used blocks (about one OS page) onto the free list. */
+static void span_carve(lab_span_t *s)
+{
+    uintptr_t base = lab_desc_addr((lab_page_t *)s);
+    uint32_t bs = s->block_size;
+    uint32_t n = lab_max(1u, 4096u / bs);
+    n = lab_min(n, (uint32_t)s->capacity - s->carved);
+    uintptr_t first = base + (uintptr_t)s->carved * bs;
+    for (uint32_t i = 0; i + 1 < n; i++)
+        ((lab_block_t *)(first + (uintptr_t)i * bs))->next = (lab_block_t *)(first + (uintptr_t)(i + 1) * bs);
+    ((lab_block_t *)(first + (uintptr_t)(n - 1) * bs))->next = s->free;
+    s->free = (lab_block_t *)first;
+    s->carved += n;
+}
+
+static void span_release(lab_heap_t *h, lab_span_t *s)
+{
+    h->st.span_releases++;
+    s->heap = NULL;
+    lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
+}
+
+static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
+{
+    size_t bs = lab_class_size(cls);
+    unsigned order = span_order(bs);
+    lab_page_t *d;
+    if (!lab_pool_alloc_order(h->pool, order, LAB_GFP_DEFAULT, LAB_PAGE_SPAN, &d))
+        return NULL;
+    lab_span_t *s = (lab_span_t *)d;
+    s->free = NULL;
+    s->remote = 0;
+    s->usedf = 0;
+    s->capacity = (uint16_t)(((size_t)1 << (order + LAB_PAGE_SHIFT)) / bs);
+    s->cls = (uint8_t)cls;
+    s->flags = 0;
+    s->block_size = (uint32_t)bs;
+    s->carved = 0;
+    s->next = s->prev = NULL;
+    s->heap = h;
+    h->st.spans++;
+    span_carve(s);
+    return s;
+}
+
+/* Relist the spans that remote frees have made non-full. */
+static void heap_take_inbox(lab_heap_t *h)
+{
+    /* acquire pairs with the release CAS in inbox_push: the spans' links are visible */
+    lab_span_t *s = (lab_span_t *)__atomic_exchange_n(&h->inbox, 0, __ATOMIC_ACQUIRE);
+    while (s) {
+        lab_span_t *next = s->next;
+        span_collect(s);
+        s->usedf &= ~LAB_SPAN_FULL;
+        if (s->usedf == 0 && h->cur[s->cls])
+            span_release(h, s);
+        else
+            list_push_second(h, s);
+        s = next;
+    }
+}
+
+void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
+{
+    if (lab_unlikely(h->state != LAB_HEAP_LIVE)) {
+        h = lab_heap_get_slow();
+        if (!h) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    h->in_slow = 1;
+    if (lab_load_relaxed(&h->inbox))
+        heap_take_inbox(h);
+    lab_span_t *s;
+    while ((s = h->cur[cls])) {
+        if (s->free)
+            break;
+        span_collect(s);
+        if (s->free)
+            break;
+        if (s->carved < s->capacity) {
+            span_carve(s);
+            break;
+        }
+        uintptr_t zero = 0;
+        /* acq_rel: pairs with remote frees; if one slipped in, collect it instead */
+        if (__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            list_remove(h, s);
+            s->usedf |= LAB_SPAN_FULL;
+        }
+    }
+    if (!s) {
+        s = span_new(h, cls);
+        if (!s) {
+            h->in_slow = 0;
+            errno = ENOMEM;
+            return NULL;
+        }
+        list_push_head(h, s);
+    }
+    lab_block_t *b = s->free;
+    s->free = b->next;
+    s->usedf++;
+    h->st.mallocs++;
+    h->in_slow = 0;
+    return b;
+}
+
+void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
+{
+    h->in_slow = 1;
+    if (s->usedf & LAB_SPAN_FULL) {
+        /* acquire: as in span_collect */
+        uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
+        span_splice(s, (lab_block_t *)(r & ~LAB_REMOTE_NOTIFY));
+        if (r & LAB_REMOTE_NOTIFY) {
+            s->usedf &= ~LAB_SPAN_FULL;
+            list_push_second(h, s);
+        }
+        /* else a remote free took the notice and puts the span on the inbox: it relists it */
+    }
+    if (s->usedf == 0 && h->cur[s->cls] != s) {
+        list_remove(h, s);
+        span_release(h, s);
+    }
+    h->in_slow = 0;
+}
+
+static void inbox_push(lab_heap_t *h, lab_span_t *s)
+{
+    uintptr_t old = lab_load_relaxed(&h->inbox);
+    do {
+        s->next = (lab_span_t *)old;
+        /* release: the span's link is written before the span is published */
+    } while (!__atomic_compare_exchange_n(&h->inbox, &old, (uintptr_t)s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+{
+    uintptr_t old = lab_load_relaxed(&s->remote);
+    do {
+        b->next = (lab_block_t *)(old & ~LAB_REMOTE_NOTIFY);
+        /* release: the block's link is written before the owner can collect it */
+    } while (!__atomic_compare_exchange_n(&s->remote, &old, (uintptr_t)b, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (old & LAB_REMOTE_NOTIFY)
+        inbox_push(s->heap, s);
+    lab_heap_t *me = lab_tls_heap;
+    if (me->state == LAB_HEAP_LIVE)
+        me->st.remote_frees++;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * heaps: creation, adoption, abandonment */
+
+static void heap_destructor(void *arg)
+{
+    (void)arg;
+    lab_heap_thread_exit();
+}
+
+void lab_arena_thread_key_init(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&heap_key_state, &expect, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        int ok = pthread_key_create(&heap_key, heap_destructor) == 0;
+        __atomic_store_n(&heap_key_state, ok ? 2 : 0, __ATOMIC_RELEASE);
+    }
+    lab_pool_thread_key_init();
+}
+
+lab_noinline lab_heap_t *lab_heap_get_slow(void)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state == LAB_HEAP_LIVE)
+        return h;
+    lab_pool_t *pool = lab_pool_default();
+    if (!pool)
+        return NULL;
+    lab_lock(&heaps_lock);
+    h = heaps_abandoned;
+    if (h)
+        heaps_abandoned = h->next_abandoned;
+    lab_unlock(&heaps_lock);
+    if (!h) {
+        h = lab_meta_alloc(sizeof *h);
+        if (!h)
+            return NULL;
+        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+            h->direct[i] = &lab_span_empty;
+        h->pool = pool;
+        lab_lock(&heaps_lock);
+        h->next_all = heaps_all;
+        heaps_all = h;
+        lab_unlock(&heaps_lock);
+    }
+    h->next_abandoned = NULL;
+    h->state = LAB_HEAP_LIVE;
+    lab_tls_heap = h;
+    /* acquire pairs with the release in key_init */
+    if (__atomic_load_n(&heap_key_state, __ATOMIC_ACQUIRE) == 2)
+        pthread_setspecific(heap_key, h);
+    return h;
+}
+
+/* Give back what the heap can: inbox, remote frees, empty spans. */
+static void heap_tidy(lab_heap_t *h)
+{
+    h->in_slow = 1;
+    if (lab_load_relaxed(&h->inbox))
+        heap_take_inbox(h);
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+        lab_span_t *s = h->cur[cls];
+        while (s) {
+            lab_span_t *next = s->next;
+            span_collect(s);
+            if (s->usedf == 0) {
+                list_remove(h, s);
+                span_release(h, s);
+            }
+            s = next;
+        }
+    }
+    h->in_slow = 0;
+}
+
+void lab_heap_collect(void)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state == LAB_HEAP_LIVE)
+        heap_tidy(h);
+}
+
+void lab_heap_thread_exit(void)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state == LAB_HEAP_LIVE) {
+        heap_tidy(h);
+        lab_tls_heap = &lab_heap_empty;
+        lab_lock(&heaps_lock);
+        h->state = LAB_HEAP_ABANDONED;
+        h->next_abandoned = heaps_abandoned;
+        heaps_abandoned = h;
+        lab_unlock(&heaps_lock);
+    }
+    lab_pool_thread_exit();
+}
+
+void lab_arena_fork_prepare(void) { lab_lock(&heaps_lock); }
+void lab_arena_fork_parent(void) { lab_unlock(&heaps_lock); }
+
+void lab_arena_fork_child(void)
+{
+    lab_lock_reset(&heaps_lock);
+    /* heaps of threads that do not exist in the child are abandoned, so new threads adopt them;
+     * one that was mid-change in a slow path cannot be trusted and is left alone (leaked) */
+    lab_heap_t *me = lab_tls_heap;
+    for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
+        if (h != me && h->state == LAB_HEAP_LIVE) {
+            h->state = LAB_HEAP_ABANDONED;
+            if (!h->in_slow) {
+                h->next_abandoned = heaps_abandoned;
+                heaps_abandoned = h;
+            }
+        }
+    }
+}
+
+void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps)
+{
+    memset(sum, 0, sizeof *sum);
+    size_t live = 0, n = 0;
+    lab_lock(&heaps_lock);
+    for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
+        n++;
+        sum->mallocs += h->st.mallocs;
+        sum->frees += h->st.frees;
+        sum->remote_frees += h->st.remote_frees;
+        sum->foreign_frees += h->st.foreign_frees;
+        sum->large += h->st.large;
+        sum->huge += h->st.huge;
+        sum->spans += h->st.spans;
+        sum->span_releases += h->st.span_releases;
+    }
+    sum->mallocs += lab_heap_empty.st.mallocs;
+    sum->frees += lab_heap_empty.st.frees;
+    sum->remote_frees += lab_heap_empty.st.remote_frees;
+    sum->foreign_frees += lab_heap_empty.st.foreign_frees;
+    lab_unlock(&heaps_lock);
+    if (live_bytes)
+        *live_bytes = live;
+    if (heaps)
+        *heaps = n;
+}

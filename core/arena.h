@@ -1,0 +1,105 @@
+/* arena.h — size classes, spans and thread-exclusive heaps.
+ * Layer 3: uses core/pool (and below). A heap belongs to one thread and is reached through one
+ * initial-exec TLS pointer; its spans are runs from the pool holding equal blocks of one class.
+ * Frees from other threads arrive on a span's atomic remote list; a span that was full when such a
+ * free came is put on its heap's inbox so the owner sees it again. */
+#ifndef LAB_ARENA_H
+#define LAB_ARENA_H
+
+#include "pool.h"
+
+/* ---- size classes: 16-byte steps to 128 B, then four per doubling up to 32 KiB ---- */
+#define LAB_SMALL_MAX    32768u
+#define LAB_DIRECT_MAX   1024u
+#define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
+#define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
+#define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
+
+lab_inline unsigned lab_size_class(size_t n)
+{
+    if (n <= 128)
+        return n <= 16 ? 1 : (unsigned)((n + 15) >> 4);
+    size_t m = n - 1;
+    unsigned b = lab_log2_floor(m);
+    return 8 + (b - 7) * 4 + (unsigned)((m >> (b - 2)) & 3) + 1;
+}
+
+lab_inline size_t lab_class_size(unsigned cls)
+{
+    if (cls <= 8)
+        return (size_t)cls << 4;
+    unsigned k = cls - 9, b = 7 + k / 4;
+    return ((size_t)1 << b) + (size_t)(k % 4 + 1) * ((size_t)1 << (b - 2));
+}
+
+typedef struct lab_block {
+    struct lab_block *next;
+} lab_block_t;
+
+struct lab_heap;
+
+#define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
+#define LAB_REMOTE_NOTIFY ((uintptr_t)1) /* in remote: the owner wants to hear of the next free */
+
+/* A span overlays the pool's page descriptor of its first page (64 bytes). `heap` sits where the
+ * pool keeps `owner`, so runs the pool owns never match a heap. */
+typedef struct lab_span {
+    lab_page_hdr_t h;
+    lab_block_t *free;          /* owner-only free list */
+    uintptr_t remote;           /* atomic: blocks freed by other threads | LAB_REMOTE_NOTIFY */
+    uint32_t usedf;             /* blocks out (owner's count) | LAB_SPAN_FULL */
+    uint16_t capacity;          /* blocks in the span */
+    uint8_t cls;
+    uint8_t flags;
+    struct lab_heap *heap;      /* owner, never changes while the span lives */
+    uint32_t block_size;
+    uint32_t carved;            /* blocks carved from the span so far (the rest untouched) */
+    struct lab_span *next;      /* class list; inbox link while full */
+    struct lab_span *prev;
+} lab_span_t;
+_Static_assert(sizeof(lab_span_t) == sizeof(lab_page_t), "a span is a page descriptor");
+_Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_page_t, owner),
+               "heap overlays owner");
+
+/* Per-thread counters, summed on demand (no atomics). */
+typedef struct lab_heap_stats {
+    uint64_t mallocs, frees, remote_frees, foreign_frees, large, huge, spans, span_releases;
+} lab_heap_stats_t;
+
+typedef struct lab_heap {
+    lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
+    lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
+    lab_heap_stats_t st;
+    lab_pool_t *pool;
+    uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */
+    int state;                               /* LAB_HEAP_LIVE / ABANDONED */
+    volatile int in_slow;                    /* lists being changed (fork-child safety) */
+    struct lab_heap *next_all;
+    struct lab_heap *next_abandoned;
+} lab_heap_t;
+
+enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2 };
+
+lab_internal extern __thread lab_heap_t *lab_tls_heap;
+lab_internal extern lab_heap_t lab_heap_empty;
+
+/* The slow path of small allocation: refill from the class's spans or a new span. */
+lab_internal void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls);
+/* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
+lab_internal lab_heap_t *lab_heap_get_slow(void);
+/* A local free that emptied the span or hit a full one. */
+lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
+/* A free from a thread that does not own the span. */
+lab_internal void lab_span_free_remote(lab_span_t *s, lab_block_t *b);
+/* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */
+lab_internal void lab_heap_thread_exit(void);
+lab_internal void lab_arena_thread_key_init(void);
+lab_internal void lab_arena_fork_prepare(void);
+lab_internal void lab_arena_fork_parent(void);
+lab_internal void lab_arena_fork_child(void);
+/* Sum the counters of all heaps; *live_bytes gets the bytes in blocks handed out by spans. */
+lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps);
+/* Collect remote frees and release empty spans of the calling thread's heap (malloc_trim). */
+lab_internal void lab_heap_collect(void);
+
+#endif

@@ -1,0 +1,219 @@
+/* os.c — raw system calls for mapping, unmapping, advising and protecting memory.
+ * Layer 1: calls nothing of Labyrinth but common.h. Uses inline `syscall` instructions so that
+ * errno is untouched and nothing here can recurse into an interposed libc name. */
+#include "os.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <stdlib.h>
+#include <time.h>
+
+static uint64_t os_calls, os_maps, os_unmaps, os_purges, os_remaps, os_mapped_bytes;
+static uint64_t os_fail_every, os_fail_after, os_map_attempts;
+
+static inline long os_syscall6(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    lab_add_relaxed(&os_calls, 1);
+    __asm__ __volatile__("syscall"
+                         : "=a"(ret)
+                         : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                         : "rcx", "r11", "memory");
+    return ret;
+}
+
+/* A fault-injection decision for one mapping of len bytes; true = pretend ENOMEM. */
+static bool os_inject(size_t len)
+{
+    uint64_t every = lab_load_relaxed(&os_fail_every);
+    uint64_t after = lab_load_relaxed(&os_fail_after);
+    if (lab_likely(!every && !after))
+        return false;
+    uint64_t n = lab_add_relaxed(&os_map_attempts, 1) + 1;
+    if (every && n % every == 0)
+        return true;
+    if (after && lab_load_relaxed(&os_mapped_bytes) + len > after)
+        return true;
+    return false;
+}
+
+long lab_os_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
+{
+    if (!(flags & MAP_FIXED) && os_inject(len))
+        return -ENOMEM;
+    long r = os_syscall6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off);
+    if (r >= 0 || r < -4095) {
+        lab_add_relaxed(&os_maps, 1);
+        lab_add_relaxed(&os_mapped_bytes, len);
+    }
+    return r;
+}
+
+long lab_os_munmap(void *addr, size_t len)
+{
+    long r = os_syscall6(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0);
+    if (r == 0) {
+        lab_add_relaxed(&os_unmaps, 1);
+        lab_sub_relaxed(&os_mapped_bytes, len);
+    }
+    return r;
+}
+
+long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+    if (new_len > old_len && os_inject(new_len - old_len))
+        return -ENOMEM;
+    long r = os_syscall6(SYS_mremap, (long)old, (long)old_len, (long)new_len, flags, (long)new_addr, 0);
+    if (r >= 0 || r < -4095) {
+        lab_add_relaxed(&os_remaps, 1);
+        lab_add_relaxed(&os_mapped_bytes, new_len - old_len);
+    }
+    return r;
+}
+
+long lab_os_madvise(void *addr, size_t len, int advice)
+{
+    return os_syscall6(SYS_madvise, (long)addr, (long)len, advice, 0, 0, 0);
+}
+
+long lab_os_mprotect(void *addr, size_t len, int prot)
+{
+    return os_syscall6(SYS_mprotect, (long)addr, (long)len, prot, 0, 0, 0);
+}
+
+long lab_os_write(int fd, const void *buf, size_t len)
+{
+    return os_syscall6(SYS_write, fd, (long)buf, (long)len, 0, 0, 0);
+}
+
+long lab_os_gettid(void)
+{
+    return os_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+}
+
+static inline bool os_is_err(long r) { return r < 0 && r >= -4095; }
+
+void *lab_os_map_aligned(size_t size, size_t align, int *err)
+{
+    long r = lab_os_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (os_is_err(r)) {
+        *err = (int)r;
+        return NULL;
+    }
+    uintptr_t p = (uintptr_t)r;
+    if ((p & (align - 1)) == 0)
+        return (void *)p;
+    /* Misaligned: map size+align and trim both ends, so no address space is wasted. */
+    lab_os_munmap((void *)p, size);
+    size_t over = size + align;
+    r = lab_os_mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (os_is_err(r)) {
+        *err = (int)r;
+        return NULL;
+    }
+    p = (uintptr_t)r;
+    uintptr_t a = lab_align_up(p, align);
+    if (a > p)
+        lab_os_munmap((void *)p, a - p);
+    if (p + over > a + size)
+        lab_os_munmap((void *)(a + size), p + over - (a + size));
+    return (void *)a;
+}
+
+int lab_os_purge(void *addr, size_t len)
+{
+    lab_add_relaxed(&os_purges, 1);
+    return (int)lab_os_madvise(addr, len, MADV_DONTNEED);
+}
+
+void lab_os_counters(struct lab_os_counters *out)
+{
+    out->calls = lab_load_relaxed(&os_calls);
+    out->maps = lab_load_relaxed(&os_maps);
+    out->unmaps = lab_load_relaxed(&os_unmaps);
+    out->purges = lab_load_relaxed(&os_purges);
+    out->remaps = lab_load_relaxed(&os_remaps);
+    out->mapped_bytes = lab_load_relaxed(&os_mapped_bytes);
+}
+
+void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_after_bytes)
+{
+    lab_store_relaxed(&os_map_attempts, 0);
+    lab_store_relaxed(&os_fail_every, every_nth_map);
+    lab_store_relaxed(&os_fail_after, fail_after_bytes);
+}
+
+uint64_t lab_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+size_t lab_fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}
+
+static size_t os_fmt_hex(char *buf, uintptr_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    buf[0] = '0';
+    buf[1] = 'x';
+    for (size_t i = 0; i < n; i++)
+        buf[2 + i] = tmp[n - 1 - i];
+    return n + 2;
+}
+
+void lab_message(const char *msg, const void *addr)
+{
+    char line[256];
+    size_t n = 0;
+    const char *pre = "labyrinth: ";
+    while (*pre)
+        line[n++] = *pre++;
+    while (*msg && n < sizeof line - 24)
+        line[n++] = *msg++;
+    if (addr) {
+        line[n++] = ' ';
+        n += os_fmt_hex(line + n, (uintptr_t)addr);
+    }
+    line[n++] = '\n';
+    lab_os_write(2, line, n);
+}
+
+void lab_fatal(const char *what, const void *addr)
+{
+    lab_message(what, addr);
+    /* abort() raises SIGABRT without allocating; it is async-signal-safe in glibc. */
+    abort();
+}
+
+void lab_os_futex_wait(int *addr, int val)
+{
+    os_syscall6(SYS_futex, (long)addr, 128 /* FUTEX_WAIT_PRIVATE */, val, 0, 0, 0);
+}
+
+void lab_os_futex_wake(int *addr, int n)
+{
+    os_syscall6(SYS_futex, (long)addr, 129 /* FUTEX_WAKE_PRIVATE */, n, 0, 0, 0);
+}

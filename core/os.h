@@ -1,0 +1,39 @@
+/* os.h — the OS layer: the only code in Labyrinth that talks to the kernel.
+ * Layer 1 (lowest). Every call is a raw system call (never the libc names, which preload
+ * interposes); errors come back as -errno and errno is never touched. */
+#ifndef LAB_OS_H
+#define LAB_OS_H
+
+#include "common.h"
+
+/* mmap; returns the address or -errno (as a pointer-sized integer). */
+lab_internal long lab_os_mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
+lab_internal long lab_os_munmap(void *addr, size_t len);
+lab_internal long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
+lab_internal long lab_os_madvise(void *addr, size_t len, int advice);
+lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
+lab_internal long lab_os_write(int fd, const void *buf, size_t len);
+lab_internal long lab_os_gettid(void);
+
+/* Read-write private anonymous memory of size bytes aligned to align (a power of two >= 4 KiB).
+ * NULL on failure with *err = -errno. */
+lab_internal void *lab_os_map_aligned(size_t size, size_t align, int *err);
+/* Give pages back to the OS but keep the range mapped (reads zero afterwards). */
+lab_internal int lab_os_purge(void *addr, size_t len);
+
+/* Counters and fault injection (tests). Every call above counts; a test may make the Nth and
+ * every Nth mapping fail with ENOMEM, or every mapping once more than a byte budget is mapped. */
+struct lab_os_counters {
+    uint64_t calls;         /* system calls made through this layer */
+    uint64_t maps, unmaps, purges, remaps;
+    uint64_t mapped_bytes;  /* currently mapped through lab_os_map_aligned / mmap */
+};
+lab_internal void lab_os_counters(struct lab_os_counters *out);
+lab_internal void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_after_bytes);
+
+
+
+/* Futex wait/wake on a 32-bit word (private futex); used by lock.h only. */
+lab_internal void lab_os_futex_wait(int *addr, int val);
+lab_internal void lab_os_futex_wake(int *addr, int n);
+#endif

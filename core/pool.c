@@ -1,0 +1,1462 @@
+/* pool.c — the labyrinth page pool (layer 2): metadata memory, the page map, chunks, the
+ * coalescing run store, the lock-free shared lists, rooms, watermarks, the reserve, purging,
+ * huge mappings, and the public labyrinth_* API. Calls core/os and lock.h only.
+ *
+ * Allocation of a 2^order run tries, in order (the policy in five lines, as in the kernel):
+ *   room_pop            the thread's own list: no atomics, no shared cache line
+ *   shared_pop          the pool's lock-free list of that order (one CAS)
+ *   shared_split        a larger run from the lock-free lists, halves pushed back (CAS only)
+ *   store_take          under the zone lock (a trylock for ATOMIC): carve from coalesced runs
+ *   zone_refill         DEFAULT only: map chunks up to the HIGH watermark, then carve
+ * DEFAULT never lets the free count fall below the reserve; ATOMIC may empty it, and never makes
+ * a system call or waits on a lock. Frees go to the room, spill to the shared list, and drain
+ * to the store (coalescing) only when the zone lock is free. */
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
+#define POOL_MAGIC 0x4c61627972696e74ull /* "Labyrint" */
+#define LAB_ROOM_POOLS 8                  /* pools with rooms; pools beyond go straight to lists */
+#define ZONE_NORMAL 0
+#define ZONE_EXCL 1
+
+/* ------------------------------------------------------------------------------------------
+ * metadata memory: bump allocation from 4 MiB mappings; freed blocks are kept per size.
+ * Chunk headers, page-map tables, pools and room sets come from here; it is never unmapped,
+ * so a stale descriptor read by a lock-free pop is always readable memory. */
+
+static lab_lock_t meta_lock = LAB_LOCK_INIT;
+static uintptr_t meta_cur, meta_end;
+static struct { size_t size; void *head; } meta_free_lists[8];
+
+void *lab_meta_alloc(size_t size)
+{
+    /* large blocks (chunk headers, page-map tables) get whole 64 KiB-aligned slots, so that a
+     * descriptor finds its chunk header by masking */
+    size_t align = size >= (16u << 10) ? LAB_META_SLOT : 64;
+    size = lab_align_up(size, align);
+    void *p = NULL;
+    lab_lock(&meta_lock);
+    for (unsigned i = 0; i < 8; i++) {
+        if (meta_free_lists[i].size == size && meta_free_lists[i].head) {
+            p = meta_free_lists[i].head;
+            meta_free_lists[i].head = *(void **)p;
+            break;
+        }
+    }
+    if (!p) {
+        uintptr_t a = lab_align_up(meta_cur, align);
+        if (!meta_cur || a + size > meta_end) {
+            size_t region = lab_max((size_t)4 << 20, lab_align_up(size, LAB_META_SLOT));
+            int err;
+            void *m = lab_os_map_aligned(region, LAB_META_SLOT, &err);
+            if (!m) {
+                lab_unlock(&meta_lock);
+                return NULL;
+            }
+            meta_cur = (uintptr_t)m;
+            meta_end = meta_cur + region;
+            a = lab_align_up(meta_cur, align);
+        }
+        meta_cur = a + size;
+        p = (void *)a;
+        lab_unlock(&meta_lock);
+        return p; /* fresh anonymous memory is zero */
+    }
+    lab_unlock(&meta_lock);
+    memset(p, 0, size);
+    return p;
+}
+
+void lab_meta_free(void *p, size_t size)
+{
+    size = lab_align_up(size, size >= (16u << 10) ? LAB_META_SLOT : 64);
+    lab_lock(&meta_lock);
+    for (unsigned i = 0; i < 8; i++) {
+        if (meta_free_lists[i].size == size || meta_free_lists[i].size == 0) {
+            meta_free_lists[i].size = size;
+            *(void **)p = meta_free_lists[i].head;
+            meta_free_lists[i].head = p;
+            break;
+        }
+    }
+    lab_unlock(&meta_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * the page map */
+
+lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
+
+static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
+{
+    for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
+        lab_chunk_t ***slot = &lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)];
+        lab_chunk_t **l2 = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        if (!l2) {
+            lab_chunk_t **fresh = lab_meta_alloc(sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
+            if (!fresh)
+                return -ENOMEM;
+            lab_chunk_t **expect = NULL;
+            /* release: the zeroed table is visible before its pointer (lookups acquire) */
+            if (__atomic_compare_exchange_n(slot, &expect, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                l2 = fresh;
+            else {
+                lab_meta_free(fresh, sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
+                l2 = expect;
+            }
+        }
+        /* release: the chunk header is initialised before lookups can find it */
+        __atomic_store_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], c, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * pool state */
+
+typedef struct lab_stack {
+    lab_page_t *top;
+    uintptr_t tag; /* bumped by every pop and push: a stale top never matches (ABA) */
+} lab_aligned(16) lab_stack_t;
+
+typedef struct lab_zone {
+    struct {
+        lab_stack_t s;
+        size_t pages;       /* pages on the list (relaxed; a hint for draining) */
+    } lab_aligned(64) shared[LAB_NR_ORDERS];
+    lab_lock_t lock;
+    size_t store_pages;
+    lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
+    uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
+    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length */
+} lab_zone_t;
+
+struct lab_pool {
+    uint64_t gen;         /* rooms of an older generation of this slot are stale */
+    unsigned id;
+    bool is_default;
+    size_t reserve, low, high, max;
+    unsigned delay_ms;
+    lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
+    size_t mapped_pages;
+    uint64_t now_ms, last_purge;
+    uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
+    uint64_t room_hits_dead;          /* room hits of threads that have exited */
+    size_t purged_pages, unmapped_chunks;
+    size_t peak_used;
+    lab_zone_t zone[2];
+    lab_lock_t huge_lock;
+    lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
+    size_t huge_cache_bytes;
+    lab_pool_t *next_pool;
+};
+
+static lab_lock_t pools_lock = LAB_LOCK_INIT;
+static lab_pool_t *pools_all;
+static lab_pool_t *pool_slots[LAB_ROOM_POOLS];
+static uint64_t pool_gen_counter;
+
+/* ------------------------------------------------------------------------------------------
+ * rooms: one set per thread, reached through one TLS pointer */
+
+typedef struct lab_room {
+    lab_page_t *head;
+    uint32_t count;
+} lab_room_t;
+
+typedef struct lab_rooms {
+    struct {
+        uint64_t gen;
+        lab_pool_t *pool;
+        uint64_t hits;
+        lab_room_t r[LAB_NR_ORDERS];
+    } slot[LAB_ROOM_POOLS];
+    volatile int busy;             /* a room list is being changed: a nested call keeps out */
+    struct lab_rooms *next_all;
+    struct lab_rooms *next_free;
+} lab_rooms_t;
+
+static const uint16_t room_cap[LAB_NR_ORDERS] = {64, 32, 16, 16, 16, 8, 4, 2, 1, 1};
+
+static __thread lab_rooms_t *tls_rooms;
+static __thread int tls_rooms_dead;
+static lab_lock_t rooms_lock = LAB_LOCK_INIT;
+static lab_rooms_t *rooms_all, *rooms_free;
+static pthread_key_t rooms_key;
+static int rooms_key_state; /* 0 none, 1 creating, 2 ready */
+
+static size_t shared_cap_pages(unsigned order) { return lab_max((size_t)256, (size_t)2 << order); }
+
+/* ------------------------------------------------------------------------------------------
+ * lock-free shared lists (Treiber stacks of descriptors, tagged against ABA) */
+
+static inline bool stack_cas(lab_stack_t *s, lab_stack_t old, lab_stack_t nw)
+{
+    unsigned __int128 o, n;
+    memcpy(&o, &old, 16);
+    memcpy(&n, &nw, 16);
+    /* full barrier (lock cmpxchg16b): a popped run's descriptor writes by its previous owner
+     * are visible to the popper, and a pusher's writes to the run precede its publication */
+    return __sync_bool_compare_and_swap((unsigned __int128 *)s, o, n);
+}
+
+static inline lab_stack_t stack_read(lab_stack_t *s)
+{
+    lab_stack_t v;
+    /* the tag is read first: a torn pair can only make the following CAS fail */
+    v.tag = __atomic_load_n(&s->tag, __ATOMIC_ACQUIRE);
+    v.top = __atomic_load_n(&s->top, __ATOMIC_ACQUIRE);
+    return v;
+}
+
+/* Push the chain first..last (linked by next). */
+static void stack_push_chain(lab_stack_t *s, lab_page_t *first, lab_page_t *last)
+{
+    lab_stack_t old, nw;
+    do {
+        old = stack_read(s);
+        last->next = old.top;
+        nw.top = first;
+        nw.tag = old.tag + 1;
+    } while (!stack_cas(s, old, nw));
+}
+
+static lab_page_t *stack_pop(lab_stack_t *s)
+{
+    lab_stack_t old, nw;
+    do {
+        old = stack_read(s);
+        if (!old.top)
+            return NULL;
+        /* descriptors are never unmapped, so this read is safe even if old.top was taken */
+        nw.top = __atomic_load_n(&old.top->next, __ATOMIC_RELAXED);
+        nw.tag = old.tag + 1;
+    } while (!stack_cas(s, old, nw));
+    return old.top;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * the store: free runs of any length, coalesced through boundary tags, under the zone lock */
+
+static inline void bin_insert(lab_zone_t *z, lab_page_t *d)
+{
+    uint32_t n = d->h.npages;
+    d->prev = NULL;
+    d->next = z->bin[n];
+    if (d->next)
+        d->next->prev = d;
+    z->bin[n] = d;
+    z->binmap[n / 64] |= 1ull << (n % 64);
+}
+
+static inline void bin_remove(lab_zone_t *z, lab_page_t *d)
+{
+    uint32_t n = d->h.npages;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        z->bin[n] = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    if (!z->bin[n])
+        z->binmap[n / 64] &= ~(1ull << (n % 64));
+}
+
+/* Smallest non-empty bin >= n, or 0. */
+static unsigned bin_find(lab_zone_t *z, unsigned n)
+{
+    unsigned w = n / 64;
+    uint64_t bits = z->binmap[w] & (~0ull << (n % 64));
+    for (;;) {
+        if (bits)
+            return w * 64 + (unsigned)__builtin_ctzll(bits);
+        if (++w >= sizeof z->binmap / 8)
+            return 0;
+        bits = z->binmap[w];
+    }
+}
+
+/* Record [idx, idx+n) of chunk c as a free store run and insert it. */
+static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
+                          bool clean, uint64_t stamp)
+{
+    lab_page_t *d = &c->page[idx];
+    d->h.state = LAB_PAGE_STORE;
+    d->h.npages = n;
+    d->h.clean = clean;
+    d->h.zone = (uint8_t)c->zone;
+    d->h.order = 0;
+    d->stamp = stamp;
+    d->owner = 0;
+    if (n > 1) {
+        lab_page_t *t = &c->page[idx + n - 1];
+        t->h.state = LAB_PAGE_STORE;
+        t->h.npages = n;
+    }
+    bin_insert(z, d);
+    c->store_pages += n;
+    z->store_pages += n;
+    if (c->zone == ZONE_NORMAL)
+        lab_add_relaxed(&pool->nr_free, n);
+}
+
+/* Take the store run d out of its bin (its pages leave the free count). */
+static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned n = d->h.npages;
+    bin_remove(z, d);
+    if (n > 1)
+        c->page[(d - c->page) + n - 1].h.state = LAB_PAGE_INTERIOR;
+    d->h.state = LAB_PAGE_INTERIOR;
+    c->store_pages -= n;
+    z->store_pages -= n;
+    if (c->zone == ZONE_NORMAL)
+        lab_sub_relaxed(&pool->nr_free, n);
+}
+
+/* Free [idx, idx+n) into the store, merging with free neighbours. */
+static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
+                       bool clean, uint64_t stamp)
+{
+    if (idx > 0) {
+        lab_page_t *t = &c->page[idx - 1];
+        if (t->h.state == LAB_PAGE_STORE) {
+            unsigned ln = t->h.npages;
+            lab_page_t *l = &c->page[idx - ln];
+            store_take_run(pool, z, l);
+            clean = clean && l->h.clean;
+            stamp = lab_max(stamp, l->stamp);
+            idx -= ln;
+            n += ln;
+        }
+    }
+    if (idx + n < LAB_CHUNK_PAGES) {
+        lab_page_t *r = &c->page[idx + n];
+        if (r->h.state == LAB_PAGE_STORE) {
+            unsigned rn = r->h.npages;
+            store_take_run(pool, z, r);
+            clean = clean && r->h.clean;
+            stamp = lab_max(stamp, r->stamp);
+            n += rn;
+        }
+    }
+    if (n == LAB_CHUNK_PAGES)
+        c->idle_since = pool->now_ms;
+    store_put_run(pool, z, c, idx, n, clean, stamp);
+}
+
+/* Carve n pages at page index `at` out of store run d; the rest goes back. Returns the desc. */
+static lab_page_t *store_carve(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned at, unsigned n)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned s = (unsigned)(d - c->page), len = d->h.npages;
+    bool clean = d->h.clean;
+    uint64_t stamp = d->stamp;
+    store_take_run(pool, z, d);
+    if (at > s)
+        store_put_run(pool, z, c, s, at - s, clean, stamp);
+    if (at + n < s + len)
+        store_put_run(pool, z, c, at + n, s + len - at - n, clean, stamp);
+    lab_page_t *r = &c->page[at];
+    r->h.npages = n;
+    r->h.clean = clean;
+    return r;
+}
+
+/* A run of 2^order pages aligned to its size, or NULL. */
+static lab_page_t *store_take_order(lab_pool_t *pool, lab_zone_t *z, unsigned order)
+{
+    unsigned n = 1u << order;
+    for (unsigned b = bin_find(z, n); b; b = bin_find(z, b + 1)) {
+        for (lab_page_t *d = z->bin[b]; d; d = d->next) {
+            lab_chunk_t *c = lab_desc_chunk(d);
+            unsigned s = (unsigned)(d - c->page);
+            unsigned a = lab_align_up(s, n);
+            if (a + n <= s + b)
+                return store_carve(pool, z, d, a, n);
+        }
+    }
+    return NULL;
+}
+
+static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
+{
+    unsigned b = bin_find(z, n);
+    if (!b)
+        return NULL;
+    lab_page_t *d = z->bin[b];
+    lab_chunk_t *c = lab_desc_chunk(d);
+    return store_carve(pool, z, d, (unsigned)(d - c->page), n);
+}
+
+/* Map one more chunk for zone z (lock held). */
+static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
+{
+    size_t usable = LAB_CHUNK_PAGES;
+    if (pool->max) {
+        size_t mapped = lab_load_relaxed(&pool->mapped_pages);
+        if (mapped >= pool->max)
+            return -ENOMEM;
+        usable = lab_min(usable, pool->max - mapped);
+    }
+    lab_chunk_t *c = lab_meta_alloc(sizeof(lab_chunk_t));
+    if (!c)
+        return -ENOMEM;
+    int err;
+    void *m = lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, &err);
+    if (!m) {
+        lab_meta_free(c, sizeof(lab_chunk_t));
+        return err;
+    }
+    if (zone == ZONE_EXCL)
+        lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK);
+    c->base = (uintptr_t)m;
+    c->pool = pool;
+    c->kind = LAB_CHUNK_NORMAL;
+    c->zone = zone;
+    c->size = LAB_CHUNK_SIZE;
+    for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
+        c->head[i] = LAB_HEAD_NONE;
+    if (pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
+        lab_os_munmap(m, LAB_CHUNK_SIZE);
+        lab_meta_free(c, sizeof(lab_chunk_t));
+        return -ENOMEM;
+    }
+    c->next = z->chunks;
+    if (c->next)
+        c->next->prev = c;
+    z->chunks = c;
+    lab_add_relaxed(&pool->mapped_pages, usable);
+    /* pages past a capped pool's limit are never put in the store: they stay unused */
+    store_put_run(pool, z, c, 0, (unsigned)usable, true, pool->now_ms);
+    c->idle_since = pool->now_ms;
+    return 0;
+}
+
+/* Bring the free count up to HIGH (DEFAULT callers, lock held). */
+static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
+{
+    size_t target = lab_max(pool->high, pool->reserve + need);
+    int err = 0;
+    lab_add_relaxed(&pool->refills, 1);
+    while (lab_load_relaxed(&pool->nr_free) < target)
+        if ((err = zone_map_chunk(pool, z, ZONE_NORMAL)) != 0)
+            break;
+    return lab_load_relaxed(&pool->nr_free) >= pool->reserve + need ? 0 : err ? err : -ENOMEM;
+}
+
+/* Drain every shared list of z into the store (lock held). */
+static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
+{
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+        lab_page_t *d;
+        while ((d = stack_pop(&z->shared[o].s))) {
+            lab_sub_relaxed(&z->shared[o].pages, (size_t)1 << o);
+            if (z == &pool->zone[ZONE_NORMAL])
+                lab_sub_relaxed(&pool->nr_free, (size_t)1 << o);
+            lab_chunk_t *c = lab_desc_chunk(d);
+            d->h.state = LAB_PAGE_INTERIOR;
+            store_free(pool, z, c, (unsigned)(d - c->page), 1u << o, d->h.clean, d->stamp);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * handing runs out and taking them back */
+
+static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned idx = (unsigned)(d - c->page);
+    for (unsigned i = 0; i < n; i++)
+        c->head[idx + i] = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : (uint16_t)idx;
+}
+
+static lab_rooms_t *rooms_get(void);
+
+static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned order)
+{
+    if (pool->id >= LAB_ROOM_POOLS)
+        return NULL;
+    if (lab_unlikely(rs->slot[pool->id].gen != pool->gen)) {
+        /* a destroyed pool's runs are gone with it: forget them */
+        memset(&rs->slot[pool->id], 0, sizeof rs->slot[pool->id]);
+        rs->slot[pool->id].gen = pool->gen;
+        rs->slot[pool->id].pool = pool;
+    }
+    return &rs->slot[pool->id].r[order];
+}
+
+/* Push a cached run on the shared list of its order; drain the list when it is too long. */
+static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
+                        unsigned order, unsigned count)
+{
+    size_t pages = (size_t)count << order;
+    stack_push_chain(&z->shared[order].s, first, last);
+    size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
+    if (z == &pool->zone[ZONE_NORMAL])
+        lab_add_relaxed(&pool->nr_free, pages);
+    if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
+        /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
+        size_t goal = now / 2;
+        lab_page_t *d;
+        while (lab_load_relaxed(&z->shared[order].pages) > goal && (d = stack_pop(&z->shared[order].s))) {
+            lab_sub_relaxed(&z->shared[order].pages, (size_t)1 << order);
+            if (z == &pool->zone[ZONE_NORMAL])
+                lab_sub_relaxed(&pool->nr_free, (size_t)1 << order);
+            lab_chunk_t *c = lab_desc_chunk(d);
+            d->h.state = LAB_PAGE_INTERIOR;
+            store_free(pool, z, c, (unsigned)(d - c->page), 1u << order, d->h.clean, d->stamp);
+        }
+        lab_unlock(&z->lock);
+    }
+}
+
+/* Pop from a shared list, honouring the reserve for non-ATOMIC callers. */
+static lab_page_t *shared_pop(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
+{
+    size_t n = (size_t)1 << order;
+    bool normal = z == &pool->zone[ZONE_NORMAL];
+    if (normal && !(gfp & LAB_GFP_ATOMIC) && lab_load_relaxed(&pool->nr_free) < pool->reserve + n)
+        return NULL;
+    lab_page_t *d = stack_pop(&z->shared[order].s);
+    if (!d)
+        return NULL;
+    lab_sub_relaxed(&z->shared[order].pages, n);
+    if (normal) {
+        size_t left = lab_sub_relaxed(&pool->nr_free, n) - n;
+        if (left < pool->reserve)
+            lab_add_relaxed(&pool->hits_reserve, 1);
+    }
+    return d;
+}
+
+/* Split a larger run from the shared lists; the unused halves go back on the lists. */
+static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
+{
+    for (unsigned o = order + 1; o < LAB_NR_ORDERS; o++) {
+        lab_page_t *d = shared_pop(pool, z, o, gfp);
+        if (!d)
+            continue;
+        lab_chunk_t *c = lab_desc_chunk(d);
+        unsigned idx = (unsigned)(d - c->page);
+        bool clean = d->h.clean;
+        uint64_t stamp = d->stamp;
+        while (o > order) {
+            o--;
+            lab_page_t *half = &c->page[idx + (1u << o)];
+            half->h.state = LAB_PAGE_CACHED;
+            half->h.order = (uint8_t)o;
+            half->h.npages = 1u << o;
+            half->h.clean = clean;
+            half->h.zone = (uint8_t)c->zone;
+            half->stamp = stamp;
+            half->owner = 0;
+            shared_push(pool, z, half, half, o, 1);
+        }
+        d->h.order = (uint8_t)order;
+        d->h.npages = 1u << order;
+        return d;
+    }
+    return NULL;
+}
+
+static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
+{
+    lab_add_relaxed(&pool->failures, 1);
+    errno = ENOMEM;
+}
+
+static void pool_maybe_purge(lab_pool_t *pool);
+
+/* Everything after the room: shared lists, split, store, refill. */
+static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned order, lab_gfp_t gfp)
+{
+    unsigned zi = (gfp & LAB_GFP_EXCLUSIVE) ? ZONE_EXCL : ZONE_NORMAL;
+    lab_zone_t *z = &pool->zone[zi];
+    bool atomic = gfp & LAB_GFP_ATOMIC;
+    lab_page_t *d;
+
+    /* refill the room with a batch when this thread has one (not for EXCLUSIVE runs) */
+    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : atomic ? tls_rooms : rooms_get();
+    if (rs && !rs->busy && pool->id < LAB_ROOM_POOLS) {
+        unsigned batch = room_cap[order] / 2;
+        if (batch > 0) {
+            rs->busy = 1;
+            lab_barrier();
+            lab_room_t *r = room_of(rs, pool, order);
+            while (r->count < batch && (d = shared_pop(pool, z, order, gfp))) {
+                d->next = r->head;
+                r->head = d;
+                r->count++;
+            }
+            d = r->head;
+            if (d) {
+                r->head = d->next;
+                r->count--;
+            }
+            lab_barrier();
+            rs->busy = 0;
+            if (d) {
+                lab_add_relaxed(&pool->hits_shared, 1);
+                return d;
+            }
+        }
+    }
+    if ((d = shared_pop(pool, z, order, gfp)) || (d = shared_split(pool, z, order, gfp))) {
+        lab_add_relaxed(&pool->hits_shared, 1);
+        return d;
+    }
+    if (atomic) {
+        if (!lab_lock_try(&z->lock))
+            return NULL;
+    } else {
+        lab_lock(&z->lock);
+    }
+    size_t n = (size_t)1 << order;
+    d = NULL;
+    if (atomic || zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n + (pool->low - pool->reserve))
+        d = store_take_order(pool, z, order);
+    if (!d && !atomic) {
+        zone_drain_shared(pool, z);
+        if (zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
+            d = store_take_order(pool, z, order);
+        if (!d || (zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->low)) {
+            if (d) {
+                /* keep the run; refill toward HIGH for the next callers */
+                zone_refill(pool, z, 0);
+            } else if (zi == ZONE_EXCL) {
+                if (zone_map_chunk(pool, z, ZONE_EXCL) == 0)
+                    d = store_take_order(pool, z, order);
+            } else if (zone_refill(pool, z, n) == 0) {
+                d = store_take_order(pool, z, order);
+            }
+        }
+    }
+    if (d && zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->reserve)
+        lab_add_relaxed(&pool->hits_reserve, 1);
+    lab_unlock(&z->lock);
+    if (d) {
+        lab_add_relaxed(&pool->hits_slow, 1);
+        d->h.order = (uint8_t)order;
+        if (!atomic)
+            pool_maybe_purge(pool);
+    }
+    return d;
+}
+
+void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+{
+    lab_page_t *d = NULL;
+    lab_rooms_t *rs = tls_rooms;
+    if (lab_likely(rs && !rs->busy && !(gfp & LAB_GFP_EXCLUSIVE) && pool->id < LAB_ROOM_POOLS)) {
+        rs->busy = 1;
+        lab_barrier();
+        lab_room_t *r = room_of(rs, pool, order);
+        d = r->head;
+        if (d) {
+            r->head = d->next;
+            r->count--;
+            rs->slot[pool->id].hits++;
+        }
+        lab_barrier();
+        rs->busy = 0;
+    }
+    if (!d && !(d = pool_alloc_order_slow(pool, order, gfp))) {
+        pool_fail(pool);
+        return NULL;
+    }
+    unsigned n = 1u << order;
+    d->h.state = state;
+    d->h.order = (uint8_t)order;
+    d->h.npages = n;
+    d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? (uint64_t)pthread_self() : 0;
+    run_set_heads(d, n, 0);
+    uintptr_t a = lab_desc_addr(d);
+    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
+        memset((void *)a, 0, (size_t)n << LAB_PAGE_SHIFT);
+    d->h.clean = 0;
+    *desc = d;
+    return (void *)a;
+}
+
+void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+{
+    unsigned zi = d->h.zone;
+    run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+    d->h.state = LAB_PAGE_CACHED;
+    d->h.order = (uint8_t)order;
+    d->h.clean = 0;
+    d->owner = 0;
+    d->stamp = lab_load_relaxed(&pool->now_ms);
+    lab_rooms_t *rs = tls_rooms;
+    if (lab_likely(rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS)) {
+        rs->busy = 1;
+        lab_barrier();
+        lab_room_t *r = room_of(rs, pool, order);
+        d->next = r->head;
+        r->head = d;
+        lab_page_t *spill = NULL, *last = NULL;
+        unsigned nspill = 0;
+        if (lab_unlikely(++r->count > room_cap[order])) {
+            /* hysteresis: keep half, hand the rest to the shared list in one CAS */
+            unsigned keep = room_cap[order] / 2;
+            lab_page_t *p = r->head;
+            for (unsigned i = 1; i < keep && p; i++)
+                p = p->next;
+            if (keep == 0) {
+                spill = r->head;
+                r->head = NULL;
+            } else {
+                spill = p->next;
+                p->next = NULL;
+            }
+            nspill = r->count - keep;
+            r->count = keep;
+            for (last = spill; last && last->next; last = last->next)
+                ;
+        }
+        lab_barrier();
+        rs->busy = 0;
+        if (spill)
+            shared_push(pool, &pool->zone[zi], spill, last, order, nspill);
+        return;
+    }
+    shared_push(pool, &pool->zone[zi], d, d, order, 1);
+}
+
+void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+{
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_page_t *d = NULL;
+    bool atomic = gfp & LAB_GFP_ATOMIC;
+    if (npages == 0 || npages > LAB_CHUNK_PAGES) {
+        pool_fail(pool);
+        return NULL;
+    }
+    if (atomic) {
+        if (!lab_lock_try(&z->lock)) {
+            pool_fail(pool);
+            return NULL;
+        }
+    } else {
+        lab_lock(&z->lock);
+    }
+    if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+        d = store_take_any(pool, z, (unsigned)npages);
+    if (!d && !atomic) {
+        zone_drain_shared(pool, z);
+        if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+            d = store_take_any(pool, z, (unsigned)npages);
+        if (!d && zone_refill(pool, z, npages) == 0)
+            d = store_take_any(pool, z, (unsigned)npages);
+    }
+    lab_unlock(&z->lock);
+    if (!d) {
+        pool_fail(pool);
+        return NULL;
+    }
+    lab_add_relaxed(&pool->hits_slow, 1);
+    d->h.state = state;
+    d->h.order = 0;
+    d->owner = 0;
+    run_set_heads(d, (unsigned)npages, 0);
+    uintptr_t a = lab_desc_addr(d);
+    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
+        memset((void *)a, 0, npages << LAB_PAGE_SHIFT);
+    d->h.clean = 0;
+    *desc = d;
+    if (!atomic)
+        pool_maybe_purge(pool);
+    return (void *)a;
+}
+
+void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
+{
+    lab_zone_t *z = &pool->zone[d->h.zone];
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned n = d->h.npages;
+    run_set_heads(d, n, LAB_HEAD_NONE);
+    d->owner = 0;
+    d->h.state = LAB_PAGE_INTERIOR;
+    lab_lock(&z->lock);
+    store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_load_relaxed(&pool->now_ms));
+    lab_unlock(&z->lock);
+}
+
+void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
+{
+    lab_zone_t *z = &pool->zone[d->h.zone];
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
+    if (npages >= n || npages == 0)
+        return;
+    for (unsigned i = (unsigned)npages; i < n; i++)
+        c->head[idx + i] = LAB_HEAD_NONE;
+    d->h.npages = (uint32_t)npages;
+    lab_lock(&z->lock);
+    store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_load_relaxed(&pool->now_ms));
+    lab_unlock(&z->lock);
+}
+
+bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
+{
+    lab_zone_t *z = &pool->zone[d->h.zone];
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
+    if (npages <= n)
+        return true;
+    if (idx + npages > LAB_CHUNK_PAGES)
+        return false;
+    bool ok = false;
+    lab_lock(&z->lock);
+    lab_page_t *r = &c->page[idx + n];
+    if (r->h.state == LAB_PAGE_STORE && n + r->h.npages >= npages &&
+        lab_load_relaxed(&pool->nr_free) >= pool->reserve + (npages - n)) {
+        store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
+        c->page[idx + n].h.state = LAB_PAGE_INTERIOR;
+        ok = true;
+    }
+    lab_unlock(&z->lock);
+    if (ok) {
+        for (unsigned i = n; i < npages; i++)
+            c->head[idx + i] = (uint16_t)idx;
+        d->h.npages = (uint32_t)npages;
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * huge mappings: one block each, kept populated for a while after free (faults are dear) */
+
+#define HUGE_CACHE_MAX ((size_t)256 << 20)
+
+static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
+{
+    pagemap_set(c->base, c->size, NULL);
+    lab_os_munmap((void *)c->base, c->size);
+    lab_sub_relaxed(&pool->mapped_pages, c->size >> LAB_PAGE_SHIFT);
+    lab_add_relaxed(&pool->unmapped_chunks, 1);
+    lab_meta_free(c, sizeof(lab_chunk_t));
+}
+
+void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp, lab_chunk_t **out)
+{
+    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE);
+    if (size < bytes || (gfp & LAB_GFP_ATOMIC)) {
+        pool_fail(pool);
+        return NULL;
+    }
+    lab_chunk_t *c = NULL;
+    lab_lock(&pool->huge_lock);
+    for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next) {
+        /* take a cached mapping that fits without wasting more than a quarter */
+        if ((*pp)->size >= size && (*pp)->size - size <= size / 4 && !((*pp)->base & (align - 1))) {
+            c = *pp;
+            *pp = c->next;
+            pool->huge_cache_bytes -= c->size;
+            break;
+        }
+    }
+    lab_unlock(&pool->huge_lock);
+    if (!c) {
+        if (pool->max && lab_load_relaxed(&pool->mapped_pages) + (size >> LAB_PAGE_SHIFT) > pool->max) {
+            pool_fail(pool);
+            return NULL;
+        }
+        c = lab_meta_alloc(sizeof(lab_chunk_t));
+        if (!c) {
+            pool_fail(pool);
+            return NULL;
+        }
+        int err;
+        void *m = lab_os_map_aligned(size, align, &err);
+        if (!m) {
+            lab_meta_free(c, sizeof(lab_chunk_t));
+            pool_fail(pool);
+            return NULL;
+        }
+        c->base = (uintptr_t)m;
+        c->size = size;
+        c->pool = pool;
+        c->kind = LAB_CHUNK_HUGE;
+        c->page[0].h.clean = 1;
+        /* only the block's own address finds its descriptor; every other page the sentinel */
+        for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
+            c->head[i] = LAB_HEAD_NONE;
+        if (pagemap_set(c->base, size, c) != 0) {
+            lab_os_munmap(m, size);
+            lab_meta_free(c, sizeof(lab_chunk_t));
+            pool_fail(pool);
+            return NULL;
+        }
+        lab_add_relaxed(&pool->mapped_pages, size >> LAB_PAGE_SHIFT);
+    }
+    c->next = c->prev = NULL;
+    c->page[0].h.state = LAB_PAGE_HUGE;
+    c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
+    if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
+        memset((void *)c->base, 0, c->size);
+    c->page[0].h.clean = 0;
+    *out = c;
+    return (void *)c->base;
+}
+
+void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
+{
+    c->page[0].h.state = LAB_PAGE_CACHED;
+    c->idle_since = lab_load_relaxed(&pool->now_ms);
+    lab_chunk_t *evict = NULL;
+    lab_lock(&pool->huge_lock);
+    if (c->size <= HUGE_CACHE_MAX / 4) {
+        c->next = pool->huge_cache;
+        pool->huge_cache = c;
+        pool->huge_cache_bytes += c->size;
+        c = NULL;
+        if (pool->huge_cache_bytes > HUGE_CACHE_MAX) {
+            /* evict the oldest (the list's tail) */
+            lab_chunk_t **pp = &pool->huge_cache;
+            while ((*pp)->next)
+                pp = &(*pp)->next;
+            evict = *pp;
+            *pp = NULL;
+            pool->huge_cache_bytes -= evict->size;
+        }
+    }
+    lab_unlock(&pool->huge_lock);
+    if (c)
+        huge_unmap(pool, c);
+    if (evict)
+        huge_unmap(pool, evict);
+    pool_maybe_purge(pool);
+}
+
+void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
+{
+    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE);
+    if (size < bytes)
+        return NULL;
+    if (size == c->size)
+        return (void *)c->base;
+    if (pool->max && size > c->size &&
+        lab_load_relaxed(&pool->mapped_pages) + ((size - c->size) >> LAB_PAGE_SHIFT) > pool->max)
+        return NULL;
+    long r = lab_os_mremap((void *)c->base, c->size, size, 0, NULL);
+    if (r < 0 && r >= -4095) {
+        if (size < c->size)
+            return NULL;
+        /* cannot grow in place: reserve an aligned range, then move the pages onto it (no copy) */
+        int err;
+        void *dst = lab_os_map_aligned(size, LAB_CHUNK_SIZE, &err);
+        if (!dst)
+            return NULL;
+        r = lab_os_mremap((void *)c->base, c->size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (r < 0 && r >= -4095) {
+            lab_os_munmap(dst, size);
+            return NULL;
+        }
+        pagemap_set(c->base, c->size, NULL);
+        c->base = (uintptr_t)dst;
+    } else if (size < c->size) {
+        /* units wholly past the new end are no longer ours */
+        uintptr_t keep = lab_align_up(c->base + size, LAB_CHUNK_SIZE);
+        uintptr_t end = lab_align_up(c->base + c->size, LAB_CHUNK_SIZE);
+        if (end > keep)
+            pagemap_set(keep, end - keep, NULL);
+    }
+    if (size > c->size)
+        lab_add_relaxed(&pool->mapped_pages, (size - c->size) >> LAB_PAGE_SHIFT);
+    else
+        lab_sub_relaxed(&pool->mapped_pages, (c->size - size) >> LAB_PAGE_SHIFT);
+    c->size = size;
+    c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
+    pagemap_set(c->base, size, c);
+    return (void *)c->base;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * purging */
+
+static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force)
+{
+    size_t purged = 0;
+    uint64_t now = pool->now_ms;
+    lab_lock(&z->lock);
+    zone_drain_shared(pool, z);
+    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1)) {
+        for (lab_page_t *d = z->bin[b]; d; d = d->next) {
+            if (!d->h.clean && (force || now - d->stamp >= pool->delay_ms)) {
+                lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
+                d->h.clean = 1;
+                purged += b;
+            }
+        }
+    }
+    /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
+    lab_chunk_t *c = z->chunks;
+    while (c) {
+        lab_chunk_t *next = c->next;
+        size_t keep = zi == ZONE_NORMAL ? pool->high : 0;
+        if (c->store_pages == LAB_CHUNK_PAGES && (force || now - c->idle_since >= 2ull * pool->delay_ms) &&
+            (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES)) {
+            store_take_run(pool, z, &c->page[0]);
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                z->chunks = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
+            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
+            lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
+            lab_add_relaxed(&pool->unmapped_chunks, 1);
+            lab_meta_free(c, sizeof(lab_chunk_t));
+        }
+        c = next;
+    }
+    lab_unlock(&z->lock);
+    return purged;
+}
+
+size_t lab_pool_purge(lab_pool_t *pool, bool force)
+{
+    pool->now_ms = lab_clock_ms();
+    pool->last_purge = pool->now_ms;
+    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force) +
+                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force);
+    lab_lock(&pool->huge_lock);
+    for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
+        lab_chunk_t *c = *pp;
+        if (force || pool->now_ms - c->idle_since >= pool->delay_ms) {
+            *pp = c->next;
+            pool->huge_cache_bytes -= c->size;
+            purged += c->size >> LAB_PAGE_SHIFT;
+            huge_unmap(pool, c);
+        } else {
+            pp = &c->next;
+        }
+    }
+    lab_unlock(&pool->huge_lock);
+    lab_add_relaxed(&pool->purged_pages, purged);
+    return purged;
+}
+
+/* Called on DEFAULT slow paths: refresh the coarse clock, purge at most every delay/2. */
+static void pool_maybe_purge(lab_pool_t *pool)
+{
+    uint64_t now = lab_clock_ms();
+    lab_store_relaxed(&pool->now_ms, now);
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    if (mapped > nfree && mapped - nfree > lab_load_relaxed(&pool->peak_used))
+        lab_store_relaxed(&pool->peak_used, mapped - nfree);
+    if (pool->delay_ms == ~0u || now - pool->last_purge < pool->delay_ms / 2 + 1)
+        return;
+    pool->last_purge = now;
+    lab_pool_purge(pool, false);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * rooms: creation, thread exit */
+
+static void rooms_destructor(void *arg)
+{
+    (void)arg;
+    lab_pool_thread_exit();
+}
+
+void lab_pool_thread_key_init(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&rooms_key_state, &expect, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (pthread_key_create(&rooms_key, rooms_destructor) == 0)
+            __atomic_store_n(&rooms_key_state, 2, __ATOMIC_RELEASE);
+        else
+            __atomic_store_n(&rooms_key_state, 0, __ATOMIC_RELEASE);
+    }
+}
+
+static lab_noinline lab_rooms_t *rooms_create(void)
+{
+    lab_lock(&rooms_lock);
+    lab_rooms_t *rs = rooms_free;
+    if (rs) {
+        rooms_free = rs->next_free;
+        memset(rs->slot, 0, sizeof rs->slot);
+        rs->busy = 0;
+    }
+    lab_unlock(&rooms_lock);
+    if (!rs) {
+        rs = lab_meta_alloc(sizeof *rs);
+        if (!rs)
+            return NULL;
+        lab_lock(&rooms_lock);
+        rs->next_all = rooms_all;
+        rooms_all = rs;
+        lab_unlock(&rooms_lock);
+    }
+    tls_rooms = rs;
+    /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
+    if (__atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2)
+        pthread_setspecific(rooms_key, rs);
+    return rs;
+}
+
+static lab_rooms_t *rooms_get(void)
+{
+    lab_rooms_t *rs = tls_rooms;
+    if (lab_likely(rs) || tls_rooms_dead)
+        return rs;
+    return rooms_create();
+}
+
+static void rooms_flush(lab_rooms_t *rs)
+{
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
+        lab_pool_t *pool = rs->slot[s].pool;
+        if (!pool || pool->gen != rs->slot[s].gen)
+            continue;
+        lab_add_relaxed(&pool->room_hits_dead, rs->slot[s].hits);
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+            lab_room_t *r = &rs->slot[s].r[o];
+            if (r->head) {
+                lab_page_t *last = r->head;
+                while (last->next)
+                    last = last->next;
+                shared_push(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count);
+            }
+        }
+    }
+    memset(rs->slot, 0, sizeof rs->slot);
+}
+
+void lab_pool_thread_exit(void)
+{
+    lab_rooms_t *rs = tls_rooms;
+    tls_rooms_dead = 1;
+    if (!rs)
+        return;
+    tls_rooms = NULL;
+    rooms_flush(rs);
+    lab_lock(&rooms_lock);
+    rs->next_free = rooms_free;
+    rooms_free = rs;
+    lab_unlock(&rooms_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * pools: creation, destruction, the default pool */
+
+static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, bool is_default)
+{
+    pool->reserve = o ? o->reserve_pages : 0;
+    pool->low = o && o->low_pages ? o->low_pages : pool->reserve + 64;
+    pool->high = o && o->high_pages ? o->high_pages : pool->low + 256;
+    pool->max = o ? o->max_pages : 0;
+    pool->delay_ms = o && o->purge_delay_ms ? o->purge_delay_ms : 1000;
+    if (pool->low < pool->reserve || pool->high < pool->low ||
+        (pool->max && pool->max < pool->reserve))
+        return -EINVAL;
+    pool->is_default = is_default;
+    pool->now_ms = pool->last_purge = lab_clock_ms();
+    lab_lock(&pools_lock);
+    pool->gen = ++pool_gen_counter;
+    pool->id = LAB_ROOM_POOLS;
+    for (unsigned i = is_default ? 0 : 1; i < LAB_ROOM_POOLS; i++) {
+        if (!pool_slots[i]) {
+            pool_slots[i] = pool;
+            pool->id = i;
+            break;
+        }
+        if (is_default)
+            break;
+    }
+    pool->next_pool = pools_all;
+    pools_all = pool;
+    lab_unlock(&pools_lock);
+    /* fill up front: the reserve must be there before anyone needs it */
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_lock(&z->lock);
+    int err = zone_refill(pool, z, 0);
+    lab_unlock(&z->lock);
+    return err;
+}
+
+static void pool_teardown(lab_pool_t *pool)
+{
+    lab_lock(&pools_lock);
+    for (lab_pool_t **pp = &pools_all; *pp; pp = &(*pp)->next_pool)
+        if (*pp == pool) {
+            *pp = pool->next_pool;
+            break;
+        }
+    if (pool->id < LAB_ROOM_POOLS && pool_slots[pool->id] == pool)
+        pool_slots[pool->id] = NULL;
+    lab_unlock(&pools_lock);
+    for (unsigned zi = 0; zi < 2; zi++) {
+        lab_zone_t *z = &pool->zone[zi];
+        lab_chunk_t *c = z->chunks;
+        while (c) {
+            lab_chunk_t *next = c->next;
+            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
+            lab_meta_free(c, sizeof(lab_chunk_t));
+            c = next;
+        }
+    }
+    for (lab_chunk_t *c = pool->huge_cache, *next; c; c = next) {
+        next = c->next;
+        huge_unmap(pool, c);
+    }
+    /* the room slots of every thread are invalidated by the generation */
+    pool->gen = 0;
+    lab_meta_free(pool, sizeof *pool);
+}
+
+static labyrinth_t default_handle;
+static lab_pool_t *default_pool;
+static lab_lock_t default_lock = LAB_LOCK_INIT;
+static unsigned default_delay_ms = 1000;
+
+void lab_pool_set_default_delay(unsigned ms)
+{
+    default_delay_ms = ms;
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (p)
+        p->delay_ms = ms;
+}
+
+static lab_noinline lab_pool_t *pool_default_init(void)
+{
+    lab_lock(&default_lock);
+    if (!default_pool) {
+        lab_pool_t *p = lab_meta_alloc(sizeof *p);
+        /* a small reserve lets signal handlers and ATOMIC callers get pages when all else fails */
+        struct labyrinth_pool_opts o = {.reserve_pages = 32, .low_pages = 64, .high_pages = 512,
+                                        .purge_delay_ms = default_delay_ms};
+        if (p && pool_setup(p, &o, true) == 0) {
+            default_handle.impl = p;
+            default_handle.id = p->id;
+            /* release: the pool is complete before other threads see it */
+            __atomic_store_n(&default_handle.magic, POOL_MAGIC, __ATOMIC_RELEASE);
+            __atomic_store_n(&default_pool, p, __ATOMIC_RELEASE);
+        }
+    }
+    lab_unlock(&default_lock);
+    return default_pool;
+}
+
+lab_pool_t *lab_pool_default(void)
+{
+    /* acquire pairs with the release in pool_default_init */
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    return lab_likely(p) ? p : pool_default_init();
+}
+
+lab_pool_t *lab_pool_of(labyrinth_t *p)
+{
+    if (lab_unlikely(!p || __atomic_load_n(&p->magic, __ATOMIC_ACQUIRE) != POOL_MAGIC))
+        return NULL;
+    return p->impl;
+}
+
+void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
+        out->free_pages[o] = lab_load_relaxed(&pool->zone[ZONE_NORMAL].shared[o].pages);
+    out->free_runs_pages = pool->zone[ZONE_NORMAL].store_pages;
+    out->free_total = lab_load_relaxed(&pool->nr_free);
+    out->reserve_pages = pool->reserve;
+    out->reserve_level = lab_min(out->free_total, pool->reserve);
+    out->low_pages = pool->low;
+    out->high_pages = pool->high;
+    out->max_pages = pool->max;
+    out->mapped_pages = lab_load_relaxed(&pool->mapped_pages);
+    out->peak_used_pages = lab_max(lab_load_relaxed(&pool->peak_used),
+                                   out->mapped_pages > out->free_total ? out->mapped_pages - out->free_total : 0);
+    out->purged_pages = lab_load_relaxed(&pool->purged_pages);
+    out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
+    out->hits_shared = lab_load_relaxed(&pool->hits_shared);
+    out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
+    out->hits_slow = lab_load_relaxed(&pool->hits_slow);
+    out->refills = lab_load_relaxed(&pool->refills);
+    out->failures = lab_load_relaxed(&pool->failures);
+    out->hits_room = lab_load_relaxed(&pool->room_hits_dead);
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (pool->id < LAB_ROOM_POOLS && rs->slot[pool->id].pool == pool && rs->slot[pool->id].gen == pool->gen)
+            out->hits_room += lab_load_relaxed(&rs->slot[pool->id].hits);
+    lab_unlock(&rooms_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * fork */
+
+void lab_pool_fork_prepare(void)
+{
+    lab_lock(&default_lock);
+    lab_lock(&pools_lock);
+    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+        lab_lock(&p->zone[ZONE_NORMAL].lock);
+        lab_lock(&p->zone[ZONE_EXCL].lock);
+        lab_lock(&p->huge_lock);
+    }
+    lab_lock(&rooms_lock);
+    lab_lock(&meta_lock);
+}
+
+void lab_pool_fork_parent(void)
+{
+    lab_unlock(&meta_lock);
+    lab_unlock(&rooms_lock);
+    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+        lab_unlock(&p->huge_lock);
+        lab_unlock(&p->zone[ZONE_EXCL].lock);
+        lab_unlock(&p->zone[ZONE_NORMAL].lock);
+    }
+    lab_unlock(&pools_lock);
+    lab_unlock(&default_lock);
+}
+
+void lab_pool_fork_child(void)
+{
+    lab_lock_reset(&meta_lock);
+    lab_lock_reset(&rooms_lock);
+    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+        lab_lock_reset(&p->huge_lock);
+        lab_lock_reset(&p->zone[ZONE_EXCL].lock);
+        lab_lock_reset(&p->zone[ZONE_NORMAL].lock);
+    }
+    lab_lock_reset(&pools_lock);
+    lab_lock_reset(&default_lock);
+    /* rooms of threads that do not exist in the child: hand their runs back (skip a set that
+     * was being changed when the fork happened: its list may be half-written) */
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (rs != tls_rooms && !rs->busy)
+            rooms_flush(rs);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * the public API */
+
+labyrinth_t *labyrinth_default(void)
+{
+    lab_pool_thread_key_init();
+    rooms_get();
+    return lab_pool_default() ? &default_handle : NULL;
+}
+
+int labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opts)
+{
+    if (!pool)
+        return -EINVAL;
+    lab_pool_thread_key_init();
+    lab_pool_t *p = lab_meta_alloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    int err = pool_setup(p, opts, false);
+    if (err) {
+        pool_teardown(p);
+        return err;
+    }
+    pool->impl = p;
+    pool->id = p->id;
+    rooms_get();
+    /* release: the pool is complete before the magic says so */
+    __atomic_store_n(&pool->magic, POOL_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void labyrinth_pool_destroy(labyrinth_t *pool)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p || p->is_default)
+        return;
+    __atomic_store_n(&pool->magic, 0, __ATOMIC_RELEASE);
+    pool->impl = NULL;
+    pool_teardown(p);
+}
+
+void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (lab_unlikely(!p || order > LAB_MAX_ORDER || (gfp & ~7u))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    lab_page_t *d;
+    return lab_pool_alloc_order(p, order, gfp, LAB_PAGE_USER, &d);
+}
+
+void *labyrinth_alloc_page(labyrinth_t *pool, lab_gfp_t gfp) { return labyrinth_alloc_pages(pool, 0, gfp); }
+
+void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!pages)
+        return;
+    if (!p)
+        lab_fatal("labyrinth_free_pages on an uninitialised pool, pages", pages);
+    uintptr_t a = (uintptr_t)pages;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (!c || c->pool != p || c->kind != LAB_CHUNK_NORMAL)
+        lab_fatal("labyrinth_free_pages: not pages of this pool:", pages);
+    if (order > LAB_MAX_ORDER || (a & ((LAB_PAGE_SIZE << order) - 1)))
+        lab_fatal("labyrinth_free_pages: misaligned pointer or bad order:", pages);
+    lab_page_t *d = &c->page[(a - c->base) >> LAB_PAGE_SHIFT];
+    if (d->h.state != LAB_PAGE_USER)
+        lab_fatal(d->h.state == LAB_PAGE_CACHED || d->h.state == LAB_PAGE_STORE
+                      ? "labyrinth_free_pages: double free of"
+                      : "labyrinth_free_pages: not a run from labyrinth_alloc_pages:",
+                  pages);
+    if (d->h.order != order)
+        lab_fatal("labyrinth_free_pages: wrong order for", pages);
+    if (d->owner && d->owner != (uint64_t)pthread_self())
+        lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
+    lab_pool_free_order(p, d, order);
+}
+
+size_t labyrinth_pool_trim(labyrinth_t *pool)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p)
+        return 0;
+    lab_rooms_t *rs = tls_rooms;
+    if (rs && !rs->busy && p->id < LAB_ROOM_POOLS && rs->slot[p->id].pool == p) {
+        rs->busy = 1;
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+            lab_room_t *r = room_of(rs, p, o);
+            if (r->head) {
+                lab_page_t *last = r->head;
+                while (last->next)
+                    last = last->next;
+                shared_push(p, &p->zone[ZONE_NORMAL], r->head, last, o, r->count);
+                r->head = NULL;
+                r->count = 0;
+            }
+        }
+        rs->busy = 0;
+    }
+    return lab_pool_purge(p, true);
+}
+
+int labyrinth_pool_stats(labyrinth_t *pool, struct labyrinth_pool_stats *out)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p || !out)
+        return -EINVAL;
+    lab_pool_counters(p, out);
+    return 0;
+}
+
+const char *labyrinth_version(void) { return "0.1.0"; }

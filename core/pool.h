@@ -1,0 +1,146 @@
+/* pool.h — the labyrinth page pool: chunks, the page map, page descriptors, rooms, the
+ * lock-free shared lists, the coalescing run store, watermarks, the reserve and purging.
+ * Layer 2: uses core/os and lock.h only. The arena layer above uses the internal calls below;
+ * the public API of labyrinth.h is implemented in pool.c on top of them.
+ *
+ * Chunk metadata lives out of band (in a 64 KiB-aligned header slot, never unmapped), so that a
+ * whole 2 MiB chunk can serve an order-9 run and a stale descriptor can always be read safely. */
+#ifndef LAB_POOL_H
+#define LAB_POOL_H
+
+#include "lock.h"
+
+/* States of a run, kept in the descriptor of its first page. */
+enum {
+    LAB_PAGE_INTERIOR = 0,  /* not the first page of a run (or unknown)                  */
+    LAB_PAGE_STORE,         /* free, in the coalescing store (also marks a free run's tail) */
+    LAB_PAGE_CACHED,        /* free, in a room or a shared list, of size 2^order          */
+    LAB_PAGE_USER,          /* handed out by labyrinth_alloc_pages                         */
+    LAB_PAGE_SPAN,          /* owned by the arena: a span of one size class                */
+    LAB_PAGE_LARGE,         /* owned by the arena: one page-sized malloc block             */
+    LAB_PAGE_HUGE,          /* a dedicated mapping (chunk kind HUGE), one malloc block     */
+};
+
+/* The common head of every page descriptor; the layer above overlays its own fields after it. */
+typedef struct lab_page_hdr {
+    uint8_t  state;
+    uint8_t  order;     /* CACHED/USER runs: log2 of the page count                           */
+    uint8_t  clean;     /* the run's pages read zero (fresh or purged)                       */
+    uint8_t  zone;      /* 0 normal, 1 exclusive (wiped on fork)                              */
+    uint32_t npages;    /* the run's length in pages                                          */
+} lab_page_hdr_t;
+
+/* A page descriptor: 64 bytes. `owner` sits at the offset where the arena keeps its span's heap
+ * pointer, so that a run the pool owns can never look like a span of some thread's heap. */
+typedef struct lab_page {
+    lab_page_hdr_t h;
+    struct lab_page *next;  /* store bin list, room list, shared list                         */
+    struct lab_page *prev;  /* store bin list                                                 */
+    uint64_t stamp;         /* ms clock when the run became free (purge decisions)            */
+    uint64_t owner;         /* EXCLUSIVE: owning thread id; otherwise 0                       */
+    uint64_t above[3];      /* free for the layer above while it owns the run                 */
+} lab_page_t;
+
+#define LAB_HEAD_NONE LAB_CHUNK_PAGES  /* head[] value of pages in no run: the sentinel desc  */
+
+enum { LAB_CHUNK_NORMAL = 1, LAB_CHUNK_HUGE = 2 };
+
+typedef struct lab_pool lab_pool_t;
+
+/* A chunk header. Slots are 64 KiB aligned so a descriptor finds its chunk by masking. */
+typedef struct lab_chunk {
+    uintptr_t base;             /* 2 MiB aligned */
+    lab_pool_t *pool;
+    uint32_t kind;
+    uint32_t zone;
+    size_t size;                /* mapped bytes (NORMAL: 2 MiB; HUGE: the mapping's length) */
+    struct lab_chunk *next, *prev;
+    uint32_t store_pages;       /* pages of this chunk in the store */
+    uint32_t pad;
+    uint64_t idle_since;
+    uint16_t head[LAB_CHUNK_PAGES];   /* each page -> first page of its run (valid for used runs) */
+    lab_page_t page[LAB_CHUNK_PAGES + 1] lab_aligned(64); /* + the sentinel for LAB_HEAD_NONE  */
+} lab_chunk_t;
+
+#define LAB_META_SLOT ((size_t)64 << 10)
+_Static_assert(sizeof(lab_chunk_t) <= LAB_META_SLOT, "chunk header fits its slot");
+_Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
+
+/* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ---- */
+#define LAB_PM_L2_BITS 13
+#define LAB_PM_L1_BITS (LAB_ADDR_BITS - LAB_CHUNK_SHIFT - LAB_PM_L2_BITS)
+lab_internal extern lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
+
+lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
+{
+    if (lab_unlikely(a >> LAB_ADDR_BITS))
+        return NULL;
+    /* acquire pairs with the release in lab_pagemap_set: a published L2 table is initialised */
+    lab_chunk_t **l2 = __atomic_load_n(&lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)], __ATOMIC_ACQUIRE);
+    if (lab_unlikely(!l2))
+        return NULL;
+    return __atomic_load_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], __ATOMIC_ACQUIRE);
+}
+
+/* The descriptor of the run containing address a of a NORMAL chunk (the sentinel if none). */
+lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
+{
+    /* the page within its 2 MiB unit: also safe for any address inside a huge mapping */
+    return &c->page[c->head[(a >> LAB_PAGE_SHIFT) & (LAB_CHUNK_PAGES - 1)]];
+}
+
+lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
+{
+    return (lab_chunk_t *)lab_align_down((uintptr_t)d, LAB_META_SLOT);
+}
+
+lab_inline uintptr_t lab_desc_addr(const lab_page_t *d)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    return c->base + ((uintptr_t)(d - c->page) << LAB_PAGE_SHIFT);
+}
+
+/* ---- internal metadata memory (chunk headers, heaps, tables): never returned to the OS ---- */
+lab_internal void *lab_meta_alloc(size_t size);         /* zeroed, 64-byte aligned; NULL on ENOMEM */
+lab_internal void  lab_meta_free(void *p, size_t size); /* recycled for the same size only */
+
+/* ---- the pool, for the layers above ---- */
+lab_internal lab_pool_t *lab_pool_default(void);       /* initialises on first call; NULL on ENOMEM */
+lab_internal lab_pool_t *lab_pool_of(labyrinth_t *p);  /* NULL if not initialised */
+
+/* A run of 2^order pages, naturally aligned. *desc receives its descriptor, state set to `state`. */
+lab_internal void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp,
+                                        uint8_t state, lab_page_t **desc);
+lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order);
+/* A run of any page count 1..512 (page aligned only), from the store; head[] of every page set. */
+lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
+                                      uint8_t state, lab_page_t **desc);
+lab_internal void  lab_pool_free_run(lab_pool_t *pool, lab_page_t *d);
+/* Shrink a used run in place to npages (the tail goes back to the store). */
+lab_internal void  lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages);
+/* Grow a used run in place if the pages after it are free in the store; true on success. */
+lab_internal bool  lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages);
+/* A dedicated mapping of at least `bytes` (page rounded); its chunk's page[0] is the descriptor. */
+lab_internal void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp,
+                                      lab_chunk_t **out); /* align: power of two >= 2 MiB */
+lab_internal void  lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c);
+/* Resize a huge block, keeping contents; NULL (block untouched) on failure. */
+lab_internal void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes);
+
+/* Purge what has been idle past the delay (force: everything free, now); returns pages purged. */
+lab_internal size_t lab_pool_purge(lab_pool_t *pool, bool force);
+/* Calling thread's rooms back to the pools (thread exit); the thread keeps no rooms afterwards. */
+lab_internal void lab_pool_thread_exit(void);
+/* fork: take every pool lock (prepare), release them (parent), reset them (child). */
+lab_internal void lab_pool_fork_prepare(void);
+lab_internal void lab_pool_fork_parent(void);
+lab_internal void lab_pool_fork_child(void);
+/* Create the pthread key whose destructor flushes rooms; idempotent, never on a malloc path. */
+lab_internal void lab_pool_thread_key_init(void);
+
+/* Counters of the default pool for malloc statistics. */
+lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);
+/* Purge delay of the default pool, before it is first used (options). */
+lab_internal void lab_pool_set_default_delay(unsigned ms);
+
+#endif

@@ -1,0 +1,24 @@
+/* options.h — the one list of Labyrinth's options. Each X(NAME, kind, default, doc) makes an
+ * environment variable LABYRINTH_<NAME>, a field of lab_options, its default, and a row of the
+ * README's option table (printed by `labyrinth-options --markdown`). Layer 5 (preload). */
+#ifndef LAB_OPTIONS_H
+#define LAB_OPTIONS_H
+
+/* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json) */
+#define LAB_OPTIONS(X)                                                                          \
+    X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
+    X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
+    X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED") \
+    X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)")
+
+enum lab_option_kind { LAB_OPT_BOOL, LAB_OPT_UINT, LAB_OPT_STATS };
+
+struct lab_options {
+#define X(name, kind, def, doc) unsigned long name;
+    LAB_OPTIONS(X)
+#undef X
+};
+
+enum { LAB_STATS_OFF = 0, LAB_STATS_TEXT = 1, LAB_STATS_JSON = 2 };
+
+#endif

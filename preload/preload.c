@@ -1,0 +1,368 @@
+/* preload.c — the libc allocation names on top of core/alloc, start-up, fork handlers, options
+ * from the environment and statistics at exit. Layer 5: the only place that knows it is being
+ * LD_PRELOADed. Nothing here allocates through stdio or dlsym; messages go out with write(2). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "options.h"
+
+#define LAB_EXPORT __attribute__((visibility("default")))
+
+extern char **environ;
+extern int lab_report_foreign;
+
+static struct lab_options opts = {
+#define X(name, kind, def, doc) .name = def,
+    LAB_OPTIONS(X)
+#undef X
+};
+
+/* ------------------------------------------------------------------------------------------
+ * the libc names */
+
+LAB_EXPORT void *malloc(size_t n) { return lab_malloc(n); }
+LAB_EXPORT void free(void *p) { lab_free(p); }
+LAB_EXPORT void cfree(void *p) { lab_free(p); }
+/* The size and alignment are hints only: a wrong one must not corrupt anything. */
+LAB_EXPORT void free_sized(void *p, size_t size) { (void)size; lab_free(p); }
+LAB_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { (void)align; (void)size; lab_free(p); }
+LAB_EXPORT void *calloc(size_t n, size_t size) { return lab_calloc(n, size); }
+LAB_EXPORT void *realloc(void *p, size_t n) { return lab_realloc(p, n); }
+
+LAB_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return lab_realloc(p, total);
+}
+
+static inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
+
+LAB_EXPORT int posix_memalign(void **memptr, size_t align, size_t n)
+{
+    if (!is_pow2(align) || align % sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = lab_malloc_aligned(align, n);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *memptr = p;
+    return 0;
+}
+
+LAB_EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return lab_malloc_aligned(align, n);
+}
+
+/* glibc's memalign rounds an alignment that is not a power of two up to one. */
+LAB_EXPORT void *memalign(size_t align, size_t n)
+{
+    if (align > ((size_t)1 << 62)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(align))
+        align = align <= 1 ? 1 : (size_t)1 << lab_log2_ceil(align);
+    return lab_malloc_aligned(align, n);
+}
+
+LAB_EXPORT void *valloc(size_t n) { return lab_malloc_aligned(LAB_PAGE_SIZE, n); }
+
+LAB_EXPORT void *pvalloc(size_t n)
+{
+    size_t r = lab_align_up(n, LAB_PAGE_SIZE);
+    if (r < n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return lab_malloc_aligned(LAB_PAGE_SIZE, r ? r : LAB_PAGE_SIZE);
+}
+
+LAB_EXPORT size_t malloc_usable_size(void *p) { return lab_usable_size(p); }
+
+LAB_EXPORT void *__libc_malloc(size_t n) { return lab_malloc(n); }
+LAB_EXPORT void __libc_free(void *p) { lab_free(p); }
+LAB_EXPORT void *__libc_calloc(size_t n, size_t size) { return lab_calloc(n, size); }
+LAB_EXPORT void *__libc_realloc(void *p, size_t n) { return lab_realloc(p, n); }
+LAB_EXPORT void *__libc_memalign(size_t align, size_t n) { return memalign(align, n); }
+LAB_EXPORT void *__libc_valloc(size_t n) { return valloc(n); }
+LAB_EXPORT void *__libc_pvalloc(size_t n) { return pvalloc(n); }
+LAB_EXPORT int __posix_memalign(void **memptr, size_t align, size_t n) { return posix_memalign(memptr, align, n); }
+
+LAB_EXPORT int malloc_trim(size_t pad)
+{
+    (void)pad;
+    return lab_trim() > 0;
+}
+
+/* mallopt's parameters tune glibc's own heap; Labyrinth accepts and ignores them (documented). */
+LAB_EXPORT int mallopt(int param, int value)
+{
+    (void)param;
+    (void)value;
+    return 1;
+}
+
+static void fill_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uord, size_t *ford, size_t *keep)
+{
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    size_t mapped = st.pool.mapped_pages << LAB_PAGE_SHIFT;
+    size_t freeb = st.pool.free_total << LAB_PAGE_SHIFT;
+    *arena = mapped;
+    *hblks = (size_t)st.heap.huge;
+    *hblkhd = 0;
+    *uord = mapped > freeb ? mapped - freeb : 0;
+    *ford = freeb;
+    *keep = freeb;
+}
+
+LAB_EXPORT struct mallinfo2 mallinfo2(void)
+{
+    struct mallinfo2 m;
+    memset(&m, 0, sizeof m);
+    fill_mallinfo(&m.arena, &m.hblks, &m.hblkhd, &m.uordblks, &m.fordblks, &m.keepcost);
+    return m;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+LAB_EXPORT struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo m;
+    memset(&m, 0, sizeof m);
+    m.arena = (int)lab_min(m2.arena, (size_t)INT32_MAX);
+    m.hblks = (int)lab_min(m2.hblks, (size_t)INT32_MAX);
+    m.uordblks = (int)lab_min(m2.uordblks, (size_t)INT32_MAX);
+    m.fordblks = (int)lab_min(m2.fordblks, (size_t)INT32_MAX);
+    m.keepcost = (int)lab_min(m2.keepcost, (size_t)INT32_MAX);
+    return m;
+}
+#pragma GCC diagnostic pop
+
+/* ------------------------------------------------------------------------------------------
+ * writing without stdio */
+
+typedef struct {
+    char buf[2048];
+    size_t n;
+} outbuf_t;
+
+static void out_s(outbuf_t *o, const char *s)
+{
+    while (*s && o->n < sizeof o->buf - 1)
+        o->buf[o->n++] = *s++;
+}
+
+static void out_u(outbuf_t *o, uint64_t v)
+{
+    char t[24];
+    lab_fmt_u64(t, v);
+    out_s(o, t);
+}
+
+static void out_kv(outbuf_t *o, const char *k, uint64_t v, bool json, bool first)
+{
+    if (json) {
+        out_s(o, first ? "\"" : ",\"");
+        out_s(o, k);
+        out_s(o, "\":");
+    } else {
+        out_s(o, first ? " " : ", ");
+        out_s(o, k);
+        out_s(o, " ");
+    }
+    out_u(o, v);
+}
+
+static void out_flush(outbuf_t *o)
+{
+    (void)!write(2, o->buf, o->n);
+    o->n = 0;
+}
+
+/* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object. */
+static void print_stats(bool json)
+{
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    outbuf_t o = {.n = 0};
+    size_t kib = LAB_PAGE_SIZE >> 10;
+    size_t used = st.pool.mapped_pages > st.pool.free_total ? st.pool.mapped_pages - st.pool.free_total : 0;
+    if (json)
+        out_s(&o, "{\"labyrinth_stats\":{");
+    else
+        out_s(&o, "labyrinth stats:");
+    out_kv(&o, "mallocs", st.heap.mallocs, json, true);
+    out_kv(&o, "frees", st.heap.frees, json, false);
+    out_kv(&o, "remote_frees", st.heap.remote_frees, json, false);
+    out_kv(&o, "foreign_frees", st.heap.foreign_frees, json, false);
+    out_kv(&o, "large", st.heap.large, json, false);
+    out_kv(&o, "huge", st.heap.huge, json, false);
+    out_kv(&o, "heaps", st.heaps, json, false);
+    out_kv(&o, "spans", st.heap.spans, json, false);
+    out_kv(&o, "span_releases", st.heap.span_releases, json, false);
+    if (!json) {
+        out_s(&o, "\nlabyrinth stats: pool");
+        out_kv(&o, "current_kib", used * kib, json, true);
+    } else {
+        out_kv(&o, "current_kib", used * kib, json, false);
+    }
+    out_kv(&o, "peak_kib", st.pool.peak_used_pages * kib, json, false);
+    out_kv(&o, "mapped_kib", st.pool.mapped_pages * kib, json, false);
+    out_kv(&o, "free_kib", st.pool.free_total * kib, json, false);
+    out_kv(&o, "purged_kib", st.pool.purged_pages * kib, json, false);
+    out_kv(&o, "chunks_unmapped", st.pool.unmapped_chunks, json, false);
+    out_kv(&o, "hits_room", st.pool.hits_room, json, false);
+    out_kv(&o, "hits_shared", st.pool.hits_shared, json, false);
+    out_kv(&o, "hits_slow", st.pool.hits_slow, json, false);
+    out_kv(&o, "hits_reserve", st.pool.hits_reserve, json, false);
+    out_kv(&o, "failures", st.pool.failures, json, false);
+    out_s(&o, json ? "}}\n" : "\n");
+    out_flush(&o);
+}
+
+LAB_EXPORT void malloc_stats(void) { print_stats(false); }
+
+/* ------------------------------------------------------------------------------------------
+ * options */
+
+static void warn2(const char *a, const char *b)
+{
+    outbuf_t o = {.n = 0};
+    out_s(&o, "labyrinth: ");
+    out_s(&o, a);
+    out_s(&o, b);
+    out_s(&o, "\n");
+    out_flush(&o);
+}
+
+static bool parse_value(enum lab_option_kind kind, const char *v, unsigned long *out)
+{
+    if (kind == LAB_OPT_STATS) {
+        if (!strcmp(v, "json")) {
+            *out = LAB_STATS_JSON;
+            return true;
+        }
+    }
+    if (!*v)
+        return false;
+    unsigned long x = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9' || x > (~0ul - 9) / 10)
+            return false;
+        x = x * 10 + (unsigned long)(*p - '0');
+    }
+    if ((kind == LAB_OPT_BOOL || kind == LAB_OPT_STATS) && x > 1)
+        return false;
+    *out = x;
+    return true;
+}
+
+static void options_read(void)
+{
+    if (!environ)
+        return;
+    for (char **e = environ; *e; e++) {
+        const char *s = *e;
+        if (strncmp(s, "LABYRINTH_", 10) != 0)
+            continue;
+        const char *name = s + 10, *eq = strchr(name, '=');
+        if (!eq)
+            continue;
+        size_t len = (size_t)(eq - name);
+        bool known = false;
+#define X(nm, kind, def, doc)                                                                  \
+    if (!known && len == sizeof(#nm) - 1 && !strncmp(name, #nm, len)) {                        \
+        known = true;                                                                          \
+        if (!parse_value(LAB_OPT_##kind, eq + 1, &opts.nm))                                    \
+            warn2("bad value, default kept: ", s);                                             \
+    }
+        LAB_OPTIONS(X)
+#undef X
+        if (!known)
+            warn2("unknown option ignored: ", s);
+    }
+}
+
+static void banner(void)
+{
+    outbuf_t o = {.n = 0};
+    out_s(&o, "labyrinth ");
+    out_s(&o, labyrinth_version());
+#ifdef LAB_DEBUG
+    out_s(&o, " (debug build)");
+#else
+    out_s(&o, " (release build)");
+#endif
+    out_s(&o, ", options:");
+#define X(nm, kind, def, doc)                                                                  \
+    out_s(&o, " " #nm "=");                                                                    \
+    if (LAB_OPT_##kind == LAB_OPT_STATS && opts.nm == LAB_STATS_JSON)                          \
+        out_s(&o, "json");                                                                     \
+    else                                                                                       \
+        out_u(&o, opts.nm);
+    LAB_OPTIONS(X)
+#undef X
+    out_s(&o, "\n");
+    out_flush(&o);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * start-up, fork, exit */
+
+static void fork_prepare(void)
+{
+    lab_arena_fork_prepare();
+    lab_pool_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    lab_pool_fork_parent();
+    lab_arena_fork_parent();
+}
+
+static void fork_child(void)
+{
+    lab_pool_fork_child();
+    lab_arena_fork_child();
+}
+
+__attribute__((constructor(101))) static void preload_init(void)
+{
+    options_read();
+    lab_pool_set_default_delay(opts.PURGE_DELAY_MS ? (unsigned)opts.PURGE_DELAY_MS : ~0u);
+    if (opts.VERBOSE)
+        lab_report_foreign = 8;
+    lab_arena_thread_key_init();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (opts.VERBOSE)
+        banner();
+}
+
+__attribute__((destructor)) static void preload_fini(void)
+{
+    if (opts.TRIM_ON_EXIT)
+        lab_trim();
+    if (opts.STATS)
+        print_stats(opts.STATS == LAB_STATS_JSON);
+}
