@@ -1,0 +1,621 @@
+/* test_pool.c — unit tests of the labyrinth page pool (core linked directly, cmocka).
+ * Covers the contract of labyrinth.h: alignment, reuse, coalescing, watermarks, the reserve,
+ * ATOMIC (exhaustion, no system calls, signal handlers), EXCLUSIVE across fork, fault injection,
+ * purging, and misuse aborting with a message. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "labyrinth.h"
+#include "os.h"
+
+static size_t rss_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    size_t size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%zu %zu", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss;
+}
+
+static uint64_t os_calls(void)
+{
+    struct lab_os_counters c;
+    lab_os_counters(&c);
+    return c.calls;
+}
+
+static uint64_t os_maps(void)
+{
+    struct lab_os_counters c;
+    lab_os_counters(&c);
+    return c.maps;
+}
+
+static void fill(void *p, size_t len, uint8_t v) { memset(p, v, len); }
+
+static int check(const void *p, size_t len, uint8_t v)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < len; i += 512)
+        if (b[i] != v || b[len - 1] != v)
+            return 0;
+    return 1;
+}
+
+/* ---- alignment, reuse, coalescing ---- */
+
+static void test_alignment_every_order(void **state)
+{
+    (void)state;
+    labyrinth_t *pool = labyrinth_default();
+    assert_non_null(pool);
+    for (unsigned o = 0; o <= LAB_MAX_ORDER; o++) {
+        for (int gfpi = 0; gfpi < 3; gfpi++) {
+            lab_gfp_t gfp = gfpi == 0 ? LAB_GFP_DEFAULT : gfpi == 1 ? LAB_GFP_ZERO : LAB_GFP_EXCLUSIVE;
+            void *p = labyrinth_alloc_pages(pool, o, gfp);
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p & ((LAB_PAGE_SIZE << o) - 1), 0);
+            size_t len = LAB_PAGE_SIZE << o;
+            if (gfp & LAB_GFP_ZERO)
+                assert_true(check(p, len, 0));
+            fill(p, len, (uint8_t)o);
+            assert_true(check(p, len, (uint8_t)o));
+            labyrinth_free_pages(pool, p, o);
+        }
+    }
+}
+
+static void test_reuse_and_zero(void **state)
+{
+    (void)state;
+    labyrinth_t *pool = labyrinth_default();
+    void *a = labyrinth_alloc_page(pool, 0);
+    fill(a, LAB_PAGE_SIZE, 0xAB);
+    labyrinth_free_pages(pool, a, 0);
+    void *b = labyrinth_alloc_page(pool, 0);
+    assert_ptr_equal(a, b); /* the room hands back the page just freed */
+    labyrinth_free_pages(pool, b, 0);
+    void *z = labyrinth_alloc_page(pool, LAB_GFP_ZERO);
+    assert_true(check(z, LAB_PAGE_SIZE, 0)); /* even when the reused page was dirty */
+    labyrinth_free_pages(pool, z, 0);
+}
+
+static void test_coalesce_to_order9(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    /* exactly one chunk: the pool can only serve order 9 again by coalescing */
+    struct labyrinth_pool_opts o = {.reserve_pages = 0, .low_pages = 1, .high_pages = 512, .max_pages = 512};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    void *pages[512];
+    for (int i = 0; i < 512; i++) {
+        pages[i] = labyrinth_alloc_page(&pool, 0);
+        assert_non_null(pages[i]);
+    }
+    assert_null(labyrinth_alloc_page(&pool, LAB_GFP_ATOMIC));
+    assert_int_equal(errno, ENOMEM);
+    for (int i = 0; i < 512; i++)
+        labyrinth_free_pages(&pool, pages[i], 0);
+    uint64_t maps = os_maps();
+    void *big = labyrinth_alloc_pages(&pool, 9, 0);
+    assert_non_null(big);
+    assert_int_equal(os_maps(), maps); /* no new mapping was needed */
+    assert_int_equal((uintptr_t)big & ((2u << 20) - 1), 0);
+    labyrinth_free_pages(&pool, big, 9);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* ---- watermarks and the reserve ---- */
+
+static void test_watermark_refill(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 16, .low_pages = 600, .high_pages = 1000};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.free_total >= 1000); /* filled to HIGH up front */
+    uint64_t refills = st.refills;
+    void *p[600];
+    for (int i = 0; i < 600; i++)
+        assert_non_null(p[i] = labyrinth_alloc_page(&pool, 0));
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.refills > refills);    /* dropping below LOW refilled */
+    assert_true(st.free_total >= 600 - 64); /* toward HIGH (the room holds a batch) */
+    for (int i = 0; i < 600; i++)
+        labyrinth_free_pages(&pool, p[i], 0);
+    labyrinth_pool_destroy(&pool);
+}
+
+static void test_reserve_default_vs_atomic(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 64, .low_pages = 64, .high_pages = 512, .max_pages = 512};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    void *p[600];
+    int n = 0;
+    while ((p[n] = labyrinth_alloc_page(&pool, 0)) != NULL)
+        n++;
+    assert_int_equal(errno, ENOMEM);
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.free_total >= 64);         /* DEFAULT left the reserve alone */
+    assert_int_equal(st.reserve_level, 64);
+    int m = 0;
+    while ((p[n + m] = labyrinth_alloc_page(&pool, LAB_GFP_ATOMIC)) != NULL)
+        m++;
+    assert_int_equal(errno, ENOMEM);          /* ATOMIC exhaustion fails fast */
+    assert_true(m >= 64);
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.hits_reserve > 0);
+    assert_true(st.failures >= 2);
+    for (int i = 0; i < n + m; i++)
+        labyrinth_free_pages(&pool, p[i], 0);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* ---- ATOMIC makes no system call ---- */
+
+static void atomic_workload(labyrinth_t *pool, int rounds)
+{
+    void *p[64];
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < 64; i++)
+            p[i] = labyrinth_alloc_pages(pool, (unsigned)(i % 4), LAB_GFP_ATOMIC | (i % 3 ? 0 : LAB_GFP_ZERO));
+        for (int i = 0; i < 64; i++)
+            if (p[i])
+                labyrinth_free_pages(pool, p[i], (unsigned)(i % 4));
+    }
+}
+
+static void test_atomic_no_syscall_counter(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    uint64_t before = os_calls();
+    atomic_workload(&pool, 200);
+    assert_int_equal(os_calls(), before);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* In a child under a seccomp filter that kills the process on any memory-management or futex
+ * system call: ATOMIC allocation and free must run to completion. */
+static void test_atomic_no_syscall_seccomp(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 6, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_munmap, 5, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 4, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mremap, 3, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 2, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        };
+        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+            _exit(3);
+        atomic_workload(&pool, 500);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* ---- threads ---- */
+
+#define T_THREADS 6
+#define T_SLOTS 256
+static void *volatile t_slots[T_SLOTS];
+static volatile unsigned t_orders[T_SLOTS];
+static pthread_mutex_t t_lock = PTHREAD_MUTEX_INITIALIZER;
+static int t_errors;
+
+static void *thread_worker(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    labyrinth_t *pool = labyrinth_default();
+    for (int i = 0; i < 20000; i++) {
+        unsigned o = (unsigned)rand_r(&seed) % 4;
+        if (rand_r(&seed) % 16 == 0)
+            o = 4 + (unsigned)rand_r(&seed) % 6;
+        void *p = labyrinth_alloc_pages(pool, o, rand_r(&seed) % 2 ? LAB_GFP_ATOMIC : 0);
+        if (!p)
+            continue;
+        uint8_t tag = (uint8_t)((uintptr_t)p >> 12);
+        ((volatile uint8_t *)p)[0] = tag;
+        ((volatile uint8_t *)p)[(LAB_PAGE_SIZE << o) - 1] = tag;
+        unsigned slot = (unsigned)rand_r(&seed) % T_SLOTS;
+        pthread_mutex_lock(&t_lock);
+        void *old = t_slots[slot];
+        unsigned oo = t_orders[slot];
+        t_slots[slot] = p;
+        t_orders[slot] = o;
+        pthread_mutex_unlock(&t_lock);
+        if (old) {
+            /* freed by a thread that may not have allocated it */
+            uint8_t ot = (uint8_t)((uintptr_t)old >> 12);
+            if (((uint8_t *)old)[0] != ot || ((uint8_t *)old)[(LAB_PAGE_SIZE << oo) - 1] != ot)
+                __atomic_add_fetch(&t_errors, 1, __ATOMIC_RELAXED);
+            labyrinth_free_pages(pool, old, oo);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads_cross_free(void **state)
+{
+    (void)state;
+    pthread_t t[T_THREADS];
+    for (uintptr_t i = 0; i < T_THREADS; i++)
+        pthread_create(&t[i], NULL, thread_worker, (void *)(i * 7919 + 1));
+    for (int i = 0; i < T_THREADS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(t_errors, 0);
+    for (int i = 0; i < T_SLOTS; i++)
+        if (t_slots[i])
+            labyrinth_free_pages(labyrinth_default(), t_slots[i], t_orders[i]);
+}
+
+/* ---- signals: ATOMIC in a handler that interrupts the pool ---- */
+
+static labyrinth_t *sig_pool;
+static volatile long sig_count, sig_got, sig_bad;
+
+static void sig_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    void *p = labyrinth_alloc_pages(sig_pool, sig_count % 3, LAB_GFP_ATOMIC);
+    if (p) {
+        memset(p, 0x5A, 64);
+        if (((uint8_t *)p)[63] != 0x5A)
+            sig_bad++;
+        labyrinth_free_pages(sig_pool, p, sig_count % 3);
+        sig_got++;
+    }
+    sig_count++;
+    errno = saved;
+}
+
+static void test_signal_handler_atomic(void **state)
+{
+    (void)state;
+    sig_pool = labyrinth_default();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sig_handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 50}, {0, 50}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    void *held[32] = {0};
+    unsigned i = 0;
+    do {
+        unsigned slot = i % 32, o = i % 5;
+        if (held[slot]) {
+            if (((uint8_t *)held[slot])[0] != (uint8_t)slot)
+                sig_bad++;
+            labyrinth_free_pages(sig_pool, held[slot], (slot % 5));
+        }
+        o = slot % 5;
+        held[slot] = labyrinth_alloc_pages(sig_pool, o, i % 2 ? LAB_GFP_ATOMIC : 0);
+        if (held[slot])
+            ((uint8_t *)held[slot])[0] = (uint8_t)slot;
+        i++;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 2000000000L);
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
+    for (int s = 0; s < 32; s++)
+        if (held[s])
+            labyrinth_free_pages(sig_pool, held[s], (unsigned)(s % 5));
+    print_message("signals: %ld handled, %ld allocated in the handler, %u main-loop rounds\n", sig_count, sig_got, i);
+    assert_true(sig_count > 100);
+    assert_true(sig_got > 0);
+    assert_int_equal(sig_bad, 0);
+}
+
+/* ---- EXCLUSIVE ---- */
+
+static void test_exclusive_wiped_in_child(void **state)
+{
+    (void)state;
+    labyrinth_t *pool = labyrinth_default();
+    uint8_t *p = labyrinth_alloc_pages(pool, 2, LAB_GFP_EXCLUSIVE);
+    assert_non_null(p);
+    memset(p, 0x77, LAB_PAGE_SIZE << 2);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (size_t i = 0; i < (LAB_PAGE_SIZE << 2); i++)
+            if (p[i] != 0)
+                _exit(1);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(p[100], 0x77); /* the parent keeps its contents */
+    labyrinth_free_pages(pool, p, 2);
+}
+
+/* Runs fn in a child; expects SIGABRT and a "labyrinth:" line on stderr. */
+static void expect_abort(void (*fn)(void))
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[512] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "labyrinth: "));
+    assert_non_null(strstr(buf, "0x"));
+}
+
+static void *excl_page;
+static void *free_excl_thread(void *arg)
+{
+    (void)arg;
+    labyrinth_free_pages(labyrinth_default(), excl_page, 0);
+    return NULL;
+}
+
+static void misuse_exclusive_other_thread(void)
+{
+    excl_page = labyrinth_alloc_page(labyrinth_default(), LAB_GFP_EXCLUSIVE);
+    pthread_t t;
+    pthread_create(&t, NULL, free_excl_thread, NULL);
+    pthread_join(t, NULL);
+}
+
+static void misuse_double_free(void)
+{
+    void *p = labyrinth_alloc_page(labyrinth_default(), 0);
+    labyrinth_free_pages(labyrinth_default(), p, 0);
+    labyrinth_free_pages(labyrinth_default(), p, 0);
+}
+
+static void misuse_wrong_order(void)
+{
+    void *p = labyrinth_alloc_pages(labyrinth_default(), 2, 0);
+    labyrinth_free_pages(labyrinth_default(), p, 1);
+}
+
+static void misuse_misaligned(void)
+{
+    char *p = labyrinth_alloc_pages(labyrinth_default(), 1, 0);
+    labyrinth_free_pages(labyrinth_default(), p + 64, 1);
+}
+
+static void misuse_foreign(void)
+{
+    static char buf[8192];
+    labyrinth_free_pages(labyrinth_default(), buf, 0);
+}
+
+static void misuse_other_pool(void)
+{
+    static labyrinth_t other;
+    labyrinth_pool_init(&other, NULL);
+    void *p = labyrinth_alloc_page(labyrinth_default(), 0);
+    labyrinth_free_pages(&other, p, 0);
+}
+
+static void test_misuse_aborts(void **state)
+{
+    (void)state;
+    expect_abort(misuse_double_free);
+    expect_abort(misuse_wrong_order);
+    expect_abort(misuse_misaligned);
+    expect_abort(misuse_foreign);
+    expect_abort(misuse_other_pool);
+    expect_abort(misuse_exclusive_other_thread);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_null(labyrinth_alloc_pages(labyrinth_default(), 10, 0));
+    assert_int_equal(errno, EINVAL);
+    static labyrinth_t never_initialised;
+    errno = 0;
+    assert_null(labyrinth_alloc_page(&never_initialised, LAB_GFP_ATOMIC));
+    assert_int_equal(errno, EINVAL);
+    assert_null(labyrinth_alloc_page(NULL, 0));
+    assert_int_equal(errno, EINVAL);
+    struct labyrinth_pool_stats st;
+    assert_int_equal(labyrinth_pool_stats(&never_initialised, &st), -EINVAL);
+    labyrinth_t bad;
+    struct labyrinth_pool_opts o = {.reserve_pages = 100, .low_pages = 10};
+    assert_int_equal(labyrinth_pool_init(&bad, &o), -EINVAL);
+}
+
+/* ---- faults ---- */
+
+static void test_injected_failures(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.low_pages = 1, .high_pages = 1};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    lab_os_inject_failures(1, 0); /* every mapping fails */
+    void *p[2048];
+    int n = 0, fails = 0;
+    for (int i = 0; i < 2048; i++) {
+        errno = 0;
+        p[n] = labyrinth_alloc_pages(&pool, 3, 0);
+        if (p[n])
+            n++;
+        else {
+            assert_int_equal(errno, ENOMEM);
+            fails++;
+        }
+    }
+    assert_true(fails > 0);
+    lab_os_inject_failures(0, 0);
+    void *q = labyrinth_alloc_pages(&pool, 9, 0); /* usable again once maps succeed */
+    assert_non_null(q);
+    memset(q, 1, 2u << 20);
+    labyrinth_free_pages(&pool, q, 9);
+    for (int i = 0; i < n; i++)
+        labyrinth_free_pages(&pool, p[i], 3);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* ---- purge ---- */
+
+static void test_purge_returns_rss(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    assert_int_equal(labyrinth_pool_init(&pool, NULL), 0);
+    enum { N = 64 }; /* 64 x 2 MiB = 128 MiB */
+    void *p[N];
+    size_t before = rss_pages();
+    for (int i = 0; i < N; i++) {
+        p[i] = labyrinth_alloc_pages(&pool, 9, 0);
+        assert_non_null(p[i]);
+        memset(p[i], 1, 2u << 20);
+    }
+    size_t full = rss_pages();
+    assert_true(full - before >= N * 512 * 9 / 10);
+    for (int i = 0; i < N; i++)
+        labyrinth_free_pages(&pool, p[i], 9);
+    size_t purged = labyrinth_pool_trim(&pool);
+    size_t after = rss_pages();
+    print_message("rss pages: before %zu, full %zu, after trim %zu (purged %zu)\n", before, full, after, purged);
+    assert_true(after < before + 1024);
+    labyrinth_pool_destroy(&pool);
+}
+
+static void test_purge_after_delay(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.purge_delay_ms = 50};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    void *p[16];
+    for (int i = 0; i < 16; i++) {
+        p[i] = labyrinth_alloc_pages(&pool, 9, 0);
+        memset(p[i], 1, 2u << 20);
+    }
+    for (int i = 0; i < 16; i++)
+        labyrinth_free_pages(&pool, p[i], 9);
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&pool, &st);
+    size_t purged0 = st.purged_pages;
+    usleep(150 * 1000);
+    /* the next DEFAULT slow-path call notices the idle runs */
+    void *q = labyrinth_alloc_pages(&pool, 8, 0);
+    labyrinth_free_pages(&pool, q, 8);
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.purged_pages > purged0);
+    labyrinth_pool_destroy(&pool);
+}
+
+static void test_user_pool_rx(void **state)
+{
+    (void)state;
+    static labyrinth_t rx_pool;
+    struct labyrinth_pool_opts o = {.reserve_pages = 256};
+    assert_int_equal(labyrinth_pool_init(&rx_pool, &o), 0);
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&rx_pool, &st);
+    assert_true(st.free_total >= 256); /* the reserve is there up front */
+    uint64_t before = os_calls();
+    void *pk[256];
+    for (int i = 0; i < 256; i++)
+        assert_non_null(pk[i] = labyrinth_alloc_page(&rx_pool, LAB_GFP_ATOMIC));
+    for (int i = 0; i < 256; i++)
+        labyrinth_free_pages(&rx_pool, pk[i], 0);
+    assert_int_equal(os_calls(), before);
+    labyrinth_pool_stats(&rx_pool, &st);
+    assert_true(st.hits_room + st.hits_shared + st.hits_slow >= 256);
+    labyrinth_pool_destroy(&rx_pool);
+    assert_null(labyrinth_alloc_page(&rx_pool, 0)); /* destroyed: uninitialised again */
+    assert_int_equal(errno, EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alignment_every_order),
+        cmocka_unit_test(test_reuse_and_zero),
+        cmocka_unit_test(test_coalesce_to_order9),
+        cmocka_unit_test(test_watermark_refill),
+        cmocka_unit_test(test_reserve_default_vs_atomic),
+        cmocka_unit_test(test_atomic_no_syscall_counter),
+        cmocka_unit_test(test_atomic_no_syscall_seccomp),
+        cmocka_unit_test(test_threads_cross_free),
+        cmocka_unit_test(test_signal_handler_atomic),
+        cmocka_unit_test(test_exclusive_wiped_in_child),
+        cmocka_unit_test(test_misuse_aborts),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_injected_failures),
+        cmocka_unit_test(test_purge_returns_rss),
+        cmocka_unit_test(test_purge_after_delay),
+        cmocka_unit_test(test_user_pool_rx),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
