@@ -124,7 +124,7 @@ void lab_free_slow(void *p)
         return;
     uintptr_t a = (uintptr_t)p;
     lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (!c) {
+    if (!lab_chunk_is_ours(c)) {
         free_foreign(p);
         return;
     }
@@ -204,7 +204,7 @@ size_t lab_usable_size(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (!p || !c)
+    if (!p || !lab_chunk_is_ours(c))
         return 0;
     if (!lab_owns(p))
         return 0;
@@ -215,7 +215,7 @@ bool lab_owns(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (!c)
+    if (!lab_chunk_is_ours(c))
         return false;
     if (c->kind == LAB_CHUNK_HUGE)
         return a == c->base && c->page[0].h.state == LAB_PAGE_HUGE;
@@ -240,7 +240,7 @@ void *lab_realloc(void *p, size_t n)
     }
     uintptr_t a = (uintptr_t)p;
     lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (!c) {
+    if (!lab_chunk_is_ours(c)) {
         errno = EINVAL; /* not ours: leave it untouched */
         return NULL;
     }

@@ -36,19 +36,21 @@ lab_inline void *lab_malloc(size_t n)
 lab_inline void lab_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (lab_likely(c != NULL)) {
-        lab_span_t *s = (lab_span_t *)lab_chunk_desc(c, a);
+    lab_chunk_t **l2 = lab_pagemap_l2(a);
+    if (lab_likely(l2 != NULL)) {
+        /* a foreign pointer finds lab_chunk_foreign and then the sentinel, which no heap owns */
+        lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_l2_get(l2, a), a);
         lab_heap_t *h = lab_tls_heap;
         if (lab_likely(s->heap == h)) {
+            h->st.frees++;
             lab_block_t *b = (lab_block_t *)p;
             b->next = s->free;
             s->free = b;
-            h->st.frees++;
-            uint32_t u = --s->usedf;
-            /* one compare catches both "span now empty" (u == 0) and "span was full" (bit 31) */
-            if (lab_likely(u - 1 < LAB_SPAN_FULL - 1))
-                return;
+            /* one signed test catches both "span now empty" (0) and "span was full" (bit 31);
+             * asm goto so that the decrement and the test are one read-modify-write */
+            __asm__ goto("subl $1, %0\n\tjle %l[slow]" : "+m"(s->used) : : "cc" : slow);
+            return;
+        slow:
             return lab_span_free_local_slow(h, s);
         }
     }

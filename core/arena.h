@@ -47,7 +47,10 @@ typedef struct lab_span {
     lab_page_hdr_t h;
     lab_block_t *free;          /* owner-only free list */
     uintptr_t remote;           /* atomic: blocks freed by other threads | LAB_REMOTE_NOTIFY */
-    uint32_t usedf;             /* blocks out (owner's count) | LAB_SPAN_FULL */
+    union {
+        uint32_t usedf;         /* blocks out (owner's count) | LAB_SPAN_FULL */
+        int32_t used;           /* the same, read signed: <= 0 when empty or full */
+    };
     uint16_t capacity;          /* blocks in the span */
     uint8_t cls;
     uint8_t flags;

@@ -94,19 +94,28 @@ void lab_meta_free(void *p, size_t size)
 /* ------------------------------------------------------------------------------------------
  * the page map */
 
+lab_chunk_t lab_chunk_foreign lab_aligned(64) = {.head = {[0 ... LAB_CHUNK_PAGES - 1] = LAB_HEAD_NONE}};
 lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
 
+/* Point the slots of [base, base+len) at c (NULL: give them back to the foreign sentinel). */
 static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
 {
+    if (!c)
+        c = &lab_chunk_foreign;
     for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
         lab_chunk_t ***slot = &lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)];
         lab_chunk_t **l2 = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (!l2) {
+            if (c == &lab_chunk_foreign)
+                continue;
             lab_chunk_t **fresh = lab_meta_alloc(sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
             if (!fresh)
                 return -ENOMEM;
+            for (unsigned i = 0; i < (1u << LAB_PM_L2_BITS); i++)
+                fresh[i] = &lab_chunk_foreign;
             lab_chunk_t **expect = NULL;
             /* release: the zeroed table is visible before its pointer (lookups acquire) */
+            /* release: the table's foreign slots are visible before the table is */
             if (__atomic_compare_exchange_n(slot, &expect, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 l2 = fresh;
             else {
@@ -479,7 +488,7 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned idx = (unsigned)(d - c->page);
     for (unsigned i = 0; i < n; i++)
-        c->head[idx + i] = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : (uint16_t)idx;
+        c->head[idx + i] = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
 }
 
 static lab_rooms_t *rooms_get(void);
@@ -571,6 +580,32 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
     return NULL;
 }
 
+/* Move the calling thread's room runs of this pool to the shared lists (zone lock may be held:
+ * shared_push only ever try-locks). */
+static void room_drain_self(lab_pool_t *pool)
+{
+    lab_rooms_t *rs = tls_rooms;
+    if (!rs || rs->busy || pool->id >= LAB_ROOM_POOLS || rs->slot[pool->id].pool != pool)
+        return;
+    rs->busy = 1;
+    lab_barrier();
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+        lab_room_t *r = room_of(rs, pool, o);
+        if (r->head) {
+            lab_page_t *last = r->head;
+            while (last->next)
+                last = last->next;
+            lab_page_t *first = r->head;
+            unsigned cnt = r->count;
+            r->head = NULL;
+            r->count = 0;
+            shared_push(pool, &pool->zone[ZONE_NORMAL], first, last, o, cnt);
+        }
+    }
+    lab_barrier();
+    rs->busy = 0;
+}
+
 static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
 {
     lab_add_relaxed(&pool->failures, 1);
@@ -609,12 +644,16 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             rs->busy = 0;
             if (d) {
                 lab_add_relaxed(&pool->hits_shared, 1);
+                if (!atomic)
+                    pool_maybe_purge(pool);
                 return d;
             }
         }
     }
     if ((d = shared_pop(pool, z, order, gfp)) || (d = shared_split(pool, z, order, gfp))) {
         lab_add_relaxed(&pool->hits_shared, 1);
+        if (!atomic)
+            pool_maybe_purge(pool);
         return d;
     }
     if (atomic) {
@@ -628,6 +667,9 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     if (atomic || zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n + (pool->low - pool->reserve))
         d = store_take_order(pool, z, order);
     if (!d && !atomic) {
+        /* like the kernel draining per-cpu lists before it gives up: our own room and the
+         * shared lists go back to the store, where they can coalesce */
+        room_drain_self(pool);
         zone_drain_shared(pool, z);
         if (zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
             d = store_take_order(pool, z, order);
@@ -755,6 +797,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
         d = store_take_any(pool, z, (unsigned)npages);
     if (!d && !atomic) {
+        room_drain_self(pool);
         zone_drain_shared(pool, z);
         if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
             d = store_take_any(pool, z, (unsigned)npages);
@@ -830,7 +873,7 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_unlock(&z->lock);
     if (ok) {
         for (unsigned i = n; i < npages; i++)
-            c->head[idx + i] = (uint16_t)idx;
+            c->head[idx + i] = LAB_HEAD_OF(idx);
         d->h.npages = (uint32_t)npages;
     }
     return ok;
@@ -892,6 +935,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         c->kind = LAB_CHUNK_HUGE;
         c->page[0].h.clean = 1;
         /* only the block's own address finds its descriptor; every other page the sentinel */
+        c->head[0] = LAB_HEAD_OF(0);
         for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
             c->head[i] = LAB_HEAD_NONE;
         if (pagemap_set(c->base, size, c) != 0) {
@@ -1409,7 +1453,7 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         lab_fatal("labyrinth_free_pages on an uninitialised pool, pages", pages);
     uintptr_t a = (uintptr_t)pages;
     lab_chunk_t *c = lab_pagemap_lookup(a);
-    if (!c || c->pool != p || c->kind != LAB_CHUNK_NORMAL)
+    if (c->pool != p || c->kind != LAB_CHUNK_NORMAL)
         lab_fatal("labyrinth_free_pages: not pages of this pool:", pages);
     if (order > LAB_MAX_ORDER || (a & ((LAB_PAGE_SIZE << order) - 1)))
         lab_fatal("labyrinth_free_pages: misaligned pointer or bad order:", pages);
@@ -1431,22 +1475,7 @@ size_t labyrinth_pool_trim(labyrinth_t *pool)
     lab_pool_t *p = lab_pool_of(pool);
     if (!p)
         return 0;
-    lab_rooms_t *rs = tls_rooms;
-    if (rs && !rs->busy && p->id < LAB_ROOM_POOLS && rs->slot[p->id].pool == p) {
-        rs->busy = 1;
-        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-            lab_room_t *r = room_of(rs, p, o);
-            if (r->head) {
-                lab_page_t *last = r->head;
-                while (last->next)
-                    last = last->next;
-                shared_push(p, &p->zone[ZONE_NORMAL], r->head, last, o, r->count);
-                r->head = NULL;
-                r->count = 0;
-            }
-        }
-        rs->busy = 0;
-    }
+    room_drain_self(p);
     return lab_pool_purge(p, true);
 }
 

@@ -41,7 +41,6 @@ typedef struct lab_page {
     uint64_t above[3];      /* free for the layer above while it owns the run                 */
 } lab_page_t;
 
-#define LAB_HEAD_NONE LAB_CHUNK_PAGES  /* head[] value of pages in no run: the sentinel desc  */
 
 enum { LAB_CHUNK_NORMAL = 1, LAB_CHUNK_HUGE = 2 };
 
@@ -58,7 +57,8 @@ typedef struct lab_chunk {
     uint32_t store_pages;       /* pages of this chunk in the store */
     uint32_t pad;
     uint64_t idle_since;
-    uint16_t head[LAB_CHUNK_PAGES];   /* each page -> first page of its run (valid for used runs) */
+    uint16_t head[LAB_CHUNK_PAGES];   /* each page -> byte offset (from the header) of its run's
+                                         descriptor; LAB_HEAD_NONE for pages in no used run */
     lab_page_t page[LAB_CHUNK_PAGES + 1] lab_aligned(64); /* + the sentinel for LAB_HEAD_NONE  */
 } lab_chunk_t;
 
@@ -66,27 +66,51 @@ typedef struct lab_chunk {
 _Static_assert(sizeof(lab_chunk_t) <= LAB_META_SLOT, "chunk header fits its slot");
 _Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
 
-/* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ---- */
-#define LAB_PM_L2_BITS 13
-#define LAB_PM_L1_BITS (LAB_ADDR_BITS - LAB_CHUNK_SHIFT - LAB_PM_L2_BITS)
-lab_internal extern lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
+/* head[] holds byte offsets so that the free path finds a descriptor with one load and one add */
+#define LAB_HEAD_OF(idx) ((uint16_t)(__builtin_offsetof(lab_chunk_t, page) + (idx) * sizeof(lab_page_t)))
+#define LAB_HEAD_NONE LAB_HEAD_OF(LAB_CHUNK_PAGES) /* the sentinel descriptor: no owner, no state */
 
-lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
+/* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ----
+ * L1 (zero-initialised, so it costs no memory until used) has an entry per 16 GiB; each L2 table
+ * has one per 2 MiB chunk, and every slot that is not ours points at lab_chunk_foreign (kind 0,
+ * every page the sentinel descriptor), so that a foreign pointer needs no extra branch: it finds a
+ * descriptor that no heap owns. The L1 index is masked to 14 bits: kernel-half addresses land in
+ * the upper half, which is never populated (user space is 47 bits). */
+#define LAB_PM_L2_BITS 13
+#define LAB_PM_L1_BITS (LAB_ADDR_BITS + 1 - LAB_CHUNK_SHIFT - LAB_PM_L2_BITS)
+lab_internal extern lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
+lab_internal extern lab_chunk_t lab_chunk_foreign;
+
+lab_inline lab_chunk_t **lab_pagemap_l2(uintptr_t a)
 {
-    if (lab_unlikely(a >> LAB_ADDR_BITS))
-        return NULL;
-    /* acquire pairs with the release in lab_pagemap_set: a published L2 table is initialised */
-    lab_chunk_t **l2 = __atomic_load_n(&lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)], __ATOMIC_ACQUIRE);
-    if (lab_unlikely(!l2))
-        return NULL;
+    /* acquire pairs with the release in pagemap_set: a published L2 table is initialised
+     * (on x86-64 an acquire load is a plain load) */
+    return __atomic_load_n(&lab_pagemap_l1[(a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)) & ((1u << LAB_PM_L1_BITS) - 1)],
+                           __ATOMIC_ACQUIRE);
+}
+
+lab_inline lab_chunk_t *lab_pagemap_l2_get(lab_chunk_t **l2, uintptr_t a)
+{
+    /* acquire: as above, for the chunk header */
     return __atomic_load_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], __ATOMIC_ACQUIRE);
 }
+
+/* The chunk holding a (lab_chunk_foreign if none of ours does). */
+lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
+{
+    lab_chunk_t **l2 = lab_pagemap_l2(a);
+    if (lab_unlikely(!l2 || (a >> LAB_ADDR_BITS)))
+        return &lab_chunk_foreign;
+    return lab_pagemap_l2_get(l2, a);
+}
+
+lab_inline bool lab_chunk_is_ours(const lab_chunk_t *c) { return c->kind != 0; }
 
 /* The descriptor of the run containing address a of a NORMAL chunk (the sentinel if none). */
 lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
 {
     /* the page within its 2 MiB unit: also safe for any address inside a huge mapping */
-    return &c->page[c->head[(a >> LAB_PAGE_SHIFT) & (LAB_CHUNK_PAGES - 1)]];
+    return (lab_page_t *)((char *)c + c->head[(a >> LAB_PAGE_SHIFT) & (LAB_CHUNK_PAGES - 1)]);
 }
 
 lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
