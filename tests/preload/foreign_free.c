@@ -1,0 +1,97 @@
+/* foreign_free.c — Labyrinth only: free() of a pointer it never handed out (a static array, the
+ * stack, a raw mmap region) is ignored and counted, never followed, and malloc_usable_size() of one
+ * is 0 (DESIGN.md, "page map"). Each case runs in a child, so one crash names its case and the
+ * others still run. glibc and jemalloc crash or corrupt here by design, so the test skips there. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lab_check.h"
+
+static _Alignas(64) unsigned char static_array[1 << 16];
+
+/* After the bad free the allocator must still work: allocate and free a little of everything. */
+static int allocator_still_works(void)
+{
+    for (size_t n = 8; n <= (4u << 20); n *= 4) {
+        unsigned char *p = malloc(n);
+        if (p == NULL)
+            return 0;
+        lab_canary_fill(p, n);
+        if (lab_canary_check(p, n) != SIZE_MAX)
+            return 0;
+        free(p);
+    }
+    return 1;
+}
+
+typedef void *(*pointer_fn)(void);
+
+static void *in_static(void) { return static_array + 4096; }
+static void *in_static_start(void) { return static_array; }
+static void *in_mmap(size_t offset)
+{
+    unsigned char *m = mmap(NULL, 8u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    /* Aligning to 2 MiB makes the pointer look like a chunk start, the most tempting forgery. */
+    uintptr_t aligned = ((uintptr_t)m + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+    memset((void *)aligned, 0xAB, 4096);
+    return (void *)(aligned + offset);
+}
+static void *in_mmap_chunk_start(void) { return in_mmap(0); }
+static void *in_mmap_middle(void) { return in_mmap(3 * 4096 + 64); }
+static void *in_text(void) { return (void *)(uintptr_t)&allocator_still_works; }
+
+static const struct {
+    const char *name;
+    pointer_fn make;
+} cases[] = {
+    {"static array + 4096", in_static},
+    {"static array start", in_static_start},
+    {"stack", NULL}, /* made in the child's own frame, see main */
+    {"mmap region at a 2 MiB boundary", in_mmap_chunk_start},
+    {"mmap region, mid-page", in_mmap_middle},
+    {"program text", in_text},
+};
+
+int main(void)
+{
+    if (!lab_expect_labyrinth()) {
+        SAY("foreign_free: only meaningful for labyrinth (set LAB_EXPECT_LABYRINTH=1); skipped");
+        return LAB_SKIP;
+    }
+    /* Warm the allocator up so its page map has entries near the foreign addresses' neighbours. */
+    void *warm = malloc(100);
+    free(warm);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        SAY("free() and malloc_usable_size() of a foreign pointer: %s", cases[i].name);
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(20);
+            volatile unsigned char frame[256];
+            frame[0] = 1;
+            void *p = cases[i].make ? cases[i].make() : (void *)(frame + 16);
+            if (p == NULL)
+                _exit(3);
+            if (malloc_usable_size(p) != 0)
+                _exit(4);
+            free(p);
+            free(p); /* twice: being ignored must not depend on state from the first time */
+            _exit(allocator_still_works() ? 0 : 5);
+        }
+        int status = 0;
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/waitpid failed");
+        if (WIFSIGNALED(status))
+            CHECK(0, "%s: child killed by signal %d", cases[i].name, WTERMSIG(status));
+        else
+            CHECK(WEXITSTATUS(status) == 0, "%s: child exit %d (3 setup, 4 usable size != 0, "
+                  "5 allocator broken afterwards)", cases[i].name, WEXITSTATUS(status));
+    }
+    return lab_finish("foreign_free");
+}

@@ -1,0 +1,165 @@
+/* lab_check.h — the few lines of check harness shared by the preload and stress tests.
+ * Deliberately not a test framework: a framework would allocate through the allocator under test.
+ * Failures go to stderr (unbuffered, so a later crash cannot swallow them) and make the program
+ * exit non-zero; checks that only hold for Labyrinth are gated on LAB_EXPECT_LABYRINTH=1. */
+#ifndef LAB_CHECK_H
+#define LAB_CHECK_H
+
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ctest's SKIP_RETURN_CODE: the check does not apply to the allocator under test. */
+#define LAB_SKIP 77
+
+/* Atomic because the stress tests check from many threads at once. */
+static atomic_int lab_failures;
+
+/* Past this many, further failures are counted but not printed: one bad invariant in a sweep
+ * would otherwise bury the first, most useful, message. */
+#define LAB_MAX_REPORTS 40
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            if (atomic_fetch_add(&lab_failures, 1) < LAB_MAX_REPORTS) {                       \
+                fprintf(stderr, "FAIL %s:%d: (%s) ", __FILE__, __LINE__, #cond);             \
+                fprintf(stderr, __VA_ARGS__);                                                 \
+                fputc('\n', stderr);                                                          \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+/* Say what is being checked, so a ctest log reads as a list of contracts. Flushed at once because
+ * fork() in some tests would otherwise duplicate the buffer. */
+#define SAY(...)                                                                              \
+    do {                                                                                      \
+        printf(__VA_ARGS__);                                                                  \
+        fputc('\n', stdout);                                                                  \
+        fflush(stdout);                                                                       \
+    } while (0)
+
+static inline int lab_expect_labyrinth(void)
+{
+    const char *e = getenv("LAB_EXPECT_LABYRINTH");
+    return e != NULL && strcmp(e, "1") == 0;
+}
+
+/* The object that provides malloc ("" when dladdr cannot tell). */
+static inline const char *lab_malloc_provider(void)
+{
+    Dl_info info;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (m == NULL || dladdr(m, &info) == 0 || info.dli_fname == NULL)
+        return "";
+    return info.dli_fname;
+}
+
+/* glibc and Labyrinth promise the glibc details checked here (errno on every failure, 16-byte
+ * alignment even for tiny blocks); other allocators the suite may be run against (jemalloc leaves
+ * errno alone on some failures and aligns 8-byte blocks to 8) only get a note, so that a run
+ * against them still shows the checks that matter. */
+static inline int lab_strict(void)
+{
+    const char *p = lab_malloc_provider();
+    return lab_expect_labyrinth() || strstr(p, "/libc.so") != NULL || strstr(p, "labyrinth");
+}
+
+static inline int lab_errno_is(int got, int want)
+{
+    if (got == want)
+        return 1;
+    if (lab_strict())
+        return 0;
+    printf("  note: errno %d, wanted %d; accepted for %s\n", got, want, lab_malloc_provider());
+    return 1;
+}
+
+/* A name is only exercised when it comes from the same object as malloc: memory from glibc's
+ * pvalloc handed to jemalloc's free is a crash of the test's own making. Labyrinth must provide
+ * every name, so under LAB_EXPECT_LABYRINTH a foreign or missing name is itself a failure. */
+static inline void *lab_provided(const char *name)
+{
+    Dl_info a, b;
+    void *m = dlsym(RTLD_DEFAULT, "malloc"), *f = dlsym(RTLD_DEFAULT, name);
+    int same = f != NULL && m != NULL && dladdr(m, &a) != 0 && dladdr(f, &b) != 0 &&
+               a.dli_fname != NULL && b.dli_fname != NULL && strcmp(a.dli_fname, b.dli_fname) == 0;
+    if (same)
+        return f;
+    if (lab_expect_labyrinth()) {
+        atomic_fetch_add(&lab_failures, 1);
+        fprintf(stderr, "FAIL: %s is %s, not provided by the allocator\n", name,
+                f ? "foreign" : "missing");
+    } else {
+        printf("  %s: %s, not from malloc's object; skipped\n", name, f ? "foreign" : "missing");
+    }
+    return NULL;
+}
+
+static inline int lab_finish(const char *name)
+{
+    int n = atomic_load(&lab_failures);
+    if (n != 0) {
+        fprintf(stderr, "%s: %d check(s) failed\n", name, n);
+        return 1;
+    }
+    SAY("%s: all checks passed", name);
+    return 0;
+}
+
+/* A pattern that depends on where a block lives and how big it is: a block that overlaps another
+ * live block, or is handed out twice, shows up as a mismatch when it is checked before free. */
+static inline uint64_t lab_canary_seed(const void *p, size_t size)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p ^ ((uint64_t)size * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return x ^ (x >> 29);
+}
+
+static inline void lab_canary_fill(void *p, size_t size)
+{
+    uint64_t seed = lab_canary_seed(p, size);
+    unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t v = seed + i;
+        memcpy(b + i, &v, 8);
+    }
+    for (; i < size; i++)
+        b[i] = (unsigned char)(seed >> (i & 7));
+}
+
+/* Returns the offset of the first bad byte, or SIZE_MAX when the block is intact. */
+static inline size_t lab_canary_check(const void *p, size_t size)
+{
+    uint64_t seed = lab_canary_seed(p, size);
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t v = seed + i, got;
+        memcpy(&got, b + i, 8);
+        if (got != v)
+            return i;
+    }
+    for (; i < size; i++)
+        if (b[i] != (unsigned char)(seed >> (i & 7)))
+            return i;
+    return SIZE_MAX;
+}
+
+/* xorshift64*: deterministic per-thread randomness that never calls into libc. */
+static inline uint64_t lab_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif
