@@ -452,15 +452,22 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     return 0;
 }
 
-/* Bring the free count up to HIGH (DEFAULT callers, lock held). */
+/* Bring the free count up to HIGH (DEFAULT callers, lock held). When the caller needs `need`
+ * contiguous pages and the store has none, at least one chunk is mapped whatever the count says:
+ * free pages may be plentiful and still too fragmented. */
 static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
 {
     size_t target = lab_max(pool->high, pool->reserve + need);
     int err = 0;
+    bool mapped = false;
     lab_add_relaxed(&pool->refills, 1);
-    while (lab_load_relaxed(&pool->nr_free) < target)
+    while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
         if ((err = zone_map_chunk(pool, z, ZONE_NORMAL)) != 0)
             break;
+        mapped = true;
+    }
+    if (need && !mapped)
+        return err ? err : -ENOMEM;
     return lab_load_relaxed(&pool->nr_free) >= pool->reserve + need ? 0 : err ? err : -ENOMEM;
 }
 
@@ -900,18 +907,33 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         pool_fail(pool);
         return NULL;
     }
-    lab_chunk_t *c = NULL;
+    /* Reuse a cached mapping: its pages are populated, and faults are dear. Best fit among the
+     * larger ones, else the largest smaller one, resized in place by mremap (no copy). */
+    lab_chunk_t *c = NULL, **best = NULL, **below = NULL;
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next) {
-        /* take a cached mapping that fits without wasting more than a quarter */
-        if ((*pp)->size >= size && (*pp)->size - size <= size / 4 && !((*pp)->base & (align - 1))) {
-            c = *pp;
-            *pp = c->next;
-            pool->huge_cache_bytes -= c->size;
-            break;
+        lab_chunk_t *e = *pp;
+        if (e->base & (align - 1))
+            continue;
+        if (e->size >= size) {
+            if (!best || e->size < (*best)->size)
+                best = pp;
+        } else if (!below || e->size > (*below)->size) {
+            below = pp;
         }
     }
+    lab_chunk_t **take = best ? best : below;
+    if (take) {
+        c = *take;
+        *take = c->next;
+        pool->huge_cache_bytes -= c->size;
+    }
     lab_unlock(&pool->huge_lock);
+    if (c && (c->size < size || c->size - size > size / 4) && !lab_pool_resize_huge(pool, c, size) &&
+        c->size < size) {
+        huge_unmap(pool, c);
+        c = NULL;
+    }
     if (!c) {
         if (pool->max && lab_load_relaxed(&pool->mapped_pages) + (size >> LAB_PAGE_SHIFT) > pool->max) {
             pool_fail(pool);
@@ -995,28 +1017,42 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
     if (pool->max && size > c->size &&
         lab_load_relaxed(&pool->mapped_pages) + ((size - c->size) >> LAB_PAGE_SHIFT) > pool->max)
         return NULL;
-    long r = lab_os_mremap((void *)c->base, c->size, size, 0, NULL);
+    /* Page-map slots we give up are cleared BEFORE the kernel frees the addresses: once it has,
+     * another thread may map a chunk there and register it. Only this thread uses the block. */
+    uintptr_t old_base = c->base;
+    uintptr_t keep = lab_align_up(old_base + size, LAB_CHUNK_SIZE);
+    uintptr_t end = lab_align_up(old_base + c->size, LAB_CHUNK_SIZE);
+    if (size < c->size && end > keep)
+        pagemap_set(keep, end - keep, NULL);
+    long r = lab_os_mremap((void *)old_base, c->size, size, 0, NULL);
     if (r < 0 && r >= -4095) {
-        if (size < c->size)
+        if (size < c->size) {
+            pagemap_set(old_base, c->size, c);
             return NULL;
+        }
         /* cannot grow in place: reserve an aligned range, then move the pages onto it (no copy) */
         int err;
         void *dst = lab_os_map_aligned(size, LAB_CHUNK_SIZE, &err);
         if (!dst)
             return NULL;
-        r = lab_os_mremap((void *)c->base, c->size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-        if (r < 0 && r >= -4095) {
+        if (pagemap_set((uintptr_t)dst, size, c) != 0) {
             lab_os_munmap(dst, size);
             return NULL;
         }
-        pagemap_set(c->base, c->size, NULL);
+        pagemap_set(old_base, c->size, NULL);
+        r = lab_os_mremap((void *)old_base, c->size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (r < 0 && r >= -4095) {
+            pagemap_set((uintptr_t)dst, size, NULL);
+            pagemap_set(old_base, c->size, c);
+            lab_os_munmap(dst, size);
+            return NULL;
+        }
         c->base = (uintptr_t)dst;
-    } else if (size < c->size) {
-        /* units wholly past the new end are no longer ours */
-        uintptr_t keep = lab_align_up(c->base + size, LAB_CHUNK_SIZE);
-        uintptr_t end = lab_align_up(c->base + c->size, LAB_CHUNK_SIZE);
-        if (end > keep)
-            pagemap_set(keep, end - keep, NULL);
+    }
+    if (pagemap_set(c->base, size, c) != 0) {
+        /* grown in place but the page map could not grow with it: give the growth back */
+        lab_os_mremap((void *)c->base, size, c->size, 0, NULL);
+        return NULL;
     }
     if (size > c->size)
         lab_add_relaxed(&pool->mapped_pages, (size - c->size) >> LAB_PAGE_SHIFT);
@@ -1024,7 +1060,6 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         lab_sub_relaxed(&pool->mapped_pages, (c->size - size) >> LAB_PAGE_SHIFT);
     c->size = size;
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
-    pagemap_set(c->base, size, c);
     return (void *)c->base;
 }
 
