@@ -1,0 +1,111 @@
+/* thread_exit.c — allocation at the edges of a thread's and the process's life: thread_local
+ * destructors (__cxa_thread_atexit_impl, what C++ thread_local uses) and pthread key destructors
+ * that allocate and free after the allocator may already have retired the thread's heap, blocks
+ * handed out of dying threads, and atexit handlers that allocate after main returns
+ * (DESIGN.md: "frees that arrive after the thread's TLS is torn down still work"). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "lab_check.h"
+
+enum { THREADS = 64, ROUNDS = 4 };
+
+/* glibc's hook for C++ thread_local destructors; runs before the pthread key destructors. */
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso) __attribute__((weak));
+extern void *__dso_handle;
+
+struct survivor {
+    void *p;
+    size_t size;
+};
+
+static pthread_key_t key;
+static pthread_mutex_t survivors_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct survivor survivors[THREADS * (ROUNDS + 2)];
+static int survivor_count;
+
+static void keep_for_main(size_t size)
+{
+    void *p = malloc(size);
+    CHECK(p != NULL, "malloc(%zu) in a thread destructor failed", size);
+    if (!p) return;
+    lab_canary_fill(p, size);
+    pthread_mutex_lock(&survivors_lock);
+    survivors[survivor_count++] = (struct survivor){p, size};
+    pthread_mutex_unlock(&survivors_lock);
+}
+
+static void key_destructor(void *value)
+{
+    uintptr_t round = (uintptr_t)value;
+    /* Allocate, free, and leave one block for main, in every destructor round. */
+    void *scratch = malloc(100 + 1000 * round);
+    free(scratch);
+    keep_for_main(40 + 4000 * round);
+    /* Setting the value again asks glibc for another round, so some rounds come after whatever
+     * thread-exit key the allocator registered itself. */
+    if (round + 1 < ROUNDS)
+        pthread_setspecific(key, (void *)(round + 1));
+}
+
+static void tls_destructor(void *arg)
+{
+    free(arg); /* a block the thread allocated while alive */
+    keep_for_main(300);
+}
+
+static void *short_thread(void *arg)
+{
+    (void)arg;
+    pthread_setspecific(key, (void *)(uintptr_t)1);
+    if (__cxa_thread_atexit_impl)
+        __cxa_thread_atexit_impl(tls_destructor, malloc(77), &__dso_handle);
+    void *p = malloc(5000);
+    free(p);
+    keep_for_main(123);
+    return NULL;
+}
+
+static void at_exit_allocates(void)
+{
+    /* After main returned: the allocator may be printing stats or tearing down by now. */
+    for (size_t n = 16; n <= (1u << 22); n *= 4) {
+        void *p = malloc(n);
+        if (p == NULL) {
+            static const char msg[] = "FAIL: malloc in an atexit handler returned NULL\n";
+            write(2, msg, sizeof msg - 1);
+            _exit(1);
+        }
+        lab_canary_fill(p, n);
+        free(p);
+    }
+}
+
+int main(void)
+{
+    SAY("%d threads whose key and thread_local destructors allocate and free during exit", THREADS);
+    CHECK(pthread_key_create(&key, key_destructor) == 0, "pthread_key_create");
+    atexit(at_exit_allocates);
+    for (int i = 0; i < THREADS; i += 8) {
+        pthread_t t[8];
+        for (int k = 0; k < 8; k++)
+            CHECK(pthread_create(&t[k], NULL, short_thread, NULL) == 0, "pthread_create");
+        for (int k = 0; k < 8; k++)
+            pthread_join(t[k], NULL);
+    }
+    SAY("blocks allocated in dying threads' destructors are intact and freeable by main (%d)",
+        survivor_count);
+    /* Per thread: one from its body, ROUNDS-1 key destructor rounds, one thread_local dtor. */
+    int expected = THREADS * (1 + (ROUNDS - 1) + (__cxa_thread_atexit_impl ? 1 : 0));
+    CHECK(survivor_count == expected, "%d blocks, expected %d", survivor_count, expected);
+    for (int i = 0; i < survivor_count; i++) {
+        size_t bad = lab_canary_check(survivors[i].p, survivors[i].size);
+        CHECK(bad == SIZE_MAX, "block of %zu from a destructor damaged at %zu", survivors[i].size,
+              bad);
+        free(survivors[i].p);
+    }
+    SAY("an atexit handler allocates 16 B .. 4 MiB after main returns");
+    return lab_finish("thread_exit");
+}
