@@ -1,0 +1,109 @@
+/* address_limit.c — under `ulimit -v` (RLIMIT_AS) the allocator must keep working and fail cleanly:
+ * small and large requests eventually return NULL with ENOMEM instead of crashing, and memory
+ * freed afterwards can be allocated again (DESIGN.md: the page map must not reserve hundreds of
+ * MiB, "strict overcommit and ulimit -v must keep working"). Runs in a child so the limit stays there. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lab_check.h"
+
+enum { HEADROOM_MIB = 96, MAX_BLOCKS = 1 << 22 };
+
+static long vm_size_kib(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", 0);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return strtol(buf, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Allocate blocks of `size` until malloc says no; returns how many, or -1 on a wrong errno. The
+ * pointer array is allocated up front, before the limit bites. */
+static long exhaust(void **blocks, size_t size, int *bad_errno)
+{
+    long n = 0;
+    while (n < MAX_BLOCKS) {
+        errno = 0;
+        void *p = malloc(size);
+        if (p == NULL) {
+            *bad_errno = errno != ENOMEM ? errno : 0;
+            return n;
+        }
+        ((unsigned char *)p)[0] = 1; /* a block handed out must be usable */
+        ((unsigned char *)p)[size - 1] = 2;
+        blocks[n++] = p;
+    }
+    return n;
+}
+
+static void release(void **blocks, long n)
+{
+    for (long i = 0; i < n; i++)
+        free(blocks[i]);
+}
+
+/* Exit codes: 0 ok, 10+k: round k never ran out, 20+k: wrong errno, 30+k: nothing allocated
+ * after the previous round freed everything, 40: setup. */
+static int child(void)
+{
+    static const size_t sizes[] = {64, 3000, 100000, 3u << 20};
+    void **blocks = malloc(MAX_BLOCKS * sizeof *blocks);
+    if (!blocks) return 40;
+    memset(blocks, 0, MAX_BLOCKS * sizeof *blocks);
+    long vm = vm_size_kib();
+    struct rlimit rl = {(rlim_t)(vm + HEADROOM_MIB * 1024) * 1024, (rlim_t)(vm + HEADROOM_MIB * 1024) * 1024};
+    if (vm < 0 || setrlimit(RLIMIT_AS, &rl) != 0) return 40;
+    for (int k = 0; k < (int)(sizeof sizes / sizeof sizes[0]); k++) {
+        int bad_errno = 0;
+        long n = exhaust(blocks, sizes[k], &bad_errno);
+        if (n >= MAX_BLOCKS) return 10 + k;
+        if (bad_errno) return 20 + k;
+        if (n == 0) return 30 + k;
+        char msg[160];
+        int len = snprintf(msg, sizeof msg, "  blocks of %zu B: NULL+ENOMEM after %ld (%ld MiB)\n",
+                           sizes[k], n, (long)((size_t)n * sizes[k] >> 20));
+        write(1, msg, (size_t)len);
+        release(blocks, n);
+    }
+    /* Everything freed: a modest allocation must succeed again. */
+    void *p = malloc(1u << 20);
+    if (!p) return 34;
+    free(p);
+    return 0;
+}
+
+int main(void)
+{
+    SAY("with RLIMIT_AS = current size + %d MiB: malloc fails with ENOMEM, never crashes, and "
+        "recovers after free", HEADROOM_MIB);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(60);
+        _exit(child());
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/waitpid");
+    if (WIFSIGNALED(status))
+        CHECK(0, "child killed by signal %d under the address-space limit", WTERMSIG(status));
+    else if (WEXITSTATUS(status) >= 30 && WEXITSTATUS(status) < 40 && !lab_strict())
+        /* jemalloc keeps freed memory cached per size class, so after the 64-byte round it has no
+         * address space left for 3000-byte blocks: by its design, not a bug. glibc and Labyrinth
+         * (which must release its cached chunks before reporting ENOMEM) are held to it. */
+        SAY("  note: no recovery after free (exit %d); accepted for %s", WEXITSTATUS(status),
+            lab_malloc_provider());
+    else
+        CHECK(WEXITSTATUS(status) == 0,
+              "child exit %d (10+k: size k never ran out, 20+k: errno not ENOMEM, 30+k: nothing "
+              "could be allocated after freeing, 40: setup)", WEXITSTATUS(status));
+    return lab_finish("address_limit");
+}
