@@ -133,10 +133,59 @@ static void check_page_names(void)
     }
 }
 
+static void check_realloc_aligned(void)
+{
+    SAY("realloc of aligned blocks (64 B .. 2 MiB alignment) keeps contents, grow and shrink");
+    for (size_t align = 64; align <= (2u << 20); align *= 8) {
+        static const size_t to[] = {1, 100, 5000, 70000, 3u << 20, 40};
+        for (size_t i = 0; i < sizeof to / sizeof to[0]; i++) {
+            size_t from = align + 100;
+            unsigned char *p = NULL;
+            if (posix_memalign((void **)&p, align, from) != 0 || p == NULL) {
+                CHECK(0, "posix_memalign(%zu, %zu)", align, from);
+                continue;
+            }
+            for (size_t k = 0; k < from; k++)
+                p[k] = (unsigned char)(k * 13 + 5);
+            unsigned char *q = realloc(p, to[i]);
+            CHECK(q != NULL, "realloc(aligned %zu, %zu -> %zu)", align, from, to[i]);
+            if (!q) { free(p); continue; }
+            size_t keep = from < to[i] ? from : to[i], bad = SIZE_MAX;
+            for (size_t k = 0; k < keep && bad == SIZE_MAX; k++)
+                if (q[k] != (unsigned char)(k * 13 + 5))
+                    bad = k;
+            CHECK(bad == SIZE_MAX, "realloc(aligned %zu, %zu -> %zu) changed byte %zu", align, from,
+                  to[i], bad);
+            CHECK(malloc_usable_size(q) >= to[i], "usable %zu < %zu", malloc_usable_size(q), to[i]);
+            free(q);
+        }
+    }
+}
+
+static void check_memalign_rounding(void)
+{
+    SAY("memalign with an alignment that is not a power of two rounds it up (glibc behaviour)");
+    static const size_t odd[] = {24, 48, 100, 3000, 5000};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        size_t pow2 = 1;
+        while (pow2 < odd[i])
+            pow2 *= 2;
+        void *p = memalign(odd[i], 200);
+        int ok = p != NULL && ((uintptr_t)p & (pow2 - 1)) == 0;
+        if (!ok && !lab_strict())
+            SAY("  note: memalign(%zu) = %p; accepted for %s", odd[i], p, lab_malloc_provider());
+        else
+            CHECK(ok, "memalign(%zu, 200) = %p, want %zu-aligned", odd[i], p, pow2);
+        free(p);
+    }
+}
+
 int main(void)
 {
     check_alignments();
     check_errors();
+    check_realloc_aligned();
+    check_memalign_rounding();
     check_page_names();
     return lab_finish("alignment");
 }

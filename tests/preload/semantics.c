@@ -153,6 +153,30 @@ static void check_malloc_alignment(void)
         free(keep[i]);
 }
 
+static void check_usable_is_private(void)
+{
+    SAY("the whole malloc_usable_size() is the caller's: filling it never touches neighbours, "
+        "sizes 1 .. 70000");
+    enum { GROUP = 8 };
+    for (size_t n = 1; n <= 70000; n = n < 300 ? n + 1 : n + n / 32 + 1) {
+        void *p[GROUP];
+        size_t usable[GROUP];
+        for (int i = 0; i < GROUP; i++) {
+            p[i] = malloc(n);
+            usable[i] = malloc_usable_size(p[i]);
+            CHECK(p[i] != NULL && usable[i] >= n, "malloc(%zu) usable %zu", n, usable[i]);
+            if (p[i]) lab_canary_fill(p[i], usable[i]);
+        }
+        for (int i = 0; i < GROUP; i++) {
+            if (!p[i]) continue;
+            size_t bad = lab_canary_check(p[i], usable[i]);
+            CHECK(bad == SIZE_MAX, "malloc(%zu), usable %zu: byte %zu overwritten by a neighbour",
+                  n, usable[i], bad);
+            free(p[i]);
+        }
+    }
+}
+
 int main(void)
 {
     check_malloc_zero();
@@ -160,6 +184,7 @@ int main(void)
     check_realloc_contents();
     check_overflow();
     check_usable_size();
+    check_usable_is_private();
     check_malloc_alignment();
     return lab_finish("semantics");
 }
