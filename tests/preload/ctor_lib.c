@@ -1,6 +1,7 @@
-/* ctor_lib.c — a shared library whose constructor allocates before main() runs, and perhaps before
- * the preloaded allocator's own constructor has: the very first malloc of the process may arrive
- * here, so Labyrinth must initialise itself on demand. Used by ctor_main.c. */
+/* ctor_lib.c — a shared library whose constructor allocates before main() runs, and before the
+ * preloaded allocator's own constructor: glibc initialises this library (a dependency of the
+ * program) ahead of the LD_PRELOAD'ed one, as LD_DEBUG=files shows. So Labyrinth must initialise
+ * itself on demand from its first call. Used by ctor_main.c. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>

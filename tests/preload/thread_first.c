@@ -1,6 +1,8 @@
-/* thread_first.c — start-up: the process's first allocations come from threads, several at once,
+/* thread_first.c — start-up: the program's first allocations come from threads, several at once,
  * not from the main thread. The threads are released together by a spin flag (not a pthread
- * barrier, which could allocate) so they race through the allocator's initialisation. */
+ * barrier, which could allocate) so they race through creating their heaps. (glibc's
+ * pthread_create itself callocs each new thread's DTV in the creating thread, so the allocator's
+ * very first call is that calloc in main; no glibc program can avoid it.) */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,7 +41,7 @@ static void *worker(void *arg)
 
 int main(void)
 {
-    /* Nothing before pthread_create may call malloc: no stdio yet (stdout's buffer is malloc'd). */
+    /* Nothing of ours allocates before the threads do: no stdio yet (stdout's buffer is malloc'd). */
     pthread_t t[THREADS];
     int created = 0;
     for (uintptr_t i = 0; i < THREADS; i++)
