@@ -133,6 +133,31 @@ static void check_page_names(void)
     }
 }
 
+static void check_huge_alignments(void)
+{
+    SAY("alignments beyond a chunk (4 MiB .. 256 MiB) work; absurd ones (2^48, 2^60) are ENOMEM");
+    for (size_t align = 4u << 20; align <= (256u << 20); align *= 4) {
+        for (int api = 0; api < API_COUNT; api++) {
+            void *p = aligned(api, align, 100);
+            CHECK(p != NULL && ((uintptr_t)p & (align - 1)) == 0, "%s(%zu, 100) = %p",
+                  api_name[api], align, p);
+            if (p) lab_canary_fill(p, 100);
+            free(p);
+        }
+    }
+    static const int shifts[] = {48, 60};
+    for (int i = 0; i < 2; i++) {
+        size_t align = (size_t)1 << shifts[i];
+        void *p = (void *)0x5555;
+        int rc = posix_memalign(&p, align, 100);
+        CHECK(rc == ENOMEM && p == (void *)0x5555, "posix_memalign(2^%d) rc %d p %p", shifts[i], rc, p);
+        errno = 0;
+        p = aligned_alloc(align, 100);
+        CHECK(p == NULL && lab_errno_is(errno, ENOMEM), "aligned_alloc(2^%d) = %p errno %d",
+              shifts[i], p, errno);
+    }
+}
+
 static void check_realloc_aligned(void)
 {
     SAY("realloc of aligned blocks (64 B .. 2 MiB alignment) keeps contents, grow and shrink");
@@ -184,6 +209,7 @@ int main(void)
 {
     check_alignments();
     check_errors();
+    check_huge_alignments();
     check_realloc_aligned();
     check_memalign_rounding();
     check_page_names();
