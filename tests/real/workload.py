@@ -1,8 +1,9 @@
-# workload.py — a Python workload for tests/real/python.sh: dicts, strings, lists, json, threads.
+# workload.py — a Python workload for tests/real/python.sh: dicts, strings, json, threads, fork.
 # Allocation-heavy and deterministic (seeded; PYTHONHASHSEED is fixed by the caller), it prints
 # only digests and counts, so its stdout is identical on any correct allocator.
 import hashlib
 import json
+import multiprocessing
 import random
 import threading
 from collections import Counter, defaultdict
@@ -68,5 +69,15 @@ out.append(("threads", results))
 big = [bytes(rng.getrandbits(8) for _ in range(64)) * (1 << (i % 12)) for i in range(200)]
 out.append(("big", sum(len(b) for b in big), digest([hashlib.md5(b).hexdigest() for b in big])))
 
-for line in out:
-    print(line)
+# Fork: a process pool forked from this (threaded, allocator-warm) interpreter; children build
+# and return structures that are pickled back.
+def square_table(n):
+    table = {i: str(i * i) * (1 + i % 4) for i in range(n * 100, n * 100 + 2000)}
+    return n, len(table), digest(sorted(table.items())[:100])
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        out.append(("fork", pool.map(square_table, range(16))))
+    for line in out:
+        print(line)
