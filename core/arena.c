@@ -35,6 +35,29 @@ static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
         h->direct[i] = s ? s : &lab_span_empty;
 }
 
+#ifdef LAB_DEBUG
+/* Debug builds verify a class list after every change: links, class, owner, not full. */
+static void list_check(lab_heap_t *h, unsigned cls, const char *where)
+{
+    lab_span_t *p = h->cur[cls], *prev = NULL;
+    int n = 0;
+    while (p) {
+        if (p->prev != prev || p->cls != cls || p->heap != h || (p->usedf & LAB_SPAN_FULL) || (p->remote & 1) || ++n > 100000) {
+            lab_message(" prev seen:", p->prev);
+            lab_fatal(where, p);
+        }
+        prev = p;
+        p = p->next;
+    }
+}
+#else
+static inline void list_check(lab_heap_t *h, unsigned cls, const char *where)
+{
+    (void)h, (void)cls, (void)where;
+}
+#endif
+#define LIST_CHECK(h, cls, w) list_check(h, cls, w)
+
 static void list_push_head(lab_heap_t *h, lab_span_t *s)
 {
     lab_span_t *head = h->cur[s->cls];
@@ -43,6 +66,7 @@ static void list_push_head(lab_heap_t *h, lab_span_t *s)
     if (head)
         head->prev = s;
     heap_set_cur(h, s->cls, s);
+    LIST_CHECK(h, s->cls, "corrupt class list after push_head:");
 }
 
 /* Insert behind the head, so the span in use stays in use. */
@@ -58,6 +82,7 @@ static void list_push_second(lab_heap_t *h, lab_span_t *s)
     if (head->next)
         head->next->prev = s;
     head->next = s;
+    LIST_CHECK(h, s->cls, "corrupt class list after push_second:");
 }
 
 static void list_remove(lab_heap_t *h, lab_span_t *s)
@@ -69,6 +94,7 @@ static void list_remove(lab_heap_t *h, lab_span_t *s)
     if (s->next)
         s->next->prev = s->prev;
     s->next = s->prev = NULL;
+    LIST_CHECK(h, s->cls, "corrupt class list after remove:");
 }
 
 /* Put a list of remotely freed blocks on the local free list. */
@@ -182,13 +208,16 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
             span_carve(s);
             break;
         }
+        /* Off the list BEFORE NOTIFY is visible: the remote free that takes the notice writes
+         * s->next (the inbox link) at once, so the list must no longer use it. */
+        list_remove(h, s);
         uintptr_t zero = 0;
         /* acq_rel: pairs with remote frees; if one slipped in, collect it instead */
         if (__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            list_remove(h, s);
+                                        __ATOMIC_ACQUIRE))
             s->usedf |= LAB_SPAN_FULL;
-        }
+        else
+            list_push_head(h, s);
     }
     if (!s) {
         s = span_new(h, cls);
