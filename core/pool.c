@@ -408,6 +408,69 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
 
+/* Unmap the chunks of z that are wholly free and idle for min_idle ms, while the free count stays
+ * at least `keep` (zone lock held). Returns the number unmapped. */
+static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep)
+{
+    unsigned n = 0;
+    uint64_t now = pool->now_ms;
+    lab_chunk_t *c = z->chunks;
+    while (c) {
+        lab_chunk_t *next = c->next;
+        if (c->store_pages == LAB_CHUNK_PAGES && now - c->idle_since >= min_idle &&
+            (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES)) {
+            store_take_run(pool, z, &c->page[0]);
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                z->chunks = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
+            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
+            lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
+            lab_add_relaxed(&pool->unmapped_chunks, 1);
+            lab_meta_free(c, sizeof(lab_chunk_t));
+            n++;
+        }
+        c = next;
+    }
+    return n;
+}
+
+static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c);
+static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z);
+
+/* The OS refused a mapping: give back every mapping the pool only caches (wholly free chunks of
+ * both zones, the huge cache) so that a retry can succeed under RLIMIT_AS or strict overcommit.
+ * `held` is a zone whose lock the caller holds; the other is only try-locked (lock order).
+ * Returns true if anything was released. */
+static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
+{
+    unsigned n = 0;
+    for (unsigned zi = 0; zi < 2; zi++) {
+        lab_zone_t *z = &pool->zone[zi];
+        if (z != held && !lab_lock_try(&z->lock))
+            continue;
+        zone_drain_shared(pool, z);
+        n += zone_unmap_free_chunks(pool, z, zi, 0, 0);
+        if (z != held)
+            lab_unlock(&z->lock);
+    }
+    lab_lock(&pool->huge_lock);
+    lab_chunk_t *list = pool->huge_cache;
+    pool->huge_cache = NULL;
+    pool->huge_cache_bytes = 0;
+    lab_unlock(&pool->huge_lock);
+    while (list) {
+        lab_chunk_t *next = list->next;
+        huge_unmap(pool, list);
+        list = next;
+        n++;
+    }
+    return n > 0;
+}
+
 /* Map one more chunk for zone z (lock held). */
 static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
 {
@@ -423,6 +486,8 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
         return -ENOMEM;
     int err;
     void *m = lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, &err);
+    if (!m && err == -ENOMEM && pool_release_cached(pool, z))
+        m = lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, &err);
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));
         return err;
@@ -946,6 +1011,8 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         }
         int err;
         void *m = lab_os_map_aligned(size, align, &err);
+        if (!m && err == -ENOMEM && pool_release_cached(pool, NULL))
+            m = lab_os_map_aligned(size, align, &err);
         if (!m) {
             lab_meta_free(c, sizeof(lab_chunk_t));
             pool_fail(pool);
@@ -1082,27 +1149,7 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
         }
     }
     /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
-    lab_chunk_t *c = z->chunks;
-    while (c) {
-        lab_chunk_t *next = c->next;
-        size_t keep = zi == ZONE_NORMAL ? pool->high : 0;
-        if (c->store_pages == LAB_CHUNK_PAGES && (force || now - c->idle_since >= 2ull * pool->delay_ms) &&
-            (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES)) {
-            store_take_run(pool, z, &c->page[0]);
-            if (c->prev)
-                c->prev->next = c->next;
-            else
-                z->chunks = c->next;
-            if (c->next)
-                c->next->prev = c->prev;
-            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
-            lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
-            lab_add_relaxed(&pool->unmapped_chunks, 1);
-            lab_meta_free(c, sizeof(lab_chunk_t));
-        }
-        c = next;
-    }
+    zone_unmap_free_chunks(pool, z, zi, force ? 0 : 2ull * pool->delay_ms, zi == ZONE_NORMAL ? pool->high : 0);
     lab_unlock(&z->lock);
     return purged;
 }
@@ -1323,6 +1370,7 @@ static lab_noinline lab_pool_t *pool_default_init(void)
         struct labyrinth_pool_opts o = {.reserve_pages = 32, .low_pages = 64, .high_pages = 512,
                                         .purge_delay_ms = default_delay_ms};
         if (p && pool_setup(p, &o, true) == 0) {
+            p->delay_ms = default_delay_ms; /* 0 is meaningful here: purge at once */
             default_handle.impl = p;
             default_handle.id = p->id;
             /* release: the pool is complete before other threads see it */

@@ -350,7 +350,7 @@ static void fork_child(void)
 __attribute__((constructor(101))) static void preload_init(void)
 {
     options_read();
-    lab_pool_set_default_delay(opts.PURGE_DELAY_MS ? (unsigned)opts.PURGE_DELAY_MS : ~0u);
+    lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
     if (opts.VERBOSE)
         lab_report_foreign = 8;
     lab_arena_thread_key_init();
