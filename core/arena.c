@@ -97,20 +97,24 @@ static void list_remove(lab_heap_t *h, lab_span_t *s)
     LIST_CHECK(h, s->cls, "corrupt class list after remove:");
 }
 
-/* Put a list of remotely freed blocks on the local free list. */
-static void span_splice(lab_span_t *s, lab_block_t *b)
+/* Put a list of n remotely freed blocks on the local free list. */
+static void span_splice(lab_span_t *s, lab_block_t *b, uint32_t n)
 {
     if (!b)
         return;
-    uint32_t n = 1;
-    lab_block_t *t = b;
-    while (t->next) {
-        t = t->next;
-        n++;
+    if (s->free) {
+        lab_block_t *t = b;
+        while (t->next)
+            t = t->next;
+        t->next = s->free;
     }
-    t->next = s->free;
     s->free = b;
     s->usedf -= n;
+}
+
+static void span_splice_word(lab_span_t *s, uintptr_t r)
+{
+    span_splice(s, (lab_block_t *)(r & LAB_REMOTE_PTR), (uint32_t)(r >> 48));
 }
 
 /* Move the remote-free list onto the local one. */
@@ -119,8 +123,7 @@ static void span_collect(lab_span_t *s)
     if (!lab_load_relaxed(&s->remote))
         return;
     /* acquire pairs with the release CAS of remote frees: the blocks' links are visible */
-    uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
-    span_splice(s, (lab_block_t *)(r & ~LAB_REMOTE_NOTIFY));
+    span_splice_word(s, __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE));
 }
 
 /* Carve the next batch of never-used blocks (about one OS page) onto the free list. */
@@ -242,7 +245,7 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
     if (s->usedf & LAB_SPAN_FULL) {
         /* acquire: as in span_collect */
         uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
-        span_splice(s, (lab_block_t *)(r & ~LAB_REMOTE_NOTIFY));
+        span_splice_word(s, r);
         if (r & LAB_REMOTE_NOTIFY) {
             s->usedf &= ~LAB_SPAN_FULL;
             list_push_second(h, s);
@@ -267,11 +270,12 @@ static void inbox_push(lab_heap_t *h, lab_span_t *s)
 
 void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
 {
-    uintptr_t old = lab_load_relaxed(&s->remote);
+    uintptr_t old = lab_load_relaxed(&s->remote), nw;
     do {
-        b->next = (lab_block_t *)(old & ~LAB_REMOTE_NOTIFY);
+        b->next = (lab_block_t *)(old & LAB_REMOTE_PTR);
+        nw = (uintptr_t)b | ((old & ~(LAB_REMOTE_COUNT1 - 1)) + LAB_REMOTE_COUNT1);
         /* release: the block's link is written before the owner can collect it */
-    } while (!__atomic_compare_exchange_n(&s->remote, &old, (uintptr_t)b, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    } while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
     if (old & LAB_REMOTE_NOTIFY)
         inbox_push(s->heap, s);
     lab_heap_t *me = lab_tls_heap;

@@ -39,14 +39,19 @@ typedef struct lab_block {
 struct lab_heap;
 
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
-#define LAB_REMOTE_NOTIFY ((uintptr_t)1) /* in remote: the owner wants to hear of the next free */
+/* The remote word: bit 0 NOTIFY (the owner wants to hear of the next free), bits 1..47 the list
+ * head (blocks are 16-byte aligned, user space is 47 bits), bits 48..63 the list's length, so the
+ * owner collects a whole list without walking it. */
+#define LAB_REMOTE_NOTIFY   ((uintptr_t)1)
+#define LAB_REMOTE_PTR      (((uintptr_t)1 << 48) - 2)
+#define LAB_REMOTE_COUNT1   ((uintptr_t)1 << 48)
 
 /* A span overlays the pool's page descriptor of its first page (64 bytes). `heap` sits where the
  * pool keeps `owner`, so runs the pool owns never match a heap. */
 typedef struct lab_span {
     lab_page_hdr_t h;
     lab_block_t *free;          /* owner-only free list */
-    uintptr_t remote;           /* atomic: blocks freed by other threads | LAB_REMOTE_NOTIFY */
+    uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
     union {
         uint32_t usedf;         /* blocks out (owner's count) | LAB_SPAN_FULL */
         int32_t used;           /* the same, read signed: <= 0 when empty or full */
