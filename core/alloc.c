@@ -24,6 +24,7 @@ static inline void *alloc_class(unsigned cls)
     lab_block_t *b;
     if (lab_likely(s && (b = s->free))) {
         s->free = b->next;
+        b->key = 0;
         s->usedf++;
         h->st.mallocs++;
         return b;
@@ -144,12 +145,7 @@ void lab_free_slow(void *p)
         lab_heap_t *h = lab_tls_heap;
         if (s->heap == h) {
             /* reached only when called directly: the inline fast path handles this case */
-            lab_block_t *b = p;
-            b->next = s->free;
-            s->free = b;
-            h->st.frees++;
-            if (--s->usedf == 0 || (s->usedf & LAB_SPAN_FULL))
-                lab_span_free_local_slow(h, s);
+            lab_span_free_suspect(h, s, (lab_block_t *)p);
             return;
         }
         lab_span_free_remote(s, (lab_block_t *)p);

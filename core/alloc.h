@@ -25,6 +25,7 @@ lab_inline void *lab_malloc(size_t n)
         lab_block_t *b = s->free;
         if (lab_likely(b != NULL)) {
             s->free = b->next;
+            b->key = 0; /* a live block never carries the free key */
             s->usedf++;
             h->st.mallocs++;
             return b;
@@ -42,8 +43,13 @@ lab_inline void lab_free(void *p)
         lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_l2_get(l2, a), a);
         lab_heap_t *h = lab_tls_heap;
         if (lab_likely(s->heap == h)) {
-            h->st.frees++;
             lab_block_t *b = (lab_block_t *)p;
+            uintptr_t key = lab_load_relaxed(&lab_free_key);
+            /* a block that already carries the key was probably freed before: check it */
+            if (lab_unlikely(b->key == key))
+                return lab_span_free_suspect(h, s, b);
+            h->st.frees++;
+            b->key = key;
             b->next = s->free;
             s->free = b;
             /* one signed test catches both "span now empty" (0) and "span was full" (bit 31);

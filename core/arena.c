@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/auxv.h>
 
+uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at the first heap */
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
 lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
@@ -233,6 +235,7 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
     }
     lab_block_t *b = s->free;
     s->free = b->next;
+    b->key = 0;
     s->usedf++;
     h->st.mallocs++;
     h->in_slow = 0;
@@ -268,8 +271,36 @@ static void inbox_push(lab_heap_t *h, lab_span_t *s)
     } while (!__atomic_compare_exchange_n(&h->inbox, &old, (uintptr_t)s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
+static bool list_has(lab_block_t *l, lab_block_t *b)
+{
+    for (; l; l = l->next)
+        if (l == b)
+            return true;
+    return false;
+}
+
+void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
+{
+    /* the owner may walk its remote list too: nothing on it is reused before it collects */
+    if (list_has(s->free, b) ||
+        list_has((lab_block_t *)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & LAB_REMOTE_PTR), b))
+        lab_fatal("double free of", b);
+    /* the key was the program's own data: an ordinary free */
+    h->st.frees++;
+    b->key = lab_free_key;
+    b->next = s->free;
+    s->free = b;
+    if (--s->used <= 0)
+        lab_span_free_local_slow(h, s);
+}
+
 void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
 {
+    /* Another thread's lists cannot be walked safely; a block carrying the 64-bit random key
+     * is taken as freed twice (only a copy of freed memory could carry it otherwise). */
+    if (b->key == lab_free_key)
+        lab_fatal("double free of", b);
+    b->key = lab_free_key;
     uintptr_t old = lab_load_relaxed(&s->remote), nw;
     do {
         b->next = (lab_block_t *)(old & LAB_REMOTE_PTR);
@@ -302,11 +333,28 @@ void lab_arena_thread_key_init(void)
     lab_pool_thread_key_init();
 }
 
+static void free_key_init(void)
+{
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+        return;
+    /* AT_RANDOM: 16 bytes the kernel gave this process; mixed with an address (ASLR) */
+    const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+    uint64_t k = (r ? r[0] ^ r[1] : 0) ^ ((uint64_t)(uintptr_t)&done * 0x9e3779b97f4a7c15u);
+    if (k == 0)
+        k = 0x9e3779b97f4a7c15u;
+    lab_store_relaxed(&lab_free_key, (uintptr_t)k);
+    /* release: the key is set before any thread sees `done` (blocks freed before use the old
+     * key, which allocation clears like any other) */
+    __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+}
+
 lab_noinline lab_heap_t *lab_heap_get_slow(void)
 {
     lab_heap_t *h = lab_tls_heap;
     if (h->state == LAB_HEAP_LIVE)
         return h;
+    free_key_init();
     lab_pool_t *pool = lab_pool_default();
     if (!pool)
         return NULL;

@@ -32,9 +32,15 @@ lab_inline size_t lab_class_size(unsigned cls)
     return ((size_t)1 << b) + (size_t)(k % 4 + 1) * ((size_t)1 << (b - 2));
 }
 
+/* A free block: the list link, then the free key (a per-process random word). Every block is at
+ * least 16 bytes, so both fit. Allocation clears the key; a free that finds it set again is a
+ * double free unless the block turns out not to be on the span's lists. */
 typedef struct lab_block {
     struct lab_block *next;
+    uintptr_t key;
 } lab_block_t;
+
+lab_internal extern uintptr_t lab_free_key;
 
 struct lab_heap;
 
@@ -97,6 +103,9 @@ lab_internal void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls);
 lab_internal lab_heap_t *lab_heap_get_slow(void);
 /* A local free that emptied the span or hit a full one. */
 lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
+/* A local free of a block that carries the free key: abort if it is on the span's lists (a
+ * double free), else free it normally. */
+lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
 /* A free from a thread that does not own the span. */
 lab_internal void lab_span_free_remote(lab_span_t *s, lab_block_t *b);
 /* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */
