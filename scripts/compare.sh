@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# compare.sh [--quick] [--alloc a,b,...] [--only w,...] [--runs N] — the main command: installs
+# what is missing (apt), builds Release, runs every workload under glibc, Labyrinth, jemalloc,
+# mimalloc and tcmalloc (interleaved run by run, N runs each, medians), and writes
+# results/latest/{raw.json,report.md,time.png,rss.png}. Progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=5; quick=""; alloc=""; only=""
+while (($#)); do
+  case "$1" in
+    --quick) quick=--quick; runs=3 ;;
+    --runs) runs=$2; shift ;;
+    --alloc) alloc=$2; shift ;;
+    --only) only=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--alloc a,b] [--only w,...] [--runs N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need=()
+for pkg in cmake make gcc g++ python3 python3-matplotlib time libjemalloc-dev libmimalloc-dev \
+           libgoogle-perftools-dev libbenchmark-dev libcmocka-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "compare.sh: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DLAB_BUILD_BENCH=ON >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
+
+out=results/latest
+rm -rf "$out"; mkdir -p "$out"
+python3 scripts/bench_run.py --build "$BUILD_DIR" --out "$out" --runs "$runs" $quick \
+  ${alloc:+--alloc "$alloc"} ${only:+--only "$only"}
+python3 scripts/report.py "$out"
+echo "compare.sh: wrote $out/report.md, $out/raw.json, $out/time.png, $out/rss.png" >&2
