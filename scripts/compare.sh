@@ -35,8 +35,10 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DLAB_BUILD_BENCH=ON >/dev
 cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
 
 out=results/latest
+# Debian's python3 (the one python3-matplotlib belongs to), not a pyenv shim earlier in PATH
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 rm -rf "$out"; mkdir -p "$out"
-python3 scripts/bench_run.py --build "$BUILD_DIR" --out "$out" --runs "$runs" $quick \
+"$PY" scripts/bench_run.py --build "$BUILD_DIR" --out "$out" --runs "$runs" $quick \
   ${alloc:+--alloc "$alloc"} ${only:+--only "$only"}
-python3 scripts/report.py "$out"
+"$PY" scripts/report.py "$out"
 echo "compare.sh: wrote $out/report.md, $out/raw.json, $out/time.png, $out/rss.png" >&2

@@ -40,10 +40,10 @@ def main():
     for title, med, unit, fmt in [("Time (s, lower is better)", med_t, "s", "{:.3f}"),
                                   ("Peak RSS (MiB, lower is better)", med_m, "MiB", "{:.1f}")]:
         out.append(f"\n## {title}\n")
-        hdr = "| workload | " + " | ".join(allocs) + " | lab/glibc | lab/jemalloc | best other |"
+        hdr = "| workload | " + " | ".join(allocs) + " | lab/glibc | lab/jemalloc | lab/mimalloc | lab/best other |"
         out.append(hdr)
-        out.append("|" + "---|" * (len(allocs) + 4))
-        ratios_g, ratios_j, ratios_best = [], [], []
+        out.append("|" + "---|" * (len(allocs) + 5))
+        ratios_g, ratios_j, ratios_m, ratios_best = [], [], [], []
         for w in wls:
             cells = []
             for a in allocs:
@@ -54,6 +54,9 @@ def main():
             lab = med.get((w, "labyrinth"))
             rg = lab / med[w, "glibc"] if lab and med.get((w, "glibc")) else None
             rj = lab / med[w, "jemalloc"] if lab and med.get((w, "jemalloc")) else None
+            rm = lab / med[w, "mimalloc"] if lab and med.get((w, "mimalloc")) else None
+            if rm:
+                ratios_m.append(rm)
             others = [(med[w, a], a) for a in allocs if a != "labyrinth" and med.get((w, a))]
             best = min(others) if others else None
             rb = lab / best[0] if lab and best else None
@@ -65,9 +68,10 @@ def main():
                 ratios_best.append(rb)
             note = "" if rb is None or rb <= 1.0 else f" (best: {best[1]})"
             f2 = lambda x: "-" if x is None else f"{x:.2f}"
-            out.append(f"| {w} | " + " | ".join(cells) + f" | {f2(rg)} | {f2(rj)} | {f2(rb)}{note} |")
+            out.append(f"| {w} | " + " | ".join(cells) + f" | {f2(rg)} | {f2(rj)} | {f2(rm)} | {f2(rb)}{note} |")
         out.append(f"| **geomean** | " + " | ".join("" for _ in allocs) +
-                   f" | **{geomean(ratios_g):.2f}** | **{geomean(ratios_j):.2f}** | **{geomean(ratios_best):.2f}** |")
+                   f" | **{geomean(ratios_g):.2f}** | **{geomean(ratios_j):.2f}** | **{geomean(ratios_m):.2f}** |"
+                   f" **{geomean(ratios_best):.2f}** |")
     losses = [w for w in wls if med_t.get((w, "labyrinth")) and any(
         med_t.get((w, a)) and med_t[w, a] < med_t[w, "labyrinth"] / 1.1 for a in allocs if a != "labyrinth")]
     out.append("\n## Where Labyrinth loses by more than 10% in time\n")
