@@ -769,23 +769,50 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     return d;
 }
 
+/* The room fast paths: the calling thread's own list for (pool, order), no atomic. NULL / false
+ * when there is no room, it is busy (a signal handler interrupted a change), or it is empty. */
+static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
+{
+    lab_rooms_t *rs = tls_rooms;
+    unsigned id = pool->id;
+    if (lab_unlikely(!rs || rs->busy || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen))
+        return NULL;
+    lab_room_t *r = &rs->slot[id].r[order];
+    rs->busy = 1;
+    lab_barrier();
+    lab_page_t *d = r->head;
+    if (d) {
+        r->head = d->next;
+        r->count--;
+        rs->slot[id].hits++;
+    }
+    lab_barrier();
+    rs->busy = 0;
+    return d;
+}
+
+static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
+{
+    lab_rooms_t *rs = tls_rooms;
+    unsigned id = pool->id;
+    if (lab_unlikely(!rs || rs->busy || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen))
+        return false;
+    lab_room_t *r = &rs->slot[id].r[order];
+    if (lab_unlikely(r->count >= room_cap[order]))
+        return false;
+    rs->busy = 1;
+    lab_barrier();
+    d->next = r->head;
+    r->head = d;
+    r->count++;
+    lab_barrier();
+    rs->busy = 0;
+    return true;
+}
+
 void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
-    lab_page_t *d = NULL;
-    lab_rooms_t *rs = tls_rooms;
-    if (lab_likely(rs && !rs->busy && !(gfp & LAB_GFP_EXCLUSIVE) && pool->id < LAB_ROOM_POOLS)) {
-        rs->busy = 1;
-        lab_barrier();
-        lab_room_t *r = room_of(rs, pool, order);
-        d = r->head;
-        if (d) {
-            r->head = d->next;
-            r->count--;
-            rs->slot[pool->id].hits++;
-        }
-        lab_barrier();
-        rs->busy = 0;
-    }
+    lab_page_t *d = (gfp & LAB_GFP_EXCLUSIVE) ? NULL : room_pop(pool, order);
     if (!d && !(d = pool_alloc_order_slow(pool, order, gfp))) {
         pool_fail(pool);
         return NULL;
@@ -795,7 +822,10 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
     d->h.order = (uint8_t)order;
     d->h.npages = n;
     d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? (uint64_t)pthread_self() : 0;
-    run_set_heads(d, n, 0);
+    /* head[] matters only to free(): pages of the page API keep LAB_HEAD_NONE, as every page
+     * outside a span or a large block does */
+    if (state != LAB_PAGE_USER)
+        run_set_heads(d, n, 0);
     uintptr_t a = lab_desc_addr(d);
     if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
         memset((void *)a, 0, (size_t)n << LAB_PAGE_SHIFT);
@@ -807,14 +837,17 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
-    run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+    if (d->h.state != LAB_PAGE_USER)
+        run_set_heads(d, 1u << order, LAB_HEAD_NONE);
     d->h.state = LAB_PAGE_CACHED;
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
     d->stamp = lab_load_relaxed(&pool->now_ms);
+    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
+        return;
     lab_rooms_t *rs = tls_rooms;
-    if (lab_likely(rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS)) {
+    if (rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS) {
         rs->busy = 1;
         lab_barrier();
         lab_room_t *r = room_of(rs, pool, order);
@@ -1514,7 +1547,7 @@ void labyrinth_pool_destroy(labyrinth_t *pool)
     pool_teardown(p);
 }
 
-void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
+static lab_noinline void *alloc_pages_general(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
 {
     lab_pool_t *p = lab_pool_of(pool);
     if (lab_unlikely(!p || order > LAB_MAX_ORDER || (gfp & ~7u))) {
@@ -1525,9 +1558,31 @@ void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
     return lab_pool_alloc_order(p, order, gfp, LAB_PAGE_USER, &d);
 }
 
+/* The fast path: a run from the calling thread's room, no atomic, no lock; everything else
+ * (errors, EXCLUSIVE, an empty room) goes to the general path. */
+void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (lab_unlikely(!p || order > LAB_MAX_ORDER || (gfp & ~(LAB_GFP_ATOMIC | LAB_GFP_ZERO))))
+        return alloc_pages_general(pool, order, gfp);
+    lab_page_t *d = room_pop(p, order);
+    if (lab_unlikely(!d))
+        return alloc_pages_general(pool, order, gfp);
+    d->h.state = LAB_PAGE_USER;
+    d->h.order = (uint8_t)order;
+    d->h.npages = 1u << order;
+    d->owner = 0;
+    uintptr_t a = lab_desc_addr(d);
+    if (lab_unlikely(gfp & LAB_GFP_ZERO) && !d->h.clean)
+        memset((void *)a, 0, LAB_PAGE_SIZE << order);
+    d->h.clean = 0;
+    return (void *)a;
+}
+
 void *labyrinth_alloc_page(labyrinth_t *pool, lab_gfp_t gfp) { return labyrinth_alloc_pages(pool, 0, gfp); }
 
-void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
+/* Every check of a free, with the message that names what is wrong. */
+static lab_noinline void free_pages_general(labyrinth_t *pool, void *pages, unsigned order)
 {
     lab_pool_t *p = lab_pool_of(pool);
     if (!pages)
@@ -1550,6 +1605,28 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         lab_fatal("labyrinth_free_pages: wrong order for", pages);
     if (d->owner && d->owner != (uint64_t)pthread_self())
         lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
+    lab_pool_free_order(p, d, order);
+}
+
+void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    uintptr_t a = (uintptr_t)pages;
+    lab_chunk_t *c = lab_pagemap_lookup(a);
+    if (lab_unlikely(!p || c->pool != p || c->kind != LAB_CHUNK_NORMAL || order > LAB_MAX_ORDER ||
+                     (a & ((LAB_PAGE_SIZE << order) - 1))))
+        return free_pages_general(pool, pages, order);
+    lab_page_t *d = &c->page[(a - c->base) >> LAB_PAGE_SHIFT];
+    /* a plain run of this thread's kind: anything else (double free, wrong order, EXCLUSIVE,
+     * the exclusive zone) takes the general path, which checks and reports */
+    if (lab_unlikely(d->h.state != LAB_PAGE_USER || d->h.order != order || d->owner || d->h.zone))
+        return free_pages_general(pool, pages, order);
+    d->h.state = LAB_PAGE_CACHED;
+    d->h.clean = 0;
+    d->stamp = lab_load_relaxed(&p->now_ms);
+    if (lab_likely(room_push(p, d, order)))
+        return;
+    d->h.state = LAB_PAGE_USER;
     lab_pool_free_order(p, d, order);
 }
 
