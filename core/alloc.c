@@ -42,6 +42,7 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         return NULL;
     }
     lab_heap_t *h = lab_tls_heap;
+    gfp |= h->gfp; /* ATOMIC on a signal heap: no lock waited on, no system call */
     if (n > LAB_LARGE_MAX || align > LAB_CHUNK_SIZE) {
         lab_chunk_t *c;
         void *p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
@@ -68,8 +69,21 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     return p;
 }
 
+void lab_deferred_run(void)
+{
+    /* acquire pairs with the release pushes in lab_defer_free */
+    uintptr_t p = __atomic_exchange_n(&lab_deferred, 0, __ATOMIC_ACQUIRE);
+    while (p) {
+        uintptr_t next = *(uintptr_t *)p;
+        lab_free_slow((void *)p);
+        p = next;
+    }
+}
+
 void *lab_malloc_slow(size_t n)
 {
+    if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !lab_tls_heap->gfp)
+        lab_deferred_run();
     if (n <= LAB_SMALL_MAX)
         return alloc_class(lab_size_class(n));
     return alloc_large(n, 0, LAB_GFP_DEFAULT);
@@ -130,6 +144,13 @@ void lab_free_slow(void *p)
         return;
     }
     lab_page_t *d = block_desc(c, a, "free");
+    if (d->h.state != LAB_PAGE_SPAN && lab_tls_heap->gfp) {
+        /* a page-sized or huge block freed in a signal handler: its free may lock or unmap */
+        lab_defer_free(p);
+        return;
+    }
+    if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !lab_tls_heap->gfp)
+        lab_deferred_run();
     switch (d->h.state) {
     case LAB_PAGE_HUGE:
         lab_pool_free_huge(c->pool, c);
@@ -242,7 +263,8 @@ void *lab_realloc(void *p, size_t n)
     }
     lab_page_t *d = block_desc(c, a, "realloc");
     size_t usable = block_usable(c, d);
-    switch (d->h.state) {
+    /* in a signal handler no block is resized in place (that may lock or call the kernel) */
+    switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
     case LAB_PAGE_HUGE:
         if (n > LAB_LARGE_MAX) {
             void *q = lab_pool_resize_huge(c->pool, c, n);

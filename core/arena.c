@@ -17,6 +17,9 @@ uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at t
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
 lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
+/* The heap a signal handler gets when no signal heap is free: every allocation fails. */
+lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}, .state = LAB_HEAP_NONE,
+                            .gfp = LAB_GFP_ATOMIC};
 
 static lab_lock_t heaps_lock = LAB_LOCK_INIT;
 static lab_heap_t *heaps_all, *heaps_abandoned;
@@ -155,7 +158,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d;
-    if (!lab_pool_alloc_order(h->pool, order, LAB_GFP_DEFAULT, LAB_PAGE_SPAN, &d))
+    if (!lab_pool_alloc_order(h->pool, order, h->gfp, LAB_PAGE_SPAN, &d))
         return NULL;
     lab_span_t *s = (lab_span_t *)d;
     s->free = NULL;
@@ -192,6 +195,10 @@ static void heap_take_inbox(lab_heap_t *h)
 
 void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
 {
+    if (lab_unlikely(h->state == LAB_HEAP_NONE)) {
+        errno = ENOMEM;
+        return NULL;
+    }
     if (lab_unlikely(h->state != LAB_HEAP_LIVE)) {
         h = lab_heap_get_slow();
         if (!h) {
@@ -427,6 +434,83 @@ void lab_heap_thread_exit(void)
     lab_pool_thread_exit();
 }
 
+/* ------------------------------------------------------------------------------------------
+ * signal heaps */
+
+#define SIG_HEAPS 64
+static lab_heap_t *sig_heaps[SIG_HEAPS];
+static uint64_t sig_free;   /* bit i: sig_heaps[i] exists and is free (atomic) */
+static unsigned sig_count;  /* heaps made so far (under heaps_lock) */
+
+void lab_sig_reserve(unsigned n)
+{
+    lab_pool_t *pool = lab_pool_default();
+    if (!pool)
+        return;
+    n = lab_min(n, (unsigned)SIG_HEAPS);
+    lab_lock(&heaps_lock);
+    while (sig_count < n) {
+        lab_unlock(&heaps_lock);
+        lab_heap_t *h = lab_meta_alloc(sizeof *h);
+        lab_lock(&heaps_lock);
+        if (!h)
+            break;
+        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+            h->direct[i] = &lab_span_empty;
+        h->pool = pool;
+        h->gfp = LAB_GFP_ATOMIC;
+        h->state = LAB_HEAP_LIVE;
+        h->signal_slot = (int)sig_count + 1;
+        h->next_all = heaps_all;
+        heaps_all = h;
+        sig_heaps[sig_count] = h;
+        /* release: the heap is complete before a handler can take it */
+        __atomic_fetch_or(&sig_free, 1ull << sig_count, __ATOMIC_RELEASE);
+        sig_count++;
+    }
+    lab_unlock(&heaps_lock);
+}
+
+lab_heap_t *lab_sig_enter(void)
+{
+    lab_heap_t *prev = lab_tls_heap, *h = &lab_heap_none;
+    uint64_t m = __atomic_load_n(&sig_free, __ATOMIC_ACQUIRE);
+    while (m) {
+        uint64_t bit = m & -m;
+        /* acquire: pairs with the release in reserve/exit, the heap's state is ours */
+        if (__atomic_compare_exchange_n(&sig_free, &m, m & ~bit, true, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+            h = sig_heaps[__builtin_ctzll(bit)];
+            break;
+        }
+    }
+    lab_tls_heap = h;
+    return prev;
+}
+
+void lab_sig_exit(lab_heap_t *prev)
+{
+    lab_heap_t *h = lab_tls_heap;
+    lab_tls_heap = prev;
+    if (h->signal_slot)
+        /* release: this handler's changes to the heap are visible to the next taker */
+        __atomic_fetch_or(&sig_free, 1ull << (h->signal_slot - 1), __ATOMIC_RELEASE);
+}
+
+bool lab_heap_busy(void) { return lab_tls_heap->in_slow != 0; }
+
+uintptr_t lab_deferred;
+
+void lab_defer_free(void *p)
+{
+    uintptr_t old = lab_load_relaxed(&lab_deferred);
+    do {
+        *(uintptr_t *)p = old;
+        /* release: the link is written before the block is published (pushes only and one
+         * exchange-all: no ABA) */
+    } while (!__atomic_compare_exchange_n(&lab_deferred, &old, (uintptr_t)p, true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+}
+
 void lab_arena_fork_prepare(void) { lab_lock(&heaps_lock); }
 void lab_arena_fork_parent(void) { lab_unlock(&heaps_lock); }
 
@@ -437,7 +521,7 @@ void lab_arena_fork_child(void)
      * one that was mid-change in a slow path cannot be trusted and is left alone (leaked) */
     lab_heap_t *me = lab_tls_heap;
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        if (h != me && h->state == LAB_HEAP_LIVE) {
+        if (h != me && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             h->state = LAB_HEAP_ABANDONED;
             if (!h->in_slow) {
                 h->next_abandoned = heaps_abandoned;

@@ -86,13 +86,15 @@ typedef struct lab_heap {
     lab_heap_stats_t st;
     lab_pool_t *pool;
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */
-    int state;                               /* LAB_HEAP_LIVE / ABANDONED */
+    int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
+    lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
+    int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
     volatile int in_slow;                    /* lists being changed (fork-child safety) */
     struct lab_heap *next_all;
     struct lab_heap *next_abandoned;
 } lab_heap_t;
 
-enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2 };
+enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
 
 lab_internal extern __thread lab_heap_t *lab_tls_heap;
 lab_internal extern lab_heap_t lab_heap_empty;
@@ -114,6 +116,23 @@ lab_internal void lab_arena_thread_key_init(void);
 lab_internal void lab_arena_fork_prepare(void);
 lab_internal void lab_arena_fork_parent(void);
 lab_internal void lab_arena_fork_child(void);
+/* Signal heaps. A signal handler that interrupted the allocator must not touch the thread's own
+ * heap (its lists may be half-changed): the handler runs on a signal heap instead, whose refills
+ * are LAB_GFP_ATOMIC (no lock waited on, no system call) and whose frees of other heaps' blocks
+ * go on remote lists. lab_sig_reserve (never from a handler) makes n of them ready;
+ * lab_sig_enter switches the calling thread to a free one (or to a heap that always fails when
+ * none is free) and returns the heap to restore; lab_sig_exit restores it. Lock-free. */
+lab_internal void lab_sig_reserve(unsigned n);
+lab_internal lab_heap_t *lab_sig_enter(void);
+lab_internal void lab_sig_exit(lab_heap_t *prev);
+/* True if the calling thread is inside the allocator's slow paths (lists being changed). */
+lab_internal bool lab_heap_busy(void);
+/* Frees that could not run where they were asked for (a page-sized or huge block freed in a
+ * signal handler): kept on a lock-free list and done by the next ordinary slow path. */
+lab_internal void lab_defer_free(void *p);
+lab_internal void lab_deferred_run(void);
+lab_internal extern uintptr_t lab_deferred;
+
 /* Sum the counters of all heaps; *live_bytes gets the bytes in blocks handed out by spans. */
 lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps);
 /* Collect remote frees and release empty spans of the calling thread's heap (malloc_trim). */

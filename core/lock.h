@@ -9,11 +9,16 @@
 typedef struct { int v; } lab_lock_t;
 #define LAB_LOCK_INIT { 0 }
 
+/* Locks the calling thread holds: a signal handler that interrupted it must not wait on them. */
+lab_internal extern __thread int lab_locks_held;
+
 lab_inline bool lab_lock_try(lab_lock_t *l)
 {
     int z = 0;
     /* acquire: the critical section's reads must not move above taking the lock */
-    return __atomic_compare_exchange_n(&l->v, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    bool ok = __atomic_compare_exchange_n(&l->v, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    lab_locks_held += ok;
+    return ok;
 }
 
 lab_inline void lab_lock(lab_lock_t *l)
@@ -28,11 +33,13 @@ lab_inline void lab_lock(lab_lock_t *l)
     /* acquire, as above; 2 marks waiters so unlock knows to wake */
     while (__atomic_exchange_n(&l->v, 2, __ATOMIC_ACQUIRE) != 0)
         lab_os_futex_wait(&l->v, 2);
+    lab_locks_held++;
 }
 
 lab_inline void lab_unlock(lab_lock_t *l)
 {
     /* release: the critical section's writes are visible before the lock reads free */
+    lab_locks_held--;
     if (__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2)
         lab_os_futex_wake(&l->v, 1);
 }

@@ -2,6 +2,7 @@
  * Layer 1: calls nothing of Labyrinth but common.h. Uses inline `syscall` instructions so that
  * errno is untouched and nothing here can recurse into an interposed libc name. */
 #include "os.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+__thread int lab_locks_held;
 static uint64_t os_calls, os_maps, os_unmaps, os_purges, os_remaps, os_mapped_bytes;
 static uint64_t os_fail_every, os_fail_after, os_map_attempts;
 

@@ -1488,8 +1488,15 @@ void lab_pool_fork_parent(void)
     lab_unlock(&default_lock);
 }
 
+bool lab_pool_room_busy(void)
+{
+    lab_rooms_t *rs = tls_rooms;
+    return rs && rs->busy;
+}
+
 void lab_pool_fork_child(void)
 {
+    lab_locks_held = 0; /* the locks prepare took are reset below, not unlocked */
     lab_lock_reset(&meta_lock);
     lab_lock_reset(&rooms_lock);
     for (lab_pool_t *p = pools_all; p; p = p->next_pool) {

@@ -159,6 +159,8 @@ lab_internal void lab_pool_thread_exit(void);
 lab_internal void lab_pool_fork_prepare(void);
 lab_internal void lab_pool_fork_parent(void);
 lab_internal void lab_pool_fork_child(void);
+/* True while the calling thread is changing one of its rooms (a signal handler must keep out). */
+lab_internal bool lab_pool_room_busy(void);
 /* Create the pthread key whose destructor flushes rooms; idempotent, never on a malloc path. */
 lab_internal void lab_pool_thread_key_init(void);
 

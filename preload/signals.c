@@ -1,0 +1,122 @@
+/* signals.c — malloc, free, calloc and realloc made safe to call from signal handlers. Layer 5.
+ * sigaction() and signal() are interposed: the program's handler is run through a wrapper that
+ * checks whether the signal interrupted this thread inside the allocator (its program counter
+ * in liblabyrinth's code, a lock held, a room or heap list being changed). Only then does the
+ * handler run on a signal heap (core/arena.h: LAB_GFP_ATOMIC refills, remote frees), so a
+ * handler that interrupted ordinary code costs nothing, and the fast paths carry no check.
+ * errno is preserved across the handler. Limits (README): a handler that longjmps out after
+ * interrupting the allocator leaves that allocation unfinished, as with any allocator. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include "alloc.h"
+
+#define LAB_EXPORT __attribute__((visibility("default")))
+
+/* The bounds of this object's code (defined by the linker for shared objects too). */
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+extern const char etext[] __attribute__((visibility("hidden")));
+
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+static sigaction_fn real_sigaction;
+
+/* The program's handlers, by signal number; read in the wrapper, written by sigaction. */
+static struct {
+    void *handler;
+    int flags;
+} user[NSIG];
+
+static bool interrupted_allocator(void *uctx)
+{
+    if (lab_locks_held || lab_heap_busy() || lab_pool_room_busy())
+        return true;
+    if (!uctx)
+        return true;
+    uintptr_t pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+    return pc >= (uintptr_t)__ehdr_start && pc < (uintptr_t)etext;
+}
+
+static void wrapper(int sig, siginfo_t *info, void *uctx)
+{
+    int saved_errno = errno;
+    void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
+    int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
+    bool nested = interrupted_allocator(uctx);
+    lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
+    if (h != (void *)SIG_IGN && h != (void *)SIG_DFL && h) {
+        if (flags & SA_SIGINFO)
+            ((void (*)(int, siginfo_t *, void *))h)(sig, info, uctx);
+        else
+            ((void (*)(int))h)(sig);
+    }
+    if (nested)
+        lab_sig_exit(prev);
+    errno = saved_errno;
+}
+
+static int call_real(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (!real_sigaction) {
+        real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+        if (!real_sigaction) {
+            errno = ENOSYS;
+            return -1;
+        }
+    }
+    return real_sigaction(sig, act, old);
+}
+
+LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (sig <= 0 || sig >= NSIG)
+        return call_real(sig, act, old);
+    void *prev_user = user[sig].handler;
+    int prev_flags = user[sig].flags;
+    struct sigaction mine, prev;
+    const struct sigaction *use = act;
+    if (act && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
+        lab_sig_reserve(16); /* ready before the first delivery; never from a handler */
+        void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
+        __atomic_store_n(&user[sig].flags, act->sa_flags, __ATOMIC_RELAXED);
+        /* release: the flags are visible before the handler that uses them */
+        __atomic_store_n(&user[sig].handler, h, __ATOMIC_RELEASE);
+        mine = *act;
+        mine.sa_sigaction = wrapper;
+        mine.sa_flags |= SA_SIGINFO;
+        use = &mine;
+    }
+    int r = call_real(sig, use, &prev);
+    if (r != 0) {
+        __atomic_store_n(&user[sig].handler, prev_user, __ATOMIC_RELEASE);
+        user[sig].flags = prev_flags;
+        return r;
+    }
+    if (old) {
+        *old = prev;
+        if (prev.sa_sigaction == wrapper) { /* report the program's handler, not ours */
+            if (prev_flags & SA_SIGINFO)
+                old->sa_sigaction = (void (*)(int, siginfo_t *, void *))prev_user;
+            else
+                old->sa_handler = (sighandler_t)prev_user;
+            old->sa_flags = (prev.sa_flags & ~SA_SIGINFO) | (prev_flags & SA_SIGINFO);
+        }
+    }
+    return r;
+}
+
+LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART; /* glibc's signal(): BSD semantics */
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
