@@ -18,17 +18,8 @@ while (($#)); do
   shift
 done
 
-need=()
-for pkg in cmake make gcc g++ python3 python3-matplotlib time libjemalloc-dev libmimalloc-dev \
-           libgoogle-perftools-dev libbenchmark-dev libcmocka-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ((${#need[@]})); then
-  echo "compare.sh: installing ${need[*]}" >&2
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/apt_need.sh
+apt_need cmake make gcc g++ python3 python3-matplotlib time libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libbenchmark-dev libcmocka-dev
 
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DLAB_BUILD_BENCH=ON >/dev/null
