@@ -299,7 +299,7 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
                           bool clean, uint64_t stamp)
 {
     lab_page_t *d = &c->page[idx];
-    d->h.state = LAB_PAGE_STORE;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_STORE);
     d->h.npages = n;
     d->h.clean = clean;
     d->h.zone = (uint8_t)c->zone;
@@ -308,7 +308,7 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     d->owner = 0;
     if (n > 1) {
         lab_page_t *t = &c->page[idx + n - 1];
-        t->h.state = LAB_PAGE_STORE;
+        lab_store_relaxed(&t->h.state, LAB_PAGE_STORE);
         t->h.npages = n;
     }
     bin_insert(z, d);
@@ -325,8 +325,8 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     unsigned n = d->h.npages;
     bin_remove(z, d);
     if (n > 1)
-        c->page[(d - c->page) + n - 1].h.state = LAB_PAGE_INTERIOR;
-    d->h.state = LAB_PAGE_INTERIOR;
+        lab_store_relaxed(&c->page[(d - c->page) + n - 1].h.state, LAB_PAGE_INTERIOR);
+    lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     c->store_pages -= n;
     z->store_pages -= n;
     if (c->zone == ZONE_NORMAL)
@@ -339,7 +339,9 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
 {
     if (idx > 0) {
         lab_page_t *t = &c->page[idx - 1];
-        if (t->h.state == LAB_PAGE_STORE) {
+        /* relaxed: the owner of a used neighbour may be changing its state (never to or from
+         * STORE, which only changes under this lock) */
+        if (lab_load_relaxed(&t->h.state) == LAB_PAGE_STORE) {
             unsigned ln = t->h.npages;
             lab_page_t *l = &c->page[idx - ln];
             store_take_run(pool, z, l);
@@ -351,7 +353,7 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
     }
     if (idx + n < LAB_CHUNK_PAGES) {
         lab_page_t *r = &c->page[idx + n];
-        if (r->h.state == LAB_PAGE_STORE) {
+        if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE) {
             unsigned rn = r->h.npages;
             store_take_run(pool, z, r);
             clean = clean && r->h.clean;
@@ -360,7 +362,7 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
         }
     }
     if (n == LAB_CHUNK_PAGES)
-        c->idle_since = pool->now_ms;
+        c->idle_since = lab_load_relaxed(&pool->now_ms);
     store_put_run(pool, z, c, idx, n, clean, stamp);
 }
 
@@ -413,7 +415,7 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
 static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep)
 {
     unsigned n = 0;
-    uint64_t now = pool->now_ms;
+    uint64_t now = lab_load_relaxed(&pool->now_ms);
     lab_chunk_t *c = z->chunks;
     while (c) {
         lab_chunk_t *next = c->next;
@@ -512,8 +514,8 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     z->chunks = c;
     lab_add_relaxed(&pool->mapped_pages, usable);
     /* pages past a capped pool's limit are never put in the store: they stay unused */
-    store_put_run(pool, z, c, 0, (unsigned)usable, true, pool->now_ms);
-    c->idle_since = pool->now_ms;
+    store_put_run(pool, z, c, 0, (unsigned)usable, true, lab_load_relaxed(&pool->now_ms));
+    c->idle_since = lab_load_relaxed(&pool->now_ms);
     return 0;
 }
 
@@ -546,7 +548,7 @@ static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
             if (z == &pool->zone[ZONE_NORMAL])
                 lab_sub_relaxed(&pool->nr_free, (size_t)1 << o);
             lab_chunk_t *c = lab_desc_chunk(d);
-            d->h.state = LAB_PAGE_INTERIOR;
+            lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
             store_free(pool, z, c, (unsigned)(d - c->page), 1u << o, d->h.clean, d->stamp);
         }
     }
@@ -596,7 +598,7 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
             if (z == &pool->zone[ZONE_NORMAL])
                 lab_sub_relaxed(&pool->nr_free, (size_t)1 << order);
             lab_chunk_t *c = lab_desc_chunk(d);
-            d->h.state = LAB_PAGE_INTERIOR;
+            lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
             store_free(pool, z, c, (unsigned)(d - c->page), 1u << order, d->h.clean, d->stamp);
         }
         lab_unlock(&z->lock);
@@ -636,7 +638,7 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
         while (o > order) {
             o--;
             lab_page_t *half = &c->page[idx + (1u << o)];
-            half->h.state = LAB_PAGE_CACHED;
+            lab_store_relaxed(&half->h.state, LAB_PAGE_CACHED);
             half->h.order = (uint8_t)o;
             half->h.npages = 1u << o;
             half->h.clean = clean;
@@ -818,7 +820,7 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
         return NULL;
     }
     unsigned n = 1u << order;
-    d->h.state = state;
+    lab_store_relaxed(&d->h.state, state);
     d->h.order = (uint8_t)order;
     d->h.npages = n;
     d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? (uint64_t)pthread_self() : 0;
@@ -839,7 +841,7 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     unsigned zi = d->h.zone;
     if (d->h.state != LAB_PAGE_USER)
         run_set_heads(d, 1u << order, LAB_HEAD_NONE);
-    d->h.state = LAB_PAGE_CACHED;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
@@ -915,7 +917,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         return NULL;
     }
     lab_add_relaxed(&pool->hits_slow, 1);
-    d->h.state = state;
+    lab_store_relaxed(&d->h.state, state);
     d->h.order = 0;
     d->owner = 0;
     run_set_heads(d, (unsigned)npages, 0);
@@ -936,7 +938,7 @@ void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
     unsigned n = d->h.npages;
     run_set_heads(d, n, LAB_HEAD_NONE);
     d->owner = 0;
-    d->h.state = LAB_PAGE_INTERIOR;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     lab_lock(&z->lock);
     store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_load_relaxed(&pool->now_ms));
     lab_unlock(&z->lock);
@@ -972,7 +974,7 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     if (r->h.state == LAB_PAGE_STORE && n + r->h.npages >= npages &&
         lab_load_relaxed(&pool->nr_free) >= pool->reserve + (npages - n)) {
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
-        c->page[idx + n].h.state = LAB_PAGE_INTERIOR;
+        lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
         ok = true;
     }
     lab_unlock(&z->lock);
@@ -1069,7 +1071,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         lab_add_relaxed(&pool->mapped_pages, size >> LAB_PAGE_SHIFT);
     }
     c->next = c->prev = NULL;
-    c->page[0].h.state = LAB_PAGE_HUGE;
+    lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
     c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
     if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
         memset((void *)c->base, 0, c->size);
@@ -1080,7 +1082,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
 
 void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
 {
-    c->page[0].h.state = LAB_PAGE_CACHED;
+    lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_CACHED);
     c->idle_since = lab_load_relaxed(&pool->now_ms);
     lab_chunk_t *evict = NULL;
     lab_lock(&pool->huge_lock);
@@ -1169,7 +1171,7 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force)
 {
     size_t purged = 0;
-    uint64_t now = pool->now_ms;
+    uint64_t now = lab_load_relaxed(&pool->now_ms);
     lab_lock(&z->lock);
     zone_drain_shared(pool, z);
     for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1)) {
@@ -1189,14 +1191,15 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
 
 size_t lab_pool_purge(lab_pool_t *pool, bool force)
 {
-    pool->now_ms = lab_clock_ms();
-    pool->last_purge = pool->now_ms;
+    uint64_t t = lab_clock_ms();
+    lab_store_relaxed(&pool->now_ms, t);
+    lab_store_relaxed(&pool->last_purge, t);
     size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force) +
                     zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force);
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
         lab_chunk_t *c = *pp;
-        if (force || pool->now_ms - c->idle_since >= pool->delay_ms) {
+        if (force || t - c->idle_since >= pool->delay_ms) {
             *pp = c->next;
             pool->huge_cache_bytes -= c->size;
             purged += c->size >> LAB_PAGE_SHIFT;
@@ -1218,9 +1221,9 @@ static void pool_maybe_purge(lab_pool_t *pool)
     size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
     if (mapped > nfree && mapped - nfree > lab_load_relaxed(&pool->peak_used))
         lab_store_relaxed(&pool->peak_used, mapped - nfree);
-    if (pool->delay_ms == ~0u || now - pool->last_purge < pool->delay_ms / 2 + 1)
+    if (pool->delay_ms == ~0u || now - lab_load_relaxed(&pool->last_purge) < pool->delay_ms / 2 + 1)
         return;
-    pool->last_purge = now;
+    lab_store_relaxed(&pool->last_purge, now);
     lab_pool_purge(pool, false);
 }
 
@@ -1575,7 +1578,7 @@ void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
     lab_page_t *d = room_pop(p, order);
     if (lab_unlikely(!d))
         return alloc_pages_general(pool, order, gfp);
-    d->h.state = LAB_PAGE_USER;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
     d->h.order = (uint8_t)order;
     d->h.npages = 1u << order;
     d->owner = 0;
@@ -1628,12 +1631,12 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
      * the exclusive zone) takes the general path, which checks and reports */
     if (lab_unlikely(d->h.state != LAB_PAGE_USER || d->h.order != order || d->owner || d->h.zone))
         return free_pages_general(pool, pages, order);
-    d->h.state = LAB_PAGE_CACHED;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.clean = 0;
     d->stamp = lab_load_relaxed(&p->now_ms);
     if (lab_likely(room_push(p, d, order)))
         return;
-    d->h.state = LAB_PAGE_USER;
+    lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
     lab_pool_free_order(p, d, order);
 }
 

@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 . scripts/apt_need.sh
 apt_need cmake make gcc g++ pkg-config libcmocka-dev libbenchmark-dev python3 perl git time
 
+# In CI (or with LAB_SANITIZE=1) the core's unit tests also run under ThreadSanitizer and
+# UndefinedBehaviorSanitizer first (about a minute); the main suite's summary comes last.
+if [ "${CI:-}" = true ] || [ "${LAB_SANITIZE:-0}" = 1 ]; then
+  scripts/sanitize.sh thread undefined
+fi
+
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
