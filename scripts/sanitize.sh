@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 kinds=("$@"); ((${#kinds[@]})) || kinds=(all)
 [ "${kinds[0]}" = all ] && kinds=(undefined address thread)
 . scripts/apt_need.sh
-apt_need clang cmake libcmocka-dev
+apt_need clang libclang-rt-14-dev cmake libcmocka-dev
 for kind in "${kinds[@]}"; do
   dir=build-san-$kind
   echo "sanitize.sh: $kind in $dir" >&2

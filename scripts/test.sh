@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/apt_need.sh
-apt_need cmake make gcc g++ clang pkg-config libcmocka-dev libbenchmark-dev python3 perl git time
+apt_need cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev libbenchmark-dev python3 perl git time
 
 # In CI (or with LAB_SANITIZE=1) the core's unit tests also run under ThreadSanitizer and
 # UndefinedBehaviorSanitizer, and the fuzz target for 60 s, first (about two minutes); the main
