@@ -346,8 +346,11 @@ static void free_key_init(void)
     if (__atomic_load_n(&done, __ATOMIC_ACQUIRE))
         return;
     /* AT_RANDOM: 16 bytes the kernel gave this process; mixed with an address (ASLR) */
-    const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
-    uint64_t k = (r ? r[0] ^ r[1] : 0) ^ ((uint64_t)(uintptr_t)&done * 0x9e3779b97f4a7c15u);
+    const void *r = (const void *)getauxval(AT_RANDOM); /* not 8-byte aligned: copy it */
+    uint64_t w[2] = {0, 0};
+    if (r)
+        memcpy(w, r, sizeof w);
+    uint64_t k = w[0] ^ w[1] ^ ((uint64_t)(uintptr_t)&done * 0x9e3779b97f4a7c15u);
     if (k == 0)
         k = 0x9e3779b97f4a7c15u;
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);

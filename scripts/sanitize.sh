@@ -13,8 +13,8 @@ for kind in "${kinds[@]}"; do
   echo "sanitize.sh: $kind in $dir" >&2
   CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_SANITIZER="$kind" \
     -DLAB_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$dir" -j"$(nproc)" --target test_pool test_alloc labyrinth-options >/dev/null 2>&1 ||
-    cmake --build "$dir" -j"$(nproc)" --target test_pool labyrinth-options
+  # every target behind the unit label (the core linked directly), nothing preloaded
+  cmake --build "$dir" -j"$(nproc)" --target test_pool fuzz_replay labyrinth-options
   TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0 suppressions=$PWD/tests/unit/tsan.supp" \
   UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" ASAN_OPTIONS="detect_leaks=0" \
     ctest --test-dir "$dir" -L unit --output-on-failure
