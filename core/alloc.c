@@ -23,7 +23,7 @@ static inline void *alloc_class(unsigned cls)
     lab_span_t *s = h->cur[cls];
     lab_block_t *b;
     if (lab_likely(s && (b = s->free))) {
-        s->free = b->next;
+        s->free = lab_link_get(b);
         b->key = 0;
         s->usedf++;
         h->st.mallocs++;

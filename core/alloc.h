@@ -24,7 +24,7 @@ lab_inline void *lab_malloc(size_t n)
         lab_span_t *s = h->direct[(n + 15) >> 4];
         lab_block_t *b = s->free;
         if (lab_likely(b != NULL)) {
-            s->free = b->next;
+            s->free = lab_link_get(b);
             b->key = 0; /* a live block never carries the free key */
             s->usedf++;
             h->st.mallocs++;
@@ -50,7 +50,7 @@ lab_inline void lab_free(void *p)
                 return lab_span_free_suspect(h, s, b);
             h->st.frees++;
             b->key = key;
-            b->next = s->free;
+            b->next = (lab_block_t *)((uintptr_t)s->free ^ key); /* lab_link_set */
             s->free = b;
             /* one signed test catches both "span now empty" (0) and "span was full" (bit 31);
              * asm goto so that the decrement and the test are one read-modify-write */

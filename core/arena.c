@@ -109,9 +109,10 @@ static void span_splice(lab_span_t *s, lab_block_t *b, uint32_t n)
         return;
     if (s->free) {
         lab_block_t *t = b;
-        while (t->next)
-            t = t->next;
-        t->next = s->free;
+        lab_block_t *nx;
+        while ((nx = lab_link_get(t)))
+            t = nx;
+        lab_link_set(t, s->free);
     }
     s->free = b;
     s->usedf -= n;
@@ -140,8 +141,8 @@ static void span_carve(lab_span_t *s)
     n = lab_min(n, (uint32_t)s->capacity - s->carved);
     uintptr_t first = base + (uintptr_t)s->carved * bs;
     for (uint32_t i = 0; i + 1 < n; i++)
-        ((lab_block_t *)(first + (uintptr_t)i * bs))->next = (lab_block_t *)(first + (uintptr_t)(i + 1) * bs);
-    ((lab_block_t *)(first + (uintptr_t)(n - 1) * bs))->next = s->free;
+        lab_link_set((lab_block_t *)(first + (uintptr_t)i * bs), (lab_block_t *)(first + (uintptr_t)(i + 1) * bs));
+    lab_link_set((lab_block_t *)(first + (uintptr_t)(n - 1) * bs), s->free);
     s->free = (lab_block_t *)first;
     s->carved += n;
 }
@@ -241,7 +242,7 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         list_push_head(h, s);
     }
     lab_block_t *b = s->free;
-    s->free = b->next;
+    s->free = lab_link_get(b);
     b->key = 0;
     s->usedf++;
     h->st.mallocs++;
@@ -280,7 +281,7 @@ static void inbox_push(lab_heap_t *h, lab_span_t *s)
 
 static bool list_has(lab_block_t *l, lab_block_t *b)
 {
-    for (; l; l = l->next)
+    for (; l; l = lab_link_get(l))
         if (l == b)
             return true;
     return false;
@@ -295,7 +296,7 @@ void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
     /* the key was the program's own data: an ordinary free */
     h->st.frees++;
     b->key = lab_free_key;
-    b->next = s->free;
+    lab_link_set(b, s->free);
     s->free = b;
     if (--s->used <= 0)
         lab_span_free_local_slow(h, s);
@@ -310,7 +311,7 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
     b->key = lab_free_key;
     uintptr_t old = lab_load_relaxed(&s->remote), nw;
     do {
-        b->next = (lab_block_t *)(old & LAB_REMOTE_PTR);
+        lab_link_set(b, (lab_block_t *)(old & LAB_REMOTE_PTR));
         nw = (uintptr_t)b | ((old & ~(LAB_REMOTE_COUNT1 - 1)) + LAB_REMOTE_COUNT1);
         /* release: the block's link is written before the owner can collect it */
     } while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));

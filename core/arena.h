@@ -42,6 +42,18 @@ typedef struct lab_block {
 
 lab_internal extern uintptr_t lab_free_key;
 
+/* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
+ * list entry without knowing it (the list heads in spans stay plain). */
+lab_inline lab_block_t *lab_link_get(const lab_block_t *b)
+{
+    return (lab_block_t *)((uintptr_t)b->next ^ lab_load_relaxed(&lab_free_key));
+}
+
+lab_inline void lab_link_set(lab_block_t *b, const lab_block_t *next)
+{
+    b->next = (lab_block_t *)((uintptr_t)next ^ lab_load_relaxed(&lab_free_key));
+}
+
 struct lab_heap;
 
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
