@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 static double now(void)
@@ -110,7 +111,11 @@ typedef struct rnode {
 typedef struct {
     pthread_mutex_t m;
     rnode_t *head;
+    int queued;          /* batches waiting: at most RQUEUE, so the ring measures the allocator
+                            and not how far a producer can run ahead of its consumer */
+    atomic_int done;     /* the owner has left the ring: no more waiting on it */
 } rbox_t;
+#define RQUEUE 4
 static rbox_t *rboxes;
 static int rthreads;
 static long rrounds;
@@ -127,6 +132,7 @@ static void rdrain(int id)
     pthread_mutex_lock(&rboxes[id].m);
     rnode_t *n = rboxes[id].head;
     rboxes[id].head = NULL;
+    rboxes[id].queued = 0;
     pthread_mutex_unlock(&rboxes[id].m);
     while (n) {
         rnode_t *next = n->next;
@@ -156,12 +162,22 @@ static void *ring_worker(void *arg)
         for (int i = 0; i < RBATCH; i++)
             xfree(mine[i], ml[i]);
         rbox_t *to = &rboxes[(id + 1) % rthreads];
-        pthread_mutex_lock(&to->m);
-        g->next = to->head;
-        to->head = g;
-        pthread_mutex_unlock(&to->m);
+        for (;;) {
+            pthread_mutex_lock(&to->m);
+            if (to->queued < RQUEUE || atomic_load(&to->done)) {
+                g->next = to->head;
+                to->head = g;
+                to->queued++;
+                pthread_mutex_unlock(&to->m);
+                break;
+            }
+            pthread_mutex_unlock(&to->m);
+            rdrain(id); /* keep our own consumer side moving while we wait */
+            sched_yield();
+        }
         rdrain(id);
     }
+    atomic_store(&rboxes[id].done, 1);
     pthread_barrier_wait(&rbar);
     rdrain(id);
     return NULL;
