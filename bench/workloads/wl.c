@@ -113,13 +113,12 @@ typedef struct {
     rnode_t *head;
     int queued;          /* batches waiting: at most RQUEUE, so the ring measures the allocator
                             and not how far a producer can run ahead of its consumer */
-    atomic_int done;     /* the owner has left the ring: no more waiting on it */
 } rbox_t;
 #define RQUEUE 4
 static rbox_t *rboxes;
 static int rthreads;
 static long rrounds;
-static pthread_barrier_t rbar;
+static atomic_int rfinished; /* threads done producing; each keeps consuming until all are */
 
 static size_t rpick(uint64_t *s)
 {
@@ -164,7 +163,7 @@ static void *ring_worker(void *arg)
         rbox_t *to = &rboxes[(id + 1) % rthreads];
         for (;;) {
             pthread_mutex_lock(&to->m);
-            if (to->queued < RQUEUE || atomic_load(&to->done)) {
+            if (to->queued < RQUEUE) {
                 g->next = to->head;
                 to->head = g;
                 to->queued++;
@@ -177,8 +176,12 @@ static void *ring_worker(void *arg)
         }
         rdrain(id);
     }
-    atomic_store(&rboxes[id].done, 1);
-    pthread_barrier_wait(&rbar);
+    /* done producing: keep consuming until every producer is done, so nobody waits on us */
+    atomic_fetch_add(&rfinished, 1);
+    while (atomic_load(&rfinished) < rthreads) {
+        rdrain(id);
+        sched_yield();
+    }
     rdrain(id);
     return NULL;
 }
@@ -190,7 +193,7 @@ static void run_ring(int t, long n)
     rboxes = calloc((size_t)t, sizeof *rboxes);
     for (int i = 0; i < t; i++)
         pthread_mutex_init(&rboxes[i].m, NULL);
-    pthread_barrier_init(&rbar, NULL, (unsigned)t);
+    atomic_store(&rfinished, 0);
     pthread_t th[256];
     for (int i = 0; i < t; i++)
         pthread_create(&th[i], NULL, ring_worker, (void *)(intptr_t)i);
