@@ -129,7 +129,27 @@ def main():
                 runs.append(rec)
                 print(f"[{r + 1}/{a.runs}] {name:10s} {alloc:10s} {elapsed:8.3f} s  "
                       f"{rss:>8} KiB  {'ok' if ok else 'FAILED'}", file=sys.stderr)
+    # Google Benchmark micro suite, one JSON per allocator (same binary under each preload)
+    micro = os.path.join(a.build, "bench", "micro")
+    micro_results = {}
+    if os.path.exists(micro) and not a.only:
+        filt = "malloc_free/(16|64|1024|32768)/|malloc_free_pages|batch_(lifo|fifo)/64/|calloc/4096/|" \
+               "realloc_grow|posix_memalign|producer_consumer|pages_(default|atomic)/(0|4|9)/"
+        for alloc, path in allocs.items():
+            env = dict(os.environ)
+            env.pop("LD_PRELOAD", None)
+            if path:
+                env["LD_PRELOAD"] = path
+            cmd = [micro, "--benchmark_filter=" + filt, "--benchmark_format=json",
+                   "--benchmark_min_time=" + ("0.02" if a.quick else "0.1")]
+            print(f"micro: {alloc}", file=sys.stderr)
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            try:
+                micro_results[alloc] = {"command": cmd, "result": json.loads(p.stdout)}
+            except ValueError:
+                micro_results[alloc] = {"command": cmd, "error": p.stderr[-500:]}
     raw = {
+        "micro": micro_results,
         "command": " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"uname": platform.uname()._asdict(), "cpus": os.cpu_count()},

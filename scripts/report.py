@@ -72,6 +72,30 @@ def main():
         out.append(f"| **geomean** | " + " | ".join("" for _ in allocs) +
                    f" | **{geomean(ratios_g):.2f}** | **{geomean(ratios_j):.2f}** | **{geomean(ratios_m):.2f}** |"
                    f" **{geomean(ratios_best):.2f}** |")
+    micro = raw.get("micro") or {}
+    if micro:
+        names, table = [], {}
+        for alloc, m in micro.items():
+            for b in (m.get("result") or {}).get("benchmarks", []):
+                if b.get("run_type", "iteration") != "iteration" or "error_occurred" in b:
+                    continue
+                n = b["name"].replace("/real_time", "")
+                if n not in names:
+                    names.append(n)
+                table[n, alloc] = b["real_time"]
+        ctx = next(iter(micro.values())).get("result", {}).get("context", {})
+        out.append("\n## Micro-benchmarks (ns per operation, Google Benchmark, lower is better)\n")
+        if ctx.get("library_build_type") == "debug":
+            out.append("Debian's libbenchmark is a debug build (its own overhead is outside the timed "
+                       "batches, which the bodies run themselves).\n")
+        m_allocs = list(micro.keys())
+        out.append("| benchmark | " + " | ".join(m_allocs) + " | lab/jemalloc |")
+        out.append("|" + "---|" * (len(m_allocs) + 2))
+        for n in names:
+            cells = ["-" if (n, x) not in table else f"{table[n, x]:.1f}" for x in m_allocs]
+            r = table.get((n, "labyrinth")), table.get((n, "jemalloc"))
+            out.append(f"| {n} | " + " | ".join(cells) + f" | {r[0] / r[1]:.2f} |" if all(r) else
+                       f"| {n} | " + " | ".join(cells) + " | - |")
     losses = [w for w in wls if med_t.get((w, "labyrinth")) and any(
         med_t.get((w, a)) and med_t[w, a] < med_t[w, "labyrinth"] / 1.1 for a in allocs if a != "labyrinth")]
     out.append("\n## Where Labyrinth loses by more than 10% in time\n")
