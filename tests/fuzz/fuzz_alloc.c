@@ -155,8 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             tail_poison(q, n);
             break;
         }
-        case 4: { /* aligned, 16 B .. 8 KiB */
-            size_t align = (size_t)16 << (d[1] % 10);
+        case 4: { /* aligned, 16 B .. 4 MiB */
+            size_t align = (size_t)16 << (d[1] % 19);
             slot_free(slot, sz, s);
             n %= 70000;
             slot[s] = lab_malloc_aligned(align, n);

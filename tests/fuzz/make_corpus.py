@@ -34,8 +34,8 @@ for sel, size in [(0, 100), (0, 1023), (10, 1025), (10, 32768), (11, 32769), (12
 seeds.append(chain)
 # every alignment, then usable size and a foreign free
 al = bytearray()
-for a in range(10):
-    al += op(4, a % 10, (a << 8) | a, a) + op(5, 0, 0xFF, a)
+for a in range(19):
+    al += op(4, a % 10, (a << 8) | a, a % 16) + op(5, 0, 0xFF, a % 16)
 seeds.append(al)
 # calloc over freed dirty memory, every element size
 cz = bytearray()
