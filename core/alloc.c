@@ -118,7 +118,7 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
     case LAB_PAGE_SPAN: {
         lab_span_t *s = (lab_span_t *)d;
         uintptr_t off = a - base;
-        if (off % s->block_size || off >= (uintptr_t)s->carved * s->block_size)
+        if (off % s->block_size || off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
             lab_fatal("invalid free (not the start of a block):", (void *)a);
         return d;
     }
@@ -242,7 +242,9 @@ bool lab_owns(const void *p)
         return a == base;
     if (d->h.state == LAB_PAGE_SPAN) {
         lab_span_t *s = (lab_span_t *)d;
-        return (a - base) % s->block_size == 0 && a - base < (uintptr_t)s->carved * s->block_size;
+        /* relaxed: the owner may be carving more; a block handed out is below any value read */
+        return (a - base) % s->block_size == 0 &&
+               a - base < (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size;
     }
     return false;
 }

@@ -144,7 +144,8 @@ static void span_carve(lab_span_t *s)
         lab_link_set((lab_block_t *)(first + (uintptr_t)i * bs), (lab_block_t *)(first + (uintptr_t)(i + 1) * bs));
     lab_link_set((lab_block_t *)(first + (uintptr_t)(n - 1) * bs), s->free);
     s->free = (lab_block_t *)first;
-    s->carved += n;
+    /* relaxed store: other threads' ownership checks read it (core/alloc.c) */
+    lab_store_relaxed(&s->carved, s->carved + n);
 }
 
 static void span_release(lab_heap_t *h, lab_span_t *s)
@@ -313,8 +314,10 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
     do {
         lab_link_set(b, (lab_block_t *)(old & LAB_REMOTE_PTR));
         nw = (uintptr_t)b | ((old & ~(LAB_REMOTE_COUNT1 - 1)) + LAB_REMOTE_COUNT1);
-        /* release: the block's link is written before the owner can collect it */
-    } while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        /* release: the block's link is written before the owner can collect it; acquire: when
+         * we take NOTIFY, the owner's last writes to the span (its list links) happen before
+         * ours to s->next in inbox_push (free on x86-64: lock cmpxchg is a full barrier) */
+    } while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
     if (old & LAB_REMOTE_NOTIFY)
         inbox_push(s->heap, s);
     lab_heap_t *me = lab_tls_heap;
