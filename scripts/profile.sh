@@ -1,86 +1,97 @@
 #!/usr/bin/env bash
-# profile.sh [--alloc NAME] [--out DIR] [--compare NAME] -- CMD ARGS...
-# Runs CMD under an allocator (labyrinth, glibc, jemalloc, mimalloc, tcmalloc) with
-# `perf record -e cpu-clock -g` (these VMs have no hardware counters; `perf stat` is added when
-# the machine has them) and writes DIR/top.txt (top symbols by self time, allocator symbols
-# marked '*'), DIR/folded.txt and DIR/flame.svg; with --compare, the same for a second allocator
-# in DIR/<name>/ and DIR/compare.txt (share of samples in allocator code, side by side).
+# profile.sh [--alloc NAME] [--out DIR] [--compare NAME] [--freq HZ] -- CMD ARGS...
+# Runs CMD under an allocator (labyrinth [default], glibc, jemalloc, mimalloc, tcmalloc) with
+# `perf record -e cpu-clock -g` (these VMs have no hardware counters; when `perf stat -e
+# instructions` says they work, cycles and instructions are counted too) and writes to DIR
+# (default results/profile): top.txt (symbols by self time, allocator code marked), folded.txt,
+# flame.svg (drawn by scripts/flame.py), stat.txt (perf stat: time, page faults, switches) and
+# cmd.txt. With --compare NAME the same for a second allocator in DIR/NAME/, and DIR/compare.txt:
+# both allocators' time shares and top symbols side by side.
+#   e.g. scripts/profile.sh --compare jemalloc -- build/bench/wl larson 2 2000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-alloc=labyrinth; out=results/profile; cmp=""
+
+usage() { sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+alloc=labyrinth; out=results/profile; cmp=""; freq=2999
 while (($#)); do
   case "$1" in
-    --alloc) alloc=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    --compare) cmp=$2; shift 2 ;;
+    --alloc) [ $# -ge 2 ] || usage; alloc=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+    --compare) [ $# -ge 2 ] || usage; cmp=$2; shift 2 ;;
+    --freq) [ $# -ge 2 ] || usage; freq=$2; shift 2 ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--alloc NAME] [--out DIR] [--compare NAME] -- CMD ARGS..." >&2; exit 2 ;;
+    -h|--help) usage ;;
+    *) echo "profile.sh: unknown argument $1" >&2; usage ;;
   esac
 done
-(($#)) || { echo "profile.sh: no command" >&2; exit 2; }
-command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
-BUILD_DIR=${BUILD_DIR:-build}
-[ -f "$BUILD_DIR/liblabyrinth.so" ] || { cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD_DIR" -j"$(nproc)" >&2; }
+(($#)) || { echo "profile.sh: no command after --" >&2; usage; }
 
-preload_of() {
-  case "$1" in
-    glibc) echo "" ;;
-    labyrinth) echo "$PWD/$BUILD_DIR/liblabyrinth.so" ;;
-    jemalloc) echo /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ;;
-    mimalloc) echo /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 ;;
-    tcmalloc) echo /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ;;
-    *) echo "profile.sh: unknown allocator $1" >&2; exit 2 ;;
-  esac
+. scripts/apt_need.sh
+apt_need linux-perf python3 cmake make gcc g++
+PERF=/usr/bin/perf; [ -x "$PERF" ] || PERF=perf
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
+BUILD_DIR=${BUILD_DIR:-build}
+for a in "$alloc" $cmp; do
+  if [ "$a" = labyrinth ] && [ ! -f "$BUILD_DIR/liblabyrinth.so" ]; then
+    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD_DIR" -j"$(nproc)" --target labyrinth >&2
+  fi
+done
+
+# Hardware counters: perf stat exits 0 even when it prints "<not supported>", so read its output.
+stat_events=task-clock,page-faults,minor-faults,major-faults,context-switches,cpu-migrations
+if "$PERF" stat -e instructions true 2>&1 | grep -q 'not supported\|not counted'; then
+  hw=0
+else
+  hw=1; stat_events+=",cycles,instructions"
+fi
+
+profile_one() { # NAME DIR CMD...
+  local name=$1 dir=$2; shift 2
+  local pre
+  pre=$("$PY" bench/run.py --build "$BUILD_DIR" --which "$name") || exit 2
+  mkdir -p "$dir"
+  local envcmd=(env -u LD_PRELOAD)
+  [ -n "$pre" ] && envcmd=(env "LD_PRELOAD=$pre")
+  printf '%s\n' "allocator: $name (${pre:-no preload})" "command: $*" \
+    "perf: $PERF record -e cpu-clock -F $freq -g" "hardware counters: $([ $hw = 1 ] && echo yes || echo no)" \
+    > "$dir/cmd.txt"
+  echo "profile.sh: $name: perf record -e cpu-clock -g -- $*" >&2
+  local rc=0
+  "$PERF" record -q -e cpu-clock -F "$freq" -g -o "$dir/perf.data" -- "${envcmd[@]}" "$@" \
+    >"$dir/stdout.txt" 2>"$dir/stderr.txt" || rc=$?
+  ((rc == 0)) || echo "profile.sh: warning: the command exited with status $rc (see $dir/stderr.txt)" >&2
+  "$PERF" stat -x, -e "$stat_events" -o "$dir/stat.txt" -- "${envcmd[@]}" "$@" >/dev/null 2>&1 || true
+  "$PERF" script -i "$dir/perf.data" -F comm,tid,time,ip,sym,dso 2>/dev/null > "$dir/perf-script.txt"
+  "$PY" scripts/flame.py fold "$dir/perf-script.txt" "$dir" --title "$name: $*" > "$dir/shares.line"
+  "$PY" scripts/flame.py svg "$dir/folded.txt" "$dir/flame.svg" \
+    "$name: $* — allocator $(share "$dir" allocator_pct)% of samples"
+  rm -f "$dir/perf-script.txt" "$dir/shares.line"
+  echo "profile.sh: $dir/{top.txt,folded.txt,flame.svg,stat.txt}: allocator $(share "$dir" allocator_pct)% of samples" >&2
 }
 
-ALLOC_RE='^(lab_|labyrinth_|span_|heap_|pool_|room_|store_|shared_|zone_|stack_|malloc|free|calloc|realloc|cfree|_int_malloc|_int_free|__libc_|je_|mi_|_mi_|tc_|tcmalloc|operator new|operator delete|posix_memalign|aligned_alloc|memalign|alloc_|block_|huge_)'
-
-profile_one() { # name dir cmd...
-  local name=$1 dir=$2; shift 2
-  mkdir -p "$dir"
-  local pre; pre=$(preload_of "$name")
-  echo "profile.sh: $name: perf record -e cpu-clock -g -- $*" >&2
-  perf record -q -e cpu-clock -g -o "$dir/perf.data" -- env ${pre:+LD_PRELOAD=$pre} "$@" >"$dir/stdout.txt" 2>"$dir/stderr.txt" || true
-  if perf stat -e instructions true >/dev/null 2>&1; then
-    perf stat -e instructions,cycles -o "$dir/stat.txt" -- env ${pre:+LD_PRELOAD=$pre} "$@" >/dev/null 2>&1 || true
-  fi
-  perf report -i "$dir/perf.data" --no-children --sort sym -g none --stdio 2>/dev/null |
-    awk -v re="$ALLOC_RE" '/^ +[0-9.]+%/ { sym=$0; sub(/^ +[0-9.]+% +\[[^]]*\] +/, "", sym);
-         mark = (sym ~ re) ? "*" : " "; printf "%s %s\n", mark, $0; n++ } n >= 40 { exit }' > "$dir/top.txt"
-  perf script -i "$dir/perf.data" 2>/dev/null | python3 -c '
-import sys
-stacks = {}
-cur = []
-for line in sys.stdin:
-    line = line.rstrip("\n")
-    if not line.strip():
-        if cur:
-            key = ";".join(reversed(cur)); stacks[key] = stacks.get(key, 0) + 1
-        cur = []
-        continue
-    if line.startswith((" ", "\t")):
-        parts = line.strip().split(None, 1)
-        sym = parts[1] if len(parts) > 1 else "?"
-        sym = sym.split(" (")[0].split("+0x")[0]
-        cur.append(sym)
-if cur:
-    key = ";".join(reversed(cur)); stacks[key] = stacks.get(key, 0) + 1
-for k, v in stacks.items():
-    print(k, v)
-' > "$dir/folded.txt"
-  python3 scripts/flame.py "$dir/folded.txt" "$dir/flame.svg" "$name: $*"
-  awk '/^\*/ { gsub(/%/, "", $2); s += $2 } END { printf "%.1f\n", s }' "$dir/top.txt" > "$dir/alloc_share.txt"
-  echo "profile.sh: $dir/top.txt, $dir/folded.txt, $dir/flame.svg (allocator share of top symbols: $(cat "$dir/alloc_share.txt")%)" >&2
+share() { "$PY" -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1] + "/shares.json"))[sys.argv[2]])' "$1" "$2"; }
+stat_of() { # DIR EVENT -> value from perf stat -x, output
+  awk -F, -v e="$2" '$3 == e || $3 ~ "^"e":" { print $1; exit }' "$1/stat.txt"
 }
 
 profile_one "$alloc" "$out" "$@"
 if [ -n "$cmp" ]; then
   profile_one "$cmp" "$out/$cmp" "$@"
   {
-    echo "allocator time share (sum of marked symbols among the top 40, % of samples)"
-    printf "%-12s %s\n" "$alloc" "$(cat "$out/alloc_share.txt")"
-    printf "%-12s %s\n" "$cmp" "$(cat "$out/$cmp/alloc_share.txt")"
-    echo; echo "== $alloc"; head -15 "$out/top.txt"; echo; echo "== $cmp"; head -15 "$out/$cmp/top.txt"
+    echo "command: $*"
+    echo
+    printf '%-34s %14s %14s\n' "" "$alloc" "$cmp"
+    for k in allocator_pct allocator_user_pct allocator_kernel_pct program_kernel_pct program_user_pct samples; do
+      printf '%-34s %14s %14s\n' "$k" "$(share "$out" $k)" "$(share "$out/$cmp" $k)"
+    done
+    for e in task-clock page-faults context-switches $([ $hw = 1 ] && echo cycles instructions); do
+      printf '%-34s %14s %14s\n' "perf stat $e" "$(stat_of "$out" $e)" "$(stat_of "$out/$cmp" $e)"
+    done
+    echo
+    echo "top symbols by self time (A = allocator code, k = kernel inside the allocator, K = kernel under the program)"
+    paste -d'|' <(sed -n '/^  *self%/,$p' "$out/top.txt" | head -26 | cut -c1-70 | awk '{printf "%-70s\n", $0}') \
+                <(sed -n '/^  *self%/,$p' "$out/$cmp/top.txt" | head -26 | cut -c1-70)
   } > "$out/compare.txt"
   cat "$out/compare.txt"
 fi

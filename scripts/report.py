@@ -1,17 +1,198 @@
 #!/usr/bin/env python3
-"""report.py DIR — draws DIR/report.md, DIR/time.png and DIR/rss.png from DIR/raw.json (written by
-scripts/bench_run.py). Medians over the runs; ratios of Labyrinth against glibc and jemalloc; a
-geomean row. Nothing here is typed by hand: every figure comes from raw.json."""
+"""report.py [DIR] — draws DIR/report.md, DIR/time.png and DIR/rss.png from DIR/raw.json (written
+by bench/run.py; DIR defaults to results/latest). Every figure comes from raw.json: medians over
+the runs of each cell, ratios against glibc and jemalloc, geomeans of ratios (never of raw
+seconds, which would let the longest workload decide), and the workloads Labyrinth loses, named.
+Micro-benchmarks: the fastest of the passes per case (noise on a VM only ever adds time)."""
 import json
 import math
 import os
 import statistics
 import sys
 
+ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "labyrinth"]
+LAB = "labyrinth"
+TIE = 0.05  # within 5% of the best is a tie: run-to-run noise on these VMs is at least that
+
 
 def geomean(xs):
     xs = [x for x in xs if x and x > 0]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+class Cells:
+    """Medians per (workload, allocator) of one metric over the runs that passed."""
+
+    def __init__(self, runs, key, scale=1.0):
+        self.v, self.spread = {}, {}
+        groups = {}
+        for r in runs:
+            if r["ok"] and r.get(key) is not None:
+                groups.setdefault((r["workload"], r["allocator"]), []).append(r[key] * scale)
+        for k, xs in groups.items():
+            self.v[k] = statistics.median(xs)
+            self.spread[k] = (max(xs) - min(xs)) / self.v[k] if self.v[k] else 0.0
+
+    def get(self, w, a):
+        return self.v.get((w, a))
+
+
+def verdict(cells, w, allocs, unit_word):
+    lab = cells.get(w, LAB)
+    others = [(cells.get(w, a), a) for a in allocs if a != LAB and cells.get(w, a)]
+    if lab is None or not others:
+        return "-", None
+    best, who = min(others)
+    r = lab / best
+    if r > 1 + TIE:
+        return f"**loses** to {who} (+{(r - 1) * 100:.0f}% {'longer' if unit_word == 'faster' else 'more'})", (who, r)
+    if r < 1 - TIE:
+        return f"best ({(1 - r) * 100:.0f}% {unit_word} than {who})", None
+    return f"tie with {who} ({(r - 1) * 100:+.0f}%)", None
+
+
+def metric_table(out, title, cells, wls, allocs, spec, unit_word):
+    losses = []
+    out.append(f"\n## {title}\n")
+    has_lab = LAB in allocs
+    head = ["workload"] + allocs + (["lab/glibc", "lab/jemalloc", "verdict"] if has_lab else []) + ["spread"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join("---" if i == 0 or h == "verdict" else "--:" for i, h in enumerate(head)) + "|")
+    for w in wls:
+        row = [w] + [fmt(cells.get(w, a), spec) for a in allocs]
+        if has_lab:
+            v, loss = verdict(cells, w, allocs, unit_word)
+            if loss:
+                losses.append((w,) + loss)
+            row += [fmt(ratio(cells.get(w, LAB), cells.get(w, "glibc")), ".2f"),
+                    fmt(ratio(cells.get(w, LAB), cells.get(w, "jemalloc")), ".2f"), v]
+        sp = [cells.spread.get((w, a)) for a in allocs if (w, a) in cells.spread]
+        row.append(f"±{max(sp) * 50:.0f}%" if sp else "-")
+        out.append("| " + " | ".join(row) + " |")
+    gm = ["**geomean vs glibc**"] + [
+        f"**{fmt(geomean([ratio(cells.get(w, a), cells.get(w, 'glibc')) for w in wls]), '.2f')}**" for a in allocs]
+    if has_lab:
+        gm += [f"**{fmt(geomean([ratio(cells.get(w, LAB), cells.get(w, 'glibc')) for w in wls]), '.2f')}**",
+               f"**{fmt(geomean([ratio(cells.get(w, LAB), cells.get(w, 'jemalloc')) for w in wls]), '.2f')}**", ""]
+    out.append("| " + " | ".join(gm + [""]) + " |")
+    return losses
+
+
+def micro_tables(out, micro, allocs):
+    best, ctx = {}, {}
+    names = []
+    for a, m in micro.items():
+        for p in m.get("passes", []):
+            res = p.get("result") or {}
+            ctx.setdefault(a, res.get("context", {}))
+            for b in res.get("benchmarks", []):
+                if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+                    continue
+                n = b["name"].replace("/real_time", "")
+                if n not in names:
+                    names.append(n)
+                ns = b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+                best[n, a] = min(ns, best.get((n, a), float("inf")))
+    m_allocs = [a for a in allocs if a in micro]
+    if not names:
+        return
+    passes = max(len(m.get("passes", [])) for m in micro.values())
+    out.append("\n## Micro-benchmarks (Google Benchmark, ns per operation, lower is better)\n")
+    out.append(f"One binary (`bench/micro`) under each allocator; fastest of {passes} pass(es) per case. "
+               "`pages_*`: the labyrinth page API under Labyrinth, `aligned_alloc` of the same size for the "
+               "others (their nearest equivalent). `*_mt` and `producer_consumer`: 2 threads.")
+    bt = {c.get("library_build_type") for c in ctx.values()}
+    if "debug" in bt:
+        out[-1] += (" Debian's libbenchmark is a debug build; its overhead stays outside the figures because "
+                    "the C bodies run their own batches of 256-1000 operations per call into it.")
+    errs = {a: m["error"] for a, m in micro.items() if m.get("error")}
+    for a, e in errs.items():
+        out.append(f"\n**micro under {a} failed:** {e}")
+    gms = {a: geomean([ratio(best.get((n, a)), best.get((n, "glibc"))) for n in names]) for a in m_allocs}
+    out.append("\nGeomean over all " + str(len(names)) + " cases, vs glibc: " +
+               ", ".join(f"{a} {fmt(gms[a], '.2f')}" for a in m_allocs) + ".")
+    if LAB in m_allocs:
+        fastest = sum(1 for n in names if best.get((n, LAB)) and
+                      best[n, LAB] <= min(best.get((n, a), float("inf")) for a in m_allocs))
+        slow = [n for n in names if best.get((n, LAB)) and
+                best[n, LAB] > (1 + TIE) * min(best.get((n, a), float("inf")) for a in m_allocs if a != LAB)]
+        out.append(f" Labyrinth is the fastest in {fastest} of {len(names)} cases and more than {TIE:.0%} "
+                   f"behind the best other allocator in {len(slow)}.")
+    families = []
+    for n in names:
+        f = n.split("/")[0]
+        if f not in families:
+            families.append(f)
+
+    def table(rows):
+        head = ["case"] + m_allocs + (["lab/glibc", "lab/jemalloc"] if LAB in m_allocs else [])
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|---|" + "--:|" * (len(head) - 1))
+        for n in rows:
+            cells = []
+            lo = min((best[n, a] for a in m_allocs if (n, a) in best), default=None)
+            for a in m_allocs:
+                v = best.get((n, a))
+                s = fmt(v, ".1f" if v is not None and v < 1000 else ".0f")
+                cells.append(f"**{s}**" if v is not None and v == lo else s)
+            if LAB in m_allocs:
+                cells += [fmt(ratio(best.get((n, LAB)), best.get((n, "glibc"))), ".2f"),
+                          fmt(ratio(best.get((n, LAB)), best.get((n, "jemalloc"))), ".2f")]
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+
+    summary_keys = ["malloc_free/16", "malloc_free/64", "malloc_free/256", "malloc_free/1024", "malloc_free/4096",
+                    "malloc_free/32768", "malloc_free_mt/64/threads:2", "malloc_free_pages/65536",
+                    "malloc_free_pages/1048576", "batch_lifo/64", "batch_fifo/64", "batch_fifo/1024",
+                    "calloc/4096", "calloc/1048576", "realloc_grow/65536", "realloc_grow/16777216",
+                    "posix_memalign/4096/100", "producer_consumer/64/threads:2",
+                    "producer_consumer/4096/threads:2", "pages_default/0", "pages_atomic/0", "pages_atomic/4",
+                    "pages_atomic/9"]
+    rows = [n for n in summary_keys if n in names] or names[:20]
+    out.append("\nSummary (fastest per row in bold; every case is in the appendix):\n")
+    table(rows)
+    out.append("\n### Appendix: every micro case\n")
+    table(names)
+
+
+def charts(d, wls, allocs, cells_t, cells_m):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report.py: matplotlib missing (apt-get install python3-matplotlib): no charts", file=sys.stderr)
+        return False
+    colours = {"glibc": "#888888", "jemalloc": "#4c72b0", "mimalloc": "#55a868", "tcmalloc": "#c44e52",
+               "labyrinth": "#8172b2", "jemalloc-direct": "#64b5cd"}
+    for fname, cells, label in [("time.png", cells_t, "time"), ("rss.png", cells_m, "peak RSS")]:
+        groups = wls + ["geomean"]
+        fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(groups) + 2), 4.8))
+        width = 0.8 / len(allocs)
+        for i, a in enumerate(allocs):
+            ys = [ratio(cells.get(w, a), cells.get(w, "glibc")) for w in wls]
+            ys.append(geomean(ys))
+            xs = [x + (i - (len(allocs) - 1) / 2) * width for x in range(len(groups))]
+            ax.bar(xs, [y or 0 for y in ys], width, label=a, color=colours.get(a))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, rotation=30, ha="right")
+        ax.set_ylabel(f"{label} / glibc's (log scale, lower is better)")
+        ax.set_title(f"Median {label} relative to glibc, per workload", pad=28)
+        ax.legend(ncol=len(allocs), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(d, fname), dpi=110)
+        plt.close(fig)
+    return True
 
 
 def main():
@@ -19,112 +200,133 @@ def main():
     raw = json.load(open(os.path.join(d, "raw.json")))
     runs = raw["runs"]
     wls = list(dict.fromkeys(r["workload"] for r in runs))
-    allocs = list(dict.fromkeys(r["allocator"] for r in runs))
-    med_t, med_m, failed = {}, {}, set()
+    present = set(r["allocator"] for r in runs)
+    allocs = [a for a in ORDER if a in present]
+    nruns = raw["config"]["runs"]
+    cells_t = Cells(runs, "time_s")
+    cells_m = Cells(runs, "peak_rss_kib", 1 / 1024)
+    cells_f = Cells(runs, "minflt", 1 / 1000)
+    failed = [r for r in runs if not r["ok"]]
+
+    out = ["# Allocator comparison\n",
+           f"Generated by `scripts/report.py` from `raw.json` — run {raw['date']}, invocation "
+           f"`{raw['invocation']}`, {raw['config']['size']} sizes, {nruns} run(s) per cell, allocators "
+           f"interleaved run by run (the first one rotating), medians. Allocators: {', '.join(allocs)}."]
+    for a, why in raw.get("excluded", {}).items():
+        out.append(f"\n> **{a} was not measured:** {why}")
+    if LAB not in allocs:
+        out.append("\n> **Labyrinth is not in this run**, so nothing below compares it.")
+    for n in raw.get("notes", []):
+        out.append(f"\n> {n}")
+
+    # summary first: what a reader wants in five lines
+    out.append("\n## Summary\n")
+    head = "| | " + " | ".join(allocs) + " |"
+    out.append(head)
+    out.append("|---|" + "--:|" * len(allocs))
+    for label, cells in [("time, geomean vs glibc", cells_t), ("peak RSS, geomean vs glibc", cells_m)]:
+        out.append(f"| {label} | " + " | ".join(
+            fmt(geomean([ratio(cells.get(w, a), cells.get(w, 'glibc')) for w in wls]), ".2f") for a in allocs) + " |")
+    if "jemalloc" in allocs:
+        out.append("| time, geomean vs jemalloc | " + " | ".join(
+            fmt(geomean([ratio(cells_t.get(w, a), cells_t.get(w, 'jemalloc')) for w in wls]), ".2f")
+            for a in allocs) + " |")
+    wins = {a: 0 for a in allocs}
     for w in wls:
-        for a in allocs:
-            rs = [r for r in runs if r["workload"] == w and r["allocator"] == a]
-            if any(not r["ok"] for r in rs):
-                failed.add((w, a))
-            good = [r for r in rs if r["ok"]]
-            if good:
-                med_t[w, a] = statistics.median(r["time_s"] for r in good)
-                ms = [r["peak_rss_kib"] for r in good if r["peak_rss_kib"]]
-                med_m[w, a] = statistics.median(ms) if ms else None
-    nruns = max(r["run"] for r in runs) + 1
-    out = []
-    out.append(f"# Allocator comparison\n")
-    out.append(f"Generated by `scripts/report.py` from `raw.json` ({raw['date']}, {nruns} runs per cell, "
-               f"allocators interleaved run by run, medians). Command: `{raw['command']}`.\n")
-    out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in raw["versions"].items()) + ". " + raw["notes"] + "\n")
-    for title, med, unit, fmt in [("Time (s, lower is better)", med_t, "s", "{:.3f}"),
-                                  ("Peak RSS (MiB, lower is better)", med_m, "MiB", "{:.1f}")]:
-        out.append(f"\n## {title}\n")
-        hdr = "| workload | " + " | ".join(allocs) + " | lab/glibc | lab/jemalloc | lab/mimalloc | lab/best other |"
-        out.append(hdr)
-        out.append("|" + "---|" * (len(allocs) + 5))
-        ratios_g, ratios_j, ratios_m, ratios_best = [], [], [], []
+        vals = [(cells_t.get(w, a), a) for a in allocs if cells_t.get(w, a) is not None]
+        if vals:
+            wins[min(vals)[1]] += 1
+    out.append("| workloads fastest in | " + " | ".join(str(wins[a]) for a in allocs) + " |")
+
+    losses_t = metric_table(out, "Time (median seconds, lower is better)", cells_t, wls, allocs, ".3f", "faster")
+    out.append("\nTime is the workload's own `elapsed_s` (set-up and process start excluded); gcc's is the "
+               "process's wall time. *spread*: half the largest (max - min) / median of any allocator in that "
+               "row, i.e. how far apart repeated runs were.")
+    losses_m = metric_table(out, "Peak RSS (median MiB, lower is better)", cells_m, wls, allocs, ".1f", "smaller")
+    out.append("\nPeak RSS is the kernel's `ru_maxrss` of the measured process (wait4), children included "
+               "for gcc; the measuring wrapper adds about 1 MiB to every allocator alike.")
+
+    out.append("\n## Minor page faults (median, thousands; page faults are dear on these VMs)\n")
+    out.append("| workload | " + " | ".join(allocs) + " |")
+    out.append("|---|" + "--:|" * len(allocs))
+    for w in wls:
+        out.append(f"| {w} | " + " | ".join(fmt(cells_f.get(w, a), ".1f") for a in allocs) + " |")
+
+    if LAB in allocs:
+        out.append("\n## Where Labyrinth loses\n")
+        if losses_t:
+            out.append("Time — Labyrinth is more than 5% slower than the best other allocator on: " + "; ".join(
+                f"**{w}** (+{(r - 1) * 100:.0f}% time against {who})" for w, who, r in losses_t) + ".")
+        else:
+            out.append("Time: nowhere by more than 5% in this run.")
+        slower_glibc = [w for w in wls if ratio(cells_t.get(w, LAB), cells_t.get(w, "glibc")) and
+                        cells_t.get(w, LAB) > (1 + TIE) * cells_t.get(w, "glibc")]
+        slower_je = [w for w in wls if ratio(cells_t.get(w, LAB), cells_t.get(w, "jemalloc")) and
+                     cells_t.get(w, LAB) > (1 + TIE) * cells_t.get(w, "jemalloc")]
+        out.append(f"\nSlower than glibc: {', '.join(slower_glibc) or 'none'}. "
+                   f"Slower than jemalloc: {', '.join(slower_je) or 'none'}.")
+        if losses_m:
+            out.append("\nPeak RSS — more than 5% above the leanest other allocator on: " + "; ".join(
+                f"**{w}** (+{(r - 1) * 100:.0f}% against {who})" for w, who, r in losses_m) + ".")
+        else:
+            out.append("\nPeak RSS: nowhere more than 5% above the leanest other allocator.")
+
+    if "jemalloc-direct" in present:
+        out.append("\n## Cross-check: jemalloc preloaded vs linked in\n")
+        out.append("The same workloads built twice: `wl` with `LD_PRELOAD=libjemalloc.so.2`, and `wl-jemalloc` "
+                   "linked against it (`-DLAB_BENCH_DIRECT_JEMALLOC=ON`). Ratios near 1 mean preloading does "
+                   "not distort the figures.\n")
+        out.append("| workload | preloaded (s) | linked (s) | linked/preloaded | RSS preloaded | RSS linked |")
+        out.append("|---|--:|--:|--:|--:|--:|")
+        rs = []
         for w in wls:
-            cells = []
-            for a in allocs:
-                v = med.get((w, a))
-                if v is not None and unit == "MiB":
-                    v = v / 1024
-                cells.append("FAILED" if (w, a) in failed else ("-" if v is None else fmt.format(v)))
-            lab = med.get((w, "labyrinth"))
-            rg = lab / med[w, "glibc"] if lab and med.get((w, "glibc")) else None
-            rj = lab / med[w, "jemalloc"] if lab and med.get((w, "jemalloc")) else None
-            rm = lab / med[w, "mimalloc"] if lab and med.get((w, "mimalloc")) else None
-            if rm:
-                ratios_m.append(rm)
-            others = [(med[w, a], a) for a in allocs if a != "labyrinth" and med.get((w, a))]
-            best = min(others) if others else None
-            rb = lab / best[0] if lab and best else None
-            if rg:
-                ratios_g.append(rg)
-            if rj:
-                ratios_j.append(rj)
-            if rb:
-                ratios_best.append(rb)
-            note = "" if rb is None or rb <= 1.0 else f" (best: {best[1]})"
-            f2 = lambda x: "-" if x is None else f"{x:.2f}"
-            out.append(f"| {w} | " + " | ".join(cells) + f" | {f2(rg)} | {f2(rj)} | {f2(rm)} | {f2(rb)}{note} |")
-        out.append(f"| **geomean** | " + " | ".join("" for _ in allocs) +
-                   f" | **{geomean(ratios_g):.2f}** | **{geomean(ratios_j):.2f}** | **{geomean(ratios_m):.2f}** |"
-                   f" **{geomean(ratios_best):.2f}** |")
-    micro = raw.get("micro") or {}
-    if micro:
-        names, table = [], {}
-        for alloc, m in micro.items():
-            for b in (m.get("result") or {}).get("benchmarks", []):
-                if b.get("run_type", "iteration") != "iteration" or "error_occurred" in b:
-                    continue
-                n = b["name"].replace("/real_time", "")
-                if n not in names:
-                    names.append(n)
-                table[n, alloc] = b["real_time"]
-        ctx = next(iter(micro.values())).get("result", {}).get("context", {})
-        out.append("\n## Micro-benchmarks (ns per operation, Google Benchmark, lower is better)\n")
-        if ctx.get("library_build_type") == "debug":
-            out.append("Debian's libbenchmark is a debug build (its own overhead is outside the timed "
-                       "batches, which the bodies run themselves).\n")
-        m_allocs = list(micro.keys())
-        out.append("| benchmark | " + " | ".join(m_allocs) + " | lab/jemalloc |")
-        out.append("|" + "---|" * (len(m_allocs) + 2))
-        for n in names:
-            cells = ["-" if (n, x) not in table else f"{table[n, x]:.1f}" for x in m_allocs]
-            r = table.get((n, "labyrinth")), table.get((n, "jemalloc"))
-            out.append(f"| {n} | " + " | ".join(cells) + f" | {r[0] / r[1]:.2f} |" if all(r) else
-                       f"| {n} | " + " | ".join(cells) + " | - |")
-    losses = [w for w in wls if med_t.get((w, "labyrinth")) and any(
-        med_t.get((w, a)) and med_t[w, a] < med_t[w, "labyrinth"] / 1.1 for a in allocs if a != "labyrinth")]
-    out.append("\n## Where Labyrinth loses by more than 10% in time\n")
-    out.append(", ".join(losses) if losses else "Nowhere in this run.")
+            p, l = cells_t.get(w, "jemalloc"), cells_t.get(w, "jemalloc-direct")
+            if l is None:
+                continue
+            rs.append(ratio(l, p))
+            out.append(f"| {w} | {fmt(p, '.3f')} | {fmt(l, '.3f')} | {fmt(ratio(l, p), '.2f')} | "
+                       f"{fmt(cells_m.get(w, 'jemalloc'), '.1f')} | {fmt(cells_m.get(w, 'jemalloc-direct'), '.1f')} |")
+        out.append(f"| **geomean** | | | **{fmt(geomean(rs), '.2f')}** | | |")
+
+    micro_tables(out, raw.get("micro") or {}, allocs)
+
+    out.append("\n## Environment\n")
+    m = raw["machine"]
+    out.append(f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem']} RAM; kernel {m['uname']['release']}; "
+               f"Debian {m.get('debian', '?')}; THP `{m['thp_enabled']}`; overcommit {m['overcommit_memory']}.")
+    v = raw["versions"]
+    parts = []
+    for a in allocs:
+        if a == LAB:
+            parts.append(f"labyrinth {v.get(a, {}).get('git', '?')} (`{raw['preloads'].get(a, '')}`)")
+        elif a in v:
+            parts.append(f"{a} {v[a].get('version', '?')}" + (f" (`{v[a]['realpath']}`)" if v[a].get("realpath") else ""))
+    out.append("- Allocators: " + "; ".join(parts) + ". glibc runs with no preload; tcmalloc is Debian's "
+               "`libtcmalloc_minimal` (no heap profiler), the variant benchmarks use.")
+    mb = raw.get("mimalloc_build")
+    if mb:
+        out.append(f"- mimalloc build: **{'DEBUG build — its figures are pessimistic' if mb['debug_build'] else 'release build'}** "
+                   f"(checked: {mb['evidence']}).")
+    if v.get("libbenchmark1debian"):
+        out.append(f"- Google Benchmark {v['libbenchmark1debian'].get('version', '?')}; gcc {v.get('gcc', {}).get('version', '?')}; "
+                   f"python3 {v.get('python3', {}).get('version', '?')}.")
+    if raw["config"].get("labyrinth_env"):
+        out.append(f"- Labyrinth options in the environment: {raw['config']['labyrinth_env']}.")
+    out.append(f"- Workload sizes: " + ", ".join(f"{k} {x['threads']}t n={x['n']}" for k, x in
+                                                raw["config"]["workload_sizes"].items()) + "; python3 and gcc "
+               "as in the commands recorded in raw.json.")
+    out.append(f"- Harness {raw.get('harness', '?')}; {raw.get('measurement', '')}")
+
     if failed:
-        out.append("\n## Failed runs\n")
-        out.append(", ".join(f"{w} under {a}" for w, a in sorted(failed)))
+        out.append("\n## Failed runs (left out of every median)\n")
+        for r in failed:
+            out.append(f"- {r['workload']} under {r['allocator']} (run {r['run'] + 1}): {r['fail_reason']}"
+                       + (f" — `{r['stderr_tail'].strip()[-160:]}`" if r.get("stderr_tail", "").strip() else ""))
+
     open(os.path.join(d, "report.md"), "w").write("\n".join(out) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        for fname, med, label in [("time.png", med_t, "time / glibc"), ("rss.png", med_m, "peak RSS / glibc")]:
-            fig, ax = plt.subplots(figsize=(11, 4.5))
-            width = 0.8 / len(allocs)
-            for i, a in enumerate(allocs):
-                ys = [(med.get((w, a)) or 0) / med[w, "glibc"] if med.get((w, "glibc")) else 0 for w in wls]
-                ax.bar([x + i * width for x in range(len(wls))], ys, width, label=a)
-            ax.axhline(1.0, color="black", linewidth=0.8)
-            ax.set_xticks([x + width * (len(allocs) - 1) / 2 for x in range(len(wls))])
-            ax.set_xticklabels(wls, rotation=30, ha="right")
-            ax.set_ylabel(label + " (lower is better)")
-            ax.legend(ncol=len(allocs), fontsize=8)
-            fig.tight_layout()
-            fig.savefig(os.path.join(d, fname), dpi=110)
-            plt.close(fig)
-    except ImportError:
-        print("report.py: matplotlib missing, no charts", file=sys.stderr)
-    print(open(os.path.join(d, "report.md")).read())
+    drawn = charts(d, wls, [a for a in allocs] + (["jemalloc-direct"] if "jemalloc-direct" in present else []),
+           cells_t, cells_m)
+    print(f"report.py: wrote {d}/report.md" + (", time.png, rss.png" if drawn else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":
