@@ -65,7 +65,8 @@ void gb_arg_name(gb_bench_t *b, const char *name);
 void gb_context(const char *key, const char *value);
 
 /* Parses Google Benchmark's command line (--benchmark_filter, --benchmark_format=json,
- * --benchmark_min_time, ...) and runs the registered benchmarks; returns the exit status. */
+ * --benchmark_min_time, ...) and runs the registered benchmarks; returns the exit status: 1 when
+ * nothing matched the filter or a body called gb_skip, else 0. */
 int gb_main(int argc, char **argv);
 
 #ifdef __cplusplus

@@ -179,8 +179,12 @@ def workloads(build, size, tmp):
             return [os.path.join(build, "bench", exe), name, str(threads), str(n)]
         out.append((name, "wl", argv))
     py_rounds = {"full": 6, "quick": 2, "tiny": 1}[size]
-    out.append(("python3", "real", lambda alloc: ["/usr/bin/python3", os.path.join(HERE, "workloads", "pyalloc.py"),
-                                                  str(py_rounds)]))
+    py = ["/usr/bin/python3", os.path.join(HERE, "workloads", "pyalloc.py"), str(py_rounds)]
+    out.append(("python3", "real", lambda alloc: py))
+    # python's own small-object allocator (pymalloc) serves everything up to 512 bytes, so the
+    # plain run measures the allocator on big objects only; PYTHONMALLOC=malloc sends every
+    # allocation to malloc, as python debug builds and some embedders do
+    out.append(("python3-malloc", "real", lambda alloc: ["env", "PYTHONMALLOC=malloc"] + py))
     funcs = {"full": 400, "quick": 150, "tiny": 40}[size]
     src = os.path.join(tmp, f"gen{funcs}.c")
     if not os.path.exists(src):
@@ -391,7 +395,7 @@ def main():
                 done += 1
                 eta = (time.time() - t_start) / done * (total - done)
                 rss = rec["peak_rss_kib"]
-                log(f"[{r + 1}/{a.runs}] {name:9s} {alloc:15s} "
+                log(f"[{r + 1}/{a.runs}] {name:14s} {alloc:15s} "
                     f"{rec['time_s'] if rec['time_s'] is not None else float('nan'):8.3f} s "
                     f"{(rss or 0) / 1024:8.1f} MiB  {'ok' if rec['ok'] else 'FAILED: ' + rec['fail_reason']}"
                     f"   ({done}/{total}, ~{eta:.0f} s left)")

@@ -52,6 +52,10 @@ static const char *wl_malloc_from(void)
 
 void wl_report(const char *name, int threads, long n, double elapsed_s, const char *extra)
 {
+    /* the smoke tests set this: a Labyrinth test that silently ran on glibc would prove nothing */
+    const char *want = getenv("WL_EXPECT_MALLOC");
+    if (want && *want && !strstr(wl_malloc_from(), want))
+        wl_die("malloc comes from %s, not %s", wl_malloc_from(), want);
     printf("wl=%s threads=%d n=%ld elapsed_s=%.6f malloc_from=%s%s%s\n", name, threads, n, elapsed_s,
            wl_malloc_from(), extra ? " " : "", extra ? extra : "");
     fflush(stdout);
