@@ -150,6 +150,8 @@ static void span_carve(lab_span_t *s)
 
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
+    if (h->spare[s->cls] == s)
+        h->spare[s->cls] = NULL;
     h->st.span_releases++;
     s->heap = NULL;
     lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
@@ -177,6 +179,8 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     span_carve(s);
     return s;
 }
+
+static void heap_take_msgs(lab_heap_t *h);
 
 /* Relist the spans that remote frees have made non-full. */
 static void heap_take_inbox(lab_heap_t *h)
@@ -209,6 +213,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         }
     }
     h->in_slow = 1;
+    if (lab_load_relaxed(&h->msgs))
+        heap_take_msgs(h);
     if (lab_load_relaxed(&h->inbox))
         heap_take_inbox(h);
     lab_span_t *s;
@@ -251,9 +257,9 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
     return b;
 }
 
-void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
+/* A local free that emptied the span or found it full (the caller marks the heap in_slow). */
+static void span_free_local(lab_heap_t *h, lab_span_t *s)
 {
-    h->in_slow = 1;
     if (s->usedf & LAB_SPAN_FULL) {
         /* acquire: as in span_collect */
         uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
@@ -265,10 +271,84 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
         /* else a remote free took the notice and puts the span on the inbox: it relists it */
     }
     if (s->usedf == 0 && h->cur[s->cls] != s) {
-        list_remove(h, s);
-        span_release(h, s);
+        /* Keep one empty span per class listed, so a class whose blocks come and go in waves
+         * does not give a span back and carve a new one each time: the kept one is released
+         * only when another empties while it is still empty. */
+        lab_span_t *sp = h->spare[s->cls];
+        if (sp == s)
+            return;
+        if (sp && sp->usedf == 0 && h->cur[s->cls] != sp) {
+            list_remove(h, sp);
+            span_release(h, sp);
+        }
+        h->spare[s->cls] = s;
     }
+}
+
+void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
+{
+    h->in_slow = 1;
+    span_free_local(h, s);
     h->in_slow = 0;
+}
+
+/* A block in another thread's message or in the owner's messages carries the transit key (the
+ * free key inverted): freeing it again (anywhere) is caught, by the freeing thread at once or by
+ * the owner when it takes the block from a message and finds the key changed. */
+
+static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
+
+/* Free the blocks other threads sent us (the caller marks the heap in_slow). */
+static void heap_take_msgs(lab_heap_t *h)
+{
+    /* acquire pairs with the release CAS in msg_send: the messages are visible */
+    lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    while (m) {
+        lab_rmsg_t *next = m->next;
+        for (uint32_t i = 0; i < m->n; i++) {
+            lab_block_t *b = m->blk[i];
+            uintptr_t a = (uintptr_t)b;
+            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            if (lab_unlikely(s->heap != h || b->key != ~key))
+                /* freed again (or reallocated) while it travelled to us */
+                lab_fatal("double free of", b);
+            b->key = key;
+            lab_link_set(b, s->free);
+            s->free = b;
+            if (--s->used <= 0)
+                span_free_local(h, s);
+        }
+        /* the message is a block of the sender's heap: back the direct way (no recursion into
+         * our own messages) */
+        uintptr_t a = (uintptr_t)m;
+        lab_span_t *ms = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+        ((lab_block_t *)m)->key = 0;
+        span_free_remote_now(ms, (lab_block_t *)m);
+        m = next;
+    }
+}
+
+/* Send one open message to its heap: one CAS. */
+static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
+{
+    uintptr_t old = lab_load_relaxed(&to->msgs);
+    do {
+        m->next = (lab_rmsg_t *)old;
+        /* release: the message is written before the owner can take it (pushes and one
+         * exchange-all only: no ABA) */
+    } while (!__atomic_compare_exchange_n(&to->msgs, &old, (uintptr_t)m, true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+}
+
+void lab_heap_flush_remote(lab_heap_t *h)
+{
+    for (unsigned i = 0; i < LAB_RB_SLOTS; i++) {
+        if (h->rb[i]) {
+            msg_send(h->rb_to[i], h->rb[i]);
+            h->rb[i] = NULL;
+        }
+    }
 }
 
 static void inbox_push(lab_heap_t *h, lab_span_t *s)
@@ -303,12 +383,10 @@ void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
         lab_span_free_local_slow(h, s);
 }
 
-void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+/* The old way, for callers without a live ordinary heap (signal heaps, exiting threads): push on
+ * the span's own remote list, one CAS per block. */
+static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
 {
-    /* Another thread's lists cannot be walked safely; a block carrying the 64-bit random key
-     * is taken as freed twice (only a copy of freed memory could carry it otherwise). */
-    if (b->key == lab_free_key)
-        lab_fatal("double free of", b);
     b->key = lab_free_key;
     uintptr_t old = lab_load_relaxed(&s->remote), nw;
     do {
@@ -320,9 +398,64 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
     } while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
     if (old & LAB_REMOTE_NOTIFY)
         inbox_push(s->heap, s);
-    lab_heap_t *me = lab_tls_heap;
-    if (me->state == LAB_HEAP_LIVE)
-        me->st.remote_frees++;
+}
+
+void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+{
+    /* Another thread's lists cannot be walked safely; a block carrying the 64-bit random key
+     * (or its transit form) is taken as freed twice (only a copy of freed memory could carry it
+     * otherwise). */
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    if (b->key == key || b->key == ~key)
+        lab_fatal("double free of", b);
+    lab_heap_t *me = lab_tls_heap, *to = s->heap;
+    /* a thread that only frees (a consumer) gets a heap too, for its outgoing batches */
+    if (lab_unlikely(me->state == LAB_HEAP_EMPTY) && !me->gfp)
+        me = lab_heap_get_slow();
+    if (lab_unlikely(!me || me->state != LAB_HEAP_LIVE || me->gfp)) {
+        span_free_remote_now(s, b);
+        return;
+    }
+    unsigned i = 0;
+    while (i < LAB_RB_SLOTS && !(me->rb_to[i] == to && me->rb[i]))
+        i++;
+    if (lab_unlikely(i == LAB_RB_SLOTS)) {
+        /* a new message: the block is ours to use for this only after the malloc below, which
+         * may run our slow path (but never this function) */
+        int e = errno;
+        lab_rmsg_t *m = lab_heap_alloc_small_slow(me, lab_size_class(sizeof *m));
+        if (!m) {
+            errno = e;
+            span_free_remote_now(s, b);
+            return;
+        }
+        me->st.mallocs--; /* not the program's */
+        m->n = m->bytes = 0;
+        /* a free slot, else send the fullest message and take its slot */
+        unsigned best = 0;
+        for (unsigned k = 0; k < LAB_RB_SLOTS; k++) {
+            if (!me->rb[k]) {
+                best = k;
+                break;
+            }
+            if (me->rb[k]->bytes > me->rb[best]->bytes)
+                best = k;
+        }
+        i = best;
+        if (me->rb[i])
+            msg_send(me->rb_to[i], me->rb[i]);
+        me->rb_to[i] = to;
+        me->rb[i] = m;
+    }
+    me->st.remote_frees++;
+    b->key = ~key;
+    lab_rmsg_t *m = me->rb[i];
+    m->blk[m->n] = b;
+    m->bytes += s->block_size;
+    if (++m->n >= LAB_RB_BLOCKS || m->bytes >= LAB_RB_BYTES) {
+        msg_send(to, m);
+        me->rb[i] = NULL;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -402,6 +535,9 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
 static void heap_tidy(lab_heap_t *h)
 {
     h->in_slow = 1;
+    lab_heap_flush_remote(h);
+    if (lab_load_relaxed(&h->msgs))
+        heap_take_msgs(h);
     if (lab_load_relaxed(&h->inbox))
         heap_take_inbox(h);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {

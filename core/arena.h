@@ -92,12 +92,32 @@ typedef struct lab_heap_stats {
     uint64_t mallocs, frees, remote_frees, foreign_frees, large, huge, spans, span_releases;
 } lab_heap_stats_t;
 
+/* Remote frees are batched per destination heap in the freeing thread: the block addresses go
+ * into a message (an ordinary small block of the freeing thread's heap), a few messages open at
+ * once, and a full message is sent with one CAS. The owner takes all its messages with one
+ * exchange and frees each block locally; it reads addresses from an array, so the blocks' cache
+ * misses overlap instead of forming a chain. Nothing is shared per block but the block itself. */
+#define LAB_RB_SLOTS     8
+#define LAB_RB_BLOCKS    62                  /* a message is sent at this many blocks ... */
+#define LAB_RB_BYTES     (64u << 10)         /* ... or this many bytes */
+
+typedef struct lab_rmsg {
+    struct lab_rmsg *next;
+    uint32_t n, bytes;
+    lab_block_t *blk[LAB_RB_BLOCKS];
+} lab_rmsg_t;
+_Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
+
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
     lab_heap_stats_t st;
     lab_pool_t *pool;
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */
+    uintptr_t msgs;                          /* atomic: messages of blocks other threads freed */
+    struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
+    lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
+    lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
@@ -120,8 +140,11 @@ lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
 /* A local free of a block that carries the free key: abort if it is on the span's lists (a
  * double free), else free it normally. */
 lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
-/* A free from a thread that does not own the span. */
+/* A free from a thread that does not own the span: batched for the owner when the caller has a
+ * live ordinary heap, else pushed on the span's remote list at once. */
 lab_internal void lab_span_free_remote(lab_span_t *s, lab_block_t *b);
+/* Send the calling thread's outgoing batches now. */
+lab_internal void lab_heap_flush_remote(lab_heap_t *h);
 /* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */
 lab_internal void lab_heap_thread_exit(void);
 lab_internal void lab_arena_thread_key_init(void);

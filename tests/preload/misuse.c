@@ -1,6 +1,7 @@
 /* misuse.c — Labyrinth only: each kind of detected misuse, run in a forked child, must end in
  * SIGABRT with a "labyrinth: ..." line naming the address: double free of a small block (local,
- * after other frees, from another thread), of a page-sized and of a huge block, and an interior
+ * after other frees, from another thread, twice from another thread, from another thread and then
+ * the owner), of a page-sized and of a huge block, and an interior
  * pointer of a page-sized block. A program that overwrites a freed block's key word with its own
  * data must not be stopped (no false positive). Skips (77) without LAB_EXPECT_LABYRINTH. */
 #define _GNU_SOURCE
@@ -16,6 +17,14 @@ static void *shared_block;
 static void *free_shared(void *arg)
 {
     (void)arg;
+    free(shared_block);
+    return NULL;
+}
+
+static void *free_shared_twice(void *arg)
+{
+    (void)arg;
+    free(shared_block);
     free(shared_block);
     return NULL;
 }
@@ -37,6 +46,23 @@ static void run(int mode)
     case 3: { void *p = malloc(100000); free(p); free(p); break; } /* page-sized */
     case 4: { void *p = malloc(8 << 20); free(p); free(p); break; } /* huge */
     case 5: { char *p = malloc(100000); free(p + 4096); break; }   /* interior, page-sized */
+    case 6: {                                                      /* twice by another thread */
+        shared_block = a;
+        pthread_t t;
+        pthread_create(&t, NULL, free_shared_twice, NULL);
+        pthread_join(t, NULL);
+        break;
+    }
+    case 7: {        /* another thread first (the block travels to us), then the owner again */
+        shared_block = a;
+        pthread_t t;
+        pthread_create(&t, NULL, free_shared, NULL);
+        pthread_join(t, NULL);
+        free(a);
+        for (int i = 0; i < 100000; i++) /* the owner takes its messages on a slow path */
+            (void)malloc(32);
+        break;
+    }
     }
 }
 
@@ -70,7 +96,7 @@ int main(void)
         return 77;
     }
     int bad = 0;
-    for (int m = 0; m <= 5; m++)
+    for (int m = 0; m <= 7; m++)
         bad += expect_abort(m);
     /* no false positive: blocks whose second word holds arbitrary data, freed and reused */
     for (int i = 0; i < 200000; i++) {
