@@ -219,3 +219,14 @@ void lab_os_futex_wake(int *addr, int n)
 {
     os_syscall6(SYS_futex, (long)addr, 129 /* FUTEX_WAKE_PRIVATE */, n, 0, 0, 0);
 }
+
+void lab_os_futex_wait_ms(int *addr, int val, uint64_t ms)
+{
+    if (ms == UINT64_MAX) {
+        lab_os_futex_wait(addr, val);
+        return;
+    }
+    /* a relative timeout on CLOCK_MONOTONIC */
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    os_syscall6(SYS_futex, (long)addr, 128 /* FUTEX_WAIT_PRIVATE */, val, (long)&ts, 0, 0);
+}

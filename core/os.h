@@ -15,6 +15,22 @@ lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
 lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
 
+/* One system call, inline, uncounted and never failed on purpose: for passing a program's own
+ * memory calls through to the kernel (preload/mmap.c), where the cost must stay the bare call's.
+ * Returns the kernel's value (-errno on failure). */
+lab_inline long lab_os_raw6(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ __volatile__("syscall"
+                         : "=a"(ret)
+                         : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                         : "rcx", "r11", "memory");
+    return ret;
+}
+
 /* Read-write private anonymous memory of size bytes aligned to align (a power of two >= 4 KiB).
  * NULL on failure with *err = -errno. */
 lab_internal void *lab_os_map_aligned(size_t size, size_t align, int *err);
@@ -36,4 +52,6 @@ lab_internal void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_a
 /* Futex wait/wake on a 32-bit word (private futex); used by lock.h only. */
 lab_internal void lab_os_futex_wait(int *addr, int val);
 lab_internal void lab_os_futex_wake(int *addr, int n);
+/* The same wait with a deadline: at most ms milliseconds (UINT64_MAX: none); the pool's purge. */
+lab_internal void lab_os_futex_wait_ms(int *addr, int val, uint64_t ms);
 #endif

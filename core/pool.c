@@ -79,6 +79,10 @@ void *lab_meta_alloc(size_t size)
 void lab_meta_free(void *p, size_t size)
 {
     size = lab_align_up(size, size >= (16u << 10) ? LAB_META_SLOT : 64);
+    /* a chunk header outlives its chunk (stale readers): its pages may go back to the OS, as
+     * long as they stay mapped (they then read zero); the first keeps the free-list link */
+    if (size >= LAB_META_SLOT)
+        lab_os_purge((char *)p + LAB_PAGE_SIZE, size - LAB_PAGE_SIZE);
     lab_lock(&meta_lock);
     for (unsigned i = 0; i < 8; i++) {
         if (meta_free_lists[i].size == size || meta_free_lists[i].size == 0) {
@@ -173,6 +177,7 @@ static lab_lock_t pools_lock = LAB_LOCK_INIT;
 static lab_pool_t *pools_all;
 static lab_pool_t *pool_slots[LAB_ROOM_POOLS];
 static uint64_t pool_gen_counter;
+static lab_pool_t *default_pool; /* the pool behind malloc (set up in pool_default_init) */
 
 /* ------------------------------------------------------------------------------------------
  * rooms: one set per thread, reached through one TLS pointer */
@@ -411,16 +416,22 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
 }
 
 /* Unmap the chunks of z that are wholly free and idle for min_idle ms, while the free count stays
- * at least `keep` (zone lock held). Returns the number unmapped. */
-static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep)
+ * at least `keep` (zone lock held). Returns the number unmapped. *due (if not NULL) is lowered to
+ * the time the first chunk kept only for being too recently freed may go. */
+static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep,
+                                       uint64_t *due)
 {
     unsigned n = 0;
     uint64_t now = lab_load_relaxed(&pool->now_ms);
     lab_chunk_t *c = z->chunks;
     while (c) {
         lab_chunk_t *next = c->next;
-        if (c->store_pages == LAB_CHUNK_PAGES && now - c->idle_since >= min_idle &&
-            (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES)) {
+        bool spare = c->store_pages == LAB_CHUNK_PAGES &&
+                     (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES);
+        if (spare && min_idle && now < c->idle_since + min_idle) {
+            if (due && c->idle_since + min_idle < *due)
+                *due = c->idle_since + min_idle;
+        } else if (spare) {
             store_take_run(pool, z, &c->page[0]);
             if (c->prev)
                 c->prev->next = c->next;
@@ -455,7 +466,7 @@ static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
         if (z != held && !lab_lock_try(&z->lock))
             continue;
         zone_drain_shared(pool, z);
-        n += zone_unmap_free_chunks(pool, z, zi, 0, 0);
+        n += zone_unmap_free_chunks(pool, z, zi, 0, 0, NULL);
         if (z != held)
             lab_unlock(&z->lock);
     }
@@ -686,7 +697,7 @@ static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
     errno = ENOMEM;
 }
 
-static void pool_maybe_purge(lab_pool_t *pool);
+static void pool_tick(lab_pool_t *pool, bool from_free);
 
 /* Everything after the room: shared lists, split, store, refill. */
 static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned order, lab_gfp_t gfp)
@@ -719,7 +730,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             if (d) {
                 lab_add_relaxed(&pool->hits_shared, 1);
                 if (!atomic)
-                    pool_maybe_purge(pool);
+                    pool_tick(pool, false);
                 return d;
             }
         }
@@ -727,7 +738,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     if ((d = shared_pop(pool, z, order, gfp)) || (d = shared_split(pool, z, order, gfp))) {
         lab_add_relaxed(&pool->hits_shared, 1);
         if (!atomic)
-            pool_maybe_purge(pool);
+            pool_tick(pool, false);
         return d;
     }
     if (atomic) {
@@ -766,7 +777,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         lab_add_relaxed(&pool->hits_slow, 1);
         d->h.order = (uint8_t)order;
         if (!atomic)
-            pool_maybe_purge(pool);
+            pool_tick(pool, false);
     }
     return d;
 }
@@ -836,7 +847,9 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
     return (void *)a;
 }
 
-void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+/* Free a 2^order run to the room, spilling to the shared list; true if pages reached the shared
+ * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
+static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
     if (d->h.state != LAB_PAGE_USER)
@@ -847,7 +860,7 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     d->owner = 0;
     d->stamp = lab_load_relaxed(&pool->now_ms);
     if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
-        return;
+        return false;
     lab_rooms_t *rs = tls_rooms;
     if (rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS) {
         rs->busy = 1;
@@ -879,9 +892,17 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
         rs->busy = 0;
         if (spill)
             shared_push(pool, &pool->zone[zi], spill, last, order, nspill);
-        return;
+        return spill != NULL;
     }
     shared_push(pool, &pool->zone[zi], d, d, order, 1);
+    return true;
+}
+
+/* The arena's and malloc's frees: as above, then the free-path purge or wake-up (pool_tick). */
+void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+{
+    if (pool_free_order(pool, d, order))
+        pool_tick(pool, true);
 }
 
 void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
@@ -927,7 +948,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     d->h.clean = 0;
     *desc = d;
     if (!atomic)
-        pool_maybe_purge(pool);
+        pool_tick(pool, false);
     return (void *)a;
 }
 
@@ -942,6 +963,7 @@ void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
     lab_lock(&z->lock);
     store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_load_relaxed(&pool->now_ms));
     lab_unlock(&z->lock);
+    pool_tick(pool, true);
 }
 
 void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
@@ -957,6 +979,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_load_relaxed(&pool->now_ms));
     lab_unlock(&z->lock);
+    pool_tick(pool, true);
 }
 
 bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
@@ -1034,6 +1057,11 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         huge_unmap(pool, c);
         c = NULL;
     }
+    if (c && (c->base & (align - 1))) {
+        /* growing it had to move it, and a move keeps only chunk alignment */
+        huge_unmap(pool, c);
+        c = NULL;
+    }
     if (!c) {
         if (pool->max && lab_load_relaxed(&pool->mapped_pages) + (size >> LAB_PAGE_SHIFT) > pool->max) {
             pool_fail(pool);
@@ -1106,7 +1134,7 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
         huge_unmap(pool, c);
     if (evict)
         huge_unmap(pool, evict);
-    pool_maybe_purge(pool);
+    pool_tick(pool, true);
 }
 
 void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
@@ -1168,43 +1196,68 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 /* ------------------------------------------------------------------------------------------
  * purging */
 
-static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force)
+/* Pages purged per hold of a zone lock: allocations that need the lock wait at most one batch of
+ * madvise (64 MiB, a few milliseconds), not a whole pass over a large pool. */
+#define PURGE_BATCH_PAGES 16384u
+
+/* Purge the free runs of z idle past the delay (force: every dirty one), then unmap the chunks
+ * idle twice as long. *due (if not NULL) is lowered to the time the first run or chunk left
+ * alone becomes due. */
+static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force, uint64_t *due)
 {
     size_t purged = 0;
-    uint64_t now = lab_load_relaxed(&pool->now_ms);
-    lab_lock(&z->lock);
-    zone_drain_shared(pool, z);
-    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1)) {
-        for (lab_page_t *d = z->bin[b]; d; d = d->next) {
-            if (!d->h.clean && (force || now - d->stamp >= pool->delay_ms)) {
+    uint64_t now = lab_load_relaxed(&pool->now_ms), delay = pool->delay_ms;
+    for (;;) {
+        size_t batch = 0;
+        bool more = false;
+        lab_lock(&z->lock);
+        zone_drain_shared(pool, z);
+        for (unsigned b = bin_find(z, 1); b && !more; b = bin_find(z, b + 1)) {
+            for (lab_page_t *d = z->bin[b]; d; d = d->next) {
+                if (d->h.clean)
+                    continue;
+                if (!force && now < d->stamp + delay) {
+                    if (due && d->stamp + delay < *due)
+                        *due = d->stamp + delay;
+                    continue;
+                }
+                if (batch >= PURGE_BATCH_PAGES) {
+                    more = true; /* let waiting allocations in, then start the walk again */
+                    break;
+                }
                 lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
                 d->h.clean = 1;
-                purged += b;
+                batch += b;
             }
         }
+        /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
+        if (!more)
+            zone_unmap_free_chunks(pool, z, zi, force ? 0 : 2 * delay, zi == ZONE_NORMAL ? pool->high : 0, due);
+        lab_unlock(&z->lock);
+        purged += batch;
+        if (!more)
+            return purged;
     }
-    /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
-    zone_unmap_free_chunks(pool, z, zi, force ? 0 : 2ull * pool->delay_ms, zi == ZONE_NORMAL ? pool->high : 0);
-    lab_unlock(&z->lock);
-    return purged;
 }
 
-size_t lab_pool_purge(lab_pool_t *pool, bool force)
+static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
 {
     uint64_t t = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, t);
     lab_store_relaxed(&pool->last_purge, t);
-    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force) +
-                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force);
+    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force, due) +
+                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force, due);
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
         lab_chunk_t *c = *pp;
-        if (force || t - c->idle_since >= pool->delay_ms) {
+        if (force || t >= c->idle_since + pool->delay_ms) {
             *pp = c->next;
             pool->huge_cache_bytes -= c->size;
             purged += c->size >> LAB_PAGE_SHIFT;
             huge_unmap(pool, c);
         } else {
+            if (due && c->idle_since + pool->delay_ms < *due)
+                *due = c->idle_since + pool->delay_ms;
             pp = &c->next;
         }
     }
@@ -1213,18 +1266,116 @@ size_t lab_pool_purge(lab_pool_t *pool, bool force)
     return purged;
 }
 
-/* Called on DEFAULT slow paths: refresh the coarse clock, purge at most every delay/2. */
-static void pool_maybe_purge(lab_pool_t *pool)
+size_t lab_pool_purge(lab_pool_t *pool, bool force) { return pool_purge(pool, force, NULL); }
+
+/* ------------------------------------------------------------------------------------------
+ * the background purge: one thread (preload/purge.c) for the default pool, started lazily */
+
+enum { BG_OFF, BG_STARTING, BG_RUNNING };
+
+static struct {
+    bool (*start)(void);
+    size_t start_pages;
+    int state;           /* BG_*; the fork child resets it (the thread does not exist there) */
+    int idle;            /* 1: the thread sleeps with no deadline; the next free wakes it */
+    int seq;             /* the futex word the thread sleeps on; bumped to wake it */
+    uint64_t frees;      /* bumped by every free that hands pages to the shared lists or store */
+    uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
+    uint64_t backoff_ms;
+} bg;
+
+__thread int lab_pool_handler_depth;
+
+void lab_pool_background_init(bool (*start)(void), size_t start_pages)
 {
+    bg.start_pages = start_pages;
+    /* release: start_pages is set before a thread that sees the function uses it */
+    __atomic_store_n(&bg.start, start, __ATOMIC_RELEASE);
+}
+
+static lab_noinline lab_cold void bg_start(uint64_t now)
+{
+    /* acquire pairs with the release in lab_pool_background_init */
+    bool (*start)(void) = __atomic_load_n(&bg.start, __ATOMIC_ACQUIRE);
+    int off = BG_OFF;
+    if (!start || !__atomic_compare_exchange_n(&bg.state, &off, BG_STARTING, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    bool ok = start();
+    if (!ok) {
+        bg.backoff_ms = bg.backoff_ms ? lab_min(bg.backoff_ms * 2, (uint64_t)64000) : 1000;
+        lab_store_relaxed(&bg.retry_ms, now + bg.backoff_ms);
+    }
+    /* release: the attempt's writes are visible to whoever sees its outcome */
+    __atomic_store_n(&bg.state, ok ? BG_RUNNING : BG_OFF, __ATOMIC_RELEASE);
+}
+
+/* A free made pages visible to the purge: wake the thread if it sleeps with nothing to wait for. */
+static void bg_kick(void)
+{
+    /* seq_cst, and seq_cst below: pairs with the thread's store of idle and re-read of frees in
+     * lab_pool_background_round (Dekker): either it sees this free, or this free sees it idle */
+    __atomic_fetch_add(&bg.frees, 1, __ATOMIC_SEQ_CST);
+    int one = 1;
+    if (__atomic_load_n(&bg.idle, __ATOMIC_SEQ_CST) &&
+        __atomic_compare_exchange_n(&bg.idle, &one, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        /* relaxed: the futex compares values, and the pages were published by the free itself */
+        lab_add_relaxed(&bg.seq, 1);
+        lab_os_futex_wake(&bg.seq, 1);
+    }
+}
+
+void lab_pool_background_round(void)
+{
+    lab_pool_t *pool = lab_pool_default(); /* exists: the thread is started from its slow path */
+    int seq = lab_load_relaxed(&bg.seq);
+    uint64_t gen = __atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST);
+    uint64_t due = UINT64_MAX;
+    if (pool && pool->delay_ms != ~0u)
+        pool_purge(pool, false, &due);
+    if (due == UINT64_MAX) {
+        /* nothing dirty: sleep until a free says otherwise (see bg_kick) */
+        __atomic_store_n(&bg.idle, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen)
+            lab_os_futex_wait_ms(&bg.seq, seq, UINT64_MAX);
+        lab_store_relaxed(&bg.idle, 0);
+        return;
+    }
+    /* wake a little after the first run is due, so that runs freed close together go in one
+     * round (the coarse clock also runs up to a few ms behind) */
+    uint64_t now = lab_clock_ms();
+    lab_os_futex_wait_ms(&bg.seq, seq, (due > now ? due - now : 0) + pool->delay_ms / 4 + 4);
+}
+
+/* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
+ * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
+ * (frees only); without a thread, purge what is due at most every delay/2. */
+static void pool_tick(lab_pool_t *pool, bool from_free)
+{
+    if (lab_pool_handler_depth)
+        return; /* in a signal handler: no lock waited on, no system call */
     uint64_t now = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, now);
     size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
     if (mapped > nfree && mapped - nfree > lab_load_relaxed(&pool->peak_used))
         lab_store_relaxed(&pool->peak_used, mapped - nfree);
-    if (pool->delay_ms == ~0u || now - lab_load_relaxed(&pool->last_purge) < pool->delay_ms / 2 + 1)
+    if (pool->is_default) {
+        /* acquire pairs with the release in bg_start */
+        int st = __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE);
+        if (st == BG_RUNNING) {
+            if (from_free)
+                bg_kick();
+            return; /* the thread purges */
+        }
+        if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held && mapped >= bg.start_pages &&
+                         now >= lab_load_relaxed(&bg.retry_ms) && lab_load_relaxed(&bg.start)))
+            bg_start(now);
+    }
+    uint64_t last = lab_load_relaxed(&pool->last_purge);
+    if (lab_locks_held || pool->delay_ms == ~0u || now < last + pool->delay_ms / 2 + 1)
         return;
-    lab_store_relaxed(&pool->last_purge, now);
-    lab_pool_purge(pool, false);
+    /* one purger at a time; the others go on */
+    if (__atomic_compare_exchange_n(&pool->last_purge, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        lab_pool_purge(pool, false);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1313,6 +1464,10 @@ void lab_pool_thread_exit(void)
     rs->next_free = rooms_free;
     rooms_free = rs;
     lab_unlock(&rooms_lock);
+    /* the rooms' runs are on the shared lists now: a purge may take them */
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (p)
+        pool_tick(p, true);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1509,6 +1664,10 @@ void lab_pool_fork_child(void)
     }
     lab_lock_reset(&pools_lock);
     lab_lock_reset(&default_lock);
+    /* the purge thread is not copied into the child: the next allocation slow path starts one */
+    bg.state = BG_OFF;
+    bg.idle = 0;
+    bg.retry_ms = 0;
     /* rooms of threads that do not exist in the child: hand their runs back (skip a set that
      * was being changed when the fork happened: its list may be half-written) */
     for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
@@ -1615,7 +1774,7 @@ static lab_noinline void free_pages_general(labyrinth_t *pool, void *pages, unsi
         lab_fatal("labyrinth_free_pages: wrong order for", pages);
     if (d->owner && d->owner != (uint64_t)pthread_self())
         lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
-    lab_pool_free_order(p, d, order);
+    pool_free_order(p, d, order);
 }
 
 void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
@@ -1637,7 +1796,7 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
     if (lab_likely(room_push(p, d, order)))
         return;
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
-    lab_pool_free_order(p, d, order);
+    pool_free_order(p, d, order);
 }
 
 size_t labyrinth_pool_trim(labyrinth_t *pool)

@@ -164,6 +164,22 @@ lab_internal bool lab_pool_room_busy(void);
 /* Create the pthread key whose destructor flushes rooms; idempotent, never on a malloc path. */
 lab_internal void lab_pool_thread_key_init(void);
 
+/* ---- the background purge: the thread itself lives in preload/purge.c ----
+ * Frees that reach the shared lists or the store purge what is due themselves (at most every
+ * delay/2), or, while a purge thread runs, wake it if it sleeps with nothing to wait for. The
+ * thread is started by `start` (registered here), called from a DEFAULT allocation slow path of
+ * the default pool (never from a free: glibc frees with its own locks held, and pthread_create
+ * takes them) with no allocator lock held and outside signal handlers, once the pool has mapped
+ * start_pages pages; start returns true when a thread runs (false: another try later). NULL:
+ * never. The child of a fork has no thread; the next such slow path there starts one. */
+lab_internal void lab_pool_background_init(bool (*start)(void), size_t start_pages);
+/* The thread's body: purge what is due in the default pool, then sleep until more becomes due, or
+ * (nothing free is dirty) until a free wakes it. Call in a loop. */
+lab_internal void lab_pool_background_round(void);
+/* Signal handlers running on the calling thread (preload/signals.c counts them): while non-zero
+ * the pool's free paths neither purge (no lock waited on, no system call) nor start a thread. */
+lab_internal extern __thread int lab_pool_handler_depth;
+
 /* Counters of the default pool for malloc statistics. */
 lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);
 /* Purge delay of the default pool, before it is first used (options). */

@@ -48,12 +48,14 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
     int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
     bool nested = interrupted_allocator(uctx);
     lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
+    lab_pool_handler_depth++; /* no purge and no thread start from a handler (core/pool.h) */
     if (h != (void *)SIG_IGN && h != (void *)SIG_DFL && h) {
         if (flags & SA_SIGINFO)
             ((void (*)(int, siginfo_t *, void *))h)(sig, info, uctx);
         else
             ((void (*)(int))h)(sig);
     }
+    lab_pool_handler_depth--;
     if (nested)
         lab_sig_exit(prev);
     errno = saved_errno;

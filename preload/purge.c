@@ -1,0 +1,62 @@
+/* purge.c — the background purge thread: gives free memory that has stayed idle past the purge
+ * delay back to the OS while the program makes no allocator call. Layer 5: the pool decides when
+ * (core/pool.c: lab_pool_background_*), this file only makes the thread.
+ *
+ * The pool calls purge_start from an allocation slow path, with no allocator lock held and outside
+ * signal handlers, once the default pool has mapped LABYRINTH_BACKGROUND_PURGE MiB (processes that
+ * stay smaller never get a thread). Never from a free: glibc frees thread stacks' TLS with its
+ * stack-cache lock held, and pthread_create takes that lock. The caller may be deep inside the
+ * arena with its heap's lists half-changed, and pthread_create allocates (the new thread's DTV):
+ * while it runs, this thread allocates from a signal heap (core/arena.h), which never touches the
+ * interrupted heap, and every signal is blocked. The thread blocks every signal for good, has a
+ * small stack, and is detached; the child of a fork starts its own when it next allocates. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include "arena.h"
+#include "purge.h"
+
+static void *purge_main(void *arg)
+{
+    (void)arg;
+    prctl(PR_SET_NAME, "labyrinth-purge", 0, 0, 0); /* what `top -H` and /proc/.../comm show */
+    for (;;)
+        lab_pool_background_round();
+    return NULL;
+}
+
+static bool purge_start(void)
+{
+    lab_sig_reserve(2); /* at least one signal heap for pthread_create's allocations (below) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the thread; no handler meanwhile */
+    lab_heap_t *prev = lab_sig_enter();
+    pthread_attr_t attr;
+    pthread_t t;
+    int err = pthread_attr_init(&attr);
+    if (err == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* purging needs little stack */
+        err = pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+        if (err == 0)
+            err = pthread_create(&t, &attr, purge_main, NULL);
+        /* a static TLS too large for that stack: a large one, still given explicitly (with no
+         * size glibc reads its default under a lock it also holds while it allocates) */
+        if (err == EINVAL && pthread_attr_setstacksize(&attr, (size_t)16 << 20) == 0)
+            err = pthread_create(&t, &attr, purge_main, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    lab_sig_exit(prev);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err == 0;
+}
+
+void lab_purge_init(unsigned long mib)
+{
+    size_t pages = mib >= (SIZE_MAX >> 20) ? SIZE_MAX : (size_t)mib << (20 - LAB_PAGE_SHIFT);
+    lab_pool_background_init(mib ? purge_start : NULL, pages);
+}
