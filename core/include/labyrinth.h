@@ -91,6 +91,25 @@ LAB_API int   labyrinth_pool_stats(labyrinth_t *pool, struct labyrinth_pool_stat
 /* Library version string, e.g. "0.1.0". */
 LAB_API const char *labyrinth_version(void);
 
+/* Pooled anonymous mmap (LABYRINTH_MMAP=1; liblabyrinth.so only, look it up with dlsym when the
+ * library may not be preloaded). A snapshot of its counters. */
+struct labyrinth_mmap_stats {
+    uint64_t enabled;        /* 1 when LABYRINTH_MMAP is in force                              */
+    uint64_t pooled_maps;    /* mmap calls served from the pool                                */
+    uint64_t cache_hits;     /* ... of which reused cached pages (no page faults for them)     */
+    uint64_t kernel_maps;    /* mmap calls passed to the kernel (not poolable)                 */
+    uint64_t fallbacks;      /* poolable calls that still went to the kernel (a failure, or a
+                                signal handler that interrupted this thread's mmap)            */
+    uint64_t pooled_unmaps;  /* munmap or mremap-shrink calls that gave pooled pages back      */
+    uint64_t remaps;         /* mremap calls on pooled pages                                   */
+    uint64_t purged_bytes;   /* cached bytes given back to the OS, in all                      */
+    size_t   live_bytes;     /* pooled bytes mapped by the program now                         */
+    size_t   cached_bytes;   /* unmapped pooled bytes kept for reuse now                       */
+    size_t   reserved_bytes; /* address space reserved for the pool now                        */
+};
+/* Fill *out; 0. */
+LAB_API int labyrinth_mmap_stats(struct labyrinth_mmap_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

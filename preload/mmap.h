@@ -1,0 +1,18 @@
+/* mmap.h — what preload.c needs of the interposed memory-mapping names (preload/mmap.c):
+ * start-up, fork, trimming and statistics. Layer 5. */
+#ifndef LAB_MMAP_H
+#define LAB_MMAP_H
+
+#include "common.h"
+
+/* Pooling on or off (LABYRINTH_MMAP), its size limit and cache cap in bytes, the purge delay.
+ * Called once from the constructor, before any pooled call; verbose: say why it stays off. */
+lab_internal void lab_mmap_init(bool on, size_t max_bytes, size_t cache_bytes, unsigned purge_delay_ms,
+                                bool verbose);
+lab_internal void lab_mmap_fork_prepare(void);
+lab_internal void lab_mmap_fork_parent(void);
+lab_internal void lab_mmap_fork_child(void);
+/* Purge every cached page now (malloc_trim, LABYRINTH_TRIM_ON_EXIT). */
+lab_internal void lab_mmap_trim(void);
+
+#endif

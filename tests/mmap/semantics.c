@@ -1,0 +1,787 @@
+/* semantics.c — the kernel's contracts for anonymous mmap, munmap, mremap, mprotect and madvise,
+ * checked the same way whether the calls reach the kernel directly (no preload), through
+ * Labyrinth with LABYRINTH_MMAP off, or through the pool (LABYRINTH_MMAP=1). ctest runs it all
+ * three ways; with LAB_EXPECT_MMAP=1 it also requires, through labyrinth_mmap_stats, that the pool
+ * really served mappings and reused unmapped pages (LAB_EXPECT_PURGE=1: and purged some).
+ * Faults are probed in-process with a SIGSEGV handler and sigsetjmp; fork checks run in children.
+ * Usage: semantics [section...]  (default: all; see `sections` below) */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lab_check.h"
+#include "labyrinth.h"
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
+#define PG ((size_t)4096)
+#define RW (PROT_READ | PROT_WRITE)
+
+static int expect_mmap;   /* LAB_EXPECT_MMAP=1: the pool must be in use */
+
+/* ------------------------------------------------------------------------------------------
+ * helpers */
+
+static char *map_rw(size_t len)
+{
+    void *p = mmap(NULL, len, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static sigjmp_buf probe_env;
+static volatile sig_atomic_t probing;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    (void)uc;
+    if (probing)
+        siglongjmp(probe_env, 1);
+    signal(sig, SIG_DFL); /* a real crash of the test itself */
+    raise(sig);
+}
+
+static void faults_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+/* 1 if the byte at p can be read (write: read and written back unchanged). */
+static int accessible(volatile char *p, int write)
+{
+    probing = 1;
+    if (sigsetjmp(probe_env, 1)) {
+        probing = 0;
+        return 0;
+    }
+    char c = *p;
+    if (write)
+        *p = c;
+    probing = 0;
+    return 1;
+}
+
+static int readable(void *p) { return accessible(p, 0); }
+static int writable(void *p) { return accessible(p, 1); }
+
+static size_t first_nonzero(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return i;
+    return SIZE_MAX;
+}
+
+/* A pattern that depends on the seed and the offset, never zero. */
+static void fill(char *p, size_t len, uint64_t seed)
+{
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t v = (seed * 0x9E3779B97F4A7C15ull + i) | 1;
+        memcpy(p + i, &v, 8);
+    }
+}
+
+/* Check [p+from, p+to) against fill(p, ..., seed); returns the first bad offset or SIZE_MAX. */
+static size_t check_fill_part(const char *p, size_t from, size_t to, uint64_t seed)
+{
+    for (size_t i = from; i + 8 <= to; i += 8) {
+        uint64_t v = (seed * 0x9E3779B97F4A7C15ull + i) | 1, got;
+        memcpy(&got, p + i, 8);
+        if (got != v)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+static size_t check_fill(const char *p, size_t len, uint64_t seed)
+{
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t v = (seed * 0x9E3779B97F4A7C15ull + i) | 1, got;
+        memcpy(&got, p + i, 8);
+        if (got != v)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+/* The permissions /proc/self/maps shows for the mapping holding p ("" if none). */
+static void maps_perms(const void *p, char out[8])
+{
+    out[0] = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && (uintptr_t)p >= lo && (uintptr_t)p < hi) {
+            strcpy(out, perms);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static long status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':')
+            v = strtol(line + kl + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+#define CHECK_ERR(call, want)                                                                  \
+    do {                                                                                       \
+        errno = 0;                                                                             \
+        long r_ = (long)(call);                                                                \
+        int e_ = errno;                                                                        \
+        CHECK(r_ == -1 && e_ == (want), "%s: returned %ld errno %d (%s), wanted -1 errno %d (%s)", \
+              #call, r_, e_, strerror(e_), want, strerror(want));                             \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------
+ * sections */
+
+/* Pages read zero when handed out, after many rounds of dirtying and unmapping the same sizes
+ * (all touched, half touched, one byte touched), some mappings kept alive across rounds. */
+static void t_zero_reuse(void)
+{
+    SAY("zero-fill on reuse: 300 rounds of sizes 4 KiB .. 1 MiB + 4 KiB, dirtied before munmap");
+    static const size_t sizes[] = {PG, 3 * PG, 4 * PG, 16 * PG, 17 * PG, 64 * PG, 256 * PG, 257 * PG};
+    char *keep[8] = {0};
+    size_t keep_len[8] = {0};
+    for (int round = 0; round < 300; round++) {
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t len = sizes[k];
+            char *p = map_rw(len);
+            CHECK(p != NULL, "mmap %zu: %s", len, strerror(errno));
+            if (!p)
+                return;
+            size_t nz = first_nonzero(p, len);
+            CHECK(nz == SIZE_MAX, "round %d size %zu: byte %zu of a new mapping is %d", round, len, nz,
+                  nz == SIZE_MAX ? 0 : p[nz]);
+            int how = (round + (int)k) % 3;
+            if (how == 0)
+                memset(p, 0xA5, len);
+            else if (how == 1)
+                memset(p, 0x5A, len / 2);
+            else
+                p[len - 1] = 1;
+            if ((round + k) % 11 == 0) { /* live for a while */
+                int slot = (int)(k % 8);
+                if (keep[slot]) {
+                    CHECK(keep[slot][keep_len[slot] - 1] != 0 || keep[slot][0] != 0, "a kept mapping lost its data");
+                    munmap(keep[slot], keep_len[slot]);
+                }
+                keep[slot] = p;
+                keep_len[slot] = len;
+                continue;
+            }
+            CHECK(munmap(p, len) == 0, "munmap: %s", strerror(errno));
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        if (keep[i])
+            munmap(keep[i], keep_len[i]);
+}
+
+static void t_unmap_faults(void)
+{
+    SAY("munmap: the whole region, and exactly the part unmapped, fault afterwards");
+    char *p = map_rw(16 * PG);
+    CHECK(p != NULL, "mmap");
+    if (!p)
+        return;
+    fill(p, 16 * PG, 1);
+    CHECK(munmap(p, 16 * PG) == 0, "munmap");
+    CHECK(!readable(p) && !readable(p + 15 * PG), "an unmapped region is still readable");
+    CHECK(munmap(p, 16 * PG) == 0, "munmap of an unmapped range must succeed: %s", strerror(errno));
+
+    p = map_rw(8 * PG);
+    fill(p, 8 * PG, 2);
+    CHECK(munmap(p + 2 * PG, 2 * PG) == 0 && munmap(p + 6 * PG, PG) == 0, "partial munmap: %s", strerror(errno));
+    for (size_t i = 0; i < 8; i++) {
+        int gone = i == 2 || i == 3 || i == 6;
+        CHECK(readable(p + i * PG) == !gone, "page %zu after partial munmap: readable %d", i, readable(p + i * PG));
+        if (!gone) /* the kept pages keep their bytes */
+            CHECK(check_fill_part(p, i * PG, (i + 1) * PG, 2) == SIZE_MAX, "page %zu lost its data", i);
+    }
+    /* a munmap over mapped and unmapped parts at once */
+    CHECK(munmap(p, 8 * PG) == 0, "munmap over holes: %s", strerror(errno));
+    for (int i = 0; i < 8; i++)
+        CHECK(!readable(p + i * PG), "page %d still readable after munmap of all", i);
+    /* the unmapped address range never reads as someone else's data: a new mapping there is zero */
+    char *secret = map_rw(4 * PG);
+    memset(secret, 'S', 4 * PG);
+    munmap(secret, 4 * PG);
+    for (int i = 0; i < 64; i++) {
+        char *q = map_rw(4 * PG);
+        if (q == secret)
+            CHECK(first_nonzero(q, 4 * PG) == SIZE_MAX, "a reused address shows the old bytes");
+        void *m = malloc(4 * PG);
+        CHECK(!m || (char *)m + 4 * PG <= secret || (char *)m >= secret + 4 * PG || q == secret,
+              "malloc returned unmapped pooled memory while it is unmapped");
+        free(m);
+        munmap(q, 4 * PG);
+    }
+    CHECK(!readable(secret), "the secret region became readable again");
+}
+
+static void t_mremap(void)
+{
+    SAY("mremap: shrink, grow in place, grow and move, MREMAP_FIXED, DONTUNMAP, errors");
+    /* shrink */
+    char *p = map_rw(8 * PG);
+    fill(p, 8 * PG, 3);
+    char *q = mremap(p, 8 * PG, 3 * PG, 0);
+    CHECK(q == p, "shrink moved or failed: %p %s", (void *)q, strerror(errno));
+    CHECK(check_fill(p, 3 * PG, 3) == SIZE_MAX, "shrink lost data");
+    CHECK(!readable(p + 3 * PG) && !readable(p + 7 * PG), "the cut tail is still readable");
+    munmap(p, 3 * PG);
+
+    /* grow in place into pages this mapping just gave up */
+    p = map_rw(8 * PG);
+    fill(p, 8 * PG, 4);
+    munmap(p + 4 * PG, 4 * PG);
+    q = mremap(p, 4 * PG, 8 * PG, 0);
+    if (q == MAP_FAILED) {
+        CHECK(errno == ENOMEM, "grow in place: errno %d", errno);
+        CHECK(!expect_mmap, "grow in place over free pooled pages failed");
+        munmap(p, 4 * PG);
+    } else {
+        CHECK(q == p, "grow without MAYMOVE moved");
+        CHECK(check_fill(p, 4 * PG, 4) == SIZE_MAX, "grow in place lost data");
+        CHECK(first_nonzero(p + 4 * PG, 4 * PG) == SIZE_MAX, "grown pages are not zero");
+        CHECK(writable(p + 7 * PG), "grown pages are not writable");
+        munmap(p, 8 * PG);
+    }
+
+    /* grow with MAYMOVE, small and past LABYRINTH_MMAP_MAX */
+    for (size_t to = 64 * PG; to <= 1024 * PG; to *= 16) {
+        p = map_rw(4 * PG);
+        fill(p, 4 * PG, 5);
+        char *blocker = map_rw(PG); /* likely right after p: growing in place is less likely */
+        q = mremap(p, 4 * PG, to, MREMAP_MAYMOVE);
+        CHECK(q != MAP_FAILED, "grow with MAYMOVE to %zu: %s", to, strerror(errno));
+        if (q != MAP_FAILED) {
+            CHECK(check_fill(q, 4 * PG, 5) == SIZE_MAX, "moved mapping lost data");
+            CHECK(first_nonzero(q + 4 * PG, to - 4 * PG) == SIZE_MAX, "grown part not zero");
+            memset(q + to - PG, 7, PG);
+            if (q != p && (p + 4 * PG <= q || p >= q + to))
+                CHECK(!readable(p), "the old address is readable after a move");
+            munmap(q, to);
+        }
+        munmap(blocker, PG);
+    }
+
+    /* MREMAP_FIXED onto another mapping of ours */
+    p = map_rw(4 * PG);
+    char *t = map_rw(6 * PG);
+    fill(p, 4 * PG, 6);
+    memset(t, 'T', 6 * PG);
+    q = mremap(p, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, t + PG);
+    CHECK(q == t + PG, "MREMAP_FIXED: %p (%s)", (void *)q, strerror(errno));
+    if (q == t + PG) {
+        CHECK(check_fill(q, 4 * PG, 6) == SIZE_MAX, "MREMAP_FIXED lost data");
+        CHECK(t[0] == 'T' && t[5 * PG] == 'T', "MREMAP_FIXED touched the pages around it");
+        CHECK(!readable(p), "old address readable after MREMAP_FIXED");
+    }
+    munmap(t, 6 * PG);
+    CHECK(!readable(t + 2 * PG), "munmap after MREMAP_FIXED left pages");
+
+    /* DONTUNMAP: the old range stays mapped and reads zero */
+    p = map_rw(4 * PG);
+    fill(p, 4 * PG, 7);
+    q = mremap(p, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, NULL);
+    if (q == MAP_FAILED) {
+        SAY("  MREMAP_DONTUNMAP: %s (kernel too old?); skipped", strerror(errno));
+        munmap(p, 4 * PG);
+    } else {
+        CHECK(check_fill(q, 4 * PG, 7) == SIZE_MAX, "DONTUNMAP: data did not move");
+        CHECK(readable(p) && first_nonzero(p, 4 * PG) == SIZE_MAX, "DONTUNMAP: old range not empty");
+        munmap(p, 4 * PG);
+        munmap(q, 4 * PG);
+    }
+
+    /* errors */
+    p = map_rw(4 * PG);
+    munmap(p + 2 * PG, PG);
+    CHECK_ERR(mremap(p, 4 * PG, 8 * PG, MREMAP_MAYMOVE), EFAULT);
+    CHECK(readable(p) && !readable(p + 2 * PG), "a failed mremap changed the mapping");
+    CHECK_ERR(mremap(p + 1, PG, 2 * PG, MREMAP_MAYMOVE), EINVAL);
+    CHECK_ERR(mremap(p, PG, 0, MREMAP_MAYMOVE), EINVAL);
+    CHECK_ERR(mremap(p, PG, 2 * PG, 0x80), EINVAL);
+    CHECK_ERR(mremap(p, PG, PG, MREMAP_FIXED, p + 8 * PG), EINVAL);
+    CHECK_ERR(mremap(p + 2 * PG, PG, 2 * PG, MREMAP_MAYMOVE), EFAULT); /* unmapped */
+    munmap(p, 4 * PG);
+    CHECK_ERR(mremap(p, PG, 2 * PG, MREMAP_MAYMOVE), EFAULT);
+}
+
+static void t_mprotect(void)
+{
+    SAY("mprotect: read-only and none fault as they should, holes give ENOMEM, errors");
+    char *p = map_rw(4 * PG);
+    fill(p, 4 * PG, 8);
+    CHECK(mprotect(p, 4 * PG, PROT_READ) == 0, "mprotect READ: %s", strerror(errno));
+    CHECK(readable(p) && !writable(p) && !writable(p + 3 * PG), "PROT_READ: not read-only");
+    CHECK(mprotect(p, 2 * PG, PROT_NONE) == 0, "mprotect NONE");
+    CHECK(!readable(p) && !readable(p + PG) && readable(p + 2 * PG), "PROT_NONE: wrong pages fault");
+    CHECK(mprotect(p, 4 * PG, RW) == 0, "mprotect RW");
+    CHECK(writable(p) && writable(p + 3 * PG) && check_fill(p, 4 * PG, 8) == SIZE_MAX, "RW again: data or access lost");
+    CHECK(mprotect(p, 0, PROT_NONE) == 0 && writable(p), "mprotect of length 0");
+    CHECK_ERR(mprotect(p + 1, PG, PROT_READ), EINVAL);
+    CHECK_ERR(mprotect(p, PG, 0x1000 | PROT_READ), EINVAL);
+    /* a hole: pages before it change, pages after it do not */
+    CHECK(munmap(p + 2 * PG, PG) == 0, "munmap");
+    CHECK_ERR(mprotect(p, 4 * PG, PROT_READ), ENOMEM);
+    CHECK(readable(p) && !writable(p) && !writable(p + PG), "pages before the hole were not changed");
+    CHECK(writable(p + 3 * PG), "the page after the hole was changed");
+    CHECK(!readable(p + 2 * PG), "mprotect made an unmapped page accessible");
+    /* unmapped pages stay unmapped */
+    munmap(p, 4 * PG);
+    CHECK_ERR(mprotect(p, PG, RW), ENOMEM);
+    CHECK_ERR(mprotect(p, PG, 0x1000), EINVAL);
+    CHECK(!readable(p), "mprotect of an unmapped page made it readable");
+    /* what a program did to its pages is not inherited by the next mapping */
+    for (int i = 0; i < 20; i++) {
+        char *q = map_rw(4 * PG);
+        char perms[8];
+        maps_perms(q, perms);
+        CHECK(!strcmp(perms, "rw-p"), "a new mapping has permissions '%s'", perms);
+        CHECK(writable(q + 3 * PG) && first_nonzero(q, 4 * PG) == SIZE_MAX, "new mapping not zero/writable");
+        memset(q, 1, 4 * PG);
+        if (i % 2)
+            mprotect(q, 2 * PG, PROT_READ | PROT_EXEC);
+        else
+            mprotect(q + PG, PG, PROT_NONE);
+        munmap(q, 4 * PG);
+    }
+    /* JIT style: write code, make it executable, run it */
+    unsigned char *code = (unsigned char *)map_rw(PG);
+    code[0] = 0xB8; /* mov eax, 42 */
+    code[1] = 42;
+    code[2] = code[3] = code[4] = 0;
+    code[5] = 0xC3; /* ret */
+    CHECK(mprotect(code, PG, PROT_READ | PROT_EXEC) == 0, "mprotect RX");
+    int (*fn)(void) = (int (*)(void))(uintptr_t)code;
+    CHECK(fn() == 42, "JIT code did not run");
+    munmap(code, PG);
+}
+
+static void t_map_fixed(void)
+{
+    SAY("MAP_FIXED and MAP_FIXED_NOREPLACE over mapped and unmapped pages");
+    char *p = map_rw(8 * PG);
+    fill(p, 8 * PG, 9);
+    char *r = mmap(p + 2 * PG, 2 * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(r == p + 2 * PG, "MAP_FIXED: %s", strerror(errno));
+    CHECK(first_nonzero(r, 2 * PG) == SIZE_MAX, "MAP_FIXED pages are not zero");
+    CHECK(check_fill_part(p, 0, 2 * PG, 9) == SIZE_MAX, "MAP_FIXED clobbered the pages before");
+    CHECK(check_fill_part(p, 4 * PG, 8 * PG, 9) == SIZE_MAX, "MAP_FIXED clobbered the pages after");
+    /* a shared mapping in the middle, seen by a child */
+    char *s = mmap(p + 5 * PG, PG, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(s == p + 5 * PG, "MAP_FIXED shared: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        memset(s, 'C', PG);
+        p[0] = 'X'; /* private: the parent must not see it */
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && s[0] == 'C' && s[PG - 1] == 'C', "the child's write to the shared page is not seen");
+    CHECK(p[0] != 'X', "the child's write to a private page leaked to the parent");
+    CHECK(munmap(p, 8 * PG) == 0, "munmap: %s", strerror(errno));
+    for (int i = 0; i < 8; i++)
+        CHECK(!readable(p + i * PG), "page %d readable after munmap", i);
+    /* the same addresses again: new mappings are private, zero and read-write */
+    for (int i = 0; i < 10; i++) {
+        char *q = map_rw(8 * PG);
+        CHECK(first_nonzero(q, 8 * PG) == SIZE_MAX, "a mapping after MAP_FIXED is not zero");
+        char perms[8];
+        maps_perms(q + 5 * PG, perms);
+        CHECK(!strcmp(perms, "rw-p"), "a mapping after MAP_FIXED shared has '%s'", perms);
+        munmap(q, 8 * PG);
+    }
+    /* NOREPLACE: mapped → EEXIST; just unmapped → succeeds */
+    p = map_rw(4 * PG);
+    CHECK_ERR(mmap(p + PG, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0), EEXIST);
+    munmap(p + PG, PG);
+    r = mmap(p + PG, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    CHECK(r == p + PG, "MAP_FIXED_NOREPLACE over an unmapped page: %p %s", (void *)r, strerror(errno));
+    if (r == p + PG)
+        CHECK(writable(r) && first_nonzero(r, PG) == SIZE_MAX, "NOREPLACE page not zero");
+    munmap(p, 4 * PG);
+}
+
+static void t_fork(void)
+{
+    SAY("fork: shared anonymous memory is shared, private memory is copied");
+    char *s = mmap(NULL, 16 * PG, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char *p = map_rw(16 * PG);
+    CHECK(s != MAP_FAILED && p, "mmap");
+    fill(p, 16 * PG, 10);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = check_fill(p, 16 * PG, 10) == SIZE_MAX;
+        fill(s, 16 * PG, 11);
+        memset(p, 0, 16 * PG);
+        /* the child maps and unmaps too */
+        for (int i = 0; i < 50; i++) {
+            char *q = map_rw(8 * PG);
+            ok &= q && first_nonzero(q, 8 * PG) == SIZE_MAX;
+            if (q) {
+                memset(q, 3, 8 * PG);
+                munmap(q, 8 * PG);
+            }
+        }
+        _exit(ok ? 0 : 3);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %d", st);
+    CHECK(check_fill(s, 16 * PG, 11) == SIZE_MAX, "the child's writes to shared memory are not seen");
+    CHECK(check_fill(p, 16 * PG, 10) == SIZE_MAX, "the child's writes to private memory leaked");
+    munmap(s, 16 * PG);
+    munmap(p, 16 * PG);
+
+    /* MADV_WIPEONFORK set on a mapping must not follow its pages to the next mapping */
+    p = map_rw(4 * PG);
+    if (madvise(p, 4 * PG, MADV_WIPEONFORK) != 0) {
+        SAY("  MADV_WIPEONFORK: %s; skipped", strerror(errno));
+        munmap(p, 4 * PG);
+        return;
+    }
+    munmap(p, 4 * PG);
+    for (int i = 0; i < 8; i++) {
+        char *q = map_rw(4 * PG);
+        fill(q, 4 * PG, 12);
+        pid = fork();
+        if (pid == 0)
+            _exit(check_fill(q, 4 * PG, 12) == SIZE_MAX ? 0 : 4);
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a new mapping was wiped in the child (inherited WIPEONFORK)");
+        munmap(q, 4 * PG);
+    }
+}
+
+static void t_madvise(void)
+{
+    SAY("madvise: DONTNEED reads zero, holes give ENOMEM, errors");
+    char *p = map_rw(4 * PG);
+    fill(p, 4 * PG, 13);
+    CHECK(madvise(p, 4 * PG, MADV_DONTNEED) == 0, "DONTNEED: %s", strerror(errno));
+    CHECK(first_nonzero(p, 4 * PG) == SIZE_MAX, "DONTNEED pages do not read zero");
+    fill(p, 4 * PG, 14);
+    CHECK(madvise(p, 4 * PG, MADV_FREE) == 0, "MADV_FREE: %s", strerror(errno));
+    fill(p, 4 * PG, 15);
+    CHECK(check_fill(p, 4 * PG, 15) == SIZE_MAX, "pages written after MADV_FREE lost data");
+    munmap(p + PG, PG);
+    CHECK_ERR(madvise(p, 4 * PG, MADV_DONTNEED), ENOMEM);
+    CHECK(first_nonzero(p, PG) == SIZE_MAX && first_nonzero(p + 2 * PG, 2 * PG) == SIZE_MAX,
+          "DONTNEED over a hole skipped mapped pages");
+    CHECK(!readable(p + PG), "madvise made a hole readable");
+    CHECK_ERR(madvise(p, 4 * PG, 9999), EINVAL);
+    CHECK_ERR(madvise(p + 1, PG, MADV_DONTNEED), EINVAL);
+    CHECK(madvise(p, 0, MADV_DONTNEED) == 0, "madvise length 0");
+    munmap(p, 4 * PG);
+    CHECK_ERR(madvise(p, PG, MADV_DONTNEED), ENOMEM);
+    CHECK_ERR(madvise(p, PG, MADV_WIPEONFORK), ENOMEM);
+    CHECK(!readable(p), "madvise of an unmapped page made it readable");
+}
+
+static void t_mlock(void)
+{
+    SAY("mlock: locked pages are unlocked by munmap and not inherited");
+    long before = status_kib("VmLck");
+    char *p = map_rw(16 * PG);
+    if (before < 0 || mlock(p, 16 * PG) != 0) {
+        SAY("  mlock: %s; skipped", before < 0 ? "no VmLck" : strerror(errno));
+        munmap(p, 16 * PG);
+        return;
+    }
+    CHECK(status_kib("VmLck") >= before + 64, "mlock did not lock");
+    munmap(p, 16 * PG);
+    CHECK(status_kib("VmLck") == before, "munmap left %ld KiB locked", status_kib("VmLck") - before);
+    for (int i = 0; i < 4; i++) {
+        char *q = map_rw(16 * PG);
+        memset(q, 1, 16 * PG);
+        munmap(q, 16 * PG);
+    }
+    CHECK(status_kib("VmLck") == before, "new mappings are locked");
+    p = map_rw(4 * PG);
+    munmap(p + 2 * PG, PG);
+    CHECK_ERR(mlock(p, 4 * PG), ENOMEM);
+    munlock(p, 2 * PG);
+    munmap(p, 4 * PG);
+    CHECK(status_kib("VmLck") == before, "mlock over a hole left pages locked");
+}
+
+static void t_errors(void)
+{
+    SAY("errno on bad arguments, as the kernel sets it");
+    CHECK_ERR(mmap(NULL, 0, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), EINVAL);
+    CHECK_ERR(mmap(NULL, SIZE_MAX, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), ENOMEM);
+    CHECK_ERR(mmap(NULL, (size_t)1 << 62, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), ENOMEM);
+    CHECK_ERR(mmap(NULL, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 1), EINVAL);
+    CHECK_ERR(mmap(NULL, PG, RW, MAP_ANONYMOUS, -1, 0), EINVAL);
+    CHECK_ERR(mmap(NULL, PG, RW, MAP_PRIVATE, 12345, 0), EBADF);
+    CHECK_ERR(mmap((void *)(uintptr_t)0x10001, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), EINVAL);
+    char *p = map_rw(2 * PG);
+    CHECK_ERR(munmap(p + 1, PG), EINVAL);
+    CHECK_ERR(munmap(p, 0), EINVAL);
+    CHECK_ERR(munmap(p, SIZE_MAX), EINVAL);
+    CHECK(munmap(p, 2 * PG) == 0, "munmap");
+    /* other flags reach the kernel untouched and work */
+    p = mmap(NULL, 8 * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    CHECK(p != MAP_FAILED && first_nonzero(p, 8 * PG) == SIZE_MAX, "MAP_POPULATE");
+    munmap(p, 8 * PG);
+    p = mmap(NULL, 8 * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(p != MAP_FAILED && first_nonzero(p, 8 * PG) == SIZE_MAX, "MAP_NORESERVE");
+    munmap(p, 8 * PG);
+    p = mmap(NULL, 8 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED && readable(p) && !writable(p), "a PROT_READ mapping");
+    munmap(p, 8 * PG);
+}
+
+/* munmap of memory that malloc owns aborts with a clear message when pooling is on */
+static void t_malloc_munmap(void)
+{
+    if (!expect_mmap)
+        return;
+    SAY("munmap of malloc's memory aborts with a message (LABYRINTH_MMAP=1)");
+    int fds[2];
+    if (pipe(fds) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        char *m = malloc(64 * PG);
+        uintptr_t a = ((uintptr_t)m + PG - 1) & ~(PG - 1);
+        munmap((void *)a, PG);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[512] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "munmap of malloc memory: status %d", st);
+    CHECK(n > 0 && strstr(buf, "labyrinth: munmap of memory that malloc owns"), "message: '%s'", buf);
+}
+
+/* ---- threads: mapping, checking and unmapping at once ---- */
+
+#define T_SLOTS 12
+static void *thread_body(void *arg)
+{
+    uint64_t seed = (uintptr_t)arg * 7919 + 1, rng = seed;
+    char *slot[T_SLOTS] = {0};
+    size_t len[T_SLOTS] = {0};
+    uint64_t tag[T_SLOTS] = {0};
+    for (int it = 0; it < 1500; it++) {
+        int k = (int)(lab_rand(&rng) % T_SLOTS);
+        if (slot[k]) {
+            size_t bad = check_fill(slot[k], len[k], tag[k]);
+            CHECK(bad == SIZE_MAX, "thread %lu: mapping %p lost data at %zu", (unsigned long)(uintptr_t)arg,
+                  (void *)slot[k], bad);
+            if (len[k] > PG && (it & 1)) { /* half first, then the rest */
+                size_t h = (len[k] / PG / 2) * PG;
+                CHECK(munmap(slot[k] + h, len[k] - h) == 0, "partial munmap");
+                CHECK(munmap(slot[k], h) == 0, "munmap");
+            } else {
+                CHECK(munmap(slot[k], len[k]) == 0, "munmap");
+            }
+        }
+        len[k] = (1 + lab_rand(&rng) % 32) * PG;
+        slot[k] = map_rw(len[k]);
+        CHECK(slot[k] != NULL, "mmap in a thread: %s", strerror(errno));
+        if (!slot[k])
+            break;
+        size_t nz = first_nonzero(slot[k], len[k]);
+        CHECK(nz == SIZE_MAX, "thread: a new mapping has a non-zero byte at %zu", nz);
+        tag[k] = lab_rand(&rng);
+        fill(slot[k], len[k], tag[k]);
+    }
+    for (int k = 0; k < T_SLOTS; k++)
+        if (slot[k]) {
+            CHECK(check_fill(slot[k], len[k], tag[k]) == SIZE_MAX, "lost data at the end");
+            munmap(slot[k], len[k]);
+        }
+    return NULL;
+}
+
+static void t_threads(void)
+{
+    SAY("threads: 4 threads mapping, filling, checking and unmapping at once");
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, thread_body, (void *)i);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* ---- a signal handler that maps and unmaps, interrupting the same calls ---- */
+
+static char *victims[64];
+static volatile int nvictims, handler_runs, handler_bad;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    handler_runs++;
+    char *q = mmap(NULL, 4 * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q != MAP_FAILED) {
+        for (size_t i = 0; i < 4 * PG; i += 512)
+            handler_bad |= q[i] != 0;
+        q[0] = 1;
+        handler_bad |= munmap(q, 4 * PG) != 0;
+    }
+    if (nvictims > 0) {
+        char *v = victims[--nvictims];
+        handler_bad |= munmap(v, 2 * PG) != 0;
+    }
+    errno = saved;
+}
+
+static void t_signals(void)
+{
+    SAY("signals: a 1 kHz handler maps and unmaps while the program does the same");
+    for (int i = 0; i < 64; i++) {
+        victims[i] = map_rw(2 * PG);
+        memset(victims[i], 'v', 2 * PG);
+    }
+    char *saved[64];
+    memcpy(saved, victims, sizeof saved);
+    nvictims = 64;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 1000}, {0, 1000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    for (int i = 0; i < 5000 || handler_runs < 64; i++) {
+        char *p = map_rw(4 * PG);
+        CHECK(p != NULL, "mmap");
+        if (!p)
+            break;
+        if (p[PG] != 0 || p[3 * PG + 7] != 0)
+            CHECK(0, "a new mapping is not zero (signals)");
+        p[0] = 2;
+        munmap(p, 4 * PG);
+        if (i > 2000000)
+            break;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_IGN);
+    CHECK(!handler_bad, "the handler saw a non-zero page or a failed munmap");
+    for (int i = nvictims; i < 64; i++)
+        CHECK(!readable(saved[i]), "a region the handler unmapped is readable");
+    for (int i = 0; i < nvictims; i++)
+        munmap(saved[i], 2 * PG);
+    SAY("  handler ran %d times", handler_runs);
+    /* the pool still works after the handler's calls */
+    for (int i = 0; i < 100; i++) {
+        char *p = map_rw(2 * PG);
+        CHECK(p && first_nonzero(p, 2 * PG) == SIZE_MAX, "after signals: not zero");
+        memset(p, 1, 2 * PG);
+        munmap(p, 2 * PG);
+    }
+}
+
+/* ---- the pool must have been used (LAB_EXPECT_MMAP=1), or not (preloaded, off) ---- */
+
+static void t_pool_active(void)
+{
+    int (*stats)(struct labyrinth_mmap_stats *) =
+        (int (*)(struct labyrinth_mmap_stats *))dlsym(RTLD_DEFAULT, "labyrinth_mmap_stats");
+    if (!stats) {
+        CHECK(!expect_mmap, "LAB_EXPECT_MMAP=1 but labyrinth_mmap_stats is not there (not preloaded?)");
+        SAY("pool: not preloaded (the kernel served every call)");
+        return;
+    }
+    struct labyrinth_mmap_stats s;
+    stats(&s);
+    SAY("pool: enabled %lu, pooled %lu, cache hits %lu, kernel %lu, fallbacks %lu, unmaps %lu, remaps %lu, "
+        "purged %lu KiB, live %zu KiB, cached %zu KiB, reserved %zu KiB",
+        (unsigned long)s.enabled, (unsigned long)s.pooled_maps, (unsigned long)s.cache_hits,
+        (unsigned long)s.kernel_maps, (unsigned long)s.fallbacks, (unsigned long)s.pooled_unmaps,
+        (unsigned long)s.remaps, (unsigned long)(s.purged_bytes >> 10), s.live_bytes >> 10, s.cached_bytes >> 10,
+        s.reserved_bytes >> 10);
+    if (!expect_mmap) {
+        CHECK(s.enabled == 0 && s.pooled_maps == 0, "pooling is on without LABYRINTH_MMAP=1");
+        return;
+    }
+    CHECK(s.enabled == 1, "LABYRINTH_MMAP=1 did not enable pooling");
+    CHECK(s.pooled_maps > 1000, "only %lu mappings were pooled", (unsigned long)s.pooled_maps);
+    CHECK(s.pooled_unmaps > 1000, "only %lu pooled unmaps", (unsigned long)s.pooled_unmaps);
+    CHECK(s.remaps > 0, "no mremap reached the pool");
+    const char *ep = getenv("LAB_EXPECT_PURGE");
+    if (ep && !strcmp(ep, "1")) /* purge delay 0: the cache is emptied at every call */
+        CHECK(s.purged_bytes > 0, "nothing was purged");
+    else
+        CHECK(s.cache_hits > 100, "unmapped pages were reused only %lu times", (unsigned long)s.cache_hits);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} sections[] = {
+    {"zero", t_zero_reuse},     {"unmap", t_unmap_faults}, {"mremap", t_mremap},   {"mprotect", t_mprotect},
+    {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
+    {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"signals", t_signals},
+};
+
+int main(int argc, char **argv)
+{
+    const char *e = getenv("LAB_EXPECT_MMAP");
+    expect_mmap = e && !strcmp(e, "1");
+    faults_install();
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        int run = argc < 2;
+        for (int a = 1; a < argc; a++)
+            run |= !strcmp(argv[a], sections[i].name);
+        if (run)
+            sections[i].fn();
+    }
+    if (argc < 2)
+        t_pool_active();
+    return lab_finish("mmap semantics");
+}
