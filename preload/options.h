@@ -9,7 +9,11 @@
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
-    X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)")
+    X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory idle past PURGE_DELAY_MS without waiting for the program's next allocator call; 0: no thread") \
+    X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)") \
+    X(MMAP, BOOL, 0, "1: private anonymous read-write mmap requests of up to LABYRINTH_MMAP_MAX bytes are served from a pool of reserved address space, and munmap keeps their pages (inaccessible) for reuse; see Pooled anonymous mmap") \
+    X(MMAP_MAX, UINT, 1048576, "largest mmap request (bytes) that LABYRINTH_MMAP pools; larger ones go to the kernel (at most 268435456)") \
+    X(MMAP_CACHE, UINT, 16777216, "bytes of unmapped pooled pages LABYRINTH_MMAP keeps for reuse; beyond this, or idle past the purge delay, they are given back to the OS")
 
 enum lab_option_kind { LAB_OPT_BOOL, LAB_OPT_UINT, LAB_OPT_STATS };
 

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "mmap.h"
 #include "options.h"
+#include "purge.h"
 
 #define LAB_EXPORT __attribute__((visibility("default")))
 
@@ -109,6 +111,7 @@ LAB_EXPORT int __posix_memalign(void **memptr, size_t align, size_t n) { return 
 LAB_EXPORT int malloc_trim(size_t pad)
 {
     (void)pad;
+    lab_mmap_trim();
     return lab_trim() > 0;
 }
 
@@ -236,6 +239,22 @@ static void print_stats(bool json)
     out_kv(&o, "hits_slow", st.pool.hits_slow, json, false);
     out_kv(&o, "hits_reserve", st.pool.hits_reserve, json, false);
     out_kv(&o, "failures", st.pool.failures, json, false);
+    struct labyrinth_mmap_stats mm;
+    labyrinth_mmap_stats(&mm);
+    if (mm.enabled) { /* LABYRINTH_MMAP: its own line (text), mmap_* keys (json) */
+        if (!json)
+            out_s(&o, "\nlabyrinth stats: mmap");
+        out_kv(&o, json ? "mmap_pooled_maps" : "pooled_maps", mm.pooled_maps, json, !json);
+        out_kv(&o, json ? "mmap_cache_hits" : "cache_hits", mm.cache_hits, json, false);
+        out_kv(&o, json ? "mmap_kernel_maps" : "kernel_maps", mm.kernel_maps, json, false);
+        out_kv(&o, json ? "mmap_fallbacks" : "fallbacks", mm.fallbacks, json, false);
+        out_kv(&o, json ? "mmap_pooled_unmaps" : "pooled_unmaps", mm.pooled_unmaps, json, false);
+        out_kv(&o, json ? "mmap_remaps" : "remaps", mm.remaps, json, false);
+        out_kv(&o, json ? "mmap_live_kib" : "live_kib", mm.live_bytes >> 10, json, false);
+        out_kv(&o, json ? "mmap_cached_kib" : "cached_kib", mm.cached_bytes >> 10, json, false);
+        out_kv(&o, json ? "mmap_reserved_kib" : "reserved_kib", mm.reserved_bytes >> 10, json, false);
+        out_kv(&o, json ? "mmap_purged_kib" : "purged_kib", mm.purged_bytes >> 10, json, false);
+    }
     out_s(&o, json ? "}}\n" : "\n");
     out_flush(&o);
 }
@@ -331,6 +350,7 @@ static void banner(void)
 
 static void fork_prepare(void)
 {
+    lab_mmap_fork_prepare();
     lab_arena_fork_prepare();
     lab_pool_fork_prepare();
 }
@@ -339,10 +359,12 @@ static void fork_parent(void)
 {
     lab_pool_fork_parent();
     lab_arena_fork_parent();
+    lab_mmap_fork_parent();
 }
 
 static void fork_child(void)
 {
+    lab_mmap_fork_child(); /* first: the pool's handler then zeroes lab_locks_held */
     lab_pool_fork_child();
     lab_arena_fork_child();
 }
@@ -351,6 +373,9 @@ __attribute__((constructor(101))) static void preload_init(void)
 {
     options_read();
     lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
+    lab_purge_init(opts.BACKGROUND_PURGE);
+    lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
+                  opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
     lab_arena_thread_key_init();
@@ -361,8 +386,11 @@ __attribute__((constructor(101))) static void preload_init(void)
 
 __attribute__((destructor)) static void preload_fini(void)
 {
-    if (opts.TRIM_ON_EXIT)
+    lab_purge_init(0); /* exiting: no purge thread started from here on */
+    if (opts.TRIM_ON_EXIT) {
+        lab_mmap_trim();
         lab_trim();
+    }
     if (opts.STATS)
         print_stats(opts.STATS == LAB_STATS_JSON);
 }
