@@ -28,7 +28,7 @@ for kind in "${kinds[@]}"; do
       -DLAB_BUILD_BENCH=OFF >/dev/null
   fi
   # every target behind the unit label (the core linked directly), nothing preloaded
-  cmake --build "$dir" -j"$(nproc)" --target test_pool test_alloc fuzz_replay labyrinth-options
+  cmake --build "$dir" -j"$(nproc)" --target test_pool test_alloc test_faults fuzz_replay labyrinth-options
   # halt_on_error / -fno-sanitize-recover: the first report fails the test, so ctest fails
   if ! LAB_TEST_QUICK=$quick \
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 report_signal_unsafe=0 suppressions=$PWD/tests/unit/tsan.supp" \

@@ -1,7 +1,10 @@
 /* address_limit.c — under `ulimit -v` (RLIMIT_AS) the allocator must keep working and fail cleanly:
  * small and large requests eventually return NULL with ENOMEM instead of crashing, and memory
  * freed afterwards can be allocated again (DESIGN.md: the page map must not reserve hundreds of
- * MiB, "strict overcommit and ulimit -v must keep working"). Runs in a child so the limit stays there. */
+ * MiB, "strict overcommit and ulimit -v must keep working"; issue 5, real exhaustion). malloc runs
+ * out at four sizes; then calloc, posix_memalign and aligned_alloc, and realloc growing a block
+ * (whose contents a failed realloc must leave alone); the blocks held are checked before they are
+ * freed. Runs in a child so the limit stays there. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +54,84 @@ static void release(void **blocks, long n)
         free(blocks[i]);
 }
 
+/* One of the other entry points until it says no; every block gets a canary, checked at the end.
+ * Returns how many it got, -1 on a wrong errno or return code, -2 on a damaged block. */
+static long exhaust_entry(void **blocks, int entry, size_t size)
+{
+    long n = 0;
+    while (n < MAX_BLOCKS) {
+        void *p = NULL;
+        errno = 0;
+        if (entry == 0) {
+            p = calloc(1, size);
+            if (p && (((unsigned char *)p)[0] || ((unsigned char *)p)[size - 1]))
+                return -2;
+        } else if (entry == 1) {
+            int rc = posix_memalign(&p, 4096, size);
+            if ((rc == 0) != (p != NULL) || (rc != 0 && rc != ENOMEM))
+                return -1;
+        } else {
+            p = aligned_alloc(65536, size);
+        }
+        if (!p) {
+            if (entry != 1 && errno != ENOMEM)
+                return -1;
+            break;
+        }
+        lab_canary_fill(p, size);
+        blocks[n++] = p;
+    }
+    for (long i = 0; i < n; i++)
+        if (lab_canary_check(blocks[i], size) != SIZE_MAX)
+            return -2;
+    return n;
+}
+
+/* The first n bytes of a block grown by realloc still hold `byte` (sampled every page and the last). */
+static int holds(const unsigned char *p, size_t n, unsigned char byte)
+{
+    for (size_t i = 0; i < n; i += 4096)
+        if (p[i] != byte)
+            return 0;
+    return p[n - 1] == byte;
+}
+
+/* realloc one block up in 1 MiB steps until it fails: every step keeps the contents, and the
+ * failure leaves the block as it was. 0, or 1: no first block, 2: the failure was wrong or the
+ * block damaged, 3: never ran out, 4: a step lost the contents. */
+static int grow_until_enomem(void)
+{
+    size_t n = 1 << 20;
+    unsigned char *p = malloc(n);
+    if (!p)
+        return 1;
+    memset(p, 0xA7, n);
+    for (;;) {
+        errno = 0;
+        unsigned char *q = realloc(p, n + (1 << 20));
+        if (!q) {
+            int ok = errno == ENOMEM && holds(p, n, 0xA7);
+            char msg[96];
+            int len = snprintf(msg, sizeof msg, "  realloc growth: NULL+ENOMEM at %zu MiB, block intact\n", n >> 20);
+            if (ok)
+                write(1, msg, (size_t)len);
+            free(p);
+            return ok ? 0 : 2;
+        }
+        if (!holds(q, n, 0xA7)) {
+            free(q);
+            return 4;
+        }
+        p = q;
+        memset(p + n, 0xA7, 1 << 20);
+        n += 1 << 20;
+        if (n > ((size_t)8 << 30)) {
+            free(p);
+            return 3;
+        }
+    }
+}
+
 /* Exit codes: 0 ok, 10+k: round k never ran out, 20+k: wrong errno, 30+k: nothing allocated
  * after the previous round freed everything, 40: setup. */
 static int child(void)
@@ -74,6 +155,19 @@ static int child(void)
         write(1, msg, (size_t)len);
         release(blocks, n);
     }
+    static const char *names[] = {"calloc", "posix_memalign", "aligned_alloc"};
+    for (int e = 0; e < 3; e++) {
+        long n = exhaust_entry(blocks, e, 24000);
+        if (n == -1) return 50 + e;
+        if (n == -2) return 60 + e;
+        if (n == 0 || n >= MAX_BLOCKS) return 70 + e;
+        char msg[160];
+        int len = snprintf(msg, sizeof msg, "  %s of 24000 B: NULL+ENOMEM after %ld, blocks intact\n", names[e], n);
+        write(1, msg, (size_t)len);
+        release(blocks, n);
+    }
+    int g = grow_until_enomem();
+    if (g) return 80 + g;
     /* Everything freed: a modest allocation must succeed again. */
     void *p = malloc(1u << 20);
     if (!p) return 34;
@@ -104,6 +198,8 @@ int main(void)
     else
         CHECK(WEXITSTATUS(status) == 0,
               "child exit %d (10+k: size k never ran out, 20+k: errno not ENOMEM, 30+k: nothing "
-              "could be allocated after freeing, 40: setup)", WEXITSTATUS(status));
+              "could be allocated after freeing, 40: setup, 50+e: entry e (calloc, posix_memalign, "
+              "aligned_alloc) failed without ENOMEM, 60+e: its blocks damaged, 70+e: it never or "
+              "always failed, 81-84: realloc growth)", WEXITSTATUS(status));
     return lab_finish("address_limit");
 }

@@ -5,6 +5,7 @@
 #ifndef LAB_CHECK_H
 #define LAB_CHECK_H
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -108,6 +109,34 @@ static inline int lab_finish(const char *name)
     }
     SAY("%s: all checks passed", name);
     return 0;
+}
+
+/* Threads of this process whose name (/proc/self/task/N/comm) is `name`, e.g. Labyrinth's
+ * "labyrinth-purge"; -1 when /proc cannot be read. Uses opendir and stdio: call it outside the
+ * measured part of a test. */
+static inline int lab_threads_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[64], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = 0;
+            n += strcmp(comm, name) == 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
 }
 
 /* A pattern that depends on where a block lives and how big it is: a block that overlaps another

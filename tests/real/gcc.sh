@@ -38,7 +38,5 @@ if [ -f "$lab_tmp/lab/gen.o" ] && [ -f "$lab_tmp/ref/gen.o" ]; then
 else
     lab_fail "an object is missing"
 fi
-if [ "${LAB_EXPECT_LABYRINTH:-0}" = 1 ] && ! grep -q '^labyrinth stats:' "$lab_tmp/compile.lab.err"; then
-    lab_fail "compile: no 'labyrinth stats:' line on stderr: was the preload active?"
-fi
+lab_expect_stats compile
 lab_finish

@@ -2,7 +2,8 @@
 # once on plain glibc (the reference) and once with LAB_PRELOAD in LD_PRELOAD and LABYRINTH_STATS=1,
 # then requires exit 0 from both, identical stdout, and (with LAB_EXPECT_LABYRINTH=1) the
 # allocator's "labyrinth stats:" line on stderr as proof the preload was active. stderr may differ.
-# Environment: LAB_PRELOAD (the library; empty runs both on glibc), LAB_EXPECT_LABYRINTH, LAB_GEN
+# Environment: LAB_PRELOAD (the library; empty runs both on glibc), LAB_EXPECT_LABYRINTH,
+# LAB_EXPECT_MMAP / LAB_EXPECT_MMAP_POOLED (see lab_expect_stats), LAB_GEN
 # (the realgen program), LAB_KEEP_TMP=1 (keep the work files of a failed run for a look).
 
 set -u
@@ -56,11 +57,30 @@ lab_compare() {
     else
         echo "$lab_name: $tag: stdout identical ($(wc -c <"$lab_tmp/$tag.ref.out") bytes)"
     fi
+    lab_expect_stats "$tag"
+}
+
+# lab_expect_stats TAG: with LAB_EXPECT_LABYRINTH=1, the preloaded run's stats line on stderr.
+# With LAB_EXPECT_MMAP=1, its pooled-mmap line too (LABYRINTH_MMAP in force), and with
+# LAB_EXPECT_MMAP_POOLED=1 at least one mapping served by the pool.
+lab_expect_stats() {
+    local tag=$1 err="$lab_tmp/$1.lab.err" pooled
     if [ "${LAB_EXPECT_LABYRINTH:-0}" = 1 ]; then
-        if grep -q '^labyrinth stats:' "$lab_tmp/$tag.lab.err"; then
-            echo "$lab_name: $tag: preload active ($(grep -c '^labyrinth stats:' "$lab_tmp/$tag.lab.err") stats summaries)"
+        if grep -q '^labyrinth stats:' "$err"; then
+            echo "$lab_name: $tag: preload active ($(grep -c '^labyrinth stats: mallocs' "$err") stats summaries)"
         else
             lab_fail "$tag: no 'labyrinth stats:' line on stderr: was the preload active?"
+        fi
+    fi
+    if [ "${LAB_EXPECT_MMAP:-0}" = 1 ]; then
+        if ! grep -q '^labyrinth stats: mmap' "$err"; then
+            lab_fail "$tag: no 'labyrinth stats: mmap' line on stderr: was LABYRINTH_MMAP=1 in force?"
+            return 0
+        fi
+        pooled=$(sed -n 's/^labyrinth stats: mmap pooled_maps \([0-9]*\),.*/\1/p' "$err" | awk '{s += $1} END {print s + 0}')
+        echo "$lab_name: $tag: LABYRINTH_MMAP in force, $pooled mappings pooled"
+        if [ "${LAB_EXPECT_MMAP_POOLED:-0}" = 1 ] && [ "$pooled" -eq 0 ]; then
+            lab_fail "$tag: LABYRINTH_MMAP=1 but no mapping was pooled"
         fi
     fi
 }
