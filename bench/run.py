@@ -35,7 +35,9 @@ SYSTEM_ALLOCATORS = {
     # the minimal variant: tcmalloc without the heap profiler and checker, the one benchmarks use
     "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4", "libtcmalloc"),
 }
-ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "labyrinth", "jemalloc-direct"]
+ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "labyrinth", "labyrinth-mmap", "jemalloc-direct"]
+# variants: the same preload with options in the environment (run with --mmap)
+ALLOC_ENV = {"labyrinth-mmap": {"LABYRINTH_MMAP": "1"}}
 
 
 def log(msg):
@@ -82,7 +84,7 @@ def allocator_paths(build):
 def expected_malloc(alloc):
     if alloc == "glibc":
         return "libc.so"
-    if alloc == "labyrinth":
+    if alloc.startswith("labyrinth"):
         return "liblabyrinth"
     if alloc == "jemalloc-direct":
         return "libjemalloc"
@@ -195,13 +197,14 @@ def workloads(build, size, tmp):
     return out
 
 
-def measure(build, argv, preload, tmp, timeout):
+def measure(build, argv, preload, tmp, timeout, extra_env=None):
     """Runs argv under the preload through the measure wrapper; returns a dict."""
     res_file = os.path.join(tmp, "measure.txt")
     if os.path.exists(res_file):
         os.unlink(res_file)
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.update(extra_env or {})
     cmd = [os.path.join(build, "bench", "measure"), "-o", res_file, "-p", preload, "--"] + argv
     try:
         p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout)
@@ -221,8 +224,8 @@ def measure(build, argv, preload, tmp, timeout):
 
 
 def run_one(build, name, kind, argv, alloc, preload, tmp, reference, timeout):
-    m = measure(build, argv, preload, tmp, timeout)
-    rec = {"workload": name, "allocator": alloc, "command": argv, "preload": preload,
+    m = measure(build, argv, preload, tmp, timeout, ALLOC_ENV.get(alloc))
+    rec = {"workload": name, "allocator": alloc, "command": argv, "preload": preload, "env": ALLOC_ENV.get(alloc),
            "exit": m.get("exit"), "ok": True, "fail_reason": None,
            "wall_s": m.get("wall_s"), "peak_rss_kib": m.get("maxrss_kib"), "utime_s": m.get("utime_s"),
            "stime_s": m.get("stime_s"), "minflt": m.get("minflt"), "majflt": m.get("majflt"),
@@ -278,6 +281,7 @@ def run_micro(build, allocs, passes, min_time, filt, timeout):
             env.pop("LD_PRELOAD", None)
             if allocs[alloc]:
                 env["LD_PRELOAD"] = allocs[alloc]
+            env.update(ALLOC_ENV.get(alloc, {}))
             cmd = [micro, "--benchmark_format=json", f"--benchmark_min_time={min_time}"]
             if filt:
                 cmd.append("--benchmark_filter=" + filt)
@@ -298,6 +302,34 @@ def run_micro(build, allocs, passes, min_time, filt, timeout):
     return out
 
 
+def run_mmap_bench(build, allocs, runs, size):
+    """bench/mmap_bench (mmap + touch + munmap, ns per op: raw system calls and the libc names,
+    alternating in one process) under glibc and each Labyrinth variant, run by run; its CSV rows,
+    per run, as they came."""
+    exe = os.path.join(build, "bench", "mmap_bench")
+    if not os.path.exists(exe):
+        log("run.py: no bench/mmap_bench: mmap rows skipped")
+        return []
+    ms = {"full": "400", "quick": "160", "tiny": "40"}[size]
+    out = []
+    for r in range(runs):
+        for alloc in [a for a in ("glibc", "labyrinth", "labyrinth-mmap") if a in allocs]:
+            env = dict(os.environ)
+            env.pop("LD_PRELOAD", None)
+            env.pop("LABYRINTH_MMAP", None)
+            if allocs[alloc]:
+                env["LD_PRELOAD"] = allocs[alloc]
+            env.update(ALLOC_ENV.get(alloc, {}))
+            cmd = [exe, "-t", ms]
+            log(f"mmap_bench [{r + 1}/{runs}] {alloc} ...")
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            rows = [dict(zip(["size_kib", "threads", "touch", "mode", "ns_per_op", "ops"], ln.split(",")))
+                    for ln in p.stdout.splitlines() if ln and ln[0].isdigit()]
+            out.append({"run": r, "allocator": alloc, "command": cmd, "env": ALLOC_ENV.get(alloc),
+                        "exit": p.returncode, "rows": rows})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
@@ -314,9 +346,13 @@ def main():
     ap.add_argument("--exclude", action="append", default=[], metavar="NAME=REASON",
                     help="leave an allocator out and say why in the report (e.g. it did not build)")
     ap.add_argument("--which", help="print the preload path of one allocator and exit")
+    ap.add_argument("--mmap", action="store_true",
+                    help="also Labyrinth with LABYRINTH_MMAP=1 (labyrinth-mmap) and the mmap + touch + munmap rows")
     a = ap.parse_args()
 
     allocs = allocator_paths(a.build)
+    if a.mmap and "labyrinth" in allocs:
+        allocs["labyrinth-mmap"] = allocs["labyrinth"]
     if a.which:
         if a.which not in allocs:
             log(f"run.py: allocator {a.which} not found (have: {', '.join(allocs)})")
@@ -324,6 +360,8 @@ def main():
         print(allocs[a.which])
         return
     wanted = [x for x in a.alloc.split(",") if x] or [x for x in ORDER if x != "jemalloc-direct"]
+    if a.mmap and "labyrinth-mmap" not in wanted:
+        wanted.append("labyrinth-mmap")
     excluded = {}
     for e in a.exclude:
         name, _, why = e.partition("=")
@@ -345,7 +383,7 @@ def main():
 
     # each allocator must load and serve malloc before it is worth measuring
     for alloc in list(allocs):
-        m = measure(a.build, [wl_exe, "larson", "1", "1000"], allocs[alloc], tmp, 60)
+        m = measure(a.build, [wl_exe, "larson", "1", "1000"], allocs[alloc], tmp, 60, ALLOC_ENV.get(alloc))
         mf = re.search(r"malloc_from=(\S+)", m.get("stdout", ""))
         if m.get("exit") != 0 or not mf or expected_malloc(alloc) not in mf.group(1):
             why = f"sanity run failed (exit {m.get('exit')}, malloc from {mf.group(1) if mf else '?'}): " \
@@ -408,6 +446,8 @@ def main():
         micro = run_micro(a.build, allocs, passes, min_time, None if a.size == "full" else MICRO_QUICK_FILTER,
                           900)
 
+    mmap_rows = run_mmap_bench(a.build, allocs, a.runs, a.size) if a.mmap else []
+
     raw = {
         "schema": 2,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -428,6 +468,7 @@ def main():
                        "bench/tools/measure (the preload is set only in the child).",
         "runs": runs,
         "micro": micro,
+        "mmap_bench": mmap_rows,
         "elapsed_s": round(time.time() - t_start, 1),
     }
     if "mimalloc" in allocs:

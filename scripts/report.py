@@ -10,8 +10,9 @@ import os
 import statistics
 import sys
 
-ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "labyrinth"]
+ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "labyrinth", "labyrinth-mmap"]
 LAB = "labyrinth"
+VARIANTS = ["labyrinth-mmap"]  # Labyrinth with options: shown, never counted as a rival
 TIE = 0.05  # within 5% of the best is a tie: run-to-run noise on these VMs is at least that
 
 
@@ -47,7 +48,7 @@ class Cells:
 
 def verdict(cells, w, allocs, unit_word):
     lab = cells.get(w, LAB)
-    others = [(cells.get(w, a), a) for a in allocs if a != LAB and cells.get(w, a)]
+    others = [(cells.get(w, a), a) for a in allocs if a != LAB and a not in VARIANTS and cells.get(w, a)]
     if lab is None or not others:
         return "-", None
     best, who = min(others)
@@ -162,6 +163,42 @@ def micro_tables(out, micro, allocs):
     table(names)
 
 
+def mmap_table(out, runs):
+    """bench/mmap_bench: median ns per mmap + touch + munmap. Each process measures the raw system
+    calls (the kernel) and the libc names alternately, so kernel / pooled is taken within a run."""
+    cells, speed = {}, {}
+    for r in runs:
+        per = {}
+        for row in r["rows"]:
+            key = (int(row["size_kib"]), int(row["threads"]), row["touch"])
+            per.setdefault(key, {})[row["mode"]] = float(row["ns_per_op"])
+        for key, m in per.items():
+            for mode, ns in m.items():
+                col = "kernel" if mode == "kernel" else r["allocator"]
+                if mode != "kernel" or r["allocator"] == "labyrinth-mmap":
+                    cells.setdefault(key, {}).setdefault(col, []).append(ns)
+            if "kernel" in m and "pooled" in m:
+                speed.setdefault(key, []).append(m["kernel"] / m["pooled"])
+    if not cells:
+        return
+    cols = [c for c in ("kernel", "glibc", "labyrinth", "labyrinth-mmap") if any(c in v for v in cells.values())]
+    n = max(len(v) for c in cells.values() for v in c.values())
+    out.append("\n## Pooled anonymous mmap (`bench/mmap_bench`, µs per mmap + touch + munmap, per thread)\n")
+    out.append(f"Median of {n} run(s). Each run measures, in one process and in alternating 20 ms batches, "
+               "the raw system calls (*kernel*) and the libc names: glibc's, Labyrinth's with `LABYRINTH_MMAP` "
+               "off (*labyrinth*), and pooled (*labyrinth-mmap*). *kernel / pooled* is the median of the "
+               "ratios taken within each pooled run. touch *all*: a byte written in every page; *first*: "
+               "the first byte only.\n")
+    out.append("| size | threads | touch | " + " | ".join(cols) + " | kernel / pooled |")
+    out.append("|--:|--:|---|" + "--:|" * (len(cols) + 1))
+    for key in sorted(cells, key=lambda k: (k[2] != "all", k[0], k[1])):
+        c = cells[key]
+        sp = statistics.median(speed[key]) if speed.get(key) else None
+        out.append(f"| {key[0]} KiB | {key[1]} | {key[2]} | " +
+                   " | ".join(fmt(statistics.median(c[a]) / 1000 if a in c else None, ".1f") for a in cols) +
+                   f" | {fmt(sp, '.2f')}× |")
+
+
 def charts(d, wls, allocs, cells_t, cells_m):
     try:
         import matplotlib
@@ -171,7 +208,7 @@ def charts(d, wls, allocs, cells_t, cells_m):
         print("report.py: matplotlib missing (apt-get install python3-matplotlib): no charts", file=sys.stderr)
         return False
     colours = {"glibc": "#888888", "jemalloc": "#4c72b0", "mimalloc": "#55a868", "tcmalloc": "#c44e52",
-               "labyrinth": "#8172b2", "jemalloc-direct": "#64b5cd"}
+               "labyrinth": "#8172b2", "labyrinth-mmap": "#ccb974", "jemalloc-direct": "#64b5cd"}
     for fname, cells, label in [("time.png", cells_t, "time"), ("rss.png", cells_m, "peak RSS")]:
         groups = wls + ["geomean"]
         fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(groups) + 2), 4.8))
@@ -289,6 +326,7 @@ def main():
         out.append(f"| **geomean** | | | **{fmt(geomean(rs), '.2f')}** | | |")
 
     micro_tables(out, raw.get("micro") or {}, allocs)
+    mmap_table(out, raw.get("mmap_bench") or [])
 
     out.append("\n## Environment\n")
     m = raw["machine"]
