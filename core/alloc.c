@@ -20,6 +20,8 @@ lab_inline lab_pool_t *alloc_pool(void)
 static inline void *alloc_class(unsigned cls)
 {
     lab_heap_t *h = lab_tls_heap;
+    if (lab_unlikely(lab_load_relaxed(&lab_secure)) && !h->gfp)
+        return lab_heap_alloc_secure(h, cls);
     lab_span_t *s = h->cur[cls];
     lab_block_t *b;
     if (lab_likely(s && (b = s->free))) {

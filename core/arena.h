@@ -57,6 +57,7 @@ lab_inline void lab_link_set(lab_block_t *b, const lab_block_t *next)
 struct lab_heap;
 
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
+#define LAB_SPAN_GUARDED 1u           /* in flags: the span's last page is PROT_NONE (secure mode) */
 /* The remote word: bit 0 NOTIFY (the owner wants to hear of the next free), bits 1..47 the list
  * head (blocks are 16-byte aligned, user space is 47 bits), bits 48..63 the list's length, so the
  * owner collects a whole list without walking it. */
@@ -118,6 +119,8 @@ typedef struct lab_heap {
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
+    struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
+    uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
@@ -133,6 +136,15 @@ lab_internal extern lab_heap_t lab_heap_empty;
 
 /* The slow path of small allocation: refill from the class's spans or a new span. */
 lab_internal void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls);
+
+/* Secure mode (LABYRINTH_SECURE=1): every small allocation takes the slow path, which hands out
+ * blocks from a shuffled batch taken from the class's spans (random order; a freed block waits at
+ * least until the batch in use is spent: delayed reuse), and every span ends in a PROT_NONE guard
+ * page (an overflow off the end of a span faults). lab_arena_set_secure turns it on, before other
+ * threads run; signal heaps keep the ordinary paths (they may not make system calls). */
+lab_internal extern int lab_secure;
+lab_internal void lab_arena_set_secure(void);
+lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
 /* A local free that emptied the span or hit a full one. */
