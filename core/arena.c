@@ -28,6 +28,7 @@ static pthread_key_t heap_key;
 static int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
 int lab_secure;
+uint64_t lab_class_div[LAB_NR_CLASSES];
 
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
 
@@ -142,14 +143,14 @@ static void span_carve(lab_span_t *s)
     uintptr_t base = lab_desc_addr((lab_page_t *)s);
     uint32_t bs = s->block_size;
     uint32_t n = lab_max(1u, 4096u / bs);
-    n = lab_min(n, (uint32_t)s->capacity - s->carved);
+    n = lab_min(n, (uint32_t)s->capacity - (uint32_t)s->carved);
     uintptr_t first = base + (uintptr_t)s->carved * bs;
     for (uint32_t i = 0; i + 1 < n; i++)
         lab_link_set((lab_block_t *)(first + (uintptr_t)i * bs), (lab_block_t *)(first + (uintptr_t)(i + 1) * bs));
     lab_link_set((lab_block_t *)(first + (uintptr_t)(n - 1) * bs), s->free);
     s->free = (lab_block_t *)first;
     /* relaxed store: other threads' ownership checks read it (core/alloc.c) */
-    lab_store_relaxed(&s->carved, s->carved + n);
+    lab_store_relaxed(&s->carved, (uint16_t)(s->carved + n));
 }
 
 static inline uintptr_t span_guard_page(const lab_span_t *s)
@@ -190,7 +191,8 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     }
     s->capacity = (uint16_t)(bytes / bs);
     s->cls = (uint8_t)cls;
-    s->block_size = (uint32_t)bs;
+    s->block_size = (uint16_t)bs;
+    s->base_lo = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
     s->next = s->prev = NULL;
     s->heap = h;
@@ -613,6 +615,8 @@ static void free_key_init(void)
     if (k == 0)
         k = 0x9e3779b97f4a7c15u;
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
+        lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);

@@ -42,6 +42,18 @@ typedef struct lab_block {
 
 lab_internal extern uintptr_t lab_free_key;
 
+/* Per class, ceil(2^64 / size): an offset n < 2^32 is a multiple of the size exactly when
+ * n * c (mod 2^64) < c (Lemire, Kaser and Kurz, "Faster remainder by direct computation"). The
+ * free fast path uses it to refuse interior pointers; zero (every check fails, so the slow path
+ * decides) until the first heap is made. */
+lab_internal extern uint64_t lab_class_div[LAB_NR_CLASSES];
+
+lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls)
+{
+    uint64_t c = lab_class_div[cls];
+    return (uint64_t)off * c < c;
+}
+
 /* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
  * list entry without knowing it (the list heads in spans stay plain). */
 lab_inline lab_block_t *lab_link_get(const lab_block_t *b)
@@ -79,8 +91,9 @@ typedef struct lab_span {
     uint8_t cls;
     uint8_t flags;
     struct lab_heap *heap;      /* owner, never changes while the span lives */
-    uint32_t block_size;
-    uint32_t carved;            /* blocks carved from the span so far (the rest untouched) */
+    uint32_t base_lo;           /* the low 32 bits of the span's address (the free path's check) */
+    uint16_t block_size;
+    uint16_t carved;            /* blocks carved from the span so far (the rest untouched) */
     struct lab_span *next;      /* class list; inbox link while full */
     struct lab_span *prev;
 } lab_span_t;
