@@ -20,6 +20,8 @@ lab_inline lab_pool_t *alloc_pool(void)
 static inline void *alloc_class(unsigned cls)
 {
     lab_heap_t *h = lab_tls_heap;
+    if (lab_unlikely(lab_load_relaxed(&lab_secure)) && !h->gfp)
+        return lab_heap_alloc_secure(h, cls);
     lab_span_t *s = h->cur[cls];
     lab_block_t *b;
     if (lab_likely(s && (b = s->free))) {
@@ -303,6 +305,7 @@ void *lab_realloc(void *p, size_t n)
 size_t lab_trim(void)
 {
     lab_heap_collect();
+    lab_arena_reclaim();
     labyrinth_t *pool = labyrinth_default();
     return pool ? labyrinth_pool_trim(pool) : 0;
 }

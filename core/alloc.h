@@ -7,7 +7,7 @@
  *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
- *   lab_free ─ page map → chunk → descriptor → span owned by this thread: push, count
+ *   lab_free ─ page map → chunk → descriptor → span owned by this thread, block start: push
  *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote CAS push / large / huge */
 #ifndef LAB_ALLOC_H
 #define LAB_ALLOC_H
@@ -42,7 +42,9 @@ lab_inline void lab_free(void *p)
         /* a foreign pointer finds lab_chunk_foreign and then the sentinel, which no heap owns */
         lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_l2_get(l2, a), a);
         lab_heap_t *h = lab_tls_heap;
-        if (lab_likely(s->heap == h)) {
+        if (lab_likely(s->heap == h) &&
+            /* the start of a block: an interior pointer goes to the slow path, which aborts */
+            lab_likely(lab_span_offset_ok((uint32_t)a - s->base_lo, s->cls))) {
             lab_block_t *b = (lab_block_t *)p;
             uintptr_t key = lab_load_relaxed(&lab_free_key);
             /* a block that already carries the key was probably freed before: check it */

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 
 uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at the first heap */
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
@@ -26,13 +27,17 @@ static lab_heap_t *heaps_all, *heaps_abandoned;
 static pthread_key_t heap_key;
 static int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
+int lab_secure;
+uint64_t lab_class_div[LAB_NR_CLASSES];
+
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
 
 /* Point the direct slots of cls (sizes <= 1 KiB) at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     h->cur[cls] = s;
-    if (cls > lab_size_class(LAB_DIRECT_MAX))
+    /* secure mode: the direct slots stay empty, so every allocation takes the slow path */
+    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure))
         return;
     unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
     unsigned hi = (unsigned)(lab_class_size(cls) / 16);
@@ -138,20 +143,29 @@ static void span_carve(lab_span_t *s)
     uintptr_t base = lab_desc_addr((lab_page_t *)s);
     uint32_t bs = s->block_size;
     uint32_t n = lab_max(1u, 4096u / bs);
-    n = lab_min(n, (uint32_t)s->capacity - s->carved);
+    n = lab_min(n, (uint32_t)s->capacity - (uint32_t)s->carved);
     uintptr_t first = base + (uintptr_t)s->carved * bs;
     for (uint32_t i = 0; i + 1 < n; i++)
         lab_link_set((lab_block_t *)(first + (uintptr_t)i * bs), (lab_block_t *)(first + (uintptr_t)(i + 1) * bs));
     lab_link_set((lab_block_t *)(first + (uintptr_t)(n - 1) * bs), s->free);
     s->free = (lab_block_t *)first;
     /* relaxed store: other threads' ownership checks read it (core/alloc.c) */
-    lab_store_relaxed(&s->carved, s->carved + n);
+    lab_store_relaxed(&s->carved, (uint16_t)(s->carved + n));
+}
+
+static inline uintptr_t span_guard_page(const lab_span_t *s)
+{
+    return lab_desc_addr((lab_page_t *)s) + ((size_t)1 << (s->h.order + LAB_PAGE_SHIFT)) - LAB_PAGE_SIZE;
 }
 
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
     if (h->spare[s->cls] == s)
         h->spare[s->cls] = NULL;
+    if ((s->flags & LAB_SPAN_GUARDED) &&
+        lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
+        /* the pool must never hand out a page that faults: keep the span (leaked, but safe) */
+        return;
     h->st.span_releases++;
     s->heap = NULL;
     lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
@@ -168,10 +182,17 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->free = NULL;
     s->remote = 0;
     s->usedf = 0;
-    s->capacity = (uint16_t)(((size_t)1 << (order + LAB_PAGE_SHIFT)) / bs);
-    s->cls = (uint8_t)cls;
+    size_t bytes = (size_t)1 << (order + LAB_PAGE_SHIFT);
     s->flags = 0;
-    s->block_size = (uint32_t)bs;
+    if (lab_unlikely(lab_load_relaxed(&lab_secure)) && !h->gfp &&
+        lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_NONE) == 0) {
+        bytes -= LAB_PAGE_SIZE;
+        s->flags = LAB_SPAN_GUARDED;
+    }
+    s->capacity = (uint16_t)(bytes / bs);
+    s->cls = (uint8_t)cls;
+    s->block_size = (uint16_t)bs;
+    s->base_lo = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
     s->next = s->prev = NULL;
     s->heap = h;
@@ -459,6 +480,109 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * secure mode */
+
+#define LAB_SECURE_BATCH 64
+
+typedef struct lab_ready {
+    uint32_t n;
+    lab_block_t *b[LAB_SECURE_BATCH];
+} lab_ready_t;
+
+static inline uint64_t heap_rand(lab_heap_t *h)
+{
+    /* xorshift64*: enough to make the order unpredictable from outside without the seed */
+    uint64_t x = h->rng;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    h->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls)
+{
+    if (lab_unlikely(h->state != LAB_HEAP_LIVE)) {
+        if (h->state == LAB_HEAP_NONE || !(h = lab_heap_get_slow())) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (lab_unlikely(!h->ready)) {
+        h->ready = lab_meta_alloc(sizeof(lab_ready_t) * LAB_NR_CLASSES);
+        if (!h->ready)
+            return lab_heap_alloc_small_slow(h, cls);
+        h->rng = (lab_load_relaxed(&lab_free_key) ^ (uintptr_t)h) | 1;
+    }
+    lab_ready_t *r = &h->ready[cls];
+    if (!r->n) {
+        /* a batch of up to 64 blocks (at most about 128 KiB, at least 4 blocks), taken from the
+         * spans the ordinary way (they count as allocated while they wait here), then shuffled */
+        size_t bs = lab_class_size(cls);
+        uint32_t want = (uint32_t)lab_max((size_t)4, lab_min((size_t)LAB_SECURE_BATCH, ((size_t)128 << 10) / bs));
+        uint32_t n = 0;
+        uint32_t slow = 0;
+        while (n < want) {
+            lab_span_t *s = h->cur[cls];
+            lab_block_t *b;
+            if (s && (b = s->free)) {
+                s->free = lab_link_get(b);
+                b->key = 0;
+                s->usedf++;
+            } else {
+                /* refill, collect, carve or a new span: the ordinary slow path, one block */
+                if (!(b = lab_heap_alloc_small_slow(h, cls)))
+                    break;
+                slow++;
+            }
+            r->b[n++] = b;
+        }
+        h->st.mallocs -= slow;
+        if (!n)
+            return NULL; /* errno set by the slow path */
+        for (uint32_t i = n - 1; i > 0; i--) {
+            uint32_t j = (uint32_t)((heap_rand(h) >> 32) % (i + 1));
+            lab_block_t *t = r->b[i];
+            r->b[i] = r->b[j];
+            r->b[j] = t;
+        }
+        r->n = n;
+    }
+    h->st.mallocs++;
+    return r->b[--r->n];
+}
+
+/* Give the blocks waiting in the secure batches back to their spans (the caller marks in_slow). */
+static void heap_return_ready(lab_heap_t *h)
+{
+    if (!h->ready)
+        return;
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+        lab_ready_t *r = &h->ready[cls];
+        while (r->n) {
+            lab_block_t *b = r->b[--r->n];
+            uintptr_t a = (uintptr_t)b;
+            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            b->key = key;
+            lab_link_set(b, s->free);
+            s->free = b;
+            if (--s->used <= 0)
+                span_free_local(h, s);
+        }
+    }
+}
+
+void lab_arena_set_secure(void)
+{
+    lab_lock(&heaps_lock);
+    lab_store_relaxed(&lab_secure, 1);
+    /* heaps made before this (by start-up allocations) lose their fast-path slots */
+    for (lab_heap_t *h = heaps_all; h; h = h->next_all)
+        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+            h->direct[i] = &lab_span_empty;
+    lab_unlock(&heaps_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
  * heaps: creation, adoption, abandonment */
 
 static void heap_destructor(void *arg)
@@ -491,6 +615,8 @@ static void free_key_init(void)
     if (k == 0)
         k = 0x9e3779b97f4a7c15u;
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
+        lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
@@ -535,6 +661,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
 static void heap_tidy(lab_heap_t *h)
 {
     h->in_slow = 1;
+    heap_return_ready(h);
     lab_heap_flush_remote(h);
     if (lab_load_relaxed(&h->msgs))
         heap_take_msgs(h);
@@ -553,6 +680,27 @@ static void heap_tidy(lab_heap_t *h)
         }
     }
     h->in_slow = 0;
+}
+
+void lab_arena_reclaim(void)
+{
+    /* Abandoned heaps have no thread: detach them all (a thread wanting a heap meanwhile makes
+     * a new one), give back what each can, and put them back for adoption. Other threads reach
+     * an abandoned heap only through its atomic words (messages, inbox, spans' remote lists). */
+    lab_lock(&heaps_lock);
+    lab_heap_t *list = heaps_abandoned, *last = NULL;
+    heaps_abandoned = NULL;
+    lab_unlock(&heaps_lock);
+    for (lab_heap_t *h = list; h; h = h->next_abandoned) {
+        heap_tidy(h);
+        last = h;
+    }
+    if (list) {
+        lab_lock(&heaps_lock);
+        last->next_abandoned = heaps_abandoned;
+        heaps_abandoned = list;
+        lab_unlock(&heaps_lock);
+    }
 }
 
 void lab_heap_collect(void)

@@ -42,6 +42,18 @@ typedef struct lab_block {
 
 lab_internal extern uintptr_t lab_free_key;
 
+/* Per class, ceil(2^64 / size): an offset n < 2^32 is a multiple of the size exactly when
+ * n * c (mod 2^64) < c (Lemire, Kaser and Kurz, "Faster remainder by direct computation"). The
+ * free fast path uses it to refuse interior pointers; zero (every check fails, so the slow path
+ * decides) until the first heap is made. */
+lab_internal extern uint64_t lab_class_div[LAB_NR_CLASSES];
+
+lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls)
+{
+    uint64_t c = lab_class_div[cls];
+    return (uint64_t)off * c < c;
+}
+
 /* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
  * list entry without knowing it (the list heads in spans stay plain). */
 lab_inline lab_block_t *lab_link_get(const lab_block_t *b)
@@ -57,6 +69,7 @@ lab_inline void lab_link_set(lab_block_t *b, const lab_block_t *next)
 struct lab_heap;
 
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
+#define LAB_SPAN_GUARDED 1u           /* in flags: the span's last page is PROT_NONE (secure mode) */
 /* The remote word: bit 0 NOTIFY (the owner wants to hear of the next free), bits 1..47 the list
  * head (blocks are 16-byte aligned, user space is 47 bits), bits 48..63 the list's length, so the
  * owner collects a whole list without walking it. */
@@ -78,8 +91,9 @@ typedef struct lab_span {
     uint8_t cls;
     uint8_t flags;
     struct lab_heap *heap;      /* owner, never changes while the span lives */
-    uint32_t block_size;
-    uint32_t carved;            /* blocks carved from the span so far (the rest untouched) */
+    uint32_t base_lo;           /* the low 32 bits of the span's address (the free path's check) */
+    uint16_t block_size;
+    uint16_t carved;            /* blocks carved from the span so far (the rest untouched) */
     struct lab_span *next;      /* class list; inbox link while full */
     struct lab_span *prev;
 } lab_span_t;
@@ -118,6 +132,8 @@ typedef struct lab_heap {
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
+    struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
+    uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
@@ -133,6 +149,15 @@ lab_internal extern lab_heap_t lab_heap_empty;
 
 /* The slow path of small allocation: refill from the class's spans or a new span. */
 lab_internal void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls);
+
+/* Secure mode (LABYRINTH_SECURE=1): every small allocation takes the slow path, which hands out
+ * blocks from a shuffled batch taken from the class's spans (random order; a freed block waits at
+ * least until the batch in use is spent: delayed reuse), and every span ends in a PROT_NONE guard
+ * page (an overflow off the end of a span faults). lab_arena_set_secure turns it on, before other
+ * threads run; signal heaps keep the ordinary paths (they may not make system calls). */
+lab_internal extern int lab_secure;
+lab_internal void lab_arena_set_secure(void);
+lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
 /* A local free that emptied the span or hit a full one. */
@@ -172,5 +197,8 @@ lab_internal extern uintptr_t lab_deferred;
 lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps);
 /* Collect remote frees and release empty spans of the calling thread's heap (malloc_trim). */
 lab_internal void lab_heap_collect(void);
+/* The same for the heaps of threads that have exited (malloc_trim): blocks other threads freed to
+ * them since are freed, and their empty spans released. */
+lab_internal void lab_arena_reclaim(void);
 
 #endif

@@ -572,8 +572,22 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
 {
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned idx = (unsigned)(d - c->page);
+    uint16_t w = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
+    uint16_t *h = &c->head[idx];
+    /* runs of 4 pages and more start 4-aligned (natural alignment): fill 8 bytes at a time (a
+     * 1 MiB block has 256 heads, and this runs on every page-sized malloc and free) */
+    if (n >= 4 && !(idx & 3)) {
+        uint64_t w4 = (uint64_t)w * 0x0001000100010001ull;
+        typedef uint64_t u64_alias __attribute__((may_alias));
+        u64_alias *h4 = (u64_alias *)(void *)h;
+        for (unsigned i = 0; i < n / 4; i++)
+            h4[i] = w4;
+        for (unsigned i = n & ~3u; i < n; i++)
+            h[i] = w;
+        return;
+    }
     for (unsigned i = 0; i < n; i++)
-        c->head[idx + i] = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
+        h[i] = w;
 }
 
 static lab_rooms_t *rooms_get(void);
@@ -595,6 +609,14 @@ static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned or
 static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
                         unsigned order, unsigned count)
 {
+    /* runs leaving a room lose the heads they kept there (see lab_pool_free_order) */
+    for (lab_page_t *d = first;; d = d->next) {
+        lab_chunk_t *c = lab_desc_chunk(d);
+        if (c->head[d - c->page] != LAB_HEAD_NONE)
+            run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+        if (d == last)
+            break;
+    }
     size_t pages = (size_t)count << order;
     stack_push_chain(&z->shared[order].s, first, last);
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
@@ -835,10 +857,16 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
     d->h.order = (uint8_t)order;
     d->h.npages = n;
     d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? (uint64_t)pthread_self() : 0;
-    /* head[] matters only to free(): pages of the page API keep LAB_HEAD_NONE, as every page
-     * outside a span or a large block does */
-    if (state != LAB_PAGE_USER)
-        run_set_heads(d, n, 0);
+    /* head[] matters only to free(). A run in a room keeps the heads it had (all pointing at
+     * its descriptor, or all NONE): taken again whole, it needs no rewrite. Pages of the page
+     * API may keep either (free() of them aborts either way: "pages from labyrinth_alloc_pages"
+     * or "never allocated"); runs are cleared when they leave the room (shared_push). */
+    if (state != LAB_PAGE_USER) {
+        lab_chunk_t *c = lab_desc_chunk(d);
+        unsigned idx = (unsigned)(d - c->page);
+        if (c->head[idx] != LAB_HEAD_OF(idx))
+            run_set_heads(d, n, 0);
+    }
     uintptr_t a = lab_desc_addr(d);
     if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
         memset((void *)a, 0, (size_t)n << LAB_PAGE_SHIFT);
@@ -852,8 +880,9 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
 static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
-    if (d->h.state != LAB_PAGE_USER)
-        run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+    /* The heads stay while the run sits in a room (a 1 MiB run has 256 of them to write): a
+     * stray free() into it finds a CACHED descriptor and aborts, as it would on NONE. A run
+     * that is not whole-order aligned with its heads never gets here. */
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.order = (uint8_t)order;
     d->h.clean = 0;

@@ -9,6 +9,7 @@
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
+    X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and about 6 % of span memory)") \
     X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory idle past PURGE_DELAY_MS without waiting for the program's next allocator call; 0: no thread") \
     X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)") \
     X(MMAP, BOOL, 0, "1: private anonymous read-write mmap requests of up to LABYRINTH_MMAP_MAX bytes are served from a pool of reserved address space, and munmap keeps their pages (inaccessible) for reuse; see Pooled anonymous mmap") \

@@ -378,6 +378,8 @@ __attribute__((constructor(101))) static void preload_init(void)
                   opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
+    if (opts.SECURE)
+        lab_arena_set_secure();
     lab_arena_thread_key_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (opts.VERBOSE)

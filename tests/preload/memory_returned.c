@@ -10,11 +10,11 @@
  *                          can have done it). Wherever malloc_trim is the allocator's own.
  *   memory_returned remote 256 MiB allocated by a thread that then waits, alive and idle, while
  *                          the main thread frees every block and calls malloc_trim(0): RSS below
- *                          64 MiB (glibc: yes). Labyrinth does not keep this yet (the blocks sit
- *                          on the idle owner's remote-free lists, which only it collects), so
- *                          ctest labels it "pending".
+ *                          64 MiB (glibc: yes). Labyrinth does not keep this yet (the blocks wait
+ *                          in the idle owner's messages, which only it takes), so ctest labels
+ *                          it "pending".
  *   memory_returned exited the same, but the owner thread has exited before the frees (its heap
- *                          abandoned, adopted by no thread since): also "pending".
+ *                          abandoned, adopted by no thread since): malloc_trim(0) tidies it.
  * The blocks are chained through their first word, so the test needs no memory of its own that
  * would count in RSS; RSS is read from /proc/self/statm with read(2) (stdio would allocate). */
 #define _GNU_SOURCE
