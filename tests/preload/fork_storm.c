@@ -90,8 +90,18 @@ static void child(void *from_parent, size_t parent_size)
     void *handed = malloc(300), *r = NULL;
     if (pthread_create(&t, NULL, child_thread, handed) != 0 || pthread_join(t, &r) != 0)
         _exit(4);
-    if (want_purge_thread && lab_threads_named("labyrinth-purge") != 1)
-        _exit(7);
+    if (want_purge_thread) {
+        /* the child starts its purge thread on an allocation that reaches the pool's slow path;
+         * the blocks above may all have come from caches the fork copied, so hold enough 64 KiB
+         * blocks to empty this thread's cache of such runs first */
+        void *hold[64];
+        for (int i = 0; i < 64; i++)
+            hold[i] = malloc(65536);
+        for (int i = 0; i < 64; i++)
+            free(hold[i]);
+        if (lab_threads_named("labyrinth-purge") != 1)
+            _exit(7);
+    }
     _exit(r != NULL ? 0 : 5);
 }
 
