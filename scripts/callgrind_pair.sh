@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# callgrind_pair.sh — instructions per malloc(32)+free pair (and per C++ new+delete of 32 bytes),
+# 1 000 blocks live, under each allocator: callgrind counts for two loop lengths, the difference
+# divided by the difference in iterations (start-up and the loop's set-up cancel out; the loop's
+# own ~17 instructions and the two PLT jumps stay in). Repeatable, unlike timings on shared VMs.
+#   scripts/callgrind_pair.sh [--env VAR=VALUE] [LIB ...]   (default: build/liblabyrinth.so and
+#   whichever of jemalloc, mimalloc, tcmalloc are installed, and glibc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+env_extra=()
+if [ "${1:-}" = --env ]; then env_extra=("$2"); shift 2; fi
+command -v valgrind >/dev/null || { echo "callgrind_pair.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
+libs=("$@")
+if [ ${#libs[@]} -eq 0 ]; then
+  libs=("$PWD/build/liblabyrinth.so")
+  for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
+    p=$(ldconfig -p | awk -v s="$so" '$1 == s {print $NF; exit}')
+    [ -n "$p" ] && libs+=("$p")
+  done
+  libs+=(glibc)
+fi
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cc -O2 -fno-builtin -o "$tmp/pair" bench/tools/cg_pair.c
+c++ -O2 -o "$tmp/newdel" bench/tools/cg_newdel.cc
+count() { # lib prog n
+  local pre=$1; [ "$pre" = glibc ] && pre=
+  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p" \
+    env ${env_extra[@]+"${env_extra[@]}"} LD_PRELOAD="$pre" "$2" "$3" 2>&1 |
+    awk '/Collected/ {v=$4} END {gsub(",", "", v); print v}'
+}
+printf '%-28s %14s %14s\n' allocator malloc+free new+delete
+for lib in "${libs[@]}"; do
+  a=$(count "$lib" "$tmp/pair" 100000); b=$(count "$lib" "$tmp/pair" 200000)
+  c=$(count "$lib" "$tmp/newdel" 100000); d=$(count "$lib" "$tmp/newdel" 200000)
+  printf '%-28s %14d %14d\n' "$(basename "$lib")" $(( (b - a) / 100000 )) $(( (d - c) / 100000 ))
+done
