@@ -120,7 +120,9 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
     case LAB_PAGE_SPAN: {
         lab_span_t *s = (lab_span_t *)d;
         uintptr_t off = a - base;
-        if (off % s->block_size || off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
+        /* the divisibility test by multiplication: this runs on every cross-thread free */
+        if (!lab_span_offset_ok((uint32_t)off, s->cls) ||
+            off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
             lab_fatal("invalid free (not the start of a block):", (void *)a);
         return d;
     }
@@ -245,7 +247,7 @@ bool lab_owns(const void *p)
     if (d->h.state == LAB_PAGE_SPAN) {
         lab_span_t *s = (lab_span_t *)d;
         /* relaxed: the owner may be carving more; a block handed out is below any value read */
-        return (a - base) % s->block_size == 0 &&
+        return lab_span_offset_ok((uint32_t)(a - base), s->cls) &&
                a - base < (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size;
     }
     return false;
