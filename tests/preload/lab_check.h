@@ -7,11 +7,13 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ctest's SKIP_RETURN_CODE: the check does not apply to the allocator under test. */
 #define LAB_SKIP 77
@@ -189,6 +191,23 @@ static inline uint64_t lab_rand(uint64_t *state)
     x ^= x >> 27;
     *state = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Resident set size in KiB from /proc/self/statm, read with raw read(2) (stdio would allocate
+ * through the allocator being measured); -1 if it cannot be read. */
+static inline long lab_rss_kib(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *second = strchr(buf, ' ');
+    return second ? strtol(second + 1, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024) : -1;
 }
 
 #endif

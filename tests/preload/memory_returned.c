@@ -30,19 +30,6 @@
 #define MiB ((size_t)1 << 20)
 enum { BLOCK = 64, LIMIT_MIB = 64 };
 
-static long rss_kib(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *second = strchr(buf, ' ');
-    return second ? strtol(second + 1, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024) : -1;
-}
-
 static double now_s(void)
 {
     struct timespec t;
@@ -122,10 +109,10 @@ static int remote(void)
             pthread_cond_wait(&owner_cond, &owner_lock);
         pthread_mutex_unlock(&owner_lock);
     }
-    long full = rss_kib();
+    long full = lab_rss_kib();
     release(owner_chain);
     malloc_trim(0);
-    long after = rss_kib();
+    long after = lab_rss_kib();
     SAY("  RSS %ld MiB full, %ld MiB after the frees and malloc_trim(0)", full >> 10, after >> 10);
     CHECK(after >= 0 && after < (long)LIMIT_MIB * 1024, "RSS %ld KiB with the owner %s, wanted below %d MiB",
           after, owner_exits ? "gone" : "idle", LIMIT_MIB);
@@ -162,13 +149,13 @@ int main(int argc, char **argv)
     SAY("1 GiB in %d-byte blocks, touched, all freed; then %s: RSS must fall below %d MiB", BLOCK,
         idle ? "no allocator call, only sleep past the purge delay" : "malloc_trim(0)", LIMIT_MIB);
     const size_t total = 1024 * MiB;
-    long base = rss_kib();
+    long base = lab_rss_kib();
     double t0 = now_s();
     void *head = fill(total);
-    long full = rss_kib();
+    long full = lab_rss_kib();
     double t1 = now_s();
     release(head);
-    long freed = rss_kib();
+    long freed = lab_rss_kib();
     double t2 = now_s();
     SAY("  %d-byte blocks: RSS %ld MiB at start, %ld MiB full (%.1f s), %ld MiB just after "
         "freeing them all (%.1f s)", BLOCK, base >> 10, full >> 10, t1 - t0, freed >> 10, t2 - t1);
@@ -181,7 +168,7 @@ int main(int argc, char **argv)
         const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
         double delay = d ? atof(d) / 1000 : 1.0, waited = 0;
         struct timespec step = {0, 50 * 1000 * 1000};
-        while ((after = rss_kib()) >= (long)LIMIT_MIB * 1024 && waited < 20 * delay + 10) {
+        while ((after = lab_rss_kib()) >= (long)LIMIT_MIB * 1024 && waited < 20 * delay + 10) {
             nanosleep(&step, NULL);
             waited += 0.05;
         }
@@ -189,7 +176,7 @@ int main(int argc, char **argv)
             after >> 10);
     } else {
         malloc_trim(0);
-        after = rss_kib();
+        after = lab_rss_kib();
         SAY("  malloc_trim(0) at once: RSS %ld MiB", after >> 10);
     }
     CHECK(after >= 0 && after < (long)LIMIT_MIB * 1024, "RSS %ld KiB, wanted below %d MiB (%s)", after,

@@ -10,20 +10,6 @@
 
 #include "lab_check.h"
 
-static long rss_kib(void)
-{
-    /* Raw read(2): stdio would allocate through the allocator being measured. */
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *second = strchr(buf, ' ');
-    return second ? strtol(second + 1, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024) : -1;
-}
-
 static void churn(size_t block, size_t total)
 {
     size_t n = total / block;
@@ -46,14 +32,14 @@ int main(void)
         SAY("trim: malloc_trim is not the allocator's own; skipped");
         return LAB_SKIP;
     }
-    long base = rss_kib();
+    long base = lab_rss_kib();
     static const size_t sizes[] = {48, 3000, 40000, 300000, 6u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         SAY("256 MiB in blocks of %zu bytes touched and freed, then malloc_trim(0)", sizes[i]);
         churn(sizes[i], 256u << 20);
-        long before = rss_kib();
+        long before = lab_rss_kib();
         malloc_trim(0);
-        long after = rss_kib();
+        long after = lab_rss_kib();
         SAY("  RSS: %ld KiB at start, %ld KiB after free, %ld KiB after malloc_trim(0)", base,
             before, after);
         CHECK(after >= 0 && after < base + 48 * 1024,

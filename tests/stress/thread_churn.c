@@ -25,22 +25,6 @@ static struct block exchange[EXCHANGE];
 static size_t exchange_count;
 static atomic_long passed_on;
 
-static long rss_kib(void)
-{
-    /* /proc/self/statm read with raw read(2): stdio would allocate through the allocator. */
-    char buf[128];
-    long pages = -1;
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *second = strchr(buf, ' ');
-    if (second) pages = strtol(second + 1, NULL, 10);
-    return pages * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static size_t pick_size(uint64_t *seed)
 {
     uint64_t r = lab_rand(seed);
@@ -116,7 +100,7 @@ int main(int argc, char **argv)
             pthread_join(t[i], NULL);
         if (k == 0) break;
         done += k;
-        long rss = rss_kib();
+        long rss = lab_rss_kib();
         if (rss > peak) peak = rss;
         if (half_rss >= 0 && rss > late_peak) late_peak = rss;
         if (half_rss < 0 && done >= total / 2)
@@ -124,7 +108,7 @@ int main(int argc, char **argv)
         if (done * 10 / total != (done - k) * 10 / total)
             SAY("  %ld threads: RSS %ld KiB", done, rss);
     }
-    long final_rss = rss_kib();
+    long final_rss = lab_rss_kib();
     pthread_mutex_lock(&exchange_lock);
     while (exchange_count > 0)
         check_and_free(exchange[--exchange_count]);
