@@ -137,6 +137,20 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
     }
 }
 
+void lab_free_other(void *p, lab_span_t *s)
+{
+    uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
+    lab_heap_t *h = lab_tls_heap;
+    if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && s->heap != h &&
+        lab_span_offset_ok(off, s->cls) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
+        if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
+            lab_deferred_run();
+        lab_span_free_remote(s, (lab_block_t *)p);
+        return;
+    }
+    lab_free_slow(p);
+}
+
 void lab_free_slow(void *p)
 {
     if (!p)

@@ -8,7 +8,8 @@
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
  *   lab_free ─ page map → chunk → descriptor → span owned by this thread, block start: push
- *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote CAS push / large / huge */
+ *     ├ lab_free_other ─ a block of another heap's span: into this thread's message for its owner
+ *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote / large / huge, every check */
 #ifndef LAB_ALLOC_H
 #define LAB_ALLOC_H
 
@@ -16,6 +17,10 @@
 
 lab_internal void *lab_malloc_slow(size_t n);
 lab_internal void lab_free_slow(void *p);
+/* lab_free's second exit: s is p's descriptor from the page map, not a span of this thread's heap
+ * with p a block start. A block start of another heap's span is freed remotely at once (no second
+ * lookup); everything else goes through lab_free_slow. */
+lab_internal void lab_free_other(void *p, lab_span_t *s);
 
 lab_inline void *lab_malloc(size_t n)
 {
@@ -61,6 +66,8 @@ lab_inline void lab_free(void *p)
         slow:
             return lab_span_free_local_slow(h, s);
         }
+        /* another thread's block (the common case here), or something the slow path sorts out */
+        return lab_free_other(p, s);
     }
     return lab_free_slow(p);
 }
