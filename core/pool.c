@@ -386,6 +386,9 @@ static lab_page_t *store_carve(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, u
     lab_page_t *r = &c->page[at];
     r->h.npages = n;
     r->h.clean = clean;
+    /* a descriptor from the middle of a run has never been a store head: its zone field may be
+     * the zero of a fresh header (NORMAL), and frees route by it */
+    r->h.zone = (uint8_t)c->zone;
     return r;
 }
 

@@ -398,6 +398,55 @@ static void test_exclusive_wiped_in_child(void **state)
     labyrinth_free_pages(pool, p, 2);
 }
 
+/* Runs of the exclusive zone never come back to DEFAULT callers, and the other way round: a run
+ * carved from the middle of an exclusive chunk once carried the NORMAL zone number (descriptors
+ * start zeroed), went to the normal room and shared lists when freed, and was handed to DEFAULT
+ * callers (wiped in every fork child) and drained into the other zone's store (two stores, two
+ * locks: the same pages handed out twice). */
+static void test_exclusive_stays_exclusive(void **state)
+{
+    (void)state;
+    labyrinth_t *pool = labyrinth_default();
+    enum { N = 48 };
+    void *ex[N], *nm[N];
+    unsigned ord[N];
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < N; i++) {
+            ord[i] = (unsigned)(i % 4);
+            ex[i] = labyrinth_alloc_pages(pool, ord[i], LAB_GFP_EXCLUSIVE);
+            assert_non_null(ex[i]);
+        }
+        for (int i = 0; i < N; i++)
+            labyrinth_free_pages(pool, ex[i], ord[i]);
+        for (int i = 0; i < N; i++) {
+            nm[i] = labyrinth_alloc_pages(pool, ord[i], LAB_GFP_DEFAULT);
+            assert_non_null(nm[i]);
+            memset(nm[i], 0x5a, LAB_PAGE_SIZE << ord[i]);
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) {
+                uintptr_t a = (uintptr_t)nm[i], b = (uintptr_t)ex[j];
+                assert_false(a < b + (LAB_PAGE_SIZE << ord[j]) && b < a + (LAB_PAGE_SIZE << ord[i]));
+            }
+#ifndef LAB_UNDER_TSAN
+        /* what a user sees: a DEFAULT page must keep its contents in a fork child */
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int i = 0; i < N; i++)
+                if (((uint8_t *)nm[i])[0] != 0x5a || ((uint8_t *)nm[i])[(LAB_PAGE_SIZE << ord[i]) - 1] != 0x5a)
+                    _exit(1);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+#endif
+        for (int i = 0; i < N; i++)
+            labyrinth_free_pages(pool, nm[i], ord[i]);
+    }
+}
+
 /* Runs fn in a child; expects SIGABRT and a "labyrinth:" line on stderr. */
 static void expect_abort(void (*fn)(void))
 {
@@ -626,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_signal_handler_atomic),
         cmocka_unit_test(test_exclusive_wiped_in_child),
+        cmocka_unit_test(test_exclusive_stays_exclusive),
         cmocka_unit_test(test_misuse_aborts),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_injected_failures),
