@@ -267,6 +267,15 @@ bool lab_owns(const void *p)
     return false;
 }
 
+/* realloc growth of a page-sized block that cannot grow in place moves it to a huge mapping
+ * above this size (as glibc's mremap'd chunks): growing strings and vectors then stop leaving
+ * a trail of freed runs behind them, each too small for the next size (strbuild: peak RSS less
+ * than half). Each such block costs one kernel mapping and a 2 MiB-aligned slot of address
+ * space, so the pool stops doing it past LAB_REALLOC_MAPS_MAX mappings (the kernel allows 65530
+ * per process by default). */
+#define LAB_REALLOC_MAP_MIN  ((size_t)128 << 10)
+#define LAB_REALLOC_MAPS_MAX 4096u
+
 void *lab_realloc(void *p, size_t n)
 {
     if (!p)
@@ -286,7 +295,7 @@ void *lab_realloc(void *p, size_t n)
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
     case LAB_PAGE_HUGE:
-        if (n > LAB_LARGE_MAX) {
+        if (n > LAB_REALLOC_MAP_MIN) {
             void *q = lab_pool_resize_huge(c->pool, c, n);
             if (q)
                 return q;
@@ -301,6 +310,19 @@ void *lab_realloc(void *p, size_t n)
             }
             if (lab_pool_grow_run(c->pool, d, need))
                 return p;
+            if (n > LAB_REALLOC_MAP_MIN && lab_pool_huge_mappings(c->pool) < LAB_REALLOC_MAPS_MAX) {
+                /* a block that keeps growing gets a mapping of its own, which the kernel
+                 * resizes from then on without a copy; the run it leaves is reused */
+                lab_chunk_t *hc;
+                void *q = lab_pool_alloc_huge(c->pool, n, LAB_CHUNK_SIZE, LAB_GFP_DEFAULT, &hc);
+                if (q) {
+                    if (lab_tls_heap->state == LAB_HEAP_LIVE)
+                        lab_tls_heap->st.huge++;
+                    memcpy(q, p, usable);
+                    lab_free(p);
+                    return q;
+                }
+            }
         } else if (n <= usable && n > usable / 2) {
             return p;
         }

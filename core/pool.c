@@ -170,6 +170,7 @@ struct lab_pool {
     lab_lock_t huge_lock;
     lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
     size_t huge_cache_bytes;
+    size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
     lab_pool_t *next_pool;
 };
 
@@ -1051,6 +1052,7 @@ static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
     pagemap_set(c->base, c->size, NULL);
     lab_os_munmap((void *)c->base, c->size);
     lab_sub_relaxed(&pool->mapped_pages, c->size >> LAB_PAGE_SHIFT);
+    lab_sub_relaxed(&pool->huge_mappings, 1);
     lab_add_relaxed(&pool->unmapped_chunks, 1);
     lab_meta_free(c, sizeof(lab_chunk_t));
 }
@@ -1129,6 +1131,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             return NULL;
         }
         lab_add_relaxed(&pool->mapped_pages, size >> LAB_PAGE_SHIFT);
+        lab_add_relaxed(&pool->huge_mappings, 1);
     }
     c->next = c->prev = NULL;
     lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
@@ -1168,6 +1171,8 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
         huge_unmap(pool, evict);
     pool_tick(pool, true);
 }
+
+size_t lab_pool_huge_mappings(lab_pool_t *pool) { return lab_load_relaxed(&pool->huge_mappings); }
 
 void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 {

@@ -148,6 +148,8 @@ lab_internal bool  lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npa
 lab_internal void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp,
                                       lab_chunk_t **out); /* align: power of two >= 2 MiB */
 lab_internal void  lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c);
+/* Huge mappings of the pool, live and cached (each is one kernel mapping). */
+lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
 /* Resize a huge block, keeping contents; NULL (block untouched) on failure. */
 lab_internal void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes);
 

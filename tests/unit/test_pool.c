@@ -24,24 +24,7 @@
 
 #include <cmocka.h>
 
-/* Under ThreadSanitizer two tests measure what its runtime changes: RSS (shadow memory) and a
- * fork child's view of memory; they skip there and run in every other build. */
-#if defined(__SANITIZE_THREAD__)
-#define LAB_UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LAB_UNDER_TSAN 1
-#endif
-#endif
-/* AddressSanitizer keeps one shadow byte per 8 bytes the test touched, and does not give the
- * shadow back when the pages are purged: the RSS test allows for it there. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LAB_SHADOW_DIV 8
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LAB_SHADOW_DIV 8
-#endif
-#endif
+#include "sanitizer.h"
 
 #include "labyrinth.h"
 #include "os.h"
