@@ -86,6 +86,12 @@ void *lab_malloc_slow(size_t n)
 {
     if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !lab_tls_heap->gfp)
         lab_deferred_run();
+    if (n <= LAB_DIRECT_MAX) {
+        lab_heap_t *h = lab_tls_heap;
+        lab_span_t *d = h->direct[(n + 15) >> 4];
+        if (d->flags & LAB_SPAN_REUSE)
+            lab_heap_reuse_off(h, d->cls);
+    }
     if (n <= LAB_SMALL_MAX)
         return alloc_class(lab_size_class(n));
     return alloc_large(n, 0, LAB_GFP_DEFAULT);

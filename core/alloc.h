@@ -52,8 +52,9 @@ lab_inline void lab_free(void *p)
             lab_likely(lab_span_offset_ok((uint32_t)a - s->base_lo, s->cls))) {
             lab_block_t *b = (lab_block_t *)p;
             uintptr_t key = lab_load_relaxed(&lab_free_key);
-            /* a block that already carries the key was probably freed before: check it */
-            if (lab_unlikely(b->key == key))
+            /* a block that already carries the key (bit 0 aside: the transit form) was
+             * probably freed before: check it */
+            if (lab_unlikely((b->key | 1) == key))
                 return lab_span_free_suspect(h, s, b);
             h->st.frees++;
             b->key = key;

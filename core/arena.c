@@ -36,8 +36,9 @@ static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 163
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     h->cur[cls] = s;
-    /* secure mode: the direct slots stay empty, so every allocation takes the slow path */
-    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure))
+    /* secure mode: the direct slots stay empty, so every allocation takes the slow path; a
+     * reuse list with blocks keeps the slots until it runs dry */
+    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure) || h->reuse[cls].free)
         return;
     unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
     unsigned hi = (unsigned)(lab_class_size(cls) / 16);
@@ -313,9 +314,9 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
     h->in_slow = 0;
 }
 
-/* A block in another thread's message or in the owner's messages carries the transit key (the
- * free key inverted): freeing it again (anywhere) is caught, by the freeing thread at once or by
- * the owner when it takes the block from a message and finds the key changed. */
+/* A block another thread freed (in its reuse list, in a message, in the owner's messages)
+ * carries the transit key (the free key with bit 0 cleared): freeing it again anywhere is caught
+ * at once, the owner's fast path included (it tests key | 1). */
 
 static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
 
@@ -331,7 +332,7 @@ static void heap_take_msgs(lab_heap_t *h)
             lab_block_t *b = m->blk[i];
             uintptr_t a = (uintptr_t)b;
             lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-            if (lab_unlikely(s->heap != h || b->key != ~key))
+            if (lab_unlikely(s->heap != h || b->key != (key ^ 1)))
                 /* freed again (or reallocated) while it travelled to us */
                 lab_fatal("double free of", b);
             b->key = key;
@@ -391,6 +392,9 @@ static bool list_has(lab_block_t *l, lab_block_t *b)
 
 void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
+    /* the transit key: another thread freed it and holds it (reuse list or message) */
+    if (b->key == (lab_free_key ^ 1))
+        lab_fatal("double free of", b);
     /* the owner may walk its remote list too: nothing on it is reused before it collects */
     if (list_has(s->free, b) ||
         list_has((lab_block_t *)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & LAB_REMOTE_PTR), b))
@@ -421,15 +425,66 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
         inbox_push(s->heap, s);
 }
 
+void lab_heap_reuse_off(lab_heap_t *h, unsigned cls)
+{
+    h->reuse[cls].usedf = 0;
+    heap_set_cur(h, cls, h->cur[cls]);
+}
+
+static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key);
+
+/* Give the blocks of the reuse lists to their owners. */
+static void heap_reuse_flush(lab_heap_t *h)
+{
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
+        lab_span_t *r = &h->reuse[cls];
+        lab_block_t *b;
+        while ((b = r->free)) {
+            r->free = lab_link_get(b);
+            uintptr_t a = (uintptr_t)b;
+            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            span_send(h, s, b, key);
+        }
+        lab_heap_reuse_off(h, cls);
+    }
+}
+
 void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
 {
     /* Another thread's lists cannot be walked safely; a block carrying the 64-bit random key
      * (or its transit form) is taken as freed twice (only a copy of freed memory could carry it
      * otherwise). */
     uintptr_t key = lab_load_relaxed(&lab_free_key);
-    if (b->key == key || b->key == ~key)
+    if ((b->key | 1) == key)
         lab_fatal("double free of", b);
-    lab_heap_t *me = lab_tls_heap, *to = s->heap;
+    lab_heap_t *me = lab_tls_heap;
+    unsigned cls = s->cls;
+    if (cls < LAB_DIRECT_CLASSES && me->state == LAB_HEAP_LIVE && !me->gfp && !lab_load_relaxed(&lab_secure)) {
+        lab_span_t *r = &me->reuse[cls];
+        if ((int32_t)r->usedf > -LAB_REUSE_MAX) {
+            b->key = key ^ 1;
+            lab_link_set(b, r->free);
+            r->free = b;
+            r->usedf--;
+            me->st.remote_frees++;
+            unsigned slot = (unsigned)(lab_class_size(cls) / 16);
+            if (me->direct[slot] != r) {
+                r->cls = (uint8_t)cls;
+                r->flags = LAB_SPAN_REUSE;
+                unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
+                for (unsigned i = lo; i <= slot; i++)
+                    me->direct[i] = r;
+            }
+            return;
+        }
+    }
+    span_send(me, s, b, key);
+}
+
+static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key)
+{
+    lab_heap_t *to = s->heap;
     /* a thread that only frees (a consumer) gets a heap too, for its outgoing batches */
     if (lab_unlikely(me->state == LAB_HEAP_EMPTY) && !me->gfp)
         me = lab_heap_get_slow();
@@ -469,7 +524,7 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
         me->rb[i] = m;
     }
     me->st.remote_frees++;
-    b->key = ~key;
+    b->key = key ^ 1;
     lab_rmsg_t *m = me->rb[i];
     m->blk[m->n] = b;
     m->bytes += s->block_size;
@@ -612,8 +667,7 @@ static void free_key_init(void)
     if (r)
         memcpy(w, r, sizeof w);
     uint64_t k = w[0] ^ w[1] ^ ((uint64_t)(uintptr_t)&done * 0x9e3779b97f4a7c15u);
-    if (k == 0)
-        k = 0x9e3779b97f4a7c15u;
+    k |= 1; /* odd: the transit form is the key with bit 0 cleared (one test finds both) */
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
@@ -662,6 +716,7 @@ static void heap_tidy(lab_heap_t *h)
 {
     h->in_slow = 1;
     heap_return_ready(h);
+    heap_reuse_flush(h);
     lab_heap_flush_remote(h);
     if (lab_load_relaxed(&h->msgs))
         heap_take_msgs(h);

@@ -70,6 +70,7 @@ struct lab_heap;
 
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
 #define LAB_SPAN_GUARDED 1u           /* in flags: the span's last page is PROT_NONE (secure mode) */
+#define LAB_SPAN_REUSE   2u           /* in flags: a heap's reuse list dressed as a span (below) */
 /* The remote word: bit 0 NOTIFY (the owner wants to hear of the next free), bits 1..47 the list
  * head (blocks are 16-byte aligned, user space is 47 bits), bits 48..63 the list's length, so the
  * owner collects a whole list without walking it. */
@@ -122,6 +123,11 @@ typedef struct lab_rmsg {
 } lab_rmsg_t;
 _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 
+/* Classes served by the direct slots (sizes <= LAB_DIRECT_MAX). */
+#define LAB_DIRECT_CLASSES 21
+/* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
+#define LAB_REUSE_MAX 16
+
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
@@ -140,6 +146,7 @@ typedef struct lab_heap {
     volatile int in_slow;                    /* lists being changed (fork-child safety) */
     struct lab_heap *next_all;
     struct lab_heap *next_abandoned;
+    lab_span_t reuse[LAB_DIRECT_CLASSES];    /* reuse lists (free, usedf = -count), see arena.c */
 } lab_heap_t;
 
 enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
@@ -168,6 +175,8 @@ lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_
 /* A free from a thread that does not own the span: batched for the owner when the caller has a
  * live ordinary heap, else pushed on the span's remote list at once. */
 lab_internal void lab_span_free_remote(lab_span_t *s, lab_block_t *b);
+/* The direct slots of cls pointed at an empty reuse list: point them back at the class's span. */
+lab_internal void lab_heap_reuse_off(lab_heap_t *h, unsigned cls);
 /* Send the calling thread's outgoing batches now. */
 lab_internal void lab_heap_flush_remote(lab_heap_t *h);
 /* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */

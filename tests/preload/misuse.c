@@ -1,11 +1,13 @@
 /* misuse.c — Labyrinth only: each kind of detected misuse, run in a forked child, must end in
  * SIGABRT with a "labyrinth: ..." line naming the address: double free of a small block (local,
  * after other frees, from another thread, twice from another thread, from another thread and then
- * the owner), of a page-sized and of a huge block, and an interior
+ * the owner, from another thread that keeps running and then the owner), of a page-sized and of a
+ * huge block, and an interior
  * pointer of a page-sized block. A program that overwrites a freed block's key word with its own
  * data must not be stopped (no false positive). Skips (77) without LAB_EXPECT_LABYRINTH. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,27 @@ static void *free_shared(void *arg)
     (void)arg;
     free(shared_block);
     return NULL;
+}
+
+/* frees the block and holds on: a thread that frees another's block may keep it for reuse */
+static volatile int freed_and_holding;
+static void *free_shared_hold(void *arg)
+{
+    (void)arg;
+    free(shared_block);
+    __atomic_store_n(&freed_and_holding, 1, __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* frees another thread's block, allocates the same size again (likely that very block), and
+ * hands the new block back: legal, whatever block it is */
+static void *free_then_malloc(void *arg)
+{
+    (void)arg;
+    free(shared_block);
+    return malloc(32);
 }
 
 static void *free_shared_twice(void *arg)
@@ -51,6 +74,18 @@ static void run(int mode)
         pthread_t t;
         pthread_create(&t, NULL, free_shared_twice, NULL);
         pthread_join(t, NULL);
+        break;
+    }
+    case 8: {       /* another thread, which keeps running, then the owner while it holds it */
+        shared_block = a;
+        pthread_t t;
+        pthread_create(&t, NULL, free_shared_hold, NULL);
+        while (!__atomic_load_n(&freed_and_holding, __ATOMIC_ACQUIRE))
+            sched_yield();
+        free(a);
+        /* had the owner taken it back, both threads could now allocate the same block */
+        for (int i = 0; i < 1000; i++)
+            (void)malloc(32);
         break;
     }
     case 7: {        /* another thread first (the block travels to us), then the owner again */
@@ -96,8 +131,32 @@ int main(void)
         return 77;
     }
     int bad = 0;
-    for (int m = 0; m <= 7; m++)
+    for (int m = 0; m <= 8; m++)
         bad += expect_abort(m);
+    /* no false positive: another thread frees our block and allocates again; we free what it
+     * got, many times over, and every live block stays distinct */
+    enum { LIVE = 256 };
+    void *live[LIVE];
+    for (int i = 0; i < LIVE; i++)
+        live[i] = NULL;
+    for (int i = 0; i < 2000; i++) {
+        shared_block = malloc(32);
+        pthread_t t;
+        void *got;
+        pthread_create(&t, NULL, free_then_malloc, NULL);
+        pthread_join(t, &got);
+        memset(got, 0xa5, 32);
+        free(live[i % LIVE]);
+        live[i % LIVE] = got;
+    }
+    for (int i = 0; i < LIVE; i++)
+        for (int j = i + 1; j < LIVE; j++)
+            if (live[i] == live[j]) {
+                printf("misuse: block %p handed out twice\n", live[i]);
+                bad++;
+            }
+    for (int i = 0; i < LIVE; i++)
+        free(live[i]);
     /* no false positive: blocks whose second word holds arbitrary data, freed and reused */
     for (int i = 0; i < 200000; i++) {
         long *q = malloc(48);
