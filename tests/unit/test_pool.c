@@ -365,6 +365,42 @@ static void test_signal_handler_atomic(void **state)
 
 /* ---- EXCLUSIVE ---- */
 
+/* Runs fn(arg) in a fork child; the child's exit status (fn's result) must be 0. */
+static void child_must_pass(int (*fn)(void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fn(arg));
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int child_all_zero(void *arg)
+{
+    const uint8_t *p = arg;
+    for (size_t i = 0; i < (LAB_PAGE_SIZE << 2); i++)
+        if (p[i] != 0)
+            return 1;
+    return 0;
+}
+
+/* blocks filled with 0x5a: their first and last bytes must still be there */
+struct kept {
+    void **blk;
+    const unsigned *ord;
+    int n;
+};
+static int child_kept(void *arg)
+{
+    const struct kept *k = arg;
+    for (int i = 0; i < k->n; i++)
+        if (((uint8_t *)k->blk[i])[0] != 0x5a || ((uint8_t *)k->blk[i])[(LAB_PAGE_SIZE << k->ord[i]) - 1] != 0x5a)
+            return 1;
+    return 0;
+}
+
 static void test_exclusive_wiped_in_child(void **state)
 {
     (void)state;
@@ -375,17 +411,7 @@ static void test_exclusive_wiped_in_child(void **state)
     uint8_t *p = labyrinth_alloc_pages(pool, 2, LAB_GFP_EXCLUSIVE);
     assert_non_null(p);
     memset(p, 0x77, LAB_PAGE_SIZE << 2);
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (size_t i = 0; i < (LAB_PAGE_SIZE << 2); i++)
-            if (p[i] != 0)
-                _exit(1);
-        _exit(0);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    child_must_pass(child_all_zero, p);
     assert_int_equal(p[100], 0x77); /* the parent keeps its contents */
     labyrinth_free_pages(pool, p, 2);
 }
@@ -422,17 +448,8 @@ static void test_exclusive_stays_exclusive(void **state)
             }
 #ifndef LAB_UNDER_TSAN
         /* what a user sees: a DEFAULT page must keep its contents in a fork child */
-        pid_t pid = fork();
-        if (pid == 0) {
-            for (int i = 0; i < N; i++)
-                if (((uint8_t *)nm[i])[0] != 0x5a || ((uint8_t *)nm[i])[(LAB_PAGE_SIZE << ord[i]) - 1] != 0x5a)
-                    _exit(1);
-            _exit(0);
-        }
-        int st;
-        waitpid(pid, &st, 0);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
+        struct kept k = {nm, ord, N};
+        child_must_pass(child_kept, &k);
 #endif
         for (int i = 0; i < N; i++)
             labyrinth_free_pages(pool, nm[i], ord[i]);
