@@ -99,7 +99,7 @@ static void child(void *from_parent, size_t parent_size)
             hold[i] = malloc(65536);
         for (int i = 0; i < 64; i++)
             free(hold[i]);
-        if (lab_threads_named("labyrinth-purge") != 1)
+        if (lab_wait_threads_named("labyrinth-purge", 1, 10000) != 1)
             _exit(7);
     }
     _exit(r != NULL ? 0 : 5);
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
         "%ld operations meanwhile", ok, forks, caught, atomic_load(&thread_ops));
     CHECK(ok == forks, "only %d of %d children exited cleanly", ok, forks);
     if (want_purge_thread)
-        CHECK(lab_threads_named("labyrinth-purge") == 1, "the parent has no purge thread");
+        CHECK(lab_wait_threads_named("labyrinth-purge", 1, 10000) == 1, "the parent has no purge thread");
     /* With the threads preempted at random points, most forks find one inside the allocator; far
      * fewer would mean the threads were not running, and the storm tested nothing. */
     CHECK(caught >= forks / 10, "only %d of %d forks caught a thread inside malloc/free", caught, forks);

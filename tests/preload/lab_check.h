@@ -141,6 +141,18 @@ static inline int lab_threads_named(const char *name)
     return n;
 }
 
+/* lab_threads_named, polled until it gives `want` or `ms` milliseconds pass: a thread names
+ * itself once it runs, which on a loaded machine may be a while after pthread_create returned. */
+static inline int lab_wait_threads_named(const char *name, int want, int ms)
+{
+    int n = lab_threads_named(name);
+    for (int t = 0; n != want && t < ms; t++) {
+        usleep(1000);
+        n = lab_threads_named(name);
+    }
+    return n;
+}
+
 /* A pattern that depends on where a block lives and how big it is: a block that overlaps another
  * live block, or is handed out twice, shows up as a mismatch when it is checked before free. */
 static inline uint64_t lab_canary_seed(const void *p, size_t size)

@@ -182,6 +182,6 @@ int main(int argc, char **argv)
     CHECK(after >= 0 && after < (long)LIMIT_MIB * 1024, "RSS %ld KiB, wanted below %d MiB (%s)", after,
           LIMIT_MIB, idle ? "idle past the purge delay" : "after malloc_trim(0)");
     if (idle) /* measured; now the mechanism (opendir and stdio allocate) */
-        CHECK(lab_threads_named("labyrinth-purge") == 1, "no labyrinth-purge thread");
+        CHECK(lab_wait_threads_named("labyrinth-purge", 1, 10000) == 1, "no labyrinth-purge thread");
     return lab_finish(idle ? "memory_returned idle" : "memory_returned trim");
 }
