@@ -32,6 +32,15 @@ uint64_t lab_class_div[LAB_NR_CLASSES];
 
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
 
+/* Point the direct slots of cls (the sizes (n + 15) >> 4 of that class) at s. */
+static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
+{
+    unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
+    unsigned hi = (unsigned)(lab_class_size(cls) / 16);
+    for (unsigned i = lo; i <= hi; i++)
+        h->direct[i] = s;
+}
+
 /* Point the direct slots of cls (sizes <= 1 KiB) at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
@@ -40,10 +49,7 @@ static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
      * reuse list with blocks keeps the slots until it runs dry */
     if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure) || h->reuse[cls].free)
         return;
-    unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
-    unsigned hi = (unsigned)(lab_class_size(cls) / 16);
-    for (unsigned i = lo; i <= hi; i++)
-        h->direct[i] = s ? s : &lab_span_empty;
+    heap_point_direct(h, cls, s ? s : &lab_span_empty);
 }
 
 #ifdef LAB_DEBUG
@@ -444,7 +450,7 @@ static void heap_reuse_flush(lab_heap_t *h)
             r->free = lab_link_get(b);
             uintptr_t a = (uintptr_t)b;
             lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-            span_send(h, s, b, key);
+            span_send(h, s, b, key); /* counted when it entered the list */
         }
         lab_heap_reuse_off(h, cls);
     }
@@ -468,18 +474,16 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
             r->free = b;
             r->usedf--;
             me->st.remote_frees++;
-            unsigned slot = (unsigned)(lab_class_size(cls) / 16);
-            if (me->direct[slot] != r) {
+            if (me->direct[lab_class_size(cls) / 16] != r) {
                 r->cls = (uint8_t)cls;
                 r->flags = LAB_SPAN_REUSE;
-                unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
-                for (unsigned i = lo; i <= slot; i++)
-                    me->direct[i] = r;
+                heap_point_direct(me, cls, r);
             }
             return;
         }
     }
     span_send(me, s, b, key);
+    lab_tls_heap->st.remote_frees++; /* the heap span_send may have made */
 }
 
 static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key)
@@ -523,7 +527,6 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
         me->rb_to[i] = to;
         me->rb[i] = m;
     }
-    me->st.remote_frees++;
     b->key = key ^ 1;
     lab_rmsg_t *m = me->rb[i];
     m->blk[m->n] = b;

@@ -94,6 +94,8 @@ static void test_small_every_size(void **state)
 static void test_class_boundaries(void **state)
 {
     (void)state;
+    /* the heap's per-class arrays for the direct sizes are sized by this constant */
+    assert_int_equal(lab_size_class(LAB_DIRECT_MAX) + 1, LAB_DIRECT_CLASSES);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         size_t cs = lab_class_size(cls);
         assert_int_equal(lab_size_class(cs), cls);
