@@ -13,11 +13,12 @@
  * kernel, and the pages it touches leave the pool (FOREIGN) until the program unmaps them.
  *
  * Call tree (on):
- *   mmap ─ poolable? ─ map_pooled: lock, purge idle cache, take a run, mprotect RW, clear
- *        └ MAP_FIXED over the area: map_fixed (the pages leave the pool) └ else the kernel
+ *   mmap ─ poolable? ─ map_pooled: take a run, mprotect RW, clear
+ *        └ MAP_FIXED over the area: fixed_locked (the pages leave the pool) └ else the kernel
  *   munmap ─ not the area: the kernel (abort if it is malloc's memory)
- *          └ per segment: LIVE → release (mprotect NONE → CACHED, or reset → FRESH);
- *            FRESH/CACHED → nothing (already unmapped); FOREIGN/outside → the kernel
+ *          └ unmap_locked: plan (LIVE → TRANSIT), then per segment: TRANSIT → release
+ *            (mprotect NONE → CACHED, or reset → FRESH); FRESH/CACHED → nothing (already
+ *            unmapped); FOREIGN/outside → the kernel
  *   mremap ─ pooled and clean: shrink = release the tail; grow in place over free pooled pages;
  *            move = kernel mremap into a pooled run (a copy if the kernel holds the region as
  *            several mappings) └ else the kernel, then the records follow
@@ -26,11 +27,17 @@
  * Any change of protection, locking or VMA flags taints LIVE pages: they are reset, not cached,
  * when unmapped, so no later owner inherits them.
  *
- * Locking: one lock (lab_mmpool_lock), held across the system calls of an operation — the kernel
- * serialises these calls on its mmap lock anyway. A signal handler that interrupted this thread
- * while it held the lock never waits for it: its mmap goes to the kernel, its munmap of pooled
- * pages unmaps them for real (they stay FOREIGN), and the rare calls that would need the free
- * lists (MAP_FIXED or MREMAP_FIXED over free pooled pages) abort with a message. */
+ * Locking: no system call is made with lab_mmpool_lock held. Each call on the area is an
+ * operation (mm_op_t, see mmap_pool.h): locked, it waits until no page of its ranges is held by
+ * another operation, claims them (BUSY) and decides; unlocked, it makes its system calls and
+ * writes what they did into its pages' states; locked again, it publishes them. Calls on
+ * disjoint ranges thus make their system calls side by side, and calls on overlapping ranges one
+ * after the other, in an order the kernel's own mmap lock could have given them. Pages handed out
+ * or taken back are TRANSIT meanwhile: unmapped, in the program's eyes, until the call returns.
+ * A signal handler that interrupted this thread inside one of these calls never takes the lock
+ * nor waits for pages: its mmap goes to the kernel, its munmap of pooled pages unmaps them for
+ * real (they stay FOREIGN), and the rare calls that would need the free lists (MAP_FIXED or
+ * MREMAP_FIXED over free pooled pages) abort with a message. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
@@ -61,7 +68,8 @@
 static int mm_on;           /* LABYRINTH_MMAP, set once by the constructor */
 static size_t mm_max;       /* largest pooled request, bytes, a page multiple */
 static int mm_lockall;      /* mlockall in force: new mappings go to the kernel (MCL_FUTURE) */
-/* This thread holds lab_mmpool_lock (or is about to take it): a handler must not wait for it. */
+/* This thread is inside one of these calls (it may hold lab_mmpool_lock, or pages BUSY): a
+ * handler that interrupted it must neither take the lock nor wait for pages. */
 static __thread int mm_depth;
 
 static uint64_t st_pooled, st_hits, st_kernel, st_fallbacks, st_unmaps, st_remaps;
@@ -113,13 +121,13 @@ static inline bool mm_enter(void)
         return false;
     mm_depth = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* set before the lock is taken: a handler sees it */
-    lab_lock(&lab_mmpool_lock);
+    lab_mmpool_lock_take();
     return true;
 }
 
 static inline void mm_leave(void)
 {
-    lab_unlock(&lab_mmpool_lock);
+    lab_mmpool_lock_drop();
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     mm_depth = 0;
 }
@@ -132,14 +140,23 @@ static inline bool mm_end(uintptr_t a, size_t len, uintptr_t *end)
     return l >= len && *end >= a;
 }
 
-static inline bool is_free(unsigned s) { return s == LAB_MM_FRESH || s == LAB_MM_CACHED; }
+/* The state's kind, or LAB_MM_OUTSIDE / LAB_MM_NEWER as they are. */
+static inline unsigned kind_of(unsigned s) { return s & (LAB_MM_OUTSIDE | LAB_MM_NEWER) ? s : s & LAB_MM_KIND; }
 
-/* The first free pooled page of [a, end) (end if none): where a kernel walk over mappings
- * would find a hole. */
-static uintptr_t first_free(uintptr_t a, uintptr_t end)
+/* Unmapped, in the program's eyes: free or in transit, or in a chunk the caller's operation saw
+ * as a hole when it began (NEWER). */
+static inline bool is_hole(unsigned s)
+{
+    unsigned k = kind_of(s);
+    return k == LAB_MM_FRESH || k == LAB_MM_CACHED || k == LAB_MM_TRANSIT || k == LAB_MM_NEWER;
+}
+
+/* The first pooled hole of [a, end) (end if none): where a kernel walk over mappings would find a
+ * hole. mark: the operation's (lab_mmpool_segment), UINT64_MAX in a handler. */
+static uintptr_t first_hole(uintptr_t a, uintptr_t end, uint64_t mark)
 {
     for (uintptr_t p = a, q; p < end; p = q)
-        if (is_free(lab_mmpool_segment(p, end, &q)))
+        if (is_hole(lab_mmpool_segment(p, end, &q, mark)))
             return p;
     return end;
 }
@@ -229,34 +246,244 @@ static void mm_clear(uintptr_t a, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * operations: claimed locked, system calls unlocked, published locked */
+
+typedef struct {
+    uintptr_t lo[3], hi[3];     /* the ranges it holds BUSY, published at its end */
+    bool taken[3];              /* ... a run it took (lab_mmpool_take): its own in any chunk */
+    unsigned n;
+    uint64_t mark;              /* lab_mmpool_begin's: chunks added later were holes then */
+    size_t room;                /* cache room it reserved, pages */
+    lab_mmpool_jobs_t jobs;     /* purges and a chunk release, done before it ends */
+} mm_op_t;
+
+static inline void op_init(mm_op_t *op)
+{
+    op->n = 0;
+    op->room = 0;
+    op->jobs.n = op->jobs.ran = 0;
+}
+
+static inline void op_range(mm_op_t *op, uintptr_t a, uintptr_t end, bool taken)
+{
+    op->lo[op->n] = a;
+    op->hi[op->n] = end;
+    op->taken[op->n] = taken;
+    op->n++;
+}
+
+/* Entered (mm_enter): wait until no page of the op's ranges is BUSY, then begin and claim them.
+ * It never waits once it holds pages, so waits cannot form a cycle. */
+static void op_begin(mm_op_t *op)
+{
+    for (unsigned i = 0; i < op->n;) {
+        if (lab_mmpool_blocked(op->lo[i], op->hi[i])) {
+            lab_mmpool_wait();
+            i = 0;
+        } else {
+            i++;
+        }
+    }
+    op->mark = lab_mmpool_begin();
+    for (unsigned i = 0; i < op->n; i++)
+        lab_mmpool_claim(op->lo[i], op->hi[i]);
+}
+
+static inline void op_unlock(void) { lab_mmpool_lock_drop(); }
+static inline void op_lock(void) { lab_mmpool_lock_take(); }
+
+/* Locked: do the jobs found so far (unlocked) and record them. Returns the runs purged. */
+static size_t op_jobs(mm_op_t *op)
+{
+    if (!op->jobs.n)
+        return 0;
+    op_unlock();
+    lab_mmpool_jobs_run(&op->jobs);
+    op_lock();
+    return lab_mmpool_jobs_done(&op->jobs);
+}
+
+/* Locked: publish everything the op holds, end it and leave. */
+static void op_end(mm_op_t *op)
+{
+    op_jobs(op);
+    for (unsigned i = 0; i < op->n; i++)
+        lab_mmpool_publish(op->lo[i], op->hi[i], op->taken[i] ? UINT64_MAX : op->mark);
+    lab_mmpool_cache_unreserve(op->room);
+    bool wake = lab_mmpool_end();
+    mm_leave();
+    if (wake)
+        lab_mmpool_wake();
+}
+
+/* Locked: a free run of n pages for the op, TRANSIT (the area grows if it must), or 0. */
+static uintptr_t op_take(mm_op_t *op, size_t n, unsigned *kind)
+{
+    uintptr_t a = lab_mmpool_take(n, kind);
+    if (!a && lab_mmpool_grow())
+        a = lab_mmpool_take(n, kind);
+    if (a)
+        op_range(op, a, a + (n << LAB_PAGE_SHIFT), true);
+    return a;
+}
+
+/* Locked, on the op's [a, end): its LIVE pages become TRANSIT — unmapped from here on, in the
+ * program's eyes — and tainted when they are to be reset rather than cached (tainted already,
+ * mlockall in force, no room in the cache). */
+static void plan_release(mm_op_t *op, uintptr_t a, uintptr_t end)
+{
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, op->mark);
+        if (kind_of(s) != LAB_MM_LIVE)
+            continue;
+        size_t n = (q - p) >> LAB_PAGE_SHIFT;
+        bool cache = !(s & LAB_MM_TAINT) && !lab_load_relaxed(&mm_lockall) && lab_mmpool_cache_room(n, &op->jobs);
+        if (cache)
+            op->room += n;
+        lab_mmpool_mark(p, q, LAB_MM_TRANSIT | (cache ? 0 : LAB_MM_TAINT));
+    }
+}
+
+/* Unlocked: TRANSIT pages [a, end) of one chunk, the program's until the call, go back: cached
+ * PROT_NONE, or (taint, or mprotect refused) reset to fresh reserved pages. 0, or -errno and
+ * then they are the program's again. */
+static long release(uintptr_t a, uintptr_t end, bool taint)
+{
+    if (!taint && k_mprotect(a, end - a, PROT_NONE) == 0) {
+        lab_mmpool_mark(a, end, LAB_MM_CACHED);
+        return 0;
+    }
+    long r = lab_mmpool_reset(a, end);
+    if (r)
+        lab_mmpool_mark(a, end, LAB_MM_LIVE | LAB_MM_TAINT);
+    return r;
+}
+
+/* Unlocked: the system calls of unmapping the op's [a, end), planned (plan_release). Stops at
+ * the first error; what follows it stays mapped. *gave: pooled pages were given back. */
+static long unmap_run(mm_op_t *op, uintptr_t a, uintptr_t end, bool *gave)
+{
+    long r = 0;
+    uintptr_t p = a, q;
+    for (; p < end && r == 0; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, op->mark);
+        switch (kind_of(s)) {
+        case LAB_MM_TRANSIT:
+            r = release(p, q, s & LAB_MM_TAINT);
+            *gave |= r == 0;
+            break;
+        case LAB_MM_FOREIGN:
+            r = k_munmap(p, q - p);
+            if (r == 0)
+                lab_mmpool_reclaim(p, q);
+            break;
+        case LAB_MM_OUTSIDE:
+            r = k_munmap(p, q - p);
+            break;
+        default:
+            break; /* not mapped, as far as the program knows: nothing to do, as for a hole */
+        }
+    }
+    for (; p < end; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, op->mark);
+        if (kind_of(s) == LAB_MM_TRANSIT)
+            lab_mmpool_mark(p, q, LAB_MM_LIVE | (s & LAB_MM_TAINT));
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------
  * mmap */
 
 static long map_pooled(size_t len)
 {
     if (!mm_enter())
         return 0;
-    lab_mmpool_maintain(lab_clock_ms(), false);
+    mm_op_t op;
+    op_init(&op);
+    op_begin(&op);
     size_t n = (len + PS - 1) >> LAB_PAGE_SHIFT;
     unsigned kind;
-    uintptr_t a = lab_mmpool_take(n, &kind);
+    uintptr_t a = op_take(&op, n, &kind), end = a + (n << LAB_PAGE_SHIFT);
+    lab_mmpool_maintain(lab_clock_ms(), false, &op.jobs);
     long r = 0;
     if (a) {
-        if (k_mprotect(a, n << LAB_PAGE_SHIFT, RW) == 0) {
+        op_unlock();
+        if (k_mprotect(a, end - a, RW) == 0) {
             if (kind == LAB_MM_CACHED) {
                 mm_clear(a, n);
                 lab_add_relaxed(&st_hits, 1);
             }
+            lab_mmpool_mark(a, end, LAB_MM_LIVE);
             r = (long)a;
         } else {
-            lab_mmpool_put(a, a + (n << LAB_PAGE_SHIFT), kind); /* still PROT_NONE: unchanged */
+            lab_mmpool_mark(a, end, kind); /* still PROT_NONE: back as it was */
         }
+        op_lock();
     }
-    mm_leave();
+    op_end(&op);
     return r;
 }
 
 /* MAP_FIXED or MAP_FIXED_NOREPLACE over part of the area. The program's mapping replaces pooled
  * pages: they leave the pool (FOREIGN) and come back when the program unmaps them. */
+static long fixed_locked(uintptr_t a, uintptr_t end, size_t len, int prot, int flags, int fd, long off)
+{
+    mm_op_t op;
+    op_init(&op);
+    op_range(&op, a, end, false);
+    op_begin(&op);
+    bool live = false, free = false, other = false;
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned k = kind_of(lab_mmpool_segment(p, end, &q, op.mark));
+        live |= k == LAB_MM_LIVE;
+        free |= k == LAB_MM_FRESH || k == LAB_MM_CACHED;
+        other |= k == LAB_MM_FOREIGN || k == LAB_MM_OUTSIDE;
+    }
+    long r = -EEXIST; /* NOREPLACE over live pages: mapped, in the program's eyes */
+    bool noreplace = flags & MAP_FIXED_NOREPLACE;
+    if (!noreplace || !live) {
+        /* NOREPLACE over nothing but our reservation: replace it in one step. NOREPLACE over ours
+         * and other pages: unmap ours, and let the kernel check the others. */
+        bool one_step = noreplace && free && !other, unmap_ours = noreplace && free && other;
+        op_unlock();
+        for (uintptr_t p = a, q; p < end; p = q) {
+            unsigned k = kind_of(lab_mmpool_segment(p, end, &q, op.mark));
+            if (k == LAB_MM_OUTSIDE || k == LAB_MM_NEWER)
+                continue;
+            lab_mmpool_mark(p, q, LAB_MM_FOREIGN); /* first: a fork child never sees them ours */
+            if (unmap_ours && (k == LAB_MM_FRESH || k == LAB_MM_CACHED))
+                k_munmap(p, q - p);
+        }
+        r = k_mmap(a, len, prot, one_step ? (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED : flags, fd, off);
+        if (MM_ERR(r) && unmap_ours) /* take back what is still a hole; a mapping stays FOREIGN */
+            for (uintptr_t p = a, q; p < end; p = q)
+                if (kind_of(lab_mmpool_segment(p, end, &q, op.mark)) == LAB_MM_FOREIGN)
+                    lab_mmpool_reclaim(p, q);
+        op_lock();
+    }
+    op_end(&op);
+    return r;
+}
+
+/* The same from a handler that interrupted this thread's call: no lock, no free list. */
+static long fixed_nested(uintptr_t a, uintptr_t end, size_t len, int prot, int flags, int fd, long off)
+{
+    bool live = false;
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, UINT64_MAX);
+        if (is_hole(s))
+            lab_fatal("MAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)p);
+        live |= kind_of(s) == LAB_MM_LIVE;
+    }
+    if ((flags & MAP_FIXED_NOREPLACE) && live)
+        return -EEXIST;
+    for (uintptr_t p = a, q; p < end; p = q)
+        if (kind_of(lab_mmpool_segment(p, end, &q, UINT64_MAX)) == LAB_MM_LIVE)
+            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+    return k_mmap(a, len, prot, flags, fd, off);
+}
+
 static long map_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, long off)
 {
     uintptr_t end;
@@ -265,43 +492,9 @@ static long map_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, long
     check_not_malloc("mmap(MAP_FIXED) over memory that malloc owns", a, end);
     if (!lab_mmpool_touches(a, end))
         return k_mmap(a, len, prot, flags, fd, off);
-    bool locked = mm_enter();
-    bool live = false, free = false, other = false;
-    for (uintptr_t p = a, q; p < end; p = q) {
-        unsigned s = lab_mmpool_segment(p, end, &q);
-        live |= (s & LAB_MM_KIND) == LAB_MM_LIVE;
-        free |= is_free(s);
-        other |= s == LAB_MM_FOREIGN || s == LAB_MM_OUTSIDE;
-    }
-    long r;
-    bool noreplace = flags & MAP_FIXED_NOREPLACE;
-    if (free && !locked)
-        lab_fatal("MAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)a);
-    if (noreplace && live) {
-        r = -EEXIST; /* mapped, in the program's eyes */
-    } else {
-        /* NOREPLACE over nothing but our reservation: replace it in one step. NOREPLACE over ours
-         * and other pages: unmap ours, and let the kernel check the others. */
-        bool one_step = noreplace && free && !other, unmap_ours = noreplace && free && other;
-        for (uintptr_t p = a, q; p < end; p = q) {
-            unsigned s = lab_mmpool_segment(p, end, &q);
-            if (is_free(s)) {
-                lab_mmpool_take_range(p, q);
-                if (unmap_ours)
-                    k_munmap(p, q - p);
-            }
-            if (s != LAB_MM_OUTSIDE && s != LAB_MM_FOREIGN)
-                lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
-        }
-        r = k_mmap(a, len, prot, one_step ? (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED : flags, fd, off);
-        if (MM_ERR(r) && unmap_ours) /* take back what is still a hole; a mapping stays FOREIGN */
-            for (uintptr_t p = a, q; p < end; p = q)
-                if (lab_mmpool_segment(p, end, &q) == LAB_MM_FOREIGN)
-                    lab_mmpool_reclaim(p, q);
-    }
-    if (locked)
-        mm_leave();
-    return r;
+    if (mm_enter())
+        return fixed_locked(a, end, len, prot, flags, fd, off);
+    return fixed_nested(a, end, len, prot, flags, fd, off);
 }
 
 static long mm_map(uintptr_t addr, size_t len, int prot, int flags, int fd, long off)
@@ -341,16 +534,49 @@ LAB_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off
 /* ------------------------------------------------------------------------------------------
  * munmap */
 
-/* LIVE pages [a, end) of one chunk are unmapped by the program: cache them PROT_NONE, or (tainted,
- * cache full, mprotect refused) reset them to fresh reserved pages. 0 or -errno. */
-static long release(uintptr_t a, uintptr_t end, bool taint)
+static long unmap_locked(uintptr_t a, uintptr_t end)
 {
-    size_t n = (end - a) >> LAB_PAGE_SHIFT;
-    if (!taint && !lab_load_relaxed(&mm_lockall) && lab_mmpool_cache_room(n) && k_mprotect(a, end - a, PROT_NONE) == 0) {
-        lab_mmpool_put(a, end, LAB_MM_CACHED);
-        return 0;
+    mm_op_t op;
+    op_init(&op);
+    op_range(&op, a, end, false);
+    op_begin(&op);
+    plan_release(&op, a, end);
+    lab_mmpool_maintain(lab_clock_ms(), false, &op.jobs);
+    op_unlock();
+    bool gave = false;
+    long r = unmap_run(&op, a, end, &gave);
+    op_lock();
+    op_end(&op);
+    if (gave)
+        lab_add_relaxed(&st_unmaps, 1);
+    return r;
+}
+
+/* From a handler that interrupted this thread's call: pooled pages are unmapped for real and
+ * stay FOREIGN (no list may change). */
+static long unmap_nested(uintptr_t a, uintptr_t end)
+{
+    long r = 0;
+    bool gave = false;
+    for (uintptr_t p = a, q; p < end && r == 0; p = q) {
+        switch (kind_of(lab_mmpool_segment(p, end, &q, UINT64_MAX))) {
+        case LAB_MM_LIVE:
+            if ((r = k_munmap(p, q - p)) == 0) {
+                lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+                gave = true;
+            }
+            break;
+        case LAB_MM_FOREIGN:
+        case LAB_MM_OUTSIDE:
+            r = k_munmap(p, q - p);
+            break;
+        default:
+            break; /* free or in transit: not mapped, as far as the program knows */
+        }
     }
-    return lab_mmpool_discard(a, end);
+    if (gave)
+        lab_add_relaxed(&st_unmaps, 1);
+    return r;
 }
 
 static long mm_unmap(uintptr_t a, size_t len)
@@ -361,41 +587,7 @@ static long mm_unmap(uintptr_t a, size_t len)
     check_not_malloc("munmap of memory that malloc owns", a, end);
     if (!lab_mmpool_touches(a, end))
         return k_munmap(a, len);
-    bool locked = mm_enter();
-    if (locked)
-        lab_mmpool_maintain(lab_clock_ms(), false);
-    long r = 0;
-    bool gave = false;
-    for (uintptr_t p = a, q; p < end && r == 0; p = q) {
-        unsigned s = lab_mmpool_segment(p, end, &q);
-        switch (s) {
-        case LAB_MM_FRESH:
-        case LAB_MM_CACHED:
-            break; /* not mapped, as far as the program knows: nothing to do, as for a hole */
-        case LAB_MM_LIVE:
-        case LAB_MM_LIVE | LAB_MM_TAINT:
-            if (locked) {
-                r = release(p, q, s & LAB_MM_TAINT);
-            } else if ((r = k_munmap(p, q - p)) == 0) {
-                lab_mmpool_mark(p, q, LAB_MM_FOREIGN); /* in a handler: no list may change */
-            }
-            gave |= r == 0;
-            break;
-        case LAB_MM_FOREIGN:
-            r = k_munmap(p, q - p);
-            if (r == 0 && locked)
-                lab_mmpool_reclaim(p, q);
-            break;
-        default:
-            r = k_munmap(p, q - p);
-            break;
-        }
-    }
-    if (locked)
-        mm_leave();
-    if (gave)
-        lab_add_relaxed(&st_unmaps, 1);
-    return r;
+    return mm_enter() ? unmap_locked(a, end) : unmap_nested(a, end);
 }
 
 static lab_noinline int munmap_slow(void *addr, size_t len) { return ret_int(mm_unmap((uintptr_t)addr, len)); }
@@ -408,41 +600,55 @@ LAB_EXPORT int munmap(void *addr, size_t len)
 }
 
 /* ------------------------------------------------------------------------------------------
- * mremap */
+ * mremap. The locked functions below enter and return with the lock held, and drop it around
+ * their system calls; the op holds the old range (and what it may grow into in place) and the
+ * MREMAP_FIXED destination. */
 
 /* Shrink, keep, or grow in place over free pooled pages (unmapped in the program's eyes) a clean
- * pooled region: the new address (old), or 0 when it cannot grow in place. Locked. */
-static long remap_in_place(uintptr_t old, size_t ol, size_t nl)
+ * pooled region: the new address (old), or 0 when it cannot grow in place. */
+static long remap_in_place(mm_op_t *op, uintptr_t old, size_t ol, size_t nl)
 {
     uintptr_t oend = old + ol, gend = old + nl;
     if (nl == ol)
         return (long)old;
     if (nl < ol) {
-        long r = 0;
-        for (uintptr_t p = gend, q; p < oend && r == 0; p = q) {
-            lab_mmpool_segment(p, oend, &q);
-            r = release(p, q, false);
-        }
+        plan_release(op, gend, oend);
+        op_unlock();
+        bool gave = false;
+        long r = unmap_run(op, gend, oend, &gave);
+        op_lock();
         return r ? r : (long)old;
     }
-    for (uintptr_t p = oend, q; p < gend; p = q)
-        if (!is_free(lab_mmpool_segment(p, gend, &q)))
-            return 0;
     size_t cached = 0;
     for (uintptr_t p = oend, q; p < gend; p = q) {
-        lab_mmpool_segment(p, gend, &q);
-        cached += lab_mmpool_take_range(p, q);
+        unsigned s = lab_mmpool_segment(p, gend, &q, op->mark);
+        if (s != (LAB_MM_FRESH | LAB_MM_BUSY) && s != (LAB_MM_CACHED | LAB_MM_BUSY))
+            return 0; /* not all free pooled pages (the op claimed them: they are BUSY) */
+        if (s == (LAB_MM_CACHED | LAB_MM_BUSY))
+            cached += (q - p) >> LAB_PAGE_SHIFT;
     }
+    for (uintptr_t p = oend, q; p < gend; p = q) {
+        lab_mmpool_segment(p, gend, &q, op->mark);
+        lab_mmpool_mark(p, q, LAB_MM_TRANSIT);
+    }
+    op_unlock();
+    long r = 0;
     if (k_mprotect(oend, gend - oend, RW) == 0) {
         if (cached)
             mm_clear(oend, (gend - oend) >> LAB_PAGE_SHIFT);
-        return (long)old;
+        for (uintptr_t p = oend, q; p < gend; p = q) {
+            lab_mmpool_segment(p, gend, &q, op->mark);
+            lab_mmpool_mark(p, q, LAB_MM_LIVE);
+        }
+        r = (long)old;
+    } else {
+        for (uintptr_t p = oend, q; p < gend; p = q) {
+            lab_mmpool_segment(p, gend, &q, op->mark);
+            lab_mmpool_reset(p, q); /* back to fresh pages, old bytes of cached ones dropped */
+        }
     }
-    for (uintptr_t p = oend, q; p < gend; p = q) {
-        lab_mmpool_segment(p, gend, &q);
-        lab_mmpool_discard(p, q); /* back to fresh pages, old bytes of cached ones dropped */
-    }
-    return 0;
+    op_lock();
+    return r;
 }
 
 /* Is [a, a+len) one mapping of the kernel's? A pooled region need not be: cached runs coalesced
@@ -459,117 +665,181 @@ static bool one_vma(uintptr_t a, size_t len)
 }
 
 /* Move a clean pooled region by copying it (it spans mappings the kernel will not move as one):
- * to the MREMAP_FIXED address (the caller has taken it out of the pool), a pooled run, or a new
- * kernel mapping. The old range is released (DONTUNMAP: emptied). Locked. */
-static long remap_copy(uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
+ * to the MREMAP_FIXED address (the caller took it out of the pool), a pooled run, or a new kernel
+ * mapping. The old range is released (DONTUNMAP: emptied). */
+static long remap_copy(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
 {
-    uintptr_t dst = 0;
+    uintptr_t dst = 0, oend = old + ol;
     unsigned kind = LAB_MM_FRESH;
-    if (flags & MREMAP_FIXED) {
-        long r = k_mmap(nw, nl, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-        if (MM_ERR(r))
-            return r;
-        dst = nw;
-    } else if (nl <= mm_max && (dst = lab_mmpool_take(nl >> LAB_PAGE_SHIFT, &kind)) != 0) {
+    bool pooled = !(flags & MREMAP_FIXED) && nl <= mm_max && (dst = op_take(op, nl >> LAB_PAGE_SHIFT, &kind));
+    op_unlock();
+    if (pooled) {
         if (k_mprotect(dst, nl, RW) != 0) {
-            lab_mmpool_put(dst, dst + nl, kind);
+            lab_mmpool_mark(dst, dst + nl, kind); /* still PROT_NONE: back as it was */
+            op_lock();
             return -ENOMEM;
         }
         if (kind == LAB_MM_CACHED && nl > ol)
             mm_clear(dst + ol, (nl - ol) >> LAB_PAGE_SHIFT); /* the rest is overwritten below */
+        lab_mmpool_mark(dst, dst + nl, LAB_MM_LIVE);
     } else {
-        long r = k_mmap(0, nl, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (MM_ERR(r))
+        long r = flags & MREMAP_FIXED ? k_mmap(nw, nl, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+                                      : k_mmap(0, nl, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (MM_ERR(r)) {
+            op_lock();
             return r;
+        }
         dst = (uintptr_t)r;
     }
     memcpy((void *)dst, (const void *)old, lab_min(ol, nl));
     if (flags & MREMAP_DONTUNMAP) {
         k_madvise(old, ol, MADV_DONTNEED);
-    } else {
-        for (uintptr_t p = old, q, oend = old + ol; p < oend; p = q) {
-            lab_mmpool_segment(p, oend, &q);
-            release(p, q, false);
-        }
+        op_lock();
+        return (long)dst;
     }
+    op_lock();
+    plan_release(op, old, oend);
+    op_unlock();
+    bool gave = false;
+    unmap_run(op, old, oend, &gave);
+    op_lock();
     return (long)dst;
 }
 
 /* mremap of a clean pooled region (every page LIVE, untainted). Returns the new address, -errno,
- * or 0 to leave the call to the kernel (which can do it in one piece). Locked. */
-static long remap_clean(uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
+ * or 0 to leave the call to the kernel (which can do it in one piece). */
+static long remap_clean(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
 {
     if (!(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
-        long r = remap_in_place(old, ol, nl);
+        long r = remap_in_place(op, old, ol, nl);
         if (r)
             return r;
         if (!(flags & MREMAP_MAYMOVE))
             return -ENOMEM;
     }
-    if (!one_vma(old, ol))
-        return remap_copy(old, ol, nl, flags, nw);
+    op_unlock();
+    bool one = one_vma(old, ol);
+    op_lock();
+    if (!one)
+        return remap_copy(op, old, ol, nl, flags, nw);
     if ((flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) || nl > mm_max)
         return 0; /* the kernel moves it (out of the pool) */
     unsigned kind;
-    uintptr_t dst = lab_mmpool_take(nl >> LAB_PAGE_SHIFT, &kind);
+    uintptr_t dst = op_take(op, nl >> LAB_PAGE_SHIFT, &kind);
     if (!dst)
         return 0;
+    op_unlock();
     /* the kernel moves the pages (no copy) over our reservation and grows the mapping there */
     long r = k_mremap(old, ol, nl, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     if ((uintptr_t)r != dst) {
         /* the destination may or may not have been unmapped: never reuse it blindly */
         lab_mmpool_mark(dst, dst + nl, LAB_MM_FOREIGN);
-        return r;
+    } else {
+        lab_mmpool_mark(dst, dst + nl, LAB_MM_LIVE);
+        for (uintptr_t p = old, q, oend = old + ol; p < oend; p = q) {
+            lab_mmpool_segment(p, oend, &q, op->mark);
+            lab_mmpool_reclaim(p, q); /* a hole now: reserve it again */
+        }
     }
-    for (uintptr_t p = old, q, oend = old + ol; p < oend; p = q) {
-        lab_mmpool_segment(p, oend, &q);
-        lab_mmpool_reclaim(p, q); /* a hole now: reserve it again */
-    }
+    op_lock();
     return r;
 }
 
-/* MREMAP_FIXED into the area: the pooled pages there leave the pool (the kernel, or remap_copy,
- * maps over them). */
-static void remap_dest_leaves(uintptr_t nw, uintptr_t nend, bool locked)
+/* Where the kernel's mremap leaves pooled pages of the old range a hole: gone, from [old, oend). */
+static void remap_gone(uintptr_t old, size_t ol, size_t nl, int flags, long r, uintptr_t *gone)
 {
-    for (uintptr_t p = nw, q; p < nend; p = q) {
-        unsigned s = lab_mmpool_segment(p, nend, &q);
-        if (is_free(s)) {
-            if (!locked)
-                lab_fatal("MREMAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)p);
-            lab_mmpool_take_range(p, q);
-        }
-        if (s != LAB_MM_OUTSIDE && s != LAB_MM_FOREIGN)
-            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+    gone[0] = gone[1] = 0;
+    if ((uintptr_t)r != old) {
+        if (!(flags & MREMAP_DONTUNMAP))
+            gone[0] = old, gone[1] = old + ol;
+    } else if (nl < ol) {
+        gone[0] = old + nl, gone[1] = old + ol;
     }
 }
 
 /* Anything else: the kernel does it, then the records follow what it did. */
-static long remap_kernel(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw, bool locked)
+static long remap_kernel(mm_op_t *op, uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw)
 {
     size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
-    uintptr_t oend = old + ol;
+    op_unlock();
+    long r = k_mremap(old, old_len, new_len, flags, nw);
+    if (!MM_ERR(r)) {
+        uintptr_t gone[2];
+        remap_gone(old, ol, nl, flags, r, gone);
+        if ((uintptr_t)r != old && (flags & MREMAP_DONTUNMAP))
+            lab_mmpool_taint(old, old + ol); /* still mapped, but its flags changed */
+        for (uintptr_t p = gone[0], q; p < gone[1]; p = q) {
+            unsigned k = kind_of(lab_mmpool_segment(p, gone[1], &q, op->mark));
+            if (k == LAB_MM_LIVE || k == LAB_MM_FOREIGN)
+                lab_mmpool_reclaim(p, q); /* a hole now: reserve it again */
+        }
+    }
+    op_lock();
+    return r;
+}
+
+static long remap_locked(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw, bool in_new)
+{
+    size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
+    uintptr_t oend = old + ol, nend = nw + nl, hi = oend;
+    if (nl > ol && !(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) && old + nl > old)
+        hi = old + nl; /* what it may grow into in place */
+    mm_op_t op;
+    op_init(&op);
+    op_range(&op, old, hi, false);
+    if (in_new)
+        op_range(&op, nw, nend, false);
+    op_begin(&op);
+    bool clean = ol > 0, hole = false;
+    for (uintptr_t p = old, q; p < oend; p = q) {
+        unsigned s = lab_mmpool_segment(p, oend, &q, op.mark);
+        hole |= is_hole(s);
+        clean &= s == (LAB_MM_LIVE | LAB_MM_BUSY);
+    }
+    long r = 0;
+    if (hole) {
+        r = -EFAULT; /* the old range is not one mapping: part of it is unmapped */
+    } else {
+        if (in_new) /* MREMAP_FIXED over pooled pages: they leave the pool before the kernel maps there */
+            for (uintptr_t p = nw, q; p < nend; p = q) {
+                unsigned k = kind_of(lab_mmpool_segment(p, nend, &q, op.mark));
+                if (k != LAB_MM_OUTSIDE && k != LAB_MM_NEWER && k != LAB_MM_FOREIGN)
+                    lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+            }
+        if (clean)
+            r = remap_clean(&op, old, ol, nl, flags, nw);
+        if (!r)
+            r = remap_kernel(&op, old, old_len, new_len, flags, nw);
+    }
+    op_end(&op);
+    return r;
+}
+
+/* From a handler that interrupted this thread's call: the kernel, then the records follow. */
+static long remap_nested(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw, bool in_new)
+{
+    size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
+    uintptr_t oend = old + ol, nend = nw + nl;
+    if (first_hole(old, oend, UINT64_MAX) < oend)
+        return -EFAULT;
+    if (in_new)
+        for (uintptr_t p = nw, q; p < nend; p = q) {
+            unsigned s = lab_mmpool_segment(p, nend, &q, UINT64_MAX);
+            if (is_hole(s))
+                lab_fatal("MREMAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)p);
+            if (kind_of(s) == LAB_MM_LIVE)
+                lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+        }
     long r = k_mremap(old, old_len, new_len, flags, nw);
     if (MM_ERR(r))
         return r;
-    uintptr_t gone = 0, gone_end = 0;
-    if ((uintptr_t)r != old) {
-        if (flags & MREMAP_DONTUNMAP)
-            lab_mmpool_taint(old, oend); /* still mapped, but its flags changed */
-        else
-            gone = old, gone_end = oend;
-    } else if (nl < ol) {
-        gone = old + nl, gone_end = oend;
-    }
-    for (uintptr_t p = gone, q; p < gone_end; p = q) {
-        unsigned s = lab_mmpool_segment(p, gone_end, &q);
-        if (s == LAB_MM_OUTSIDE || is_free(s))
-            continue;
-        if (locked)
-            lab_mmpool_reclaim(p, q); /* a hole now: reserve it again */
-        else
+    uintptr_t gone[2];
+    remap_gone(old, ol, nl, flags, r, gone);
+    if ((uintptr_t)r != old && (flags & MREMAP_DONTUNMAP))
+        lab_mmpool_taint(old, oend);
+    for (uintptr_t p = gone[0], q; p < gone[1]; p = q)
+        if (kind_of(lab_mmpool_segment(p, gone[1], &q, UINT64_MAX)) == LAB_MM_LIVE)
             lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
-    }
     return r;
 }
 
@@ -593,26 +863,8 @@ static long mm_remap(uintptr_t old, size_t old_len, size_t new_len, int flags, u
         return k_mremap(old, old_len, new_len, flags, nw);
     if (!ol && in_old)
         return -EINVAL; /* old_len 0 duplicates shared mappings only; pooled pages are private */
-    bool locked = mm_enter();
-    bool clean = ol > 0, hole = false;
-    for (uintptr_t p = old, q; p < oend; p = q) {
-        unsigned s = lab_mmpool_segment(p, oend, &q);
-        hole |= is_free(s);
-        clean &= s == LAB_MM_LIVE;
-    }
-    long r = 0;
-    if (hole) {
-        r = -EFAULT; /* the old range is not one mapping: part of it is unmapped */
-    } else {
-        if (in_new)
-            remap_dest_leaves(nw, nend, locked);
-        if (clean && locked)
-            r = remap_clean(old, ol, nl, flags, nw);
-        if (!r)
-            r = remap_kernel(old, old_len, new_len, flags, nw, locked);
-    }
-    if (locked)
-        mm_leave();
+    long r = mm_enter() ? remap_locked(old, old_len, new_len, flags, nw, in_new)
+                        : remap_nested(old, old_len, new_len, flags, nw, in_new);
     if (in_old)
         lab_add_relaxed(&st_remaps, 1);
     return r;
@@ -652,20 +904,38 @@ static long prot_error(int prot)
     return -ENOMEM;
 }
 
-/* nr: SYS_mprotect, SYS_pkey_mprotect, SYS_mlock, SYS_mlock2 or SYS_munlock; a: page aligned. */
-static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pkey, bool taint)
+/* [a, hole): the system call nr; then, if hole < end, the error the kernel gives at a hole. */
+static long upto_hole(long nr, uintptr_t a, uintptr_t hole, uintptr_t end, long arg, long pkey)
 {
-    bool locked = mm_enter();
-    uintptr_t hole = first_free(a, end);
     long r = 0;
     if (hole > a)
         r = sys6(nr, (long)a, (long)(hole - a), arg, pkey, 0, 0);
-    if (taint) /* even on failure: a reset where a cache would do is always safe */
-        lab_mmpool_taint(a, hole);
     if (r == 0 && hole < end)
         r = hole == a && (nr == SYS_mprotect || nr == SYS_pkey_mprotect) ? prot_error((int)arg) : -ENOMEM;
-    if (locked)
-        mm_leave();
+    return r;
+}
+
+/* nr: SYS_mprotect, SYS_pkey_mprotect, SYS_mlock, SYS_mlock2 or SYS_munlock; a: page aligned.
+ * taint: even on failure, as a reset where a cache would do is always safe. */
+static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pkey, bool taint)
+{
+    if (!mm_enter()) {
+        uintptr_t hole = first_hole(a, end, UINT64_MAX);
+        if (taint)
+            lab_mmpool_taint(a, hole);
+        return upto_hole(nr, a, hole, end, arg, pkey);
+    }
+    mm_op_t op;
+    op_init(&op);
+    op_range(&op, a, end, false);
+    op_begin(&op);
+    uintptr_t hole = first_hole(a, end, op.mark);
+    if (taint)
+        lab_mmpool_taint(a, hole);
+    op_unlock();
+    long r = upto_hole(nr, a, first_hole(a, hole, op.mark), end, arg, pkey);
+    op_lock();
+    op_end(&op);
     return r;
 }
 
@@ -775,6 +1045,25 @@ static bool advice_benign(int adv)
     }
 }
 
+/* The madvise calls over [a, end): every part but pooled holes, which are skipped and reported at
+ * the end (ENOMEM), as the kernel does for holes. */
+static long advise_run(uintptr_t a, uintptr_t end, int adv, uint64_t mark)
+{
+    long r = 0, unmapped = 0;
+    for (uintptr_t p = a, q; p < end && r == 0; p = q) {
+        if (is_hole(lab_mmpool_segment(p, end, &q, mark))) {
+            unmapped = -ENOMEM;
+            continue;
+        }
+        for (uintptr_t q2; q < end && !is_hole(lab_mmpool_segment(q, end, &q2, mark));)
+            q = q2;
+        r = k_madvise(p, q - p, adv);
+        if (r == -ENOMEM)
+            unmapped = r, r = 0;
+    }
+    return r ? r : unmapped;
+}
+
 static long mm_advise(uintptr_t a, size_t len, int adv)
 {
     uintptr_t end;
@@ -783,25 +1072,23 @@ static long mm_advise(uintptr_t a, size_t len, int adv)
     long r = k_madvise(a, 0, adv); /* the kernel checks the advice before anything else */
     if (r)
         return r;
-    bool locked = mm_enter();
     bool taint = !advice_benign(adv);
-    long unmapped = 0;
-    for (uintptr_t p = a, q; p < end && r == 0; p = q) {
-        if (is_free(lab_mmpool_segment(p, end, &q))) {
-            unmapped = -ENOMEM; /* skipped like a hole, reported at the end like one */
-            continue;
-        }
-        for (uintptr_t q2; q < end && !is_free(lab_mmpool_segment(q, end, &q2));)
-            q = q2;
+    if (!mm_enter()) {
         if (taint)
-            lab_mmpool_taint(p, q);
-        r = k_madvise(p, q - p, adv);
-        if (r == -ENOMEM)
-            unmapped = r, r = 0;
+            lab_mmpool_taint(a, end);
+        return advise_run(a, end, adv, UINT64_MAX);
     }
-    if (locked)
-        mm_leave();
-    return r ? r : unmapped;
+    mm_op_t op;
+    op_init(&op);
+    op_range(&op, a, end, false);
+    op_begin(&op);
+    if (taint)
+        lab_mmpool_taint(a, end);
+    op_unlock();
+    r = advise_run(a, end, adv, op.mark);
+    op_lock();
+    op_end(&op);
+    return r;
 }
 
 static lab_noinline int madvise_slow(void *addr, size_t len, int adv)
@@ -835,35 +1122,54 @@ void lab_mmap_init(bool on, size_t max_bytes, size_t cache_bytes, unsigned purge
     lab_store_relaxed(&mm_on, 1);
 }
 
-/* fork from a handler that interrupted this thread's mmap: the lock stays with that call, which
- * resumes (in the parent and in the child) when the handler returns */
-static bool fork_took;
+/* fork: the parent's handler takes the lock, so the child copies no bookkeeping half done; calls
+ * of other threads that were in their system calls are swept in the child (lab_mmpool_fork_child).
+ * From a handler that interrupted this thread's call, the lock is taken too unless that call may
+ * hold it: then it stays with the call, which resumes (in the parent and in the child) when the
+ * handler returns. fork_took: 0, 1 (taken), 2 (taken under an interrupted call). */
+static __thread int fork_took;
 
 void lab_mmap_fork_prepare(void)
 {
-    fork_took = lab_load_relaxed(&mm_on) && mm_enter();
+    fork_took = 0;
+    if (!lab_load_relaxed(&mm_on))
+        return;
+    if (mm_enter()) {
+        fork_took = 1;
+    } else if (!lab_mmpool_lock_mine()) {
+        lab_mmpool_lock_take(); /* its holder is another thread, in its bookkeeping: not for long */
+        fork_took = 2;
+    }
 }
 
 void lab_mmap_fork_parent(void)
 {
-    if (fork_took)
+    if (fork_took == 1)
         mm_leave();
+    else if (fork_took == 2)
+        lab_mmpool_lock_drop();
 }
 
 void lab_mmap_fork_child(void)
 {
-    if (!fork_took)
+    if (!lab_load_relaxed(&mm_on))
         return;
-    lab_lock_reset(&lab_mmpool_lock); /* lab_locks_held: the pool's child handler, after this, zeroes it */
-    mm_depth = 0;
+    lab_mmpool_fork_child(fork_took != 0); /* lab_locks_held: the pool's child handler, after this, zeroes it */
+    if (fork_took == 1)
+        mm_depth = 0;
 }
 
 void lab_mmap_trim(void)
 {
     if (!lab_load_relaxed(&mm_on) || !mm_enter())
         return;
-    lab_mmpool_maintain(0, true);
-    mm_leave();
+    mm_op_t op;
+    op_init(&op);
+    op_begin(&op);
+    do /* until the cache is empty, or a round purged nothing (its runs stay cached) */
+        lab_mmpool_maintain(0, true, &op.jobs);
+    while (op_jobs(&op));
+    op_end(&op);
 }
 
 LAB_EXPORT int labyrinth_mmap_stats(struct labyrinth_mmap_stats *out)

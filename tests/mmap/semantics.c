@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -654,6 +656,305 @@ static void t_threads(void)
         pthread_join(t[i], NULL);
 }
 
+/* ---- overlapping calls from several threads: while each owner maps, fills, checks, remaps,
+ * re-protects and unmaps its regions, the others mprotect them read-write and madvise them
+ * (calls that change no byte) at the same moment, whatever the regions have become by then:
+ * mapped, half unmapped, holes, another thread's. Meanwhile the main thread forks: each child
+ * finds every region that was left alone at the fork intact, unmaps all of them (they fault
+ * after), and maps on its own without hanging. At the end no region handed out is readable. ---- */
+
+#define R_THREADS 4
+#define R_SLOTS 6
+#define R_LOG 4000
+
+struct r_slot {
+    char *p;
+    size_t len;
+    uint64_t tag;
+    int mixed;               /* MAP_FIXED or mprotect inside: the kernel may hold it as several
+                                mappings, which its mremap refuses to move or grow (EFAULT) */
+    _Atomic uint64_t any;    /* address | pages while mapped: for the other threads to poke at */
+    _Atomic uint64_t stable; /* the same while the owner leaves it alone: for a fork child */
+    _Atomic uint64_t stag;   /* its tag, stored before stable */
+};
+static struct r_slot r_slot[R_THREADS][R_SLOTS];
+static struct {
+    uintptr_t a;
+    size_t len;
+} r_log[R_THREADS][R_LOG]; /* every region as it was handed out or changed */
+static int r_nlog[R_THREADS];
+static atomic_int r_done;
+
+static uint64_t r_pack(const char *p, size_t len) { return (uint64_t)(uintptr_t)p | (len / PG); }
+static char *r_addr(uint64_t v) { return (char *)(uintptr_t)(v & ~(uint64_t)(PG - 1)); }
+static size_t r_len(uint64_t v) { return (size_t)(v & (PG - 1)) * PG; }
+
+static void r_publish(int t, struct r_slot *s)
+{
+    if (r_nlog[t] < R_LOG) {
+        r_log[t][r_nlog[t]].a = (uintptr_t)s->p;
+        r_log[t][r_nlog[t]].len = s->len;
+        r_nlog[t]++;
+    }
+    atomic_store(&s->any, r_pack(s->p, s->len));
+    atomic_store(&s->stag, s->tag);
+    atomic_store(&s->stable, r_pack(s->p, s->len));
+}
+
+static void r_forget(struct r_slot *s)
+{
+    atomic_store(&s->stable, 0);
+    atomic_store(&s->any, 0);
+    s->p = NULL;
+}
+
+/* Poke at some thread's region, maybe past its end: no byte changes; only holes fail. */
+static void r_poke(uint64_t *rng)
+{
+    uint64_t v = atomic_load(&r_slot[lab_rand(rng) % R_THREADS][lab_rand(rng) % R_SLOTS].any);
+    if (!v)
+        return;
+    char *p = r_addr(v) + (lab_rand(rng) % 2) * PG;
+    size_t len = r_len(v);
+    int op = (int)(lab_rand(rng) % 3);
+    errno = 0;
+    int r = op == 0 ? mprotect(p, len, RW) : madvise(p, len, op == 1 ? MADV_WILLNEED : MADV_NORMAL);
+    CHECK(r == 0 || errno == ENOMEM, "race: poke %d at %p+%zu: %s", op, (void *)p, len, strerror(errno));
+}
+
+static bool r_map(int t, struct r_slot *s, uint64_t *rng)
+{
+    s->len = (1 + lab_rand(rng) % 24) * PG;
+    s->tag = lab_rand(rng);
+    s->mixed = 0;
+    s->p = map_rw(s->len);
+    CHECK(s->p != NULL, "race: mmap %zu: %s", s->len, strerror(errno));
+    if (!s->p)
+        return false;
+    size_t nz = first_nonzero(s->p, s->len);
+    CHECK(nz == SIZE_MAX, "race: a new mapping has a non-zero byte at %zu", nz);
+    fill(s->p, s->len, s->tag);
+    r_publish(t, s);
+    return true;
+}
+
+/* Check the owner's region s, then do one thing to it; o is another of its slots. */
+static void r_act(int t, struct r_slot *s, struct r_slot *o, uint64_t *rng)
+{
+    size_t bad = check_fill(s->p, s->len, s->tag), n = s->len / PG, nl;
+    CHECK(bad == SIZE_MAX, "race: thread %d: region %p lost data at %zu", t, (void *)s->p, bad);
+    atomic_store(&s->stable, 0);
+    char *q;
+    switch (lab_rand(rng) % 8) {
+    case 0: /* munmap, the second half first */
+        if (n > 1)
+            CHECK(munmap(s->p + n / 2 * PG, s->len - n / 2 * PG) == 0, "race: munmap: %s", strerror(errno));
+        CHECK(munmap(s->p, n > 1 ? n / 2 * PG : s->len) == 0, "race: munmap: %s", strerror(errno));
+        r_forget(s);
+        return;
+    case 1: /* grow, moving if it must: the bytes follow, the new part reads zero */
+        if (s->mixed || n > 96)
+            break;
+        nl = s->len + (1 + lab_rand(rng) % 8) * PG;
+        q = mremap(s->p, s->len, nl, MREMAP_MAYMOVE);
+        CHECK(q != MAP_FAILED, "race: mremap grow: %s", strerror(errno));
+        if (q == MAP_FAILED)
+            break;
+        CHECK(check_fill(q, s->len, s->tag) == SIZE_MAX, "race: mremap grow lost data");
+        CHECK(first_nonzero(q + s->len, nl - s->len) == SIZE_MAX, "race: mremap: the grown part is not zero");
+        s->p = q;
+        s->len = nl;
+        fill(q, nl, s->tag);
+        break;
+    case 2: /* shrink in place */
+        if (n < 2)
+            break;
+        nl = (1 + lab_rand(rng) % (n - 1)) * PG;
+        q = mremap(s->p, s->len, nl, 0);
+        CHECK(q == s->p, "race: mremap shrink: %p %s", (void *)q, strerror(errno));
+        if (q == s->p)
+            s->len = nl;
+        break;
+    case 3: /* MAP_FIXED over its middle page: zero there */
+        q = mmap(s->p + n / 2 * PG, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        CHECK(q == s->p + n / 2 * PG, "race: MAP_FIXED: %s", strerror(errno));
+        CHECK(q == MAP_FAILED || first_nonzero(q, PG) == SIZE_MAX, "race: MAP_FIXED page not zero");
+        CHECK(check_fill_part(s->p, 0, n / 2 * PG, s->tag) == SIZE_MAX, "race: MAP_FIXED clobbered the pages before");
+        fill(s->p, s->len, s->tag);
+        s->mixed = 1;
+        break;
+    case 4: /* unmap, then map the same place again with MAP_FIXED_NOREPLACE (unless taken meanwhile) */
+        CHECK(munmap(s->p, s->len) == 0, "race: munmap: %s", strerror(errno));
+        q = mmap(s->p, s->len, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (q == MAP_FAILED) {
+            CHECK(errno == EEXIST, "race: MAP_FIXED_NOREPLACE over an unmapped region: %s", strerror(errno));
+            r_forget(s);
+            return;
+        }
+        CHECK(q == s->p && first_nonzero(q, s->len) == SIZE_MAX, "race: MAP_FIXED_NOREPLACE: %p, or not zero", (void *)q);
+        s->p = q;
+        s->mixed = 0; /* one kernel mapping */
+        fill(s->p, s->len, s->tag);
+        break;
+    case 5: /* read-only for a moment (the others may make it read-write again), then read-write */
+        CHECK(mprotect(s->p, s->len, PROT_READ) == 0, "race: mprotect READ: %s", strerror(errno));
+        CHECK(check_fill(s->p, s->len, s->tag) == SIZE_MAX, "race: read-only region lost data");
+        CHECK(mprotect(s->p, s->len, RW) == 0, "race: mprotect RW: %s", strerror(errno));
+        s->mixed = 1;
+        break;
+    case 6: /* MADV_DONTNEED: reads zero after */
+        CHECK(madvise(s->p, s->len, MADV_DONTNEED) == 0, "race: DONTNEED: %s", strerror(errno));
+        CHECK(first_nonzero(s->p, s->len) == SIZE_MAX, "race: DONTNEED pages do not read zero");
+        fill(s->p, s->len, s->tag);
+        break;
+    case 7: /* MREMAP_FIXED onto another region of its own, whose tail it then unmaps */
+        if (s->mixed || o == s || !o->p || o->len < s->len)
+            break;
+        atomic_store(&o->stable, 0);
+        q = mremap(s->p, s->len, s->len, MREMAP_MAYMOVE | MREMAP_FIXED, o->p);
+        CHECK(q == o->p, "race: MREMAP_FIXED: %s", strerror(errno));
+        if (q != o->p) {
+            r_publish(t, o);
+            break;
+        }
+        CHECK(check_fill(q, s->len, s->tag) == SIZE_MAX, "race: MREMAP_FIXED lost data");
+        if (o->len > s->len)
+            CHECK(munmap(o->p + s->len, o->len - s->len) == 0, "race: munmap: %s", strerror(errno));
+        r_forget(o);
+        atomic_store(&s->any, 0);
+        s->p = q;
+        break;
+    }
+    r_publish(t, s);
+}
+
+static void *r_body(void *arg)
+{
+    int t = (int)(uintptr_t)arg;
+    uint64_t rng = (uint64_t)t * 104729 + 17;
+    struct r_slot *mine = r_slot[t];
+    for (int it = 0; it < 2000; it++) {
+        struct r_slot *s = &mine[lab_rand(&rng) % R_SLOTS];
+        if (!s->p) {
+            if (!r_map(t, s, &rng))
+                break;
+        } else {
+            r_act(t, s, &mine[lab_rand(&rng) % R_SLOTS], &rng);
+        }
+        r_poke(&rng);
+        r_poke(&rng);
+    }
+    for (int k = 0; k < R_SLOTS; k++)
+        if (mine[k].p) {
+            CHECK(check_fill(mine[k].p, mine[k].len, mine[k].tag) == SIZE_MAX, "race: lost data at the end");
+            atomic_store(&mine[k].stable, 0);
+            CHECK(munmap(mine[k].p, mine[k].len) == 0, "race: munmap: %s", strerror(errno));
+            r_forget(&mine[k]);
+        }
+    atomic_fetch_add(&r_done, 1);
+    return NULL;
+}
+
+/* A thread that only pokes, until the owners are done. */
+static void *r_poker(void *arg)
+{
+    uint64_t rng = (uintptr_t)arg;
+    while (atomic_load(&r_done) < R_THREADS)
+        r_poke(&rng);
+    return NULL;
+}
+
+/* In a child forked while the threads run: every region left alone at the fork is intact and can
+ * be unmapped (it faults after); so can what was in the middle of a change; new mappings work. */
+static int r_child(void)
+{
+    signal(SIGALRM, SIG_DFL);
+    alarm(60); /* a call waiting for ever on a vanished thread's pages kills the child */
+    int bad = 0;
+    for (int t = 0; t < R_THREADS; t++)
+        for (int k = 0; k < R_SLOTS; k++) {
+            uint64_t v = atomic_load(&r_slot[t][k].stable);
+            if (!v)
+                continue;
+            char *p = r_addr(v);
+            bad |= (check_fill(p, r_len(v), atomic_load(&r_slot[t][k].stag)) != SIZE_MAX) << 0;
+            bad |= (munmap(p, r_len(v)) != 0) << 1;
+            bad |= (readable(p) || readable(p + r_len(v) - PG)) << 2;
+        }
+    for (int t = 0; t < R_THREADS; t++)
+        for (int k = 0; k < R_SLOTS; k++) {
+            uint64_t v = atomic_load(&r_slot[t][k].any);
+            if (v) {
+                bad |= (munmap(r_addr(v), r_len(v)) != 0) << 3;
+                bad |= readable(r_addr(v)) << 4;
+            }
+        }
+    uint64_t rng = 99;
+    for (int i = 0; i < 50; i++) {
+        size_t len = (1 + lab_rand(&rng) % 32) * PG;
+        char *q = map_rw(len);
+        bad |= (!q || first_nonzero(q, len) != SIZE_MAX) << 5;
+        if (q) {
+            memset(q, 7, len);
+            bad |= (munmap(q, len) != 0) << 6;
+        }
+    }
+    return bad;
+}
+
+static void t_race(void)
+{
+    SAY("race: 4 threads remap, re-protect and unmap their regions while they and a fifth mprotect and "
+        "madvise them; forks meanwhile");
+    int (*stats)(struct labyrinth_mmap_stats *) =
+        (int (*)(struct labyrinth_mmap_stats *))dlsym(RTLD_DEFAULT, "labyrinth_mmap_stats");
+    struct labyrinth_mmap_stats before, after;
+    if (stats)
+        stats(&before);
+    memset(r_slot, 0, sizeof r_slot);
+    memset(r_nlog, 0, sizeof r_nlog);
+    atomic_store(&r_done, 0);
+    pthread_t th[R_THREADS + 1];
+    for (uintptr_t i = 0; i < R_THREADS; i++)
+        pthread_create(&th[i], NULL, r_body, (void *)i);
+    pthread_create(&th[R_THREADS], NULL, r_poker, (void *)(uintptr_t)12345);
+    int forks = 0;
+    while (atomic_load(&r_done) < R_THREADS && forks < 40) {
+        usleep(3000);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(r_child());
+        int st = 0;
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "race: fork child: %s %d",
+              WIFSIGNALED(st) ? "killed by signal" : "exit status (bits: data, munmap, readable, munmap, readable, "
+                                                     "mmap, munmap)",
+              WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        forks++;
+    }
+    for (int i = 0; i <= R_THREADS; i++)
+        pthread_join(th[i], NULL);
+    /* every region handed out is unmapped now: none may be readable */
+    size_t left = 0;
+    uintptr_t first = 0;
+    for (int t = 0; t < R_THREADS; t++)
+        for (int i = 0; i < r_nlog[t]; i++) {
+            char *p = (char *)r_log[t][i].a;
+            if (readable(p) || readable(p + r_log[t][i].len - PG)) {
+                first = first ? first : (uintptr_t)p;
+                left++;
+            }
+        }
+    CHECK(left == 0, "race: %zu regions readable after every one was unmapped (the first at %#lx)", left,
+          (unsigned long)first);
+    if (stats) {
+        stats(&after);
+        CHECK(after.live_bytes == before.live_bytes, "race: the pool counts %zd bytes more live than before",
+              (ssize_t)(after.live_bytes - before.live_bytes));
+    }
+    SAY("  %d forks", forks);
+}
+
 /* ---- a signal handler that maps and unmaps, interrupting the same calls ---- */
 
 static char *victims[64];
@@ -766,7 +1067,8 @@ static const struct {
 } sections[] = {
     {"zero", t_zero_reuse},     {"unmap", t_unmap_faults}, {"mremap", t_mremap},   {"mprotect", t_mprotect},
     {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
-    {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"signals", t_signals},
+    {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"race", t_race},
+    {"signals", t_signals},
 };
 
 int main(int argc, char **argv)
