@@ -9,7 +9,8 @@
 #   scripts/soak.sh [--minutes N] [--interval S] [--threads T] [--tolerance PCT]
 #                   [--lib PATH | --glibc] [--build-dir DIR]
 # Defaults: 10 minutes, 5 s, 4 threads, 10 %, DIR/liblabyrinth.so with DIR = $BUILD_DIR or build.
-# Extra environment (LABYRINTH_PURGE_DELAY_MS=..., LABYRINTH_STATS=1) passes through.
+# Extra environment (LABYRINTH_PURGE_DELAY_MS=..., LABYRINTH_STATS=1) passes through; the soak of
+# pooled mmap is SOAK_MMAP=1 LABYRINTH_MMAP=1 scripts/soak.sh (blocks of a page or more are mappings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ while (($#)); do
     --lib) lib=$2; shift 2 ;;
     --glibc) glibc=1; shift ;;
     --build-dir) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
   esac
 done

@@ -5,10 +5,16 @@
  * shrinks one with realloc; every so often a thread exits and a fresh one takes its place (its
  * blocks are inherited, so heaps are abandoned and adopted). Nothing accumulates: the live set is
  * bounded, so a flat RSS is the allocator's to keep. Exit 0 when every check passed.
+ * With SOAK_MMAP=1 in the environment, blocks of a page or more are anonymous mappings instead:
+ * mmap, mremap (grow, shrink, move) in place of realloc, and munmap — in two halves, the second
+ * first, for every other one — in place of free, also from the thread they were handed to (the
+ * soak of pooled mmap, LABYRINTH_MMAP=1).
  * Usage: stress_soak [seconds] [threads]. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +25,7 @@ enum { MAX_THREADS = 64, SLOTS = 4096, HANDOFF = 256, OPS_PER_LIFE = 400000 };
 struct block {
     void *p;
     size_t n;
+    bool mapped; /* an mmap of map_len(n) bytes (SOAK_MMAP) */
 };
 
 struct lane {
@@ -32,7 +39,10 @@ struct lane {
 static struct lane lanes[MAX_THREADS];
 static int nthreads = 4;
 static volatile int stop;
-static atomic_long total_ops, handed, lives;
+static atomic_long total_ops, handed, lives, mapped_ops;
+static bool use_mmap; /* SOAK_MMAP=1 */
+
+static size_t map_len(size_t n) { return (n + 4095) & ~(size_t)4095; }
 
 static size_t pick_size(uint64_t r)
 {
@@ -49,13 +59,63 @@ static size_t pick_size(uint64_t r)
     return 1048577 + r % 3145728;       /* 0.2 %: huge mappings */
 }
 
+/* A new block of n bytes in *b, filled with its canary. */
+static void block_new(struct block *b, size_t n)
+{
+    b->n = n;
+    b->mapped = use_mmap && n >= 4096;
+    if (b->mapped) {
+        b->p = mmap(NULL, map_len(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(b->p != MAP_FAILED, "mmap(%zu) failed", map_len(n));
+        if (b->p == MAP_FAILED)
+            b->p = NULL;
+        atomic_fetch_add_explicit(&mapped_ops, 1, memory_order_relaxed);
+    } else {
+        b->p = malloc(n);
+        CHECK(b->p != NULL, "malloc(%zu) failed", n);
+    }
+    if (b->p)
+        lab_canary_fill(b->p, n);
+}
+
+/* Resize b to n bytes: realloc, or mremap for a mapping (which stays one, at least a page). */
+static void block_resize(struct block *b, size_t n)
+{
+    CHECK(lab_canary_check(b->p, b->n) == SIZE_MAX, "block of %zu damaged before resizing", b->n);
+    void *q;
+    if (b->mapped) {
+        n = n < 4096 ? 4096 : n;
+        q = mremap(b->p, map_len(b->n), map_len(n), MREMAP_MAYMOVE);
+        CHECK(q != MAP_FAILED, "mremap(%zu -> %zu) failed", map_len(b->n), map_len(n));
+        q = q == MAP_FAILED ? NULL : q;
+        atomic_fetch_add_explicit(&mapped_ops, 1, memory_order_relaxed);
+    } else {
+        q = realloc(b->p, n);
+        CHECK(q != NULL, "realloc(%zu) failed", n);
+    }
+    if (q) {
+        b->p = q;
+        b->n = n;
+        lab_canary_fill(q, n); /* the canary depends on the address */
+    }
+}
+
 static void check_free(struct block b)
 {
     if (!b.p)
         return;
     size_t bad = lab_canary_check(b.p, b.n);
     CHECK(bad == SIZE_MAX, "block %p of %zu damaged at %zu", b.p, b.n, bad);
-    free(b.p);
+    if (!b.mapped) {
+        free(b.p);
+        return;
+    }
+    size_t len = map_len(b.n), half = len / 2 & ~(size_t)4095;
+    if (half && ((uintptr_t)b.p >> 12) % 2) {
+        CHECK(munmap((char *)b.p + half, len - half) == 0, "munmap of a mapping's second half failed");
+        len = half;
+    }
+    CHECK(munmap(b.p, len) == 0, "munmap(%zu) failed", len);
 }
 
 static void *life(void *arg)
@@ -79,17 +139,7 @@ static void *life(void *arg)
         struct block *b = &me->slot[r % SLOTS];
         r >>= 12;
         if (b->p && r % 16 == 0) {
-            /* realloc: contents up to the smaller size kept (the canary depends on the address,
-             * so check before, refill after) */
-            size_t n = pick_size(lab_rand(&me->seed));
-            CHECK(lab_canary_check(b->p, b->n) == SIZE_MAX, "block of %zu damaged before realloc", b->n);
-            void *q = realloc(b->p, n);
-            CHECK(q != NULL, "realloc(%zu) failed", n);
-            if (q) {
-                b->p = q;
-                b->n = n;
-                lab_canary_fill(q, n);
-            }
+            block_resize(b, pick_size(lab_rand(&me->seed)));
         } else {
             if (b->p && r % 4 == 1 && nthreads > 1) {
                 pthread_mutex_lock(&next->lock);
@@ -103,11 +153,7 @@ static void *life(void *arg)
                 }
             }
             check_free(*b);
-            b->n = pick_size(lab_rand(&me->seed));
-            b->p = malloc(b->n);
-            CHECK(b->p != NULL, "malloc(%zu) failed", b->n);
-            if (b->p)
-                lab_canary_fill(b->p, b->n);
+            block_new(b, pick_size(lab_rand(&me->seed)));
         }
         ops++;
     }
@@ -134,6 +180,8 @@ int main(int argc, char **argv)
 {
     int seconds = argc > 1 ? atoi(argv[1]) : 60;
     nthreads = argc > 2 ? atoi(argv[2]) : 4;
+    const char *m = getenv("SOAK_MMAP");
+    use_mmap = m && *m == '1';
     if (seconds < 1 || nthreads < 1 || nthreads > MAX_THREADS) {
         fprintf(stderr, "usage: %s [seconds] [threads 1..%d]\n", argv[0], MAX_THREADS);
         return 2;
@@ -163,8 +211,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < lanes[i].inbox_count; k++)
             check_free(lanes[i].inbox[k]);
     }
-    SAY("soak: %ld operations (%.0f/s), %ld blocks freed by another thread, %ld thread lives",
-        atomic_load(&total_ops), (double)atomic_load(&total_ops) / seconds, atomic_load(&handed),
-        atomic_load(&lives));
+    SAY("soak: %ld operations (%.0f/s), %ld blocks freed by another thread, %ld thread lives, %ld "
+        "mmap/mremap calls", atomic_load(&total_ops), (double)atomic_load(&total_ops) / seconds,
+        atomic_load(&handed), atomic_load(&lives), atomic_load(&mapped_ops));
     return lab_finish("soak");
 }
