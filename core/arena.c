@@ -3,9 +3,10 @@
  * adoption by new threads, fork. Calls core/pool and below.
  *
  * Protocol of a full span: when the owner finds a span exhausted it CASes remote from 0 to
- * NOTIFY and takes the span off its class list (usedf |= FULL). The first remote free that sees
- * NOTIFY clears it and pushes the span on the owner heap's inbox; the owner relists spans from
- * its inbox on its next slow path. Only the owner ever touches a span's lists and counts. */
+ * NOTIFY and takes the span off its class list, where it waits (span_wait) for an eighth of its
+ * blocks to be freed locally, or for the first remote free that sees NOTIFY: that one clears it
+ * and pushes the span on the owner heap's inbox; the owner relists spans from its inbox on its
+ * next slow path. Only the owner ever touches a span's lists and counts. */
 #include "arena.h"
 
 #include <errno.h>
@@ -32,12 +33,15 @@ uint64_t lab_class_div[LAB_NR_CLASSES];
 
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
 
-/* Point the direct slots of cls (the sizes (n + 15) >> 4 of that class) at s. */
+/* The first direct slot of each class ((n + 15) >> 4 for its smallest size n), and one past the
+ * last class's (LAB_DIRECT_SLOTS): filled where the free key is drawn, before any heap exists. */
+static uint8_t direct_first[LAB_DIRECT_CLASSES + 1];
+
+/* Point the direct slots of cls (the sizes (n + 15) >> 4 of that class) at s. Called twice per
+ * reuse-list round trip, so a table, not the class-size arithmetic. */
 static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
-    unsigned lo = cls == 1 ? 0 : (unsigned)(lab_class_size(cls - 1) / 16) + 1;
-    unsigned hi = (unsigned)(lab_class_size(cls) / 16);
-    for (unsigned i = lo; i <= hi; i++)
+    for (unsigned i = direct_first[cls], end = direct_first[cls + 1]; i < end; i++)
         h->direct[i] = s;
 }
 
@@ -208,6 +212,26 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     return s;
 }
 
+/* A full span waits off its list until this many of its blocks are freed here (or a remote free
+ * arrives): relisted at the first free, it would hand out that one block and come off again at
+ * once, a slow free and a slow malloc per block. At most an eighth of a full span sits idle. */
+static inline uint32_t span_slack(const lab_span_t *s) { return s->capacity >= 16 ? s->capacity / 8u : 1u; }
+
+/* Full, out of blocks, no remote frees pending: off the list (the caller has NOTIFY armed). Its
+ * count becomes a countdown of local frees, so the free fast path leaves it only at the end. */
+static inline void span_wait(lab_span_t *s)
+{
+    s->usedf = span_slack(s);
+    s->flags |= LAB_SPAN_WAIT;
+}
+
+/* A waiting span's countdown back to its count of blocks out, still full (off its list). */
+static inline void span_wait_end(lab_span_t *s)
+{
+    s->usedf = LAB_SPAN_FULL | (s->capacity - span_slack(s) + s->usedf);
+    s->flags &= ~LAB_SPAN_WAIT;
+}
+
 static void heap_take_msgs(lab_heap_t *h);
 
 /* Relist the spans that remote frees have made non-full. */
@@ -217,6 +241,8 @@ static void heap_take_inbox(lab_heap_t *h)
     lab_span_t *s = (lab_span_t *)__atomic_exchange_n(&h->inbox, 0, __ATOMIC_ACQUIRE);
     while (s) {
         lab_span_t *next = s->next;
+        if (s->flags & LAB_SPAN_WAIT)
+            span_wait_end(s);
         span_collect(s);
         s->usedf &= ~LAB_SPAN_FULL;
         if (s->usedf == 0 && h->cur[s->cls])
@@ -263,7 +289,7 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         /* acq_rel: pairs with remote frees; if one slipped in, collect it instead */
         if (__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE))
-            s->usedf |= LAB_SPAN_FULL;
+            span_wait(s);
         else
             list_push_head(h, s);
     }
@@ -288,6 +314,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
 /* A local free that emptied the span or found it full (the caller marks the heap in_slow). */
 static void span_free_local(lab_heap_t *h, lab_span_t *s)
 {
+    if (s->flags & LAB_SPAN_WAIT)
+        span_wait_end(s); /* its wait is over: relisted below unless the inbox has it */
     if (s->usedf & LAB_SPAN_FULL) {
         /* acquire: as in span_collect */
         uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
@@ -434,6 +462,7 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
 void lab_heap_reuse_off(lab_heap_t *h, unsigned cls)
 {
     h->reuse[cls].usedf = 0;
+    h->reuse[cls].flags = 0; /* the slots no longer point at it */
     heap_set_cur(h, cls, h->cur[cls]);
 }
 
@@ -474,7 +503,7 @@ void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
             r->free = b;
             r->usedf--;
             me->st.remote_frees++;
-            if (me->direct[lab_class_size(cls) / 16] != r) {
+            if (!r->flags) { /* the slots point elsewhere: at it now */
                 r->cls = (uint8_t)cls;
                 r->flags = LAB_SPAN_REUSE;
                 heap_point_direct(me, cls, r);
@@ -674,6 +703,8 @@ static void free_key_init(void)
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
+    for (unsigned cls = 2; cls <= LAB_DIRECT_CLASSES; cls++)
+        direct_first[cls] = (uint8_t)(lab_class_size(cls - 1) / 16 + 1);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);

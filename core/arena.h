@@ -71,6 +71,8 @@ struct lab_heap;
 #define LAB_SPAN_FULL   0x80000000u   /* in usedf: the span is off its class list */
 #define LAB_SPAN_GUARDED 1u           /* in flags: the span's last page is PROT_NONE (secure mode) */
 #define LAB_SPAN_REUSE   2u           /* in flags: a heap's reuse list dressed as a span (below) */
+#define LAB_SPAN_WAIT    4u           /* in flags: full and off its list, usedf counting down the
+                                         local frees it waits for before it is relisted */
 /* The remote word: bit 0 NOTIFY (the owner wants to hear of the next free), bits 1..47 the list
  * head (blocks are 16-byte aligned, user space is 47 bits), bits 48..63 the list's length, so the
  * owner collects a whole list without walking it. */
