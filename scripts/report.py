@@ -165,7 +165,8 @@ def micro_tables(out, micro, allocs):
 
 def mmap_table(out, runs):
     """bench/mmap_bench: median ns per mmap + touch + munmap. Each process measures the raw system
-    calls (the kernel) and the libc names alternately, so kernel / pooled is taken within a run."""
+    calls (the kernel), the libc names and the floor (the least any faulting pool must do) in turn,
+    so kernel / pooled is taken within a run."""
     cells, speed = {}, {}
     for r in runs:
         per = {}
@@ -174,21 +175,25 @@ def mmap_table(out, runs):
             per.setdefault(key, {})[row["mode"]] = float(row["ns_per_op"])
         for key, m in per.items():
             for mode, ns in m.items():
-                col = "kernel" if mode == "kernel" else r["allocator"]
-                if mode != "kernel" or r["allocator"] == "labyrinth-mmap":
+                own = mode in ("kernel", "floor")  # the same in every process: taken from one
+                col = mode if own else r["allocator"]
+                if not own or r["allocator"] == "labyrinth-mmap":
                     cells.setdefault(key, {}).setdefault(col, []).append(ns)
             if "kernel" in m and "pooled" in m:
                 speed.setdefault(key, []).append(m["kernel"] / m["pooled"])
     if not cells:
         return
-    cols = [c for c in ("kernel", "glibc", "labyrinth", "labyrinth-mmap") if any(c in v for v in cells.values())]
+    cols = [c for c in ("kernel", "glibc", "labyrinth", "labyrinth-mmap", "floor")
+            if any(c in v for v in cells.values())]
     n = max(len(v) for c in cells.values() for v in c.values())
     out.append("\n## Pooled anonymous mmap (`bench/mmap_bench`, µs per mmap + touch + munmap, per thread)\n")
     out.append(f"Median of {n} run(s). Each run measures, in one process and in alternating 20 ms batches, "
                "the raw system calls (*kernel*) and the libc names: glibc's, Labyrinth's with `LABYRINTH_MMAP` "
                "off (*labyrinth*), and pooled (*labyrinth-mmap*). *kernel / pooled* is the median of the "
-               "ratios taken within each pooled run. touch *all*: a byte written in every page; *first*: "
-               "the first byte only.\n")
+               "ratios taken within each pooled run. *floor*: the least a pool must do per cycle when pages "
+               "freed by munmap have to fault (raw mprotect read-write, clear, touch, mprotect PROT_NONE): "
+               "kernel / floor bounds what any such pool can gain on this machine. touch *all*: a byte "
+               "written in every page; *first*: the first byte only.\n")
     out.append("| size | threads | touch | " + " | ".join(cols) + " | kernel / pooled |")
     out.append("|--:|--:|---|" + "--:|" * (len(cols) + 1))
     for key in sorted(cells, key=lambda k: (k[2] != "all", k[0], k[1])):

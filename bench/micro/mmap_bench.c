@@ -1,9 +1,12 @@
 /* mmap_bench.c — ns per mmap + touch + munmap of an anonymous private read-write region, for
- * several sizes and thread counts, two ways in the same process: through the libc names (the
- * kernel; Labyrinth's pool when run with LD_PRELOAD=liblabyrinth.so LABYRINTH_MMAP=1) and through
- * raw system calls (always the kernel). The two alternate in short batches (order swapped every
- * batch) and each figure is the median over its batches, so both see the same machine: on a VM
- * the cost of these calls drifts with the host's load from one minute to the next. Prints CSV,
+ * several sizes and thread counts, three ways in the same process: through the libc names (the
+ * kernel; Labyrinth's pool when run with LD_PRELOAD=liblabyrinth.so LABYRINTH_MMAP=1), through
+ * raw system calls (always the kernel), and the floor: the least a pool must do when pages freed
+ * by munmap have to fault (mprotect read-write, clear, touch, mprotect PROT_NONE on a region of
+ * its own, raw calls) — no pooled mmap that keeps use-after-munmap faulting can beat it. The
+ * three take turns in short batches (order rotated every batch) and each figure is the median
+ * over its batches, so all see the same machine: on a VM the cost of these calls drifts with
+ * the host's load from one minute to the next. Prints CSV,
  * the exact command on the first line; figures are reported, never asserted. touch: all = a byte
  * written in every page, first = the first byte only.
  * Usage: mmap_bench [-t MS per case] [-b MS per batch] [-s KIB,...] [-T THREADS,...] [-x all|first|both] */
@@ -35,24 +38,46 @@ struct job {
     int touch_all, nbatch;
     double batch_s;
     pthread_barrier_t *sync;
-    double ns[2][MAXB];   /* [0]: raw system calls, [1]: libc names; per batch */
-    long ops[2];
+    double ns[3][MAXB];   /* [0]: raw system calls, [1]: libc names, [2]: the floor; per batch */
+    long ops[3];
+    char *own;            /* the floor's region, reserved PROT_NONE */
     int failed;
 };
 
+static void touch(struct job *j, char *p)
+{
+    if (j->touch_all)
+        for (size_t o = 0; o < j->len; o += 4096)
+            ((volatile char *)p)[o] = 1;
+    else
+        *(volatile char *)p = 1;
+}
+
+/* The floor: what a pool must do per cycle when unmapped pages fault and reused ones read zero. */
+static void floor_one(struct job *j)
+{
+    if (syscall(SYS_mprotect, j->own, j->len, PROT_READ | PROT_WRITE)) {
+        j->failed = 1;
+        return;
+    }
+    memset(j->own, 0, j->len);
+    touch(j, j->own);
+    syscall(SYS_mprotect, j->own, j->len, PROT_NONE);
+}
+
 static void one(struct job *j, int libc)
 {
+    if (libc == 2) {
+        floor_one(j);
+        return;
+    }
     char *p = libc ? mmap(NULL, j->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                    : (char *)syscall(SYS_mmap, NULL, j->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         j->failed = 1;
         return;
     }
-    if (j->touch_all)
-        for (size_t o = 0; o < j->len; o += 4096)
-            ((volatile char *)p)[o] = 1;
-    else
-        *(volatile char *)p = 1;
+    touch(j, p);
     if (libc)
         munmap(p, j->len);
     else
@@ -62,13 +87,19 @@ static void one(struct job *j, int libc)
 static void *run(void *arg)
 {
     struct job *j = arg;
-    for (int i = 0; i < 8; i++) { /* warm: the pool's chunk, the kernel's page tables */
-        one(j, 0);
-        one(j, 1);
+    /* the floor's region, one page on each side kept PROT_NONE so it is never merged with another */
+    j->own = (char *)syscall(SYS_mmap, NULL, j->len + 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (j->own == MAP_FAILED) {
+        fprintf(stderr, "mmap_bench: cannot reserve %zu bytes\n", j->len + 8192);
+        exit(1); /* the other threads would wait for this one at the barrier */
     }
+    j->own += 4096;
+    for (int i = 0; i < 8; i++) /* warm: the pool's chunk, the kernel's page tables */
+        for (int m = 0; m < 3; m++)
+            one(j, m);
     for (int b = 0; b < j->nbatch; b++)
-        for (int k = 0; k < 2; k++) {
-            int libc = (b + k) & 1;
+        for (int k = 0; k < 3; k++) {
+            int libc = (b + k) % 3;
             pthread_barrier_wait(j->sync);
             double t0 = now_s(), t;
             long n = 0;
@@ -81,6 +112,7 @@ static void *run(void *arg)
             j->ns[libc][b] = (t - t0) * 1e9 / (double)n;
             j->ops[libc] += n;
         }
+    syscall(SYS_munmap, j->own - 4096, j->len + 8192);
     return NULL;
 }
 
@@ -135,7 +167,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    int nbatch = (int)(ms / batch_ms / 2);
+    int nbatch = (int)(ms / batch_ms / 3);
     nbatch = nbatch < 1 ? 1 : nbatch > MAXB ? MAXB : nbatch;
     printf("# command:");
     for (int i = 0; i < argc; i++)
@@ -143,7 +175,7 @@ int main(int argc, char **argv)
     const char *pre = getenv("LD_PRELOAD"), *mm = getenv("LABYRINTH_MMAP");
     printf(" (LD_PRELOAD=%s LABYRINTH_MMAP=%s)\n", pre ? pre : "", mm ? mm : "");
     printf("size_kib,threads,touch,mode,ns_per_op,ops\n");
-    const char *mode[2] = {"kernel", libc_mode()};
+    const char *mode[3] = {"kernel", libc_mode(), "floor"};
     int bad = 0;
     for (int touch = touch_to; touch >= touch_from; touch--)
         for (int s = 0; s < nsizes; s++)
@@ -167,7 +199,7 @@ int main(int argc, char **argv)
                     bad |= j[k].failed;
                 }
                 pthread_barrier_destroy(&b);
-                for (int libc = 0; libc < 2; libc++) {
+                for (int libc = 0; libc < 3; libc++) {
                     double per[MAXB]; /* per batch: the threads' mean ns per operation */
                     long ops = 0;
                     for (int x = 0; x < nbatch; x++) {
