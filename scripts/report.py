@@ -191,7 +191,7 @@ def mmap_table(out, runs):
                "the raw system calls (*kernel*) and the libc names: glibc's, Labyrinth's with `LABYRINTH_MMAP` "
                "off (*labyrinth*), and pooled (*labyrinth-mmap*). *kernel / pooled* is the median of the "
                "ratios taken within each pooled run. *floor*: the least a pool must do per cycle when pages "
-               "freed by munmap have to fault (raw mprotect read-write, clear, touch, mprotect PROT_NONE): "
+               "freed by munmap have to fault (raw mprotect read-write, clear what was written, touch, mprotect PROT_NONE): "
                "kernel / floor bounds what any such pool can gain on this machine. touch *all*: a byte "
                "written in every page; *first*: the first byte only.\n")
     out.append("| size | threads | touch | " + " | ".join(cols) + " | kernel / pooled |")

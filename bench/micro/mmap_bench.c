@@ -2,8 +2,8 @@
  * several sizes and thread counts, three ways in the same process: through the libc names (the
  * kernel; Labyrinth's pool when run with LD_PRELOAD=liblabyrinth.so LABYRINTH_MMAP=1), through
  * raw system calls (always the kernel), and the floor: the least a pool must do when pages freed
- * by munmap have to fault (mprotect read-write, clear, touch, mprotect PROT_NONE on a region of
- * its own, raw calls) — no pooled mmap that keeps use-after-munmap faulting can beat it. The
+ * by munmap have to fault (mprotect read-write, clear what the last cycle wrote, touch, mprotect
+ * PROT_NONE on a region of its own, raw calls) — no pooled mmap that keeps use-after-munmap faulting can beat it. The
  * three take turns in short batches (order rotated every batch) and each figure is the median
  * over its batches, so all see the same machine: on a VM the cost of these calls drifts with
  * the host's load from one minute to the next. Prints CSV,
@@ -60,7 +60,7 @@ static void floor_one(struct job *j)
         j->failed = 1;
         return;
     }
-    memset(j->own, 0, j->len);
+    memset(j->own, 0, j->touch_all ? j->len : 4096); /* what the last cycle dirtied */
     touch(j, j->own);
     syscall(SYS_mprotect, j->own, j->len, PROT_NONE);
 }
