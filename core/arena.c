@@ -485,34 +485,50 @@ static void heap_reuse_flush(lab_heap_t *h)
     }
 }
 
-void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
 {
-    /* Another thread's lists cannot be walked safely; a block carrying the 64-bit random key
-     * (or its transit form) is taken as freed twice (only a copy of freed memory could carry it
-     * otherwise). */
-    uintptr_t key = lab_load_relaxed(&lab_free_key);
-    if ((b->key | 1) == key)
-        lab_fatal("double free of", b);
-    lab_heap_t *me = lab_tls_heap;
-    unsigned cls = s->cls;
-    if (cls < LAB_DIRECT_CLASSES && me->state == LAB_HEAP_LIVE && !me->gfp && !lab_load_relaxed(&lab_secure)) {
-        lab_span_t *r = &me->reuse[cls];
-        if ((int32_t)r->usedf > -LAB_REUSE_MAX) {
-            b->key = key ^ 1;
-            lab_link_set(b, r->free);
-            r->free = b;
-            r->usedf--;
-            me->st.remote_frees++;
-            if (!r->flags) { /* the slots point elsewhere: at it now */
-                r->cls = (uint8_t)cls;
-                r->flags = LAB_SPAN_REUSE;
-                heap_point_direct(me, cls, r);
-            }
-            return;
-        }
-    }
-    span_send(me, s, b, key);
+    lab_span_t *r = &h->reuse[cls];
+    r->cls = (uint8_t)cls;
+    r->flags = LAB_SPAN_REUSE;
+    heap_point_direct(h, cls, r);
+}
+
+void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key)
+{
+    span_send(lab_tls_heap, s, b, key);
     lab_tls_heap->st.remote_frees++; /* the heap span_send may have made */
+}
+
+/* span_send's rare case: no open message for `to`. A new message (a block of the caller's own
+ * heap), in a free slot or in the slot of the fullest message, which is sent. Returns its slot,
+ * or LAB_RB_SLOTS when no message could be had (then the block went on the span's remote list). */
+static lab_noinline lab_cold unsigned msg_open(lab_heap_t *me, lab_heap_t *to, lab_span_t *s, lab_block_t *b)
+{
+    /* the block is ours to use for this only after the malloc below, which may run our slow
+     * path (but never span_send) */
+    int e = errno;
+    lab_rmsg_t *m = lab_heap_alloc_small_slow(me, lab_size_class(sizeof *m));
+    if (!m) {
+        errno = e;
+        span_free_remote_now(s, b);
+        return LAB_RB_SLOTS;
+    }
+    me->st.mallocs--; /* not the program's */
+    m->n = m->bytes = 0;
+    unsigned best = 0;
+    for (unsigned k = 0; k < LAB_RB_SLOTS; k++) {
+        if (!me->rb[k]) {
+            best = k;
+            break;
+        }
+        if (me->rb[k]->bytes > me->rb[best]->bytes)
+            best = k;
+    }
+    if (me->rb[best])
+        msg_send(me->rb_to[best], me->rb[best]);
+    me->rb_to[best] = to;
+    me->rb[best] = m;
+    return best;
 }
 
 static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key)
@@ -528,34 +544,8 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
     unsigned i = 0;
     while (i < LAB_RB_SLOTS && !(me->rb_to[i] == to && me->rb[i]))
         i++;
-    if (lab_unlikely(i == LAB_RB_SLOTS)) {
-        /* a new message: the block is ours to use for this only after the malloc below, which
-         * may run our slow path (but never this function) */
-        int e = errno;
-        lab_rmsg_t *m = lab_heap_alloc_small_slow(me, lab_size_class(sizeof *m));
-        if (!m) {
-            errno = e;
-            span_free_remote_now(s, b);
-            return;
-        }
-        me->st.mallocs--; /* not the program's */
-        m->n = m->bytes = 0;
-        /* a free slot, else send the fullest message and take its slot */
-        unsigned best = 0;
-        for (unsigned k = 0; k < LAB_RB_SLOTS; k++) {
-            if (!me->rb[k]) {
-                best = k;
-                break;
-            }
-            if (me->rb[k]->bytes > me->rb[best]->bytes)
-                best = k;
-        }
-        i = best;
-        if (me->rb[i])
-            msg_send(me->rb_to[i], me->rb[i]);
-        me->rb_to[i] = to;
-        me->rb[i] = m;
-    }
+    if (lab_unlikely(i == LAB_RB_SLOTS) && (i = msg_open(me, to, s, b)) == LAB_RB_SLOTS)
+        return;
     b->key = key ^ 1;
     lab_rmsg_t *m = me->rb[i];
     m->blk[m->n] = b;

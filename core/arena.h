@@ -174,11 +174,42 @@ lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
 /* A local free of a block that carries the free key: abort if it is on the span's lists (a
  * double free), else free it normally. */
 lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
-/* A free from a thread that does not own the span: batched for the owner when the caller has a
- * live ordinary heap, else pushed on the span's remote list at once. */
-lab_internal void lab_span_free_remote(lab_span_t *s, lab_block_t *b);
 /* The direct slots of cls pointed at an empty reuse list: point them back at the class's span. */
 lab_internal void lab_heap_reuse_off(lab_heap_t *h, unsigned cls);
+/* The reuse list of cls has just got its first block: point the class's direct slots at it. */
+lab_internal void lab_heap_reuse_on(lab_heap_t *h, unsigned cls);
+/* The rest of a remote free (key checked): into the caller's message for the block's owner, or,
+ * without a live ordinary heap, onto the span's remote list at once. Counted here. */
+lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key);
+
+/* A free from a thread that does not own the span. Another thread's lists cannot be walked
+ * safely; a block carrying the 64-bit random key (or its transit form) is taken as freed twice
+ * (only a copy of freed memory could carry it otherwise). A small block goes on the caller's
+ * reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
+ * caller's next malloc of that size takes it; it carries the transit key meanwhile. The rest is
+ * batched for the owner (lab_span_send). Inline, so the common case pays no call frame. */
+lab_inline void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+{
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    if (lab_unlikely((b->key | 1) == key))
+        lab_fatal("double free of", b);
+    lab_heap_t *me = lab_tls_heap;
+    unsigned cls = s->cls;
+    if (cls < LAB_DIRECT_CLASSES && me->state == LAB_HEAP_LIVE && !me->gfp && !lab_load_relaxed(&lab_secure)) {
+        lab_span_t *r = &me->reuse[cls];
+        if (lab_likely((int32_t)r->usedf > -LAB_REUSE_MAX)) {
+            b->key = key ^ 1;
+            lab_link_set(b, r->free);
+            r->free = b;
+            r->usedf--;
+            me->st.remote_frees++;
+            if (lab_unlikely(!r->flags)) /* the slots point elsewhere */
+                lab_heap_reuse_on(me, cls);
+            return;
+        }
+    }
+    lab_span_send(s, b, key);
+}
 /* Send the calling thread's outgoing batches now. */
 lab_internal void lab_heap_flush_remote(lab_heap_t *h);
 /* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */
