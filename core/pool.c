@@ -37,14 +37,18 @@ static lab_lock_t meta_lock = LAB_LOCK_INIT;
 static uintptr_t meta_cur, meta_end;
 static struct { size_t size; void *head; } meta_free_lists[8];
 
-void *lab_meta_alloc(size_t size)
+/* atomic: for a LAB_GFP_ATOMIC caller, which never waits for the lock nor maps (NULL then). */
+static void *meta_alloc(size_t size, bool atomic)
 {
     /* large blocks (chunk headers, page-map tables) get whole 64 KiB-aligned slots, so that a
      * descriptor finds its chunk header by masking */
     size_t align = size >= (16u << 10) ? LAB_META_SLOT : 64;
     size = lab_align_up(size, align);
     void *p = NULL;
-    lab_lock(&meta_lock);
+    if (!atomic)
+        lab_lock(&meta_lock);
+    else if (!lab_lock_try(&meta_lock))
+        return NULL;
     for (unsigned i = 0; i < 8; i++) {
         if (meta_free_lists[i].size == size && meta_free_lists[i].head) {
             p = meta_free_lists[i].head;
@@ -55,6 +59,10 @@ void *lab_meta_alloc(size_t size)
     if (!p) {
         uintptr_t a = lab_align_up(meta_cur, align);
         if (!meta_cur || a + size > meta_end) {
+            if (atomic) {
+                lab_unlock(&meta_lock);
+                return NULL;
+            }
             size_t region = lab_max((size_t)4 << 20, lab_align_up(size, LAB_META_SLOT));
             int err;
             void *m = lab_os_map_aligned(region, LAB_META_SLOT, &err);
@@ -75,6 +83,8 @@ void *lab_meta_alloc(size_t size)
     memset(p, 0, size);
     return p;
 }
+
+void *lab_meta_alloc(size_t size) { return meta_alloc(size, false); }
 
 void lab_meta_free(void *p, size_t size)
 {
@@ -256,6 +266,31 @@ static lab_page_t *stack_pop(lab_stack_t *s)
         nw.top = __atomic_load_n(&old.top->next, __ATOMIC_RELAXED);
         nw.tag = old.tag + 1;
     } while (!stack_cas(s, old, nw));
+    return old.top;
+}
+
+/* Pop up to max runs with one CAS: the first is returned (NULL if the stack is empty), the last
+ * and the count set. The walk reads links optimistically, as stack_pop does: if any of the runs
+ * is taken meanwhile the tag has moved and the CAS fails; a walk through links being rewritten
+ * stops at max. */
+static lab_page_t *stack_pop_chain(lab_stack_t *s, unsigned max, lab_page_t **last, unsigned *count)
+{
+    lab_stack_t old, nw;
+    lab_page_t *t, *nx;
+    unsigned k;
+    do {
+        old = stack_read(s);
+        if (!old.top)
+            return NULL;
+        t = old.top;
+        k = 1;
+        while (k < max && (nx = __atomic_load_n(&t->next, __ATOMIC_RELAXED)))
+            t = nx, k++;
+        nw.top = __atomic_load_n(&t->next, __ATOMIC_RELAXED);
+        nw.tag = old.tag + 1;
+    } while (!stack_cas(s, old, nw));
+    *last = t;
+    *count = k;
     return old.top;
 }
 
@@ -595,6 +630,7 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
 }
 
 static lab_rooms_t *rooms_get(void);
+static lab_rooms_t *rooms_get_atomic(void);
 
 static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned order)
 {
@@ -642,23 +678,38 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     }
 }
 
-/* Pop from a shared list, honouring the reserve for non-ATOMIC callers. */
-static lab_page_t *shared_pop(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
+/* Up to max runs from a shared list with one CAS (a room's refill takes a batch), honouring the
+ * reserve for non-ATOMIC callers. The first is returned, linked to the others by next. */
+static lab_page_t *shared_pop_chain(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp,
+                                    unsigned max, lab_page_t **last, unsigned *count)
 {
     size_t n = (size_t)1 << order;
     bool normal = z == &pool->zone[ZONE_NORMAL];
-    if (normal && !(gfp & LAB_GFP_ATOMIC) && lab_load_relaxed(&pool->nr_free) < pool->reserve + n)
-        return NULL;
-    lab_page_t *d = stack_pop(&z->shared[order].s);
+    if (normal && !(gfp & LAB_GFP_ATOMIC)) {
+        size_t free = lab_load_relaxed(&pool->nr_free);
+        if (free < pool->reserve + n)
+            return NULL;
+        max = (unsigned)lab_min((size_t)max, (free - pool->reserve) >> order);
+    }
+    lab_page_t *d = stack_pop_chain(&z->shared[order].s, max, last, count);
     if (!d)
         return NULL;
-    lab_sub_relaxed(&z->shared[order].pages, n);
+    size_t pages = (size_t)*count << order;
+    lab_sub_relaxed(&z->shared[order].pages, pages);
     if (normal) {
-        size_t left = lab_sub_relaxed(&pool->nr_free, n) - n;
+        size_t left = lab_sub_relaxed(&pool->nr_free, pages) - pages;
         if (left < pool->reserve)
             lab_add_relaxed(&pool->hits_reserve, 1);
     }
     return d;
+}
+
+/* One run from a shared list, as above. */
+static lab_page_t *shared_pop(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
+{
+    lab_page_t *last;
+    unsigned count;
+    return shared_pop_chain(pool, z, order, gfp, 1, &last, &count);
 }
 
 /* Split a larger run from the shared lists; the unused halves go back on the lists. */
@@ -734,17 +785,21 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     lab_page_t *d;
 
     /* refill the room with a batch when this thread has one (not for EXCLUSIVE runs) */
-    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : atomic ? tls_rooms : rooms_get();
+    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : atomic ? rooms_get_atomic() : rooms_get();
     if (rs && !rs->busy && pool->id < LAB_ROOM_POOLS) {
         unsigned batch = room_cap[order] / 2;
         if (batch > 0) {
             rs->busy = 1;
             lab_barrier();
             lab_room_t *r = room_of(rs, pool, order);
-            while (r->count < batch && (d = shared_pop(pool, z, order, gfp))) {
-                d->next = r->head;
+            lab_page_t *last;
+            unsigned got;
+            /* one CAS for the batch: a thread that only allocates pages (a receiver whose pages
+             * another thread frees) meets the freeing thread on the list's head once per batch */
+            if (r->count < batch && (d = shared_pop_chain(pool, z, order, gfp, batch - r->count, &last, &got))) {
+                last->next = r->head;
                 r->head = d;
-                r->count++;
+                r->count += got;
             }
             d = r->head;
             if (d) {
@@ -1435,19 +1490,37 @@ void lab_pool_thread_key_init(void)
     }
 }
 
-static lab_noinline lab_rooms_t *rooms_create(void)
+/* glibc keeps the values of the first 32 keys in the thread descriptor itself: setting one of them
+ * allocates nothing (keys beyond get a table from calloc on first use). */
+#define LAB_KEY_STATIC 32
+
+/* atomic: for a LAB_GFP_ATOMIC caller (a thread that only ever allocates pages ATOMIC, such as a
+ * receive loop, would otherwise take every page from the shared lists, one CAS each): no lock
+ * waited for, no mapping, and only when the thread-exit key can be set without allocating;
+ * otherwise NULL (no rooms, as before). */
+static lab_noinline lab_rooms_t *rooms_create(bool atomic)
 {
-    lab_lock(&rooms_lock);
+    /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
+    bool key = __atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2;
+    if (atomic) {
+        if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock))
+            return NULL;
+    } else {
+        lab_lock(&rooms_lock);
+    }
     lab_rooms_t *rs = rooms_free;
     if (rs) {
         rooms_free = rs->next_free;
         memset(rs->slot, 0, sizeof rs->slot);
         rs->busy = 0;
+    } else if (atomic && (rs = meta_alloc(sizeof *rs, true))) {
+        /* the lock is held already: meta_lock is only tried, so the order cannot deadlock */
+        rs->next_all = rooms_all;
+        rooms_all = rs;
     }
     lab_unlock(&rooms_lock);
     if (!rs) {
-        rs = lab_meta_alloc(sizeof *rs);
-        if (!rs)
+        if (atomic || !(rs = lab_meta_alloc(sizeof *rs)))
             return NULL;
         lab_lock(&rooms_lock);
         rs->next_all = rooms_all;
@@ -1455,8 +1528,7 @@ static lab_noinline lab_rooms_t *rooms_create(void)
         lab_unlock(&rooms_lock);
     }
     tls_rooms = rs;
-    /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
-    if (__atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2)
+    if (key)
         pthread_setspecific(rooms_key, rs);
     return rs;
 }
@@ -1466,7 +1538,15 @@ static lab_rooms_t *rooms_get(void)
     lab_rooms_t *rs = tls_rooms;
     if (lab_likely(rs) || tls_rooms_dead)
         return rs;
-    return rooms_create();
+    return rooms_create(false);
+}
+
+static lab_rooms_t *rooms_get_atomic(void)
+{
+    lab_rooms_t *rs = tls_rooms;
+    if (lab_likely(rs) || tls_rooms_dead)
+        return rs;
+    return rooms_create(true);
 }
 
 static void rooms_flush(lab_rooms_t *rs)

@@ -210,6 +210,61 @@ static void test_atomic_no_syscall_counter(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* A thread that only ever allocates ATOMIC (a receive loop) gets a room too, made without a
+ * system call, and gives its pages back when it exits: before, every one of its allocations took a
+ * page from the shared lists with its own CAS. */
+struct atomic_only {
+    labyrinth_t *pool;
+    uint64_t calls; /* the OS layer's system calls while it ran its loop */
+    int failed;
+};
+
+static void *atomic_only_thread(void *arg)
+{
+    struct atomic_only *a = arg;
+    uint64_t before = os_calls();
+    for (int r = 0; r < 2000; r++) {
+        void *p = labyrinth_alloc_pages(a->pool, 0, LAB_GFP_ATOMIC);
+        if (!p) {
+            a->failed++;
+            continue;
+        }
+        *(volatile char *)p = 1;
+        labyrinth_free_pages(a->pool, p, 0);
+    }
+    a->calls = os_calls() - before;
+    return NULL;
+}
+
+static void test_atomic_only_thread_room(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    /* pages on the pool's lists for ATOMIC to find (this thread's room keeps some too) */
+    void *p[256];
+    for (int i = 0; i < 256; i++)
+        assert_non_null(p[i] = labyrinth_alloc_pages(&pool, 0, LAB_GFP_DEFAULT));
+    for (int i = 0; i < 256; i++)
+        labyrinth_free_pages(&pool, p[i], 0);
+    struct labyrinth_pool_stats st0, st1;
+    labyrinth_pool_stats(&pool, &st0);
+    struct atomic_only a = {.pool = &pool};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, atomic_only_thread, &a), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    labyrinth_pool_stats(&pool, &st1);
+    assert_int_equal(a.failed, 0);
+    assert_int_equal(a.calls, 0);
+    /* all but the first allocation and the room's refills came from its room */
+    assert_true(st1.hits_room - st0.hits_room >= 1900);
+    /* its room went back to the pool's lists when it exited: nothing stranded */
+    assert_int_equal(st1.free_total, st0.free_total);
+    labyrinth_pool_destroy(&pool);
+}
+
 /* In a child under a seccomp filter that kills the process on any memory-management or futex
  * system call: ATOMIC allocation and free must run to completion. */
 static void test_atomic_no_syscall_seccomp(void **state)
@@ -685,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_watermark_refill),
         cmocka_unit_test(test_reserve_default_vs_atomic),
         cmocka_unit_test(test_atomic_no_syscall_counter),
+        cmocka_unit_test(test_atomic_only_thread_room),
         cmocka_unit_test(test_atomic_no_syscall_seccomp),
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_signal_handler_atomic),
