@@ -269,31 +269,6 @@ static lab_page_t *stack_pop(lab_stack_t *s)
     return old.top;
 }
 
-/* Pop up to max runs with one CAS: the first is returned (NULL if the stack is empty), the last
- * and the count set. The walk reads links optimistically, as stack_pop does: if any of the runs
- * is taken meanwhile the tag has moved and the CAS fails; a walk through links being rewritten
- * stops at max. */
-static lab_page_t *stack_pop_chain(lab_stack_t *s, unsigned max, lab_page_t **last, unsigned *count)
-{
-    lab_stack_t old, nw;
-    lab_page_t *t, *nx;
-    unsigned k;
-    do {
-        old = stack_read(s);
-        if (!old.top)
-            return NULL;
-        t = old.top;
-        k = 1;
-        while (k < max && (nx = __atomic_load_n(&t->next, __ATOMIC_RELAXED)))
-            t = nx, k++;
-        nw.top = __atomic_load_n(&t->next, __ATOMIC_RELAXED);
-        nw.tag = old.tag + 1;
-    } while (!stack_cas(s, old, nw));
-    *last = t;
-    *count = k;
-    return old.top;
-}
-
 /* ------------------------------------------------------------------------------------------
  * the store: free runs of any length, coalesced through boundary tags, under the zone lock */
 
@@ -678,10 +653,11 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     }
 }
 
-/* Up to max runs from a shared list with one CAS (a room's refill takes a batch), honouring the
- * reserve for non-ATOMIC callers. The first is returned, linked to the others by next. */
-static lab_page_t *shared_pop_chain(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp,
-                                    unsigned max, lab_page_t **last, unsigned *count)
+/* Up to max runs from a shared list (a room's refill takes a batch), honouring the reserve for
+ * non-ATOMIC callers; the shared counters are updated once for the batch (a receiver thread and
+ * a freeing thread met on them for every run). The first is returned, linked to the others. */
+static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp,
+                                    unsigned max, unsigned *count)
 {
     size_t n = (size_t)1 << order;
     bool normal = z == &pool->zone[ZONE_NORMAL];
@@ -691,25 +667,31 @@ static lab_page_t *shared_pop_chain(lab_pool_t *pool, lab_zone_t *z, unsigned or
             return NULL;
         max = (unsigned)lab_min((size_t)max, (free - pool->reserve) >> order);
     }
-    lab_page_t *d = stack_pop_chain(&z->shared[order].s, max, last, count);
-    if (!d)
+    lab_page_t *head = NULL, *d;
+    unsigned k = 0;
+    while (k < max && (d = stack_pop(&z->shared[order].s))) {
+        d->next = head;
+        head = d;
+        k++;
+    }
+    if (!k)
         return NULL;
-    size_t pages = (size_t)*count << order;
+    size_t pages = (size_t)k << order;
     lab_sub_relaxed(&z->shared[order].pages, pages);
     if (normal) {
         size_t left = lab_sub_relaxed(&pool->nr_free, pages) - pages;
         if (left < pool->reserve)
             lab_add_relaxed(&pool->hits_reserve, 1);
     }
-    return d;
+    *count = k;
+    return head;
 }
 
 /* One run from a shared list, as above. */
 static lab_page_t *shared_pop(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
 {
-    lab_page_t *last;
     unsigned count;
-    return shared_pop_chain(pool, z, order, gfp, 1, &last, &count);
+    return shared_pop_batch(pool, z, order, gfp, 1, &count);
 }
 
 /* Split a larger run from the shared lists; the unused halves go back on the lists. */
@@ -792,11 +774,13 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             rs->busy = 1;
             lab_barrier();
             lab_room_t *r = room_of(rs, pool, order);
-            lab_page_t *last;
+            /* one CAS per run: popping a chain with one would walk links of descriptors another
+             * thread may have taken and reused meanwhile (a span's fields overlay them) */
             unsigned got;
-            /* one CAS for the batch: a thread that only allocates pages (a receiver whose pages
-             * another thread frees) meets the freeing thread on the list's head once per batch */
-            if (r->count < batch && (d = shared_pop_chain(pool, z, order, gfp, batch - r->count, &last, &got))) {
+            if (r->count < batch && (d = shared_pop_batch(pool, z, order, gfp, batch - r->count, &got))) {
+                lab_page_t *last = d;
+                while (last->next)
+                    last = last->next;
                 last->next = r->head;
                 r->head = d;
                 r->count += got;
@@ -1508,7 +1492,13 @@ static lab_noinline lab_rooms_t *rooms_create(bool atomic)
     } else {
         lab_lock(&rooms_lock);
     }
-    lab_rooms_t *rs = rooms_free;
+    lab_rooms_t *rs = tls_rooms;
+    if (lab_unlikely(rs)) {
+        /* a signal handler's ATOMIC call made this thread's rooms while it was on its way here */
+        lab_unlock(&rooms_lock);
+        return rs;
+    }
+    rs = rooms_free;
     if (rs) {
         rooms_free = rs->next_free;
         memset(rs->slot, 0, sizeof rs->slot);
@@ -1527,7 +1517,20 @@ static lab_noinline lab_rooms_t *rooms_create(bool atomic)
         rooms_all = rs;
         lab_unlock(&rooms_lock);
     }
-    tls_rooms = rs;
+    /* a CAS, not a store: a signal handler's ATOMIC call may have made this thread's rooms since
+     * the check above (the handler runs whole before this thread goes on, so it never fails
+     * there); the record made here then goes back */
+    lab_rooms_t *had = NULL;
+    if (lab_unlikely(!__atomic_compare_exchange_n(&tls_rooms, &had, rs, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))) {
+        if (!atomic)
+            lab_lock(&rooms_lock);
+        else if (!lab_lock_try(&rooms_lock))
+            return had; /* cannot happen (see above); the record would only be idle */
+        rs->next_free = rooms_free;
+        rooms_free = rs;
+        lab_unlock(&rooms_lock);
+        return had;
+    }
     if (key)
         pthread_setspecific(rooms_key, rs);
     return rs;
