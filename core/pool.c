@@ -654,10 +654,13 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
 }
 
 /* Up to max runs from a shared list (a room's refill takes a batch), honouring the reserve for
- * non-ATOMIC callers; the shared counters are updated once for the batch (a receiver thread and
- * a freeing thread met on them for every run). The first is returned, linked to the others. */
+ * non-ATOMIC callers, pushed onto the list `onto` (linked by next); returns the new head, or
+ * NULL when none was taken. The shared counters are updated once for the batch (a receiver
+ * thread and a freeing thread met on them for every run). One CAS per run: popping a chain with
+ * one would follow links of descriptors another thread may have taken and reused meanwhile (a
+ * span's fields overlay them). */
 static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp,
-                                    unsigned max, unsigned *count)
+                                    unsigned max, lab_page_t *onto, unsigned *count)
 {
     size_t n = (size_t)1 << order;
     bool normal = z == &pool->zone[ZONE_NORMAL];
@@ -667,7 +670,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
             return NULL;
         max = (unsigned)lab_min((size_t)max, (free - pool->reserve) >> order);
     }
-    lab_page_t *head = NULL, *d;
+    lab_page_t *head = onto, *d;
     unsigned k = 0;
     while (k < max && (d = stack_pop(&z->shared[order].s))) {
         d->next = head;
@@ -691,7 +694,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
 static lab_page_t *shared_pop(lab_pool_t *pool, lab_zone_t *z, unsigned order, lab_gfp_t gfp)
 {
     unsigned count;
-    return shared_pop_batch(pool, z, order, gfp, 1, &count);
+    return shared_pop_batch(pool, z, order, gfp, 1, NULL, &count);
 }
 
 /* Split a larger run from the shared lists; the unused halves go back on the lists. */
@@ -774,14 +777,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             rs->busy = 1;
             lab_barrier();
             lab_room_t *r = room_of(rs, pool, order);
-            /* one CAS per run: popping a chain with one would walk links of descriptors another
-             * thread may have taken and reused meanwhile (a span's fields overlay them) */
             unsigned got;
-            if (r->count < batch && (d = shared_pop_batch(pool, z, order, gfp, batch - r->count, &got))) {
-                lab_page_t *last = d;
-                while (last->next)
-                    last = last->next;
-                last->next = r->head;
+            if (r->count < batch && (d = shared_pop_batch(pool, z, order, gfp, batch - r->count, r->head, &got))) {
                 r->head = d;
                 r->count += got;
             }
@@ -1492,46 +1489,22 @@ static lab_noinline lab_rooms_t *rooms_create(bool atomic)
     } else {
         lab_lock(&rooms_lock);
     }
+    /* tls_rooms is read and set under the lock: a signal handler's ATOMIC call that interrupts
+     * this one finds the lock held (no rooms for it) or the rooms made */
     lab_rooms_t *rs = tls_rooms;
-    if (lab_unlikely(rs)) {
-        /* a signal handler's ATOMIC call made this thread's rooms while it was on its way here */
-        lab_unlock(&rooms_lock);
-        return rs;
-    }
-    rs = rooms_free;
-    if (rs) {
+    if (!rs && (rs = rooms_free)) {
         rooms_free = rs->next_free;
         memset(rs->slot, 0, sizeof rs->slot);
         rs->busy = 0;
-    } else if (atomic && (rs = meta_alloc(sizeof *rs, true))) {
-        /* the lock is held already: meta_lock is only tried, so the order cannot deadlock */
+        tls_rooms = rs;
+    } else if (!rs && (rs = meta_alloc(sizeof *rs, atomic))) {
+        /* meta_lock inside rooms_lock: the order the fork handler takes them in */
         rs->next_all = rooms_all;
         rooms_all = rs;
+        tls_rooms = rs;
     }
     lab_unlock(&rooms_lock);
-    if (!rs) {
-        if (atomic || !(rs = lab_meta_alloc(sizeof *rs)))
-            return NULL;
-        lab_lock(&rooms_lock);
-        rs->next_all = rooms_all;
-        rooms_all = rs;
-        lab_unlock(&rooms_lock);
-    }
-    /* a CAS, not a store: a signal handler's ATOMIC call may have made this thread's rooms since
-     * the check above (the handler runs whole before this thread goes on, so it never fails
-     * there); the record made here then goes back */
-    lab_rooms_t *had = NULL;
-    if (lab_unlikely(!__atomic_compare_exchange_n(&tls_rooms, &had, rs, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))) {
-        if (!atomic)
-            lab_lock(&rooms_lock);
-        else if (!lab_lock_try(&rooms_lock))
-            return had; /* cannot happen (see above); the record would only be idle */
-        rs->next_free = rooms_free;
-        rooms_free = rs;
-        lab_unlock(&rooms_lock);
-        return had;
-    }
-    if (key)
+    if (rs && key)
         pthread_setspecific(rooms_key, rs);
     return rs;
 }
