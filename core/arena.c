@@ -30,6 +30,7 @@ static int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
 int lab_secure;
 uint64_t lab_class_div[LAB_NR_CLASSES];
+static uint64_t remote_frees_heapless; /* remote frees of threads without a live heap (atomic) */
 
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
 
@@ -496,7 +497,13 @@ void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
 void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key)
 {
     span_send(lab_tls_heap, s, b, key);
-    lab_tls_heap->st.remote_frees++; /* the heap span_send may have made */
+    /* counted in the heap span_send may have made; a thread without a live heap of its own (its
+     * pointer is then a shared static heap, or one another thread may adopt) counts globally */
+    lab_heap_t *h = lab_tls_heap;
+    if (lab_likely(h->state == LAB_HEAP_LIVE))
+        h->st.remote_frees++;
+    else
+        lab_add_relaxed(&remote_frees_heapless, 1);
 }
 
 /* span_send's rare case: no open message for `to`. A new message (a block of the caller's own
@@ -921,6 +928,7 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps)
     sum->frees += lab_heap_empty.st.frees;
     sum->remote_frees += lab_heap_empty.st.remote_frees;
     sum->foreign_frees += lab_heap_empty.st.foreign_frees;
+    sum->remote_frees += lab_load_relaxed(&remote_frees_heapless);
     lab_unlock(&heaps_lock);
     if (live_bytes)
         *live_bytes = live;
