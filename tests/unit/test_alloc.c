@@ -115,6 +115,64 @@ static void test_class_boundaries(void **state)
 }
 
 /* Page-sized (above 32 KiB, runs from the pool) and huge (above 1 MiB) up to 4 MiB. */
+static lab_span_t *span_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+}
+
+/* A full span waits off its class list until an eighth of its blocks is freed here: a block freed
+ * into it is not handed out again before that (relisted at once, it would serve that one block
+ * and come off again), and once enough are freed it is listed again and serves allocations. */
+static void test_full_span_waits(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    static void *p[N];
+    const size_t n = 2560; /* 25 blocks in a 64 KiB span: waits for 3 */
+    int k = 0;
+    p[k++] = lab_malloc(n);
+    lab_span_t *s = span_of(p[0]);
+    while (k < N && !(s->flags & LAB_SPAN_WAIT))
+        p[k++] = lab_malloc(n);
+    assert_true(s->flags & LAB_SPAN_WAIT);
+    uint32_t slack = s->usedf; /* the countdown */
+    assert_true(slack >= 2 && slack < s->capacity);
+    void *mine[64];
+    unsigned nm = 0;
+    for (int i = 0; i < k; i++)
+        if (span_of(p[i]) == s && nm < 64)
+            mine[nm++] = p[i], p[i] = NULL;
+    assert_true(nm >= slack);
+
+    lab_free(mine[0]);
+    assert_true(s->flags & LAB_SPAN_WAIT);
+    assert_int_equal(s->usedf, slack - 1);
+    for (int i = 0; i < 3 * s->capacity && k < N; i++) {
+        p[k] = lab_malloc(n);
+        assert_ptr_not_equal(p[k], mine[0]);
+        assert_ptr_not_equal(span_of(p[k]), s);
+        k++;
+    }
+
+    for (unsigned i = 1; i < slack; i++)
+        lab_free(mine[i]);
+    assert_false(s->flags & LAB_SPAN_WAIT);
+    assert_false(s->usedf & LAB_SPAN_FULL); /* listed again */
+    int back = 0;
+    for (int i = 0; i < 4 * s->capacity && k < N && !back; i++) {
+        p[k] = lab_malloc(n);
+        back = span_of(p[k]) == s;
+        k++;
+    }
+    assert_true(back);
+
+    for (unsigned i = slack; i < nm; i++)
+        lab_free(mine[i]);
+    for (int i = 0; i < k; i++)
+        lab_free(p[i]);
+}
+
 static void test_page_sized_and_huge(void **state)
 {
     (void)state;
@@ -1017,6 +1075,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
+        cmocka_unit_test(test_full_span_waits),
         cmocka_unit_test(test_page_sized_and_huge),
         cmocka_unit_test(test_malloc_zero_and_null),
         cmocka_unit_test(test_calloc_zero_on_reuse),

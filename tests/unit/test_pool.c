@@ -185,6 +185,14 @@ static void test_reserve_default_vs_atomic(void **state)
 
 /* ---- ATOMIC makes no system call ---- */
 
+/* A user pool with a reserve and room above LOW, for the ATOMIC tests. */
+static void atomic_pool_init(labyrinth_t *pool)
+{
+    memset(pool, 0, sizeof *pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
+    assert_int_equal(labyrinth_pool_init(pool, &o), 0);
+}
+
 static void atomic_workload(labyrinth_t *pool, int rounds)
 {
     void *p[64];
@@ -201,9 +209,7 @@ static void test_atomic_no_syscall_counter(void **state)
 {
     (void)state;
     labyrinth_t pool;
-    memset(&pool, 0, sizeof pool);
-    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
-    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    atomic_pool_init(&pool);
     uint64_t before = os_calls();
     atomic_workload(&pool, 200);
     assert_int_equal(os_calls(), before);
@@ -240,9 +246,7 @@ static void test_atomic_only_thread_room(void **state)
 {
     (void)state;
     labyrinth_t pool;
-    memset(&pool, 0, sizeof pool);
-    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
-    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    atomic_pool_init(&pool);
     /* pages on the pool's lists for ATOMIC to find (this thread's room keeps some too) */
     void *p[256];
     for (int i = 0; i < 256; i++)
@@ -271,9 +275,7 @@ static void test_atomic_no_syscall_seccomp(void **state)
 {
     (void)state;
     labyrinth_t pool;
-    memset(&pool, 0, sizeof pool);
-    struct labyrinth_pool_opts o = {.reserve_pages = 128, .low_pages = 256, .high_pages = 1024};
-    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    atomic_pool_init(&pool);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
