@@ -4,10 +4,11 @@
 #ifndef LAB_OPTIONS_H
 #define LAB_OPTIONS_H
 
-/* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json) */
+/* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json), PATH (a file name; 0: none) */
 #define LAB_OPTIONS(X)                                                                          \
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
+    X(STATS_FILE, PATH, 0, "with STATS: a file the summary is appended to instead of stderr (whose output some programs check); %p in the name becomes the process id, so each process of a program that forks or runs others writes its own") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
     X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and about 6 % of span memory)") \
     X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory idle past PURGE_DELAY_MS without waiting for the program's next allocator call; 0: no thread") \
@@ -16,10 +17,10 @@
     X(MMAP_MAX, UINT, 1048576, "largest mmap request (bytes) that LABYRINTH_MMAP pools; larger ones go to the kernel (at most 268435456)") \
     X(MMAP_CACHE, UINT, 16777216, "bytes of unmapped pooled pages LABYRINTH_MMAP keeps for reuse; beyond this, or idle past the purge delay, they are given back to the OS")
 
-enum lab_option_kind { LAB_OPT_BOOL, LAB_OPT_UINT, LAB_OPT_STATS };
+enum lab_option_kind { LAB_OPT_BOOL, LAB_OPT_UINT, LAB_OPT_STATS, LAB_OPT_PATH };
 
 struct lab_options {
-#define X(name, kind, def, doc) unsigned long name;
+#define X(name, kind, def, doc) unsigned long name; /* PATH: a char * (into a static copy) */
     LAB_OPTIONS(X)
 #undef X
 };

@@ -8,7 +8,17 @@
 
 static const char *kind_name(enum lab_option_kind k)
 {
-    return k == LAB_OPT_BOOL ? "0/1" : k == LAB_OPT_UINT ? "number" : "0/1/json";
+    return k == LAB_OPT_BOOL ? "0/1" : k == LAB_OPT_UINT ? "number" : k == LAB_OPT_PATH ? "file name" : "0/1/json";
+}
+
+/* A default as the README shows it (a PATH option's is always 0: none). */
+static const char *show(enum lab_option_kind k, unsigned long def)
+{
+    static char buf[24];
+    if (k == LAB_OPT_PATH)
+        return "(none)";
+    snprintf(buf, sizeof buf, "%lu", def);
+    return buf;
 }
 
 int main(int argc, char **argv)
@@ -19,9 +29,9 @@ int main(int argc, char **argv)
     }
 #define X(name, kind, def, doc)                                                                \
     if (md)                                                                                    \
-        printf("| `LABYRINTH_%s` | %s | %d | %s |\n", #name, kind_name(LAB_OPT_##kind), def, doc); \
+        printf("| `LABYRINTH_%s` | %s | %s | %s |\n", #name, kind_name(LAB_OPT_##kind), show(LAB_OPT_##kind, def), doc); \
     else                                                                                       \
-        printf("LABYRINTH_%s=%d  (%s) %s\n", #name, def, kind_name(LAB_OPT_##kind), doc);
+        printf("LABYRINTH_%s=%s  (%s) %s\n", #name, show(LAB_OPT_##kind, def), kind_name(LAB_OPT_##kind), doc);
     LAB_OPTIONS(X)
 #undef X
     return 0;

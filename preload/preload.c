@@ -3,6 +3,7 @@
  * LD_PRELOADed. Nothing here allocates through stdio or dlsym; messages go out with write(2). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -167,6 +168,7 @@ LAB_EXPORT struct mallinfo mallinfo(void)
 typedef struct {
     char buf[2048];
     size_t n;
+    int fd; /* where out_flush writes */
 } outbuf_t;
 
 static void out_s(outbuf_t *o, const char *s)
@@ -198,16 +200,16 @@ static void out_kv(outbuf_t *o, const char *k, uint64_t v, bool json, bool first
 
 static void out_flush(outbuf_t *o)
 {
-    (void)!write(2, o->buf, o->n);
+    (void)!write(o->fd, o->buf, o->n);
     o->n = 0;
 }
 
-/* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object. */
-static void print_stats(bool json)
+/* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object, to fd. */
+static void print_stats(bool json, int fd)
 {
     struct lab_alloc_stats st;
     lab_alloc_stats(&st);
-    outbuf_t o = {.n = 0};
+    outbuf_t o = {.n = 0, .fd = fd};
     size_t kib = LAB_PAGE_SIZE >> 10;
     size_t used = st.pool.mapped_pages > st.pool.free_total ? st.pool.mapped_pages - st.pool.free_total : 0;
     if (json)
@@ -259,14 +261,14 @@ static void print_stats(bool json)
     out_flush(&o);
 }
 
-LAB_EXPORT void malloc_stats(void) { print_stats(false); }
+LAB_EXPORT void malloc_stats(void) { print_stats(false, 2); }
 
 /* ------------------------------------------------------------------------------------------
  * options */
 
 static void warn2(const char *a, const char *b)
 {
-    outbuf_t o = {.n = 0};
+    outbuf_t o = {.n = 0, .fd = 2};
     out_s(&o, "labyrinth: ");
     out_s(&o, a);
     out_s(&o, b);
@@ -274,8 +276,19 @@ static void warn2(const char *a, const char *b)
     out_flush(&o);
 }
 
+/* LABYRINTH_STATS_FILE's value, copied: the program may change its environment. */
+static char stats_file[4096];
+
 static bool parse_value(enum lab_option_kind kind, const char *v, unsigned long *out)
 {
+    if (kind == LAB_OPT_PATH) {
+        size_t len = strlen(v);
+        if (!len || len >= sizeof stats_file)
+            return false;
+        memcpy(stats_file, v, len + 1);
+        *out = (unsigned long)(uintptr_t)stats_file;
+        return true;
+    }
     if (kind == LAB_OPT_STATS) {
         if (!strcmp(v, "json")) {
             *out = LAB_STATS_JSON;
@@ -324,7 +337,7 @@ static void options_read(void)
 
 static void banner(void)
 {
-    outbuf_t o = {.n = 0};
+    outbuf_t o = {.n = 0, .fd = 2};
     out_s(&o, "labyrinth ");
     out_s(&o, labyrinth_version());
 #ifdef LAB_DEBUG
@@ -337,6 +350,8 @@ static void banner(void)
     out_s(&o, " " #nm "=");                                                                    \
     if (LAB_OPT_##kind == LAB_OPT_STATS && opts.nm == LAB_STATS_JSON)                          \
         out_s(&o, "json");                                                                     \
+    else if (LAB_OPT_##kind == LAB_OPT_PATH)                                                   \
+        out_s(&o, opts.nm ? (const char *)(uintptr_t)opts.nm : "-");                           \
     else                                                                                       \
         out_u(&o, opts.nm);
     LAB_OPTIONS(X)
@@ -386,6 +401,37 @@ __attribute__((constructor(101))) static void preload_init(void)
         banner();
 }
 
+/* The descriptor for the summary at exit: LABYRINTH_STATS_FILE opened for appending (%p in its
+ * name the process id, %% a percent sign), or 2 (stderr), with a warning if it cannot be opened.
+ * (A program may have closed any of 0, 1 and 2 by then: the file may get one of those.) */
+static int stats_open(void)
+{
+    if (!opts.STATS_FILE)
+        return 2;
+    char path[sizeof stats_file + 32], pid[24];
+    size_t n = 0;
+    for (const char *p = stats_file; *p && n < sizeof path - 24; p++) {
+        if (p[0] == '%' && p[1] == 'p') {
+            lab_fmt_u64(pid, (uint64_t)getpid());
+            for (const char *q = pid; *q; q++)
+                path[n++] = *q;
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            path[n++] = '%';
+            p++;
+        } else {
+            path[n++] = *p;
+        }
+    }
+    path[n] = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        warn2("LABYRINTH_STATS_FILE cannot be opened, summary on stderr: ", path);
+        return 2;
+    }
+    return fd;
+}
+
 __attribute__((destructor)) static void preload_fini(void)
 {
     lab_purge_init(0); /* exiting: no purge thread started from here on */
@@ -393,6 +439,10 @@ __attribute__((destructor)) static void preload_fini(void)
         lab_mmap_trim();
         lab_trim();
     }
-    if (opts.STATS)
-        print_stats(opts.STATS == LAB_STATS_JSON);
+    if (opts.STATS) {
+        int fd = stats_open();
+        print_stats(opts.STATS == LAB_STATS_JSON, fd);
+        if (fd != 2)
+            close(fd);
+    }
 }

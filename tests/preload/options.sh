@@ -1,0 +1,119 @@
+#!/bin/bash
+# options.sh — the LABYRINTH_* environment contract, seen from outside: the VERBOSE banner, the
+# STATS summary (text and json) with real counts, one warning line and the default kept for an
+# unknown variable or a bad value, and STATS_FILE (one file per process with %p, nothing on
+# stderr; a file that cannot be opened: a warning and the summary on stderr).
+# Environment: LAB_PRELOAD (the library). Skips (77) unless LAB_EXPECT_LABYRINTH=1: these are
+# Labyrinth's own options.
+set -u
+if [ "${LAB_EXPECT_LABYRINTH:-0}" != 1 ]; then
+    echo "options: Labyrinth's own environment variables; skipped"
+    exit 77
+fi
+lib=${LAB_PRELOAD:?LAB_PRELOAD must name the library}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/lab-options.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+fail() {
+    echo "FAIL options: $*" >&2
+    failed=1
+}
+ok() { echo "options: $*"; }
+
+# run VAR=VALUE... -- COMMAND...: the command under the preload with exactly these LABYRINTH_*
+# variables; stdout to $tmp/out, stderr to $tmp/err; a non-zero exit fails
+run() {
+    local vars=()
+    while [ "$1" != -- ]; do
+        vars+=("$1")
+        shift
+    done
+    shift
+    local rc=0
+    env $(env | sed -n 's/^\(LABYRINTH_[A-Z_]*\)=.*/-u \1/p') LD_PRELOAD="$lib" ${vars[@]+"${vars[@]}"} "$@" \
+        >"$tmp/out" 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq 0 ] || fail "$* exited $rc with ${vars[*]}: $(head -c 300 "$tmp/err")"
+}
+
+# a program that allocates and keeps its stderr open to the end (GNU sort, like all coreutils,
+# closes it before exit, so its summary can only go to a STATS_FILE): bash building an array
+seq 1 5000 | sed 's/$/ line/' >"$tmp/in"
+# (builtins only: one process, so one banner and one summary)
+prog=(bash -c 'a=(); while read -r l; do a+=("$l"); done <"$1"; echo "${#a[@]} ${a[4999]}"' sh "$tmp/in")
+
+run -- "${prog[@]}"
+[ "$(cat "$tmp/out")" = "5000 5000 line" ] && [ ! -s "$tmp/err" ] && ok "no option: silent" || fail "no option: stderr not empty: $(head -c 300 "$tmp/err")"
+
+run LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+if [ "$(grep -c '^labyrinth [0-9][^ ]* (.* build), options: VERBOSE=1 ' "$tmp/err")" = 1 ]; then
+    ok "VERBOSE=1: one banner line"
+else
+    fail "VERBOSE=1: no single banner line: $(head -c 300 "$tmp/err")"
+fi
+
+run LABYRINTH_STATS=1 -- "${prog[@]}"
+mallocs=$(sed -n 's/^labyrinth stats: mallocs \([0-9]*\),.*/\1/p' "$tmp/err")
+if [ -n "$mallocs" ] && [ "$mallocs" -gt 5000 ] && grep -q '^labyrinth stats: pool current_kib [0-9]' "$tmp/err"; then
+    ok "STATS=1: summary with $mallocs mallocs"
+else
+    fail "STATS=1: no summary counting the 5000 lines' mallocs: $(head -c 300 "$tmp/err")"
+fi
+
+run LABYRINTH_STATS=json -- "${prog[@]}"
+if python3 -c '
+import json, sys
+d = json.loads(open(sys.argv[1]).read())["labyrinth_stats"]
+sys.exit(0 if d["mallocs"] > 5000 and d["frees"] > 0 and d["mapped_kib"] > 0 else 1)' "$tmp/err" 2>/dev/null; then
+    ok "STATS=json: one JSON object with the counts"
+else
+    fail "STATS=json: stderr is not the JSON summary: $(head -c 300 "$tmp/err")"
+fi
+
+run LABYRINTH_NO_SUCH_OPTION=1 LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+if [ "$(grep -c '^labyrinth: unknown option ignored: LABYRINTH_NO_SUCH_OPTION=1$' "$tmp/err")" = 1 ] &&
+    [ "$(cat "$tmp/out")" = "5000 5000 line" ]; then
+    ok "unknown variable: one warning, the program runs"
+else
+    fail "unknown variable: no single warning line: $(head -c 300 "$tmp/err")"
+fi
+
+for bad in abc 12x -5 99999999999999999999999; do
+    run LABYRINTH_PURGE_DELAY_MS=$bad LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+    if [ "$(grep -c "^labyrinth: bad value, default kept: LABYRINTH_PURGE_DELAY_MS=$bad\$" "$tmp/err")" = 1 ] &&
+        grep -q ' PURGE_DELAY_MS=1000 ' "$tmp/err"; then
+        ok "PURGE_DELAY_MS=$bad: one warning, default 1000 kept"
+    else
+        fail "PURGE_DELAY_MS=$bad: no warning or default not kept: $(head -c 400 "$tmp/err")"
+    fi
+done
+run LABYRINTH_STATS=2 LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+grep -q '^labyrinth: bad value, default kept: LABYRINTH_STATS=2$' "$tmp/err" && ! grep -q '^labyrinth stats:' "$tmp/err" &&
+    ok "STATS=2: refused, no summary" || fail "STATS=2 was not refused: $(head -c 300 "$tmp/err")"
+
+# STATS_FILE: bash runs two sorts (which close stdout and stderr before they exit): three
+# processes, three files, a quiet stderr
+mkdir "$tmp/stats"
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/stats/s.%p" -- \
+    bash -c 'sort -r "$1" >/dev/null; sort "$1" | tail -n 1; true' sh "$tmp/in"
+files=$(ls "$tmp/stats" | wc -l)
+with=$(grep -l '^labyrinth stats: mallocs [1-9]' "$tmp/stats"/* 2>/dev/null | wc -l)
+if [ "$files" -ge 4 ] && [ "$with" = "$files" ] && [ ! -s "$tmp/err" ] && [ "$(cat "$tmp/out")" = "999 line" ]; then
+    ok "STATS_FILE with %p: $files processes, a summary file each, stderr empty"
+else
+    fail "STATS_FILE: $files files, $with with a summary, stderr: $(head -c 300 "$tmp/err")"
+fi
+# appended, not overwritten: a second run into the same fixed name adds a second summary
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
+[ "$(grep -c '^labyrinth stats: mallocs' "$tmp/fixed")" = 2 ] && ok "STATS_FILE appends" ||
+    fail "STATS_FILE: $(grep -c '^labyrinth stats: mallocs' "$tmp/fixed") summaries after two runs, wanted 2"
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/no/such/dir/s" -- "${prog[@]}"
+if grep -q "^labyrinth: LABYRINTH_STATS_FILE cannot be opened, summary on stderr: $tmp/no/such/dir/s\$" "$tmp/err" &&
+    grep -q '^labyrinth stats: mallocs [1-9]' "$tmp/err"; then
+    ok "STATS_FILE that cannot be opened: a warning and the summary on stderr"
+else
+    fail "STATS_FILE that cannot be opened: $(head -c 300 "$tmp/err")"
+fi
+
+[ "$failed" = 0 ] && echo "options: all checks passed"
+exit "$failed"
