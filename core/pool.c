@@ -171,7 +171,8 @@ struct lab_pool {
     unsigned delay_ms;
     lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
     size_t mapped_pages;
-    uint64_t now_ms, last_purge;
+    uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; what is freed is
+                                        stamped with the clock itself (a vDSO read, no call)  */
     uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
     uint64_t room_hits_dead;          /* room hits of threads that have exited */
     size_t purged_pages, unmapped_chunks;
@@ -378,7 +379,7 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
         }
     }
     if (n == LAB_CHUNK_PAGES)
-        c->idle_since = lab_load_relaxed(&pool->now_ms);
+        c->idle_since = lab_clock_ms();
     store_put_run(pool, z, c, idx, n, clean, stamp);
 }
 
@@ -539,8 +540,9 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     z->chunks = c;
     lab_add_relaxed(&pool->mapped_pages, usable);
     /* pages past a capped pool's limit are never put in the store: they stay unused */
-    store_put_run(pool, z, c, 0, (unsigned)usable, true, lab_load_relaxed(&pool->now_ms));
-    c->idle_since = lab_load_relaxed(&pool->now_ms);
+    uint64_t now = lab_clock_ms();
+    store_put_run(pool, z, c, 0, (unsigned)usable, true, now);
+    c->idle_since = now;
     return 0;
 }
 
@@ -927,7 +929,7 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
-    d->stamp = lab_load_relaxed(&pool->now_ms);
+    d->stamp = lab_clock_ms();
     if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
         return false;
     lab_rooms_t *rs = tls_rooms;
@@ -1030,7 +1032,7 @@ void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
     d->owner = 0;
     lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     lab_lock(&z->lock);
-    store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_load_relaxed(&pool->now_ms));
+    store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_clock_ms());
     lab_unlock(&z->lock);
     pool_tick(pool, true);
 }
@@ -1046,7 +1048,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
         c->head[idx + i] = LAB_HEAD_NONE;
     d->h.npages = (uint32_t)npages;
     lab_lock(&z->lock);
-    store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_load_relaxed(&pool->now_ms));
+    store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
     lab_unlock(&z->lock);
     pool_tick(pool, true);
 }
@@ -1182,7 +1184,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
 void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
 {
     lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_CACHED);
-    c->idle_since = lab_load_relaxed(&pool->now_ms);
+    c->idle_since = lab_clock_ms();
     lab_chunk_t *evict = NULL;
     lab_lock(&pool->huge_lock);
     if (c->size <= HUGE_CACHE_MAX / 4) {
@@ -1885,7 +1887,7 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         return free_pages_general(pool, pages, order);
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.clean = 0;
-    d->stamp = lab_load_relaxed(&p->now_ms);
+    d->stamp = lab_clock_ms();
     if (lab_likely(room_push(p, d, order)))
         return;
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);

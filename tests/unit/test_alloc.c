@@ -617,6 +617,17 @@ static void misuse_double_free_huge(void)
     lab_free(p);
 }
 
+/* The same after the pool has been left alone past its purge delay: its clock is stale then, and
+ * a freed huge mapping once took that old time as the moment it was freed, so the free's own purge
+ * unmapped it at once; the second free found no mapping of ours and was ignored as foreign. */
+static void misuse_double_free_huge_after_idle(void)
+{
+    usleep(1300 * 1000); /* the default pool's delay is 1 s */
+    void *p = lab_malloc(3 * MiB);
+    lab_free(p);
+    lab_free(p);
+}
+
 static void misuse_interior_small(void)
 {
     uint8_t *p = lab_malloc(64);
@@ -673,6 +684,7 @@ static void test_double_free_aborts(void **state)
     expect_abort(misuse_double_free_remote, "double free small, second by another thread");
     expect_abort(misuse_double_free_large, "double free page-sized");
     expect_abort(misuse_double_free_huge, "double free huge");
+    expect_abort(misuse_double_free_huge_after_idle, "double free huge after the pool idled");
     expect_abort(misuse_realloc_freed, "realloc of a freed page-sized block");
 }
 

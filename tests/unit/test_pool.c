@@ -710,6 +710,41 @@ static void test_purge_after_delay(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* Runs freed after the pool sat unused past its delay carry its stale clock as their stamp; the
+ * purge must not take them for runs idle that long (they were purged at the next call, and
+ * refaulted at the one after). They go once they have really idled. */
+static void test_purge_not_after_gap(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.purge_delay_ms = 100};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    void *p[16];
+    for (int i = 0; i < 16; i++) {
+        p[i] = labyrinth_alloc_pages(&pool, 9, 0);
+        memset(p[i], 1, 2u << 20);
+    }
+    usleep(400 * 1000); /* the gap: no call into the pool */
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&pool, &st);
+    size_t purged0 = st.purged_pages;
+    for (int i = 0; i < 16; i++)
+        labyrinth_free_pages(&pool, p[i], 9);
+    void *q = labyrinth_alloc_pages(&pool, 8, 0); /* a slow path: the clock moves, a purge may run */
+    labyrinth_free_pages(&pool, q, 8);
+    labyrinth_pool_stats(&pool, &st);
+    print_message("purged right after the gap: %zu pages\n", st.purged_pages - purged0);
+    assert_int_equal(st.purged_pages, purged0);
+    usleep(300 * 1000);
+    q = labyrinth_alloc_pages(&pool, 7, 0); /* an order the rooms have none of: a slow path */
+    labyrinth_free_pages(&pool, q, 7);
+    labyrinth_pool_stats(&pool, &st);
+    print_message("purged after a real idle: %zu pages\n", st.purged_pages - purged0);
+    assert_true(st.purged_pages >= purged0 + 8 * 512);
+    labyrinth_pool_destroy(&pool);
+}
+
 static void test_user_pool_rx(void **state)
 {
     (void)state;
@@ -753,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_injected_failures),
         cmocka_unit_test(test_purge_returns_rss),
         cmocka_unit_test(test_purge_after_delay),
+        cmocka_unit_test(test_purge_not_after_gap),
         cmocka_unit_test(test_user_pool_rx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
