@@ -87,7 +87,7 @@ lab_internal size_t lab_trim(void);
 /* Process-wide counters for malloc statistics. */
 struct lab_alloc_stats {
     lab_heap_stats_t heap;
-    size_t heaps;
+    size_t heaps, signal_heaps;
     struct labyrinth_pool_stats pool;
 };
 lab_internal void lab_alloc_stats(struct lab_alloc_stats *out);

@@ -908,13 +908,16 @@ void lab_arena_fork_child(void)
     }
 }
 
-void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps)
+void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
 {
     memset(sum, 0, sizeof *sum);
-    size_t live = 0, n = 0;
+    size_t n = 0, ns = 0;
     lab_lock(&heaps_lock);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        n++;
+        if (h->signal_slot)
+            ns++;
+        else
+            n++;
         sum->mallocs += h->st.mallocs;
         sum->frees += h->st.frees;
         sum->remote_frees += h->st.remote_frees;
@@ -930,8 +933,6 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps)
     sum->foreign_frees += lab_heap_empty.st.foreign_frees;
     sum->remote_frees += lab_load_relaxed(&remote_frees_heapless);
     lab_unlock(&heaps_lock);
-    if (live_bytes)
-        *live_bytes = live;
-    if (heaps)
-        *heaps = n;
+    *heaps = n;
+    *signal_heaps = ns;
 }

@@ -235,8 +235,9 @@ lab_internal void lab_defer_free(void *p);
 lab_internal void lab_deferred_run(void);
 lab_internal extern uintptr_t lab_deferred;
 
-/* Sum the counters of all heaps; *live_bytes gets the bytes in blocks handed out by spans. */
-lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *live_bytes, size_t *heaps);
+/* Sum the counters of all heaps; *heaps gets the number of thread heaps made (heaps are reused,
+ * so at most the number of threads alive at once), *signal_heaps that of signal heaps. */
+lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps);
 /* Collect remote frees and release empty spans of the calling thread's heap (malloc_trim). */
 lab_internal void lab_heap_collect(void);
 /* The same for the heaps of threads that have exited (malloc_trim): blocks other threads freed to

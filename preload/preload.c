@@ -223,6 +223,7 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "large", st.heap.large, json, false);
     out_kv(&o, "huge", st.heap.huge, json, false);
     out_kv(&o, "heaps", st.heaps, json, false);
+    out_kv(&o, "signal_heaps", st.signal_heaps, json, false);
     out_kv(&o, "spans", st.heap.spans, json, false);
     out_kv(&o, "span_releases", st.heap.span_releases, json, false);
     if (!json) {
