@@ -82,20 +82,40 @@ void lab_deferred_run(void)
     }
 }
 
-void *lab_malloc_slow(size_t n)
+lab_inline void *malloc_slow(size_t n, bool deferred_done);
+
+/* lab_malloc_slow's rare cases, apart so that it makes no call but tail calls (no registers to
+ * save on the way to a class span): frees deferred from signal handlers ... */
+static lab_noinline lab_cold void *malloc_deferred(size_t n)
 {
-    if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !lab_tls_heap->gfp)
+    if (!lab_tls_heap->gfp)
         lab_deferred_run();
+    return malloc_slow(n, true);
+}
+
+/* ... and a reuse list that ran dry: the direct slots go back to the class's span. */
+static lab_noinline void *malloc_reuse_off(lab_heap_t *h, unsigned cls)
+{
+    lab_heap_reuse_off(h, cls);
+    return alloc_class(cls);
+}
+
+lab_inline void *malloc_slow(size_t n, bool deferred_done)
+{
+    if (!deferred_done && lab_unlikely(lab_load_relaxed(&lab_deferred)))
+        return malloc_deferred(n);
     if (n <= LAB_DIRECT_MAX) {
         lab_heap_t *h = lab_tls_heap;
         lab_span_t *d = h->direct[(n + 15) >> 4];
         if (d->flags & LAB_SPAN_REUSE)
-            lab_heap_reuse_off(h, d->cls);
+            return malloc_reuse_off(h, d->cls);
     }
     if (n <= LAB_SMALL_MAX)
         return alloc_class(lab_size_class(n));
     return alloc_large(n, 0, LAB_GFP_DEFAULT);
 }
+
+void *lab_malloc_slow(size_t n) { return malloc_slow(n, false); }
 
 static lab_noinline lab_cold void free_foreign(const void *p)
 {
@@ -143,6 +163,14 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
     }
 }
 
+/* lab_free_other's rare case: frees deferred from signal handlers wait; run them first. Apart,
+ * so that lab_free_other makes no call but tail calls (no registers to save on its way). */
+static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
+{
+    lab_deferred_run();
+    lab_span_free_remote(s, (lab_block_t *)p);
+}
+
 void lab_free_other(void *p, lab_span_t *s)
 {
     uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
@@ -150,7 +178,7 @@ void lab_free_other(void *p, lab_span_t *s)
     if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && s->heap != h &&
         lab_span_offset_ok(off, s->cls) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
         if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
-            lab_deferred_run();
+            return free_other_deferred(p, s);
         lab_span_free_remote(s, (lab_block_t *)p);
         return;
     }
