@@ -154,9 +154,11 @@ def machine():
             "debian": read("/etc/debian_version")}
 
 
-# ---- the workloads: (name, threads, full N, quick N, tiny N) ----
+# ---- the workloads: (name, threads, full N, quick N, tiny N[, the wl program if not name]) ----
 WL = [
     ("larson", 2, 5000000, 1000000, 20000),
+    # the mixed-size, half-cross-thread workload at 8 threads too (on 2 cores)
+    ("larson8", 8, 5000000, 1000000, 20000, "larson"),
     ("xmalloc", 4, 3000000, 600000, 20000),
     ("scratch", 2, 1500000, 300000, 2000),
     ("churn", 2, 12000000, 2400000, 20000),
@@ -175,10 +177,11 @@ def workloads(build, size, tmp):
     out = []
     for row in WL:
         name, threads, n = row[0], row[1], row[col]
+        prog = row[5] if len(row) > 5 else name
 
-        def argv(alloc, name=name, threads=threads, n=n):
+        def argv(alloc, prog=prog, threads=threads, n=n):
             exe = "wl-jemalloc" if alloc == "jemalloc-direct" else "wl"
-            return [os.path.join(build, "bench", exe), name, str(threads), str(n)]
+            return [os.path.join(build, "bench", exe), prog, str(threads), str(n)]
         out.append((name, "wl", argv))
     py_rounds = {"full": 6, "quick": 2, "tiny": 1}[size]
     py = ["/usr/bin/python3", os.path.join(HERE, "workloads", "pyalloc.py"), str(py_rounds)]
