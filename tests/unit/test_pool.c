@@ -684,18 +684,25 @@ static void test_purge_returns_rss(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* A user pool with this purge delay and 16 runs of 2 MiB from it, every page touched. */
+static void pool_with_dirty_runs(labyrinth_t *pool, unsigned delay_ms, void *p[16])
+{
+    memset(pool, 0, sizeof *pool);
+    struct labyrinth_pool_opts o = {.purge_delay_ms = delay_ms};
+    assert_int_equal(labyrinth_pool_init(pool, &o), 0);
+    for (int i = 0; i < 16; i++) {
+        p[i] = labyrinth_alloc_pages(pool, 9, 0);
+        assert_non_null(p[i]);
+        memset(p[i], 1, 2u << 20);
+    }
+}
+
 static void test_purge_after_delay(void **state)
 {
     (void)state;
     labyrinth_t pool;
-    memset(&pool, 0, sizeof pool);
-    struct labyrinth_pool_opts o = {.purge_delay_ms = 50};
-    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
     void *p[16];
-    for (int i = 0; i < 16; i++) {
-        p[i] = labyrinth_alloc_pages(&pool, 9, 0);
-        memset(p[i], 1, 2u << 20);
-    }
+    pool_with_dirty_runs(&pool, 50, p);
     for (int i = 0; i < 16; i++)
         labyrinth_free_pages(&pool, p[i], 9);
     struct labyrinth_pool_stats st;
@@ -717,14 +724,8 @@ static void test_purge_not_after_gap(void **state)
 {
     (void)state;
     labyrinth_t pool;
-    memset(&pool, 0, sizeof pool);
-    struct labyrinth_pool_opts o = {.purge_delay_ms = 100};
-    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
     void *p[16];
-    for (int i = 0; i < 16; i++) {
-        p[i] = labyrinth_alloc_pages(&pool, 9, 0);
-        memset(p[i], 1, 2u << 20);
-    }
+    pool_with_dirty_runs(&pool, 100, p);
     usleep(400 * 1000); /* the gap: no call into the pool */
     struct labyrinth_pool_stats st;
     labyrinth_pool_stats(&pool, &st);
