@@ -51,8 +51,8 @@ static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     h->cur[cls] = s;
     /* secure mode: the direct slots stay empty, so every allocation takes the slow path; a
-     * reuse list with blocks keeps the slots until it runs dry */
-    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure) || h->reuse[cls].free)
+     * reuse list the slots point at (flags) keeps them until it runs dry */
+    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure) || h->reuse[cls].flags)
         return;
     heap_point_direct(h, cls, s ? s : &lab_span_empty);
 }

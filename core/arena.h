@@ -129,6 +129,7 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #define LAB_DIRECT_CLASSES 21
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
 #define LAB_REUSE_MAX 16
+#define LAB_REUSE_ON 4
 
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
@@ -203,7 +204,9 @@ lab_inline void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
             r->free = b;
             r->usedf--;
             me->st.remote_frees++;
-            if (lab_unlikely(!r->flags)) /* the slots point elsewhere */
+            /* the slots point elsewhere: turn them to the list once it holds a few blocks (each
+             * turn and turn back costs a slow malloc and two walks over the slots) */
+            if (lab_unlikely(!r->flags) && (int32_t)r->usedf <= -LAB_REUSE_ON)
                 lab_heap_reuse_on(me, cls);
             return;
         }

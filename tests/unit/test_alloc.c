@@ -897,6 +897,65 @@ static void test_threads_handoff(void **state)
     assert_int_equal(h_errors, 0);
 }
 
+/* Reuse lists: blocks of another thread's heap that this thread frees serve this thread's next
+ * allocations of their class, last freed first, once LAB_REUSE_ON of them wait (fewer stay put
+ * until more come, or a trim or the thread's exit sends them home); at most LAB_REUSE_MAX are
+ * kept, the rest go home. Checked across the states of the class's span list this thread's own
+ * churn leads to (current span full, changed, relisted). */
+enum { R_FOREIGN = 4096, R_SIZE = 48 };
+static void *r_foreign[R_FOREIGN];
+
+static void *r_alloc_foreign(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < R_FOREIGN; i++)
+        r_foreign[i] = lab_malloc(R_SIZE);
+    return NULL;
+}
+
+static void test_reuse_lists(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, r_alloc_foreign, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    static void *own[3000];
+    int next = 0;
+    for (int round = 0; round < 40; round++) {
+        /* this thread's own churn first: fill and empty spans so its class list moves */
+        int n = 200 + (round * 97) % 2800;
+        for (int i = 0; i < n; i++)
+            assert_non_null(own[i] = lab_malloc(R_SIZE));
+        for (int i = 0; i < n; i += 1 + round % 3)
+            lab_free(own[i]);
+        /* then k foreign blocks freed here: the last of them comes back first */
+        /* up to LAB_REUSE_ON - 1 blocks may wait below the mark already (the churn frees
+         * foreign blocks too), so k stays where none of the k can overflow */
+        int k = LAB_REUSE_ON + round % (LAB_REUSE_MAX - 2 * LAB_REUSE_ON + 2);
+        assert_true(next + k <= R_FOREIGN);
+        for (int i = 0; i < k; i++)
+            lab_free(r_foreign[next + i]);
+        for (int i = k - 1; i >= 0; i--) {
+            void *p = lab_malloc(R_SIZE);
+            if (p != r_foreign[next + i])
+                fail_msg("round %d: malloc gave %p, not the foreign block %p freed here (%d of %d)", round, p,
+                         r_foreign[next + i], k - i, k);
+            lab_free(p); /* now a block this thread frees again, and back on the list */
+            assert_ptr_equal(lab_malloc(R_SIZE), p);
+        }
+        next += k;
+        for (int i = 0; i < n; i += 1 + round % 3)
+            own[i] = NULL;
+        for (int i = 0; i < n; i++)
+            if (own[i])
+                lab_free(own[i]);
+    }
+    for (int i = next; i < R_FOREIGN; i++)
+        lab_free(r_foreign[i]);
+}
+
 /* A thread allocates and exits with its blocks still live; another thread (and this one) check
  * and free them later, while new threads take over the abandoned heap. */
 #define E_BLOCKS 3000
@@ -1103,6 +1162,7 @@ int main(void)
         cmocka_unit_test(test_interior_free_small_owner),
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_threads_handoff),
+        cmocka_unit_test(test_reuse_lists),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_injected_map_failures),
