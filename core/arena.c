@@ -707,6 +707,17 @@ static void free_key_init(void)
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
 
+/* A heap just allocated (zeroed): empty direct slots, its pool, its copy of the divisors. */
+static void heap_init(lab_heap_t *h, lab_pool_t *pool)
+{
+    free_key_init();
+    for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+        h->direct[i] = &lab_span_empty;
+    for (unsigned cls = 0; cls < LAB_NR_CLASSES; cls++)
+        h->div[cls] = lab_load_relaxed(&lab_class_div[cls]);
+    h->pool = pool;
+}
+
 lab_noinline lab_heap_t *lab_heap_get_slow(void)
 {
     lab_heap_t *h = lab_tls_heap;
@@ -725,9 +736,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         h = lab_meta_alloc(sizeof *h);
         if (!h)
             return NULL;
-        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
-            h->direct[i] = &lab_span_empty;
-        h->pool = pool;
+        heap_init(h, pool);
         lab_lock(&heaps_lock);
         h->next_all = heaps_all;
         heaps_all = h;
@@ -832,9 +841,7 @@ void lab_sig_reserve(unsigned n)
         lab_lock(&heaps_lock);
         if (!h)
             break;
-        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
-            h->direct[i] = &lab_span_empty;
-        h->pool = pool;
+        heap_init(h, pool);
         h->gfp = LAB_GFP_ATOMIC;
         h->state = LAB_HEAP_LIVE;
         h->signal_slot = (int)sig_count + 1;

@@ -48,11 +48,9 @@ lab_internal extern uintptr_t lab_free_key;
  * decides) until the first heap is made. */
 lab_internal extern uint64_t lab_class_div[LAB_NR_CLASSES];
 
-lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls)
-{
-    uint64_t c = lab_class_div[cls];
-    return (uint64_t)off * c < c;
-}
+lab_inline bool lab_offset_ok_div(uint32_t off, uint64_t c) { return (uint64_t)off * c < c; }
+
+lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls) { return lab_offset_ok_div(off, lab_class_div[cls]); }
 
 /* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
  * list entry without knowing it (the list heads in spans stay plain). */
@@ -134,6 +132,8 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
+    uint64_t div[LAB_NR_CLASSES];            /* lab_class_div, copied: the free fast path reaches
+                                                it from the heap pointer it already holds */
     lab_heap_stats_t st;
     lab_pool_t *pool;
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */
