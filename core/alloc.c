@@ -82,28 +82,18 @@ void lab_deferred_run(void)
     }
 }
 
-lab_inline void *malloc_slow(size_t n, bool deferred_done);
-
-/* lab_malloc_slow's rare cases, apart so that it makes no call but tail calls (no registers to
- * save on the way to a class span): frees deferred from signal handlers ... */
-static lab_noinline lab_cold void *malloc_deferred(size_t n)
-{
-    if (!lab_tls_heap->gfp)
-        lab_deferred_run();
-    return malloc_slow(n, true);
-}
-
-/* ... and a reuse list that ran dry: the direct slots go back to the class's span. */
+/* A dry reuse list: the direct slots go back to the class's span. Apart, like malloc_deferred
+ * below, so that lab_malloc_slow makes no call but tail calls (no registers to save on the way
+ * to a class span). */
 static lab_noinline void *malloc_reuse_off(lab_heap_t *h, unsigned cls)
 {
     lab_heap_reuse_off(h, cls);
     return alloc_class(cls);
 }
 
-lab_inline void *malloc_slow(size_t n, bool deferred_done)
+/* lab_malloc_slow after the deferred frees. */
+lab_inline void *malloc_slow(size_t n)
 {
-    if (!deferred_done && lab_unlikely(lab_load_relaxed(&lab_deferred)))
-        return malloc_deferred(n);
     if (n <= LAB_DIRECT_MAX) {
         lab_heap_t *h = lab_tls_heap;
         lab_span_t *d = h->direct[(n + 15) >> 4];
@@ -115,7 +105,20 @@ lab_inline void *malloc_slow(size_t n, bool deferred_done)
     return alloc_large(n, 0, LAB_GFP_DEFAULT);
 }
 
-void *lab_malloc_slow(size_t n) { return malloc_slow(n, false); }
+/* Frees deferred from signal handlers wait: run them first (not on a signal heap). */
+static lab_noinline lab_cold void *malloc_deferred(size_t n)
+{
+    if (!lab_tls_heap->gfp)
+        lab_deferred_run();
+    return malloc_slow(n);
+}
+
+void *lab_malloc_slow(size_t n)
+{
+    if (lab_unlikely(lab_load_relaxed(&lab_deferred)))
+        return malloc_deferred(n);
+    return malloc_slow(n);
+}
 
 static lab_noinline lab_cold void free_foreign(const void *p)
 {

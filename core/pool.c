@@ -171,8 +171,9 @@ struct lab_pool {
     unsigned delay_ms;
     lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
     size_t mapped_pages;
-    uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; what is freed is
-                                        stamped with the clock itself (a vDSO read, no call)  */
+    uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; a freed run is
+                                        stamped with the clock (a vDSO read) when the purge can
+                                        first see it: on a shared list or in the store */
     uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
     uint64_t room_hits_dead;          /* room hits of threads that have exited */
     size_t purged_pages, unmapped_chunks;
@@ -606,8 +607,7 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
         h[i] = w;
 }
 
-static lab_rooms_t *rooms_get(void);
-static lab_rooms_t *rooms_get_atomic(void);
+static lab_rooms_t *rooms_get(bool atomic);
 
 static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned order)
 {
@@ -626,11 +626,15 @@ static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned or
 static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
                         unsigned order, unsigned count)
 {
-    /* runs leaving a room lose the heads they kept there (see lab_pool_free_order) */
+    /* runs leaving a room lose the heads they kept there (see lab_pool_free_order), and are
+     * stamped now: the purge may see them from here on (a room keeps its runs from it, so the
+     * frees that stay in a room read no clock) */
+    uint64_t stamp = lab_clock_ms();
     for (lab_page_t *d = first;; d = d->next) {
         lab_chunk_t *c = lab_desc_chunk(d);
         if (c->head[d - c->page] != LAB_HEAD_NONE)
             run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+        d->stamp = stamp;
         if (d == last)
             break;
     }
@@ -772,7 +776,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     lab_page_t *d;
 
     /* refill the room with a batch when this thread has one (not for EXCLUSIVE runs) */
-    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : atomic ? rooms_get_atomic() : rooms_get();
+    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : rooms_get(atomic);
     if (rs && !rs->busy && pool->id < LAB_ROOM_POOLS) {
         unsigned batch = room_cap[order] / 2;
         if (batch > 0) {
@@ -929,7 +933,6 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
-    d->stamp = lab_clock_ms();
     if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
         return false;
     lab_rooms_t *rs = tls_rooms;
@@ -1511,20 +1514,12 @@ static lab_noinline lab_rooms_t *rooms_create(bool atomic)
     return rs;
 }
 
-static lab_rooms_t *rooms_get(void)
+static lab_rooms_t *rooms_get(bool atomic)
 {
     lab_rooms_t *rs = tls_rooms;
     if (lab_likely(rs) || tls_rooms_dead)
         return rs;
-    return rooms_create(false);
-}
-
-static lab_rooms_t *rooms_get_atomic(void)
-{
-    lab_rooms_t *rs = tls_rooms;
-    if (lab_likely(rs) || tls_rooms_dead)
-        return rs;
-    return rooms_create(true);
+    return rooms_create(atomic);
 }
 
 static void rooms_flush(lab_rooms_t *rs)
@@ -1776,7 +1771,7 @@ void lab_pool_fork_child(void)
 labyrinth_t *labyrinth_default(void)
 {
     lab_pool_thread_key_init();
-    rooms_get();
+    rooms_get(false);
     return lab_pool_default() ? &default_handle : NULL;
 }
 
@@ -1795,7 +1790,7 @@ int labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opt
     }
     pool->impl = p;
     pool->id = p->id;
-    rooms_get();
+    rooms_get(false);
     /* release: the pool is complete before the magic says so */
     __atomic_store_n(&pool->magic, POOL_MAGIC, __ATOMIC_RELEASE);
     return 0;
@@ -1887,7 +1882,6 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         return free_pages_general(pool, pages, order);
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.clean = 0;
-    d->stamp = lab_clock_ms();
     if (lab_likely(room_push(p, d, order)))
         return;
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
