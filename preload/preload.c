@@ -273,6 +273,8 @@ static void warn2(const char *a, const char *b)
     out_s(&o, "labyrinth: ");
     out_s(&o, a);
     out_s(&o, b);
+    if (o.n == sizeof o.buf - 1)
+        o.n--; /* cut short: the line still ends */
     out_s(&o, "\n");
     out_flush(&o);
 }
@@ -411,7 +413,8 @@ static int stats_open(void)
         return 2;
     char path[sizeof stats_file + 32], pid[24];
     size_t n = 0;
-    for (const char *p = stats_file; *p && n < sizeof path - 24; p++) {
+    const char *p = stats_file;
+    for (; *p && n < sizeof path - 24; p++) {
         if (p[0] == '%' && p[1] == 'p') {
             lab_fmt_u64(pid, (uint64_t)getpid());
             for (const char *q = pid; *q; q++)
@@ -425,6 +428,10 @@ static int stats_open(void)
         }
     }
     path[n] = 0;
+    if (*p) { /* the pids made it too long: not some truncated name */
+        warn2("LABYRINTH_STATS_FILE too long with %p expanded, summary on stderr: ", stats_file);
+        return 2;
+    }
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         warn2("LABYRINTH_STATS_FILE cannot be opened, summary on stderr: ", path);

@@ -109,6 +109,13 @@ run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
 run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
 [ "$(grep -c '^labyrinth stats: mallocs' "$tmp/fixed")" = 2 ] && ok "STATS_FILE appends" ||
     fail "STATS_FILE: $(grep -c '^labyrinth stats: mallocs' "$tmp/fixed") summaries after two runs, wanted 2"
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/pct%%%p" -- "${prog[@]}"
+ls "$tmp" | grep -qx 'pct%[0-9][0-9]*' && ok "STATS_FILE: %% is a percent sign" ||
+    fail "STATS_FILE: no file pct%<pid> in $tmp: $(ls "$tmp" | tr '\n' ' ')"
+run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/$(printf '%%p%.0s' $(seq 1 2030))" -- "${prog[@]}"
+grep -q '^labyrinth: LABYRINTH_STATS_FILE too long with %p expanded, summary on stderr: ' "$tmp/err" &&
+    grep -q '^labyrinth stats: mallocs [1-9]' "$tmp/err" && ok "STATS_FILE too long once expanded: warning, stderr" ||
+    fail "STATS_FILE too long once expanded: $(head -c 200 "$tmp/err")"
 run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/no/such/dir/s" -- "${prog[@]}"
 if grep -q "^labyrinth: LABYRINTH_STATS_FILE cannot be opened, summary on stderr: $tmp/no/such/dir/s\$" "$tmp/err" &&
     grep -q '^labyrinth stats: mallocs [1-9]' "$tmp/err"; then

@@ -703,6 +703,11 @@ static void test_interior_free_small_owner(void **state)
 {
     (void)state;
     expect_abort(misuse_interior_small, "interior free small (owner thread)");
+    /* the fast path takes the divisors from the heap's copy: a wrong or missing copy would
+     * send every owner free to the slow path, which still aborts on an interior pointer */
+    assert_non_null(lab_malloc(16));
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
+        assert_true(lab_tls_heap->div[cls] == lab_class_div[cls] && lab_class_div[cls] != 0);
 }
 
 /* ---- threads ---- */
