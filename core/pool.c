@@ -22,6 +22,10 @@
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
 #endif
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#endif
 
 #define POOL_MAGIC 0x4c61627972696e74ull /* "Labyrint" */
 #define LAB_ROOM_POOLS 8                  /* pools with rooms; pools beyond go straight to lists */
@@ -177,6 +181,8 @@ struct lab_pool {
     uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
     uint64_t room_hits_dead;          /* room hits of threads that have exited */
     size_t purged_pages, unmapped_chunks;
+    bool thp;                         /* LAB_POOL_HUGE, from thp_after mapped pages */
+    size_t thp_after, thp_chunks, thp_demoted;
     size_t peak_used;
     lab_zone_t zone[2];
     lab_lock_t huge_lock;
@@ -523,6 +529,12 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     }
     if (zone == ZONE_EXCL)
         lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK);
+    c->thp = 0;
+    if (pool->thp && zone == ZONE_NORMAL && lab_load_relaxed(&pool->mapped_pages) >= pool->thp_after &&
+        lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_HUGEPAGE) == 0) {
+        c->thp = 1;
+        lab_add_relaxed(&pool->thp_chunks, 1);
+    }
     c->base = (uintptr_t)m;
     c->pool = pool;
     c->kind = LAB_CHUNK_NORMAL;
@@ -1303,6 +1315,14 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
                     more = true; /* let waiting allocations in, then start the walk again */
                     break;
                 }
+                lab_chunk_t *c = lab_desc_chunk(d);
+                if (c->thp) {
+                    /* the purge splits the huge page: small pages from now on, and khugepaged
+                     * told to keep away, or it would fill the purged pages in again */
+                    lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
+                    c->thp = 0;
+                    lab_add_relaxed(&pool->thp_demoted, 1);
+                }
                 lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
                 d->h.clean = 1;
                 batch += b;
@@ -1570,6 +1590,8 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
     pool->high = o && o->high_pages ? o->high_pages : pool->low + 256;
     pool->max = o ? o->max_pages : 0;
     pool->delay_ms = o && o->purge_delay_ms ? o->purge_delay_ms : 1000;
+    pool->thp = o && (o->flags & LAB_POOL_HUGE);
+    pool->thp_after = o ? o->huge_after_pages : 0;
     if (pool->low < pool->reserve || pool->high < pool->low ||
         (pool->max && pool->max < pool->reserve))
         return -EINVAL;
@@ -1633,6 +1655,7 @@ static labyrinth_t default_handle;
 static lab_pool_t *default_pool;
 static lab_lock_t default_lock = LAB_LOCK_INIT;
 static unsigned default_delay_ms = 1000;
+static size_t default_thp_mib;
 
 void lab_pool_set_default_delay(unsigned ms)
 {
@@ -1642,6 +1665,8 @@ void lab_pool_set_default_delay(unsigned ms)
         p->delay_ms = ms;
 }
 
+void lab_pool_set_default_thp(size_t mib) { default_thp_mib = mib; }
+
 static lab_noinline lab_pool_t *pool_default_init(void)
 {
     lab_lock(&default_lock);
@@ -1649,7 +1674,9 @@ static lab_noinline lab_pool_t *pool_default_init(void)
         lab_pool_t *p = lab_meta_alloc(sizeof *p);
         /* a small reserve lets signal handlers and ATOMIC callers get pages when all else fails */
         struct labyrinth_pool_opts o = {.reserve_pages = 32, .low_pages = 64, .high_pages = 512,
-                                        .purge_delay_ms = default_delay_ms};
+                                        .purge_delay_ms = default_delay_ms,
+                                        .flags = default_thp_mib ? LAB_POOL_HUGE : 0,
+                                        .huge_after_pages = default_thp_mib << (20 - LAB_PAGE_SHIFT)};
         if (p && pool_setup(p, &o, true) == 0) {
             p->delay_ms = default_delay_ms; /* 0 is meaningful here: purge at once */
             default_handle.impl = p;
@@ -1694,6 +1721,8 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
                                    out->mapped_pages > out->free_total ? out->mapped_pages - out->free_total : 0);
     out->purged_pages = lab_load_relaxed(&pool->purged_pages);
     out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
+    out->thp_chunks = lab_load_relaxed(&pool->thp_chunks);
+    out->thp_demoted = lab_load_relaxed(&pool->thp_demoted);
     out->hits_shared = lab_load_relaxed(&pool->hits_shared);
     out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
     out->hits_slow = lab_load_relaxed(&pool->hits_slow);

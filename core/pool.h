@@ -55,7 +55,7 @@ typedef struct lab_chunk {
     size_t size;                /* mapped bytes (NORMAL: 2 MiB; HUGE: the mapping's length) */
     struct lab_chunk *next, *prev;
     uint32_t store_pages;       /* pages of this chunk in the store */
-    uint32_t pad;
+    uint32_t thp;               /* 1: advised MADV_HUGEPAGE (LAB_POOL_HUGE), until a purge */
     uint64_t idle_since;
     uint16_t head[LAB_CHUNK_PAGES];   /* each page -> byte offset (from the header) of its run's
                                          descriptor; LAB_HEAD_NONE for pages in no used run */
@@ -186,5 +186,8 @@ lab_internal extern __thread int lab_pool_handler_depth;
 lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);
 /* Purge delay of the default pool, before it is first used (options). */
 lab_internal void lab_pool_set_default_delay(unsigned ms);
+/* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used
+ * (options). */
+lab_internal void lab_pool_set_default_thp(size_t mib);
 
 #endif

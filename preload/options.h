@@ -12,6 +12,7 @@
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
     X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and about 6 % of span memory)") \
     X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory idle past PURGE_DELAY_MS without waiting for the program's next allocator call; 0: no thread") \
+    X(THP, UINT, 8, "MiB the malloc pool must have mapped before the chunks (2 MiB) it maps next are advised MADV_HUGEPAGE: the kernel backs each with one transparent huge page at its first touch (one page fault instead of up to 512, fewer TLB misses); the first purge in a chunk turns it back to small pages; 0: small pages only") \
     X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)") \
     X(MMAP, BOOL, 0, "1: private anonymous read-write mmap requests of up to LABYRINTH_MMAP_MAX bytes are served from a pool of reserved address space, and munmap keeps their pages (inaccessible) for reuse; see Pooled anonymous mmap") \
     X(MMAP_MAX, UINT, 1048576, "largest mmap request (bytes) that LABYRINTH_MMAP pools; larger ones go to the kernel (at most 268435456)") \

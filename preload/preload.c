@@ -237,6 +237,8 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "free_kib", st.pool.free_total * kib, json, false);
     out_kv(&o, "purged_kib", st.pool.purged_pages * kib, json, false);
     out_kv(&o, "chunks_unmapped", st.pool.unmapped_chunks, json, false);
+    out_kv(&o, "thp_chunks", st.pool.thp_chunks, json, false);
+    out_kv(&o, "thp_demoted", st.pool.thp_demoted, json, false);
     out_kv(&o, "hits_room", st.pool.hits_room, json, false);
     out_kv(&o, "hits_shared", st.pool.hits_shared, json, false);
     out_kv(&o, "hits_slow", st.pool.hits_slow, json, false);
@@ -391,6 +393,7 @@ __attribute__((constructor(101))) static void preload_init(void)
 {
     options_read();
     lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
+    lab_pool_set_default_thp(opts.THP);
     lab_purge_init(opts.BACKGROUND_PURGE);
     lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
                   opts.VERBOSE);

@@ -47,7 +47,17 @@ struct labyrinth_pool_opts {
     size_t   high_pages;      /* refills go up to this many free pages (low + 256)               */
     size_t   max_pages;       /* cap on pages the pool maps, 0 = no cap                          */
     unsigned purge_delay_ms;  /* free runs idle this long are purged (1000); ~0u = never purge  */
+    unsigned flags;           /* LAB_POOL_* below (0)                                            */
+    size_t   huge_after_pages;/* LAB_POOL_HUGE: from the chunk mapped once this many pages are   */
+                              /* mapped (0: from the first)                                      */
 };
+
+/* Chunks (2 MiB) are advised MADV_HUGEPAGE when mapped: the kernel backs each with one
+ * transparent huge page at its first touch, so one page fault and one TLB entry serve 512 pages
+ * (page faults are dear on VMs). The first purge in a chunk turns it back to small pages for good
+ * (MADV_NOHUGEPAGE, or khugepaged would fill the purged pages in again). The malloc pool has it
+ * from LABYRINTH_THP MiB mapped. */
+#define LAB_POOL_HUGE (1u<<0)
 
 /* A pool. Complete so that users can declare one statically; its fields are private. A pool that
  * is all zero (never initialised) is rejected with EINVAL by every call. */
@@ -70,6 +80,8 @@ struct labyrinth_pool_stats {
     size_t peak_used_pages;           /* most pages handed out at once (sampled on slow paths)   */
     size_t purged_pages;              /* pages given back to the OS with MADV_DONTNEED, in all   */
     size_t unmapped_chunks;           /* chunks given back with munmap, in all                   */
+    size_t thp_chunks;                /* LAB_POOL_HUGE: chunks mapped with the huge-page advice  */
+    size_t thp_demoted;               /* ... of which a purge turned back to small pages         */
     uint64_t hits_room;               /* allocations served from the calling thread's room       */
     uint64_t hits_shared;             /* ... from the pool's lock-free lists                     */
     uint64_t hits_reserve;            /* ... that dipped below MIN (ATOMIC only)                 */

@@ -746,6 +746,114 @@ static void test_purge_not_after_gap(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* The mapping of /proc/self/smaps that holds p: its VmFlags line into flags ("" if none found) and
+ * its AnonHugePages (kB). */
+static void vma_of(const void *p, char *flags, size_t len, long *anon_huge_kb)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    bool in = false;
+    flags[0] = 0;
+    *anon_huge_kb = -1;
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char c;
+        if (sscanf(line, "%lx-%lx %c", &lo, &hi, &c) == 3) {
+            if (in)
+                break;
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && !strncmp(line, "AnonHugePages:", 14)) {
+            *anon_huge_kb = atol(line + 14);
+        } else if (in && !strncmp(line, "VmFlags:", 8)) {
+            snprintf(flags, len, "%s", line + 8);
+        }
+    }
+    fclose(f);
+    assert_true(flags[0] != 0);
+}
+
+static bool has_flag(const char *flags, const char *f)
+{
+    for (const char *s = flags; (s = strstr(s, f)); s += 2)
+        if ((s == flags || s[-1] == ' ') && (s[2] == ' ' || s[2] == '\n' || !s[2]))
+            return true;
+    return false;
+}
+
+/* LAB_POOL_HUGE: chunks are advised MADV_HUGEPAGE from huge_after_pages mapped on, not before; a
+ * purge in an advised chunk turns it to MADV_NOHUGEPAGE (and counts it); a pool without the flag
+ * never advises. Whether the kernel then gives a huge page depends on its THP setting and free
+ * memory, so that part is only reported. */
+static void test_huge_chunks(void **state)
+{
+    (void)state;
+    char fl[512];
+    long ahp;
+    struct labyrinth_pool_stats st;
+    labyrinth_t plain, huge, later;
+
+    struct labyrinth_pool_opts o = {.purge_delay_ms = ~0u};
+    assert_int_equal(labyrinth_pool_init(&plain, &o), 0);
+    void *p = labyrinth_alloc_pages(&plain, 8, 0);
+    assert_non_null(p);
+    fill(p, (size_t)256 << 12, 1);
+    vma_of(p, fl, sizeof fl, &ahp);
+    assert_false(has_flag(fl, "hg"));
+    labyrinth_pool_stats(&plain, &st);
+    assert_int_equal(st.thp_chunks, 0);
+    labyrinth_free_pages(&plain, p, 8);
+    labyrinth_pool_destroy(&plain);
+
+    o.flags = LAB_POOL_HUGE;
+    assert_int_equal(labyrinth_pool_init(&huge, &o), 0);
+    void *a = labyrinth_alloc_pages(&huge, 8, 0), *b = labyrinth_alloc_pages(&huge, 8, 0);
+    assert_non_null(a);
+    assert_non_null(b);
+    fill(a, (size_t)256 << 12, 2);
+    vma_of(a, fl, sizeof fl, &ahp);
+    print_message("advised chunk: VmFlags%s AnonHugePages %ld kB\n", fl, ahp);
+    assert_true(has_flag(fl, "hg"));
+    labyrinth_pool_stats(&huge, &st);
+    assert_true(st.thp_chunks >= 1);
+    assert_int_equal(st.thp_demoted, 0);
+    /* b (touched, then freed) is purged by the trim: a's chunk goes back to small pages */
+    fill(b, (size_t)256 << 12, 3);
+    labyrinth_free_pages(&huge, b, 8);
+    labyrinth_pool_trim(&huge);
+    labyrinth_pool_stats(&huge, &st);
+    assert_true(st.thp_demoted >= 1);
+    vma_of(a, fl, sizeof fl, &ahp);
+    print_message("after the purge: VmFlags%s AnonHugePages %ld kB\n", fl, ahp);
+    assert_false(has_flag(fl, "hg"));
+    assert_true(has_flag(fl, "nh"));
+    assert_int_equal(ahp, 0);
+    assert_true(check(a, (size_t)256 << 12, 2)); /* the live half kept its contents */
+    labyrinth_free_pages(&huge, a, 8);
+    labyrinth_pool_destroy(&huge);
+
+    /* from 4 MiB mapped: the first two chunks stay small, every later one is advised */
+    o.huge_after_pages = 1024;
+    assert_int_equal(labyrinth_pool_init(&later, &o), 0);
+    void *r[8];
+    for (int i = 0; i < 8; i++) {
+        assert_non_null(r[i] = labyrinth_alloc_pages(&later, 9, 0));
+        fill(r[i], 4096, 4);
+    }
+    labyrinth_pool_stats(&later, &st);
+    size_t chunks = st.mapped_pages / 512;
+    print_message("%zu chunks mapped, %zu advised\n", chunks, st.thp_chunks);
+    assert_true(chunks >= 8);
+    assert_int_equal(st.thp_chunks, chunks - 2);
+    vma_of(r[0], fl, sizeof fl, &ahp);
+    assert_false(has_flag(fl, "hg"));
+    vma_of(r[7], fl, sizeof fl, &ahp);
+    assert_true(has_flag(fl, "hg"));
+    for (int i = 0; i < 8; i++)
+        labyrinth_free_pages(&later, r[i], 9);
+    labyrinth_pool_destroy(&later);
+}
+
 static void test_user_pool_rx(void **state)
 {
     (void)state;
@@ -791,6 +899,7 @@ int main(void)
         cmocka_unit_test(test_purge_after_delay),
         cmocka_unit_test(test_purge_not_after_gap),
         cmocka_unit_test(test_user_pool_rx),
+        cmocka_unit_test(test_huge_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
