@@ -1665,7 +1665,7 @@ void lab_pool_set_default_delay(unsigned ms)
         p->delay_ms = ms;
 }
 
-void lab_pool_set_default_thp(size_t mib) { default_thp_mib = mib; }
+void lab_pool_set_default_thp(size_t mib) { default_thp_mib = lab_min(mib, SIZE_MAX >> 20); }
 
 static lab_noinline lab_pool_t *pool_default_init(void)
 {
