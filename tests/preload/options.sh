@@ -126,7 +126,7 @@ fi
 
 # THP: a program whose pool passes the threshold gets advised chunks (counted in the summary);
 # LABYRINTH_THP=0 none, a threshold above the program's size none
-big=(python3 -c 'x = [bytearray(200000) for i in range(150)]; print(len(x))')
+big=(python3 -c 'x = [bytearray(200000) for i in range(400)]; print(len(x))')
 # (the largest count of any summary: python3 may run other processes at start)
 thp_of() { sed -n 's/.*thp_chunks \([0-9]*\).*/\1/p' "$tmp/err" | sort -n | tail -n 1; }
 run LABYRINTH_STATS=1 -- "${big[@]}"
