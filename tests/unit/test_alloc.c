@@ -969,6 +969,72 @@ static void test_reuse_lists(void **state)
         lab_free(r_foreign[i]);
 }
 
+/* A reuse list that the direct slots point at, drained by malloc (on, but empty), must keep the
+ * slots when the class's span changes underneath: here an aligned allocation (which takes the
+ * class's span directly, not the slots) uses the span up and a new one becomes current. The
+ * foreign blocks freed afterwards must still come back first; when the span change turned the
+ * slots to the span while the list stayed marked as pointed at, they waited unseen until a trim. */
+enum { RS_SIZE = 64, RS_FOREIGN = 8 };
+static void *rs_foreign[RS_FOREIGN];
+
+static void *rs_alloc_foreign(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < RS_FOREIGN; i++)
+        rs_foreign[i] = lab_malloc(RS_SIZE);
+    return NULL;
+}
+
+static void test_reuse_list_span_change(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, rs_alloc_foreign, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    unsigned cls = lab_size_class(RS_SIZE);
+    void *warm = lab_malloc(RS_SIZE); /* this thread's heap, and a current span for the class */
+    lab_heap_t *h = lab_tls_heap;
+    lab_span_t *r = &h->reuse[cls];
+    /* send home what earlier tests left on the list, then put exactly LAB_REUSE_ON foreign blocks
+     * on it */
+    lab_heap_collect();
+    assert_null(r->free);
+    assert_int_equal(r->flags, 0);
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(rs_foreign[i]);
+    assert_true(r->flags != 0); /* the slots point at the list */
+    for (int i = LAB_REUSE_ON - 1; i >= 0; i--)
+        assert_ptr_equal(lab_malloc(RS_SIZE), rs_foreign[i]);
+    assert_null(r->free); /* on, and empty */
+    /* the span changes: aligned blocks of the class until another span is current */
+    static void *aligned[4096];
+    int na = 0;
+    lab_span_t *before = h->cur[cls];
+    while (h->cur[cls] == before) {
+        assert_true(na < 4096);
+        assert_non_null(aligned[na] = lab_malloc_aligned(64, RS_SIZE));
+        na++;
+    }
+    /* LAB_REUSE_ON more foreign blocks: the next mallocs must return them, last freed first */
+    for (int i = LAB_REUSE_ON; i < 2 * LAB_REUSE_ON; i++)
+        lab_free(rs_foreign[i]);
+    for (int i = 2 * LAB_REUSE_ON - 1; i >= LAB_REUSE_ON; i--) {
+        void *p = lab_malloc(RS_SIZE);
+        if (p != rs_foreign[i])
+            fail_msg("after the span change malloc gave %p, not the foreign block %p freed here", p, rs_foreign[i]);
+        lab_free(p);
+        assert_ptr_equal(lab_malloc(RS_SIZE), p);
+        rs_foreign[i] = p;
+    }
+    for (int i = 0; i < 2 * LAB_REUSE_ON; i++)
+        lab_free(rs_foreign[i]);
+    while (na)
+        lab_free(aligned[--na]);
+    lab_free(warm);
+}
+
 /* A thread allocates and exits with its blocks still live; another thread (and this one) check
  * and free them later, while new threads take over the abandoned heap. */
 #define E_BLOCKS 3000
@@ -1176,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_threads_handoff),
         cmocka_unit_test(test_reuse_lists),
+        cmocka_unit_test(test_reuse_list_span_change),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_injected_map_failures),
