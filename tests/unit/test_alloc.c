@@ -910,12 +910,29 @@ static void test_threads_handoff(void **state)
 enum { R_FOREIGN = 4096, R_SIZE = 48 };
 static void *r_foreign[R_FOREIGN], *r_drained[LAB_REUSE_MAX];
 
-static void *r_alloc_foreign(void *arg)
+/* n blocks of `size` bytes allocated by a thread that then exits: blocks of another heap */
+struct foreign_req {
+    void **out;
+    int n;
+    size_t size;
+};
+
+static void *foreign_alloc(void *arg)
 {
-    (void)arg;
-    for (int i = 0; i < R_FOREIGN; i++)
-        r_foreign[i] = lab_malloc(R_SIZE);
+    struct foreign_req *q = arg;
+    for (int i = 0; i < q->n; i++)
+        q->out[i] = lab_malloc(q->size);
     return NULL;
+}
+
+static void make_foreign(void **out, int n, size_t size)
+{
+    struct foreign_req q = {out, n, size};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, foreign_alloc, &q), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int i = 0; i < n; i++)
+        assert_non_null(out[i]);
 }
 
 static void test_reuse_lists(void **state)
@@ -923,9 +940,7 @@ static void test_reuse_lists(void **state)
     (void)state;
     if (lab_load_relaxed(&lab_secure))
         skip();
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, r_alloc_foreign, NULL), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    make_foreign(r_foreign, R_FOREIGN, R_SIZE);
     static void *own[3000];
     int next = 0;
     for (int round = 0; round < 40; round++) {
@@ -974,25 +989,15 @@ static void test_reuse_lists(void **state)
  * class's span directly, not the slots) uses the span up and a new one becomes current. The
  * foreign blocks freed afterwards must still come back first; when the span change turned the
  * slots to the span while the list stayed marked as pointed at, they waited unseen until a trim. */
-enum { RS_SIZE = 64, RS_FOREIGN = 8 };
+enum { RS_SIZE = 64, RS_FOREIGN = 2 * LAB_REUSE_ON };
 static void *rs_foreign[RS_FOREIGN];
-
-static void *rs_alloc_foreign(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < RS_FOREIGN; i++)
-        rs_foreign[i] = lab_malloc(RS_SIZE);
-    return NULL;
-}
 
 static void test_reuse_list_span_change(void **state)
 {
     (void)state;
     if (lab_load_relaxed(&lab_secure))
         skip();
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, rs_alloc_foreign, NULL), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    make_foreign(rs_foreign, RS_FOREIGN, RS_SIZE);
     unsigned cls = lab_size_class(RS_SIZE);
     void *warm = lab_malloc(RS_SIZE); /* this thread's heap, and a current span for the class */
     lab_heap_t *h = lab_tls_heap;
