@@ -22,7 +22,10 @@ lab_internal void lab_free_slow(void *p);
  * lookup); everything else goes through lab_free_slow. */
 lab_internal void lab_free_other(void *p, lab_span_t *s);
 
-lab_inline void *lab_malloc(size_t n)
+/* The fast path alone: a block, or NULL when only the slow path can tell (nothing set). Callers
+ * that need more than lab_malloc_slow on a miss (operator new) call it and then their own slow
+ * function, so that the hit needs no stack frame. */
+lab_inline void *lab_malloc_fast(size_t n)
 {
     lab_heap_t *h = lab_tls_heap;
     if (lab_likely(n <= LAB_DIRECT_MAX)) {
@@ -36,6 +39,14 @@ lab_inline void *lab_malloc(size_t n)
             return b;
         }
     }
+    return NULL;
+}
+
+lab_inline void *lab_malloc(size_t n)
+{
+    void *p = lab_malloc_fast(n);
+    if (lab_likely(p != NULL))
+        return p;
     return lab_malloc_slow(n);
 }
 

@@ -35,7 +35,30 @@ static lab_noinline lab_cold void *next_symbol(const char *name)
 /* Each failure path asks the runtime's own operator to retry, call the handler and throw. */
 #define NEXT(type, name, ...) ((type)next_symbol(name))(__VA_ARGS__)
 
-static inline void *new_small(size_t n) { return lab_malloc(n); }
+/* A hit is lab_malloc's, with no stack frame; a miss goes to a function of its own. */
+static lab_noinline void *znwm_slow(size_t n)
+{
+    void *p = lab_malloc_slow(n);
+    return lab_likely(p != NULL) ? p : NEXT(new_fn, "_Znwm", n);
+}
+
+static lab_noinline void *znam_slow(size_t n)
+{
+    void *p = lab_malloc_slow(n);
+    return lab_likely(p != NULL) ? p : NEXT(new_fn, "_Znam", n);
+}
+
+static lab_noinline void *znwm_nt_slow(size_t n, const void *nt)
+{
+    void *p = lab_malloc_slow(n);
+    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnwmRKSt9nothrow_t", n, nt);
+}
+
+static lab_noinline void *znam_nt_slow(size_t n, const void *nt)
+{
+    void *p = lab_malloc_slow(n);
+    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnamRKSt9nothrow_t", n, nt);
+}
 
 static inline void *new_aligned(size_t n, size_t align)
 {
@@ -50,26 +73,26 @@ static inline void *new_aligned(size_t n, size_t align)
 /* ---- new ---- */
 LAB_EXPORT void *_Znwm(size_t n)
 {
-    void *p = new_small(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_fn, "_Znwm", n);
+    void *p = lab_malloc_fast(n);
+    return lab_likely(p != NULL) ? p : znwm_slow(n);
 }
 
 LAB_EXPORT void *_Znam(size_t n)
 {
-    void *p = new_small(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_fn, "_Znam", n);
+    void *p = lab_malloc_fast(n);
+    return lab_likely(p != NULL) ? p : znam_slow(n);
 }
 
 LAB_EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *nt)
 {
-    void *p = new_small(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnwmRKSt9nothrow_t", n, nt);
+    void *p = lab_malloc_fast(n);
+    return lab_likely(p != NULL) ? p : znwm_nt_slow(n, nt);
 }
 
 LAB_EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const void *nt)
 {
-    void *p = new_small(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnamRKSt9nothrow_t", n, nt);
+    void *p = lab_malloc_fast(n);
+    return lab_likely(p != NULL) ? p : znam_nt_slow(n, nt);
 }
 
 LAB_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al)
