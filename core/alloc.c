@@ -379,8 +379,11 @@ void *lab_realloc(void *p, size_t n)
 
 size_t lab_trim(void)
 {
-    lab_heap_collect();
+    lab_heap_collect(); /* sends this thread's open messages too */
     lab_arena_reclaim();
+    lab_arena_return_idle();
+    /* the messages return_idle emptied are blocks of their senders' heaps, this one's often */
+    lab_heap_collect();
     labyrinth_t *pool = labyrinth_default();
     return pool ? labyrinth_pool_trim(pool) : 0;
 }

@@ -286,6 +286,10 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         /* Off the list BEFORE NOTIFY is visible: the remote free that takes the notice writes
          * s->next (the inbox link) at once, so the list must no longer use it. */
         list_remove(h, s);
+        /* a full span may be released by another thread while it waits (lab_arena_return_idle):
+         * nothing of the heap may point at it but the inbox, which that thread empties */
+        if (h->spare[cls] == s)
+            h->spare[cls] = NULL;
         uintptr_t zero = 0;
         /* acq_rel: pairs with remote frees; if one slipped in, collect it instead */
         if (__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
@@ -796,6 +800,80 @@ void lab_arena_reclaim(void)
         heaps_abandoned = list;
         lab_unlock(&heaps_lock);
     }
+}
+
+/* ---- memory freed to a thread that makes no allocator call ----
+ * Blocks other threads free wait in their owner's messages until the owner next takes a slow
+ * path. An owner that idles (blocked, sleeping, computing) would keep them for good, so
+ * malloc_trim moves them on without the owner, through the words other threads may touch: each
+ * block goes on its span's remote list (what a thread without a heap of its own does), and a
+ * span that the owner put off its list full, and whose remote list now holds every one of its
+ * blocks, is given back to the pool. That is safe without the owner: a span off its list, out of
+ * the inbox, with all its blocks freed, is one the owner cannot reach again (it holds no block of
+ * it to free, it allocates only from listed spans, and nothing else of the heap points at it).
+ * Any other span goes back on the owner's inbox, as the remote free that put it there meant. */
+
+/* Every block of a span on its remote list: its count (bits 48..63) is the span's capacity. */
+static bool span_all_remote(const lab_span_t *s)
+{
+    /* acquire: the blocks' links and keys were written before they were pushed */
+    return (uint32_t)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) >> 48) == s->capacity;
+}
+
+static void heap_return_idle(lab_heap_t *h, lab_heap_t *me)
+{
+    /* acquire pairs with the release CAS in msg_send, as in heap_take_msgs */
+    lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
+    uintptr_t key = lab_load_relaxed(&lab_free_key);
+    while (m) {
+        lab_rmsg_t *next = m->next;
+        for (uint32_t i = 0; i < m->n; i++) {
+            lab_block_t *b = m->blk[i];
+            uintptr_t a = (uintptr_t)b;
+            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            if (lab_unlikely(s->heap != h || b->key != (key ^ 1)))
+                lab_fatal("double free of", b);
+            span_free_remote_now(s, b);
+        }
+        uintptr_t a = (uintptr_t)m;
+        lab_span_t *ms = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+        ((lab_block_t *)m)->key = 0;
+        span_free_remote_now(ms, (lab_block_t *)m);
+        m = next;
+    }
+    /* acquire pairs with the release CAS in inbox_push */
+    lab_span_t *s = (lab_span_t *)__atomic_exchange_n(&h->inbox, 0, __ATOMIC_ACQUIRE);
+    while (s) {
+        lab_span_t *next = s->next;
+        if (span_all_remote(s) &&
+            (!(s->flags & LAB_SPAN_GUARDED) ||
+             lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) == 0)) {
+            if (me)
+                me->st.span_releases++;
+            s->heap = NULL;
+            lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
+        } else {
+            inbox_push(h, s);
+        }
+        s = next;
+    }
+}
+
+void lab_arena_return_idle(void)
+{
+    lab_heap_t *me = lab_tls_heap;
+    if (me->state != LAB_HEAP_LIVE || me->gfp)
+        me = NULL;
+    lab_lock(&heaps_lock);
+    /* heaps are never freed and next_all never changes once published: the walk needs the
+     * lock only for the head */
+    lab_heap_t *first = heaps_all;
+    lab_unlock(&heaps_lock);
+    /* any heap but the caller's (heap_tidy has done that one): live, abandoned (a reclaim may
+     * be tidying it: it takes the same words by exchange) or a signal heap alike */
+    for (lab_heap_t *h = first; h; h = h->next_all)
+        if (h != lab_tls_heap && (lab_load_relaxed(&h->msgs) || lab_load_relaxed(&h->inbox)))
+            heap_return_idle(h, me);
 }
 
 void lab_heap_collect(void)

@@ -246,5 +246,9 @@ lab_internal void lab_heap_collect(void);
 /* The same for the heaps of threads that have exited (malloc_trim): blocks other threads freed to
  * them since are freed, and their empty spans released. */
 lab_internal void lab_arena_reclaim(void);
+/* The same for live heaps of other threads, through their atomic words only (see arena.c): the
+ * blocks in their messages go on their spans' remote lists, and full spans whose blocks have all
+ * come back are released, so memory freed to a thread that idles returns (malloc_trim). */
+lab_internal void lab_arena_return_idle(void);
 
 #endif

@@ -10,9 +10,8 @@
  *                          can have done it). Wherever malloc_trim is the allocator's own.
  *   memory_returned remote 256 MiB allocated by a thread that then waits, alive and idle, while
  *                          the main thread frees every block and calls malloc_trim(0): RSS below
- *                          64 MiB (glibc: yes). Labyrinth does not keep this yet (the blocks wait
- *                          in the idle owner's messages, which only it takes), so ctest labels
- *                          it "pending".
+ *                          64 MiB (glibc: yes). The blocks wait in the idle owner's messages:
+ *                          malloc_trim moves them on without the owner (lab_arena_return_idle).
  *   memory_returned exited the same, but the owner thread has exited before the frees (its heap
  *                          abandoned, adopted by no thread since): malloc_trim(0) tidies it.
  * The blocks are chained through their first word, so the test needs no memory of its own that
