@@ -286,17 +286,21 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         /* Off the list BEFORE NOTIFY is visible: the remote free that takes the notice writes
          * s->next (the inbox link) at once, so the list must no longer use it. */
         list_remove(h, s);
-        /* a full span may be released by another thread while it waits (lab_arena_return_idle):
-         * nothing of the heap may point at it but the inbox, which that thread empties */
+        /* A full span may be released by another thread while it waits (lab_arena_return_idle),
+         * as soon as NOTIFY is visible: nothing of the heap may point at it but the inbox, which
+         * that thread empties, and its wait state is written before (undone if the CAS fails). */
         if (h->spare[cls] == s)
             h->spare[cls] = NULL;
+        uint32_t usedf = s->usedf;
+        span_wait(s);
         uintptr_t zero = 0;
         /* acq_rel: pairs with remote frees; if one slipped in, collect it instead */
-        if (__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            span_wait(s);
-        else
+        if (!__atomic_compare_exchange_n(&s->remote, &zero, LAB_REMOTE_NOTIFY, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+            s->usedf = usedf;
+            s->flags &= (uint8_t)~LAB_SPAN_WAIT;
             list_push_head(h, s);
+        }
     }
     if (!s) {
         s = span_new(h, cls);
