@@ -1153,6 +1153,111 @@ static void test_trim_returns_rss(void **state)
     assert_true(after < base + 64 * MiB);
 }
 
+/* lab_trim in a loop against owners that allocate bursts of small blocks (whole spans), hand most
+ * to a consumer that frees them, keep the rest a while and now and then pause: the trim gives
+ * back, without their owner, full spans whose blocks have all come back (lab_arena_return_idle).
+ * Stamps are checked before every free; under ThreadSanitizer any race of the trim with the
+ * owner's own work is reported. */
+enum { T_SLOTS = 1024, T_BURST = 1200, T_KEEP = 64 };
+static void *t_slot[T_SLOTS];
+static int t_producers_left, t_consumer_done;
+static long t_errors, t_trims;
+
+static void t_check_free(void *p)
+{
+    if (!stamp_ok(p))
+        __atomic_add_fetch(&t_errors, 1, __ATOMIC_RELAXED);
+    lab_free(p);
+}
+
+static void *t_producer(void *arg)
+{
+    uint64_t seed = 0x51DEull + (uint64_t)(uintptr_t)arg;
+    void *keep[T_KEEP] = {0};
+    long rounds = quick ? 20 : 150;
+    unsigned k = 0;
+    for (long r = 0; r < rounds; r++) {
+        size_t n = (size_t)128 << (xorshift(&seed) % 4); /* a burst fills 1 to 18 spans */
+        for (int i = 0; i < T_BURST; i++) {
+            uint8_t *p = lab_malloc(n);
+            if (!p) {
+                __atomic_add_fetch(&t_errors, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            stamp(p, n);
+            uint64_t x = xorshift(&seed);
+            if ((r & 1) || x % 8) { /* odd rounds hand over every block */
+                void *none = NULL;
+                /* release: the stamp is written before the consumer can take p */
+                while (!__atomic_compare_exchange_n(&t_slot[k], &none, p, false, __ATOMIC_RELEASE,
+                                                    __ATOMIC_RELAXED)) {
+                    none = NULL;
+                    k = (k + 1) % T_SLOTS;
+                    if (k == 0)
+                        sched_yield();
+                }
+                continue;
+            }
+            unsigned j = (unsigned)((x >> 8) % T_KEEP);
+            if (keep[j])
+                t_check_free(keep[j]);
+            keep[j] = p;
+        }
+        if (r & 1)
+            usleep(500); /* idle after handing a whole burst over: only the trim moves it on */
+    }
+    for (unsigned j = 0; j < T_KEEP; j++)
+        if (keep[j])
+            t_check_free(keep[j]);
+    __atomic_sub_fetch(&t_producers_left, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *t_consumer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        bool last = __atomic_load_n(&t_producers_left, __ATOMIC_ACQUIRE) == 0;
+        for (unsigned k = 0; k < T_SLOTS; k++) {
+            /* acquire: the producer's stamp */
+            void *p = __atomic_exchange_n(&t_slot[k], NULL, __ATOMIC_ACQUIRE);
+            if (p)
+                t_check_free(p);
+        }
+        if (last)
+            break;
+    }
+    __atomic_store_n(&t_consumer_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *t_trimmer(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&t_consumer_done, __ATOMIC_ACQUIRE)) {
+        lab_trim();
+        __atomic_add_fetch(&t_trims, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_trim_idle_owner_race(void **state)
+{
+    (void)state;
+    enum { PRODUCERS = 2 };
+    pthread_t t[PRODUCERS + 2];
+    t_producers_left = PRODUCERS;
+    for (int i = 0; i < PRODUCERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, t_producer, (void *)(uintptr_t)i), 0);
+    assert_int_equal(pthread_create(&t[PRODUCERS], NULL, t_consumer, NULL), 0);
+    assert_int_equal(pthread_create(&t[PRODUCERS + 1], NULL, t_trimmer, NULL), 0);
+    for (int i = 0; i < PRODUCERS + 2; i++)
+        pthread_join(t[i], NULL);
+    print_message("%ld trims\n", t_trims);
+    assert_int_equal(t_errors, 0);
+    assert_true(t_trims > 0);
+}
+
 /* ---- injected mapping failures ---- */
 
 static void test_injected_map_failures(void **state)
@@ -1250,6 +1355,7 @@ int main(void)
         cmocka_unit_test(test_reuse_list_span_change),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
+        cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_injected_map_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
