@@ -404,6 +404,9 @@ static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
          * exchange-all only: no ABA) */
     } while (!__atomic_compare_exchange_n(&to->msgs, &old, (uintptr_t)m, true, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
+    /* a sleeping purge thread watches messages that wait (lab_arena_return_idle_aged) */
+    if (!old)
+        lab_pool_background_poke();
 }
 
 void lab_heap_flush_remote(lab_heap_t *h)
@@ -423,6 +426,8 @@ static void inbox_push(lab_heap_t *h, lab_span_t *s)
         s->next = (lab_span_t *)old;
         /* release: the span's link is written before the span is published */
     } while (!__atomic_compare_exchange_n(&h->inbox, &old, (uintptr_t)s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (!old)
+        lab_pool_background_poke(); /* as in msg_send */
 }
 
 static bool list_has(lab_block_t *l, lab_block_t *b)
@@ -878,6 +883,47 @@ void lab_arena_return_idle(void)
     for (lab_heap_t *h = first; h; h = h->next_all)
         if (h != lab_tls_heap && (lab_load_relaxed(&h->msgs) || lab_load_relaxed(&h->inbox)))
             heap_return_idle(h, me);
+}
+
+uint64_t lab_arena_return_idle_aged(void)
+{
+    unsigned delay = lab_pool_default_delay();
+    if (delay == ~0u)
+        return UINT64_MAX;
+    uint64_t now = lab_clock_ms(), next = UINT64_MAX;
+    lab_pool_t *pool = NULL;
+    lab_lock(&heaps_lock);
+    lab_heap_t *first = heaps_all;
+    lab_unlock(&heaps_lock);
+    for (lab_heap_t *h = first; h; h = h->next_all) {
+        if (h == lab_tls_heap)
+            continue;
+        uintptr_t m = lab_load_relaxed(&h->msgs), ib = lab_load_relaxed(&h->inbox);
+        /* spans this thread put back on the inbox last time (not all their blocks had come
+         * back) are not news: watching them would wake the thread every delay for good */
+        if (!m && (!ib || ib == h->bg_inbox_left)) {
+            h->bg_seen_ms = 0;
+            continue;
+        }
+        if (m != h->bg_msgs || ib != h->bg_inbox || !h->bg_seen_ms) {
+            /* new, or taken and sent again since: watch from now */
+            h->bg_msgs = m;
+            h->bg_inbox = ib;
+            h->bg_seen_ms = now;
+        } else if (now >= h->bg_seen_ms + delay) {
+            /* the same for a whole delay: the owner makes no allocator call */
+            heap_return_idle(h, NULL);
+            h->bg_inbox_left = lab_load_relaxed(&h->inbox);
+            h->bg_seen_ms = 0;
+            pool = h->pool;
+            continue;
+        }
+        next = lab_min(next, h->bg_seen_ms + delay - now + 1);
+    }
+    /* the spans given back sit in this thread's rooms: on to the shared lists, for the purge */
+    if (pool)
+        lab_pool_room_drain(pool);
+    return next;
 }
 
 void lab_heap_collect(void)

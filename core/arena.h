@@ -147,6 +147,9 @@ typedef struct lab_heap {
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
     volatile int in_slow;                    /* lists being changed (fork-child safety) */
+    uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
+    uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
+    uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
     struct lab_heap *next_all;
     struct lab_heap *next_abandoned;
     lab_span_t reuse[LAB_DIRECT_CLASSES];    /* reuse lists (free, usedf = -count), see arena.c */
@@ -250,5 +253,9 @@ lab_internal void lab_arena_reclaim(void);
  * blocks in their messages go on their spans' remote lists, and full spans whose blocks have all
  * come back are released, so memory freed to a thread that idles returns (malloc_trim). */
 lab_internal void lab_arena_return_idle(void);
+/* The background thread's version: only for heaps whose messages or inbox have waited, untaken and
+ * unchanged, for a purge delay (their owner idles). Returns the ms until another look is worth
+ * making (UINT64_MAX: nothing waits). */
+lab_internal uint64_t lab_arena_return_idle_aged(void);
 
 #endif

@@ -1422,7 +1422,23 @@ static void bg_kick(void)
     }
 }
 
-void lab_pool_background_round(void)
+void lab_pool_background_poke(void)
+{
+    /* the unlocked look at idle keeps a free that finds the thread busy at one shared read */
+    if (lab_load_relaxed(&bg.idle) && __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING &&
+        !lab_pool_handler_depth)
+        bg_kick();
+}
+
+unsigned lab_pool_default_delay(void)
+{
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    return p ? p->delay_ms : ~0u;
+}
+
+void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool); }
+
+void lab_pool_background_round(uint64_t wake_ms)
 {
     lab_pool_t *pool = lab_pool_default(); /* exists: the thread is started from its slow path */
     int seq = lab_load_relaxed(&bg.seq);
@@ -1431,17 +1447,17 @@ void lab_pool_background_round(void)
     if (pool && pool->delay_ms != ~0u)
         pool_purge(pool, false, &due);
     if (due == UINT64_MAX) {
-        /* nothing dirty: sleep until a free says otherwise (see bg_kick) */
+        /* nothing dirty: sleep until a free says otherwise (see bg_kick), or the caller's time */
         __atomic_store_n(&bg.idle, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen)
-            lab_os_futex_wait_ms(&bg.seq, seq, UINT64_MAX);
+            lab_os_futex_wait_ms(&bg.seq, seq, wake_ms);
         lab_store_relaxed(&bg.idle, 0);
         return;
     }
     /* wake a little after the first run is due, so that runs freed close together go in one
      * round (the coarse clock also runs up to a few ms behind) */
     uint64_t now = lab_clock_ms();
-    lab_os_futex_wait_ms(&bg.seq, seq, (due > now ? due - now : 0) + pool->delay_ms / 4 + 4);
+    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + pool->delay_ms / 4 + 4, wake_ms));
 }
 
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:

@@ -176,8 +176,16 @@ lab_internal void lab_pool_thread_key_init(void);
  * never. The child of a fork has no thread; the next such slow path there starts one. */
 lab_internal void lab_pool_background_init(bool (*start)(void), size_t start_pages);
 /* The thread's body: purge what is due in the default pool, then sleep until more becomes due, or
- * (nothing free is dirty) until a free wakes it. Call in a loop. */
-lab_internal void lab_pool_background_round(void);
+ * (nothing free is dirty) until a free wakes it, but at most wake_ms ms (UINT64_MAX: no limit;
+ * the caller has work of its own then). Call in a loop. */
+lab_internal void lab_pool_background_round(uint64_t wake_ms);
+/* Wake the thread if it sleeps with nothing to wait for (cheap when it does not; no-op without a
+ * thread). Best effort: a poke racing the thread's falling asleep may be missed. */
+lab_internal void lab_pool_background_poke(void);
+/* The default pool's purge delay (ms; ~0u: never purged). */
+lab_internal unsigned lab_pool_default_delay(void);
+/* Move the calling thread's cached runs of the pool to the shared lists, where the purge sees them. */
+lab_internal void lab_pool_room_drain(lab_pool_t *pool);
 /* Signal handlers running on the calling thread (preload/signals.c counts them): while non-zero
  * the pool's free paths neither purge (no lock waited on, no system call) nor start a thread. */
 lab_internal extern __thread int lab_pool_handler_depth;

@@ -23,8 +23,10 @@ static void *purge_main(void *arg)
 {
     (void)arg;
     prctl(PR_SET_NAME, "labyrinth-purge", 0, 0, 0); /* what `top -H` and /proc/.../comm show */
+    /* besides purging, it gives back memory freed to threads that idle (the arena tells when
+     * to look again) */
     for (;;)
-        lab_pool_background_round();
+        lab_pool_background_round(lab_arena_return_idle_aged());
     return NULL;
 }
 
