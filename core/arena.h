@@ -147,12 +147,12 @@ typedef struct lab_heap {
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
     volatile int in_slow;                    /* lists being changed (fork-child safety) */
-    uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
-    uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
-    uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
     struct lab_heap *next_all;
     struct lab_heap *next_abandoned;
     lab_span_t reuse[LAB_DIRECT_CLASSES];    /* reuse lists (free, usedf = -count), see arena.c */
+    uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
+    uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
+    uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
 } lab_heap_t;
 
 enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
