@@ -1380,6 +1380,7 @@ static struct {
     uint64_t frees;      /* bumped by every free that hands pages to the shared lists or store */
     uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
     uint64_t backoff_ms;
+    uint64_t poke_after; /* no poke wakes the thread before this (ms clock): at most one a delay */
 } bg;
 
 __thread int lab_pool_handler_depth;
@@ -1424,10 +1425,19 @@ static void bg_kick(void)
 
 void lab_pool_background_poke(void)
 {
-    /* the unlocked look at idle keeps a free that finds the thread busy at one shared read */
-    if (lab_load_relaxed(&bg.idle) && __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING &&
-        !lab_pool_handler_depth)
-        bg_kick();
+    /* the unlocked look at idle keeps a poke that finds the thread busy at one shared read; a
+     * thread that keeps finding nothing is poked at most once a delay (messages that come and go
+     * while their owners take them would otherwise wake it thousands of times a second) */
+    if (!lab_load_relaxed(&bg.idle) || __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) != BG_RUNNING ||
+        lab_pool_handler_depth)
+        return;
+    uint64_t now = lab_clock_ms(), after = lab_load_relaxed(&bg.poke_after);
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (now < after || !p ||
+        !__atomic_compare_exchange_n(&bg.poke_after, &after, now + p->delay_ms, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    bg_kick();
 }
 
 unsigned lab_pool_default_delay(void)
