@@ -1380,7 +1380,6 @@ static struct {
     uint64_t frees;      /* bumped by every free that hands pages to the shared lists or store */
     uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
     uint64_t backoff_ms;
-    uint64_t poke_after; /* no poke wakes the thread before this (ms clock): at most one a delay */
 } bg;
 
 __thread int lab_pool_handler_depth;
@@ -1425,20 +1424,14 @@ static void bg_kick(void)
 
 void lab_pool_background_poke(void)
 {
-    /* the unlocked look at idle keeps a poke that finds the thread busy at one shared read; a
-     * thread that keeps finding nothing is poked at most once a delay (messages that come and go
-     * while their owners take them would otherwise wake it thousands of times a second) */
-    if (!lab_load_relaxed(&bg.idle) || __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) != BG_RUNNING ||
-        lab_pool_handler_depth)
-        return;
-    uint64_t now = lab_clock_ms(), after = lab_load_relaxed(&bg.poke_after);
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (now < after || !p ||
-        !__atomic_compare_exchange_n(&bg.poke_after, &after, now + p->delay_ms, false, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED))
-        return;
-    bg_kick();
+    /* counted always (the thread compares the count before it sleeps for good); a wake-up
+     * (system call) only when it sleeps with nothing to wait for, which it does only after a
+     * whole delay without a poke (preload/purge.c), so pokes cannot keep it busy */
+    if (__atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth)
+        bg_kick();
 }
+
+uint64_t lab_pool_background_gen(void) { return __atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST); }
 
 unsigned lab_pool_default_delay(void)
 {
@@ -1448,19 +1441,24 @@ unsigned lab_pool_default_delay(void)
 
 void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool); }
 
-void lab_pool_background_round(uint64_t wake_ms)
+void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 {
     lab_pool_t *pool = lab_pool_default(); /* exists: the thread is started from its slow path */
     int seq = lab_load_relaxed(&bg.seq);
-    uint64_t gen = __atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST);
     uint64_t due = UINT64_MAX;
     if (pool && pool->delay_ms != ~0u)
         pool_purge(pool, false, &due);
+    if (due == UINT64_MAX && wake_ms != UINT64_MAX) {
+        /* nothing dirty, but the caller looks again then: not idle, so frees and pokes are only
+         * counted meanwhile (no wake-up each) */
+        lab_os_futex_wait_ms(&bg.seq, seq, wake_ms);
+        return;
+    }
     if (due == UINT64_MAX) {
-        /* nothing dirty: sleep until a free says otherwise (see bg_kick), or the caller's time */
+        /* nothing dirty: sleep until a free or poke says otherwise (see bg_kick) */
         __atomic_store_n(&bg.idle, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen)
-            lab_os_futex_wait_ms(&bg.seq, seq, wake_ms);
+            lab_os_futex_wait_ms(&bg.seq, seq, UINT64_MAX);
         lab_store_relaxed(&bg.idle, 0);
         return;
     }

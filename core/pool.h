@@ -176,11 +176,14 @@ lab_internal void lab_pool_thread_key_init(void);
  * never. The child of a fork has no thread; the next such slow path there starts one. */
 lab_internal void lab_pool_background_init(bool (*start)(void), size_t start_pages);
 /* The thread's body: purge what is due in the default pool, then sleep until more becomes due, or
- * (nothing free is dirty) until a free wakes it, but at most wake_ms ms (UINT64_MAX: no limit;
- * the caller has work of its own then). Call in a loop. */
-lab_internal void lab_pool_background_round(uint64_t wake_ms);
-/* Wake the thread if it sleeps with nothing to wait for (cheap when it does not; no-op without a
- * thread). Best effort: a poke racing the thread's falling asleep may be missed. */
+ * (nothing free is dirty) until a free or a poke wakes it, but at most wake_ms ms (UINT64_MAX: no
+ * limit; the caller has work of its own then). gen: lab_pool_background_gen() read before the
+ * caller's own look, so that a poke after that look is never slept through. Call in a loop. */
+lab_internal void lab_pool_background_round(uint64_t wake_ms, uint64_t gen);
+/* Frees and pokes so far (the thread's baseline for round). */
+lab_internal uint64_t lab_pool_background_gen(void);
+/* Something for the thread to look at (the arena: messages for a heap): counted, and a wake-up
+ * if the thread sleeps with nothing to wait for. No-op without a thread. */
 lab_internal void lab_pool_background_poke(void);
 /* The default pool's purge delay (ms; ~0u: never purged). */
 lab_internal unsigned lab_pool_default_delay(void);

@@ -23,10 +23,19 @@ static void *purge_main(void *arg)
 {
     (void)arg;
     prctl(PR_SET_NAME, "labyrinth-purge", 0, 0, 0); /* what `top -H` and /proc/.../comm show */
-    /* besides purging, it gives back memory freed to threads that idle (the arena tells when
-     * to look again) */
-    for (;;)
-        lab_pool_background_round(lab_arena_return_idle_aged());
+    /* Besides purging, it gives back memory freed to threads that idle (the arena tells when to
+     * look again). It sleeps for good (until a free or poke) only after a whole delay in which
+     * nothing was freed or poked: a program whose messages come and go wakes it once a delay,
+     * not at every message. */
+    uint64_t last = lab_pool_background_gen();
+    for (;;) {
+        uint64_t gen = lab_pool_background_gen();
+        uint64_t wake = lab_arena_return_idle_aged();
+        if (wake == UINT64_MAX && gen != last)
+            wake = lab_pool_default_delay();
+        last = gen;
+        lab_pool_background_round(wake, gen);
+    }
     return NULL;
 }
 
