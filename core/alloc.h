@@ -99,6 +99,7 @@ lab_internal size_t lab_trim(void);
 struct lab_alloc_stats {
     lab_heap_stats_t heap;
     size_t heaps, signal_heaps;
+    size_t idle_returns; /* spans released without their owner (lab_arena_return_idle) */
     struct labyrinth_pool_stats pool;
 };
 lab_internal void lab_alloc_stats(struct lab_alloc_stats *out);

@@ -829,7 +829,9 @@ static bool span_all_remote(const lab_span_t *s)
     return (uint32_t)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) >> 48) == s->capacity;
 }
 
-static void heap_return_idle(lab_heap_t *h, lab_heap_t *me)
+static uint64_t spans_returned_idle; /* atomic: spans released by another thread (statistics) */
+
+static void heap_return_idle(lab_heap_t *h)
 {
     /* acquire pairs with the release CAS in msg_send, as in heap_take_msgs */
     lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
@@ -857,8 +859,7 @@ static void heap_return_idle(lab_heap_t *h, lab_heap_t *me)
         if (span_all_remote(s) &&
             (!(s->flags & LAB_SPAN_GUARDED) ||
              lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) == 0)) {
-            if (me)
-                me->st.span_releases++;
+            lab_add_relaxed(&spans_returned_idle, 1);
             s->heap = NULL;
             lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
         } else {
@@ -870,9 +871,6 @@ static void heap_return_idle(lab_heap_t *h, lab_heap_t *me)
 
 void lab_arena_return_idle(void)
 {
-    lab_heap_t *me = lab_tls_heap;
-    if (me->state != LAB_HEAP_LIVE || me->gfp)
-        me = NULL;
     lab_lock(&heaps_lock);
     /* heaps are never freed and next_all never changes once published: the walk needs the
      * lock only for the head */
@@ -882,7 +880,7 @@ void lab_arena_return_idle(void)
      * be tidying it: it takes the same words by exchange) or a signal heap alike */
     for (lab_heap_t *h = first; h; h = h->next_all)
         if (h != lab_tls_heap && (lab_load_relaxed(&h->msgs) || lab_load_relaxed(&h->inbox)))
-            heap_return_idle(h, me);
+            heap_return_idle(h);
 }
 
 uint64_t lab_arena_return_idle_aged(void)
@@ -912,7 +910,7 @@ uint64_t lab_arena_return_idle_aged(void)
             h->bg_seen_ms = now;
         } else if (now >= h->bg_seen_ms + delay) {
             /* the same for a whole delay: the owner makes no allocator call */
-            heap_return_idle(h, NULL);
+            heap_return_idle(h);
             h->bg_inbox_left = lab_load_relaxed(&h->inbox);
             h->bg_seen_ms = 0;
             pool = h->pool;
@@ -1067,7 +1065,10 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
     sum->remote_frees += lab_heap_empty.st.remote_frees;
     sum->foreign_frees += lab_heap_empty.st.foreign_frees;
     sum->remote_frees += lab_load_relaxed(&remote_frees_heapless);
+    sum->span_releases += lab_load_relaxed(&spans_returned_idle);
     lab_unlock(&heaps_lock);
     *heaps = n;
     *signal_heaps = ns;
 }
+
+size_t lab_arena_idle_returns(void) { return (size_t)lab_load_relaxed(&spans_returned_idle); }

@@ -257,5 +257,7 @@ lab_internal void lab_arena_return_idle(void);
  * unchanged, for a purge delay (their owner idles). Returns the ms until another look is worth
  * making (UINT64_MAX: nothing waits). */
 lab_internal uint64_t lab_arena_return_idle_aged(void);
+/* Spans those two have given back (also counted in span_releases). */
+lab_internal size_t lab_arena_idle_returns(void);
 
 #endif

@@ -226,6 +226,7 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "signal_heaps", st.signal_heaps, json, false);
     out_kv(&o, "spans", st.heap.spans, json, false);
     out_kv(&o, "span_releases", st.heap.span_releases, json, false);
+    out_kv(&o, "idle_returns", st.idle_returns, json, false);
     if (!json) {
         out_s(&o, "\nlabyrinth stats: pool");
         out_kv(&o, "current_kib", used * kib, json, true);
