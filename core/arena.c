@@ -32,7 +32,10 @@ int lab_secure;
 uint64_t lab_class_div[LAB_NR_CLASSES];
 static uint64_t remote_frees_heapless; /* remote frees of threads without a live heap (atomic) */
 
-static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 4 : bs <= 16384 ? 5 : 6; }
+/* Spans of 64 KiB up to 1 KiB blocks; 32 KiB for blocks of 1..8 KiB (4 to 25 blocks: the sizes
+ * threads touch now and then, whose half-used spans per heap and class made up most of the RSS
+ * of thread-churning programs); 128 and 256 KiB above (8 blocks). */
+static inline unsigned span_order(size_t bs) { return bs <= 1024 ? 4 : bs <= 8192 ? 3 : bs <= 16384 ? 5 : 6; }
 
 /* The first direct slot of each class ((n + 15) >> 4 for its smallest size n), and one past the
  * last class's (LAB_DIRECT_SLOTS): filled where the free key is drawn, before any heap exists. */

@@ -10,7 +10,7 @@
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
     X(STATS_FILE, PATH, 0, "with STATS: a file the summary is appended to instead of stderr (whose output some programs check); %p in the name becomes the process id (%% a percent sign), so each process of a program that forks or runs others writes its own") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
-    X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and about 6 % of span memory)") \
+    X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and 6 to 12 % of span memory)") \
     X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory idle past PURGE_DELAY_MS without waiting for the program's next allocator call; 0: no thread") \
     X(THP, UINT, 32, "MiB the malloc pool must have mapped before the chunks (2 MiB) it maps next are advised MADV_HUGEPAGE: the kernel backs each with one transparent huge page at its first touch (one page fault instead of up to 512, fewer TLB misses); the first purge in a chunk turns it back to small pages; 0: small pages only") \
     X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)") \

@@ -129,7 +129,7 @@ static void test_full_span_waits(void **state)
     (void)state;
     enum { N = 600 };
     static void *p[N];
-    const size_t n = 2560; /* 25 blocks in a 64 KiB span: waits for 3 */
+    const size_t n = 1280; /* 25 blocks in a 32 KiB span: waits for 3 */
     int k = 0;
     p[k++] = lab_malloc(n);
     lab_span_t *s = span_of(p[0]);
