@@ -366,8 +366,10 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
 
 static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
 
-/* Free the blocks other threads sent us (the caller marks the heap in_slow). */
-static void heap_take_msgs(lab_heap_t *h)
+/* Take h's messages and free their blocks: as its owner, locally (the caller marks the heap
+ * in_slow); otherwise onto their spans' remote lists, as a thread without a heap would
+ * (lab_arena_return_idle). Each message then goes back to its sender's heap. */
+static inline void heap_drain_msgs(lab_heap_t *h, bool owner)
 {
     /* acquire pairs with the release CAS in msg_send: the messages are visible */
     lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
@@ -381,6 +383,10 @@ static void heap_take_msgs(lab_heap_t *h)
             if (lab_unlikely(s->heap != h || b->key != (key ^ 1)))
                 /* freed again (or reallocated) while it travelled to us */
                 lab_fatal("double free of", b);
+            if (!owner) {
+                span_free_remote_now(s, b);
+                continue;
+            }
             b->key = key;
             lab_link_set(b, s->free);
             s->free = b;
@@ -396,6 +402,8 @@ static void heap_take_msgs(lab_heap_t *h)
         m = next;
     }
 }
+
+static void heap_take_msgs(lab_heap_t *h) { heap_drain_msgs(h, true); }
 
 /* Send one open message to its heap: one CAS. */
 static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
@@ -836,25 +844,7 @@ static uint64_t spans_returned_idle; /* atomic: spans released by another thread
 
 static void heap_return_idle(lab_heap_t *h)
 {
-    /* acquire pairs with the release CAS in msg_send, as in heap_take_msgs */
-    lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
-    uintptr_t key = lab_load_relaxed(&lab_free_key);
-    while (m) {
-        lab_rmsg_t *next = m->next;
-        for (uint32_t i = 0; i < m->n; i++) {
-            lab_block_t *b = m->blk[i];
-            uintptr_t a = (uintptr_t)b;
-            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-            if (lab_unlikely(s->heap != h || b->key != (key ^ 1)))
-                lab_fatal("double free of", b);
-            span_free_remote_now(s, b);
-        }
-        uintptr_t a = (uintptr_t)m;
-        lab_span_t *ms = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-        ((lab_block_t *)m)->key = 0;
-        span_free_remote_now(ms, (lab_block_t *)m);
-        m = next;
-    }
+    heap_drain_msgs(h, false);
     /* acquire pairs with the release CAS in inbox_push */
     lab_span_t *s = (lab_span_t *)__atomic_exchange_n(&h->inbox, 0, __ATOMIC_ACQUIRE);
     while (s) {
