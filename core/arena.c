@@ -369,7 +369,7 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
 /* Take h's messages and free their blocks: as its owner, locally (the caller marks the heap
  * in_slow); otherwise onto their spans' remote lists, as a thread without a heap would
  * (lab_arena_return_idle). Each message then goes back to its sender's heap. */
-static inline void heap_drain_msgs(lab_heap_t *h, bool owner)
+lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
 {
     /* acquire pairs with the release CAS in msg_send: the messages are visible */
     lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
@@ -582,8 +582,8 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
     m->blk[m->n] = b;
     m->bytes += s->block_size;
     if (++m->n >= LAB_RB_BLOCKS || m->bytes >= LAB_RB_BYTES) {
-        msg_send(to, m);
         me->rb[i] = NULL;
+        msg_send(to, m); /* last: its poke is a tail call, with nothing kept across it */
     }
 }
 
