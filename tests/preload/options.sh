@@ -2,7 +2,7 @@
 # options.sh — the LABYRINTH_* environment contract, seen from outside: the VERBOSE banner, the
 # STATS summary (text and json) with real counts, one warning line and the default kept for an
 # unknown variable or a bad value, and STATS_FILE (one file per process with %p, nothing on
-# stderr; a file that cannot be opened: a warning and the summary on stderr).
+# stderr; a file that cannot be opened: a warning and the summary on stderr), THP and idle_returns.
 # Environment: LAB_PRELOAD (the library). Skips (77) unless LAB_EXPECT_LABYRINTH=1: these are
 # Labyrinth's own options.
 set -u
@@ -139,6 +139,22 @@ if [ "${t_def:-0}" -ge 1 ] && [ "$t_off" = 0 ] && [ "$t_high" = 0 ]; then
     ok "THP: $t_def chunks advised by default, none with THP=0 or a threshold above the heap"
 else
     fail "THP: thp_chunks default '${t_def}', THP=0 '${t_off}', THP=4096 '${t_high}'"
+fi
+
+# idle_returns: spans given back without their owner. memory_returned remote (256 MiB of 64-byte
+# blocks freed to a thread that idles, then malloc_trim) gives back its spans that way (4096 of
+# 64 KiB; at least 1000 asked); a program whose frees are all its own gives back none
+idle_of() { sed -n 's/.*idle_returns \([0-9]*\).*/\1/p' "$tmp/err" | sort -n | tail -n 1; }
+if [ -n "${LAB_MEMORY_RETURNED:-}" ]; then
+    run LABYRINTH_STATS=1 -- env LAB_EXPECT_LABYRINTH=1 "$LAB_MEMORY_RETURNED" remote
+    i_remote=$(idle_of)
+    run LABYRINTH_STATS=1 -- "${prog[@]}"
+    i_local=$(idle_of)
+    if [ "${i_remote:-0}" -ge 1000 ] && [ "$i_local" = 0 ]; then
+        ok "idle_returns: $i_remote spans given back without their owner, none in a one-thread program"
+    else
+        fail "idle_returns: '${i_remote}' after memory_returned remote (wanted >= 1000), '${i_local}' in a one-thread program"
+    fi
 fi
 
 [ "$failed" = 0 ] && echo "options: all checks passed"
