@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,38 @@ static inline int lab_threads_named(const char *name)
             comm[strcspn(comm, "\n")] = 0;
             n += strcmp(comm, name) == 0;
         }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Voluntary context switches (sleeps ended) of the threads named `name` so far, summed; -1 when
+ * /proc cannot be read. Uses opendir and stdio, as lab_threads_named. */
+static inline long lab_thread_switches(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[64], line[128] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool match = fgets(line, sizeof line, f) && (line[strcspn(line, "\n")] = 0, !strcmp(line, name));
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!match || !(f = fopen(path, "r")))
+            continue;
+        long v;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+                n += v;
         fclose(f);
     }
     closedir(d);
