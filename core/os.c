@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <time.h>
@@ -124,6 +125,52 @@ void *lab_os_map_aligned(size_t size, size_t align, int *err)
     if (p + over > a + size)
         lab_os_munmap((void *)(a + size), p + over - (a + size));
     return (void *)a;
+}
+
+void *lab_os_reserve(size_t len, size_t align, int prot)
+{
+    long r = os_syscall6(SYS_mmap, 0, (long)(len + align), prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (os_is_err(r))
+        return NULL;
+    uintptr_t p = (uintptr_t)r, a = lab_align_up(p, align);
+    if (a > p)
+        os_syscall6(SYS_munmap, (long)p, (long)(a - p), 0, 0, 0, 0);
+    if (p + len + align > a + len)
+        os_syscall6(SYS_munmap, (long)(a + len), (long)(p + len + align - (a + len)), 0, 0, 0, 0);
+    return (void *)a;
+}
+
+void lab_os_unreserve(void *addr, size_t len) { os_syscall6(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0); }
+
+bool lab_os_address_limited(void)
+{
+    struct { uint64_t cur, max; } lim;
+    long r = os_syscall6(SYS_prlimit64, 0, RLIMIT_AS, 0, (long)&lim, 0, 0);
+    return r == 0 && lim.cur != ~(uint64_t)0;
+}
+
+int lab_os_commit(void *addr, size_t len)
+{
+    if (os_inject(len))
+        return -ENOMEM;
+    long r = os_syscall6(SYS_mprotect, (long)addr, (long)len, PROT_READ | PROT_WRITE, 0, 0, 0);
+    if (r == 0) {
+        lab_add_relaxed(&os_maps, 1);
+        lab_add_relaxed(&os_mapped_bytes, len);
+    }
+    return (int)r;
+}
+
+int lab_os_decommit(void *addr, size_t len)
+{
+    /* one call replaces the pages (their memory is freed) with fresh reserved ones */
+    long r = os_syscall6(SYS_mmap, (long)addr, (long)len, PROT_NONE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (os_is_err(r))
+        return (int)r;
+    lab_add_relaxed(&os_unmaps, 1);
+    lab_sub_relaxed(&os_mapped_bytes, len);
+    return 0;
 }
 
 int lab_os_purge(void *addr, size_t len)

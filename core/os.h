@@ -34,6 +34,19 @@ lab_inline long lab_os_raw6(long n, long a, long b, long c, long d, long e, long
 /* Read-write private anonymous memory of size bytes aligned to align (a power of two >= 4 KiB).
  * NULL on failure with *err = -errno. */
 lab_internal void *lab_os_map_aligned(size_t size, size_t align, int *err);
+/* Address space only: len bytes aligned to align, unaccounted (MAP_NORESERVE), not counted as
+ * mapped, with prot PROT_NONE (or PROT_READ: reads zero). NULL on failure. The fast map's region
+ * and the fast map itself (core/pool.c) are reserved so. */
+lab_internal void *lab_os_reserve(size_t len, size_t align, int prot);
+lab_internal void lab_os_unreserve(void *addr, size_t len);
+/* True if the process's address space is limited (RLIMIT_AS, `ulimit -v`): a reservation would
+ * then spend the limit on address space that holds no memory. */
+lab_internal bool lab_os_address_limited(void);
+/* Make reserved pages read-write (counted as a mapping, and failed like one by fault injection);
+ * 0 or -errno. They read zero the first time. */
+lab_internal int lab_os_commit(void *addr, size_t len);
+/* Give committed pages back for good and make them reserved again (counted as an unmapping). */
+lab_internal int lab_os_decommit(void *addr, size_t len);
 /* Give pages back to the OS but keep the range mapped (reads zero afterwards). */
 lab_internal int lab_os_purge(void *addr, size_t len);
 
