@@ -7,7 +7,7 @@
  *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
- *   lab_free ─ page map → chunk → descriptor → span owned by this thread, block start: push
+ *   lab_free ─ fast map → descriptor → span owned by this thread, block start: push
  *     ├ lab_free_other ─ a block of another heap's span: into this thread's message for its owner
  *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote / large / huge, every check */
 #ifndef LAB_ALLOC_H
@@ -53,10 +53,13 @@ lab_inline void *lab_malloc(size_t n)
 lab_inline void lab_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    lab_chunk_t **l2 = lab_pagemap_l2(a);
-    if (lab_likely(l2 != NULL)) {
-        /* a foreign pointer finds lab_chunk_foreign and then the sentinel, which no heap owns */
-        lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_l2_get(l2, a), a);
+    /* one lookup in the fast map: the descriptor of p's run (a page in no used run finds the
+     * zero descriptor, which no heap owns); outside the region, the slow path's two levels.
+     * The acquire pairs with the release that publishes the region (as in lab_fmap_desc). */
+    uintptr_t lim = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE), off = a - lab_fmap.base;
+    if (lab_likely(off < lim)) {
+        int64_t *pm = lab_fmap.pm;
+        lab_span_t *s = (lab_span_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
         lab_heap_t *h = lab_tls_heap;
         if (lab_likely(s->heap == h) &&
             /* the start of a block: an interior pointer goes to the slow path, which aborts */

@@ -148,6 +148,142 @@ static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * the fast map's region: 2 MiB slots of reserved address space, committed as chunks */
+
+lab_fmap_t lab_fmap;
+static size_t fmap_want = (size_t)64 << 30;     /* bytes to reserve (0: no region) */
+static int fmap_state;                           /* 0 not tried, 1 being set up, 2 done */
+#define FMAP_MAX_SLOTS (((size_t)1 << 40) >> LAB_CHUNK_SHIFT)
+static uint64_t fmap_used[FMAP_MAX_SLOTS / 64];  /* bit per slot: committed (slot 0 always) */
+static size_t fmap_slots, fmap_hint;
+
+void lab_pool_set_reserve(size_t bytes)
+{
+    fmap_want = lab_min(lab_align_down(bytes, LAB_CHUNK_SIZE), (size_t)1 << 40);
+}
+
+/* Reserve the region, halving the size until the kernel grants it (a limit on address space,
+ * or valgrind); 1 GiB at the least, else none. Once; a racing caller maps outside meanwhile. */
+static void fmap_init(void)
+{
+    int zero = 0;
+    if (!__atomic_compare_exchange_n(&fmap_state, &zero, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    /* under `ulimit -v` the reservation would count against the limit: none (DESIGN.md) */
+    for (size_t len = lab_os_address_limited() ? 0 : fmap_want; len >= ((size_t)1 << 30); len /= 2) {
+        void *r = lab_os_reserve(len, LAB_CHUNK_SIZE, PROT_NONE);
+        if (!r)
+            continue;
+        /* the map: 8 bytes a page, readable (zero) everywhere, written per chunk */
+        void *pm = lab_os_reserve(len >> (LAB_PAGE_SHIFT - 3), LAB_PAGE_SIZE, PROT_READ);
+        if (!pm) {
+            lab_os_unreserve(r, len);
+            continue;
+        }
+        fmap_slots = len >> LAB_CHUNK_SHIFT;
+        fmap_used[0] = 1; /* slot 0 holds the zero descriptor's pages: never used */
+        fmap_hint = 1;
+        lab_fmap.base = (uintptr_t)r;
+        lab_fmap.pm = (int64_t *)pm;
+        /* release: lookups that see the size see base and pm */
+        __atomic_store_n(&lab_fmap.size, len, __ATOMIC_RELEASE);
+        break;
+    }
+    __atomic_store_n(&fmap_state, 2, __ATOMIC_RELEASE);
+}
+
+/* A chunk's worth of committed memory in the region (*pm: its map slice), or NULL (*err) when
+ * the region is full or absent (the caller maps outside) or the commit failed. */
+static void *fmap_chunk_map(int64_t **pm, int *err)
+{
+    *pm = NULL;
+    *err = 0;
+    if (lab_unlikely(__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)) {
+        fmap_init();
+        if (__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)
+            return NULL;
+    }
+    size_t n = fmap_slots;
+    /* a limit set since the region was reserved: it counts the whole region already, so new
+     * chunks go outside, where the kernel holds them to the limit */
+    if (!n || lab_os_address_limited())
+        return NULL;
+    size_t start = lab_load_relaxed(&fmap_hint);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        uint64_t *w = &fmap_used[i / 64], bit = 1ull << (i % 64);
+        uint64_t old = lab_load_relaxed(w);
+        if (old & bit) {
+            if (old == ~0ull)
+                k += 63 - i % 64; /* skip the rest of a full word */
+            continue;
+        }
+        if (!__atomic_compare_exchange_n(w, &old, old | bit, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            k--; /* the word changed: look at this slot again */
+            continue;
+        }
+        lab_store_relaxed(&fmap_hint, i + 1);
+        void *m = (void *)(lab_fmap.base + (i << LAB_CHUNK_SHIFT));
+        int64_t *slice = lab_fmap.pm + (i << (LAB_CHUNK_SHIFT - LAB_PAGE_SHIFT));
+        int r = lab_os_commit(m, LAB_CHUNK_SIZE);
+        if (r == 0 && lab_os_mprotect(slice, LAB_CHUNK_PAGES * sizeof *slice, PROT_READ | PROT_WRITE) != 0) {
+            lab_os_decommit(m, LAB_CHUNK_SIZE);
+            r = -ENOMEM;
+        }
+        if (r != 0) {
+            __atomic_fetch_and(w, ~bit, __ATOMIC_RELEASE);
+            *err = r;
+            return NULL;
+        }
+        *pm = slice;
+        return m;
+    }
+    return NULL;
+}
+
+/* Map a chunk: in the region if it has room, else anywhere. */
+static void *chunk_map(int64_t **pm, int *err)
+{
+    void *m = fmap_chunk_map(pm, err);
+    if (m || *err)
+        return m;
+    return lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, err);
+}
+
+/* Unmap a chunk mapped by chunk_map, and zero its map slice: every page of it is free, or its
+ * pool is being destroyed. */
+static void chunk_unmap(void *m, int64_t *pm)
+{
+    if (!pm) {
+        lab_os_munmap(m, LAB_CHUNK_SIZE);
+        return;
+    }
+    size_t i = ((uintptr_t)m - lab_fmap.base) >> LAB_CHUNK_SHIFT;
+    /* the slot's next chunk must read zero (fresh chunks count as clean): if the kernel will
+     * not take the pages back as reserved, empty them at least */
+    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0)
+        lab_os_purge(m, LAB_CHUNK_SIZE);
+    /* the slice's page goes back too, and reads zero from here on */
+    lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED);
+    /* release: the decommit is done before the slot can be taken again */
+    __atomic_fetch_and(&fmap_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
+}
+
+/* Write the head of pages [idx, idx+n) of c: v is LAB_HEAD_NONE or the offset of their run's
+ * descriptor. The fast map's slice gets the same. */
+static inline void chunk_heads_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
+{
+    for (unsigned i = 0; i < n; i++)
+        c->head[idx + i] = v;
+    if (c->pm) {
+        int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)((char *)c + v - (char *)lab_fmap.pm);
+        for (unsigned i = 0; i < n; i++)
+            c->pm[idx + i] = e;
+    }
+}
+
+
+/* ------------------------------------------------------------------------------------------
  * pool state */
 
 typedef struct lab_stack {
@@ -462,7 +598,7 @@ static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned
             if (c->next)
                 c->next->prev = c->prev;
             pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
+            chunk_unmap((void *)c->base, c->pm);
             lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
             lab_add_relaxed(&pool->unmapped_chunks, 1);
             lab_meta_free(c, sizeof(lab_chunk_t));
@@ -520,9 +656,10 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     if (!c)
         return -ENOMEM;
     int err;
-    void *m = lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, &err);
+    int64_t *pm;
+    void *m = chunk_map(&pm, &err);
     if (!m && err == -ENOMEM && pool_release_cached(pool, z))
-        m = lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, &err);
+        m = chunk_map(&pm, &err);
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));
         return err;
@@ -540,10 +677,11 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     c->kind = LAB_CHUNK_NORMAL;
     c->zone = zone;
     c->size = LAB_CHUNK_SIZE;
+    c->pm = pm; /* its slice reads zero: every page NONE */
     for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
         c->head[i] = LAB_HEAD_NONE;
     if (pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
-        lab_os_munmap(m, LAB_CHUNK_SIZE);
+        chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
         return -ENOMEM;
     }
@@ -603,6 +741,11 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
     unsigned idx = (unsigned)(d - c->page);
     uint16_t w = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
     uint16_t *h = &c->head[idx];
+    if (c->pm) {
+        int64_t e = w == LAB_HEAD_NONE ? 0 : (int64_t)((char *)d - (char *)lab_fmap.pm);
+        for (unsigned i = 0; i < n; i++)
+            c->pm[idx + i] = e;
+    }
     /* runs of 4 pages and more start 4-aligned (natural alignment): fill 8 bytes at a time (a
      * 1 MiB block has 256 heads, and this runs on every page-sized malloc and free) */
     if (n >= 4 && !(idx & 3)) {
@@ -1059,8 +1202,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
     if (npages >= n || npages == 0)
         return;
-    for (unsigned i = (unsigned)npages; i < n; i++)
-        c->head[idx + i] = LAB_HEAD_NONE;
+    chunk_heads_write(c, idx + (unsigned)npages, n - (unsigned)npages, LAB_HEAD_NONE);
     d->h.npages = (uint32_t)npages;
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
@@ -1088,8 +1230,7 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     }
     lab_unlock(&z->lock);
     if (ok) {
-        for (unsigned i = n; i < npages; i++)
-            c->head[idx + i] = LAB_HEAD_OF(idx);
+        chunk_heads_write(c, idx + n, (unsigned)npages - n, LAB_HEAD_OF(idx));
         d->h.npages = (uint32_t)npages;
     }
     return ok;
@@ -1172,6 +1313,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         c->size = size;
         c->pool = pool;
         c->kind = LAB_CHUNK_HUGE;
+        c->pm = NULL; /* dedicated mappings lie outside the fast map's region */
         c->page[0].h.clean = 1;
         /* only the block's own address finds its descriptor; every other page the sentinel */
         c->head[0] = LAB_HEAD_OF(0);
@@ -1661,7 +1803,7 @@ static void pool_teardown(lab_pool_t *pool)
         while (c) {
             lab_chunk_t *next = c->next;
             pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            lab_os_munmap((void *)c->base, LAB_CHUNK_SIZE);
+            chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
             lab_meta_free(c, sizeof(lab_chunk_t));
             c = next;
         }

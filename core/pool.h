@@ -57,6 +57,7 @@ typedef struct lab_chunk {
     uint32_t store_pages;       /* pages of this chunk in the store */
     uint32_t thp;               /* 1: advised MADV_HUGEPAGE (LAB_POOL_HUGE), until a purge */
     uint64_t idle_since;
+    int64_t *pm;                /* the chunk's slice of the fast map (NULL: outside the region) */
     uint16_t head[LAB_CHUNK_PAGES];   /* each page -> byte offset (from the header) of its run's
                                          descriptor; LAB_HEAD_NONE for pages in no used run */
     lab_page_t page[LAB_CHUNK_PAGES + 1] lab_aligned(64); /* + the sentinel for LAB_HEAD_NONE  */
@@ -111,6 +112,34 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
 {
     /* the page within its 2 MiB unit: also safe for any address inside a huge mapping */
     return (lab_page_t *)((char *)c + c->head[(a >> LAB_PAGE_SHIFT) & (LAB_CHUNK_PAGES - 1)]);
+}
+
+/* ---- the fast map: one lookup from an address to its run's descriptor, for free() ----
+ * Normal chunks are mapped, where it can be, inside one region of address space reserved at the
+ * first chunk (LABYRINTH_RESERVE_GB, shrunk until the kernel grants it). The fast map has an
+ * entry per page of the region: the byte distance from the map's own start to the descriptor of
+ * the page's run, or 0 for a page in no used run: the map's first 64 bytes (the entries of the
+ * region's first pages, which are never used) read as a descriptor of zeros, no state and no
+ * owner. It mirrors head[] (every write of one writes the other). Its pages are read-only zero
+ * until their chunk is mapped, so any address of the region can be looked up. Addresses outside
+ * the region (all of them when none could be reserved) go the two-level way. */
+typedef struct lab_fmap {
+    uintptr_t size;             /* bytes of the region (0: none); published last */
+    uintptr_t base;
+    int64_t *pm;
+} lab_fmap_t;
+lab_internal extern lab_fmap_t lab_fmap;
+
+/* The descriptor of the run holding a, or NULL when a is outside the region. */
+lab_inline lab_page_t *lab_fmap_desc(uintptr_t a)
+{
+    /* acquire pairs with the release that publishes the region: base and pm are set */
+    uintptr_t lim = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE);
+    uintptr_t off = a - lab_fmap.base;
+    if (lab_unlikely(off >= lim))
+        return NULL;
+    int64_t *pm = lab_fmap.pm;
+    return (lab_page_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
 }
 
 lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
@@ -200,5 +229,8 @@ lab_internal void lab_pool_set_default_delay(unsigned ms);
 /* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used
  * (options). */
 lab_internal void lab_pool_set_default_thp(size_t mib);
+/* Bytes of address space to reserve for the fast map's region (core/pool.c) at the first chunk
+ * any pool maps (0: no region; at most 1 TiB; 64 GiB unless set before). */
+lab_internal void lab_pool_set_reserve(size_t bytes);
 
 #endif

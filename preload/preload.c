@@ -395,6 +395,7 @@ __attribute__((constructor(101))) static void preload_init(void)
     options_read();
     lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
     lab_pool_set_default_thp(opts.THP);
+    lab_pool_set_reserve((size_t)lab_min(opts.RESERVE_GB, 1024ul) << 30);
     lab_purge_init(opts.BACKGROUND_PURGE);
     lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
                   opts.VERBOSE);
