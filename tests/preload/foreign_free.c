@@ -5,8 +5,10 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +49,30 @@ static void *in_mmap(size_t offset)
 static void *in_mmap_chunk_start(void) { return in_mmap(0); }
 static void *in_mmap_middle(void) { return in_mmap(3 * 4096 + 64); }
 static void *in_text(void) { return (void *)(uintptr_t)&allocator_still_works; }
+/* The address space Labyrinth reserves for its chunks (LABYRINTH_RESERVE_GB: the largest
+ * inaccessible mapping of 1 GiB or more): free() looks such pointers up in its fast map without
+ * a bounds check on the page, so an address there that no chunk holds must still be ignored.
+ * Without a reservation (RESERVE_GB=0) the case uses the static array instead. */
+static void *in_reserved(size_t from_end)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    uintptr_t best_lo = 0, best_hi = 0;
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strcmp(perms, "---p") == 0 &&
+            hi - lo >= (1ul << 30) && hi - lo > best_hi - best_lo)
+            best_lo = lo, best_hi = hi;
+    }
+    if (f)
+        fclose(f);
+    if (!best_hi)
+        return in_static();
+    return (void *)(from_end ? best_hi - from_end : best_lo + 64);
+}
+static void *in_reserved_end(void) { return in_reserved((2u << 20) - 128); }
+static void *in_reserved_start(void) { return in_reserved(0); }
 
 static const struct {
     const char *name;
@@ -58,6 +84,8 @@ static const struct {
     {"mmap region at a 2 MiB boundary", in_mmap_chunk_start},
     {"mmap region, mid-page", in_mmap_middle},
     {"program text", in_text},
+    {"reserved address space, its last chunk slot", in_reserved_end},
+    {"reserved address space, past the chunks mapped so far", in_reserved_start},
 };
 
 int main(void)

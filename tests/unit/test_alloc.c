@@ -676,6 +676,73 @@ static void misuse_realloc_freed(void)
     p = lab_realloc(p, 200 * KiB);
 }
 
+/* ---- the fast map (core/pool.h) ---- */
+
+/* Every address of every chunk in the region must find, through the fast map, the descriptor
+ * the two-level page map and head[] give (or the zero descriptor where they give the sentinel),
+ * after runs of every kind were handed out, split, grown, shrunk and given back; addresses
+ * outside the region find nothing. */
+static void check_fast_map_everywhere(void)
+{
+    uintptr_t base = lab_fmap.base, size = lab_fmap.size;
+    assert_true(size >= ((uintptr_t)1 << 30)); /* the test runs without a limit or valgrind */
+    size_t checked = 0;
+    for (uintptr_t c0 = base; c0 < base + size; c0 += LAB_CHUNK_SIZE) {
+        lab_chunk_t *c = lab_pagemap_lookup(c0);
+        if (!lab_chunk_is_ours(c))
+            continue;
+        assert_true(c->kind == LAB_CHUNK_NORMAL && c->base == c0 && c->pm != NULL);
+        for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++) {
+            uintptr_t a = c0 + ((uintptr_t)i << LAB_PAGE_SHIFT) + (i * 97u) % LAB_PAGE_SIZE;
+            lab_page_t *want = lab_chunk_desc(c, a), *got = lab_fmap_desc(a);
+            if (want == &c->page[LAB_CHUNK_PAGES])
+                assert_ptr_equal(got, (lab_page_t *)(void *)lab_fmap.pm);
+            else
+                assert_ptr_equal(got, want);
+            checked++;
+        }
+    }
+    assert_true(checked >= LAB_CHUNK_PAGES);
+    assert_null(lab_fmap_desc(base - 1));
+    assert_null(lab_fmap_desc(base + size));
+    assert_null(lab_fmap_desc(0));
+    /* the zero descriptor: no state, no owner */
+    const lab_page_t *z = (const lab_page_t *)(const void *)lab_fmap.pm;
+    assert_int_equal(z->h.state, 0);
+    assert_int_equal(z->owner, 0);
+}
+
+static void test_fast_map_mirrors_heads(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    void **p = calloc(N, sizeof *p);
+    uint64_t s = 7;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            size_t n = (s >> 33) % 7 == 0 ? 20000 + (s >> 40) % 900000 : 1 + (s >> 40) % 3000;
+            if (p[i] && (s & 1)) {
+                p[i] = lab_realloc(p[i], n); /* page-sized blocks grow and shrink in place */
+            } else {
+                lab_free(p[i]);
+                p[i] = lab_malloc(n);
+            }
+            assert_non_null(p[i]);
+        }
+        for (int i = round; i < N; i += 3) {
+            lab_free(p[i]);
+            p[i] = NULL;
+        }
+        check_fast_map_everywhere();
+    }
+    for (int i = 0; i < N; i++)
+        lab_free(p[i]);
+    lab_trim(); /* chunks given back: their slices read zero again */
+    check_fast_map_everywhere();
+    free(p);
+}
+
 static void test_double_free_aborts(void **state)
 {
     (void)state;
@@ -1357,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_injected_map_failures),
+        cmocka_unit_test(test_fast_map_mirrors_heads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
