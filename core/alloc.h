@@ -63,7 +63,7 @@ lab_inline void lab_free(void *p)
         lab_heap_t *h = lab_tls_heap;
         if (lab_likely(s->heap == h) &&
             /* the start of a block: an interior pointer goes to the slow path, which aborts */
-            lab_likely(lab_offset_ok_div((uint32_t)a - s->base_lo, h->div[s->cls]))) {
+            lab_likely(lab_offset_ok_div32((uint32_t)a - s->base_lo, s->div))) {
             lab_block_t *b = (lab_block_t *)p;
             uintptr_t key = lab_load_relaxed(&lab_free_key);
             /* a block that already carries the key (bit 0 aside: the transit form) was

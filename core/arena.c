@@ -207,6 +207,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->capacity = (uint16_t)(bytes / bs);
     s->cls = (uint8_t)cls;
     s->block_size = (uint16_t)bs;
+    s->div = lab_div32_of(bs);
     s->base_lo = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
     s->next = s->prev = NULL;
@@ -731,14 +732,12 @@ static void free_key_init(void)
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
 
-/* A heap just allocated (zeroed): empty direct slots, its pool, its copy of the divisors. */
+/* A heap just allocated (zeroed): empty direct slots, its pool. */
 static void heap_init(lab_heap_t *h, lab_pool_t *pool)
 {
     free_key_init();
     for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
         h->direct[i] = &lab_span_empty;
-    for (unsigned cls = 0; cls < LAB_NR_CLASSES; cls++)
-        h->div[cls] = lab_load_relaxed(&lab_class_div[cls]);
     h->pool = pool;
 }
 

@@ -52,6 +52,13 @@ lab_inline bool lab_offset_ok_div(uint32_t off, uint64_t c) { return (uint64_t)o
 
 lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls) { return lab_offset_ok_div(off, lab_class_div[cls]); }
 
+/* The same test in 32 bits with c = ceil(2^32 / size), kept in each span (lab_span_t.div): exact
+ * for every class below its span's size, which is all the free fast path asks (tested
+ * exhaustively by unit test_span_div_exact), and one word the path reads from the descriptor it
+ * already holds. */
+lab_inline bool lab_offset_ok_div32(uint32_t off, uint32_t c) { return off * c < c; }
+lab_inline uint32_t lab_div32_of(size_t size) { return (uint32_t)((((uint64_t)1 << 32) + size - 1) / size); }
+
 /* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
  * list entry without knowing it (the list heads in spans stay plain). */
 lab_inline lab_block_t *lab_link_get(const lab_block_t *b)
@@ -81,7 +88,14 @@ struct lab_heap;
 /* A span overlays the pool's page descriptor of its first page (64 bytes). `heap` sits where the
  * pool keeps `owner`, so runs the pool owns never match a heap. */
 typedef struct lab_span {
-    lab_page_hdr_t h;
+    union {
+        lab_page_hdr_t h;
+        struct {
+            uint8_t h_fields[4]; /* state, order, clean, zone: the pool's */
+            uint32_t div;        /* over h.npages, which the pool does not read while the run is
+                                    in use: lab_div32_of(block size), the free fast path's test */
+        };
+    };
     lab_block_t *free;          /* owner-only free list */
     uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
     union {
@@ -99,6 +113,8 @@ typedef struct lab_span {
     struct lab_span *prev;
 } lab_span_t;
 _Static_assert(sizeof(lab_span_t) == sizeof(lab_page_t), "a span is a page descriptor");
+_Static_assert(__builtin_offsetof(lab_span_t, div) == __builtin_offsetof(lab_page_hdr_t, npages),
+               "div overlays npages");
 _Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_page_t, owner),
                "heap overlays owner");
 
@@ -132,8 +148,6 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
-    uint64_t div[LAB_NR_CLASSES];            /* lab_class_div, copied: the free fast path reaches
-                                                it from the heap pointer it already holds */
     lab_heap_stats_t st;
     lab_pool_t *pool;
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */

@@ -27,7 +27,8 @@ typedef struct lab_page_hdr {
     uint8_t  order;     /* CACHED/USER runs: log2 of the page count                           */
     uint8_t  clean;     /* the run's pages read zero (fresh or purged)                       */
     uint8_t  zone;      /* 0 normal, 1 exclusive (wiped on fork)                              */
-    uint32_t npages;    /* the run's length in pages                                          */
+    uint32_t npages;    /* the run's length in pages (not read while a span uses the run: the
+                           arena keeps its own word here then, see lab_span_t.div)           */
 } lab_page_hdr_t;
 
 /* A page descriptor: 64 bytes. `owner` sits at the offset where the arena keeps its span's heap
