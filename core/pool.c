@@ -263,8 +263,10 @@ static void chunk_unmap(void *m, int64_t *pm)
      * not take the pages back as reserved, empty them at least */
     if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0)
         lab_os_purge(m, LAB_CHUNK_SIZE);
-    /* the slice's page goes back too, and reads zero from here on */
-    lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED);
+    /* the slice's page goes back too, and reads zero from here on: the slot's next chunk finds
+     * every page NONE (a stale entry would lead a stray free to another chunk's descriptor) */
+    if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
+        memset(pm, 0, LAB_CHUNK_PAGES * sizeof *pm);
     /* release: the decommit is done before the slot can be taken again */
     __atomic_fetch_and(&fmap_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }
