@@ -65,13 +65,13 @@ lab_inline void lab_free(void *p)
             /* the start of a block: an interior pointer goes to the slow path, which aborts */
             lab_likely(lab_offset_ok_div32((uint32_t)a - s->base_lo, s->div))) {
             lab_block_t *b = (lab_block_t *)p;
-            uintptr_t key = lab_load_relaxed(&lab_free_key);
-            /* a block that already carries the key (bit 0 aside: the transit form) was
+            uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
+            /* a block that already carries its key (bit 0 aside: the transit form) was
              * probably freed before: check it */
-            if (lab_unlikely((b->key | 1) == key))
+            if (lab_unlikely((b->key | 1) == bkey))
                 return lab_span_free_suspect(h, s, b);
             h->st.frees++;
-            b->key = key;
+            b->key = bkey;
             b->next = (lab_block_t *)((uintptr_t)s->free ^ key); /* lab_link_set */
             s->free = b;
             /* one signed test catches both "span now empty" (0) and "span was full" (bit 31);

@@ -362,8 +362,8 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
 }
 
 /* A block another thread freed (in its reuse list, in a message, in the owner's messages)
- * carries the transit key (the free key with bit 0 cleared): freeing it again anywhere is caught
- * at once, the owner's fast path included (it tests key | 1). */
+ * carries the transit key (its key, lab_block_key, with bit 0 cleared): freeing it again anywhere
+ * is caught at once, the owner's fast path included (it tests key | 1). */
 
 static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
 
@@ -381,14 +381,14 @@ lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
             lab_block_t *b = m->blk[i];
             uintptr_t a = (uintptr_t)b;
             lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-            if (lab_unlikely(s->heap != h || b->key != (key ^ 1)))
+            if (lab_unlikely(s->heap != h || b->key != (lab_block_key(b, key) ^ 1)))
                 /* freed again (or reallocated) while it travelled to us */
                 lab_fatal("double free of", b);
             if (!owner) {
                 span_free_remote_now(s, b);
                 continue;
             }
-            b->key = key;
+            b->key = lab_block_key(b, key);
             lab_link_set(b, s->free);
             s->free = b;
             if (--s->used <= 0)
@@ -453,7 +453,7 @@ static bool list_has(lab_block_t *l, lab_block_t *b)
 void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
     /* the transit key: another thread freed it and holds it (reuse list or message) */
-    if (b->key == (lab_free_key ^ 1))
+    if (b->key == (lab_block_key(b, lab_free_key) ^ 1))
         lab_fatal("double free of", b);
     /* the owner may walk its remote list too: nothing on it is reused before it collects */
     if (list_has(s->free, b) ||
@@ -461,7 +461,7 @@ void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
         lab_fatal("double free of", b);
     /* the key was the program's own data: an ordinary free */
     h->st.frees++;
-    b->key = lab_free_key;
+    b->key = lab_block_key(b, lab_free_key);
     lab_link_set(b, s->free);
     s->free = b;
     if (--s->used <= 0)
@@ -472,7 +472,7 @@ void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
  * the span's own remote list, one CAS per block. */
 static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
 {
-    b->key = lab_free_key;
+    b->key = lab_block_key(b, lab_free_key);
     uintptr_t old = lab_load_relaxed(&s->remote), nw;
     do {
         lab_link_set(b, (lab_block_t *)(old & LAB_REMOTE_PTR));
@@ -578,7 +578,7 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
         i++;
     if (lab_unlikely(i == LAB_RB_SLOTS) && (i = msg_open(me, to, s, b)) == LAB_RB_SLOTS)
         return;
-    b->key = key ^ 1;
+    b->key = lab_block_key(b, key) ^ 1;
     lab_rmsg_t *m = me->rb[i];
     m->blk[m->n] = b;
     m->bytes += s->block_size;
@@ -671,7 +671,7 @@ static void heap_return_ready(lab_heap_t *h)
             lab_block_t *b = r->b[--r->n];
             uintptr_t a = (uintptr_t)b;
             lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
-            b->key = key;
+            b->key = lab_block_key(b, key);
             lab_link_set(b, s->free);
             s->free = b;
             if (--s->used <= 0)

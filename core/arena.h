@@ -59,6 +59,12 @@ lab_inline bool lab_span_offset_ok(uint32_t off, unsigned cls) { return lab_offs
 lab_inline bool lab_offset_ok_div32(uint32_t off, uint32_t c) { return off * c < c; }
 lab_inline uint32_t lab_div32_of(size_t size) { return (uint32_t)((((uint64_t)1 << 32) + size - 1) / size); }
 
+/* The key a freed block carries: the free key mixed with the block's own address, so that a copy
+ * of a freed block's header somewhere else (realloc or memcpy of memory the program never wrote,
+ * which once held a freed block) never reads as a freed block there. The address is 16-byte
+ * aligned, so bit 0 stays the key's (set); the transit form clears it. */
+lab_inline uintptr_t lab_block_key(const void *b, uintptr_t key) { return key ^ (uintptr_t)b; }
+
 /* Free-list links are stored XORed with the free key, so that a heap overflow cannot forge a
  * list entry without knowing it (the list heads in spans stay plain). */
 lab_inline lab_block_t *lab_link_get(const lab_block_t *b)
@@ -209,14 +215,14 @@ lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key);
 lab_inline void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
 {
     uintptr_t key = lab_load_relaxed(&lab_free_key);
-    if (lab_unlikely((b->key | 1) == key))
+    if (lab_unlikely((b->key | 1) == lab_block_key(b, key)))
         lab_fatal("double free of", b);
     lab_heap_t *me = lab_tls_heap;
     unsigned cls = s->cls;
     if (cls < LAB_DIRECT_CLASSES && me->state == LAB_HEAP_LIVE && !me->gfp && !lab_load_relaxed(&lab_secure)) {
         lab_span_t *r = &me->reuse[cls];
         if (lab_likely((int32_t)r->usedf > -LAB_REUSE_MAX)) {
-            b->key = key ^ 1;
+            b->key = lab_block_key(b, key) ^ 1;
             lab_link_set(b, r->free);
             r->free = b;
             r->usedf--;

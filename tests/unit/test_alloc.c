@@ -676,6 +676,45 @@ static void misuse_realloc_freed(void)
     p = lab_realloc(p, 200 * KiB);
 }
 
+/* A block's first 16 bytes may hold a copy of a freed block's header: realloc or memcpy of memory
+ * the program never wrote, which once held a freed block (here copied by hand). Freed from its
+ * owner or from another thread, it is an ordinary free, not a double free: the key a freed block
+ * carries depends on its address (before, the remote path aborted on such a copy). */
+static void *free_in_thread(void *p)
+{
+    lab_free(p);
+    return NULL;
+}
+
+static void test_copied_header_not_double_free(void **state)
+{
+    (void)state;
+    for (int remote = 0; remote < 2; remote++) {
+        uint64_t *dead = lab_malloc(64);
+        assert_non_null(dead);
+        lab_free(dead);
+        uint64_t header[2];
+        memcpy(header, dead, sizeof header); /* what the freed block holds: link and key */
+        uint64_t *copy = lab_malloc(64);
+        assert_non_null(copy);
+        assert_ptr_equal(copy, dead); /* LIFO: the same block back */
+        uint64_t *other = lab_malloc(64);
+        assert_non_null(other);
+        memcpy(other, header, sizeof header); /* the header, copied to another block */
+        lab_free(copy);
+        if (remote) {
+            pthread_t t;
+            assert_int_equal(pthread_create(&t, NULL, free_in_thread, other), 0);
+            pthread_join(t, NULL);
+        } else {
+            lab_free(other);
+        }
+        void *again = lab_malloc(64); /* and the allocator still works */
+        assert_non_null(again);
+        lab_free(again);
+    }
+}
+
 /* ---- the fast map (core/pool.h) ---- */
 
 /* Every address of every chunk in the region must find, through the fast map, the descriptor
@@ -1442,6 +1481,7 @@ int main(void)
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_injected_map_failures),
+        cmocka_unit_test(test_copied_header_not_double_free),
         cmocka_unit_test(test_fast_map_mirrors_heads),
         cmocka_unit_test(test_span_div_exact),
     };
