@@ -114,37 +114,26 @@ static inline int lab_finish(const char *name)
     return 0;
 }
 
-/* Threads of this process whose name (/proc/self/task/N/comm) is `name`, e.g. Labyrinth's
- * "labyrinth-purge"; -1 when /proc cannot be read. Uses opendir and stdio: call it outside the
- * measured part of a test. */
-static inline int lab_threads_named(const char *name)
+/* The number in `field` of /proc/self/task/<tid>/status (0 if absent). */
+static inline long lab_task_status(const char *tid, const char *field)
 {
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[64], comm[64] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        if (fgets(comm, sizeof comm, f)) {
-            comm[strcspn(comm, "\n")] = 0;
-            n += strcmp(comm, name) == 0;
-        }
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", tid);
+    FILE *f = fopen(path, "r");
+    long v = 0, sum = 0;
+    size_t len = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, len) == 0 && line[len] == ':' && sscanf(line + len + 1, "%ld", &v) == 1)
+            sum += v;
+    if (f)
         fclose(f);
-    }
-    closedir(d);
-    return n;
+    return sum;
 }
 
-/* Voluntary context switches (sleeps ended) of the threads named `name` so far, summed; -1 when
- * /proc cannot be read. Uses opendir and stdio, as lab_threads_named. */
-static inline long lab_thread_switches(const char *name)
+/* Over the threads of this process whose name (/proc/self/task/N/comm) is `name`: their number
+ * (field NULL) or the sum of a numeric field of their status; -1 when /proc cannot be read. Uses
+ * opendir and stdio: call it outside the measured part of a test. */
+static inline long lab_tasks_named(const char *name, const char *field)
 {
     DIR *d = opendir("/proc/self/task");
     if (!d)
@@ -154,24 +143,27 @@ static inline long lab_thread_switches(const char *name)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char path[64], line[128] = "";
+        char path[64], comm[64] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
         if (!f)
             continue;
-        bool match = fgets(line, sizeof line, f) && (line[strcspn(line, "\n")] = 0, !strcmp(line, name));
+        bool match = fgets(comm, sizeof comm, f) && (comm[strcspn(comm, "\n")] = 0, !strcmp(comm, name));
         fclose(f);
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        if (!match || !(f = fopen(path, "r")))
-            continue;
-        long v;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
-                n += v;
-        fclose(f);
+        if (match)
+            n += field ? lab_task_status(e->d_name, field) : 1;
     }
     closedir(d);
     return n;
+}
+
+/* Threads named `name`, e.g. Labyrinth's "labyrinth-purge" (-1: no /proc). */
+static inline int lab_threads_named(const char *name) { return (int)lab_tasks_named(name, NULL); }
+
+/* Voluntary context switches (sleeps ended) of the threads named `name` so far, summed. */
+static inline long lab_thread_switches(const char *name)
+{
+    return lab_tasks_named(name, "voluntary_ctxt_switches");
 }
 
 /* lab_threads_named, polled until it gives `want` or `ms` milliseconds pass: a thread names
