@@ -54,12 +54,10 @@ lab_inline void lab_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
     /* one lookup in the fast map: the descriptor of p's run (a page in no used run finds the
-     * zero descriptor, which no heap owns); outside the region, the slow path's two levels.
-     * The acquire pairs with the release that publishes the region (as in lab_fmap_desc). */
-    uintptr_t lim = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE), off = a - lab_fmap.base;
-    if (lab_likely(off < lim)) {
-        int64_t *pm = lab_fmap.pm;
-        lab_span_t *s = (lab_span_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
+     * zero descriptor, which no heap owns); outside the region, the slow path's two levels */
+    uintptr_t off;
+    if (lab_likely(lab_fmap_in(a, &off))) {
+        lab_span_t *s = (lab_span_t *)lab_fmap_at(off);
         lab_heap_t *h = lab_tls_heap;
         if (lab_likely(s->heap == h) &&
             /* the start of a block: an interior pointer goes to the slow path, which aborts */

@@ -271,17 +271,23 @@ static void chunk_unmap(void *m, int64_t *pm)
     __atomic_fetch_and(&fmap_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }
 
-/* Write the head of pages [idx, idx+n) of c: v is LAB_HEAD_NONE or the offset of their run's
- * descriptor. The fast map's slice gets the same. */
+/* The fast map's entries of pages [idx, idx+n) of c, for the head value v (LAB_HEAD_NONE or the
+ * offset of their run's descriptor): every write of head[] comes with this one. */
+static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
+{
+    if (!c->pm)
+        return;
+    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)((char *)c + v - (char *)lab_fmap.pm);
+    for (unsigned i = 0; i < n; i++)
+        c->pm[idx + i] = e;
+}
+
+/* Write the head of pages [idx, idx+n) of c, and their fast-map entries. */
 static inline void chunk_heads_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
 {
     for (unsigned i = 0; i < n; i++)
         c->head[idx + i] = v;
-    if (c->pm) {
-        int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)((char *)c + v - (char *)lab_fmap.pm);
-        for (unsigned i = 0; i < n; i++)
-            c->pm[idx + i] = e;
-    }
+    chunk_map_write(c, idx, n, v);
 }
 
 
@@ -743,11 +749,7 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
     unsigned idx = (unsigned)(d - c->page);
     uint16_t w = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
     uint16_t *h = &c->head[idx];
-    if (c->pm) {
-        int64_t e = w == LAB_HEAD_NONE ? 0 : (int64_t)((char *)d - (char *)lab_fmap.pm);
-        for (unsigned i = 0; i < n; i++)
-            c->pm[idx + i] = e;
-    }
+    chunk_map_write(c, idx, n, w);
     /* runs of 4 pages and more start 4-aligned (natural alignment): fill 8 bytes at a time (a
      * 1 MiB block has 256 heads, and this runs on every page-sized malloc and free) */
     if (n >= 4 && !(idx & 3)) {

@@ -131,16 +131,27 @@ typedef struct lab_fmap {
 } lab_fmap_t;
 lab_internal extern lab_fmap_t lab_fmap;
 
+/* Whether a lies in the region (*off: its offset there). The acquire pairs with the release that
+ * publishes the region: a lookup that sees its size sees its base and map. */
+lab_inline bool lab_fmap_in(uintptr_t a, uintptr_t *off)
+{
+    uintptr_t lim = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE);
+    *off = a - lab_fmap.base;
+    return *off < lim;
+}
+
+/* The descriptor of the run holding the page at offset off of the region (lab_fmap_in). */
+lab_inline lab_page_t *lab_fmap_at(uintptr_t off)
+{
+    int64_t *pm = lab_fmap.pm;
+    return (lab_page_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
+}
+
 /* The descriptor of the run holding a, or NULL when a is outside the region. */
 lab_inline lab_page_t *lab_fmap_desc(uintptr_t a)
 {
-    /* acquire pairs with the release that publishes the region: base and pm are set */
-    uintptr_t lim = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE);
-    uintptr_t off = a - lab_fmap.base;
-    if (lab_unlikely(off >= lim))
-        return NULL;
-    int64_t *pm = lab_fmap.pm;
-    return (lab_page_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
+    uintptr_t off;
+    return lab_fmap_in(a, &off) ? lab_fmap_at(off) : NULL;
 }
 
 lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
