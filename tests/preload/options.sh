@@ -2,7 +2,8 @@
 # options.sh — the LABYRINTH_* environment contract, seen from outside: the VERBOSE banner, the
 # STATS summary (text and json) with real counts, one warning line and the default kept for an
 # unknown variable or a bad value, and STATS_FILE (one file per process with %p, nothing on
-# stderr; a file that cannot be opened: a warning and the summary on stderr), THP and idle_returns.
+# stderr; a file that cannot be opened: a warning and the summary on stderr), THP, idle_returns and
+# RESERVE_GB.
 # Environment: LAB_PRELOAD (the library). Skips (77) unless LAB_EXPECT_LABYRINTH=1: these are
 # Labyrinth's own options.
 set -u
@@ -155,6 +156,26 @@ if [ -n "${LAB_MEMORY_RETURNED:-}" ]; then
     else
         fail "idle_returns: '${i_remote}' after memory_returned remote (wanted >= 1000), '${i_local}' in a one-thread program"
     fi
+fi
+
+# RESERVE_GB: the fast map's region is the process's largest inaccessible mapping (GiB printed by
+# a preloaded bash reading its own maps): 64 GiB asked by default (a few chunks committed at its
+# start, so more than 32 left), none with 0, about 2 with 2, and none under `ulimit -v`, where a
+# reservation would count against the limit
+reserved='m=0; while read -r range perm rest; do if [ "$perm" = ---p ]; then
+  s=$(( (16#${range#*-} - 16#${range%-*}) >> 30 )); [ "$s" -gt "$m" ] && m=$s; fi; done </proc/self/maps; echo "$m"'
+run -- bash -c "$reserved"
+r_def=$(cat "$tmp/out")
+run LABYRINTH_RESERVE_GB=0 -- bash -c "$reserved"
+r_off=$(cat "$tmp/out")
+run LABYRINTH_RESERVE_GB=2 -- bash -c "$reserved"
+r_two=$(cat "$tmp/out")
+r_lim=$( (ulimit -v 16000000 && env -u LABYRINTH_RESERVE_GB LD_PRELOAD="$lib" bash -c "$reserved") 2>&1)
+if [ "${r_def:-0}" -gt 32 ] && [ "$r_off" = 0 ] && [ "${r_two:-9}" -ge 1 ] && [ "${r_two:-9}" -le 2 ] &&
+    [ "$r_lim" = 0 ]; then
+    ok "RESERVE_GB: ${r_def} GiB reserved by default, ${r_off} with 0, ${r_two} with 2, ${r_lim} under ulimit -v"
+else
+    fail "RESERVE_GB: largest reservation '${r_def}' GiB by default (wanted > 32), '${r_off}' with 0, '${r_two}' with 2 (wanted 1-2), '${r_lim}' under ulimit -v (wanted 0)"
 fi
 
 [ "$failed" = 0 ] && echo "options: all checks passed"
