@@ -1589,11 +1589,18 @@ void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool); }
 
 void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 {
-    lab_pool_t *pool = lab_pool_default(); /* exists: the thread is started from its slow path */
+    lab_pool_t *pool = lab_pool_default(); /* NULL only on ENOMEM */
     int seq = lab_load_relaxed(&bg.seq);
     uint64_t due = UINT64_MAX;
     if (pool && pool->delay_ms != ~0u)
         pool_purge(pool, false, &due);
+    /* user pools too: one that goes idle after a burst makes no call that would purge it. The
+     * list's lock is held through each purge, so labyrinth_pool_destroy waits for it to end. */
+    lab_lock(&pools_lock);
+    for (lab_pool_t *p = pools_all; p; p = p->next_pool)
+        if (!p->is_default && p->delay_ms != ~0u)
+            pool_purge(p, false, &due);
+    lab_unlock(&pools_lock);
     if (due == UINT64_MAX && wake_ms != UINT64_MAX) {
         /* nothing dirty, but the caller looks again then: not idle, so frees and pokes are only
          * counted meanwhile (no wake-up each) */
@@ -1611,7 +1618,7 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
     /* wake a little after the first run is due, so that runs freed close together go in one
      * round (the coarse clock also runs up to a few ms behind) */
     uint64_t now = lab_clock_ms();
-    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + pool->delay_ms / 4 + 4, wake_ms));
+    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + (pool ? pool->delay_ms / 4 : 0) + 4, wake_ms));
 }
 
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
@@ -1626,18 +1633,18 @@ static void pool_tick(lab_pool_t *pool, bool from_free)
     size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
     if (mapped > nfree && mapped - nfree > lab_load_relaxed(&pool->peak_used))
         lab_store_relaxed(&pool->peak_used, mapped - nfree);
-    if (pool->is_default) {
-        /* acquire pairs with the release in bg_start */
-        int st = __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE);
-        if (st == BG_RUNNING) {
-            if (from_free)
-                bg_kick();
-            return; /* the thread purges */
-        }
-        if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held && mapped >= bg.start_pages &&
-                         now >= lab_load_relaxed(&bg.retry_ms) && lab_load_relaxed(&bg.start)))
-            bg_start(now);
+    /* the thread purges every pool; a user pool that maps as much as the malloc pool must
+     * before it starts one may start it too (its allocation slow path holds no arena state) */
+    /* acquire pairs with the release in bg_start */
+    int st = __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE);
+    if (st == BG_RUNNING) {
+        if (from_free)
+            bg_kick();
+        return; /* the thread purges */
     }
+    if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held && mapped >= bg.start_pages &&
+                     now >= lab_load_relaxed(&bg.retry_ms) && lab_load_relaxed(&bg.start)))
+        bg_start(now);
     uint64_t last = lab_load_relaxed(&pool->last_purge);
     if (lab_locks_held || pool->delay_ms == ~0u || now < last + pool->delay_ms / 2 + 1)
         return;

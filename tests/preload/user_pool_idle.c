@@ -1,0 +1,135 @@
+/* user_pool_idle.c — user pools (labyrinth_pool_init) and the background purge.
+ *   user_pool_idle idle   a user pool (purge delay 100 ms) hands out 64 MiB of 2 MiB runs, every
+ *                         page written, then gets them all back; after that the program makes no
+ *                         allocator call, it only sleeps and asks the kernel (mincore) how many of
+ *                         those pages are still resident. Fewer than an eighth must be within 3 s:
+ *                         the purge thread purges user pools as well as the malloc pool. (Before,
+ *                         a user pool was purged only by its own later calls, so an idle one kept
+ *                         every page: this mode failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1.
+ *   user_pool_idle churn  300 user pools made, used and destroyed while the purge thread purges
+ *                         them every few milliseconds (delay 1 ms): destroy must wait for a
+ *                         purge in progress, and a purge must never reach a pool being torn down.
+ * Labyrinth only (the pool API is its own): skipped where labyrinth_pool_init is not provided. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "../../core/include/labyrinth.h"
+#include "lab_check.h"
+
+#define RUN_ORDER 9 /* 2 MiB */
+#define RUN_BYTES (LAB_PAGE_SIZE << RUN_ORDER)
+#define RUNS 32     /* 64 MiB */
+
+static int (*p_init)(labyrinth_t *, const struct labyrinth_pool_opts *);
+static void (*p_destroy)(labyrinth_t *);
+static void *(*p_alloc)(labyrinth_t *, unsigned, lab_gfp_t);
+static void (*p_free)(labyrinth_t *, void *, unsigned);
+static int (*p_stats)(labyrinth_t *, struct labyrinth_pool_stats *);
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+}
+
+/* Pages of the runs still resident (an unmapped run counts as given back). */
+static size_t resident_pages(void *const *runs, int n)
+{
+    static unsigned char vec[RUN_BYTES / LAB_PAGE_SIZE]; /* static: no allocation, no stack */
+    size_t pages = 0;
+    for (int i = 0; i < n; i++) {
+        if (mincore(runs[i], RUN_BYTES, vec) != 0)
+            continue; /* ENOMEM: no longer mapped */
+        for (size_t k = 0; k < sizeof vec; k++)
+            pages += vec[k] & 1;
+    }
+    return pages;
+}
+
+static void idle_mode(void)
+{
+    static labyrinth_t pool;
+    static void *runs[RUNS];
+    struct labyrinth_pool_opts o = {.purge_delay_ms = 100};
+    CHECK(p_init(&pool, &o) == 0, "labyrinth_pool_init failed");
+    for (int i = 0; i < RUNS; i++) {
+        runs[i] = p_alloc(&pool, RUN_ORDER, 0);
+        CHECK(runs[i] != NULL, "run %d of 2 MiB: no memory", i);
+        if (!runs[i])
+            return;
+        memset(runs[i], 0x3c, RUN_BYTES);
+    }
+    size_t before = resident_pages(runs, RUNS), all = (size_t)RUNS * (RUN_BYTES / LAB_PAGE_SIZE);
+    SAY("64 MiB of a user pool written: %zu of %zu pages resident", before, all);
+    CHECK(before >= all * 7 / 8, "the written runs are not resident (%zu of %zu pages)", before, all);
+    CHECK(lab_wait_threads_named("labyrinth-purge", 1, 2000) == 1, "no purge thread running");
+    for (int i = 0; i < RUNS; i++)
+        p_free(&pool, runs[i], RUN_ORDER);
+    /* from here on: sleep and mincore only, until the pages are back or 3 s have passed */
+    size_t left = before;
+    int waited = 0;
+    while (waited < 3000 && (left = resident_pages(runs, RUNS)) >= all / 8) {
+        sleep_ms(20);
+        waited += 20;
+    }
+    SAY("freed, then idle: %zu pages resident after %d ms", left, waited);
+    CHECK(left < all / 8, "an idle user pool kept %zu of %zu freed pages for 3 s", left, all);
+    struct labyrinth_pool_stats st;
+    CHECK(p_stats(&pool, &st) == 0, "labyrinth_pool_stats failed");
+    SAY("pool stats: purged %zu pages, unmapped %zu chunks", st.purged_pages, st.unmapped_chunks);
+    CHECK(st.purged_pages > 0 || st.unmapped_chunks > 0, "the pool's counters show no purge");
+    p_destroy(&pool);
+}
+
+static void churn_mode(void)
+{
+    static labyrinth_t pool;
+    static void *pages[64];
+    uint64_t rng = 0x5eed;
+    for (int round = 0; round < 300; round++) {
+        struct labyrinth_pool_opts o = {.purge_delay_ms = 1};
+        if (p_init(&pool, &o) != 0) {
+            CHECK(0, "labyrinth_pool_init failed in round %d", round);
+            return;
+        }
+        for (int i = 0; i < 64; i++) {
+            pages[i] = p_alloc(&pool, (unsigned)(i % 4), 0);
+            CHECK(pages[i] != NULL, "round %d: no page", round);
+            if (pages[i])
+                memset(pages[i], round & 0xff, LAB_PAGE_SIZE);
+        }
+        for (int i = 0; i < 64; i++)
+            if (pages[i])
+                p_free(&pool, pages[i], (unsigned)(i % 4));
+        sleep_ms((long)(lab_rand(&rng) % 4)); /* sometimes past the delay: the thread purges */
+        p_destroy(&pool);
+    }
+    SAY("300 user pools made, used, left to the purge thread and destroyed");
+    CHECK(lab_threads_named("labyrinth-purge") == 1, "no purge thread running");
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "idle";
+    p_init = (int (*)(labyrinth_t *, const struct labyrinth_pool_opts *))lab_provided("labyrinth_pool_init");
+    if (!p_init) {
+        printf("labyrinth_pool_init not provided: skipped\n");
+        return lab_expect_labyrinth() ? 1 : LAB_SKIP;
+    }
+    p_destroy = (void (*)(labyrinth_t *))dlsym(RTLD_DEFAULT, "labyrinth_pool_destroy");
+    p_alloc = (void *(*)(labyrinth_t *, unsigned, lab_gfp_t))dlsym(RTLD_DEFAULT, "labyrinth_alloc_pages");
+    p_free = (void (*)(labyrinth_t *, void *, unsigned))dlsym(RTLD_DEFAULT, "labyrinth_free_pages");
+    p_stats = (int (*)(labyrinth_t *, struct labyrinth_pool_stats *))dlsym(RTLD_DEFAULT, "labyrinth_pool_stats");
+    if (!p_destroy || !p_alloc || !p_free || !p_stats) {
+        CHECK(0, "the pool API is incomplete");
+        return lab_finish("user_pool_idle");
+    }
+    if (strcmp(mode, "churn") == 0)
+        churn_mode();
+    else
+        idle_mode();
+    return lab_finish(argv[0]);
+}
