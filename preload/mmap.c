@@ -351,6 +351,7 @@ static long release(uintptr_t a, uintptr_t end, bool taint)
 {
     if (!taint && k_mprotect(a, end - a, PROT_NONE) == 0) {
         lab_mmpool_mark(a, end, LAB_MM_CACHED);
+        lab_pool_background_poke(); /* a sleeping purge thread gets a deadline (purge.c) */
         return 0;
     }
     long r = lab_mmpool_reset(a, end);
@@ -1170,6 +1171,21 @@ void lab_mmap_trim(void)
         lab_mmpool_maintain(0, true, &op.jobs);
     while (op_jobs(&op));
     op_end(&op);
+}
+
+uint64_t lab_mmap_purge_idle(void)
+{
+    if (!lab_load_relaxed(&mm_on) || !mm_enter())
+        return UINT64_MAX;
+    mm_op_t op;
+    op_init(&op);
+    op_begin(&op);
+    do /* until nothing more is due (a run whose purge failed is stamped again: not due) */
+        lab_mmpool_maintain(lab_clock_ms(), false, &op.jobs);
+    while (op_jobs(&op));
+    uint64_t due = lab_mmpool_next_due(), now = lab_clock_ms();
+    op_end(&op);
+    return due == UINT64_MAX ? UINT64_MAX : due > now ? due - now + 1 : 1;
 }
 
 LAB_EXPORT int labyrinth_mmap_stats(struct labyrinth_mmap_stats *out)

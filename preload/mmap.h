@@ -14,5 +14,8 @@ lab_internal void lab_mmap_fork_parent(void);
 lab_internal void lab_mmap_fork_child(void);
 /* Purge every cached page now (malloc_trim, LABYRINTH_TRIM_ON_EXIT). */
 lab_internal void lab_mmap_trim(void);
+/* The purge thread's share: purge the cached pages idle past the delay; returns the ms until the
+ * next cached run is due (UINT64_MAX: none, or pooling off). */
+lab_internal uint64_t lab_mmap_purge_idle(void);
 
 #endif

@@ -745,6 +745,11 @@ void lab_mmpool_maintain(uint64_t now, bool force, lab_mmpool_jobs_t *jobs)
     job_release(jobs);
 }
 
+uint64_t lab_mmpool_next_due(void)
+{
+    return mm_lru.lprev == &mm_lru ? UINT64_MAX : mm_lru.lprev->stamp + mm_delay_ms;
+}
+
 void lab_mmpool_jobs_run(lab_mmpool_jobs_t *jobs)
 {
     for (; jobs->ran < jobs->n; jobs->ran++) {

@@ -129,6 +129,8 @@ lab_internal void lab_mmpool_cache_unreserve(size_t npages);
 /* Locked: take cached runs idle past the delay (a bounded number; with force, any) and a wholly
  * free chunk beyond the one kept as jobs. */
 lab_internal void lab_mmpool_maintain(uint64_t now_ms, bool force, lab_mmpool_jobs_t *jobs);
+/* Locked: when the oldest cached run becomes due for purging (ms clock), UINT64_MAX with none. */
+lab_internal uint64_t lab_mmpool_next_due(void);
 /* Unlocked: do the jobs not done yet. */
 lab_internal void lab_mmpool_jobs_run(lab_mmpool_jobs_t *jobs);
 /* Locked, once every job ran: record the results and publish the pages; jobs is empty again.

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 
 #include "arena.h"
+#include "mmap.h"
 #include "purge.h"
 
 static void *purge_main(void *arg)
@@ -33,6 +34,9 @@ static void *purge_main(void *arg)
         uint64_t wake = lab_arena_return_idle_aged();
         if (wake == UINT64_MAX && gen != last)
             wake = lab_pool_default_delay();
+        /* pooled mmap's cache (LABYRINTH_MMAP) too: pages unmapped by a program that then makes
+         * no call of the family would otherwise stay resident */
+        wake = lab_min(wake, lab_mmap_purge_idle());
         last = gen;
         lab_pool_background_round(wake, gen);
     }

@@ -1061,6 +1061,64 @@ static void t_pool_active(void)
         CHECK(s.cache_hits > 100, "unmapped pages were reused only %lu times", (unsigned long)s.cache_hits);
 }
 
+/* ---- idle (run only when named; LABYRINTH_BACKGROUND_PURGE=1, a short delay): 8 MiB pooled,
+ * written and unmapped sit in the cache; with no call of the family after that, only sleep and
+ * mincore, the purge thread must give them back to the kernel within 3 s ---- */
+
+enum { IDLE_MAPS = 16, IDLE_LEN = 512 << 10 };
+
+/* Pages of the unmapped ranges still resident (a range no longer mapped at all counts as none). */
+static size_t idle_resident(char *const *m)
+{
+    static unsigned char vec[IDLE_LEN / PG]; /* static: no allocation */
+    size_t pages = 0;
+    for (int i = 0; i < IDLE_MAPS; i++) {
+        if (mincore(m[i], IDLE_LEN, vec) != 0)
+            continue;
+        for (size_t k = 0; k < sizeof vec; k++)
+            pages += vec[k] & 1;
+    }
+    return pages;
+}
+
+static void t_idle(void)
+{
+    if (!expect_mmap) {
+        SAY("idle: the pool's own promise, not the kernel's: skipped");
+        return;
+    }
+    /* the purge thread starts from an allocation slow path once malloc's pool has mapped 1 MiB */
+    for (int i = 0; i < 64; i++)
+        free(malloc(64 << 10));
+    CHECK(lab_wait_threads_named("labyrinth-purge", 1, 2000) == 1, "no purge thread running");
+    static char *m[IDLE_MAPS];
+    for (int i = 0; i < IDLE_MAPS; i++) {
+        m[i] = map_rw(IDLE_LEN);
+        CHECK(m[i] != NULL, "mmap of %d KiB failed", IDLE_LEN >> 10);
+        if (!m[i])
+            return;
+        memset(m[i], 0x6d, IDLE_LEN);
+    }
+    for (int i = 0; i < IDLE_MAPS; i++)
+        CHECK(munmap(m[i], IDLE_LEN) == 0, "munmap failed: %s", strerror(errno));
+    size_t all = (size_t)IDLE_MAPS * (IDLE_LEN / PG), left = idle_resident(m);
+    SAY("idle: 8 MiB pooled, written, unmapped: %zu of %zu pages still resident (cached)", left, all);
+    CHECK(left >= all * 7 / 8, "the unmapped pages were not kept cached (%zu of %zu resident)", left, all);
+    int waited = 0;
+    struct timespec t = {0, 20 * 1000000L};
+    while (waited < 3000 && (left = idle_resident(m)) >= all / 8) {
+        nanosleep(&t, NULL);
+        waited += 20;
+    }
+    SAY("idle: then no call for %d ms: %zu pages resident", waited, left);
+    CHECK(left < all / 8, "the idle cache kept %zu of %zu pages for 3 s", left, all);
+    int (*stats)(struct labyrinth_mmap_stats *) =
+        (int (*)(struct labyrinth_mmap_stats *))dlsym(RTLD_DEFAULT, "labyrinth_mmap_stats");
+    struct labyrinth_mmap_stats s;
+    CHECK(stats && stats(&s) == 0 && s.purged_bytes >= (size_t)IDLE_MAPS * IDLE_LEN * 7 / 8,
+          "the pool's counters do not show the cache purged");
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1068,7 +1126,7 @@ static const struct {
     {"zero", t_zero_reuse},     {"unmap", t_unmap_faults}, {"mremap", t_mremap},   {"mprotect", t_mprotect},
     {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
     {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"race", t_race},
-    {"signals", t_signals},
+    {"signals", t_signals},     {"idle", t_idle},
 };
 
 int main(int argc, char **argv)
@@ -1077,7 +1135,7 @@ int main(int argc, char **argv)
     expect_mmap = e && !strcmp(e, "1");
     faults_install();
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
-        int run = argc < 2;
+        int run = argc < 2 && sections[i].fn != t_idle; /* idle: only when named */
         for (int a = 1; a < argc; a++)
             run |= !strcmp(argv[a], sections[i].name);
         if (run)
