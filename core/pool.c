@@ -1591,15 +1591,19 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 {
     lab_pool_t *pool = lab_pool_default(); /* NULL only on ENOMEM */
     int seq = lab_load_relaxed(&bg.seq);
-    uint64_t due = UINT64_MAX;
-    if (pool && pool->delay_ms != ~0u)
+    uint64_t due = UINT64_MAX, slack = UINT64_MAX;
+    if (pool && pool->delay_ms != ~0u) {
         pool_purge(pool, false, &due);
+        slack = pool->delay_ms / 4;
+    }
     /* user pools too: one that goes idle after a burst makes no call that would purge it. The
      * list's lock is held through each purge, so labyrinth_pool_destroy waits for it to end. */
     lab_lock(&pools_lock);
     for (lab_pool_t *p = pools_all; p; p = p->next_pool)
-        if (!p->is_default && p->delay_ms != ~0u)
+        if (!p->is_default && p->delay_ms != ~0u) {
             pool_purge(p, false, &due);
+            slack = lab_min(slack, (uint64_t)p->delay_ms / 4);
+        }
     lab_unlock(&pools_lock);
     if (due == UINT64_MAX && wake_ms != UINT64_MAX) {
         /* nothing dirty, but the caller looks again then: not idle, so frees and pokes are only
@@ -1615,10 +1619,10 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
         lab_store_relaxed(&bg.idle, 0);
         return;
     }
-    /* wake a little after the first run is due, so that runs freed close together go in one
-     * round (the coarse clock also runs up to a few ms behind) */
+    /* wake a little after the first run is due (a quarter of the shortest delay), so that runs
+     * freed close together go in one round (the coarse clock also runs up to a few ms behind) */
     uint64_t now = lab_clock_ms();
-    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + (pool ? pool->delay_ms / 4 : 0) + 4, wake_ms));
+    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + slack + 4, wake_ms));
 }
 
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
