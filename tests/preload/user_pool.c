@@ -1,14 +1,14 @@
-/* user_pool_idle.c — user pools (labyrinth_pool_init) and the background purge.
- *   user_pool_idle idle   a user pool (purge delay 100 ms) hands out 64 MiB of 2 MiB runs, every
- *                         page written, then gets them all back; after that the program makes no
- *                         allocator call, it only sleeps and asks the kernel (mincore) how many of
- *                         those pages are still resident. Fewer than an eighth must be within 3 s:
- *                         the purge thread purges user pools as well as the malloc pool. (Before,
- *                         a user pool was purged only by its own later calls, so an idle one kept
- *                         every page: this mode failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1.
- *   user_pool_idle churn  300 user pools made, used and destroyed while the purge thread purges
- *                         them every few milliseconds (delay 1 ms): destroy must wait for a
- *                         purge in progress, and a purge must never reach a pool being torn down.
+/* user_pool.c — user pools (labyrinth_pool_init) and the background purge.
+ *   user_pool idle   a user pool (purge delay 100 ms) hands out 64 MiB of 2 MiB runs, every page
+ *                    written, then gets them all back; after that the program makes no allocator
+ *                    call, it only sleeps and asks the kernel (mincore) how many of those pages
+ *                    are still resident. Fewer than an eighth must be within 3 s: the purge thread
+ *                    purges user pools as well as the malloc pool. (Before, a user pool was purged
+ *                    only by its own later calls, so an idle one kept every page: this mode
+ *                    failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1.
+ *   user_pool churn  300 user pools made, used and destroyed while the purge thread purges them
+ *                    every few milliseconds (delay 1 ms): destroy must wait for a purge in
+ *                    progress, and a purge must never reach a pool being torn down.
  * Labyrinth only (the pool API is its own): skipped where labyrinth_pool_init is not provided. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
     p_stats = (int (*)(labyrinth_t *, struct labyrinth_pool_stats *))dlsym(RTLD_DEFAULT, "labyrinth_pool_stats");
     if (!p_destroy || !p_alloc || !p_free || !p_stats) {
         CHECK(0, "the pool API is incomplete");
-        return lab_finish("user_pool_idle");
+        return lab_finish("user_pool");
     }
     if (strcmp(mode, "churn") == 0)
         churn_mode();
