@@ -103,7 +103,14 @@ lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
     lab_chunk_t **l2 = lab_pagemap_l2(a);
     if (lab_unlikely(!l2 || (a >> LAB_ADDR_BITS)))
         return &lab_chunk_foreign;
-    return lab_pagemap_l2_get(l2, a);
+    lab_chunk_t *c = lab_pagemap_l2_get(l2, a);
+    /* a huge mapping ends on a page, its last 2 MiB unit's entry covers the whole unit: the rest
+     * of that unit is anyone's address space, so an address past the mapping is not ours (size
+     * and base: relaxed, only the block's owner resizes it, and it never asks about the rest) */
+    if (lab_unlikely(c->kind == LAB_CHUNK_HUGE) &&
+        a - lab_load_relaxed(&c->base) >= lab_load_relaxed(&c->size))
+        return &lab_chunk_foreign;
+    return c;
 }
 
 lab_inline bool lab_chunk_is_ours(const lab_chunk_t *c) { return c->kind != 0; }
