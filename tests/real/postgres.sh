@@ -1,9 +1,9 @@
 #!/bin/bash
 # postgres.sh — PostgreSQL under the preload: initdb, a server whose postmaster forks a backend
 # per connection and its background workers, and a SQL workload (bulk insert, jsonb, index build,
-# sorts that spill to disk, update, VACUUM FULL) through psql. psql's output must match the glibc
-# run, and no server process may die on a signal. Skipped without PostgreSQL's binaries, or as
-# root without a "postgres" user to run them (the server refuses root).
+# a sort in 64 kB of work memory, update, VACUUM FULL) through psql. psql's output must match the
+# glibc run, and no server process may die on a signal. Skipped without PostgreSQL's binaries, or
+# as root without a "postgres" user to run them (the server refuses root).
 . "$(dirname "$0")/lib.sh"
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ] || [ ! -x "$bin/psql" ]; then
