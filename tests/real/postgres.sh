@@ -20,10 +20,18 @@ if [ "$(id -u)" = 0 ]; then
     chmod 711 "$lab_tmp"
 fi
 script=$(cd "$(dirname "$0")" && pwd)/postgres_workload.sh
+# the postgres user may not be able to read the checkout or enter the current directory (a
+# checkout under /root): the workload script goes into its own directory, and runs from there
+cd "$lab_tmp" || exit 1
+# ... nor the library under test, in the build tree: the server loads a copy
+if [ -n "${LAB_PRELOAD:-}" ] && [ ${#as[@]} -gt 0 ]; then
+    cp "$LAB_PRELOAD" "$lab_tmp/preload.so" && chmod 755 "$lab_tmp/preload.so" || exit 1
+    LAB_PRELOAD=$lab_tmp/preload.so
+fi
 for mode in ref lab; do
-    mkdir "$lab_tmp/$mode" || exit 1
-    if [ ${#as[@]} -gt 0 ]; then chown postgres "$lab_tmp/$mode" || exit 1; fi
-    lab_run "$mode" sql "${as[@]}" bash "$script" "$lab_tmp/$mode" "$bin"
+    mkdir "$lab_tmp/$mode" && cp "$script" "$lab_tmp/$mode/workload.sh" || exit 1
+    if [ ${#as[@]} -gt 0 ]; then chown -R postgres "$lab_tmp/$mode" || exit 1; fi
+    lab_run "$mode" sql "${as[@]}" bash "$lab_tmp/$mode/workload.sh" "$lab_tmp/$mode" "$bin"
 done
 lab_compare sql
 lab_finish
