@@ -1,12 +1,13 @@
 #!/bin/bash
-# postgres_workload.sh DIR — run by tests/real/postgres.sh as a user postgres accepts (not root):
-# a fresh cluster in DIR, the server on a Unix socket there only, a SQL workload through psql
+# postgres_workload.sh DIR BIN — run by tests/real/postgres.sh as a user postgres accepts (not
+# root), BIN holding PostgreSQL's programs: a fresh cluster in DIR, the server on a Unix socket there only, a SQL workload through psql
 # (its results on stdout), then a clean stop. Fails if a server process died on a signal.
 set -eu
 dir=$1 bin=$2
 "$bin/initdb" -D "$dir/data" -A trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
     { tail -n 20 "$dir/initdb.log" >&2; exit 1; }
-"$bin/pg_ctl" -D "$dir/data" -o "-k $dir -c listen_addresses=''" -l "$dir/server.log" -w start >/dev/null
+"$bin/pg_ctl" -D "$dir/data" -o "-k $dir -c listen_addresses=''" -l "$dir/server.log" -w start >/dev/null ||
+    { tail -n 20 "$dir/server.log" >&2; exit 1; }
 rc=0
 "$bin/psql" -h "$dir" -d postgres -qAt -v ON_ERROR_STOP=1 <<'SQL' || rc=$?
 create table t(id int primary key, s text, j jsonb);
