@@ -1,7 +1,8 @@
 #!/bin/bash
 # postgres_workload.sh DIR BIN — run by tests/real/postgres.sh as a user postgres accepts (not
-# root), BIN holding PostgreSQL's programs: a fresh cluster in DIR, the server on a Unix socket there only, a SQL workload through psql
-# (its results on stdout), then a clean stop. Fails if a server process died on a signal.
+# root), BIN holding PostgreSQL's programs: a fresh cluster in DIR, the server on a Unix socket
+# there only, a SQL workload through psql (its results on stdout), then a clean stop. Fails if a
+# server process died on a signal.
 set -eu
 dir=$1 bin=$2
 "$bin/initdb" -D "$dir/data" -A trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
