@@ -1375,25 +1375,31 @@ size_t lab_pool_huge_mappings(lab_pool_t *pool) { return lab_load_relaxed(&pool-
 
 void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 {
-    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE);
+    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE), old = c->size;
     if (size < bytes)
         return NULL;
-    if (size == c->size)
+    if (size == old)
         return (void *)c->base;
-    if (pool->max && size > c->size &&
-        lab_load_relaxed(&pool->mapped_pages) + ((size - c->size) >> LAB_PAGE_SHIFT) > pool->max)
+    if (pool->max && size > old &&
+        lab_load_relaxed(&pool->mapped_pages) + ((size - old) >> LAB_PAGE_SHIFT) > pool->max)
         return NULL;
     /* Page-map slots we give up are cleared BEFORE the kernel frees the addresses: once it has,
-     * another thread may map a chunk there and register it. Only this thread uses the block. */
+     * another thread may map a chunk there and register it. Only this thread uses the block. The
+     * last slot kept still covers the freed tail of its unit, where anything may be mapped next:
+     * the smaller size is published first, so lookups there answer "foreign" (lab_pagemap_lookup). */
     uintptr_t old_base = c->base;
     uintptr_t keep = lab_align_up(old_base + size, LAB_CHUNK_SIZE);
-    uintptr_t end = lab_align_up(old_base + c->size, LAB_CHUNK_SIZE);
-    if (size < c->size && end > keep)
-        pagemap_set(keep, end - keep, NULL);
-    long r = lab_os_mremap((void *)old_base, c->size, size, 0, NULL);
+    uintptr_t end = lab_align_up(old_base + old, LAB_CHUNK_SIZE);
+    if (size < old) {
+        if (end > keep)
+            pagemap_set(keep, end - keep, NULL);
+        lab_store_relaxed(&c->size, size);
+    }
+    long r = lab_os_mremap((void *)old_base, old, size, 0, NULL);
     if (r < 0 && r >= -4095) {
-        if (size < c->size) {
-            pagemap_set(old_base, c->size, c);
+        if (size < old) {
+            lab_store_relaxed(&c->size, old);
+            pagemap_set(old_base, old, c);
             return NULL;
         }
         /* cannot grow in place: reserve an aligned range, then move the pages onto it (no copy) */
@@ -1405,11 +1411,11 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
             lab_os_munmap(dst, size);
             return NULL;
         }
-        pagemap_set(old_base, c->size, NULL);
-        r = lab_os_mremap((void *)old_base, c->size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        pagemap_set(old_base, old, NULL);
+        r = lab_os_mremap((void *)old_base, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
         if (r < 0 && r >= -4095) {
             pagemap_set((uintptr_t)dst, size, NULL);
-            pagemap_set(old_base, c->size, c);
+            pagemap_set(old_base, old, c);
             lab_os_munmap(dst, size);
             return NULL;
         }
@@ -1417,14 +1423,14 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
     }
     if (pagemap_set(c->base, size, c) != 0) {
         /* grown in place but the page map could not grow with it: give the growth back */
-        lab_os_mremap((void *)c->base, size, c->size, 0, NULL);
+        lab_os_mremap((void *)c->base, size, old, 0, NULL);
         return NULL;
     }
-    if (size > c->size)
-        lab_add_relaxed(&pool->mapped_pages, (size - c->size) >> LAB_PAGE_SHIFT);
+    if (size > old)
+        lab_add_relaxed(&pool->mapped_pages, (size - old) >> LAB_PAGE_SHIFT);
     else
-        lab_sub_relaxed(&pool->mapped_pages, (c->size - size) >> LAB_PAGE_SHIFT);
-    c->size = size;
+        lab_sub_relaxed(&pool->mapped_pages, (old - size) >> LAB_PAGE_SHIFT);
+    lab_store_relaxed(&c->size, size);
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
     return (void *)c->base;
 }
