@@ -5,7 +5,9 @@
  *                    are still resident. Fewer than an eighth must be within 3 s: the purge thread
  *                    purges user pools as well as the malloc pool. (Before, a user pool was purged
  *                    only by its own later calls, so an idle one kept every page: this mode
- *                    failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1.
+ *                    failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1, and again 16
+ *                    (preload.user_pool_starts_thread): then only the user pool maps enough to
+ *                    start the thread, which it must do.
  *   user_pool churn  300 user pools made, used and destroyed while the purge thread purges them
  *                    every few milliseconds (delay 1 ms): destroy must wait for a purge in
  *                    progress, and a purge must never reach a pool being torn down.
