@@ -1476,6 +1476,8 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
                     lab_add_relaxed(&pool->thp_demoted, 1);
                 }
                 lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
+                /* counted at once: whoever sees the pages gone sees them counted */
+                lab_add_relaxed(&pool->purged_pages, b);
                 d->h.clean = 1;
                 batch += b;
             }
@@ -1504,6 +1506,7 @@ static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
             *pp = c->next;
             pool->huge_cache_bytes -= c->size;
             purged += c->size >> LAB_PAGE_SHIFT;
+            lab_add_relaxed(&pool->purged_pages, c->size >> LAB_PAGE_SHIFT);
             huge_unmap(pool, c);
         } else {
             if (due && c->idle_since + pool->delay_ms < *due)
@@ -1512,7 +1515,6 @@ static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
         }
     }
     lab_unlock(&pool->huge_lock);
-    lab_add_relaxed(&pool->purged_pages, purged);
     return purged;
 }
 
