@@ -760,7 +760,10 @@ void lab_mmpool_jobs_run(lab_mmpool_jobs_t *jobs)
         }
         /* fresh pages in its place: memory and commit charge given back */
         bool ok = lab_mmpool_reset(a, end) == 0;
-        if (!ok) /* kept cached, stamped now, so it is not retried at once */
+        if (ok) /* counted as each run goes back, not after the batch: a reader never sees the
+                 * pages gone from memory before the counter says so */
+            lab_add_relaxed(&mm_purged_pages, (end - a) >> LAB_PAGE_SHIFT);
+        else /* kept cached, stamped now, so it is not retried at once */
             lab_mmpool_mark(a, end, LAB_MM_CACHED);
         jobs->job[jobs->ran].ok = ok;
     }
@@ -781,10 +784,7 @@ size_t lab_mmpool_jobs_done(lab_mmpool_jobs_t *jobs)
             }
             continue;
         }
-        if (jobs->job[i].ok) {
-            mm_purged_pages += (end - a) >> LAB_PAGE_SHIFT;
-            purged++;
-        }
+        purged += jobs->job[i].ok;
         lab_mmpool_publish(a, end, UINT64_MAX);
     }
     jobs->n = jobs->ran = 0;
@@ -800,6 +800,6 @@ void lab_mmpool_counts(struct lab_mmpool_counts *out)
     out->cached_pages = mm_cached_pages;
     out->chunks = mm_nchunks;
     out->reserved_pages = mm_nchunks * mm_npages;
-    out->purged_pages = mm_purged_pages;
+    out->purged_pages = lab_load_relaxed(&mm_purged_pages);
     out->chunks_released = mm_released;
 }
