@@ -1,12 +1,14 @@
 /* preload.c — the libc allocation names on top of core/alloc, start-up, fork handlers, options
  * from the environment and statistics at exit. Layer 5: the only place that knows it is being
- * LD_PRELOADed. Nothing here allocates through stdio or dlsym; messages go out with write(2). */
+ * LD_PRELOADed. Nothing here allocates through stdio or dlsym; messages go out with write(2)
+ * (malloc_info alone writes to the stdio stream its caller passes). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -266,6 +268,70 @@ static void print_stats(bool json, int fd)
 }
 
 LAB_EXPORT void malloc_stats(void) { print_stats(false, 2); }
+
+static void out_xml(outbuf_t *o, const char *tag, const char *type, const char *count_name, uint64_t count,
+                    uint64_t size)
+{
+    out_s(o, "<");
+    out_s(o, tag);
+    out_s(o, " type=\"");
+    out_s(o, type);
+    out_s(o, "\"");
+    if (count_name) {
+        out_s(o, " count=\"");
+        out_u(o, count);
+        out_s(o, "\"");
+    }
+    out_s(o, " size=\"");
+    out_u(o, size);
+    out_s(o, "\"/>\n");
+}
+
+/* glibc's XML layout (one heap, the malloc pool; glibc's element names, so that its readers work),
+ * then a <labyrinth> element with the counters of LABYRINTH_STATS. Sizes in bytes: "rest" is the
+ * pool's free pages, "current" everything it has mapped (huge blocks included, which is why there
+ * is no separate "mmap" total); "fast" has no counterpart and stays 0. */
+LAB_EXPORT int malloc_info(int options, FILE *stream)
+{
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    uint64_t mapped = (uint64_t)st.pool.mapped_pages << LAB_PAGE_SHIFT;
+    uint64_t freeb = (uint64_t)st.pool.free_total << LAB_PAGE_SHIFT;
+    uint64_t peak = (uint64_t)st.pool.peak_used_pages << LAB_PAGE_SHIFT;
+    outbuf_t o = {.n = 0, .fd = -1};
+    out_s(&o, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
+    for (int pass = 0; pass < 2; pass++) {
+        out_xml(&o, "total", "fast", "count", 0, 0);
+        out_xml(&o, "total", "rest", "count", 0, freeb);
+        out_xml(&o, "system", "current", NULL, 0, mapped);
+        out_xml(&o, "system", "max", NULL, 0, lab_max(peak, mapped));
+        out_xml(&o, "aspace", "total", NULL, 0, mapped);
+        out_xml(&o, "aspace", "mprotect", NULL, 0, mapped);
+        if (pass == 0)
+            out_s(&o, "</heap>\n");
+    }
+    out_s(&o, "<labyrinth version=\"");
+    out_s(&o, labyrinth_version());
+    out_s(&o, "\"");
+    static const char *const names[] = {"mallocs", "frees", "remote_frees", "foreign_frees", "large", "huge",
+                                        "spans", "purged_bytes"};
+    uint64_t vals[] = {st.heap.mallocs, st.heap.frees, st.heap.remote_frees, st.heap.foreign_frees,
+                       st.heap.large, st.heap.huge, st.heap.spans,
+                       (uint64_t)st.pool.purged_pages << LAB_PAGE_SHIFT};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        out_s(&o, " ");
+        out_s(&o, names[i]);
+        out_s(&o, "=\"");
+        out_u(&o, vals[i]);
+        out_s(&o, "\"");
+    }
+    out_s(&o, "/>\n</malloc>\n");
+    return fwrite(o.buf, 1, o.n, stream) == o.n ? 0 : -1;
+}
 
 /* ------------------------------------------------------------------------------------------
  * options */

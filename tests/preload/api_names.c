@@ -264,7 +264,7 @@ static void check_libc_names(void)
 
 static void check_introspection(void)
 {
-    SAY("malloc_trim, malloc_stats, mallinfo/mallinfo2 (non-zero when in use), mallopt");
+    SAY("malloc_trim, malloc_stats, malloc_info, mallinfo/mallinfo2 (non-zero when in use), mallopt");
     enum { N = 64 };
     void *keep[N];
     for (int i = 0; i < N; i++) {
@@ -273,8 +273,52 @@ static void check_introspection(void)
     }
     int trimmed = malloc_trim(0);
     CHECK(trimmed == 0 || trimmed == 1, "malloc_trim returned %d", trimmed);
-    /* malloc_stats writes to stderr; this only checks that it returns. */
-    malloc_stats();
+    /* malloc_stats writes to stderr: caught in a file, it must be our summary (with labyrinth) */
+    char path[] = "/tmp/lab-api-stats.XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    CHECK(fd >= 0 && saved >= 0, "mkstemp/dup: %s", strerror(errno));
+    if (fd >= 0 && saved >= 0) {
+        fflush(stderr);
+        dup2(fd, 2);
+        malloc_stats();
+        dup2(saved, 2);
+        close(saved);
+        char text[4096] = "";
+        ssize_t got = pread(fd, text, sizeof text - 1, 0);
+        text[got > 0 ? got : 0] = 0;
+        close(fd);
+        unlink(path);
+        CHECK(got > 0, "malloc_stats wrote nothing");
+        if (lab_provided("malloc_stats"))
+            CHECK(strstr(text, "labyrinth stats: mallocs ") != NULL && strstr(text, "peak_kib") != NULL,
+                  "malloc_stats wrote no summary: %.200s", text);
+    }
+
+    /* malloc_info: glibc's XML layout, our numbers; options other than 0 are EINVAL */
+    char *xml = NULL;
+    size_t xml_len = 0;
+    FILE *f = open_memstream(&xml, &xml_len);
+    CHECK(f != NULL, "open_memstream: %s", strerror(errno));
+    if (f) {
+        int rc = malloc_info(0, f);
+        errno = 0;
+        int bad = malloc_info(1, f);
+        int bad_errno = errno;
+        fclose(f);
+        CHECK(rc == 0 && xml && strncmp(xml, "<malloc version=", 16) == 0 && strstr(xml, "</malloc>"),
+              "malloc_info rc %d wrote %.80s", rc, xml ? xml : "(nothing)");
+        if (lab_provided("malloc_info")) {
+            CHECK(bad == -1 && bad_errno == EINVAL, "malloc_info(1) rc %d errno %d", bad, bad_errno);
+            const char *m = xml ? strstr(xml, "<labyrinth version=") : NULL;
+            const char *c = m ? strstr(m, " mallocs=\"") : NULL;
+            CHECK(c && strtoull(c + 10, NULL, 10) >= N, "malloc_info: no <labyrinth> element counting "
+                  "%d mallocs: %.300s", N, xml ? xml : "");
+            const char *cur = xml ? strstr(xml, "<system type=\"current\" size=\"") : NULL;
+            CHECK(cur && strtoull(cur + 30, NULL, 10) >= (unsigned long long)N * 1000,
+                  "malloc_info: current size below the %d KB live: %.300s", N, xml ? xml : "");
+        }
+        free(xml);
+    }
 
     struct mallinfo2 mi2 = mallinfo2();
     if (lab_provided("mallinfo2"))
@@ -307,7 +351,7 @@ static void check_all_provided(void)
         "valloc", "pvalloc", "malloc_usable_size", "cfree", "free_sized", "free_aligned_sized",
         "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign",
         "__libc_valloc", "__libc_pvalloc", "__posix_memalign", "malloc_trim", "malloc_stats",
-        "mallinfo", "mallinfo2", "mallopt"};
+        "malloc_info", "mallinfo", "mallinfo2", "mallopt"};
     if (!lab_expect_labyrinth()) {
         SAY("  (only checked with LAB_EXPECT_LABYRINTH=1)");
         return;
