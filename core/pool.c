@@ -115,25 +115,21 @@ void lab_meta_free(void *p, size_t size)
 lab_chunk_t lab_chunk_foreign lab_aligned(64) = {.head = {[0 ... LAB_CHUNK_PAGES - 1] = LAB_HEAD_NONE}};
 lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
 
-/* Point the slots of [base, base+len) at c (NULL: give them back to the foreign sentinel). */
+/* Point the slots of [base, base+len) at c (NULL: give them back, foreign again). */
 static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
 {
-    if (!c)
-        c = &lab_chunk_foreign;
     for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
         lab_chunk_t ***slot = &lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)];
         lab_chunk_t **l2 = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (!l2) {
-            if (c == &lab_chunk_foreign)
+            if (!c)
                 continue;
+            /* zeroed (every slot foreign), and left so: only the slots set later are touched */
             lab_chunk_t **fresh = lab_meta_alloc(sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
             if (!fresh)
                 return -ENOMEM;
-            for (unsigned i = 0; i < (1u << LAB_PM_L2_BITS); i++)
-                fresh[i] = &lab_chunk_foreign;
             lab_chunk_t **expect = NULL;
             /* release: the zeroed table is visible before its pointer (lookups acquire) */
-            /* release: the table's foreign slots are visible before the table is */
             if (__atomic_compare_exchange_n(slot, &expect, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 l2 = fresh;
             else {

@@ -74,10 +74,12 @@ _Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
 
 /* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ----
  * L1 (zero-initialised, so it costs no memory until used) has an entry per 16 GiB; each L2 table
- * has one per 2 MiB chunk, and every slot that is not ours points at lab_chunk_foreign (kind 0,
- * every page the sentinel descriptor), so that a foreign pointer needs no extra branch: it finds a
- * descriptor that no heap owns. The L1 index is masked to 14 bits: kernel-half addresses land in
- * the upper half, which is never populated (user space is 47 bits). */
+ * has one per 2 MiB chunk. A slot that is not ours is NULL, which the reader turns into
+ * lab_chunk_foreign (kind 0, every page the sentinel descriptor): a foreign pointer finds a
+ * descriptor that no heap owns. NULL, not a pointer to it, so that a table costs only the pages
+ * of the slots in use (filled with the pointer, every table was 64 KiB resident in every process);
+ * the free fast path does not come here (the fast map). The L1 index is masked to 14 bits:
+ * kernel-half addresses land in the upper half, which is never populated (user space is 47 bits). */
 #define LAB_PM_L2_BITS 13
 #define LAB_PM_L1_BITS (LAB_ADDR_BITS + 1 - LAB_CHUNK_SHIFT - LAB_PM_L2_BITS)
 lab_internal extern lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
@@ -94,7 +96,8 @@ lab_inline lab_chunk_t **lab_pagemap_l2(uintptr_t a)
 lab_inline lab_chunk_t *lab_pagemap_l2_get(lab_chunk_t **l2, uintptr_t a)
 {
     /* acquire: as above, for the chunk header */
-    return __atomic_load_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], __ATOMIC_ACQUIRE);
+    lab_chunk_t *c = __atomic_load_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], __ATOMIC_ACQUIRE);
+    return c ? c : &lab_chunk_foreign;
 }
 
 /* The chunk holding a (lab_chunk_foreign if none of ours does). */
