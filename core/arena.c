@@ -380,7 +380,7 @@ lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
         for (uint32_t i = 0; i < m->n; i++) {
             lab_block_t *b = m->blk[i];
             uintptr_t a = (uintptr_t)b;
-            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            lab_span_t *s = (lab_span_t *)lab_own_desc(a);
             if (lab_unlikely(s->heap != h || b->key != (lab_block_key(b, key) ^ 1)))
                 /* freed again (or reallocated) while it travelled to us */
                 lab_fatal("double free of", b);
@@ -397,7 +397,7 @@ lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
         /* the message is a block of the sender's heap: back the direct way (no recursion into
          * our own messages) */
         uintptr_t a = (uintptr_t)m;
-        lab_span_t *ms = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+        lab_span_t *ms = (lab_span_t *)lab_own_desc(a);
         ((lab_block_t *)m)->key = 0;
         span_free_remote_now(ms, (lab_block_t *)m);
         m = next;
@@ -504,7 +504,7 @@ static void heap_reuse_flush(lab_heap_t *h)
         while ((b = r->free)) {
             r->free = lab_link_get(b);
             uintptr_t a = (uintptr_t)b;
-            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            lab_span_t *s = (lab_span_t *)lab_own_desc(a);
             span_send(h, s, b, key); /* counted when it entered the list */
         }
         lab_heap_reuse_off(h, cls);
@@ -670,7 +670,7 @@ static void heap_return_ready(lab_heap_t *h)
         while (r->n) {
             lab_block_t *b = r->b[--r->n];
             uintptr_t a = (uintptr_t)b;
-            lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
+            lab_span_t *s = (lab_span_t *)lab_own_desc(a);
             b->key = lab_block_key(b, key);
             lab_link_set(b, s->free);
             s->free = b;

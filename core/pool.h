@@ -164,6 +164,16 @@ lab_inline lab_page_t *lab_fmap_desc(uintptr_t a)
     return lab_fmap_in(a, &off) ? lab_fmap_at(off) : NULL;
 }
 
+/* The descriptor of the run holding a, an address in a run of ours: one load in the region, the
+ * page map outside it. */
+lab_inline lab_page_t *lab_own_desc(uintptr_t a)
+{
+    uintptr_t off;
+    if (lab_likely(lab_fmap_in(a, &off)))
+        return lab_fmap_at(off);
+    return lab_chunk_desc(lab_pagemap_lookup(a), a);
+}
+
 lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
 {
     return (lab_chunk_t *)lab_align_down((uintptr_t)d, LAB_META_SLOT);
