@@ -269,19 +269,16 @@ static void print_stats(bool json, int fd)
 
 LAB_EXPORT void malloc_stats(void) { print_stats(false, 2); }
 
-static void out_xml(outbuf_t *o, const char *tag, const char *type, const char *count_name, uint64_t count,
-                    uint64_t size)
+/* <tag type="type" [count="0"] size="size"/>: glibc's free-chunk counts have no counterpart here */
+static void out_xml(outbuf_t *o, const char *tag, const char *type, bool with_count, uint64_t size)
 {
     out_s(o, "<");
     out_s(o, tag);
     out_s(o, " type=\"");
     out_s(o, type);
     out_s(o, "\"");
-    if (count_name) {
-        out_s(o, " count=\"");
-        out_u(o, count);
-        out_s(o, "\"");
-    }
+    if (with_count)
+        out_s(o, " count=\"0\"");
     out_s(o, " size=\"");
     out_u(o, size);
     out_s(o, "\"/>\n");
@@ -290,7 +287,7 @@ static void out_xml(outbuf_t *o, const char *tag, const char *type, const char *
 /* glibc's XML layout (one heap, the malloc pool; glibc's element names, so that its readers work),
  * then a <labyrinth> element with the counters of LABYRINTH_STATS. Sizes in bytes: "rest" is the
  * pool's free pages, "current" everything it has mapped (huge blocks included, which is why there
- * is no separate "mmap" total); "fast" has no counterpart and stays 0. */
+ * is no separate "mmap" total); "fast" has no counterpart and stays 0, and so do the counts. */
 LAB_EXPORT int malloc_info(int options, FILE *stream)
 {
     if (options != 0) {
@@ -305,12 +302,12 @@ LAB_EXPORT int malloc_info(int options, FILE *stream)
     outbuf_t o = {.n = 0, .fd = -1};
     out_s(&o, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
     for (int pass = 0; pass < 2; pass++) {
-        out_xml(&o, "total", "fast", "count", 0, 0);
-        out_xml(&o, "total", "rest", "count", 0, freeb);
-        out_xml(&o, "system", "current", NULL, 0, mapped);
-        out_xml(&o, "system", "max", NULL, 0, lab_max(peak, mapped));
-        out_xml(&o, "aspace", "total", NULL, 0, mapped);
-        out_xml(&o, "aspace", "mprotect", NULL, 0, mapped);
+        out_xml(&o, "total", "fast", true, 0);
+        out_xml(&o, "total", "rest", true, freeb);
+        out_xml(&o, "system", "current", false, mapped);
+        out_xml(&o, "system", "max", false, lab_max(peak, mapped));
+        out_xml(&o, "aspace", "total", false, mapped);
+        out_xml(&o, "aspace", "mprotect", false, mapped);
         if (pass == 0)
             out_s(&o, "</heap>\n");
     }
