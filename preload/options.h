@@ -8,7 +8,7 @@
 #define LAB_OPTIONS(X)                                                                          \
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
-    X(STATS_FILE, PATH, 0, "with STATS: a file the summary is appended to instead of stderr (whose output some programs check); %p in the name becomes the process id (%% a percent sign), so each process of a program that forks or runs others writes its own") \
+    X(STATS_FILE, PATH, 0, "with STATS: a file the summary is appended to instead of stderr (whose output some programs check, and which some close before they exit: tar, xz, the coreutils); %p in the name becomes the process id (%% a percent sign), so each process of a program that forks or runs others writes its own") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
     X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and 6 to 12 % of span memory)") \
     X(BACKGROUND_PURGE, UINT, 32, "MiB the malloc pool (or a user pool) must have mapped before a background thread (started then, and in a fork child again when it allocates) returns free memory of every pool idle past its purge delay without waiting for the program's next allocator call; 0: no thread") \
