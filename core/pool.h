@@ -75,8 +75,8 @@ _Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
 /* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ----
  * L1 (zero-initialised, so it costs no memory until used) has an entry per 16 GiB; each L2 table
  * has one per 2 MiB chunk. A slot that is not ours is NULL, which the reader turns into
- * lab_chunk_foreign (kind 0, every page the sentinel descriptor): a foreign pointer finds a
- * descriptor that no heap owns. NULL, not a pointer to it, so that a table costs only the pages
+ * lab_chunk_foreign (kind 0, all zero: every page leads to an empty descriptor, see pool.c): a
+ * foreign pointer finds a descriptor that no heap owns. NULL, not a pointer to it, so that a table costs only the pages
  * of the slots in use (filled with the pointer, every table was 64 KiB resident in every process);
  * the free fast path does not come here (the fast map). The L1 index is masked to 14 bits:
  * kernel-half addresses land in the upper half, which is never populated (user space is 47 bits). */

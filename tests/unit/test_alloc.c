@@ -564,6 +564,39 @@ static void test_foreign_beside_huge(void **state)
     lab_free(p);
 }
 
+/* A page-map table costs only the pages of the slots in use: a slot that is not ours stays NULL
+ * (read as the foreign sentinel) instead of being filled in advance, which made all 16 pages of
+ * every table resident. Of the table holding our first block, at most half may be resident; an
+ * address of that table's range that is not ours reads as the sentinel's empty descriptor. */
+static void test_pagemap_tables_untouched(void **state)
+{
+    (void)state;
+    char *p = lab_malloc(100);
+    assert_non_null(p);
+    lab_chunk_t **l2 = lab_pagemap_l2((uintptr_t)p);
+    assert_non_null(l2);
+    size_t bytes = sizeof(lab_chunk_t *) << LAB_PM_L2_BITS, pages = bytes / 4096, resident = 0;
+    unsigned char vec[64];
+    assert_true(pages <= sizeof vec);
+    assert_int_equal(((uintptr_t)l2 & 4095), 0);
+    assert_int_equal(mincore(l2, bytes, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    print_message("page-map table of %zu pages: %zu resident\n", pages, resident);
+    assert_true(resident >= 1 && resident <= pages / 2);
+    /* a page of our own, foreign to the allocator */
+    void *f = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(f != MAP_FAILED);
+    lab_chunk_t *c = lab_pagemap_lookup((uintptr_t)f);
+    assert_ptr_equal(c, &lab_chunk_foreign);
+    lab_page_t *d = lab_chunk_desc(c, (uintptr_t)f);
+    assert_int_equal(d->h.state, 0);
+    assert_int_equal(d->owner, 0);
+    assert_false(lab_owns(f));
+    munmap(f, 4096);
+    lab_free(p);
+}
+
 /* ---- misuse aborts (in a forked child) ---- */
 
 /* Runs fn in a child with stderr on a pipe; expects SIGABRT and a "labyrinth:" message. */
@@ -1505,6 +1538,7 @@ int main(void)
         cmocka_unit_test(test_realloc_foreign),
         cmocka_unit_test(test_free_foreign_ignored),
         cmocka_unit_test(test_foreign_beside_huge),
+        cmocka_unit_test(test_pagemap_tables_untouched),
         cmocka_unit_test(test_double_free_aborts),
         cmocka_unit_test(test_interior_free_aborts),
         cmocka_unit_test(test_interior_free_small_owner),
