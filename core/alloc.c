@@ -171,19 +171,20 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
 static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
 {
     lab_deferred_run();
-    lab_span_free_remote(s, (lab_block_t *)p);
+    lab_span_free_remote(lab_tls_heap, s, (lab_block_t *)p);
 }
 
 void lab_free_other(void *p, lab_span_t *s)
 {
     uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
     lab_heap_t *h = lab_tls_heap;
+    /* s->div is a span's once the state says so (the page map gave a run's descriptor, so off
+     * is below the run's size, where the 32-bit test is exact) */
     if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && s->heap != h &&
-        lab_span_offset_ok(off, s->cls) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
+        lab_offset_ok_div32(off, s->div) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
         if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
             return free_other_deferred(p, s);
-        lab_span_free_remote(s, (lab_block_t *)p);
-        return;
+        return lab_span_free_remote(h, s, (lab_block_t *)p);
     }
     lab_free_slow(p);
 }
@@ -224,7 +225,7 @@ void lab_free_slow(void *p)
             lab_span_free_suspect(h, s, (lab_block_t *)p);
             return;
         }
-        lab_span_free_remote(s, (lab_block_t *)p);
+        lab_span_free_remote(h, s, (lab_block_t *)p);
         return;
     }
     }

@@ -519,9 +519,9 @@ void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
     heap_point_direct(h, cls, r);
 }
 
-void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key)
+void lab_span_send(lab_span_t *s, lab_block_t *b)
 {
-    span_send(lab_tls_heap, s, b, key);
+    span_send(lab_tls_heap, s, b, lab_load_relaxed(&lab_free_key));
     /* counted in the heap span_send may have made; a thread without a live heap of its own (its
      * pointer is then a shared static heap, or one another thread may adopt) counts globally */
     lab_heap_t *h = lab_tls_heap;
@@ -579,6 +579,7 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
     if (lab_unlikely(i == LAB_RB_SLOTS) && (i = msg_open(me, to, s, b)) == LAB_RB_SLOTS)
         return;
     b->key = lab_block_key(b, key) ^ 1;
+    me->rb_last = i; /* lab_span_free_remote looks there first */
     lab_rmsg_t *m = me->rb[i];
     m->blk[m->n] = b;
     m->bytes += s->block_size;
@@ -586,6 +587,15 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
         me->rb[i] = NULL;
         msg_send(to, m); /* last: its poke is a tail call, with nothing kept across it */
     }
+}
+
+void lab_double_free(const void *b) { lab_fatal("double free of", b); }
+
+void lab_heap_msg_full(lab_heap_t *h, unsigned i)
+{
+    lab_rmsg_t *m = h->rb[i];
+    h->rb[i] = NULL;
+    msg_send(h->rb_to[i], m);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -685,9 +695,11 @@ void lab_arena_set_secure(void)
     lab_lock(&heaps_lock);
     lab_store_relaxed(&lab_secure, 1);
     /* heaps made before this (by start-up allocations) lose their fast-path slots */
-    for (lab_heap_t *h = heaps_all; h; h = h->next_all)
+    for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
         for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
             h->direct[i] = &lab_span_empty;
+        h->reuse_floor = 0;
+    }
     lab_unlock(&heaps_lock);
 }
 
@@ -767,6 +779,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
     }
     h->next_abandoned = NULL;
     h->state = LAB_HEAP_LIVE;
+    h->reuse_floor = lab_load_relaxed(&lab_secure) ? 0 : -LAB_REUSE_MAX;
     lab_tls_heap = h;
     /* acquire pairs with the release in key_init */
     if (__atomic_load_n(&heap_key_state, __ATOMIC_ACQUIRE) == 2)
@@ -929,6 +942,7 @@ void lab_heap_thread_exit(void)
     if (h->state == LAB_HEAP_LIVE) {
         heap_tidy(h);
         lab_tls_heap = &lab_heap_empty;
+        h->reuse_floor = 0;
         lab_lock(&heaps_lock);
         h->state = LAB_HEAP_ABANDONED;
         h->next_abandoned = heaps_abandoned;

@@ -148,7 +148,9 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 /* Classes served by the direct slots (sizes <= LAB_DIRECT_MAX). */
 #define LAB_DIRECT_CLASSES 21
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
+#ifndef LAB_REUSE_MAX /* a build may try another bound (-DLAB_REUSE_MAX=64) */
 #define LAB_REUSE_MAX 16
+#endif
 #define LAB_REUSE_ON 4
 
 typedef struct lab_heap {
@@ -160,6 +162,9 @@ typedef struct lab_heap {
     uintptr_t msgs;                          /* atomic: messages of blocks other threads freed */
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
+    uint32_t rb_last;                        /* the slot a block last went into */
+    int32_t reuse_floor;                     /* -LAB_REUSE_MAX, or 0 where reuse lists are off
+                                                (no live ordinary heap; signal heaps; secure) */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
@@ -204,37 +209,57 @@ lab_internal void lab_heap_reuse_off(lab_heap_t *h, unsigned cls);
 lab_internal void lab_heap_reuse_on(lab_heap_t *h, unsigned cls);
 /* The rest of a remote free (key checked): into the caller's message for the block's owner, or,
  * without a live ordinary heap, onto the span's remote list at once. Counted here. */
-lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b, uintptr_t key);
+lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b);
+/* The message in slot i has reached its size: send it, close the slot. */
+lab_internal void lab_heap_msg_full(lab_heap_t *h, unsigned i);
 
-/* A free from a thread that does not own the span. Another thread's lists cannot be walked
+/* Aborts: b was freed twice. Not declared noreturn, so that callers jump to it without a frame. */
+lab_internal void lab_double_free(const void *b);
+
+/* A free from a thread (me: its lab_tls_heap) that does not own the span. Another thread's lists cannot be walked
  * safely; a block carrying the 64-bit random key (or its transit form) is taken as freed twice
  * (only a copy of freed memory could carry it otherwise). A small block goes on the caller's
  * reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
  * caller's next malloc of that size takes it; it carries the transit key meanwhile. The rest is
  * batched for the owner (lab_span_send). Inline, so the common case pays no call frame. */
-lab_inline void lab_span_free_remote(lab_span_t *s, lab_block_t *b)
+lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t *b)
 {
-    uintptr_t key = lab_load_relaxed(&lab_free_key);
-    if (lab_unlikely((b->key | 1) == lab_block_key(b, key)))
-        lab_fatal("double free of", b);
-    lab_heap_t *me = lab_tls_heap;
+    uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
+    if (lab_unlikely((b->key | 1) == bkey))
+        return lab_double_free(b);
     unsigned cls = s->cls;
-    if (cls < LAB_DIRECT_CLASSES && me->state == LAB_HEAP_LIVE && !me->gfp && !lab_load_relaxed(&lab_secure)) {
+    if (cls < LAB_DIRECT_CLASSES) {
         lab_span_t *r = &me->reuse[cls];
-        if (lab_likely((int32_t)r->usedf > -LAB_REUSE_MAX)) {
-            b->key = lab_block_key(b, key) ^ 1;
-            lab_link_set(b, r->free);
+        /* a heap whose reuse lists are off has a floor of 0: the test fails */
+        if (lab_likely((int32_t)r->usedf > me->reuse_floor)) {
+            b->key = bkey ^ 1;
+            b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
             r->free = b;
             r->usedf--;
             me->st.remote_frees++;
             /* the slots point elsewhere: turn them to the list once it holds a few blocks (each
              * turn and turn back costs a slow malloc and two walks over the slots) */
             if (lab_unlikely(!r->flags) && (int32_t)r->usedf <= -LAB_REUSE_ON)
-                lab_heap_reuse_on(me, cls);
+                return lab_heap_reuse_on(me, cls);
             return;
         }
     }
-    lab_span_send(s, b, key);
+    /* the open message to the span's owner, where the last block went (only a live ordinary
+     * heap has messages open) */
+    unsigned i = me->rb_last;
+    lab_rmsg_t *m = me->rb[i];
+    if (lab_likely(m != NULL) && lab_likely(me->rb_to[i] == s->heap)) {
+        b->key = bkey ^ 1;
+        uint32_t n = m->n;
+        m->blk[n] = b;
+        m->n = ++n;
+        m->bytes += s->block_size;
+        me->st.remote_frees++;
+        if (lab_unlikely(n >= LAB_RB_BLOCKS) || lab_unlikely(m->bytes >= LAB_RB_BYTES))
+            return lab_heap_msg_full(me, i);
+        return;
+    }
+    return lab_span_send(s, b);
 }
 /* Send the calling thread's outgoing batches now. */
 lab_internal void lab_heap_flush_remote(lab_heap_t *h);
