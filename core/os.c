@@ -1,6 +1,7 @@
 /* os.c — raw system calls for mapping, unmapping, advising and protecting memory.
  * Layer 1: calls nothing of Labyrinth but common.h. Uses inline `syscall` instructions so that
  * errno is untouched and nothing here can recurse into an interposed libc name. */
+#define _GNU_SOURCE /* MREMAP_FIXED */
 #include "os.h"
 #include "lock.h"
 
@@ -73,7 +74,9 @@ long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *n
     long r = os_syscall6(SYS_mremap, (long)old, (long)old_len, (long)new_len, flags, (long)new_addr, 0);
     if (r >= 0 || r < -4095) {
         lab_add_relaxed(&os_remaps, 1);
-        lab_add_relaxed(&os_mapped_bytes, new_len - old_len);
+        /* with MREMAP_FIXED the range moved onto was the caller's mapping: it is gone too */
+        size_t gone = old_len + ((flags & MREMAP_FIXED) ? new_len : 0);
+        lab_add_relaxed(&os_mapped_bytes, new_len - gone);
     }
     return r;
 }

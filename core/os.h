@@ -9,6 +9,7 @@
 /* mmap; returns the address or -errno (as a pointer-sized integer). */
 lab_internal long lab_os_mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 lab_internal long lab_os_munmap(void *addr, size_t len);
+/* mremap; with MREMAP_FIXED, new_addr must be a range the caller mapped (it is replaced). */
 lab_internal long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 lab_internal long lab_os_madvise(void *addr, size_t len, int advice);
 lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
