@@ -60,6 +60,48 @@ def verdict(cells, w, allocs, unit_word):
     return f"tie with {who} ({(r - 1) * 100:+.0f}%)", None
 
 
+def paired_ratios(runs, key):
+    """Per (workload, rival): the median over runs of Labyrinth's value / the rival's in the same
+    run. A run's allocators went back to back, so a change of the host's speed between runs (these
+    VMs have slow and fast phases) cancels in each ratio, where it can tilt medians taken apart."""
+    by = {}
+    for r in runs:
+        if r["ok"] and r.get(key):
+            by.setdefault((r["workload"], r["run"]), {})[r["allocator"]] = r[key]
+    rs = {}
+    for (w, _), vals in by.items():
+        if LAB in vals:
+            for a, v in vals.items():
+                if a != LAB:
+                    rs.setdefault((w, a), []).append(vals[LAB] / v)
+    return {k: statistics.median(v) for k, v in rs.items()}
+
+
+def paired_table(out, pr, wls, allocs):
+    rivals = [a for a in allocs if a != LAB and a not in VARIANTS]
+    out.append("\n## Time, paired (Labyrinth / rival within each run, median over runs)\n")
+    out.append("Each run ran every allocator back to back; the ratio of Labyrinth's time to a rival's is "
+               "taken within a run and the median over runs is shown, so a shift of the host's speed between "
+               "runs cancels (medians taken apart, above, can be tilted by one). Below 1: Labyrinth faster.\n")
+    out.append("| workload | " + " | ".join(f"lab/{a}" for a in rivals) + " | verdict |")
+    out.append("|---|" + "--:|" * len(rivals) + "---|")
+    for w in wls:
+        cells = [(pr.get((w, a)), a) for a in rivals]
+        have = [(r, a) for r, a in cells if r is not None]
+        v = "-"
+        if have:
+            r, who = max(have)  # the rival Labyrinth compares worst with
+            if r > 1 + TIE:
+                v = f"**loses** to {who} (+{(r - 1) * 100:.0f}% longer)"
+            elif r < 1 - TIE:
+                v = f"best ({(1 - r) * 100:.0f}% faster than {who})"
+            else:
+                v = f"tie with {who} ({(r - 1) * 100:+.0f}%)"
+        out.append(f"| {w} | " + " | ".join(fmt(r, ".2f") for r, _ in cells) + f" | {v} |")
+    out.append("| **geomean** | " + " | ".join(
+        f"**{fmt(geomean([pr.get((w, a)) for w in wls]), '.2f')}**" for a in rivals) + " | |")
+
+
 def metric_table(out, title, cells, wls, allocs, spec, unit_word):
     losses = []
     out.append(f"\n## {title}\n")
@@ -284,6 +326,8 @@ def main():
     out.append("\nTime is the workload's own `elapsed_s` (set-up and process start excluded); gcc's is the "
                "process's wall time. *spread*: half the largest (max - min) / median of any allocator in that "
                "row, i.e. how far apart repeated runs were.")
+    if LAB in allocs:
+        paired_table(out, paired_ratios(runs, "time_s"), wls, allocs)
     losses_m = metric_table(out, "Peak RSS (median MiB, lower is better)", cells_m, wls, allocs, ".1f", "smaller")
     out.append("\nPeak RSS is the kernel's `ru_maxrss` of the measured process (wait4), children included "
                "for gcc; the measuring wrapper adds about 1 MiB to every allocator alike.")
