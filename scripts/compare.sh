@@ -48,7 +48,9 @@ echo "compare.sh: configuring $BUILD_DIR (Release)" >&2
 if cmake -S . -B "$BUILD_DIR" "${cfg[@]}" >"$log" 2>&1; then
   bench_dir=$BUILD_DIR
   targets=(wl measure)
-  cmake --build "$BUILD_DIR" --target help 2>/dev/null | grep -qw micro && targets+=(micro)
+  # grep reads to the end (no -q): with pipefail, a grep that quits at the first match makes
+  # cmake die of SIGPIPE and the test false, and the micro suite was silently left out
+  cmake --build "$BUILD_DIR" --target help 2>/dev/null | grep -w micro >/dev/null && targets+=(micro)
   ((direct)) && targets+=(wl-jemalloc)
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" >&2
   echo "compare.sh: building liblabyrinth.so" >&2

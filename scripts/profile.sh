@@ -40,7 +40,8 @@ done
 
 # Hardware counters: perf stat exits 0 even when it prints "<not supported>", so read its output.
 stat_events=task-clock,page-faults,minor-faults,major-faults,context-switches,cpu-migrations
-if "$PERF" stat -e instructions true 2>&1 | grep -q 'not supported\|not counted'; then
+# (grep without -q reads to the end: under pipefail an early quit would kill perf with SIGPIPE)
+if "$PERF" stat -e instructions true 2>&1 | grep 'not supported\|not counted' >/dev/null; then
   hw=0
 else
   hw=1; stat_events+=",cycles,instructions"
