@@ -174,6 +174,16 @@ static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
     lab_span_free_remote(lab_tls_heap, s, (lab_block_t *)p);
 }
 
+/* A page-sized block's run back to the pool (d: its descriptor, state LARGE). */
+static void free_large(lab_page_t *d)
+{
+    lab_pool_t *pool = lab_desc_chunk(d)->pool;
+    if (d->above[0])
+        lab_pool_free_order(pool, d, d->h.order);
+    else
+        lab_pool_free_run(pool, d);
+}
+
 void lab_free_other(void *p, lab_span_t *s)
 {
     uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
@@ -186,6 +196,11 @@ void lab_free_other(void *p, lab_span_t *s)
             return free_other_deferred(p, s);
         return lab_span_free_remote(h, s, (lab_block_t *)p);
     }
+    /* a page-sized block: the descriptor is at hand, no second lookup (in a signal handler, or
+     * with deferred frees waiting, the slow path sorts it out) */
+    if (lab_load_relaxed(&s->h.state) == LAB_PAGE_LARGE && (uintptr_t)p == lab_desc_addr((lab_page_t *)s) &&
+        !h->gfp && !lab_load_relaxed(&lab_deferred))
+        return free_large((lab_page_t *)s);
     lab_free_slow(p);
 }
 
@@ -212,10 +227,7 @@ void lab_free_slow(void *p)
         lab_pool_free_huge(c->pool, c);
         return;
     case LAB_PAGE_LARGE:
-        if (d->above[0])
-            lab_pool_free_order(c->pool, d, d->h.order);
-        else
-            lab_pool_free_run(c->pool, d);
+        free_large(d);
         return;
     default: {
         lab_span_t *s = (lab_span_t *)d;

@@ -232,9 +232,9 @@ lab_internal void lab_heap_msg_full(lab_heap_t *h, unsigned i);
 /* Aborts: b was freed twice. Not declared noreturn, so that callers jump to it without a frame. */
 lab_internal void lab_double_free(const void *b);
 
-/* A free from a thread (me: its lab_tls_heap) that does not own the span. Another thread's lists cannot be walked
- * safely; a block carrying the 64-bit random key (or its transit form) is taken as freed twice
- * (only a copy of freed memory could carry it otherwise). A small block goes on the caller's
+/* A free from a thread (me: its lab_tls_heap) that does not own the span. Another thread's
+ * lists cannot be walked safely; a block carrying the 64-bit random key (or its transit form) is
+ * taken as freed twice (only a copy of freed memory could carry it otherwise). A small block goes on the caller's
  * reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
  * caller's next malloc of that size takes it; it carries the transit key meanwhile. The rest is
  * batched for the owner (lab_span_send). Inline, so the common case pays no call frame. */

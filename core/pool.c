@@ -1049,9 +1049,34 @@ static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
     return true;
 }
 
+static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, unsigned order, lab_gfp_t gfp,
+                                             uint8_t state, lab_page_t **desc);
+
 void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
     lab_page_t *d = (gfp & LAB_GFP_EXCLUSIVE) ? NULL : room_pop(pool, order);
+    /* the common case: a run from the room whose heads need no rewrite, nothing to clear */
+    if (lab_likely(d != NULL) && lab_likely(!(gfp & LAB_GFP_ZERO))) {
+        lab_chunk_t *c = lab_desc_chunk(d);
+        unsigned idx = (unsigned)(d - c->page);
+        if (lab_likely(state == LAB_PAGE_USER || c->head[idx] == LAB_HEAD_OF(idx))) {
+            lab_store_relaxed(&d->h.state, state);
+            d->h.order = (uint8_t)order;
+            d->h.npages = 1u << order;
+            d->owner = 0;
+            d->h.clean = 0;
+            *desc = d;
+            return (void *)(c->base + ((uintptr_t)idx << LAB_PAGE_SHIFT));
+        }
+    }
+    return alloc_order_finish(pool, d, order, gfp, state, desc);
+}
+
+/* lab_pool_alloc_order's rest: d from the room (or NULL: from the shared lists or the store),
+ * heads to rewrite, pages to clear, an EXCLUSIVE owner to record. */
+static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, unsigned order, lab_gfp_t gfp,
+                                             uint8_t state, lab_page_t **desc)
+{
     if (!d && !(d = pool_alloc_order_slow(pool, order, gfp))) {
         pool_fail(pool);
         return NULL;
@@ -1081,6 +1106,8 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
 
 /* Free a 2^order run to the room, spilling to the shared list; true if pages reached the shared
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
+static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
+
 static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
@@ -1093,6 +1120,13 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     d->owner = 0;
     if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
         return false;
+    return pool_free_order_spill(pool, d, order, zi);
+}
+
+/* pool_free_order's rest: the room is full (spill half of it to the shared list) or not to be
+ * used. Apart, so that the common case saves no registers. */
+static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
+{
     lab_rooms_t *rs = tls_rooms;
     if (rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS) {
         rs->busy = 1;
