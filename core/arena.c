@@ -581,15 +581,9 @@ static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t k
         i++;
     if (lab_unlikely(i == LAB_RB_SLOTS) && (i = msg_open(me, to, s, b)) == LAB_RB_SLOTS)
         return;
-    b->key = lab_block_key(b, key) ^ 1;
     me->rb_last = i; /* lab_span_free_remote looks there first */
-    lab_rmsg_t *m = me->rb[i];
-    m->blk[m->n] = b;
-    m->bytes += s->block_size;
-    if (++m->n >= LAB_RB_BLOCKS || m->bytes >= LAB_RB_BYTES) {
-        me->rb[i] = NULL;
-        msg_send(to, m); /* last: its poke is a tail call, with nothing kept across it */
-    }
+    if (lab_msg_append(me, i, s, b, lab_block_key(b, key) ^ 1))
+        lab_heap_msg_full(me, i); /* last: its poke is a tail call, with nothing kept across it */
 }
 
 void lab_double_free(const void *b) { lab_fatal("double free of", b); }

@@ -232,10 +232,23 @@ lab_internal void lab_heap_msg_full(lab_heap_t *h, unsigned i);
 /* Aborts: b was freed twice. Not declared noreturn, so that callers jump to it without a frame. */
 lab_internal void lab_double_free(const void *b);
 
+/* b into me's open message in slot i (b's transit key: tkey); true when the message is full,
+ * to be sent (lab_heap_msg_full). */
+lab_inline bool lab_msg_append(lab_heap_t *me, unsigned i, const lab_span_t *s, lab_block_t *b, uintptr_t tkey)
+{
+    lab_rmsg_t *m = me->rb[i];
+    b->key = tkey;
+    uint32_t n = m->n;
+    m->blk[n] = b;
+    m->n = ++n;
+    m->bytes += s->block_size;
+    return lab_unlikely(n >= LAB_RB_BLOCKS) || lab_unlikely(m->bytes >= LAB_RB_BYTES);
+}
+
 /* A free from a thread (me: its lab_tls_heap) that does not own the span. Another thread's
  * lists cannot be walked safely; a block carrying the 64-bit random key (or its transit form) is
- * taken as freed twice (only a copy of freed memory could carry it otherwise). A small block goes on the caller's
- * reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
+ * taken as freed twice (only a copy of freed memory could carry it otherwise). A small block goes
+ * on the caller's reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
  * caller's next malloc of that size takes it; it carries the transit key meanwhile. The rest is
  * batched for the owner (lab_span_send). Inline, so the common case pays no call frame. */
 lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t *b)
@@ -263,15 +276,9 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
     /* the open message to the span's owner, where the last block went (only a live ordinary
      * heap has messages open) */
     unsigned i = me->rb_last;
-    lab_rmsg_t *m = me->rb[i];
-    if (lab_likely(m != NULL) && lab_likely(me->rb_to[i] == s->heap)) {
-        b->key = bkey ^ 1;
-        uint32_t n = m->n;
-        m->blk[n] = b;
-        m->n = ++n;
-        m->bytes += s->block_size;
+    if (lab_likely(me->rb[i] != NULL) && lab_likely(me->rb_to[i] == s->heap)) {
         me->st.remote_frees++;
-        if (lab_unlikely(n >= LAB_RB_BLOCKS) || lab_unlikely(m->bytes >= LAB_RB_BYTES))
+        if (lab_msg_append(me, i, s, b, bkey ^ 1))
             return lab_heap_msg_full(me, i);
         return;
     }

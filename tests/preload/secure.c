@@ -80,6 +80,41 @@ static void check_delayed_reuse(void)
     CHECK(same <= 10, "freed blocks are reused at once (%d/100)", same);
 }
 
+/* Blocks another thread allocated and this one frees go back to their owner, not onto this
+ * thread's reuse lists: those would hand them straight back, last freed first, past the shuffle. */
+enum { RN = 64, RSIZE = 112 };
+static void *remote_blocks[RN];
+
+static void *remote_maker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < RN; i++)
+        remote_blocks[i] = malloc(RSIZE);
+    return NULL;
+}
+
+static void check_remote_not_reused(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, remote_maker, NULL) || pthread_join(t, NULL)) {
+        CHECK(0, "pthread_create/join failed%s", "");
+        return;
+    }
+    for (int i = 0; i < RN; i++)
+        free(remote_blocks[i]);
+    void *mine[RN];
+    int back = 0;
+    for (int i = 0; i < RN; i++) {
+        mine[i] = malloc(RSIZE);
+        for (int k = 0; k < RN; k++)
+            back += mine[i] == remote_blocks[k];
+    }
+    printf("secure: %d of %d blocks freed here for another thread handed back here\n", back, RN);
+    CHECK(back == 0, "blocks of another thread's heap are reused here at once (%d/%d)", back, RN);
+    for (int i = 0; i < RN; i++)
+        free(mine[i]);
+}
+
 static void *worker(void *arg)
 {
     uint64_t s = (uintptr_t)arg * 0x9e3779b97f4a7c15u + 1;
@@ -118,6 +153,7 @@ int main(void)
     check_guard();
     check_order();
     check_delayed_reuse();
+    check_remote_not_reused();
     pthread_t t[4];
     for (long i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, worker, (void *)i);

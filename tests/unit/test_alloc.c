@@ -1489,6 +1489,52 @@ static void test_huge_move_counts(void **state)
     assert_true(c1.mapped_bytes <= c0.mapped_bytes + MiB); /* metadata may have grown a little */
 }
 
+/* Where reuse lists must stay off, a free of another heap's block does not land on one: a signal
+ * heap (shared by the handlers of every thread, refills without system calls) and the heap of a
+ * thread that has exited. The block goes to its owner instead, and comes back from its span. */
+enum { SF_N = 40, SF_SIZE = 176 };
+static void *sf_blocks[SF_N];
+
+static void *sf_maker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SF_N; i++)
+        sf_blocks[i] = lab_malloc(SF_SIZE);
+    return NULL;
+}
+
+static void test_reuse_off_in_signal_heap(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    lab_arena_thread_key_init(); /* thread exit abandons the heap (the preload does this at start) */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sf_maker, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    unsigned cls = lab_size_class(SF_SIZE);
+    lab_heap_t *exited = ((lab_span_t *)lab_own_desc((uintptr_t)sf_blocks[0]))->heap;
+    lab_sig_reserve(1);
+    lab_heap_t *prev = lab_sig_enter();
+    lab_heap_t *sh = lab_tls_heap;
+    assert_ptr_not_equal(sh, prev);
+    assert_true(sh->gfp != 0); /* a signal heap, not the "none" heap: it can allocate */
+    for (int i = 0; i < SF_N; i++)
+        lab_free(sf_blocks[i]);
+    int32_t held = -(int32_t)sh->reuse[cls].usedf;
+    bool open = false;
+    for (unsigned k = 0; k < LAB_RB_SLOTS; k++)
+        open |= sh->rb[k] != NULL;
+    lab_sig_exit(prev);
+    assert_int_equal(held, 0);
+    assert_false(open);
+    /* off too: the exited thread's heap (until a new thread adopts it) and the shared static
+     * heap of threads that have none */
+    assert_int_equal(exited->reuse_floor, 0);
+    assert_int_equal(lab_heap_empty.reuse_floor, 0);
+    assert_true(lab_tls_heap->reuse_floor < 0); /* this live thread's own heap: on */
+}
+
 /* ---- injected mapping failures ---- */
 
 static void test_injected_map_failures(void **state)
@@ -1586,6 +1632,7 @@ int main(void)
         cmocka_unit_test(test_threads_handoff),
         cmocka_unit_test(test_reuse_lists),
         cmocka_unit_test(test_reuse_list_span_change),
+        cmocka_unit_test(test_reuse_off_in_signal_heap),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
