@@ -168,6 +168,10 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #define LAB_REUSE_MAX 16
 #endif
 #define LAB_REUSE_ON 4
+/* Bytes of emptied spans a heap keeps, whole, for its next spans (arena.c: kept spans). */
+#ifndef LAB_KEPT_MAX
+#define LAB_KEPT_MAX ((size_t)4 << 20)
+#endif
 
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
@@ -182,6 +186,10 @@ typedef struct lab_heap {
     int32_t reuse_floor;                     /* -LAB_REUSE_MAX, or 0 where reuse lists are off
                                                 (no live ordinary heap; signal heaps; secure) */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
+    uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
+                                                (owner pushes and pops; anyone may take all) */
+    size_t kept_bytes;                       /* atomic: their bytes (<= LAB_KEPT_MAX) */
+    uint64_t kept_mask;                      /* the owner's: bit c set when kept[c] may be set */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
@@ -194,7 +202,11 @@ typedef struct lab_heap {
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
     uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
     uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
+    uintptr_t bg_kept[LAB_NR_CLASSES];       /* ... the kept lists it saw */
+    uint64_t bg_kept_ms[LAB_NR_CLASSES];     /* ... and since when (0: not watching) */
 } lab_heap_t;
+
+_Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
 
 enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
 

@@ -1449,6 +1449,125 @@ static void test_trim_idle_owner_race(void **state)
     assert_true(t_trims > 0);
 }
 
+/* ---- kept spans (arena.c) ---- */
+
+enum { KEPT_BLOCKS = 256 };
+#define KEPT_SIZE (16 * KiB) /* spans of 8 such blocks: a round of KEPT_BLOCKS empties 32 spans */
+
+static void kept_round(unsigned seed)
+{
+    static uint8_t *p[KEPT_BLOCKS];
+    for (int i = 0; i < KEPT_BLOCKS; i++) {
+        p[i] = lab_malloc(KEPT_SIZE);
+        assert_non_null(p[i]);
+        fill(p[i], KEPT_SIZE, seed + (unsigned)i);
+    }
+    for (int i = 0; i < KEPT_BLOCKS; i++) {
+        assert_pattern(p[i], KEPT_SIZE, seed + (unsigned)i);
+        lab_free(p[i]);
+    }
+}
+
+/* A round of blocks of 16 KiB allocated then all freed empties 32 spans: the heap keeps them (up
+ * to LAB_KEPT_MAX bytes), so the next round takes no span from the pool; malloc_trim gives them
+ * back. Without kept spans the second round makes about 30 new spans. */
+static void test_kept_spans_reused(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    kept_round(1);
+    assert_true(h->state == LAB_HEAP_LIVE);
+    size_t kept = lab_load_relaxed(&h->kept_bytes);
+    uint64_t spans = h->st.spans, releases = h->st.span_releases;
+    print_message("kept %zu KiB after the first round\n", kept >> 10);
+    assert_true(kept >= 16 * (128 * KiB) && kept <= LAB_KEPT_MAX);
+    kept_round(2);
+    print_message("second round: %llu new spans, %llu released\n", (unsigned long long)(h->st.spans - spans),
+                  (unsigned long long)(h->st.span_releases - releases));
+    assert_true(h->st.spans - spans <= 2);
+    assert_true(lab_load_relaxed(&h->kept_bytes) <= LAB_KEPT_MAX);
+    lab_trim();
+    assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
+        assert_int_equal(lab_load_relaxed(&h->kept[cls]), 0);
+}
+
+/* A block of a kept span freed again is still a double free. */
+static void misuse_double_free_kept(void)
+{
+    uint8_t *p[KEPT_BLOCKS];
+    for (int i = 0; i < KEPT_BLOCKS; i++)
+        p[i] = lab_malloc(KEPT_SIZE);
+    for (int i = 0; i < KEPT_BLOCKS; i++)
+        lab_free(p[i]);
+    if (!lab_load_relaxed(&lab_tls_heap->kept_bytes))
+        _exit(3); /* nothing kept: the test would not test kept spans */
+    lab_free(p[0]);
+}
+
+static void test_kept_double_free_aborts(void **state)
+{
+    (void)state;
+    expect_abort(misuse_double_free_kept, "double free of a block in a kept span");
+}
+
+/* An owner that keeps spans and then idles: malloc_trim from another thread, and the background
+ * thread's watch after a purge delay, give them back without it; the owner allocates again
+ * afterwards as if nothing happened. */
+static int kept_stage; /* 0 run, 1 kept and idle, 2 go on, 3 done */
+static lab_heap_t *kept_owner;
+
+static void kept_wait_stage(int want)
+{
+    while (__atomic_load_n(&kept_stage, __ATOMIC_ACQUIRE) != want)
+        usleep(1000);
+}
+
+static void *kept_idler(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 2; round++) {
+        kept_round(10 + (unsigned)round);
+        kept_owner = lab_tls_heap;
+        __atomic_store_n(&kept_stage, 1, __ATOMIC_RELEASE);
+        kept_wait_stage(2);
+    }
+    kept_round(20);
+    __atomic_store_n(&kept_stage, 3, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_kept_spans_taken_from_idle_owner(void **state)
+{
+    (void)state;
+    pthread_t t;
+    kept_stage = 0;
+    assert_int_equal(pthread_create(&t, NULL, kept_idler, NULL), 0);
+    /* malloc_trim */
+    kept_wait_stage(1);
+    size_t returned = lab_arena_idle_returns();
+    assert_true(lab_load_relaxed(&kept_owner->kept_bytes) > 0);
+    lab_trim();
+    assert_int_equal(lab_load_relaxed(&kept_owner->kept_bytes), 0);
+    assert_true(lab_arena_idle_returns() >= returned + 16);
+    __atomic_store_n(&kept_stage, 2, __ATOMIC_RELEASE);
+    /* the background thread's watch: the first look starts it, a look a delay later gives back */
+    kept_wait_stage(1);
+    size_t kept = lab_load_relaxed(&kept_owner->kept_bytes);
+    assert_true(kept > 0);
+    unsigned delay = lab_pool_default_delay();
+    uint64_t next = lab_arena_return_idle_aged();
+    assert_true(next <= (uint64_t)delay + 1);
+    assert_int_equal(lab_load_relaxed(&kept_owner->kept_bytes), kept); /* not before the delay */
+    usleep((delay + 50) * 1000u);
+    lab_arena_return_idle_aged();
+    assert_int_equal(lab_load_relaxed(&kept_owner->kept_bytes), 0);
+    __atomic_store_n(&kept_stage, 2, __ATOMIC_RELEASE);
+    kept_wait_stage(3);
+    pthread_join(t, NULL);
+}
+
 /* A huge block that cannot grow in place is moved by the kernel onto a new range (mremap with
  * MREMAP_FIXED, which replaces the range mapped for it): the OS layer's count of mapped bytes,
  * which the injected byte budget and the statistics read, must follow (it once counted the
@@ -1636,6 +1755,9 @@ int main(void)
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
+        cmocka_unit_test(test_kept_spans_reused),
+        cmocka_unit_test(test_kept_double_free_aborts),
+        cmocka_unit_test(test_kept_spans_taken_from_idle_owner),
         cmocka_unit_test(test_injected_map_failures),
         cmocka_unit_test(test_huge_move_counts),
         cmocka_unit_test(test_copied_header_not_double_free),
