@@ -4,12 +4,21 @@
 # divided by the difference in iterations (start-up and the loop's set-up cancel out; the loop's
 # own 8 instructions and the two PLT jumps stay in, as in the issue's reference figures).
 # Repeatable, unlike timings on shared VMs.
-#   scripts/callgrind_pair.sh [--env VAR=VALUE] [LIB ...]   (default: build/liblabyrinth.so and
-#   whichever of jemalloc, mimalloc, tcmalloc are installed, and glibc)
+#   scripts/callgrind_pair.sh [--env VAR=VALUE] [--batch SIZE] [LIB ...]   (default:
+#   build/liblabyrinth.so and whichever of jemalloc, mimalloc, tcmalloc are installed, and glibc)
+# --batch SIZE counts bench/tools/cg_batch.c instead: 256 blocks of SIZE bytes allocated, then all
+# freed, per malloc+free (for blocks of a few KiB a round empties whole spans).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_extra=()
-if [ "${1:-}" = --env ]; then env_extra=("$2"); shift 2; fi
+batch=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --env) env_extra+=("$2"); shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
 command -v valgrind >/dev/null || { echo "callgrind_pair.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
 libs=("$@")
 if [ ${#libs[@]} -eq 0 ]; then
@@ -23,12 +32,21 @@ fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -fno-builtin -o "$tmp/pair" bench/tools/cg_pair.c
 c++ -O2 -o "$tmp/newdel" bench/tools/cg_newdel.cc
-count() { # lib prog n
-  local pre=$1; [ "$pre" = glibc ] && pre=
+count() { # lib prog args...
+  local pre=$1 prog=$2; shift 2; [ "$pre" = glibc ] && pre=
   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p" \
-    env ${env_extra[@]+"${env_extra[@]}"} LD_PRELOAD="$pre" "$2" "$3" 2>&1 |
+    env ${env_extra[@]+"${env_extra[@]}"} LD_PRELOAD="$pre" "$prog" "$@" 2>&1 |
     awk '/Collected/ {v=$4} END {gsub(",", "", v); print v}'
 }
+if [ -n "$batch" ]; then
+  cc -O2 -fno-builtin -o "$tmp/batch" bench/tools/cg_batch.c
+  printf '%-28s %14s\n' allocator "batch $batch B"
+  for lib in "${libs[@]}"; do
+    a=$(count "$lib" "$tmp/batch" 102400 "$batch"); b=$(count "$lib" "$tmp/batch" 204800 "$batch")
+    printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / 102400 ))
+  done
+  exit 0
+fi
 printf '%-28s %14s %14s\n' allocator malloc+free new+delete
 for lib in "${libs[@]}"; do
   a=$(count "$lib" "$tmp/pair" 100000); b=$(count "$lib" "$tmp/pair" 200000)
