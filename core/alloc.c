@@ -405,6 +405,7 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
 {
     lab_arena_stats(&out->heap, &out->heaps, &out->signal_heaps);
     out->idle_returns = lab_arena_idle_returns();
+    out->kept_bytes = lab_arena_kept_bytes();
     out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
     lab_pool_t *pool = lab_pool_default();
     if (pool)

@@ -101,6 +101,7 @@ struct lab_alloc_stats {
     lab_heap_stats_t heap;
     size_t heaps, signal_heaps;
     size_t idle_returns; /* spans released without their owner (lab_arena_return_idle) */
+    size_t kept_bytes;   /* emptied spans heaps keep for their next spans (arena.c) */
     struct labyrinth_pool_stats pool;
 };
 lab_internal void lab_alloc_stats(struct lab_alloc_stats *out);

@@ -1207,3 +1207,14 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
 }
 
 size_t lab_arena_idle_returns(void) { return (size_t)lab_load_relaxed(&spans_returned_idle); }
+
+size_t lab_arena_kept_bytes(void)
+{
+    lab_lock(&heaps_lock);
+    lab_heap_t *first = heaps_all;
+    lab_unlock(&heaps_lock);
+    size_t sum = 0;
+    for (lab_heap_t *h = first; h; h = h->next_all)
+        sum += lab_load_relaxed(&h->kept_bytes);
+    return sum;
+}

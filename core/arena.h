@@ -339,5 +339,7 @@ lab_internal void lab_arena_return_idle(void);
 lab_internal uint64_t lab_arena_return_idle_aged(void);
 /* Spans those two have given back (also counted in span_releases). */
 lab_internal size_t lab_arena_idle_returns(void);
+/* Bytes of kept spans over every heap (relaxed reads: a snapshot). */
+lab_internal size_t lab_arena_kept_bytes(void);
 
 #endif

@@ -229,6 +229,7 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "spans", st.heap.spans, json, false);
     out_kv(&o, "span_releases", st.heap.span_releases, json, false);
     out_kv(&o, "idle_returns", st.idle_returns, json, false);
+    out_kv(&o, "kept_kib", st.kept_bytes >> 10, json, false);
     if (!json) {
         out_s(&o, "\nlabyrinth stats: pool");
         out_kv(&o, "current_kib", used * kib, json, true);
