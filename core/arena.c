@@ -991,9 +991,12 @@ static uint64_t kept_watch(lab_heap_t *h, uint64_t now, unsigned delay, bool *ga
 {
     uint64_t next = UINT64_MAX;
     if (!lab_load_relaxed(&h->kept_bytes)) {
-        memset(h->bg_kept_ms, 0, sizeof h->bg_kept_ms);
+        /* bg_kept_ms[0] (no class 0): some class was watched since the last reset */
+        if (h->bg_kept_ms[0])
+            memset(h->bg_kept_ms, 0, sizeof h->bg_kept_ms);
         return next;
     }
+    h->bg_kept_ms[0] = 1;
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         uintptr_t k = lab_load_relaxed(&h->kept[cls]);
         if (!k) {
