@@ -29,6 +29,7 @@ static pthread_key_t heap_key;
 static int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
 int lab_secure;
+size_t lab_kept_max = LAB_KEPT_MAX;
 uint64_t lab_class_div[LAB_NR_CLASSES];
 static uint64_t remote_frees_heapless; /* remote frees of threads without a live heap (atomic) */
 
@@ -207,7 +208,7 @@ static bool span_release_idle(lab_heap_t *h, lab_span_t *s)
 
 /* ---- kept spans ----
  * A span that empties while its class already has a spare (below) is kept off the lists with
- * its free list whole, up to LAB_KEPT_MAX bytes a heap, and the class's next new span is the
+ * its free list whole, up to lab_kept_max bytes a heap (LABYRINTH_KEPT_KIB), and the class's next new span is the
  * last one kept: no trip through the pool, no carving, no descriptor to fill in. Without it a
  * program that allocates a few hundred blocks of 4 or 16 KiB and frees them all (spans of 4 to 8
  * such blocks) sends every span back to the pool and carves it again next round (callgrind,
@@ -223,7 +224,7 @@ static void span_retire(lab_heap_t *h, lab_span_t *s)
 {
     size_t bytes = span_bytes(s);
     if (h->gfp || h->state != LAB_HEAP_LIVE || lab_load_relaxed(&lab_secure) ||
-        lab_load_relaxed(&h->kept_bytes) + bytes > LAB_KEPT_MAX)
+        lab_load_relaxed(&h->kept_bytes) + bytes > lab_load_relaxed(&lab_kept_max))
         return span_release(h, s);
     if (h->spare[s->cls] == s)
         h->spare[s->cls] = NULL;

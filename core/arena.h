@@ -168,7 +168,8 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #define LAB_REUSE_MAX 16
 #endif
 #define LAB_REUSE_ON 4
-/* Bytes of emptied spans a heap keeps, whole, for its next spans (arena.c: kept spans). */
+/* Bytes of emptied spans a heap keeps, whole, for its next spans (arena.c: kept spans): the
+ * default of lab_kept_max, which LABYRINTH_KEPT_KIB sets. */
 #ifndef LAB_KEPT_MAX
 #define LAB_KEPT_MAX ((size_t)4 << 20)
 #endif
@@ -341,5 +342,7 @@ lab_internal uint64_t lab_arena_return_idle_aged(void);
 lab_internal size_t lab_arena_idle_returns(void);
 /* Bytes of kept spans over every heap (relaxed reads: a snapshot). */
 lab_internal size_t lab_arena_kept_bytes(void);
+/* The bound on each heap's kept spans (bytes; 0: none kept). Set before threads start. */
+lab_internal extern size_t lab_kept_max;
 
 #endif

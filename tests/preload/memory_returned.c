@@ -147,8 +147,28 @@ static int remote(void)
     return lab_finish(name);
 }
 
+/* kept (for options.sh, with LABYRINTH_STATS): 256 blocks of 16 KiB written and freed, twice;
+ * the emptied spans stay kept at exit unless LABYRINTH_KEPT_KIB=0. */
+static int kept(void)
+{
+    static void *p[256];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 256; i++) {
+            p[i] = malloc(16384);
+            CHECK(p[i] != NULL, "malloc(16384) failed");
+            if (p[i])
+                memset(p[i], 0x3c, 16384);
+        }
+        for (int i = 0; i < 256; i++)
+            free(p[i]);
+    }
+    return lab_finish("memory_returned kept");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "kept"))
+        return kept();
     if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle"))) {
         owner_exits = !strcmp(argv[1], "exited");
         no_trim = !strcmp(argv[1], "remote_idle");
@@ -156,7 +176,7 @@ int main(int argc, char **argv)
     }
     int idle = argc > 1 && !strcmp(argv[1], "idle");
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept\n", argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {

@@ -2,8 +2,8 @@
 # options.sh — the LABYRINTH_* environment contract, seen from outside: the VERBOSE banner, the
 # STATS summary (text and json) with real counts, one warning line and the default kept for an
 # unknown variable or a bad value, and STATS_FILE (one file per process with %p, nothing on
-# stderr; a file that cannot be opened: a warning and the summary on stderr), THP, idle_returns and
-# RESERVE_GB.
+# stderr; a file that cannot be opened: a warning and the summary on stderr), THP, idle_returns,
+# KEPT_KIB and RESERVE_GB.
 # Environment: LAB_PRELOAD (the library). Skips (77) unless LAB_EXPECT_LABYRINTH=1: these are
 # Labyrinth's own options.
 set -u
@@ -155,6 +155,25 @@ if [ -n "${LAB_MEMORY_RETURNED:-}" ]; then
         ok "idle_returns: $i_remote spans given back without their owner, none in a one-thread program"
     else
         fail "idle_returns: '${i_remote}' after memory_returned remote (wanted >= 1000), '${i_local}' in a one-thread program"
+    fi
+fi
+
+# KEPT_KIB: the emptied spans a heap keeps (kept_kib in the summary, the main thread's heap being
+# alive at exit). memory_returned kept empties 32 spans of 16 KiB blocks twice: kept by default
+# (4 MiB at most), none with 0, at most 1 MiB with 1024
+kept_of() { sed -n 's/.*kept_kib \([0-9]*\).*/\1/p' "$tmp/err" | tail -n 1; }
+if [ -n "${LAB_MEMORY_RETURNED:-}" ]; then
+    run LABYRINTH_STATS=1 -- env LAB_EXPECT_LABYRINTH=1 "$LAB_MEMORY_RETURNED" kept
+    k_def=$(kept_of)
+    run LABYRINTH_STATS=1 LABYRINTH_KEPT_KIB=0 -- env LAB_EXPECT_LABYRINTH=1 "$LAB_MEMORY_RETURNED" kept
+    k_off=$(kept_of)
+    run LABYRINTH_STATS=1 LABYRINTH_KEPT_KIB=1024 -- env LAB_EXPECT_LABYRINTH=1 "$LAB_MEMORY_RETURNED" kept
+    k_one=$(kept_of)
+    if [ "${k_def:-0}" -gt 1024 ] && [ "${k_def:-0}" -le 4096 ] && [ "$k_off" = 0 ] &&
+        [ "${k_one:-0}" -gt 0 ] && [ "${k_one:-9999}" -le 1024 ]; then
+        ok "KEPT_KIB: $k_def KiB kept by default, none with 0, $k_one with 1024"
+    else
+        fail "KEPT_KIB: kept_kib default '${k_def}', KEPT_KIB=0 '${k_off}', KEPT_KIB=1024 '${k_one}'"
     fi
 fi
 
