@@ -345,10 +345,23 @@ void *lab_realloc(void *p, size_t n)
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
     case LAB_PAGE_HUGE:
+        /* within the mapping, growing or shrinking a little: no system call (a growing block
+         * may have been given a mapping larger than it asked for) */
+        if (n <= usable && (n >= c->asked || n > usable / 2)) {
+            c->asked = n;
+            return p;
+        }
         if (n > LAB_REALLOC_MAP_MIN) {
-            void *q = lab_pool_resize_huge(c->pool, c, n);
-            if (q)
+            /* growing past it: half as much again, so that a block grown in small steps costs a
+             * few mremaps, not one per page (address space only: pages fill in when touched) */
+            size_t more = usable + usable / 2;
+            void *q = n > usable && more > n ? lab_pool_resize_huge(c->pool, c, more) : NULL;
+            if (!q)
+                q = lab_pool_resize_huge(c->pool, c, n);
+            if (q) {
+                c->asked = n;
                 return q;
+            }
         }
         break;
     case LAB_PAGE_LARGE:
@@ -364,7 +377,7 @@ void *lab_realloc(void *p, size_t n)
                 /* a block that keeps growing gets a mapping of its own, which the kernel
                  * resizes from then on without a copy; the run it leaves is reused */
                 lab_chunk_t *hc;
-                void *q = lab_pool_alloc_huge(c->pool, n, LAB_CHUNK_SIZE, LAB_GFP_DEFAULT, &hc);
+                void *q = lab_pool_alloc_huge(c->pool, n, LAB_CHUNK_SIZE, LAB_GFP_GROWING, &hc);
                 if (q) {
                     if (lab_tls_heap->state == LAB_HEAP_LIVE)
                         lab_tls_heap->st.huge++;

@@ -1277,6 +1277,15 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
  * huge mappings: one block each, kept populated for a while after free (faults are dear) */
 
 #define HUGE_CACHE_MAX ((size_t)256 << 20)
+/* A growing block (LAB_GFP_GROWING) takes a cached mapping whole if it is at most this much
+ * (plus the size asked) larger: if the block then stops growing and lives on, its mapping keeps
+ * at most this much resident that the cache would have purged (glibc's heap keeps up to 64 MiB
+ * at its top for the same reason: its trim threshold follows the largest block freed) */
+#define HUGE_GROW_SLACK ((size_t)32 << 20)
+static inline bool huge_grow_fits(const lab_chunk_t *e, size_t size)
+{
+    return e->size - size <= HUGE_GROW_SLACK + size;
+}
 
 static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
 {
@@ -1298,14 +1307,23 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     /* Reuse a cached mapping: its pages are populated, and faults are dear. Best fit among the
      * larger ones, else the largest smaller one, resized in place by mremap (no copy). */
     lab_chunk_t *c = NULL, **best = NULL, **below = NULL;
+    bool growing = gfp & LAB_GFP_GROWING;
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next) {
         lab_chunk_t *e = *pp;
         if (e->base & (align - 1))
             continue;
         if (e->size >= size) {
-            if (!best || e->size < (*best)->size)
+            /* best fit; for a growing block the largest it may take whole (room to grow, and
+             * populated: often the mapping the same buffer had last time) */
+            if (!best) {
                 best = pp;
+            } else if (growing && huge_grow_fits(e, size)) {
+                if (!huge_grow_fits(*best, size) || e->size > (*best)->size)
+                    best = pp;
+            } else if ((!growing || !huge_grow_fits(*best, size)) && e->size < (*best)->size) {
+                best = pp;
+            }
         } else if (!below || e->size > (*below)->size) {
             below = pp;
         }
@@ -1317,8 +1335,11 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         pool->huge_cache_bytes -= c->size;
     }
     lab_unlock(&pool->huge_lock);
-    if (c && (c->size < size || c->size - size > size / 4) && !lab_pool_resize_huge(pool, c, size) &&
-        c->size < size) {
+    /* Cut down one much larger, unless the block is growing: cutting unmaps populated pages the
+     * growth would fault in again (realloc growth to 1 MiB in 1 KiB steps, each round taking the
+     * last round's mapping back: 224 page faults a round, about 4 us per realloc) */
+    bool cut = c && c->size >= size && (growing ? !huge_grow_fits(c, size) : c->size - size > size / 4);
+    if (c && (c->size < size || cut) && !lab_pool_resize_huge(pool, c, size) && c->size < size) {
         huge_unmap(pool, c);
         c = NULL;
     }
@@ -1366,6 +1387,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         lab_add_relaxed(&pool->huge_mappings, 1);
     }
     c->next = c->prev = NULL;
+    c->asked = bytes;
     lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
     c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
     if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)

@@ -54,6 +54,8 @@ typedef struct lab_chunk {
     uint32_t kind;
     uint32_t zone;
     size_t size;                /* mapped bytes (NORMAL: 2 MiB; HUGE: the mapping's length) */
+    size_t asked;               /* HUGE: the bytes last asked for (realloc tells growth from a
+                                   shrink by it: the mapping may be larger) */
     struct lab_chunk *next, *prev;
     uint32_t store_pages;       /* pages of this chunk in the store */
     uint32_t thp;               /* 1: advised MADV_HUGEPAGE (LAB_POOL_HUGE), until a purge */
@@ -205,6 +207,10 @@ lab_internal void  lab_pool_free_run(lab_pool_t *pool, lab_page_t *d);
 lab_internal void  lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages);
 /* Grow a used run in place if the pages after it are free in the store; true on success. */
 lab_internal bool  lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages);
+/* lab_pool_alloc_huge for a block that is growing (realloc): a cached mapping larger than asked
+ * is taken whole, not cut down, so that its populated pages serve the growth to come. Internal:
+ * the page API refuses gfp bits beyond its three. */
+#define LAB_GFP_GROWING (1u << 16)
 /* A dedicated mapping of at least `bytes` (page rounded); its chunk's page[0] is the descriptor. */
 lab_internal void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp,
                                       lab_chunk_t **out); /* align: power of two >= 2 MiB */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -348,6 +349,55 @@ static void test_realloc_neighbours(void **state)
         assert_pattern(p[i], sz[i], i + 6 * N);
         lab_free(p[i]);
     }
+}
+
+/* A buffer grown from 16 bytes to 4 MiB in 4 KiB steps, then freed, round after round (the
+ * micro suite's realloc_grow): past 128 KiB it moves to a mapping of its own, which goes to the
+ * huge cache when freed; the next round's move takes that mapping back whole (its pages are
+ * populated) and grows inside it. Cutting it down to the size asked at the move unmapped the
+ * pages, and every round faulted the whole 4 MiB in again (about 1000 page faults a round, now a
+ * few). Contents are checked at every step. Then a shrink far below the mapping still gives the
+ * memory back. */
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+static void test_realloc_growth_rounds_keep_pages(void **state)
+{
+    (void)state;
+    const size_t max = 4 * MiB, step = 4 * KiB;
+    long faults[3];
+    uint8_t *p = NULL;
+    for (int round = 0; round < 3; round++) {
+        long f0 = minor_faults();
+        p = NULL;
+        size_t have = 0;
+        for (size_t n = 16; n <= max; n += step) {
+            uint8_t *q = lab_realloc(p, n);
+            assert_non_null(q);
+            if (have)
+                assert_int_equal(q[have - 1], (uint8_t)(have * 7 + (size_t)round));
+            q[n - 1] = (uint8_t)(n * 7 + (size_t)round);
+            p = q;
+            have = n;
+        }
+        if (round < 2)
+            lab_free(p);
+        faults[round] = minor_faults() - f0;
+    }
+    print_message("page faults per round: %ld, %ld, %ld\n", faults[0], faults[1], faults[2]);
+    assert_true(faults[1] < 128 && faults[2] < 128);
+    /* the last round's block, 4 MiB and more: shrunk to 200 KiB, its mapping follows */
+    assert_true(lab_usable_size(p) >= max);
+    uint8_t *q = lab_realloc(p, 200 * KiB);
+    assert_non_null(q);
+    size_t n0 = 16 + (200 * KiB - 16) / step * step; /* the last step at or below 200 KiB */
+    assert_int_equal(q[n0 - 1], (uint8_t)(n0 * 7 + 2));
+    assert_true(lab_usable_size(q) < 1 * MiB);
+    lab_free(q);
 }
 
 /* String builders, as in the strbuild workload: 48 strings, 1..40 bytes appended to a random
@@ -1743,6 +1793,7 @@ int main(void)
         cmocka_unit_test(test_realloc_boundaries),
         cmocka_unit_test(test_realloc_neighbours),
         cmocka_unit_test(test_realloc_growth_lean),
+        cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
         cmocka_unit_test(test_aligned_every_power),
         cmocka_unit_test(test_owns_foreign),
         cmocka_unit_test(test_realloc_foreign),
