@@ -272,6 +272,23 @@ void *lab_malloc_aligned(size_t align, size_t n)
     return alloc_large(n, align, LAB_GFP_DEFAULT);
 }
 
+/* The span of a when a is the start of a block carved from a span in the fast map's region:
+ * one lookup and the tests lab_free_other makes (a run's descriptor, so the 32-bit offset is
+ * exact). NULL sends the caller to the page map, which sorts out everything else. */
+lab_inline lab_span_t *span_block(uintptr_t a)
+{
+    uintptr_t off;
+    if (lab_unlikely(!lab_fmap_in(a, &off)))
+        return NULL;
+    lab_span_t *s = (lab_span_t *)lab_fmap_at(off);
+    uint32_t o = (uint32_t)a - s->base_lo;
+    /* relaxed: the owner may be carving more; a block handed out is below any value read */
+    if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && lab_offset_ok_div32(o, s->div) &&
+        o < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size)
+        return s;
+    return NULL;
+}
+
 /* Usable size of a live block (checked), its descriptor in *dp. */
 static size_t block_usable(lab_chunk_t *c, lab_page_t *d)
 {
@@ -288,6 +305,9 @@ static size_t block_usable(lab_chunk_t *c, lab_page_t *d)
 size_t lab_usable_size(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
+    lab_span_t *s = span_block(a);
+    if (lab_likely(s != NULL))
+        return s->block_size;
     lab_chunk_t *c = lab_pagemap_lookup(a);
     if (!p || !lab_chunk_is_ours(c))
         return 0;
@@ -326,7 +346,22 @@ bool lab_owns(const void *p)
 #define LAB_REALLOC_MAP_MIN  ((size_t)128 << 10)
 #define LAB_REALLOC_MAPS_MAX 4096u
 
+static lab_noinline void *realloc_slow(void *p, size_t n);
+
+/* A small block that keeps its class: no frame, no call (a realloc that changes nothing
+ * measurable is common: strings and vectors grown in small steps). n - 1 < usable: not 0. */
 void *lab_realloc(void *p, size_t n)
+{
+    lab_span_t *s = span_block((uintptr_t)p);
+    if (lab_likely(s != NULL)) {
+        size_t usable = s->block_size;
+        if (n - 1 < usable && (n > usable / 2 || usable <= 64))
+            return p;
+    }
+    return realloc_slow(p, n);
+}
+
+static void *realloc_slow(void *p, size_t n)
 {
     if (!p)
         return lab_malloc(n);
@@ -335,13 +370,22 @@ void *lab_realloc(void *p, size_t n)
         return NULL;
     }
     uintptr_t a = (uintptr_t)p;
+    size_t usable;
+    /* a small block: one lookup in the fast map, as free makes */
+    lab_span_t *s = span_block(a);
+    if (lab_likely(s != NULL)) {
+        usable = s->block_size;
+        if (n <= usable && (n > usable / 2 || usable <= 64))
+            return p;
+        goto move;
+    }
     lab_chunk_t *c = lab_pagemap_lookup(a);
     if (!lab_chunk_is_ours(c)) {
         errno = EINVAL; /* not ours: leave it untouched */
         return NULL;
     }
     lab_page_t *d = block_desc(c, a, "realloc");
-    size_t usable = block_usable(c, d);
+    usable = block_usable(c, d);
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
     case LAB_PAGE_HUGE:
@@ -395,6 +439,7 @@ void *lab_realloc(void *p, size_t n)
             return p;
         break;
     }
+move:;
     void *q = n <= LAB_SMALL_MAX ? lab_malloc(n) : alloc_large(n, 0, LAB_GFP_DEFAULT);
     if (!q)
         return NULL;
