@@ -263,11 +263,16 @@ void *lab_malloc_aligned(size_t align, size_t n)
 {
     if (align <= 16)
         return lab_malloc(n);
-    if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE) {
-        /* a block of a class whose size is a multiple of align is aligned (spans are) */
-        for (unsigned cls = lab_size_class(lab_max(n, align)); cls < LAB_NR_CLASSES; cls++)
-            if (lab_class_size(cls) % align == 0)
-                return alloc_class(cls);
+    /* a block of a class whose size is a multiple of align is aligned (spans are). The class
+     * of m, n rounded up to align, is the first such: m is a class size, or its doubling's
+     * class step is itself a multiple of align (classes: 16-byte steps to 128 B, then four per
+     * doubling; align a power of two) */
+    if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE) { /* m cannot wrap */
+        size_t m = (lab_max(n, align) + align - 1) & ~(align - 1);
+        if (m <= LAB_DIRECT_MAX)
+            return lab_malloc(m); /* m's direct slot: its class's span or reuse list */
+        if (m <= LAB_SMALL_MAX)
+            return alloc_class(lab_size_class(m));
     }
     return alloc_large(n, align, LAB_GFP_DEFAULT);
 }

@@ -514,6 +514,33 @@ static void test_aligned_every_power(void **state)
     lab_free(a);
 }
 
+/* An aligned small block comes from the smallest class whose size is a multiple of the
+ * alignment and holds n (lab_malloc_aligned computes that class without a search: checked here
+ * against the search, for every alignment 32 B .. 4 KiB and sizes in 8-byte steps). */
+static void test_aligned_tightest_class(void **state)
+{
+    (void)state;
+    for (size_t align = 32; align <= 4096; align <<= 1) {
+        for (size_t n = 1; n <= LAB_SMALL_MAX; n += n < 2048 ? 8 : 120) {
+            size_t want = 0;
+            for (unsigned c = lab_size_class(n > align ? n : align); c < LAB_NR_CLASSES; c++)
+                if (lab_class_size(c) % align == 0) {
+                    want = lab_class_size(c);
+                    break;
+                }
+            void *p = lab_malloc_aligned(align, n);
+            assert_non_null(p);
+            size_t got = lab_usable_size(p);
+            if (((uintptr_t)p & (align - 1)) || (want && got != want) || got < n) {
+                print_error("lab_malloc_aligned(%zu, %zu) = %p, %zu usable; the search gives %zu\n", align,
+                            n, p, got, want);
+                fail();
+            }
+            lab_free(p);
+        }
+    }
+}
+
 /* ---- foreign pointers ---- */
 
 static char static_buf[4096];
@@ -1809,6 +1836,7 @@ int main(void)
         cmocka_unit_test(test_realloc_growth_lean),
         cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
         cmocka_unit_test(test_aligned_every_power),
+        cmocka_unit_test(test_aligned_tightest_class),
         cmocka_unit_test(test_owns_foreign),
         cmocka_unit_test(test_realloc_foreign),
         cmocka_unit_test(test_free_foreign_ignored),
