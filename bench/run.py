@@ -197,6 +197,10 @@ def workloads(build, size, tmp):
             subprocess.run([sys.executable, os.path.join(HERE, "workloads", "gen_c.py"), str(funcs)], stdout=f,
                            check=True)
     out.append(("gcc", "real", lambda alloc: ["gcc", "-O1", "-c", src, "-o", os.path.join(tmp, f"gcc-{alloc}.o")]))
+    # process start-up: short programs started one after another, as a test suite runs them
+    rounds = {"full": 40, "quick": 10, "tiny": 2}[size]
+    spawn = ["sh", os.path.join(HERE, "workloads", "spawn.sh"), str(rounds)]
+    out.append(("spawn", "real", lambda alloc: spawn))
     return out
 
 
