@@ -308,7 +308,8 @@ lab_internal void lab_arena_fork_child(void);
 /* Signal heaps. A signal handler that interrupted the allocator must not touch the thread's own
  * heap (its lists may be half-changed): the handler runs on a signal heap instead, whose refills
  * are LAB_GFP_ATOMIC (no lock waited on, no system call) and whose frees of other heaps' blocks
- * go on remote lists. lab_sig_reserve (never from a handler) makes n of them ready;
+ * go on remote lists. lab_sig_reserve (never from a handler) asks for n of them: as many are
+ * made ready as there are thread heaps plus two, up to n, more as threads come;
  * lab_sig_enter switches the calling thread to a free one (or to a heap that always fails when
  * none is free) and returns the heap to restore; lab_sig_exit restores it. Lock-free. */
 lab_internal void lab_sig_reserve(unsigned n);

@@ -68,6 +68,49 @@ static size_t rss_bytes(void)
     return rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* ---- signal heaps follow the threads ----
+ * Installing a handler asks for signal heaps (the preload's sigaction: 16); as many are made as
+ * there are thread heaps plus two, and more as threads come (each is 5 KiB of metadata, touched
+ * at start). First in the list, while the process has few heaps. */
+
+static pthread_barrier_t sh_barrier;
+
+static void *sh_worker(void *arg)
+{
+    (void)arg;
+    void *p = lab_malloc(64); /* a heap: new, unless an abandoned one is adopted */
+    pthread_barrier_wait(&sh_barrier);
+    pthread_barrier_wait(&sh_barrier); /* all alive until the count is checked */
+    lab_free(p);
+    return NULL;
+}
+
+static void test_signal_heaps_follow_threads(void **state)
+{
+    (void)state;
+    lab_free(lab_malloc(64));
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    assert_int_equal(st.signal_heaps, 0); /* none before a handler asks */
+    lab_sig_reserve(16);
+    lab_alloc_stats(&st);
+    size_t heaps0 = st.heaps;
+    assert_int_equal(st.signal_heaps, heaps0 + 2 < 16 ? heaps0 + 2 : 16);
+    enum { T = 6 };
+    pthread_t t[T];
+    pthread_barrier_init(&sh_barrier, NULL, T + 1);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, sh_worker, NULL), 0);
+    pthread_barrier_wait(&sh_barrier);
+    lab_alloc_stats(&st);
+    assert_int_equal(st.heaps, heaps0 + T); /* first test: no heap abandoned yet to adopt */
+    assert_int_equal(st.signal_heaps, st.heaps + 2 < 16 ? st.heaps + 2 : 16);
+    pthread_barrier_wait(&sh_barrier);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&sh_barrier);
+}
+
 /* ---- sizes, contents, usable size ---- */
 
 /* Every size 1 B .. 32 KiB (every class, and every size inside it), four live at once so that
@@ -1825,6 +1868,7 @@ int main(void)
     const char *q = getenv("LAB_TEST_QUICK");
     quick = q && *q && *q != '0';
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signal_heaps_follow_threads),
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
         cmocka_unit_test(test_full_span_waits),
