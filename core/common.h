@@ -15,6 +15,10 @@
 #define lab_inline      static inline __attribute__((always_inline))
 #define lab_internal    __attribute__((visibility("hidden")))
 #define lab_aligned(n)  __attribute__((aligned(n)))
+/* Large zero-filled tables go to .lbss, which follows .bss: the small variables a process start
+ * writes then share a page or two instead of being strewn between the tables, each on a page
+ * of its own (three page faults more at every start, at about 10 us each on these VMs). */
+#define lab_big_bss     __attribute__((section(".lbss")))
 
 #define LAB_CACHE_LINE   64
 #define LAB_CHUNK_SHIFT  21

@@ -115,8 +115,8 @@ void lab_meta_free(void *p, size_t size)
 /* All zero, in .bss, never written: its head[] entries (0) lead to its own first 64 bytes, which
  * read as a descriptor of no state and no owner, as a chunk's sentinel does. Filled with
  * LAB_HEAD_NONE it was 33 KiB of initialised data, mapped from the file into every process. */
-lab_chunk_t lab_chunk_foreign lab_aligned(64);
-lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS];
+lab_chunk_t lab_chunk_foreign lab_aligned(64) lab_big_bss;
+lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS] lab_big_bss;
 
 /* Point the slots of [base, base+len) at c (NULL: give them back, foreign again). */
 static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
@@ -153,7 +153,7 @@ lab_fmap_t lab_fmap;
 static size_t fmap_want = (size_t)64 << 30;     /* bytes to reserve (0: no region) */
 static int fmap_state;                           /* 0 not tried, 1 being set up, 2 done */
 #define FMAP_MAX_SLOTS (((size_t)1 << 40) >> LAB_CHUNK_SHIFT)
-static uint64_t fmap_used[FMAP_MAX_SLOTS / 64];  /* bit per slot: committed (slot 0 always) */
+static uint64_t fmap_used[FMAP_MAX_SLOTS / 64] lab_big_bss;  /* bit per slot: committed (slot 0 always) */
 static size_t fmap_slots, fmap_hint;
 
 void lab_pool_set_reserve(size_t bytes)

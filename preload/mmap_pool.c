@@ -63,10 +63,10 @@ static unsigned mm_delay_ms = 1000;
 static size_t mm_meta_bytes;
 
 /* chunk number -> chunk: L1 per 32 GiB, L2 tables mapped on demand and never freed */
-static mm_chunk_t **mm_l1[MM_L1_SIZE];
+static mm_chunk_t **mm_l1[MM_L1_SIZE] lab_big_bss;
 static uintptr_t mm_lo = UINTPTR_MAX, mm_hi; /* bounds of every chunk ever made (quick rejection) */
 
-static mm_node_t mm_bin[2][MM_NBINS];   /* [LAB_MM_FRESH / LAB_MM_CACHED][bin] list heads */
+static mm_node_t mm_bin[2][MM_NBINS] lab_big_bss;   /* [LAB_MM_FRESH / LAB_MM_CACHED][bin] list heads */
 static uint64_t mm_bits[2][MM_WORDS];   /* non-empty bins */
 static mm_node_t mm_lru;                /* lnext: the newest cached run; lprev: the oldest */
 static size_t mm_cached_pages, mm_free_chunks;

@@ -347,7 +347,7 @@ static void warn2(const char *a, const char *b)
 }
 
 /* LABYRINTH_STATS_FILE's value, copied: the program may change its environment. */
-static char stats_file[4096];
+static char stats_file[4096] lab_big_bss;
 
 static bool parse_value(enum lab_option_kind kind, const char *v, unsigned long *out)
 {
