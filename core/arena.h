@@ -94,8 +94,9 @@ struct lab_heap;
 /* A span overlays the pool's descriptors of its first two pages (2 x 64 bytes; every span has at
  * least 8 pages, and the pool reads nothing of the second page's but its header while the run is
  * used, which the span leaves alone). The first holds what other threads read to free a block
- * (owner, geometry), written only when the span changes hands or lists; the second the owner's
- * free list and count, written by every local malloc and free. On one cache line the two would
+ * (owner, geometry), written when the span is made, as it is carved (a page of blocks at a time)
+ * and by the rare remote-list CAS; the second the owner's free list and count, written by every
+ * local malloc and free, and its list links. On one cache line the two would
  * bounce between cores whenever other threads free blocks of the span while its owner allocates
  * (perf on `wl ring`: most of free()'s samples sat on the load of `heap`). `heap` sits where the
  * pool keeps `owner`, so runs the pool owns never match a heap. */
@@ -108,8 +109,7 @@ typedef struct lab_span {
                                     in use: lab_div32_of(block size), the free fast path's test */
         };
     };
-    struct lab_span *next;      /* class list; inbox link while full */
-    struct lab_span *prev;
+    uint64_t unused0[2];
     uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
     struct lab_heap *heap;      /* owner, never changes while the span lives */
     uint32_t base_lo;           /* the low 32 bits of the span's address (the free path's check) */
@@ -117,18 +117,23 @@ typedef struct lab_span {
     uint16_t carved;            /* blocks carved from the span so far (the rest untouched) */
     uint16_t capacity;          /* blocks in the span */
     uint8_t cls;
-    uint8_t flags;
-    uint32_t unused0;
-    uint64_t unused1;
-    /* ---- the second page's descriptor: the owner's alone ---- */
+    uint8_t unused1[5];
+    uint64_t unused2;
+    /* ---- the second page's descriptor: the owner's (and the list links' writers') ---- */
     lab_page_hdr_t h1;          /* the pool's: never written here */
     lab_block_t *free;          /* owner-only free list */
     union {
         uint32_t usedf;         /* blocks out (owner's count) | LAB_SPAN_FULL */
         int32_t used;           /* the same, read signed: <= 0 when empty or full */
     };
-    uint32_t unused2;
-    uint64_t unused3[5];
+    uint8_t flags;
+    uint8_t unused3[3];
+    /* here, not beside `heap`: the owner relinks its lists whenever a span fills or comes back,
+     * and on the first line every relink took the line from the cores freeing into the span
+     * and its neighbours */
+    struct lab_span *next;      /* class list; inbox link while full (written by the pusher) */
+    struct lab_span *prev;
+    uint64_t unused4[3];
 } lab_span_t;
 _Static_assert(sizeof(lab_span_t) == 2 * sizeof(lab_page_t), "a span is two page descriptors");
 _Static_assert(__builtin_offsetof(lab_span_t, div) == __builtin_offsetof(lab_page_hdr_t, npages),
@@ -137,6 +142,7 @@ _Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_pa
                "heap overlays owner");
 _Static_assert(__builtin_offsetof(lab_span_t, h1) == sizeof(lab_page_t), "h1 is the second header");
 _Static_assert(__builtin_offsetof(lab_span_t, free) >= 64 && __builtin_offsetof(lab_span_t, usedf) >= 64 &&
+                   __builtin_offsetof(lab_span_t, next) >= 64 && __builtin_offsetof(lab_span_t, flags) >= 64 &&
                    __builtin_offsetof(lab_span_t, carved) < 64 && __builtin_offsetof(lab_span_t, cls) < 64,
                "what other threads read and what the owner writes on every call: two cache lines");
 
