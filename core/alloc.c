@@ -351,22 +351,24 @@ bool lab_owns(const void *p)
 #define LAB_REALLOC_MAP_MIN  ((size_t)128 << 10)
 #define LAB_REALLOC_MAPS_MAX 4096u
 
-static lab_noinline void *realloc_slow(void *p, size_t n);
+/* A small block of `usable` bytes can hold n where it is: n fits and would not leave more than
+ * half of it idle (a block of 64 bytes or less always stays). */
+lab_inline bool small_stays(size_t n, size_t usable) { return n <= usable && (n > usable / 2 || usable <= 64); }
+
+static lab_noinline void *realloc_slow(void *p, size_t n, lab_span_t *s);
 
 /* A small block that keeps its class: no frame, no call (a realloc that changes nothing
- * measurable is common: strings and vectors grown in small steps). n - 1 < usable: not 0. */
+ * measurable is common: strings and vectors grown in small steps). n == 0 frees: slow path. */
 void *lab_realloc(void *p, size_t n)
 {
     lab_span_t *s = span_block((uintptr_t)p);
-    if (lab_likely(s != NULL)) {
-        size_t usable = s->block_size;
-        if (n - 1 < usable && (n > usable / 2 || usable <= 64))
-            return p;
-    }
-    return realloc_slow(p, n);
+    if (lab_likely(s != NULL) && n != 0 && small_stays(n, s->block_size))
+        return p;
+    return realloc_slow(p, n, s);
 }
 
-static void *realloc_slow(void *p, size_t n)
+/* s: p's span when lab_realloc's lookup found one (the block then moves), else NULL. */
+static void *realloc_slow(void *p, size_t n, lab_span_t *s)
 {
     if (!p)
         return lab_malloc(n);
@@ -376,12 +378,8 @@ static void *realloc_slow(void *p, size_t n)
     }
     uintptr_t a = (uintptr_t)p;
     size_t usable;
-    /* a small block: one lookup in the fast map, as free makes */
-    lab_span_t *s = span_block(a);
-    if (lab_likely(s != NULL)) {
+    if (s) { /* a small block that does not stay where it is */
         usable = s->block_size;
-        if (n <= usable && (n > usable / 2 || usable <= 64))
-            return p;
         goto move;
     }
     lab_chunk_t *c = lab_pagemap_lookup(a);
@@ -440,7 +438,7 @@ static void *realloc_slow(void *p, size_t n)
         }
         break;
     default:
-        if (n <= usable && (n > usable / 2 || usable <= 64))
+        if (small_stays(n, usable))
             return p;
         break;
     }
