@@ -433,23 +433,46 @@ static void banner(void)
 /* ------------------------------------------------------------------------------------------
  * start-up, fork, exit */
 
+/* fork: the handlers take every lock of the arena and the pool, so that the child copies no
+ * bookkeeping half done, and reset them in the child. That is only needed when another thread
+ * may be inside the allocator. In a process that has never made a second thread (glibc's
+ * __libc_single_threaded; a child after fork is one again) no other thread exists, and none can
+ * start while this one is in fork(), so nothing is locked at all: every lock is a write, and
+ * after fork() each written page costs a copy-on-write fault in the parent and another in the
+ * child (about 12 us each on these VMs; five pages here, so a shell paid some 120 us a command,
+ * bench: spawn). A fork from a signal handler that interrupted this thread inside the
+ * allocator (lab_locks_held) keeps the full path, as before. fork_locked is per thread: two
+ * threads may fork at once (then neither is single-threaded). */
+extern char __libc_single_threaded __attribute__((weak));
+static __thread char fork_locked;
+
 static void fork_prepare(void)
 {
-    lab_mmap_fork_prepare();
+    fork_locked = !&__libc_single_threaded || !__libc_single_threaded || lab_locks_held != 0;
+    lab_mmap_fork_prepare(); /* the mmap pool's lock, if the interposer is on: always */
+    if (!fork_locked)
+        return;
     lab_arena_fork_prepare();
     lab_pool_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-    lab_pool_fork_parent();
-    lab_arena_fork_parent();
+    if (fork_locked) {
+        lab_pool_fork_parent();
+        lab_arena_fork_parent();
+    }
     lab_mmap_fork_parent();
 }
 
 static void fork_child(void)
 {
     lab_mmap_fork_child(); /* first: the pool's handler then zeroes lab_locks_held */
+    if (!fork_locked) {
+        if (lab_locks_held) /* the mmap pool's lock alone (none was held before prepare) */
+            lab_locks_held = 0;
+        return;
+    }
     lab_pool_fork_child();
     lab_arena_fork_child();
 }
