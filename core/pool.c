@@ -316,6 +316,9 @@ struct lab_pool {
     bool is_default;
     size_t reserve, low, high, max;
     unsigned delay_ms;
+    /* here, not last: set up with the rest of this line, so that a process's first allocation
+       does not touch the struct's third page (the zones' bins fill the second) */
+    lab_pool_t *next_pool;
     lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
     size_t mapped_pages;
     uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; a freed run is
@@ -332,7 +335,6 @@ struct lab_pool {
     lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
     size_t huge_cache_bytes;
     size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
-    lab_pool_t *next_pool;
 };
 
 static lab_lock_t pools_lock = LAB_LOCK_INIT;
