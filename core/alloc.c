@@ -82,6 +82,102 @@ void lab_deferred_run(void)
     }
 }
 
+/* ---- the nursery ----
+ * A short process touches a page for every size class it uses (its span's first page), where
+ * glibc packs its few hundred blocks into a few pages; at 10 to 15 us a fault on these VMs, that
+ * was the largest part of what Labyrinth added to a process start (git --version: 20 of its 40
+ * faults more than glibc; bench: spawn). So a heap's first LAB_NURSERY_PER_CLASS blocks of each
+ * class up to 1 KiB come from one run shared by all classes (64 per class: with 8, most classes
+ * of gcc, git or perl outgrew it and faulted in a span page anyway; 64 saves 15 to 20 faults a
+ * process), bump-allocated, each block behind a 16-byte header: its size, and a tag that mixes
+ * the free key with its address (live, or inverted once freed). Nothing is reused inside it: the
+ * run goes back to the pool once it is closed (full, at malloc_trim, or when its thread ends)
+ * and its last block is freed, which one atomic word tells (blocks out, and CLOSED). At most
+ * 64 KiB a heap stays pinned that way while one of its blocks lives. Its state is NURSERY, so
+ * no span fast path matches its blocks: frees, reallocs and size queries find it through the page
+ * map (lab_free_slow, block_desc). A heap has one nursery in its life; signal heaps and secure
+ * mode none. */
+#define NURSERY_SALT      0x6e75727365727921ull
+
+static uint64_t nursery_frees_heapless; /* frees by threads without a live heap (atomic) */
+int lab_nursery_on = 1;                 /* LABYRINTH_NURSERY */
+
+lab_inline uint64_t nursery_tag(uintptr_t p) { return lab_load_relaxed(&lab_free_key) ^ p ^ NURSERY_SALT; }
+
+
+/* A block of n bytes (n <= 1 KiB) from the calling thread's nursery, or NULL: the ordinary
+ * path then serves it (errno untouched). */
+static lab_noinline void *nursery_alloc(size_t n)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (!lab_load_relaxed(&lab_nursery_on) || lab_load_relaxed(&lab_secure) || h->gfp || h->state == LAB_HEAP_NONE)
+        return NULL;
+    int e = errno;
+    if (h->state != LAB_HEAP_LIVE && !(h = lab_heap_get_slow())) {
+        errno = e;
+        return NULL;
+    }
+    unsigned cls = lab_size_class(n);
+    lab_page_t *d = h->nursery;
+    if (h->nursery_n[cls] >= LAB_NURSERY_PER_CLASS || (!d && h->nursery_used))
+        return NULL;
+    h->in_slow = 1;
+    if (!d) {
+        h->nursery_used = 1;
+        if (!lab_pool_alloc_order(h->pool, LAB_NURSERY_ORDER, LAB_GFP_DEFAULT, LAB_PAGE_NURSERY, &d)) {
+            h->in_slow = 0;
+            errno = e;
+            return NULL;
+        }
+        uintptr_t base = lab_desc_addr(d);
+        d->above[0] = base; /* the next block's header */
+        d->above[1] = base + ((uintptr_t)LAB_PAGE_SIZE << LAB_NURSERY_ORDER);
+        d->above[2] = 0;
+        h->nursery = d;
+    }
+    size_t sz = n ? (n + 15) & ~(size_t)15 : 16;
+    uintptr_t b = d->above[0];
+    if (16 + sz > d->above[1] - b) {
+        lab_nursery_close(h);
+        h->in_slow = 0;
+        return NULL;
+    }
+    __atomic_fetch_add(&d->above[2], 1, __ATOMIC_RELAXED);
+    ((uint64_t *)b)[0] = sz;
+    ((uint64_t *)b)[1] = nursery_tag(b + 16);
+    /* relaxed store: other threads' checks read it (nursery_state) */
+    lab_store_relaxed(&d->above[0], b + 16 + sz);
+    h->nursery_n[cls]++;
+    h->st.mallocs++;
+    h->in_slow = 0;
+    return (void *)(b + 16);
+}
+
+/* What a is in nursery run d: 1 a live block, 2 a freed one, 0 not a block start. */
+static int nursery_state(lab_page_t *d, uintptr_t a)
+{
+    /* relaxed: the owner may be allocating; a block handed out is below any value read */
+    if ((a & 15) || a < lab_desc_addr(d) + 16 || a >= lab_load_relaxed(&d->above[0]))
+        return 0;
+    uint64_t t = lab_load_relaxed(&((uint64_t *)a)[-1]), want = nursery_tag(a);
+    return t == want ? 1 : t == ~want ? 2 : 0;
+}
+
+static void nursery_free(lab_page_t *d, uintptr_t a)
+{
+    uint64_t want = nursery_tag(a);
+    /* one winner when two threads free the block at once: the other sees it freed */
+    if (!__atomic_compare_exchange_n(&((uint64_t *)a)[-1], &want, ~want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        lab_fatal("double free of", (void *)a);
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state == LAB_HEAP_LIVE)
+        h->st.frees++;
+    else
+        lab_add_relaxed(&nursery_frees_heapless, 1);
+    if (__atomic_fetch_sub(&d->above[2], 1, __ATOMIC_ACQ_REL) == (LAB_NURSERY_CLOSED | 1))
+        lab_nursery_release(d);
+}
+
 /* A dry reuse list: the direct slots go back to the class's span. Apart, like malloc_deferred
  * below, so that lab_malloc_slow makes no call but tail calls (no registers to save on the way
  * to a class span). */
@@ -99,6 +195,12 @@ lab_inline void *malloc_slow(size_t n)
         lab_span_t *d = h->direct[(n + 15) >> 4];
         if (d->flags & LAB_SPAN_REUSE)
             return malloc_reuse_off(h, d->cls);
+        /* no span for the class yet (or a thread's first call: no heap yet) */
+        if (d == &lab_span_empty) {
+            void *p = nursery_alloc(n);
+            if (p)
+                return p;
+        }
     }
     if (n <= LAB_SMALL_MAX)
         return alloc_class(lab_size_class(n));
@@ -159,6 +261,14 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
         if (a != base)
             lab_fatal("invalid free (not the start of a block):", (void *)a);
         return d;
+    case LAB_PAGE_NURSERY: {
+        int st = nursery_state(d, a);
+        if (st == 2)
+            lab_fatal("double free of", (void *)a);
+        if (st == 0)
+            lab_fatal("invalid free (not the start of a block):", (void *)a);
+        return d;
+    }
     case LAB_PAGE_USER:
         lab_fatal("free() of pages from labyrinth_alloc_pages:", (void *)a);
     default:
@@ -226,6 +336,9 @@ void lab_free_slow(void *p)
     case LAB_PAGE_HUGE:
         lab_pool_free_huge(c->pool, c);
         return;
+    case LAB_PAGE_NURSERY:
+        nursery_free(d, a);
+        return;
     case LAB_PAGE_LARGE:
         free_large(d);
         return;
@@ -269,8 +382,11 @@ void *lab_malloc_aligned(size_t align, size_t n)
      * doubling; align a power of two) */
     if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE) { /* m cannot wrap */
         size_t m = (lab_max(n, align) + align - 1) & ~(align - 1);
-        if (m <= LAB_DIRECT_MAX)
-            return lab_malloc(m); /* m's direct slot: its class's span or reuse list */
+        /* m's direct slot: its class's span or reuse list (not lab_malloc: a nursery block is
+         * 16-byte aligned only) */
+        void *p = m <= LAB_DIRECT_MAX ? lab_malloc_fast(m) : NULL;
+        if (p)
+            return p;
         if (m <= LAB_SMALL_MAX)
             return alloc_class(lab_size_class(m));
     }
@@ -295,11 +411,13 @@ lab_inline lab_span_t *span_block(uintptr_t a)
 }
 
 /* Usable size of a live block (checked), its descriptor in *dp. */
-static size_t block_usable(lab_chunk_t *c, lab_page_t *d)
+static size_t block_usable(lab_chunk_t *c, lab_page_t *d, uintptr_t a)
 {
     switch (d->h.state) {
     case LAB_PAGE_HUGE:
         return c->size;
+    case LAB_PAGE_NURSERY:
+        return (size_t)((const uint64_t *)a)[-2]; /* its header */
     case LAB_PAGE_LARGE:
         return (size_t)d->h.npages << LAB_PAGE_SHIFT;
     default:
@@ -318,7 +436,7 @@ size_t lab_usable_size(const void *p)
         return 0;
     if (!lab_owns(p))
         return 0;
-    return block_usable(c, c->kind == LAB_CHUNK_HUGE ? &c->page[0] : lab_chunk_desc(c, a));
+    return block_usable(c, c->kind == LAB_CHUNK_HUGE ? &c->page[0] : lab_chunk_desc(c, a), a);
 }
 
 bool lab_owns(const void *p)
@@ -333,6 +451,8 @@ bool lab_owns(const void *p)
     uintptr_t base = lab_desc_addr(d);
     if (d->h.state == LAB_PAGE_LARGE)
         return a == base;
+    if (d->h.state == LAB_PAGE_NURSERY)
+        return nursery_state(d, a) == 1;
     if (d->h.state == LAB_PAGE_SPAN) {
         lab_span_t *s = (lab_span_t *)d;
         /* relaxed: the owner may be carving more; a block handed out is below any value read */
@@ -388,7 +508,7 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         return NULL;
     }
     lab_page_t *d = block_desc(c, a, "realloc");
-    usable = block_usable(c, d);
+    usable = block_usable(c, d, a);
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
     case LAB_PAGE_HUGE:
@@ -453,6 +573,10 @@ move:;
 
 size_t lab_trim(void)
 {
+    /* the calling thread's nursery serves no more: its run goes back once its blocks are freed
+     * (now, if they are) */
+    if (lab_tls_heap->state == LAB_HEAP_LIVE)
+        lab_nursery_close(lab_tls_heap);
     lab_heap_collect(); /* sends this thread's open messages too */
     lab_arena_reclaim();
     lab_arena_return_idle();
@@ -468,6 +592,7 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
     out->idle_returns = lab_arena_idle_returns();
     out->kept_bytes = lab_arena_kept_bytes();
     out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
+    out->heap.frees += lab_load_relaxed(&nursery_frees_heapless);
     lab_pool_t *pool = lab_pool_default();
     if (pool)
         lab_pool_counters(pool, &out->pool);

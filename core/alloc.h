@@ -85,6 +85,9 @@ lab_inline void lab_free(void *p)
     return lab_free_slow(p);
 }
 
+/* 0: no nursery (LABYRINTH_NURSERY; alloc.c): every small block from its class's span. */
+lab_internal extern int lab_nursery_on;
+
 /* The rest of the family, with glibc's contracts (errno set on failure). */
 lab_internal void *lab_calloc(size_t n, size_t size);
 lab_internal void *lab_realloc(void *p, size_t n);

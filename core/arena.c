@@ -1083,11 +1083,25 @@ void lab_heap_collect(void)
         heap_tidy(h);
 }
 
+void lab_nursery_release(lab_page_t *d) { lab_pool_free_order(lab_desc_chunk(d)->pool, d, LAB_NURSERY_ORDER); }
+
+void lab_nursery_close(lab_heap_t *h)
+{
+    lab_page_t *d = h->nursery;
+    if (!d)
+        return;
+    h->nursery = NULL;
+    /* acq_rel: the frees' decrements and our last writes order with the release */
+    if (__atomic_fetch_or(&d->above[2], LAB_NURSERY_CLOSED, __ATOMIC_ACQ_REL) == 0)
+        lab_nursery_release(d);
+}
+
 void lab_heap_thread_exit(void)
 {
     lab_heap_t *h = lab_tls_heap;
     if (h->state == LAB_HEAP_LIVE) {
         heap_tidy(h);
+        lab_nursery_close(h);
         lab_tls_heap = &lab_heap_empty;
         h->reuse_floor = 0;
         lab_lock(&heaps_lock);

@@ -197,6 +197,9 @@ typedef struct lab_heap {
                                                 (owner pushes and pops; anyone may take all) */
     size_t kept_bytes;                       /* atomic: their bytes (<= LAB_KEPT_MAX) */
     uint64_t kept_mask;                      /* the owner's: bit c set when kept[c] may be set */
+    lab_page_t *nursery;                     /* the open nursery run (alloc.c), or NULL */
+    uint8_t nursery_n[LAB_DIRECT_CLASSES];   /* blocks each class has taken from it */
+    uint8_t nursery_used;                    /* the heap has had its nursery */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
@@ -218,6 +221,8 @@ _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
 enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
 
 lab_internal extern __thread lab_heap_t *lab_tls_heap;
+/* The span the direct slots of a class without a current span point at (free == NULL). */
+lab_internal extern lab_span_t lab_span_empty;
 lab_internal extern lab_heap_t lab_heap_empty;
 
 /* The slow path of small allocation: refill from the class's spans or a new span. */
@@ -307,6 +312,15 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
 lab_internal void lab_heap_flush_remote(lab_heap_t *h);
 /* Thread exit: abandon the heap (its live blocks stay valid); flush the thread's rooms. */
 lab_internal void lab_heap_thread_exit(void);
+/* The nursery (alloc.c): a heap's first small blocks, in one run of this order; its descriptor's
+ * above[2] counts the blocks out, with this bit once it is closed. lab_nursery_close: no more
+ * blocks from h's nursery (if open), the run back to the pool now if none is out;
+ * lab_nursery_release: the run back. */
+#define LAB_NURSERY_ORDER  4
+#define LAB_NURSERY_PER_CLASS 64
+#define LAB_NURSERY_CLOSED ((uint64_t)1 << 63)
+lab_internal void lab_nursery_close(lab_heap_t *h);
+lab_internal void lab_nursery_release(lab_page_t *d);
 lab_internal void lab_arena_thread_key_init(void);
 lab_internal void lab_arena_fork_prepare(void);
 lab_internal void lab_arena_fork_parent(void);

@@ -19,6 +19,7 @@ enum {
     LAB_PAGE_SPAN,          /* owned by the arena: a span of one size class                */
     LAB_PAGE_LARGE,         /* owned by the arena: one page-sized malloc block             */
     LAB_PAGE_HUGE,          /* a dedicated mapping (chunk kind HUGE), one malloc block     */
+    LAB_PAGE_NURSERY,       /* owned by the arena: a heap's first small blocks (alloc.c)   */
 };
 
 /* The common head of every page descriptor; the layer above overlays its own fields after it. */

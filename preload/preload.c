@@ -489,6 +489,7 @@ __attribute__((constructor(101))) static void preload_init(void)
     if (opts.VERBOSE)
         lab_report_foreign = 8;
     lab_kept_max = (size_t)lab_min(opts.KEPT_KIB, 1ul << 30) << 10;
+    lab_nursery_on = (int)opts.NURSERY;
     if (opts.SECURE)
         lab_arena_set_secure();
     lab_arena_thread_key_init();

@@ -1012,6 +1012,239 @@ static void test_interior_free_small_owner(void **state)
     expect_abort(misuse_interior_small, "interior free small (owner thread)");
 }
 
+/* ---- the nursery (alloc.c) ----
+ * The unit tests run with it off (main), so that the first blocks of a test's thread come from
+ * spans as the span tests expect; these turn it on for threads of their own, and give each a
+ * heap that has not had its nursery (a heap has one in its life; threads here may adopt heaps of
+ * threads that ended). */
+
+#define NS_SIZES 6
+static const size_t ns_size[NS_SIZES] = {1, 48, 100, 200, 500, 1000};
+static void *ns_block[NS_SIZES][8];
+
+static void nursery_fresh(void)
+{
+    lab_free(lab_malloc(2000)); /* the thread's heap (a size the nursery never serves) */
+    lab_heap_t *h = lab_tls_heap;
+    assert_null(h->nursery); /* closed when the heap's last thread ended */
+    h->nursery_used = 0;
+    memset(h->nursery_n, 0, sizeof h->nursery_n);
+}
+
+static int desc_state(const void *p) { return lab_own_desc((uintptr_t)p)->h.state; }
+
+static void *nursery_thread(void *arg)
+{
+    (void)arg;
+    nursery_fresh();
+    /* the first 8 blocks of each size: one run, 16-byte headers, packed in order */
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < NS_SIZES; i++) {
+            size_t n = ns_size[i];
+            void *p = lab_malloc(n);
+            assert_non_null(p);
+            assert_int_equal(desc_state(p), LAB_PAGE_NURSERY);
+            assert_true(lab_owns(p));
+            assert_int_equal(lab_usable_size(p), (n + 15) & ~(size_t)15);
+            assert_int_equal((uintptr_t)p & 15, 0);
+            fill(p, n, (unsigned)(i * 8 + k));
+            ns_block[i][k] = p;
+            lo = (uintptr_t)p < lo ? (uintptr_t)p : lo;
+            hi = (uintptr_t)p > hi ? (uintptr_t)p : hi;
+        }
+    assert_true(hi - lo < ((size_t)LAB_PAGE_SIZE << LAB_NURSERY_ORDER));
+    /* neither an interior pointer nor one past the blocks handed out is a block */
+    assert_false(lab_owns((char *)ns_block[4][0] + 16));
+    assert_int_equal(lab_usable_size((char *)ns_block[4][0] + 16), 0);
+    /* a size takes LAB_NURSERY_PER_CLASS blocks from the nursery (8 above), the next from its
+     * span; the others carry on in the nursery */
+    static void *more[LAB_NURSERY_PER_CLASS];
+    for (int k = 8; k < LAB_NURSERY_PER_CLASS; k++) {
+        more[k] = lab_malloc(100);
+        assert_int_equal(desc_state(more[k]), LAB_PAGE_NURSERY);
+    }
+    void *next = lab_malloc(100);
+    assert_int_equal(desc_state(next), LAB_PAGE_SPAN);
+    lab_free(next);
+    void *other = lab_malloc(200);
+    assert_int_equal(desc_state(other), LAB_PAGE_NURSERY);
+    lab_free(other);
+    for (int k = 8; k < LAB_NURSERY_PER_CLASS; k++)
+        lab_free(more[k]);
+    /* realloc: in place while it fits, moved (contents kept) when it grows past its header's size */
+    void *q = lab_realloc(ns_block[3][0], 150);
+    assert_ptr_equal(q, ns_block[3][0]);
+    q = lab_realloc(ns_block[3][0], 3000);
+    assert_non_null(q);
+    assert_pattern(q, 150, 3 * 8 + 0);
+    ns_block[3][0] = q;
+    /* a block written past a neighbour's header would show here */
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < NS_SIZES; i++)
+            if (!(i == 3 && k == 0))
+                assert_pattern(ns_block[i][k], ns_size[i], (unsigned)(i * 8 + k));
+    /* half freed here, half left for the main thread after this one ends */
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < NS_SIZES; i++)
+            lab_free(ns_block[i][k]), ns_block[i][k] = NULL;
+    return NULL;
+}
+
+static void test_nursery_blocks(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    lab_arena_thread_key_init(); /* thread exit closes the nursery */
+    lab_nursery_on = 1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, nursery_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    lab_nursery_on = 0;
+    lab_page_t *d = lab_own_desc((uintptr_t)ns_block[0][4]);
+    assert_int_equal(d->h.state, LAB_PAGE_NURSERY);
+    assert_true(d->above[2] & LAB_NURSERY_CLOSED); /* its thread ended */
+    for (int k = 4; k < 8; k++)
+        for (int i = 0; i < NS_SIZES; i++) {
+            assert_pattern(ns_block[i][k], ns_size[i], (unsigned)(i * 8 + k));
+            lab_free(ns_block[i][k]);
+        }
+    /* the last block freed gave the run back to the pool */
+    assert_int_not_equal(d->h.state, LAB_PAGE_NURSERY);
+}
+
+/* A nursery that fills up closes: the block that did not fit, and every one after, comes from
+ * its span; the run goes back to the pool with its last block. */
+static void *nursery_fill_thread(void *arg)
+{
+    (void)arg;
+    nursery_fresh();
+    /* two sizes, so that no size reaches LAB_NURSERY_PER_CLASS before the run is full */
+    enum { MAXB = 2 * LAB_NURSERY_PER_CLASS };
+    static void *b[MAXB + 1];
+    static size_t sz[MAXB + 1];
+    size_t room = (size_t)LAB_PAGE_SIZE << LAB_NURSERY_ORDER, used = 0;
+    int fit = 0; /* how many should fit: 16 bytes of header, the size rounded up to 16 */
+    for (; fit < MAXB; fit++) {
+        size_t slot = 16 + ((fit % 2 ? 800u : 1000u) + 15) / 16 * 16;
+        if (used + slot > room)
+            break;
+        used += slot;
+    }
+    assert_true(fit < MAXB);
+    int n = 0;
+    for (; n <= fit; n++) {
+        sz[n] = n % 2 ? 800 : 1000;
+        b[n] = lab_malloc(sz[n]);
+        assert_non_null(b[n]);
+        fill(b[n], sz[n], (unsigned)n);
+        if (desc_state(b[n]) != LAB_PAGE_NURSERY)
+            break;
+    }
+    assert_int_equal(n, fit);
+    assert_int_equal(desc_state(b[n]), LAB_PAGE_SPAN);
+    assert_null(lab_tls_heap->nursery);
+    void *small = lab_malloc(32); /* closed for every size */
+    assert_int_equal(desc_state(small), LAB_PAGE_SPAN);
+    lab_free(small);
+    lab_page_t *d = lab_own_desc((uintptr_t)b[0]);
+    for (int i = 0; i <= n; i++) {
+        assert_pattern(b[i], sz[i], (unsigned)i);
+        lab_free(b[i]);
+    }
+    assert_int_not_equal(d->h.state, LAB_PAGE_NURSERY);
+    return NULL;
+}
+
+static void test_nursery_full_closes(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    lab_arena_thread_key_init();
+    lab_nursery_on = 1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, nursery_fill_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    lab_nursery_on = 0;
+}
+
+/* malloc_trim closes the caller's nursery: a run whose blocks are all freed goes back at once,
+ * and the heap's later blocks come from spans. */
+static void *nursery_trim_thread(void *arg)
+{
+    (void)arg;
+    nursery_fresh();
+    void *p = lab_malloc(64);
+    assert_int_equal(desc_state(p), LAB_PAGE_NURSERY);
+    lab_page_t *d = lab_own_desc((uintptr_t)p);
+    lab_free(p);
+    assert_int_equal(d->h.state, LAB_PAGE_NURSERY); /* open: it stays */
+    lab_trim();
+    assert_int_not_equal(d->h.state, LAB_PAGE_NURSERY);
+    assert_null(lab_tls_heap->nursery);
+    p = lab_malloc(64);
+    assert_int_equal(desc_state(p), LAB_PAGE_SPAN);
+    lab_free(p);
+    return NULL;
+}
+
+static void test_nursery_trim_closes(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    lab_arena_thread_key_init();
+    lab_nursery_on = 1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, nursery_trim_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    lab_nursery_on = 0;
+}
+
+static void *nursery_one(void *arg)
+{
+    nursery_fresh();
+    void *p = lab_malloc(64);
+    assert_int_equal(desc_state(p), LAB_PAGE_NURSERY);
+    *(void **)arg = p;
+    return NULL;
+}
+
+static void *nursery_block_of_new_thread(void)
+{
+    lab_nursery_on = 1;
+    void *p = NULL;
+    pthread_t t;
+    if (pthread_create(&t, NULL, nursery_one, &p) == 0)
+        pthread_join(t, NULL);
+    return p;
+}
+
+static void misuse_nursery_double_free(void)
+{
+    void *p = nursery_block_of_new_thread();
+    lab_free(p);
+    lab_free(p);
+}
+
+static void misuse_nursery_interior_free(void)
+{
+    char *p = nursery_block_of_new_thread();
+    lab_free(p + 16);
+}
+
+static void test_nursery_misuse_aborts(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    expect_abort(misuse_nursery_double_free, "double free of a nursery block");
+    expect_abort(misuse_nursery_interior_free, "interior pointer into the nursery");
+}
+
+
 /* The 32-bit test is exact only below some bound per size: check, for a span of every class as
  * allocated (its div word and its order), every offset of the span against the remainder. A
  * wrong div would pass interior pointers (corruption) or refuse block starts (every free slow). */
@@ -1867,6 +2100,7 @@ int main(void)
 {
     const char *q = getenv("LAB_TEST_QUICK");
     quick = q && *q && *q != '0';
+    lab_nursery_on = 0; /* the span tests expect a thread's first blocks from spans */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_heaps_follow_threads),
         cmocka_unit_test(test_small_every_size),
@@ -1905,6 +2139,10 @@ int main(void)
         cmocka_unit_test(test_copied_header_not_double_free),
         cmocka_unit_test(test_fast_map_mirrors_heads),
         cmocka_unit_test(test_span_div_exact),
+        cmocka_unit_test(test_nursery_blocks),
+        cmocka_unit_test(test_nursery_full_closes),
+        cmocka_unit_test(test_nursery_trim_closes),
+        cmocka_unit_test(test_nursery_misuse_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
