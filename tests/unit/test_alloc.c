@@ -1091,17 +1091,24 @@ static void *nursery_thread(void *arg)
     return NULL;
 }
 
+/* fn on a new thread with the nursery on (secure mode has none: skipped); its exit closes the
+ * thread's nursery. */
+static void nursery_in_thread(void *(*fn)(void *))
+{
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    lab_arena_thread_key_init();
+    lab_nursery_on = 1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    lab_nursery_on = 0;
+}
+
 static void test_nursery_blocks(void **state)
 {
     (void)state;
-    if (lab_load_relaxed(&lab_secure))
-        skip();
-    lab_arena_thread_key_init(); /* thread exit closes the nursery */
-    lab_nursery_on = 1;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, nursery_thread, NULL), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    lab_nursery_on = 0;
+    nursery_in_thread(nursery_thread);
     lab_page_t *d = lab_own_desc((uintptr_t)ns_block[0][4]);
     assert_int_equal(d->h.state, LAB_PAGE_NURSERY);
     assert_true(d->above[2] & LAB_NURSERY_CLOSED); /* its thread ended */
@@ -1160,14 +1167,7 @@ static void *nursery_fill_thread(void *arg)
 static void test_nursery_full_closes(void **state)
 {
     (void)state;
-    if (lab_load_relaxed(&lab_secure))
-        skip();
-    lab_arena_thread_key_init();
-    lab_nursery_on = 1;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, nursery_fill_thread, NULL), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    lab_nursery_on = 0;
+    nursery_in_thread(nursery_fill_thread);
 }
 
 /* malloc_trim closes the caller's nursery: a run whose blocks are all freed goes back at once,
@@ -1193,14 +1193,7 @@ static void *nursery_trim_thread(void *arg)
 static void test_nursery_trim_closes(void **state)
 {
     (void)state;
-    if (lab_load_relaxed(&lab_secure))
-        skip();
-    lab_arena_thread_key_init();
-    lab_nursery_on = 1;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, nursery_trim_thread, NULL), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    lab_nursery_on = 0;
+    nursery_in_thread(nursery_trim_thread);
 }
 
 static void *nursery_one(void *arg)
