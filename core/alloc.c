@@ -86,21 +86,24 @@ void lab_deferred_run(void)
  * A short process touches a page for every size class it uses (its span's first page), where
  * glibc packs its few hundred blocks into a few pages; at 10 to 15 us a fault on these VMs, that
  * was the largest part of what Labyrinth added to a process start (git --version: 20 of its 40
- * faults more than glibc; bench: spawn). So a heap's first LAB_NURSERY_PER_CLASS blocks of each
- * class up to 1 KiB come from one run shared by all classes (64 per class: with 8, most classes
- * of gcc, git or perl outgrew it and faulted in a span page anyway; 64 saves 15 to 20 faults a
- * process), bump-allocated, each block behind a 16-byte header: its size, and a tag that mixes
- * the free key with its address (live, or inverted once freed). Nothing is reused inside it: the
- * run goes back to the pool once it is closed (full, at malloc_trim, or when its thread ends)
- * and its last block is freed, which one atomic word tells (blocks out, and CLOSED). At most
- * 64 KiB a heap stays pinned that way while one of its blocks lives. Its state is NURSERY, so
- * no span fast path matches its blocks: frees, reallocs and size queries find it through the page
- * map (lab_free_slow, block_desc). A heap has one nursery in its life; signal heaps and secure
- * mode none. */
+ * faults more than glibc; bench: spawn). So a heap's first blocks of each class up to 1 KiB
+ * come from one run shared by all classes: up to LAB_NURSERY_PER_CLASS of a class (64: with 8,
+ * most classes of gcc, git or perl outgrew it and faulted in a span page anyway; 64 saves 15 to
+ * 20 faults a process) and a page's worth of its bytes (LAB_NURSERY_CLASS_BYTES: a class that
+ * outgrows a page needs its span's pages anyway; python3, whose blocks are mostly 0.5-1 KiB,
+ * faulted 15 pages more without that bound). The blocks are bump-allocated, each behind a
+ * 16-byte header: its size, and a tag that mixes the free key with its address (live, or
+ * inverted once freed). Nothing is reused inside it: the run goes back to the pool once it is
+ * closed (full, at malloc_trim, or when its thread ends) and its last block is freed, which one
+ * atomic word tells (blocks out, and CLOSED). At most 64 KiB a heap stays pinned that way while
+ * one of its blocks lives. Its state is NURSERY, so no span fast path matches its blocks: frees,
+ * reallocs and size queries find it through the page map (lab_free_slow, block_desc). A heap has
+ * one nursery in its life; signal heaps and secure mode none. */
 #define NURSERY_SALT      0x6e75727365727921ull
 
 static uint64_t nursery_frees_heapless; /* frees by threads without a live heap (atomic) */
 int lab_nursery_on = 1;                 /* LABYRINTH_NURSERY */
+size_t lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
 
 lab_inline uint64_t nursery_tag(uintptr_t p) { return lab_load_relaxed(&lab_free_key) ^ p ^ NURSERY_SALT; }
 
@@ -119,7 +122,9 @@ static lab_noinline void *nursery_alloc(size_t n)
     }
     unsigned cls = lab_size_class(n);
     lab_page_t *d = h->nursery;
-    if (h->nursery_n[cls] >= LAB_NURSERY_PER_CLASS || (!d && h->nursery_used))
+    if (h->nursery_n[cls] >= LAB_NURSERY_PER_CLASS ||
+        h->nursery_n[cls] * lab_class_size(cls) >= lab_load_relaxed(&lab_nursery_class_bytes) ||
+        (!d && h->nursery_used))
         return NULL;
     h->in_slow = 1;
     if (!d) {

@@ -87,6 +87,9 @@ lab_inline void lab_free(void *p)
 
 /* 0: no nursery (LABYRINTH_NURSERY; alloc.c): every small block from its class's span. */
 lab_internal extern int lab_nursery_on;
+/* A class takes blocks from the nursery while it holds fewer than this many bytes there
+ * (LAB_NURSERY_CLASS_BYTES; a variable so that tests can lift it). */
+lab_internal extern size_t lab_nursery_class_bytes;
 
 /* The rest of the family, with glibc's contracts (errno set on failure). */
 lab_internal void *lab_calloc(size_t n, size_t size);

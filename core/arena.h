@@ -318,6 +318,7 @@ lab_internal void lab_heap_thread_exit(void);
  * lab_nursery_release: the run back. */
 #define LAB_NURSERY_ORDER  4
 #define LAB_NURSERY_PER_CLASS 64
+#define LAB_NURSERY_CLASS_BYTES 4096
 #define LAB_NURSERY_CLOSED ((uint64_t)1 << 63)
 lab_internal void lab_nursery_close(lab_heap_t *h);
 lab_internal void lab_nursery_release(lab_page_t *d);

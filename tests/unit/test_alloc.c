@@ -1072,6 +1072,21 @@ static void *nursery_thread(void *arg)
     lab_free(other);
     for (int k = 8; k < LAB_NURSERY_PER_CLASS; k++)
         lab_free(more[k]);
+    /* and a page's worth of its bytes: 1000 (8 blocks of 1 KiB above) is past it; a 640-byte
+     * class takes ceil(4096 / 640) = 7 blocks */
+    lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
+    next = lab_malloc(1000);
+    assert_int_equal(desc_state(next), LAB_PAGE_SPAN);
+    lab_free(next);
+    void *b640[8];
+    size_t want = (LAB_NURSERY_CLASS_BYTES + 639) / 640;
+    assert_true(want < 8);
+    for (size_t k = 0; k <= want; k++) {
+        b640[k] = lab_malloc(640);
+        assert_int_equal(desc_state(b640[k]), k < want ? LAB_PAGE_NURSERY : LAB_PAGE_SPAN);
+    }
+    for (size_t k = 0; k <= want; k++)
+        lab_free(b640[k]);
     /* realloc: in place while it fits, moved (contents kept) when it grows past its header's size */
     void *q = lab_realloc(ns_block[3][0], 150);
     assert_ptr_equal(q, ns_block[3][0]);
@@ -1099,10 +1114,12 @@ static void nursery_in_thread(void *(*fn)(void *))
         skip();
     lab_arena_thread_key_init();
     lab_nursery_on = 1;
+    lab_nursery_class_bytes = SIZE_MAX; /* the count bound alone, unless fn sets it */
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     lab_nursery_on = 0;
+    lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
 }
 
 static void test_nursery_blocks(void **state)
