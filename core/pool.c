@@ -84,7 +84,9 @@ static void *meta_alloc(size_t size, bool atomic)
         return p; /* fresh anonymous memory is zero */
     }
     lab_unlock(&meta_lock);
-    memset(p, 0, size);
+    /* a whole slot's pages past the first were purged when it was freed: they read zero, and
+     * zeroing them again would fault in 60 KiB that a chunk header mostly never uses */
+    memset(p, 0, size >= LAB_META_SLOT ? LAB_PAGE_SIZE : size);
     return p;
 }
 
@@ -95,8 +97,8 @@ void lab_meta_free(void *p, size_t size)
     size = lab_align_up(size, size >= (16u << 10) ? LAB_META_SLOT : 64);
     /* a chunk header outlives its chunk (stale readers): its pages may go back to the OS, as
      * long as they stay mapped (they then read zero); the first keeps the free-list link */
-    if (size >= LAB_META_SLOT)
-        lab_os_purge((char *)p + LAB_PAGE_SIZE, size - LAB_PAGE_SIZE);
+    if (size >= LAB_META_SLOT && lab_os_purge((char *)p + LAB_PAGE_SIZE, size - LAB_PAGE_SIZE) != 0)
+        memset((char *)p + LAB_PAGE_SIZE, 0, size - LAB_PAGE_SIZE); /* meta_alloc relies on zero */
     lab_lock(&meta_lock);
     for (unsigned i = 0; i < 8; i++) {
         if (meta_free_lists[i].size == size || meta_free_lists[i].size == 0) {
@@ -475,7 +477,10 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     d->h.order = 0;
     d->stamp = stamp;
     d->owner = 0;
-    if (n > 1) {
+    /* the tail tells a freed right neighbour where this run starts (store_free); a run that ends
+     * the chunk has none, and its tail descriptor sits alone on the header's last page: a fresh
+     * chunk's first run would fault that page in for nothing */
+    if (n > 1 && idx + n < LAB_CHUNK_PAGES) {
         lab_page_t *t = &c->page[idx + n - 1];
         lab_store_relaxed(&t->h.state, LAB_PAGE_STORE);
         t->h.npages = n;
@@ -493,7 +498,7 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned n = d->h.npages;
     bin_remove(z, d);
-    if (n > 1)
+    if (n > 1 && (unsigned)(d - c->page) + n < LAB_CHUNK_PAGES)
         lab_store_relaxed(&c->page[(d - c->page) + n - 1].h.state, LAB_PAGE_INTERIOR);
     lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     c->store_pages -= n;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -28,6 +29,7 @@
 
 #include "labyrinth.h"
 #include "os.h"
+#include "pool.h"
 
 static size_t rss_pages(void)
 {
@@ -785,6 +787,46 @@ static bool has_flag(const char *flags, const char *f)
  * purge in an advised chunk turns it to MADV_NOHUGEPAGE (and counts it); a pool without the flag
  * never advises. Whether the kernel then gives a huge page depends on its THP setting and free
  * memory, so that part is only reported. */
+/* Whether the page holding a is resident. */
+static bool page_resident(const void *a)
+{
+    unsigned char v = 0;
+    void *pg = (void *)((uintptr_t)a & ~(uintptr_t)(LAB_PAGE_SIZE - 1));
+    assert_int_equal(mincore(pg, LAB_PAGE_SIZE, &v), 0);
+    return v & 1;
+}
+
+/* A chunk header is 64 KiB of metadata, of which a short-lived chunk uses the first pages: its
+ * free run's tail descriptor (the header's last page of descriptors) is not written when the
+ * run ends the chunk, and a header slot taken again after its chunk was unmapped is not zeroed
+ * whole (its pages were purged when it was freed, so they read zero already). Either way the
+ * far pages of the header stay out of memory. */
+static void test_chunk_header_far_pages_untouched(void **state)
+{
+    (void)state;
+    lab_chunk_t *seen[2];
+    for (int round = 0; round < 2; round++) {
+        labyrinth_t pool;
+        memset(&pool, 0, sizeof pool);
+        assert_int_equal(labyrinth_pool_init(&pool, NULL), 0);
+        void *p = labyrinth_alloc_pages(&pool, 0, 0);
+        assert_non_null(p);
+        lab_chunk_t *c = lab_pagemap_lookup((uintptr_t)p);
+        assert_ptr_equal(c->base, (uintptr_t)p & ~(uintptr_t)(LAB_CHUNK_SIZE - 1));
+        seen[round] = c;
+        const char *slot = (const char *)c;
+        assert_true(page_resident(slot));
+        /* the last run's tail descriptor, and the slot's last page */
+        assert_false(page_resident(&c->page[LAB_CHUNK_PAGES - 1]));
+        assert_false(page_resident(slot + LAB_META_SLOT - 1));
+        labyrinth_free_pages(&pool, p, 0);
+        labyrinth_pool_destroy(&pool); /* unmaps the chunk, frees its header slot */
+    }
+    /* the second round took the slot the first gave back (the reuse path was tested) */
+    print_message("header slots: %p, then %p\n", (void *)seen[0], (void *)seen[1]);
+    assert_ptr_equal(seen[0], seen[1]);
+}
+
 static void test_huge_chunks(void **state)
 {
     (void)state;
@@ -903,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_purge_not_after_gap),
         cmocka_unit_test(test_user_pool_rx),
         cmocka_unit_test(test_huge_chunks),
+        cmocka_unit_test(test_chunk_header_far_pages_untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
