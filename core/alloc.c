@@ -107,7 +107,6 @@ size_t lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
 
 lab_inline uint64_t nursery_tag(uintptr_t p) { return lab_load_relaxed(&lab_free_key) ^ p ^ NURSERY_SALT; }
 
-
 /* A block of n bytes (n <= 1 KiB) from the calling thread's nursery, or NULL: the ordinary
  * path then serves it (errno untouched). */
 static lab_noinline void *nursery_alloc(size_t n)
@@ -415,7 +414,7 @@ lab_inline lab_span_t *span_block(uintptr_t a)
     return NULL;
 }
 
-/* Usable size of a live block (checked), its descriptor in *dp. */
+/* Usable size of the live block a (the caller has checked it), d its run's descriptor. */
 static size_t block_usable(lab_chunk_t *c, lab_page_t *d, uintptr_t a)
 {
     switch (d->h.state) {
