@@ -309,8 +309,16 @@ typedef struct lab_zone {
     size_t store_pages;
     lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
-    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length */
+    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, the longest
+                                               first: reach them through ZBIN */
 } lab_zone_t;
+
+/* The store's list of free runs of n pages. Stored longest first, so that the lists of long runs
+ * share the pool's first page with its set-up fields: a process's first allocation leaves the
+ * rest of its first chunk (some 450 pages) in the store, and with the shortest first that one
+ * list sat alone on the struct's second page, a page fault in every process (the lists of short
+ * runs fill only as spans and page runs come back). */
+#define ZBIN(z, n) ((z)->bin[LAB_CHUNK_PAGES - (n)])
 
 struct lab_pool {
     uint64_t gen;         /* rooms of an older generation of this slot are stale */
@@ -338,6 +346,11 @@ struct lab_pool {
     size_t huge_cache_bytes;
     size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
 };
+/* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
+ * of runs of half a chunk or more are on its first page. */
+_Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES - LAB_CHUNK_PAGES / 2]) +
+                       sizeof(lab_page_t *) <= 4096,
+               "the lists of long store runs on the pool's first page");
 
 static lab_lock_t pools_lock = LAB_LOCK_INIT;
 static lab_pool_t *pools_all;
@@ -431,10 +444,10 @@ static inline void bin_insert(lab_zone_t *z, lab_page_t *d)
 {
     uint32_t n = d->h.npages;
     d->prev = NULL;
-    d->next = z->bin[n];
+    d->next = ZBIN(z, n);
     if (d->next)
         d->next->prev = d;
-    z->bin[n] = d;
+    ZBIN(z, n) = d;
     z->binmap[n / 64] |= 1ull << (n % 64);
 }
 
@@ -444,10 +457,10 @@ static inline void bin_remove(lab_zone_t *z, lab_page_t *d)
     if (d->prev)
         d->prev->next = d->next;
     else
-        z->bin[n] = d->next;
+        ZBIN(z, n) = d->next;
     if (d->next)
         d->next->prev = d->prev;
-    if (!z->bin[n])
+    if (!ZBIN(z, n))
         z->binmap[n / 64] &= ~(1ull << (n % 64));
 }
 
@@ -566,7 +579,7 @@ static lab_page_t *store_take_order(lab_pool_t *pool, lab_zone_t *z, unsigned or
 {
     unsigned n = 1u << order;
     for (unsigned b = bin_find(z, n); b; b = bin_find(z, b + 1)) {
-        for (lab_page_t *d = z->bin[b]; d; d = d->next) {
+        for (lab_page_t *d = ZBIN(z, b); d; d = d->next) {
             lab_chunk_t *c = lab_desc_chunk(d);
             unsigned s = (unsigned)(d - c->page);
             unsigned a = lab_align_up(s, n);
@@ -582,7 +595,7 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     unsigned b = bin_find(z, n);
     if (!b)
         return NULL;
-    lab_page_t *d = z->bin[b];
+    lab_page_t *d = ZBIN(z, b);
     lab_chunk_t *c = lab_desc_chunk(d);
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
@@ -1517,7 +1530,7 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
         lab_lock(&z->lock);
         zone_drain_shared(pool, z);
         for (unsigned b = bin_find(z, 1); b && !more; b = bin_find(z, b + 1)) {
-            for (lab_page_t *d = z->bin[b]; d; d = d->next) {
+            for (lab_page_t *d = ZBIN(z, b); d; d = d->next) {
                 if (d->h.clean)
                     continue;
                 if (!force && now < d->stamp + delay) {
@@ -1791,6 +1804,15 @@ static lab_rooms_t *rooms_get(bool atomic)
     if (lab_likely(rs) || tls_rooms_dead)
         return rs;
     return rooms_create(atomic);
+}
+
+void lab_pool_rooms_prepare(void)
+{
+    /* a key beyond the static ones: pthread_setspecific would calloc, and the caller has no
+     * heap yet (the malloc would make one of its own) */
+    if (__atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2 && (unsigned)rooms_key >= LAB_KEY_STATIC)
+        return;
+    rooms_get(false);
 }
 
 static void rooms_flush(lab_rooms_t *rs)

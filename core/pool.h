@@ -233,6 +233,10 @@ lab_internal void lab_pool_fork_child(void);
 lab_internal bool lab_pool_room_busy(void);
 /* Create the pthread key whose destructor flushes rooms; idempotent, never on a malloc path. */
 lab_internal void lab_pool_thread_key_init(void);
+/* Make the calling thread's rooms now, if that allocates nothing through malloc (the arena calls
+ * it before it makes a heap, so that the two share a page of metadata); else leave them to the
+ * thread's first call into the pool, as without it. */
+lab_internal void lab_pool_rooms_prepare(void);
 
 /* ---- the background purge: the thread itself lives in preload/purge.c ----
  * Frees that reach the shared lists or the store purge what is due themselves (at most every
