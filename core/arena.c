@@ -859,6 +859,8 @@ static void heap_init(lab_heap_t *h, lab_pool_t *pool)
  * first page touched when made: sixteen up front cost a process that installs a handler twenty
  * page faults at start (python, bash), about 0.2 ms on these VMs. */
 static unsigned sig_want, heaps_made;
+/* Ordinary heaps with a thread (under heaps_lock): the pool's count of sharers (its huge pages). */
+static size_t heaps_live;
 
 static void sig_top_up(void); /* signal heaps, below */
 
@@ -871,10 +873,13 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
     lab_pool_t *pool = lab_pool_default();
     if (!pool)
         return NULL;
+    /* the pool's sharers follow heaps_live under the lock (a relaxed store, no lock of its own) */
     lab_lock(&heaps_lock);
     h = heaps_abandoned;
-    if (h)
+    if (h) {
         heaps_abandoned = h->next_abandoned;
+        lab_pool_set_sharers(pool, ++heaps_live);
+    }
     lab_unlock(&heaps_lock);
     if (!h) {
         /* the thread's rooms first: they and the heap are the first metadata a thread writes,
@@ -890,6 +895,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         h->next_all = heaps_all;
         heaps_all = h;
         heaps_made++;
+        lab_pool_set_sharers(pool, ++heaps_live);
         bool more = sig_want != 0; /* handlers installed: maybe one signal heap more */
         lab_unlock(&heaps_lock);
         if (more)
@@ -1113,6 +1119,7 @@ void lab_heap_thread_exit(void)
         h->state = LAB_HEAP_ABANDONED;
         h->next_abandoned = heaps_abandoned;
         heaps_abandoned = h;
+        lab_pool_set_sharers(h->pool, --heaps_live);
         lab_unlock(&heaps_lock);
     }
     lab_pool_thread_exit();
@@ -1210,6 +1217,9 @@ void lab_arena_fork_child(void)
     /* heaps of threads that do not exist in the child are abandoned, so new threads adopt them;
      * one that was mid-change in a slow path cannot be trusted and is left alone (leaked) */
     lab_heap_t *me = lab_tls_heap;
+    heaps_live = me->state == LAB_HEAP_LIVE && !me->signal_slot;
+    if (me->state == LAB_HEAP_LIVE && !me->signal_slot)
+        lab_pool_set_sharers(me->pool, heaps_live);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
         if (h != me && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             h->state = LAB_HEAP_ABANDONED;

@@ -237,6 +237,10 @@ lab_internal void lab_pool_thread_key_init(void);
  * it before it makes a heap, so that the two share a page of metadata); else leave them to the
  * thread's first call into the pool, as without it. */
 lab_internal void lab_pool_rooms_prepare(void);
+/* The number of heaps (threads) drawing on the pool, which the arena keeps up to date: huge
+ * pages (LAB_POOL_HUGE) only once the pool has mapped a chunk per heap, so that many threads
+ * with a few pages each do not make whole chunks resident. */
+lab_internal void lab_pool_set_sharers(lab_pool_t *pool, size_t n);
 
 /* ---- the background purge: the thread itself lives in preload/purge.c ----
  * Frees that reach the shared lists or the store purge what is due themselves (at most every
