@@ -233,9 +233,15 @@ static void span_retire(lab_heap_t *h, lab_span_t *s)
     s->next = (lab_span_t *)__atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE);
     s->prev = NULL;
     h->kept_mask |= (uint64_t)1 << s->cls;
+    size_t before = lab_load_relaxed(&h->kept_bytes);
     lab_add_relaxed(&h->kept_bytes, bytes);
     /* release: a thread that takes the list sees the links */
     __atomic_store_n(w, (uintptr_t)s, __ATOMIC_RELEASE);
+    /* the heap's first kept span: a purge thread asleep with nothing to wait for must come and
+     * watch (lab_arena_return_idle_aged), or an idle thread's kept spans stay for good. Kept
+     * spans never reach the pool, whose frees are what wakes it otherwise. */
+    if (!before)
+        lab_pool_background_poke();
 }
 
 /* The last span kept for cls, or NULL. */

@@ -18,6 +18,14 @@
  *                          as remote, but no allocator call after the frees, only sleep: the
  *                          background thread moves the messages on once they have waited a
  *                          purge delay, then purges (Labyrinth only).
+ *   memory_returned kept_idle
+ *                          the background thread started and gone idle first (nothing left to
+ *                          purge); then 32 threads each write and free 4 MiB of 16 KiB blocks
+ *                          twice and stay alive, idle: their emptied spans, which each heap
+ *                          keeps for itself and which never reach the pool, must still go back
+ *                          once they have waited a purge delay (RSS below 64 MiB; Labyrinth
+ *                          only). The spans' keeping must wake the idle thread: a free to the
+ *                          pool, which wakes it otherwise, never comes.
  * The blocks are chained through their first word, so the test needs no memory of its own that
  * would count in RSS; RSS is read from /proc/self/statm with read(2) (stdio would allocate). */
 #define _GNU_SOURCE
@@ -147,6 +155,78 @@ static int remote(void)
     return lab_finish(name);
 }
 
+enum { KEPT_THREADS = 32, KEPT_BLOCKS = 256, KEPT_SIZE = 16384 };
+static void *kept_blocks[KEPT_THREADS][KEPT_BLOCKS]; /* static: nothing of the test's in RSS */
+static int kept_done;
+
+static void *kept_worker(void *arg)
+{
+    void **p = kept_blocks[(uintptr_t)arg];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < KEPT_BLOCKS; i++) {
+            p[i] = malloc(KEPT_SIZE);
+            CHECK(p[i] != NULL, "malloc(%d) failed", KEPT_SIZE);
+            if (p[i])
+                memset(p[i], 0x3c, KEPT_SIZE);
+        }
+        for (int i = 0; i < KEPT_BLOCKS; i++)
+            free(p[i]);
+    }
+    pthread_mutex_lock(&owner_lock);
+    kept_done++;
+    pthread_cond_broadcast(&owner_cond);
+    while (owner_stage != 2) /* idle, alive, no allocator call */
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+    return NULL;
+}
+
+static int kept_idle(void)
+{
+    const char *name = "memory_returned kept_idle";
+    if (!lab_expect_labyrinth()) {
+        SAY("%s: promised by Labyrinth's background thread only; skipped", name);
+        return LAB_SKIP;
+    }
+    SAY("%d threads write and free %d MiB of %d KiB blocks twice each, then idle (the background "
+        "thread idle before): RSS must fall below %d MiB", KEPT_THREADS, KEPT_BLOCKS * KEPT_SIZE >> 20,
+        KEPT_SIZE >> 10, LIMIT_MIB);
+    const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
+    double delay = d ? atof(d) / 1000 : 1.0;
+    /* the background thread starts (ctest: from 1 MiB mapped), purges this and goes idle */
+    release(fill(16 * MiB));
+    struct timespec settle = {(time_t)(6 * delay), (long)((6 * delay - (time_t)(6 * delay)) * 1e9)};
+    nanosleep(&settle, NULL);
+    pthread_t t[KEPT_THREADS];
+    for (uintptr_t i = 0; i < KEPT_THREADS; i++)
+        if (pthread_create(&t[i], NULL, kept_worker, (void *)i) != 0) {
+            CHECK(0, "pthread_create");
+            return lab_finish(name);
+        }
+    pthread_mutex_lock(&owner_lock);
+    while (kept_done != KEPT_THREADS)
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+    long full = lab_rss_kib(), after;
+    double t0 = now_s();
+    struct timespec step = {0, 50 * 1000 * 1000};
+    while ((after = lab_rss_kib()) >= (long)LIMIT_MIB * 1024 && now_s() - t0 < 40 * delay + 10)
+        nanosleep(&step, NULL);
+    SAY("  RSS %ld MiB with every block freed, %ld MiB after %.2f s of sleep (purge delay %.2f s)",
+        full >> 10, after >> 10, now_s() - t0, delay);
+    CHECK(full >= (long)(KEPT_THREADS * KEPT_BLOCKS * (KEPT_SIZE >> 10)) * 3 / 4,
+          "RSS %ld KiB just after the frees: the emptied spans were not kept (nothing to test)", full);
+    CHECK(after >= 0 && after < (long)LIMIT_MIB * 1024, "RSS %ld KiB with the threads idle, wanted below %d MiB",
+          after, LIMIT_MIB);
+    pthread_mutex_lock(&owner_lock);
+    owner_stage = 2;
+    pthread_cond_broadcast(&owner_cond);
+    pthread_mutex_unlock(&owner_lock);
+    for (int i = 0; i < KEPT_THREADS; i++)
+        pthread_join(t[i], NULL);
+    return lab_finish(name);
+}
+
 /* kept (for options.sh, with LABYRINTH_STATS): 256 blocks of 16 KiB written and freed, twice;
  * the emptied spans stay kept at exit unless LABYRINTH_KEPT_KIB=0. */
 static int kept(void)
@@ -169,6 +249,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "kept"))
         return kept();
+    if (argc > 1 && !strcmp(argv[1], "kept_idle"))
+        return kept_idle();
     if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle"))) {
         owner_exits = !strcmp(argv[1], "exited");
         no_trim = !strcmp(argv[1], "remote_idle");
@@ -176,7 +258,7 @@ int main(int argc, char **argv)
     }
     int idle = argc > 1 && !strcmp(argv[1], "idle");
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle\n", argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {
