@@ -1224,8 +1224,8 @@ void lab_arena_fork_child(void)
      * one that was mid-change in a slow path cannot be trusted and is left alone (leaked) */
     lab_heap_t *me = lab_tls_heap;
     heaps_live = me->state == LAB_HEAP_LIVE && !me->signal_slot;
-    if (me->state == LAB_HEAP_LIVE && !me->signal_slot)
-        lab_pool_set_sharers(me->pool, heaps_live);
+    if (heaps_all) /* every heap's pool is the default pool */
+        lab_pool_set_sharers(heaps_all->pool, heaps_live);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
         if (h != me && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             h->state = LAB_HEAP_ABANDONED;

@@ -109,7 +109,5 @@ int main(void)
         SAY("(no transparent huge pages on this kernel: the advice is not checked)");
     for (int i = 0; i < NBIG; i++)
         free(big[i]);
-    int failures = atomic_load(&lab_failures);
-    SAY(failures ? "thp_threads: FAILED" : "thp_threads: passed");
-    return failures ? 1 : 0;
+    return lab_finish("thp_threads");
 }
