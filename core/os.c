@@ -270,6 +270,16 @@ void lab_os_futex_wake(int *addr, int n)
     os_syscall6(SYS_futex, (long)addr, 129 /* FUTEX_WAKE_PRIVATE */, n, 0, 0, 0);
 }
 
+long lab_os_membarrier(void)
+{
+    /* 1 << 3: MEMBARRIER_CMD_PRIVATE_EXPEDITED, 1 << 4: its registration (once a process; a
+     * fork child inherits it, an exec'd program starts without) */
+    long r = os_syscall6(SYS_membarrier, 1 << 3, 0, 0, 0, 0, 0);
+    if (r == -EPERM && os_syscall6(SYS_membarrier, 1 << 4, 0, 0, 0, 0, 0) == 0)
+        r = os_syscall6(SYS_membarrier, 1 << 3, 0, 0, 0, 0, 0);
+    return r;
+}
+
 void lab_os_futex_wait_ms(int *addr, int val, uint64_t ms)
 {
     if (ms == UINT64_MAX) {

@@ -68,4 +68,9 @@ lab_internal void lab_os_futex_wait(int *addr, int val);
 lab_internal void lab_os_futex_wake(int *addr, int n);
 /* The same wait with a deadline: at most ms milliseconds (UINT64_MAX: none); the pool's purge. */
 lab_internal void lab_os_futex_wait_ms(int *addr, int val, uint64_t ms);
+
+/* A full memory barrier run on every thread of the process that is running now (membarrier,
+ * private expedited; registered at the first call): lets a rare side pair with a plain store
+ * and load on the hot side (Dekker). 0 on success, -errno where the kernel has none. */
+lab_internal long lab_os_membarrier(void);
 #endif

@@ -375,9 +375,58 @@ typedef struct lab_rooms {
         lab_room_t r[LAB_NR_ORDERS];
     } slot[LAB_ROOM_POOLS];
     volatile int busy;             /* a room list is being changed: a nested call keeps out */
+    volatile int steal;            /* another thread takes the runs (rooms_take): the owner keeps out */
     struct lab_rooms *next_all;
     struct lab_rooms *next_free;
+    /* the taker's own, under rooms_lock */
+    struct lab_rooms *take_next;
+    uint64_t bg_sig, bg_seen_ms;
 } lab_rooms_t;
+
+/* The owner changes its rooms with no atomic: it marks them busy, then looks for a taker's mark.
+ * rooms_take marks first, then makes every running thread of the process pass a full barrier
+ * (membarrier) and only then looks at busy: an owner that had marked its rooms before the
+ * barrier is seen busy and left alone, and one that had not sees the taker's mark and keeps out.
+ * ThreadSanitizer knows no membarrier: its builds make both sides a try-lock on busy. */
+#if defined(__SANITIZE_THREAD__)
+#define LAB_ROOMS_LOCKED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LAB_ROOMS_LOCKED 1
+#endif
+#endif
+#ifndef LAB_ROOMS_LOCKED
+#define LAB_ROOMS_LOCKED 0
+#endif
+
+static inline bool room_enter(lab_rooms_t *rs)
+{
+#if LAB_ROOMS_LOCKED
+    int zero = 0;
+    return __atomic_compare_exchange_n(&rs->busy, &zero, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+#else
+    if (rs->busy)
+        return false; /* a signal handler interrupted a change */
+    rs->busy = 1;
+    lab_barrier();
+    /* acquire: a taker's changes to the lists come before its mark is lifted */
+    bool ok = !__atomic_load_n(&rs->steal, __ATOMIC_ACQUIRE);
+    lab_barrier();
+    if (lab_unlikely(!ok))
+        rs->busy = 0;
+    return ok;
+#endif
+}
+
+static inline void room_leave(lab_rooms_t *rs)
+{
+#if LAB_ROOMS_LOCKED
+    __atomic_store_n(&rs->busy, 0, __ATOMIC_RELEASE);
+#else
+    lab_barrier();
+    rs->busy = 0;
+#endif
+}
 
 static const uint16_t room_cap[LAB_NR_ORDERS] = {64, 32, 16, 16, 16, 8, 4, 2, 1, 1};
 
@@ -808,14 +857,11 @@ static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned or
     return &rs->slot[pool->id].r[order];
 }
 
-/* Push a cached run on the shared list of its order; drain the list when it is too long. */
-static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
-                        unsigned order, unsigned count)
+/* Push a cached run on the shared list of its order; drain the list when it is too long. The
+ * runs are stamped `stamp` (idle since then, for the purge). */
+static void shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
+                           unsigned order, unsigned count, uint64_t stamp)
 {
-    /* runs leaving a room lose the heads they kept there (see lab_pool_free_order), and are
-     * stamped now: the purge may see them from here on (a room keeps its runs from it, so the
-     * frees that stay in a room read no clock) */
-    uint64_t stamp = lab_clock_ms();
     for (lab_page_t *d = first;; d = d->next) {
         lab_chunk_t *c = lab_desc_chunk(d);
         if (c->head[d - c->page] != LAB_HEAD_NONE)
@@ -843,6 +889,15 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
         }
         lab_unlock(&z->lock);
     }
+}
+
+static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
+                        unsigned order, unsigned count)
+{
+    /* runs leaving a room lose the heads they kept there (see lab_pool_free_order), and are
+     * stamped now: the purge may see them from here on (a room keeps its runs from it, so the
+     * frees that stay in a room read no clock) */
+    shared_push_at(pool, z, first, last, order, count, lab_clock_ms());
 }
 
 /* Up to max runs from a shared list (a room's refill takes a batch), honouring the reserve for
@@ -924,10 +979,8 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
 static void room_drain_self(lab_pool_t *pool)
 {
     lab_rooms_t *rs = tls_rooms;
-    if (!rs || rs->busy || pool->id >= LAB_ROOM_POOLS || rs->slot[pool->id].pool != pool)
+    if (!rs || pool->id >= LAB_ROOM_POOLS || rs->slot[pool->id].pool != pool || !room_enter(rs))
         return;
-    rs->busy = 1;
-    lab_barrier();
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
         lab_room_t *r = room_of(rs, pool, o);
         if (r->head) {
@@ -941,8 +994,7 @@ static void room_drain_self(lab_pool_t *pool)
             shared_push(pool, &pool->zone[ZONE_NORMAL], first, last, o, cnt);
         }
     }
-    lab_barrier();
-    rs->busy = 0;
+    room_leave(rs);
 }
 
 static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
@@ -963,11 +1015,9 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
 
     /* refill the room with a batch when this thread has one (not for EXCLUSIVE runs) */
     lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : rooms_get(atomic);
-    if (rs && !rs->busy && pool->id < LAB_ROOM_POOLS) {
+    if (rs && pool->id < LAB_ROOM_POOLS) {
         unsigned batch = room_cap[order] / 2;
-        if (batch > 0) {
-            rs->busy = 1;
-            lab_barrier();
+        if (batch > 0 && room_enter(rs)) {
             lab_room_t *r = room_of(rs, pool, order);
             unsigned got;
             if (r->count < batch && (d = shared_pop_batch(pool, z, order, gfp, batch - r->count, r->head, &got))) {
@@ -979,8 +1029,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 r->head = d->next;
                 r->count--;
             }
-            lab_barrier();
-            rs->busy = 0;
+            room_leave(rs);
             if (d) {
                 lab_add_relaxed(&pool->hits_shared, 1);
                 if (!atomic)
@@ -1042,19 +1091,16 @@ static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
 {
     lab_rooms_t *rs = tls_rooms;
     unsigned id = pool->id;
-    if (lab_unlikely(!rs || rs->busy || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen))
+    if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || !room_enter(rs)))
         return NULL;
     lab_room_t *r = &rs->slot[id].r[order];
-    rs->busy = 1;
-    lab_barrier();
     lab_page_t *d = r->head;
     if (d) {
         r->head = d->next;
         r->count--;
         rs->slot[id].hits++;
     }
-    lab_barrier();
-    rs->busy = 0;
+    room_leave(rs);
     return d;
 }
 
@@ -1062,19 +1108,17 @@ static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     lab_rooms_t *rs = tls_rooms;
     unsigned id = pool->id;
-    if (lab_unlikely(!rs || rs->busy || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen))
+    if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || !room_enter(rs)))
         return false;
     lab_room_t *r = &rs->slot[id].r[order];
-    if (lab_unlikely(r->count >= room_cap[order]))
-        return false;
-    rs->busy = 1;
-    lab_barrier();
-    d->next = r->head;
-    r->head = d;
-    r->count++;
-    lab_barrier();
-    rs->busy = 0;
-    return true;
+    bool room = r->count < room_cap[order];
+    if (lab_likely(room)) {
+        d->next = r->head;
+        r->head = d;
+        r->count++;
+    }
+    room_leave(rs);
+    return room;
 }
 
 static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, unsigned order, lab_gfp_t gfp,
@@ -1156,9 +1200,7 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
 {
     lab_rooms_t *rs = tls_rooms;
-    if (rs && !rs->busy && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS) {
-        rs->busy = 1;
-        lab_barrier();
+    if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && room_enter(rs)) {
         lab_room_t *r = room_of(rs, pool, order);
         d->next = r->head;
         r->head = d;
@@ -1182,8 +1224,7 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
             for (last = spill; last && last->next; last = last->next)
                 ;
         }
-        lab_barrier();
-        rs->busy = 0;
+        room_leave(rs);
         if (spill)
             shared_push(pool, &pool->zone[zi], spill, last, order, nspill);
         return spill != NULL;
@@ -1825,24 +1866,144 @@ void lab_pool_rooms_prepare(void)
     rooms_get(false);
 }
 
-static void rooms_flush(lab_rooms_t *rs)
+/* The runs of a set's rooms (of pool `only`, or of all) to the shared lists, stamped `stamp`;
+ * the pages moved. By the owner, or by a taker that holds the set (rooms_take). */
+static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp)
 {
+    size_t pages = 0;
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
         lab_pool_t *pool = rs->slot[s].pool;
-        if (!pool || pool->gen != rs->slot[s].gen)
+        if (!pool || pool->gen != rs->slot[s].gen || (only && pool != only))
             continue;
-        lab_add_relaxed(&pool->room_hits_dead, rs->slot[s].hits);
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
             lab_room_t *r = &rs->slot[s].r[o];
             if (r->head) {
                 lab_page_t *last = r->head;
                 while (last->next)
                     last = last->next;
-                shared_push(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count);
+                shared_push_at(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count, stamp);
+                pages += (size_t)r->count << o;
+                r->head = NULL;
+                r->count = 0;
             }
         }
     }
+    return pages;
+}
+
+static void rooms_flush(lab_rooms_t *rs)
+{
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
+        lab_pool_t *pool = rs->slot[s].pool;
+        if (pool && pool->gen == rs->slot[s].gen)
+            lab_add_relaxed(&pool->room_hits_dead, rs->slot[s].hits);
+    }
+    rooms_move(rs, NULL, lab_clock_ms());
     memset(rs->slot, 0, sizeof rs->slot);
+}
+
+/* Some hash of what a set's rooms hold (of pool `only`, or of all): 0 when they hold nothing.
+ * Read while the owner may change them: a hint, that rooms_take acts on only under its protocol. */
+static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
+{
+    uint64_t sig = 0;
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
+        lab_pool_t *pool = lab_load_relaxed(&rs->slot[s].pool);
+        if (!pool || (only && pool != only))
+            continue;
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+            uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].r[o].head);
+            if (h)
+                sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->slot[s].r[o].count) << 48)) * 0x9e3779b97f4a7c15ull + 1;
+        }
+    }
+    return sig;
+}
+
+static int rooms_mb = 1; /* membarrier works (cleared at its first failure; under rooms_lock) */
+
+/* Take the runs of the sets chained on take_next (of other threads, alive: malloc_trim, or
+ * idle for a delay: the purge thread) to the shared lists, without their owners, stamped
+ * `stamp`. Under rooms_lock, which keeps takers apart and the sets from leaving (thread exit
+ * flushes under it too). A set whose owner is changing it at that moment is skipped. Returns
+ * the pages moved. */
+static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp)
+{
+    size_t pages = 0;
+#if LAB_ROOMS_LOCKED
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
+        int zero = 0;
+        if (__atomic_compare_exchange_n(&rs->busy, &zero, 2, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            pages += rooms_move(rs, only, stamp);
+            __atomic_store_n(&rs->busy, 0, __ATOMIC_RELEASE);
+        }
+    }
+#else
+    if (!chain || !rooms_mb)
+        return 0;
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next)
+        rs->steal = 1;
+    /* the barrier also orders the marks before the loads of busy below, and every change an
+     * owner made before it before the taker's reads of the lists */
+    bool ok = lab_os_membarrier() == 0;
+    if (!ok)
+        rooms_mb = 0; /* no such call here (an old kernel, a sandbox): the owners keep their runs */
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
+        if (ok && !rs->busy)
+            pages += rooms_move(rs, only, stamp);
+        /* release: the lists' new state before an owner may enter again */
+        __atomic_store_n(&rs->steal, 0, __ATOMIC_RELEASE);
+    }
+#endif
+    return pages;
+}
+
+size_t lab_pool_rooms_take(lab_pool_t *pool)
+{
+    lab_rooms_t *chain = NULL;
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (rs != tls_rooms && rooms_sig(rs, pool)) {
+            rs->take_next = chain;
+            chain = rs;
+        }
+    size_t pages = rooms_take(chain, pool, lab_clock_ms());
+    lab_unlock(&rooms_lock);
+    return pages;
+}
+
+uint64_t lab_pool_rooms_return_idle(void)
+{
+    unsigned delay = lab_pool_default_delay();
+    if (delay == ~0u)
+        return UINT64_MAX;
+    uint64_t now = lab_clock_ms(), next = UINT64_MAX;
+    lab_rooms_t *chain = NULL;
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
+        if (rs == tls_rooms)
+            continue;
+        uint64_t sig = rooms_sig(rs, NULL);
+        if (!sig) {
+            rs->bg_seen_ms = 0;
+        } else if (sig != rs->bg_sig || !rs->bg_seen_ms) {
+            /* new, or changed since: watch from now */
+            rs->bg_sig = sig;
+            rs->bg_seen_ms = now;
+            next = lab_min(next, (uint64_t)delay + 1);
+        } else if (now >= rs->bg_seen_ms + delay) {
+            /* the same for a whole delay: the owner has made no page-run call */
+            rs->take_next = chain;
+            chain = rs;
+            rs->bg_seen_ms = 0;
+        } else {
+            next = lab_min(next, rs->bg_seen_ms + delay - now + 1);
+        }
+    }
+    /* stamped as idle a delay already: the purge that follows takes them */
+    rooms_take(chain, NULL, now > delay ? now - delay : 0);
+    lab_unlock(&rooms_lock);
+    return next;
 }
 
 void lab_pool_thread_exit(void)
@@ -1852,8 +2013,9 @@ void lab_pool_thread_exit(void)
     if (!rs)
         return;
     tls_rooms = NULL;
-    rooms_flush(rs);
+    /* under the lock: no taker holds the set meanwhile */
     lab_lock(&rooms_lock);
+    rooms_flush(rs);
     rs->next_free = rooms_free;
     rooms_free = rs;
     lab_unlock(&rooms_lock);
@@ -2206,6 +2368,7 @@ size_t labyrinth_pool_trim(labyrinth_t *pool)
     if (!p)
         return 0;
     room_drain_self(p);
+    lab_pool_rooms_take(p);
     return lab_pool_purge(p, true);
 }
 

@@ -265,6 +265,13 @@ lab_internal void lab_pool_background_poke(void);
 lab_internal unsigned lab_pool_default_delay(void);
 /* Move the calling thread's cached runs of the pool to the shared lists, where the purge sees them. */
 lab_internal void lab_pool_room_drain(lab_pool_t *pool);
+/* The purge thread: other threads' rooms that held the same runs for a whole delay (their owners
+ * made no page-run call) go to the shared lists, stamped as idle that long, so the round's purge
+ * takes them. Returns when to look again (ms; UINT64_MAX: no room holds anything). */
+lab_internal uint64_t lab_pool_rooms_return_idle(void);
+/* malloc_trim, labyrinth_pool_trim: the runs in every other thread's rooms of the pool go to the
+ * shared lists (a room its owner is changing at that moment is skipped); the pages moved. */
+lab_internal size_t lab_pool_rooms_take(lab_pool_t *pool);
 /* Signal handlers running on the calling thread (preload/signals.c counts them): while non-zero
  * the pool's free paths neither purge (no lock waited on, no system call) nor start a thread. */
 lab_internal extern __thread int lab_pool_handler_depth;

@@ -37,6 +37,8 @@ static void *purge_main(void *arg)
         /* pooled mmap's cache (LABYRINTH_MMAP) too: pages unmapped by a program that then makes
          * no call of the family would otherwise stay resident */
         wake = lab_min(wake, lab_mmap_purge_idle());
+        /* runs cached in the rooms of threads that make no call any more */
+        wake = lab_min(wake, lab_pool_rooms_return_idle());
         last = gen;
         lab_pool_background_round(wake, gen);
     }

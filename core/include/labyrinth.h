@@ -96,7 +96,8 @@ LAB_API void  labyrinth_pool_destroy(labyrinth_t *pool);
 LAB_API void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp);
 LAB_API void *labyrinth_alloc_page(labyrinth_t *pool, lab_gfp_t gfp);
 LAB_API void  labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order);
-/* Purge every free page of the pool now (rooms of the calling thread included); returns pages purged. */
+/* Purge every free page of the pool now (the runs cached in every thread's rooms included); returns
+ * pages purged. */
 LAB_API size_t labyrinth_pool_trim(labyrinth_t *pool);
 /* Fill *out; 0, or -EINVAL for an uninitialised pool. */
 LAB_API int   labyrinth_pool_stats(labyrinth_t *pool, struct labyrinth_pool_stats *out);

@@ -26,6 +26,15 @@
  *                          once they have waited a purge delay (RSS below 64 MiB; Labyrinth
  *                          only). The spans' keeping must wake the idle thread: a free to the
  *                          pool, which wakes it otherwise, never comes.
+ *   memory_returned rooms_idle
+ *                          32 threads each write and free 64 blocks of 64 KiB and 16 of 256 KiB
+ *                          three times and stay alive, idle: the page runs their rooms (the
+ *                          per-thread run caches, about 2 MiB a thread here) kept must go back
+ *                          once they have waited a purge delay (RSS below 16 MiB; Labyrinth
+ *                          only). Their owners make no call: the background thread takes them.
+ *   memory_returned rooms_trim
+ *                          the same, no background thread and a 60 s delay: the main thread's
+ *                          malloc_trim(0) must take the idle threads' rooms at once.
  * The blocks are chained through their first word, so the test needs no memory of its own that
  * would count in RSS; RSS is read from /proc/self/statm with read(2) (stdio would allocate). */
 #define _GNU_SOURCE
@@ -227,6 +236,82 @@ static int kept_idle(void)
     return lab_finish(name);
 }
 
+enum { ROOM_THREADS = 32, ROOM_SMALL = 64, ROOM_BIG = 16, ROOM_LIMIT_MIB = 16 };
+static void *room_blocks[ROOM_THREADS][ROOM_SMALL + ROOM_BIG];
+
+static void *room_worker(void *arg)
+{
+    void **p = room_blocks[(uintptr_t)arg];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < ROOM_SMALL + ROOM_BIG; i++) {
+            size_t n = i < ROOM_SMALL ? 64 << 10 : 256 << 10;
+            p[i] = malloc(n);
+            CHECK(p[i] != NULL, "malloc(%zu) failed", n);
+            if (p[i])
+                memset(p[i], 0x5a, n);
+        }
+        for (int i = 0; i < ROOM_SMALL + ROOM_BIG; i++)
+            free(p[i]);
+    }
+    pthread_mutex_lock(&owner_lock);
+    kept_done++;
+    pthread_cond_broadcast(&owner_cond);
+    while (owner_stage != 2) /* idle, alive, no allocator call */
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+    return NULL;
+}
+
+static int rooms(int trim)
+{
+    const char *name = trim ? "memory_returned rooms_trim" : "memory_returned rooms_idle";
+    if (trim ? !lab_provided("malloc_trim") : !lab_expect_labyrinth()) {
+        SAY("%s: %s; skipped", name, trim ? "malloc_trim is not the allocator's own" : "promised by Labyrinth only");
+        return LAB_SKIP;
+    }
+    SAY("%d threads write and free 64 KiB and 256 KiB blocks, then idle; %s: RSS must fall below %d MiB",
+        ROOM_THREADS, trim ? "malloc_trim(0) from the main thread" : "only sleep past the purge delay",
+        ROOM_LIMIT_MIB);
+    const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
+    double delay = d ? atof(d) / 1000 : 1.0;
+    pthread_t t[ROOM_THREADS];
+    for (uintptr_t i = 0; i < ROOM_THREADS; i++)
+        if (pthread_create(&t[i], NULL, room_worker, (void *)i) != 0) {
+            CHECK(0, "pthread_create");
+            return lab_finish(name);
+        }
+    pthread_mutex_lock(&owner_lock);
+    while (kept_done != ROOM_THREADS)
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+    long full = lab_rss_kib(), after;
+    double t0 = now_s();
+    if (trim) {
+        malloc_trim(0);
+        after = lab_rss_kib();
+    } else {
+        struct timespec step = {0, 50 * 1000 * 1000};
+        while ((after = lab_rss_kib()) >= (long)ROOM_LIMIT_MIB * 1024 && now_s() - t0 < 40 * delay + 10)
+            nanosleep(&step, NULL);
+    }
+    SAY("  RSS %ld MiB with every block freed, %ld MiB after %s (%.2f s; purge delay %.2f s)", full >> 10,
+        after >> 10, trim ? "malloc_trim(0)" : "sleep", now_s() - t0, delay);
+    /* Labyrinth's rooms keep 2 MiB a thread of the 8 MiB each wrote (other allocators keep what
+     * they keep: only the bound below is theirs) */
+    if (lab_expect_labyrinth())
+        CHECK(full >= (long)ROOM_THREADS * 1024, "RSS %ld KiB just after the frees: the rooms kept less "
+              "than 1 MiB a thread (nothing to test)", full);
+    CHECK(after >= 0 && after < (long)ROOM_LIMIT_MIB * 1024, "RSS %ld KiB with the threads idle, wanted below %d MiB",
+          after, ROOM_LIMIT_MIB);
+    pthread_mutex_lock(&owner_lock);
+    owner_stage = 2;
+    pthread_cond_broadcast(&owner_cond);
+    pthread_mutex_unlock(&owner_lock);
+    for (int i = 0; i < ROOM_THREADS; i++)
+        pthread_join(t[i], NULL);
+    return lab_finish(name);
+}
+
 /* kept (for options.sh, with LABYRINTH_STATS): 256 blocks of 16 KiB written and freed, twice;
  * the emptied spans stay kept at exit unless LABYRINTH_KEPT_KIB=0. */
 static int kept(void)
@@ -251,6 +336,8 @@ int main(int argc, char **argv)
         return kept();
     if (argc > 1 && !strcmp(argv[1], "kept_idle"))
         return kept_idle();
+    if (argc > 1 && (!strcmp(argv[1], "rooms_idle") || !strcmp(argv[1], "rooms_trim")))
+        return rooms(!strcmp(argv[1], "rooms_trim"));
     if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle"))) {
         owner_exits = !strcmp(argv[1], "exited");
         no_trim = !strcmp(argv[1], "remote_idle");
@@ -258,7 +345,7 @@ int main(int argc, char **argv)
     }
     int idle = argc > 1 && !strcmp(argv[1], "idle");
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle|rooms_idle|rooms_trim\n", argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {

@@ -360,6 +360,156 @@ static void test_threads_cross_free(void **state)
             labyrinth_free_pages(labyrinth_default(), t_slots[i], t_orders[i]);
 }
 
+/* ---- other threads' rooms: taken by labyrinth_pool_trim ---- */
+
+static labyrinth_t room_pool;
+static pthread_mutex_t room_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t room_cond = PTHREAD_COND_INITIALIZER;
+static int room_stage; /* 1: the owner's runs are in its room; 2: it may go on; 3: it has */
+static int room_errors;
+
+static void room_stage_set(int v)
+{
+    pthread_mutex_lock(&room_lock);
+    room_stage = v;
+    pthread_cond_broadcast(&room_cond);
+    pthread_mutex_unlock(&room_lock);
+}
+
+static void room_stage_wait(int v)
+{
+    pthread_mutex_lock(&room_lock);
+    while (room_stage != v)
+        pthread_cond_wait(&room_cond, &room_lock);
+    pthread_mutex_unlock(&room_lock);
+}
+
+static void *room_owner(void *arg)
+{
+    (void)arg;
+    void *p[8];
+    for (int i = 0; i < 8; i++) {
+        p[i] = labyrinth_alloc_pages(&room_pool, 4, 0);
+        if (!p[i])
+            __atomic_add_fetch(&room_errors, 1, __ATOMIC_RELAXED);
+    }
+    for (int i = 0; i < 8; i++)
+        if (p[i])
+            labyrinth_free_pages(&room_pool, p[i], 4); /* 8 of the order's 16 places: all stay */
+    room_stage_set(1);
+    room_stage_wait(2);
+    /* the room was emptied behind the owner's back: it must go on as before */
+    for (int i = 0; i < 8; i++) {
+        p[i] = labyrinth_alloc_pages(&room_pool, 4, 0);
+        if (!p[i])
+            __atomic_add_fetch(&room_errors, 1, __ATOMIC_RELAXED);
+        else
+            memset(p[i], 0x77, LAB_PAGE_SIZE << 4);
+    }
+    for (int i = 0; i < 8; i++)
+        if (p[i])
+            labyrinth_free_pages(&room_pool, p[i], 4);
+    room_stage_set(3);
+    return NULL;
+}
+
+/* A thread's room keeps its runs from the pool's counts; another thread's trim takes them. */
+static void test_trim_takes_other_rooms(void **state)
+{
+    (void)state;
+    memset(&room_pool, 0, sizeof room_pool);
+    assert_int_equal(labyrinth_pool_init(&room_pool, NULL), 0);
+    room_stage = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, room_owner, NULL), 0);
+    room_stage_wait(1);
+    struct labyrinth_pool_stats before, after;
+    assert_int_equal(labyrinth_pool_stats(&room_pool, &before), 0);
+    labyrinth_pool_trim(&room_pool);
+    assert_int_equal(labyrinth_pool_stats(&room_pool, &after), 0);
+    print_message("free pages outside rooms: %zu before the trim, %zu after\n", before.free_total, after.free_total);
+    assert_true(after.free_total >= before.free_total + 8 * 16);
+    room_stage_set(2);
+    room_stage_wait(3);
+    pthread_join(t, NULL);
+    assert_int_equal(room_errors, 0);
+    labyrinth_pool_destroy(&room_pool);
+}
+
+enum { RACE_LIVE = 24 };
+static volatile int race_done;
+
+/* Runs of orders 0-6 allocated and freed through the thread's room, each marked at three places
+ * with a byte of its own (random) and checked before its free: a run handed out twice (a room
+ * list changed by the owner and a taker at once) shows as a mark overwritten. */
+static void *race_owner(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *live[RACE_LIVE] = {0};
+    unsigned ord[RACE_LIVE] = {0};
+    uint8_t tags[RACE_LIVE] = {0};
+    for (int i = 0; i < 200000; i++) {
+        unsigned k = (unsigned)rand_r(&seed) % RACE_LIVE;
+        if (live[k]) {
+            uint8_t *b = live[k];
+            size_t n = LAB_PAGE_SIZE << ord[k];
+            uint8_t tag = tags[k];
+            if (b[0] != tag || b[n / 2] != tag || b[n - 1] != tag)
+                __atomic_add_fetch(&room_errors, 1, __ATOMIC_RELAXED);
+            labyrinth_free_pages(&room_pool, b, ord[k]);
+            live[k] = NULL;
+        }
+        unsigned o = (unsigned)rand_r(&seed) % 7;
+        uint8_t *b = labyrinth_alloc_pages(&room_pool, o, rand_r(&seed) % 4 ? 0 : LAB_GFP_ATOMIC);
+        if (!b)
+            continue;
+        size_t n = LAB_PAGE_SIZE << o;
+        uint8_t tag = (uint8_t)rand_r(&seed);
+        b[0] = b[n / 2] = b[n - 1] = tag;
+        tags[k] = tag;
+        live[k] = b;
+        ord[k] = o;
+    }
+    for (unsigned k = 0; k < RACE_LIVE; k++)
+        if (live[k])
+            labyrinth_free_pages(&room_pool, live[k], ord[k]);
+    return NULL;
+}
+
+/* The trim's taking alone, without its purge (whose page faults would keep the owners out of
+ * their rooms most of the time); returns the pages taken. */
+static void *race_taker(void *arg)
+{
+    (void)arg;
+    size_t pages = 0;
+    while (!__atomic_load_n(&race_done, __ATOMIC_ACQUIRE))
+        pages += lab_pool_rooms_take(lab_pool_of(&room_pool));
+    return (void *)pages;
+}
+
+/* Owners at work in their rooms while another thread takes their runs without pause. */
+static void test_trim_races_room_owners(void **state)
+{
+    (void)state;
+    memset(&room_pool, 0, sizeof room_pool);
+    assert_int_equal(labyrinth_pool_init(&room_pool, NULL), 0);
+    room_errors = 0;
+    race_done = 0;
+    pthread_t own[2], taker;
+    assert_int_equal(pthread_create(&taker, NULL, race_taker, NULL), 0);
+    for (uintptr_t i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&own[i], NULL, race_owner, (void *)(i * 104729 + 3)), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(own[i], NULL);
+    __atomic_store_n(&race_done, 1, __ATOMIC_RELEASE);
+    void *taken;
+    pthread_join(taker, &taken);
+    print_message("%zu pages taken from the owners' rooms while they ran\n", (size_t)taken);
+    assert_int_equal(room_errors, 0);
+    assert_true((size_t)taken > 0);
+    labyrinth_pool_destroy(&room_pool);
+}
+
 /* ---- signals: ATOMIC in a handler that interrupts the pool ---- */
 
 static labyrinth_t *sig_pool;
@@ -934,6 +1084,8 @@ int main(void)
         cmocka_unit_test(test_atomic_only_thread_room),
         cmocka_unit_test(test_atomic_no_syscall_seccomp),
         cmocka_unit_test(test_threads_cross_free),
+        cmocka_unit_test(test_trim_takes_other_rooms),
+        cmocka_unit_test(test_trim_races_room_owners),
         cmocka_unit_test(test_signal_handler_atomic),
         cmocka_unit_test(test_exclusive_wiped_in_child),
         cmocka_unit_test(test_exclusive_stays_exclusive),
