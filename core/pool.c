@@ -1774,7 +1774,12 @@ static void pool_tick(lab_pool_t *pool, bool from_free)
     /* acquire pairs with the release in bg_start */
     int st = __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE);
     if (st == BG_RUNNING) {
-        if (from_free)
+        /* an allocation wakes a thread asleep with nothing to do too: the runs it brings into
+         * a room may stay there, its owner idle, with no free ever reaching the pool (the
+         * thread then watches the rooms, lab_pool_rooms_return_idle). A plain load first: the
+         * flag's line is read-mostly, and a wake-up missed in the race with the thread's going
+         * to sleep waits for the next slow allocation or free */
+        if (from_free || lab_load_relaxed(&bg.idle))
             bg_kick();
         return; /* the thread purges */
     }
