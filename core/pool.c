@@ -1871,6 +1871,15 @@ void lab_pool_rooms_prepare(void)
     rooms_get(false);
 }
 
+/* Slot s of a set holds runs of a pool that is still there: not destroyed, its memory not
+ * reused by another. Under rooms_lock: pool_teardown clears the pool's entry, then waits for
+ * rooms_lock before it unmaps anything, so a pool seen here stays until the lock is let go. */
+static bool room_pool_live(lab_rooms_t *rs, unsigned s)
+{
+    lab_pool_t *pool = rs->slot[s].pool;
+    return pool && lab_load_relaxed(&pool_slots[s]) == pool && pool->gen == rs->slot[s].gen;
+}
+
 /* The runs of a set's rooms (of pool `only`, or of all) to the shared lists, stamped `stamp`;
  * the pages moved. By the owner, or by a taker that holds the set (rooms_take). */
 static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp)
@@ -1878,7 +1887,7 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp)
     size_t pages = 0;
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
         lab_pool_t *pool = rs->slot[s].pool;
-        if (!pool || pool->gen != rs->slot[s].gen || (only && pool != only))
+        if (!pool || !room_pool_live(rs, s) || (only && pool != only))
             continue;
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
             lab_room_t *r = &rs->slot[s].r[o];
@@ -1898,11 +1907,9 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp)
 
 static void rooms_flush(lab_rooms_t *rs)
 {
-    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
-        lab_pool_t *pool = rs->slot[s].pool;
-        if (pool && pool->gen == rs->slot[s].gen)
-            lab_add_relaxed(&pool->room_hits_dead, rs->slot[s].hits);
-    }
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
+        if (room_pool_live(rs, s))
+            lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
     rooms_move(rs, NULL, lab_clock_ms());
     memset(rs->slot, 0, sizeof rs->slot);
 }
@@ -2052,7 +2059,7 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
     pool->id = LAB_ROOM_POOLS;
     for (unsigned i = is_default ? 0 : 1; i < LAB_ROOM_POOLS; i++) {
         if (!pool_slots[i]) {
-            pool_slots[i] = pool;
+            lab_store_relaxed(&pool_slots[i], pool);
             pool->id = i;
             break;
         }
@@ -2079,8 +2086,12 @@ static void pool_teardown(lab_pool_t *pool)
             break;
         }
     if (pool->id < LAB_ROOM_POOLS && pool_slots[pool->id] == pool)
-        pool_slots[pool->id] = NULL;
+        lab_store_relaxed(&pool_slots[pool->id], NULL);
     lab_unlock(&pools_lock);
+    /* a taker of rooms (malloc_trim, the purge thread, a thread's exit) moving runs of this pool
+     * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
+    lab_lock(&rooms_lock);
+    lab_unlock(&rooms_lock);
     for (unsigned zi = 0; zi < 2; zi++) {
         lab_zone_t *z = &pool->zone[zi];
         lab_chunk_t *c = z->chunks;

@@ -11,6 +11,12 @@
  *   user_pool churn  300 user pools made, used and destroyed while the purge thread purges them
  *                    every few milliseconds (delay 1 ms): destroy must wait for a purge in
  *                    progress, and a purge must never reach a pool being torn down.
+ *   user_pool churn_rooms
+ *                    the same for 1 500 pools with malloc's purge delay 1 ms too (ctest), so
+ *                    that the purge thread also takes the runs this thread's room keeps of each
+ *                    pool while it sleeps, and sometimes while the pool is being destroyed: the
+ *                    taking must never reach a pool torn down (it wrote into the next pool's
+ *                    descriptors once: "double free" aborts, about one run in ten).
  * Labyrinth only (the pool API is its own): skipped where labyrinth_pool_init is not provided. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -93,12 +99,12 @@ static void idle_mode(void)
     p_destroy(&pool);
 }
 
-static void churn_mode(void)
+static void churn_mode(int rounds)
 {
     static labyrinth_t pool;
     static void *pages[64];
     uint64_t rng = 0x5eed;
-    for (int round = 0; round < 300; round++) {
+    for (int round = 0; round < rounds; round++) {
         struct labyrinth_pool_opts o = {.purge_delay_ms = 1};
         if (p_init(&pool, &o) != 0) {
             CHECK(0, "labyrinth_pool_init failed in round %d", round);
@@ -116,7 +122,7 @@ static void churn_mode(void)
         sleep_ms((long)(lab_rand(&rng) % 4)); /* sometimes past the delay: the thread purges */
         p_destroy(&pool);
     }
-    SAY("300 user pools made, used, left to the purge thread and destroyed");
+    SAY("%d user pools made, used, left to the purge thread and destroyed", rounds);
     CHECK(lab_threads_named("labyrinth-purge") == 1, "no purge thread running");
 }
 
@@ -137,7 +143,9 @@ int main(int argc, char **argv)
         return lab_finish("user_pool");
     }
     if (strcmp(mode, "churn") == 0)
-        churn_mode();
+        churn_mode(300);
+    else if (strcmp(mode, "churn_rooms") == 0)
+        churn_mode(1500);
     else
         idle_mode();
     return lab_finish(argv[0]);
