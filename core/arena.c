@@ -1029,22 +1029,12 @@ static uint64_t kept_watch(lab_heap_t *h, uint64_t now, unsigned delay, bool *ga
         return next;
     }
     h->bg_kept_ms[0] = 1;
-    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
-        uintptr_t k = lab_load_relaxed(&h->kept[cls]);
-        if (!k) {
-            h->bg_kept_ms[cls] = 0;
-        } else if (k != h->bg_kept[cls] || !h->bg_kept_ms[cls]) {
-            h->bg_kept[cls] = k;
-            h->bg_kept_ms[cls] = now;
-            next = lab_min(next, (uint64_t)delay + 1);
-        } else if (now >= h->bg_kept_ms[cls] + delay) {
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
+        if (lab_idle_watch(lab_load_relaxed(&h->kept[cls]), &h->bg_kept[cls], &h->bg_kept_ms[cls], now, delay,
+                           &next)) {
             kept_release(h, cls, false);
-            h->bg_kept_ms[cls] = 0;
             *gave = true;
-        } else {
-            next = lab_min(next, h->bg_kept_ms[cls] + delay - now + 1);
         }
-    }
     return next;
 }
 

@@ -212,7 +212,7 @@ typedef struct lab_heap {
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
     uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
     uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
-    uintptr_t bg_kept[LAB_NR_CLASSES];       /* ... the kept lists it saw */
+    uint64_t bg_kept[LAB_NR_CLASSES];        /* ... the kept lists it saw */
     uint64_t bg_kept_ms[LAB_NR_CLASSES];     /* ... and since when (0: not watching) */
 } lab_heap_t;
 

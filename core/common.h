@@ -41,6 +41,29 @@
 lab_inline unsigned lab_log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
 lab_inline unsigned lab_log2_ceil(size_t x) { return x <= 1 ? 0 : 64u - (unsigned)__builtin_clzl(x - 1); }
 
+/* The purge thread's watch over something an owner that may idle holds (v: a list head or a
+ * hash of one; 0: nothing held). true: v has stayed the same for a whole delay, so the owner
+ * has not touched it: take it (the watch starts over). Otherwise *next is lowered to when to look
+ * again. *seen and *seen_ms (0: not watching) are the watcher's own. */
+lab_inline bool lab_idle_watch(uint64_t v, uint64_t *seen, uint64_t *seen_ms, uint64_t now, unsigned delay,
+                               uint64_t *next)
+{
+    if (!v) {
+        *seen_ms = 0;
+    } else if (v != *seen || !*seen_ms) {
+        /* new, or changed since: watch from now */
+        *seen = v;
+        *seen_ms = now;
+        *next = lab_min(*next, (uint64_t)delay + 1);
+    } else if (now >= *seen_ms + delay) {
+        *seen_ms = 0;
+        return true;
+    } else {
+        *next = lab_min(*next, *seen_ms + delay - now + 1);
+    }
+    return false;
+}
+
 /* Report a fatal misuse and abort: write(2) only, never anything that allocates. */
 lab_internal __attribute__((noreturn, cold)) void lab_fatal(const char *what, const void *addr);
 /* One line on stderr, "labyrinth: <msg>[ <addr>]\n", through write(2). */

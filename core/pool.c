@@ -1995,21 +1995,10 @@ uint64_t lab_pool_rooms_return_idle(void)
     for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
         if (rs == tls_rooms)
             continue;
-        uint64_t sig = rooms_sig(rs, NULL);
-        if (!sig) {
-            rs->bg_seen_ms = 0;
-        } else if (sig != rs->bg_sig || !rs->bg_seen_ms) {
-            /* new, or changed since: watch from now */
-            rs->bg_sig = sig;
-            rs->bg_seen_ms = now;
-            next = lab_min(next, (uint64_t)delay + 1);
-        } else if (now >= rs->bg_seen_ms + delay) {
-            /* the same for a whole delay: the owner has made no page-run call */
+        /* the same runs for a whole delay: the owner has made no page-run call */
+        if (lab_idle_watch(rooms_sig(rs, NULL), &rs->bg_sig, &rs->bg_seen_ms, now, delay, &next)) {
             rs->take_next = chain;
             chain = rs;
-            rs->bg_seen_ms = 0;
-        } else {
-            next = lab_min(next, rs->bg_seen_ms + delay - now + 1);
         }
     }
     /* stamped as idle a delay already: the purge that follows takes them */

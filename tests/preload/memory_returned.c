@@ -169,9 +169,72 @@ static int remote(void)
     return lab_finish(name);
 }
 
+static int kept_done; /* idlers at their idle point */
+
+/* Steps the idle-thread modes share. The purge delay ctest set (seconds). */
+static double purge_delay(void)
+{
+    const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
+    return d ? atof(d) / 1000 : 1.0;
+}
+
+/* The background thread started (ctest: from 1 MiB mapped), done with this and gone idle. */
+static void settle_idle(double delay)
+{
+    release(fill(16 * MiB));
+    struct timespec settle = {(time_t)(6 * delay), (long)((6 * delay - (time_t)(6 * delay)) * 1e9)};
+    nanosleep(&settle, NULL);
+}
+
+/* n threads running fn, returned once each has counted itself in kept_done and waits (idle,
+ * alive) for owner_stage 2; false when one could not start. */
+static bool idlers_start(pthread_t *t, int n, void *(*fn)(void *))
+{
+    for (uintptr_t i = 0; i < (uintptr_t)n; i++)
+        if (pthread_create(&t[i], NULL, fn, (void *)i) != 0) {
+            CHECK(0, "pthread_create");
+            return false;
+        }
+    pthread_mutex_lock(&owner_lock);
+    while (kept_done != n)
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+    return true;
+}
+
+/* The idlers' wait, in each: counted, then idle until released. */
+static void idler_wait(void)
+{
+    pthread_mutex_lock(&owner_lock);
+    kept_done++;
+    pthread_cond_broadcast(&owner_cond);
+    while (owner_stage != 2) /* idle, alive, no allocator call */
+        pthread_cond_wait(&owner_cond, &owner_lock);
+    pthread_mutex_unlock(&owner_lock);
+}
+
+static void idlers_end(pthread_t *t, int n)
+{
+    pthread_mutex_lock(&owner_lock);
+    owner_stage = 2;
+    pthread_cond_broadcast(&owner_cond);
+    pthread_mutex_unlock(&owner_lock);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* RSS once below limit_kib, sleeping meanwhile (at most 40 purge delays and 10 s from t0). */
+static long rss_fall(long limit_kib, double delay, double t0)
+{
+    long after;
+    struct timespec step = {0, 50 * 1000 * 1000};
+    while ((after = lab_rss_kib()) >= limit_kib && now_s() - t0 < 40 * delay + 10)
+        nanosleep(&step, NULL);
+    return after;
+}
+
 enum { KEPT_THREADS = 32, KEPT_BLOCKS = 256, KEPT_SIZE = 16384 };
 static void *kept_blocks[KEPT_THREADS][KEPT_BLOCKS]; /* static: nothing of the test's in RSS */
-static int kept_done;
 
 static void *kept_worker(void *arg)
 {
@@ -186,12 +249,7 @@ static void *kept_worker(void *arg)
         for (int i = 0; i < KEPT_BLOCKS; i++)
             free(p[i]);
     }
-    pthread_mutex_lock(&owner_lock);
-    kept_done++;
-    pthread_cond_broadcast(&owner_cond);
-    while (owner_stage != 2) /* idle, alive, no allocator call */
-        pthread_cond_wait(&owner_cond, &owner_lock);
-    pthread_mutex_unlock(&owner_lock);
+    idler_wait();
     return NULL;
 }
 
@@ -205,39 +263,21 @@ static int kept_idle(void)
     SAY("%d threads write and free %d MiB of %d KiB blocks twice each, then idle (the background "
         "thread idle before): RSS must fall below %d MiB", KEPT_THREADS, KEPT_BLOCKS * KEPT_SIZE >> 20,
         KEPT_SIZE >> 10, LIMIT_MIB);
-    const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
-    double delay = d ? atof(d) / 1000 : 1.0;
-    /* the background thread starts (ctest: from 1 MiB mapped), purges this and goes idle */
-    release(fill(16 * MiB));
-    struct timespec settle = {(time_t)(6 * delay), (long)((6 * delay - (time_t)(6 * delay)) * 1e9)};
-    nanosleep(&settle, NULL);
+    double delay = purge_delay();
+    settle_idle(delay);
     pthread_t t[KEPT_THREADS];
-    for (uintptr_t i = 0; i < KEPT_THREADS; i++)
-        if (pthread_create(&t[i], NULL, kept_worker, (void *)i) != 0) {
-            CHECK(0, "pthread_create");
-            return lab_finish(name);
-        }
-    pthread_mutex_lock(&owner_lock);
-    while (kept_done != KEPT_THREADS)
-        pthread_cond_wait(&owner_cond, &owner_lock);
-    pthread_mutex_unlock(&owner_lock);
-    long full = lab_rss_kib(), after;
+    if (!idlers_start(t, KEPT_THREADS, kept_worker))
+        return lab_finish(name);
+    long full = lab_rss_kib();
     double t0 = now_s();
-    struct timespec step = {0, 50 * 1000 * 1000};
-    while ((after = lab_rss_kib()) >= (long)LIMIT_MIB * 1024 && now_s() - t0 < 40 * delay + 10)
-        nanosleep(&step, NULL);
+    long after = rss_fall((long)LIMIT_MIB * 1024, delay, t0);
     SAY("  RSS %ld MiB with every block freed, %ld MiB after %.2f s of sleep (purge delay %.2f s)",
         full >> 10, after >> 10, now_s() - t0, delay);
     CHECK(full >= (long)(KEPT_THREADS * KEPT_BLOCKS * (KEPT_SIZE >> 10)) * 3 / 4,
           "RSS %ld KiB just after the frees: the emptied spans were not kept (nothing to test)", full);
     CHECK(after >= 0 && after < (long)LIMIT_MIB * 1024, "RSS %ld KiB with the threads idle, wanted below %d MiB",
           after, LIMIT_MIB);
-    pthread_mutex_lock(&owner_lock);
-    owner_stage = 2;
-    pthread_cond_broadcast(&owner_cond);
-    pthread_mutex_unlock(&owner_lock);
-    for (int i = 0; i < KEPT_THREADS; i++)
-        pthread_join(t[i], NULL);
+    idlers_end(t, KEPT_THREADS);
     return lab_finish(name);
 }
 
@@ -259,12 +299,7 @@ static void *room_worker(void *arg)
         for (int i = 0; i < room_small + room_big; i++)
             free(p[i]);
     }
-    pthread_mutex_lock(&owner_lock);
-    kept_done++;
-    pthread_cond_broadcast(&owner_cond);
-    while (owner_stage != 2) /* idle, alive, no allocator call */
-        pthread_cond_wait(&owner_cond, &owner_lock);
-    pthread_mutex_unlock(&owner_lock);
+    idler_wait();
     return NULL;
 }
 
@@ -286,33 +321,19 @@ static int rooms(int trim, int quiet)
         "must fall below %d MiB", ROOM_THREADS, room_small, room_big, room_rounds,
         quiet ? " (the background thread asleep with nothing to do before)" : "",
         trim ? "malloc_trim(0) from the main thread" : "only sleep past the purge delay", ROOM_LIMIT_MIB);
-    const char *d = getenv("LABYRINTH_PURGE_DELAY_MS");
-    double delay = d ? atof(d) / 1000 : 1.0;
-    if (quiet) {
-        /* the background thread starts (ctest: from 1 MiB mapped), purges this and goes idle */
-        release(fill(16 * MiB));
-        struct timespec settle = {(time_t)(6 * delay), (long)((6 * delay - (time_t)(6 * delay)) * 1e9)};
-        nanosleep(&settle, NULL);
-    }
+    double delay = purge_delay();
+    if (quiet)
+        settle_idle(delay);
     pthread_t t[ROOM_THREADS];
-    for (uintptr_t i = 0; i < ROOM_THREADS; i++)
-        if (pthread_create(&t[i], NULL, room_worker, (void *)i) != 0) {
-            CHECK(0, "pthread_create");
-            return lab_finish(name);
-        }
-    pthread_mutex_lock(&owner_lock);
-    while (kept_done != ROOM_THREADS)
-        pthread_cond_wait(&owner_cond, &owner_lock);
-    pthread_mutex_unlock(&owner_lock);
+    if (!idlers_start(t, ROOM_THREADS, room_worker))
+        return lab_finish(name);
     long full = lab_rss_kib(), after;
     double t0 = now_s();
     if (trim) {
         malloc_trim(0);
         after = lab_rss_kib();
     } else {
-        struct timespec step = {0, 50 * 1000 * 1000};
-        while ((after = lab_rss_kib()) >= (long)ROOM_LIMIT_MIB * 1024 && now_s() - t0 < 40 * delay + 10)
-            nanosleep(&step, NULL);
+        after = rss_fall((long)ROOM_LIMIT_MIB * 1024, delay, t0);
     }
     SAY("  RSS %ld MiB with every block freed, %ld MiB after %s (%.2f s; purge delay %.2f s)", full >> 10,
         after >> 10, trim ? "malloc_trim(0)" : "sleep", now_s() - t0, delay);
@@ -323,12 +344,7 @@ static int rooms(int trim, int quiet)
               "than 768 KiB a thread (nothing to test)", full);
     CHECK(after >= 0 && after < (long)ROOM_LIMIT_MIB * 1024, "RSS %ld KiB with the threads idle, wanted below %d MiB",
           after, ROOM_LIMIT_MIB);
-    pthread_mutex_lock(&owner_lock);
-    owner_stage = 2;
-    pthread_cond_broadcast(&owner_cond);
-    pthread_mutex_unlock(&owner_lock);
-    for (int i = 0; i < ROOM_THREADS; i++)
-        pthread_join(t[i], NULL);
+    idlers_end(t, ROOM_THREADS);
     return lab_finish(name);
 }
 
