@@ -198,7 +198,7 @@ lab_inline void *malloc_slow(size_t n)
         lab_heap_t *h = lab_tls_heap;
         lab_span_t *d = h->direct[(n + 15) >> 4];
         if (d->flags & LAB_SPAN_REUSE)
-            return malloc_reuse_off(h, d->cls);
+            return malloc_reuse_off(h, lab_heap_reuse_cls(h, d));
         /* no span for the class yet (or a thread's first call: no heap yet) */
         if (d == &lab_span_empty) {
             void *p = nursery_alloc(n);

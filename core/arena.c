@@ -611,7 +611,7 @@ static void heap_reuse_flush(lab_heap_t *h)
 {
     uintptr_t key = lab_load_relaxed(&lab_free_key);
     for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
-        lab_span_t *r = &h->reuse[cls];
+        lab_reuse_t *r = &h->reuse[cls];
         lab_block_t *b;
         while ((b = r->free)) {
             r->free = lab_link_get(b);
@@ -625,10 +625,8 @@ static void heap_reuse_flush(lab_heap_t *h)
 
 void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
 {
-    lab_span_t *r = &h->reuse[cls];
-    r->cls = (uint8_t)cls;
-    r->flags = LAB_SPAN_REUSE;
-    heap_point_direct(h, cls, r);
+    h->reuse[cls].flags = LAB_SPAN_REUSE;
+    heap_point_direct(h, cls, lab_heap_reuse(h, cls));
 }
 
 void lab_span_send(lab_span_t *s, lab_block_t *b)

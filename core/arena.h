@@ -135,6 +135,21 @@ typedef struct lab_span {
     struct lab_span *prev;
     uint64_t unused4[3];
 } lab_span_t;
+
+/* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot
+ * (free, usedf, flags), 16 bytes where a span takes 128; lab_heap_reuse dresses it as one. */
+typedef struct lab_reuse {
+    lab_block_t *free;
+    union {
+        uint32_t usedf;
+        int32_t used;
+    };
+    uint8_t flags;
+    uint8_t unused[3];
+} lab_reuse_t;
+_Static_assert(__builtin_offsetof(lab_span_t, usedf) == __builtin_offsetof(lab_span_t, free) + 8 &&
+                   __builtin_offsetof(lab_span_t, flags) == __builtin_offsetof(lab_span_t, free) + 12,
+               "a reuse list has a span's free, usedf and flags at the same distances");
 _Static_assert(sizeof(lab_span_t) == 2 * sizeof(lab_page_t), "a span is two page descriptors");
 _Static_assert(__builtin_offsetof(lab_span_t, div) == __builtin_offsetof(lab_page_hdr_t, npages),
                "div overlays npages");
@@ -208,7 +223,7 @@ typedef struct lab_heap {
     volatile int in_slow;                    /* lists being changed (fork-child safety) */
     struct lab_heap *next_all;
     struct lab_heap *next_abandoned;
-    lab_span_t reuse[LAB_DIRECT_CLASSES];    /* reuse lists (free, usedf = -count), see arena.c */
+    lab_reuse_t reuse[LAB_DIRECT_CLASSES];   /* reuse lists (free, usedf = -count), see arena.c */
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
     uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
     uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
@@ -219,6 +234,19 @@ typedef struct lab_heap {
 _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
 
 enum { LAB_HEAP_EMPTY = 0, LAB_HEAP_LIVE = 1, LAB_HEAP_ABANDONED = 2, LAB_HEAP_NONE = 3 };
+
+/* The reuse list of cls dressed as a span for the direct slots: only its free, usedf and flags
+ * may be read or written through the pointer (the rest lies over the heap's other fields). */
+lab_inline lab_span_t *lab_heap_reuse(lab_heap_t *h, unsigned cls)
+{
+    return (lab_span_t *)(void *)((char *)&h->reuse[cls] - __builtin_offsetof(lab_span_t, free));
+}
+
+/* The class of a reuse list seen through a direct slot (d: a span flagged LAB_SPAN_REUSE). */
+lab_inline unsigned lab_heap_reuse_cls(lab_heap_t *h, const lab_span_t *d)
+{
+    return (unsigned)((const lab_reuse_t *)(const void *)&d->free - h->reuse);
+}
 
 lab_internal extern __thread lab_heap_t *lab_tls_heap;
 /* The span the direct slots of a class without a current span point at (free == NULL). */
@@ -282,7 +310,7 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
         return lab_double_free(b);
     unsigned cls = s->cls;
     if (cls < LAB_DIRECT_CLASSES) {
-        lab_span_t *r = &me->reuse[cls];
+        lab_reuse_t *r = &me->reuse[cls];
         /* a heap whose reuse lists are off has a floor of 0: the test fails */
         if (lab_likely((int32_t)r->usedf > me->reuse_floor)) {
             b->key = bkey ^ 1;

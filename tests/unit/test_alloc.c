@@ -1521,7 +1521,7 @@ static void test_reuse_lists(void **state)
         /* then k foreign blocks freed here: the last of them comes back first */
         /* the churn freed foreign blocks too: take what the list serves, so that at most
          * LAB_REUSE_ON - 1 wait below the mark, and k stays where none of the k overflows */
-        lab_span_t *r = &lab_tls_heap->reuse[lab_size_class(R_SIZE)];
+        lab_reuse_t *r = &lab_tls_heap->reuse[lab_size_class(R_SIZE)];
         int drained = 0;
         while (r->flags && r->free) {
             assert_true(drained < LAB_REUSE_MAX);
@@ -1569,7 +1569,7 @@ static void test_reuse_list_span_change(void **state)
     unsigned cls = lab_size_class(RS_SIZE);
     void *warm = lab_malloc(RS_SIZE); /* this thread's heap, and a current span for the class */
     lab_heap_t *h = lab_tls_heap;
-    lab_span_t *r = &h->reuse[cls];
+    lab_reuse_t *r = &h->reuse[cls];
     /* send home what earlier tests left on the list, then put exactly LAB_REUSE_ON foreign blocks
      * on it */
     lab_heap_collect();
