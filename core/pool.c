@@ -1887,7 +1887,15 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp)
     size_t pages = 0;
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
         lab_pool_t *pool = rs->slot[s].pool;
-        if (!pool || !room_pool_live(rs, s) || (only && pool != only))
+        if (!pool)
+            continue;
+        if (!room_pool_live(rs, s)) {
+            /* a destroyed pool's runs are gone with it: forget them (as room_of does), or the
+             * purge thread would watch them, and take nothing, once a delay for good */
+            memset(&rs->slot[s], 0, sizeof rs->slot[s]);
+            continue;
+        }
+        if (only && pool != only)
             continue;
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
             lab_room_t *r = &rs->slot[s].r[o];

@@ -485,6 +485,55 @@ static void test_trim_without_membarrier(void **state)
     child_must_pass(child_trim_no_membarrier, NULL);
 }
 
+static void *dead_owner(void *arg)
+{
+    (void)arg;
+    void *p[8];
+    for (int i = 0; i < 8; i++)
+        if (!(p[i] = labyrinth_alloc_pages(&room_pool, 4, 0)))
+            __atomic_add_fetch(&room_errors, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 8; i++)
+        if (p[i])
+            labyrinth_free_pages(&room_pool, p[i], 4); /* they stay in this thread's room */
+    room_stage_set(1);
+    room_stage_wait(2);
+    return NULL;
+}
+
+/* An idle thread's room holds runs of a user pool that is then destroyed: the purge thread's
+ * watch must drop them, not look at them again once a delay for good. */
+static void test_idle_rooms_of_destroyed_pool(void **state)
+{
+    (void)state;
+    labyrinth_default();
+    lab_pool_set_default_delay(1);
+    memset(&room_pool, 0, sizeof room_pool);
+    assert_int_equal(labyrinth_pool_init(&room_pool, NULL), 0);
+    room_stage = 0;
+    room_errors = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, dead_owner, NULL), 0);
+    room_stage_wait(1);
+    labyrinth_pool_destroy(&room_pool);
+    /* round 1 sees the runs, round 2 (a delay later) takes the room; from then on nothing may
+     * be watched (without the forgetting, rounds alternate: watched again, taken again) */
+    uint64_t next = 0;
+    int watched_after = 0;
+    for (int i = 0; i < 6; i++) {
+        struct timespec ms3 = {0, 3 * 1000 * 1000};
+        nanosleep(&ms3, NULL);
+        next = lab_pool_rooms_return_idle();
+        if (i >= 2 && next != UINT64_MAX)
+            watched_after++;
+    }
+    room_stage_set(2);
+    pthread_join(t, NULL);
+    lab_pool_set_default_delay(1000);
+    print_message("rounds 3-6 that still watched a room: %d\n", watched_after);
+    assert_int_equal(watched_after, 0);
+    assert_int_equal(room_errors, 0);
+}
+
 enum { RACE_LIVE = 24 };
 static volatile int race_done;
 
@@ -1136,6 +1185,7 @@ int main(void)
         cmocka_unit_test(test_trim_takes_other_rooms),
         cmocka_unit_test(test_trim_races_room_owners),
         cmocka_unit_test(test_trim_without_membarrier),
+        cmocka_unit_test(test_idle_rooms_of_destroyed_pool),
         cmocka_unit_test(test_signal_handler_atomic),
         cmocka_unit_test(test_exclusive_wiped_in_child),
         cmocka_unit_test(test_exclusive_stays_exclusive),
