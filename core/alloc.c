@@ -280,6 +280,22 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
     }
 }
 
+/* A free of a block of the caller's own span that the inline fast path did not take: the span's
+ * pages carry no tag (heap ids spent, or a descriptor outside the fast map's metadata area) or
+ * the caller came another way. The fast path's steps. */
+static void free_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
+{
+    uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
+    if (lab_unlikely((b->key | 1) == bkey))
+        return lab_span_free_suspect(h, s, b);
+    h->st.frees++;
+    b->key = bkey;
+    lab_link_set(b, s->free);
+    s->free = b;
+    if (--s->used <= 0)
+        lab_span_free_local_slow(h, s);
+}
+
 /* lab_free_other's rare case: frees deferred from signal handlers wait; run them first. Apart,
  * so that lab_free_other makes no call but tail calls (no registers to save on its way). */
 static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
@@ -298,14 +314,17 @@ static void free_large(lab_page_t *d)
         lab_pool_free_run(pool, d);
 }
 
-void lab_free_other(void *p, lab_span_t *s)
+void lab_free_other(void *p, uint64_t e)
 {
-    uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
     lab_heap_t *h = lab_tls_heap;
+    lab_span_t *s = (lab_span_t *)lab_fmap_decode(e + h->ftag);
+    uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
     /* s->div is a span's once the state says so (the page map gave a run's descriptor, so off
      * is below the run's size, where the 32-bit test is exact) */
-    if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && s->heap != h &&
+    if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) &&
         lab_offset_ok_div32(off, s->div) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
+        if (lab_unlikely(s->heap == h))
+            return free_own(h, s, (lab_block_t *)p);
         if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
             return free_other_deferred(p, s);
         return lab_span_free_remote(h, s, (lab_block_t *)p);
@@ -350,8 +369,8 @@ void lab_free_slow(void *p)
         lab_span_t *s = (lab_span_t *)d;
         lab_heap_t *h = lab_tls_heap;
         if (s->heap == h) {
-            /* reached only when called directly: the inline fast path handles this case */
-            lab_span_free_suspect(h, s, (lab_block_t *)p);
+            /* called directly (the inline fast path and lab_free_other handle this case) */
+            free_own(h, s, (lab_block_t *)p);
             return;
         }
         lab_span_free_remote(h, s, (lab_block_t *)p);

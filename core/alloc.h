@@ -7,7 +7,7 @@
  *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
- *   lab_free ─ fast map → descriptor → span owned by this thread, block start: push
+ *   lab_free ─ fast map entry tagged with this heap → descriptor → block start: push
  *     ├ lab_free_other ─ a block of another heap's span: into this thread's message for its owner
  *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote / large / huge, every check */
 #ifndef LAB_ALLOC_H
@@ -17,10 +17,10 @@
 
 lab_internal void *lab_malloc_slow(size_t n);
 lab_internal void lab_free_slow(void *p);
-/* lab_free's second exit: s is p's descriptor from the page map, not a span of this thread's heap
- * with p a block start. A block start of another heap's span is freed remotely at once (no second
- * lookup); everything else goes through lab_free_slow. */
-lab_internal void lab_free_other(void *p, lab_span_t *s);
+/* lab_free's second exit: e is the fast map's entry of p less the calling heap's tag (not a
+ * span of this thread's heap with p a block start). A block start of another heap's span is freed
+ * remotely at once (no second lookup); everything else goes through lab_free_slow. */
+lab_internal void lab_free_other(void *p, uint64_t e);
 
 /* The fast path alone: a block, or NULL when only the slow path can tell (nothing set). Callers
  * that need more than lab_malloc_slow on a miss (operator new) call it and then their own slow
@@ -57,11 +57,14 @@ lab_inline void lab_free(void *p)
      * zero descriptor, which no heap owns); outside the region, the slow path's two levels */
     uintptr_t off;
     if (lab_likely(lab_fmap_in(a, &off))) {
-        lab_span_t *s = (lab_span_t *)lab_fmap_at(off);
         lab_heap_t *h = lab_tls_heap;
-        if (lab_likely(s->heap == h) &&
+        /* the entry less this heap's tag is below 2^48, the descriptor, only on a page of one of
+         * its spans (pool.h): the descriptor's owner line is not read at all */
+        uint64_t e = lab_fmap_entry(off) - h->ftag;
+        lab_span_t *s = (lab_span_t *)(uintptr_t)e;
+        if (lab_likely(e < h->flim) &&
             /* the start of a block: an interior pointer goes to the slow path, which aborts */
-            lab_likely(lab_offset_ok_div32((uint32_t)a - s->base_lo, s->div))) {
+            lab_likely(lab_offset_ok_div32((uint32_t)a - s->base_lo_l, s->div_l))) {
             lab_block_t *b = (lab_block_t *)p;
             uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
             /* a block that already carries its key (bit 0 aside: the transit form) was
@@ -80,7 +83,7 @@ lab_inline void lab_free(void *p)
             return lab_span_free_local_slow(h, s);
         }
         /* another thread's block (the common case here), or something the slow path sorts out */
-        return lab_free_other(p, s);
+        return lab_free_other(p, e);
     }
     return lab_free_slow(p);
 }

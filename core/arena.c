@@ -178,6 +178,15 @@ static inline uintptr_t span_guard_page(const lab_span_t *s)
     return lab_desc_addr((lab_page_t *)s) + ((size_t)1 << (s->h.order + LAB_PAGE_SHIFT)) - LAB_PAGE_SIZE;
 }
 
+/* The span's pages lose their owner, in the fast map's tags and in the descriptor, before the
+ * run goes back to the pool: a late free of one of its blocks takes the slow way. */
+static void span_untag(lab_span_t *s)
+{
+    if (s->heap->ftag)
+        lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
+    s->heap = NULL;
+}
+
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
     if (h->spare[s->cls] == s)
@@ -187,7 +196,7 @@ static void span_release(lab_heap_t *h, lab_span_t *s)
         /* the pool must never hand out a page that faults: keep the span (leaked, but safe) */
         return;
     h->st.span_releases++;
-    s->heap = NULL;
+    span_untag(s);
     lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
 }
 
@@ -202,7 +211,7 @@ static bool span_release_idle(lab_heap_t *h, lab_span_t *s)
         lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
         return false;
     lab_add_relaxed(&spans_returned_idle, 1);
-    s->heap = NULL;
+    span_untag(s);
     lab_pool_free_order(h->pool, (lab_page_t *)s, s->h.order);
     return true;
 }
@@ -303,6 +312,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
+    bool fresh = !d; /* a kept span carries h's tag already */
     if (!d && !lab_pool_alloc_order(h->pool, order, h->gfp, LAB_PAGE_SPAN, &d))
         return NULL;
     s = (lab_span_t *)d;
@@ -319,11 +329,13 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->capacity = (uint16_t)(bytes / bs);
     s->cls = (uint8_t)cls;
     s->block_size = (uint16_t)bs;
-    s->div = lab_div32_of(bs);
-    s->base_lo = (uint32_t)lab_desc_addr(d);
+    s->div = s->div_l = lab_div32_of(bs);
+    s->base_lo = s->base_lo_l = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
     s->next = s->prev = NULL;
     s->heap = h;
+    if (fresh && h->ftag)
+        lab_pool_run_tag(d, order, h->ftag);
     h->st.spans++;
     span_carve(s);
     return s;
@@ -849,9 +861,18 @@ static void free_key_init(void)
 }
 
 /* A heap just allocated (zeroed): empty direct slots, its pool. */
+/* Heaps made so far: the next heap's id, for its fast-map tag (a heap keeps its id for good,
+ * through adoption; past 65 535 heaps, new ones get none). */
+static uint32_t heap_ids;
+
 static void heap_init(lab_heap_t *h, lab_pool_t *pool)
 {
     free_key_init();
+    uint32_t id = __atomic_add_fetch(&heap_ids, 1, __ATOMIC_RELAXED);
+    if (id < (1u << (64 - LAB_FMAP_TAG_SHIFT))) {
+        h->ftag = (uint64_t)id << LAB_FMAP_TAG_SHIFT;
+        h->flim = LAB_FMAP_DESC_LIM;
+    }
     for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
         h->direct[i] = &lab_span_empty;
     h->pool = pool;

@@ -133,7 +133,9 @@ typedef struct lab_span {
      * and its neighbours */
     struct lab_span *next;      /* class list; inbox link while full (written by the pusher) */
     struct lab_span *prev;
-    uint64_t unused4[3];
+    uint32_t div_l, base_lo_l;  /* div and base_lo again, for the owner's free: with the owner
+                                   found in the fast map's tag, a local free reads this line only */
+    uint64_t unused4[2];
 } lab_span_t;
 
 /* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot
@@ -198,6 +200,10 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 typedef struct lab_heap {
     lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
+    uint64_t ftag;                           /* the fast map's tag of this heap's spans (pool.h:
+                                                id << LAB_FMAP_TAG_SHIFT) */
+    uint64_t flim;                           /* LAB_FMAP_DESC_LIM; 0 without a tag (ids spent,
+                                                the static empty heap): free() never matches */
     lab_heap_stats_t st;
     lab_pool_t *pool;
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */

@@ -278,9 +278,20 @@ static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uin
 {
     if (!c->pm)
         return;
-    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)((char *)c + v - (char *)lab_fmap.pm);
+    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)(uintptr_t)((char *)c + v);
     for (unsigned i = 0; i < n; i++)
         c->pm[idx + i] = e;
+}
+
+void lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    /* outside the region, or (never on x86-64's 47-bit user space) a descriptor above 2^48 */
+    if (!c->pm || (uintptr_t)d >= LAB_FMAP_DESC_LIM)
+        return;
+    unsigned idx = (unsigned)(d - c->page), n = 1u << order;
+    for (unsigned i = 0; i < n; i++)
+        lab_store_relaxed(&c->pm[idx + i], (int64_t)((uintptr_t)d | tag));
 }
 
 /* Write the head of pages [idx, idx+n) of c, and their fast-map entries. */

@@ -131,12 +131,18 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
 /* ---- the fast map: one lookup from an address to its run's descriptor, for free() ----
  * Normal chunks are mapped, where it can be, inside one region of address space reserved at the
  * first chunk (LABYRINTH_RESERVE_GB, shrunk until the kernel grants it). The fast map has an
- * entry per page of the region: the byte distance from the map's own start to the descriptor of
- * the page's run, or 0 for a page in no used run: the map's first 64 bytes (the entries of the
- * region's first pages, which are never used) read as a descriptor of zeros, no state and no
- * owner. It mirrors head[] (every write of one writes the other). Its pages are read-only zero
- * until their chunk is mapped, so any address of the region can be looked up. Addresses outside
- * the region (all of them when none could be reserved) go the two-level way. */
+ * entry per page of the region: the address of the descriptor of the page's run in its low 48
+ * bits, or 0 for a page in no used run (read as the map's first 64 bytes: the entries of the
+ * region's first pages, which are never used, a descriptor of zeros, no state and no owner). It
+ * mirrors head[] (every write of one writes the other). Its pages are read-only zero until their
+ * chunk is mapped, so any address of the region can be looked up. Addresses outside the region
+ * (all of them when none could be reserved) go the two-level way.
+ * The top 16 bits of an entry carry the owner heap's tag on the pages of a span
+ * (lab_pool_run_tag; 0 elsewhere): free() subtracts the calling thread's tag and finds a value
+ * below 2^48, the descriptor itself, only on a page of a span of its own heap, without reading
+ * the descriptor's first cache line (owner, geometry), which only other threads' frees need. */
+#define LAB_FMAP_TAG_SHIFT 48
+#define LAB_FMAP_DESC_LIM  ((uint64_t)1 << LAB_FMAP_TAG_SHIFT)
 typedef struct lab_fmap {
     uintptr_t size;             /* bytes of the region (0: none); published last */
     uintptr_t base;
@@ -153,11 +159,23 @@ lab_inline bool lab_fmap_in(uintptr_t a, uintptr_t *off)
     return *off < lim;
 }
 
+/* The entry of the page at offset off of the region (lab_fmap_in): distance and tag. */
+lab_inline uint64_t lab_fmap_entry(uintptr_t off)
+{
+    return (uint64_t)lab_load_relaxed(&lab_fmap.pm[off >> LAB_PAGE_SHIFT]);
+}
+
+/* The descriptor an entry names, its tag dropped (the map's zero descriptor for 0). */
+lab_inline lab_page_t *lab_fmap_decode(uint64_t e)
+{
+    e &= LAB_FMAP_DESC_LIM - 1;
+    return e ? (lab_page_t *)(uintptr_t)e : (lab_page_t *)(void *)lab_fmap.pm;
+}
+
 /* The descriptor of the run holding the page at offset off of the region (lab_fmap_in). */
 lab_inline lab_page_t *lab_fmap_at(uintptr_t off)
 {
-    int64_t *pm = lab_fmap.pm;
-    return (lab_page_t *)((char *)pm + pm[off >> LAB_PAGE_SHIFT]);
+    return lab_fmap_decode(lab_fmap_entry(off));
 }
 
 /* The descriptor of the run holding a, or NULL when a is outside the region. */
@@ -200,6 +218,9 @@ lab_internal lab_pool_t *lab_pool_of(labyrinth_t *p);  /* NULL if not initialise
 lab_internal void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp,
                                         uint8_t state, lab_page_t **desc);
 lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order);
+/* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
+ * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
+lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
 /* A run of any page count 1..512 (page aligned only), from the store; head[] of every page set. */
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
                                       uint8_t state, lab_page_t **desc);

@@ -939,6 +939,14 @@ static void check_fast_map_everywhere(void)
                 assert_ptr_equal(got, (lab_page_t *)(void *)lab_fmap.pm);
             else
                 assert_ptr_equal(got, want);
+            /* the owner's tag on a span's pages, none elsewhere: a run that went back with its
+             * tag would take the fast local free of a block no longer the heap's */
+            uint64_t tag = (uint64_t)lab_fmap.pm[(a - base) >> LAB_PAGE_SHIFT] >> LAB_FMAP_TAG_SHIFT << LAB_FMAP_TAG_SHIFT;
+            const lab_span_t *sp = (const lab_span_t *)got;
+            if (got->h.state == LAB_PAGE_SPAN && sp->heap)
+                assert_true(tag == sp->heap->ftag);
+            else
+                assert_true(tag == 0);
             checked++;
         }
     }
@@ -978,6 +986,19 @@ static void test_fast_map_mirrors_heads(void **state)
     }
     for (int i = 0; i < N; i++)
         lab_free(p[i]);
+    /* spans emptied with no room to keep them: released, they wait in the pool's rooms with
+     * their heads (and entries) as they were, and must have lost their owner's tag */
+    size_t kept_max = lab_kept_max;
+    lab_kept_max = 0;
+    lab_trim();
+    for (int i = 0; i < N; i++)
+        assert_non_null(p[i] = lab_malloc(16 + (size_t)i % 3000));
+    uint64_t releases = lab_tls_heap->st.span_releases;
+    for (int i = 0; i < N; i++)
+        lab_free(p[i]);
+    assert_true(lab_tls_heap->st.span_releases - releases >= 10);
+    check_fast_map_everywhere();
+    lab_kept_max = kept_max;
     lab_trim(); /* chunks given back: their slices read zero again */
     check_fast_map_everywhere();
     free(p);
@@ -1888,6 +1909,42 @@ static void misuse_double_free_kept(void)
     lab_free(p[0]);
 }
 
+/* A heap without a fast-map tag (past 65 535 heaps; here the calling thread's, its tag taken away
+ * in a child process): its frees take lab_free_other's way, which must free them as the owner's
+ * (counted as local frees, spans emptied, blocks reused), and still catch a double free. */
+static void misuse_untagged_heap(void)
+{
+    enum { N = 3000 };
+    static void *p[N];
+    lab_free(lab_malloc(1));
+    lab_heap_t *h = lab_tls_heap;
+    h->ftag = h->flim = 0; /* spans made from here on carry no tag; older ones another's */
+    uint64_t frees = h->st.frees, remote = h->st.remote_frees, releases = h->st.span_releases;
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < N; i++) {
+            p[i] = lab_malloc(16 + (size_t)(i * 7919) % 4000);
+            if (!p[i])
+                _exit(3);
+            memset(p[i], i, 16);
+        }
+        for (int i = 0; i < N; i++)
+            lab_free(p[i]);
+    }
+    lab_trim();
+    if (h->st.frees - frees != 4 * N || h->st.remote_frees != remote || h->st.span_releases == releases)
+        _exit(4);
+    void *q = lab_malloc(48), *keep = lab_malloc(48);
+    lab_free(q);
+    lab_free(q); /* aborts */
+    lab_free(keep);
+}
+
+static void test_untagged_heap_frees(void **state)
+{
+    (void)state;
+    expect_abort(misuse_untagged_heap, "frees of a heap without a fast-map tag, then a double free");
+}
+
 static void test_kept_double_free_aborts(void **state)
 {
     (void)state;
@@ -2143,6 +2200,7 @@ int main(void)
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_kept_spans_reused),
         cmocka_unit_test(test_kept_double_free_aborts),
+        cmocka_unit_test(test_untagged_heap_frees),
         cmocka_unit_test(test_kept_spans_taken_from_idle_owner),
         cmocka_unit_test(test_injected_map_failures),
         cmocka_unit_test(test_huge_move_counts),
