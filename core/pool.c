@@ -1191,6 +1191,8 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
 
+static void bg_room_filled(void);
+
 static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
@@ -1201,8 +1203,10 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
-    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
+    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order)) {
+        bg_room_filled();
         return false;
+    }
     return pool_free_order_spill(pool, d, order, zi);
 }
 
@@ -1711,6 +1715,19 @@ static void bg_kick(void)
     }
 }
 
+/* A run went into the calling thread's room, where no free reaches the purge thread: a thread
+ * asleep with nothing to wait for would never look at it (the owner may make no call again). A
+ * plain load of the flag, after the push in program order (compiler barrier); the thread, once
+ * it has set the flag, passes every running thread through a full barrier (membarrier) before
+ * it looks at the rooms (rooms_filled): either this load sees the flag and wakes it, or that
+ * look sees the run. */
+static inline void bg_room_filled(void)
+{
+    lab_barrier();
+    if (lab_unlikely(lab_load_relaxed(&bg.idle)) && !lab_pool_handler_depth)
+        bg_kick();
+}
+
 void lab_pool_background_poke(void)
 {
     /* counted always (the thread compares the count before it sleeps for good); a wake-up
@@ -1729,6 +1746,8 @@ unsigned lab_pool_default_delay(void)
 }
 
 void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool); }
+
+static bool rooms_filled(void);
 
 void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 {
@@ -1757,7 +1776,7 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
     if (due == UINT64_MAX) {
         /* nothing dirty: sleep until a free or poke says otherwise (see bg_kick) */
         __atomic_store_n(&bg.idle, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen)
+        if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen && !rooms_filled())
             lab_os_futex_wait_ms(&bg.seq, seq, UINT64_MAX);
         lab_store_relaxed(&bg.idle, 0);
         return;
@@ -1987,6 +2006,23 @@ static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp)
     }
 #endif
     return pages;
+}
+
+/* The purge thread, its idle flag set, before it sleeps for good: does another thread's room
+ * hold runs (filled since the watch looked, their owners' loads of the flag too early to see
+ * it: bg_room_filled)? The membarrier makes their pushes visible here. Without it (old kernels,
+ * sandboxes) the look is made all the same; a push still in its owner's store buffer then waits
+ * for the next wake-up. */
+static bool rooms_filled(void)
+{
+    bool any = false;
+    lab_lock(&rooms_lock);
+    if (rooms_mb && lab_os_membarrier() != 0)
+        rooms_mb = 0;
+    for (lab_rooms_t *rs = rooms_all; rs && !any; rs = rs->next_all)
+        any = rs != tls_rooms && rooms_sig(rs, NULL) != 0;
+    lab_unlock(&rooms_lock);
+    return any;
 }
 
 size_t lab_pool_rooms_take(lab_pool_t *pool)
@@ -2380,7 +2416,7 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         return free_pages_general(pool, pages, order);
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.clean = 0;
-    if (lab_likely(room_push(p, d, order)))
+    if (lab_likely(room_push(p, d, order)) && (bg_room_filled(), true))
         return;
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
     pool_free_order(p, d, order);

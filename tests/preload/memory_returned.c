@@ -40,6 +40,12 @@
  *                          first, and each thread's burst small enough (8 x 64 KiB, 2 x 256 KiB)
  *                          that its rooms keep all of it: no free reaches the pool to wake the
  *                          thread; the allocations that filled the rooms must.
+ *   memory_returned rooms_late
+ *                          as rooms_quiet, but each thread holds its blocks for six purge
+ *                          delays before it frees them: the background thread, woken by the
+ *                          allocations, has looked at empty rooms and gone back to sleep for
+ *                          good when the runs go into the rooms. The frees into the rooms must
+ *                          wake it.
  * The blocks are chained through their first word, so the test needs no memory of its own that
  * would count in RSS; RSS is read from /proc/self/statm with read(2) (stdio would allocate). */
 #define _GNU_SOURCE
@@ -284,6 +290,7 @@ static int kept_idle(void)
 enum { ROOM_THREADS = 32, ROOM_SMALL = 64, ROOM_BIG = 16, ROOM_LIMIT_MIB = 16 };
 static void *room_blocks[ROOM_THREADS][ROOM_SMALL + ROOM_BIG];
 static int room_small = ROOM_SMALL, room_big = ROOM_BIG, room_rounds = 3;
+static double room_hold; /* seconds each thread holds its blocks before it frees them */
 
 static void *room_worker(void *arg)
 {
@@ -296,6 +303,10 @@ static void *room_worker(void *arg)
             if (p[i])
                 memset(p[i], 0x5a, n);
         }
+        if (room_hold > 0) {
+            struct timespec hold = {(time_t)room_hold, (long)((room_hold - (time_t)room_hold) * 1e9)};
+            nanosleep(&hold, NULL);
+        }
         for (int i = 0; i < room_small + room_big; i++)
             free(p[i]);
     }
@@ -303,9 +314,10 @@ static void *room_worker(void *arg)
     return NULL;
 }
 
-static int rooms(int trim, int quiet)
+static int rooms(int trim, int quiet, int late)
 {
     const char *name = trim ? "memory_returned rooms_trim"
+                     : late ? "memory_returned rooms_late"
                      : quiet ? "memory_returned rooms_quiet" : "memory_returned rooms_idle";
     if (trim ? !lab_provided("malloc_trim") : !lab_expect_labyrinth()) {
         SAY("%s: %s; skipped", name, trim ? "malloc_trim is not the allocator's own" : "promised by Labyrinth only");
@@ -317,11 +329,14 @@ static int rooms(int trim, int quiet)
         room_big = 2;
         room_rounds = 1;
     }
-    SAY("%d threads write and free %d blocks of 64 KiB and %d of 256 KiB (%d times), then idle%s; %s: RSS "
-        "must fall below %d MiB", ROOM_THREADS, room_small, room_big, room_rounds,
+    double delay = purge_delay();
+    if (late)
+        room_hold = 6 * delay;
+    SAY("%d threads write and free %d blocks of 64 KiB and %d of 256 KiB (%d times%s), then idle%s; %s: "
+        "RSS must fall below %d MiB", ROOM_THREADS, room_small, room_big, room_rounds,
+        late ? ", each held six purge delays" : "",
         quiet ? " (the background thread asleep with nothing to do before)" : "",
         trim ? "malloc_trim(0) from the main thread" : "only sleep past the purge delay", ROOM_LIMIT_MIB);
-    double delay = purge_delay();
     if (quiet)
         settle_idle(delay);
     pthread_t t[ROOM_THREADS];
@@ -372,9 +387,12 @@ int main(int argc, char **argv)
         return kept();
     if (argc > 1 && !strcmp(argv[1], "kept_idle"))
         return kept_idle();
-    if (argc > 1 && (!strcmp(argv[1], "rooms_idle") || !strcmp(argv[1], "rooms_trim") ||
-                     !strcmp(argv[1], "rooms_quiet")))
-        return rooms(!strcmp(argv[1], "rooms_trim"), !strcmp(argv[1], "rooms_quiet"));
+    if (argc > 1 && !strncmp(argv[1], "rooms_", 6)) {
+        int trim = !strcmp(argv[1], "rooms_trim"), late = !strcmp(argv[1], "rooms_late");
+        int quiet = late || !strcmp(argv[1], "rooms_quiet");
+        if (trim || late || quiet || !strcmp(argv[1], "rooms_idle"))
+            return rooms(trim, quiet, late);
+    }
     if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle"))) {
         owner_exits = !strcmp(argv[1], "exited");
         no_trim = !strcmp(argv[1], "remote_idle");
@@ -382,7 +400,7 @@ int main(int argc, char **argv)
     }
     int idle = argc > 1 && !strcmp(argv[1], "idle");
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle|rooms_idle|rooms_trim|rooms_quiet\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle|rooms_idle|rooms_trim|rooms_quiet|rooms_late\n", argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {
