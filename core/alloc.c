@@ -281,8 +281,8 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
 }
 
 /* A free of a block of the caller's own span that the inline fast path did not take: the span's
- * pages carry no tag (heap ids spent, or a descriptor outside the fast map's metadata area) or
- * the caller came another way. The fast path's steps. */
+ * pages carry no tag (heap ids spent, a chunk outside the fast map's region) or the caller came
+ * another way. The fast path's steps. */
 static void free_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
     uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);

@@ -860,11 +860,11 @@ static void free_key_init(void)
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
 
-/* A heap just allocated (zeroed): empty direct slots, its pool. */
 /* Heaps made so far: the next heap's id, for its fast-map tag (a heap keeps its id for good,
  * through adoption; past 65 535 heaps, new ones get none). */
 static uint32_t heap_ids;
 
+/* A heap just allocated (zeroed): its id and tag, empty direct slots, its pool. */
 static void heap_init(lab_heap_t *h, lab_pool_t *pool)
 {
     free_key_init();

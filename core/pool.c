@@ -2416,8 +2416,10 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         return free_pages_general(pool, pages, order);
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.clean = 0;
-    if (lab_likely(room_push(p, d, order)) && (bg_room_filled(), true))
+    if (lab_likely(room_push(p, d, order))) {
+        bg_room_filled();
         return;
+    }
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
     pool_free_order(p, d, order);
 }

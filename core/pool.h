@@ -159,7 +159,7 @@ lab_inline bool lab_fmap_in(uintptr_t a, uintptr_t *off)
     return *off < lim;
 }
 
-/* The entry of the page at offset off of the region (lab_fmap_in): distance and tag. */
+/* The entry of the page at offset off of the region (lab_fmap_in): descriptor and tag. */
 lab_inline uint64_t lab_fmap_entry(uintptr_t off)
 {
     return (uint64_t)lab_load_relaxed(&lab_fmap.pm[off >> LAB_PAGE_SHIFT]);
