@@ -880,9 +880,9 @@ static void heap_init(lab_heap_t *h, lab_pool_t *pool)
 
 /* Signal heaps asked for (lab_sig_reserve), and thread heaps made: the heaps made ready are
  * the fewer of the two numbers and the threads' plus two (handlers run at once on at most as
- * many threads as have heaps, plus a nested signal or two). A heap is 5 KiB of metadata, its
- * first page touched when made: sixteen up front cost a process that installs a handler twenty
- * page faults at start (python, bash), about 0.2 ms on these VMs. */
+ * many threads as have heaps, plus a nested signal or two). A heap is about 3 KiB of metadata
+ * (sizeof(lab_heap_t)), its first page touched when made: sixteen up front cost a process that
+ * installs a handler twenty page faults at start (python, bash), about 0.2 ms on these VMs. */
 static unsigned sig_want, heaps_made;
 /* Ordinary heaps with a thread (under heaps_lock): the pool's count of sharers (its huge pages). */
 static size_t heaps_live;
