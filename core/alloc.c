@@ -288,12 +288,7 @@ static void free_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
     uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
     if (lab_unlikely((b->key | 1) == bkey))
         return lab_span_free_suspect(h, s, b);
-    h->st.frees++;
-    b->key = bkey;
-    lab_link_set(b, s->free);
-    s->free = b;
-    if (--s->used <= 0)
-        lab_span_free_local_slow(h, s);
+    lab_span_push_own(h, s, b, bkey);
 }
 
 /* lab_free_other's rare case: frees deferred from signal handlers wait; run them first. Apart,

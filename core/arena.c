@@ -584,12 +584,7 @@ void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
         list_has((lab_block_t *)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & LAB_REMOTE_PTR), b))
         lab_fatal("double free of", b);
     /* the key was the program's own data: an ordinary free */
-    h->st.frees++;
-    b->key = lab_block_key(b, lab_free_key);
-    lab_link_set(b, s->free);
-    s->free = b;
-    if (--s->used <= 0)
-        lab_span_free_local_slow(h, s);
+    lab_span_push_own(h, s, b, lab_block_key(b, lab_free_key));
 }
 
 /* The old way, for callers without a live ordinary heap (signal heaps, exiting threads): push on

@@ -274,6 +274,17 @@ lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 lab_internal lab_heap_t *lab_heap_get_slow(void);
 /* A local free that emptied the span or hit a full one. */
 lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
+/* The owner's free of b (key checked; bkey its free key) outside the inline fast path: counted,
+ * keyed, pushed, and the span's count brought down. */
+lab_inline void lab_span_push_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey)
+{
+    h->st.frees++;
+    b->key = bkey;
+    lab_link_set(b, s->free);
+    s->free = b;
+    if (--s->used <= 0)
+        lab_span_free_local_slow(h, s);
+}
 /* A local free of a block that carries the free key: abort if it is on the span's lists (a
  * double free), else free it normally. */
 lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
