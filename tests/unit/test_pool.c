@@ -520,8 +520,14 @@ static void test_idle_rooms_of_destroyed_pool(void **state)
     uint64_t next = 0;
     int watched_after = 0;
     for (int i = 0; i < 6; i++) {
-        struct timespec ms3 = {0, 3 * 1000 * 1000};
-        nanosleep(&ms3, NULL);
+        /* a delay and more on the pool's clock between rounds: it is the coarse clock, which
+         * moves in ticks (4 ms here) and was seen to stand still for 9 ms of sleeps in a row
+         * (three rounds of 3 ms then saw one instant and took the room only at the fourth) */
+        uint64_t t0 = lab_clock_ms();
+        for (int w = 0; w < 2000 && lab_clock_ms() < t0 + 2; w++) {
+            struct timespec ms1 = {0, 1000 * 1000};
+            nanosleep(&ms1, NULL);
+        }
         next = lab_pool_rooms_return_idle();
         if (i >= 2 && next != UINT64_MAX)
             watched_after++;
