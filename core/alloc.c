@@ -23,14 +23,9 @@ static inline void *alloc_class(unsigned cls)
     if (lab_unlikely(lab_load_relaxed(&lab_secure)) && !h->gfp)
         return lab_heap_alloc_secure(h, cls);
     lab_span_t *s = h->cur[cls];
-    lab_block_t *b;
-    if (lab_likely(s && (b = s->free))) {
-        s->free = lab_link_get(b);
-        b->key = 0;
-        s->usedf++;
-        h->st.mallocs++;
+    void *b;
+    if (lab_likely(s && (b = lab_span_take(h, s))))
         return b;
-    }
     return lab_heap_alloc_small_slow(h, cls);
 }
 
@@ -219,11 +214,26 @@ static lab_noinline lab_cold void *malloc_deferred(size_t n)
     return malloc_slow(n);
 }
 
-void *lab_malloc_slow(size_t n)
+/* lab_malloc_slow past the direct slots: apart, so that their hit below needs no stack frame
+ * (the nursery's call here does). */
+static lab_noinline void *malloc_slow_checked(size_t n)
 {
     if (lab_unlikely(lab_load_relaxed(&lab_deferred)))
         return malloc_deferred(n);
     return malloc_slow(n);
+}
+
+void *lab_malloc_slow(size_t n)
+{
+    /* above 1 KiB, up to LAB_MID_MAX: the direct slots' pop, as lab_malloc's (no class
+     * computed; deferred frees wait for a slow path, as they do below 1 KiB) */
+    if (n - (LAB_DIRECT_MAX + 1) < LAB_MID_MAX - LAB_DIRECT_MAX) {
+        lab_heap_t *h = lab_tls_heap;
+        void *p = lab_span_take(h, h->direct[lab_direct_slot(n)]);
+        if (lab_likely(p != NULL))
+            return p;
+    }
+    return malloc_slow_checked(n);
 }
 
 static lab_noinline lab_cold void free_foreign(const void *p)
@@ -402,9 +412,12 @@ void *lab_malloc_aligned(size_t align, size_t n)
         size_t m = (lab_max(n, align) + align - 1) & ~(align - 1);
         /* m's direct slot: its class's span or reuse list (not lab_malloc: a nursery block is
          * 16-byte aligned only) */
-        void *p = m <= LAB_DIRECT_MAX ? lab_malloc_fast(m) : NULL;
-        if (p)
-            return p;
+        if (m <= LAB_MID_MAX) {
+            lab_heap_t *h = lab_tls_heap;
+            void *p = lab_span_take(h, h->direct[lab_direct_slot(m)]);
+            if (p)
+                return p;
+        }
         if (m <= LAB_SMALL_MAX)
             return alloc_class(lab_size_class(m));
     }

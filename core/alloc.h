@@ -3,7 +3,7 @@
  *
  * Call tree, from the fast path down to the slowest refill:
  *   lab_malloc ─ direct[(n+15)/16] span → pop free list            (≤ 1 KiB, no lock, no atomic)
- *     └ lab_malloc_slow ─ class span pop (≤ 32 KiB)
+ *     └ lab_malloc_slow ─ direct[lab_direct_slot(n)] pop (≤ 8 KiB); class span pop (≤ 32 KiB)
  *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
@@ -27,18 +27,8 @@ lab_internal void lab_free_other(void *p, uint64_t e);
  * function, so that the hit needs no stack frame. */
 lab_inline void *lab_malloc_fast(size_t n)
 {
-    lab_heap_t *h = lab_tls_heap;
-    if (lab_likely(n <= LAB_DIRECT_MAX)) {
-        lab_span_t *s = h->direct[(n + 15) >> 4];
-        lab_block_t *b = s->free;
-        if (lab_likely(b != NULL)) {
-            s->free = lab_link_get(b);
-            b->key = 0; /* a live block never carries the free key */
-            s->usedf++;
-            h->st.mallocs++;
-            return b;
-        }
-    }
+    if (lab_likely(n <= LAB_DIRECT_MAX))
+        return lab_span_take(lab_tls_heap, lab_tls_heap->direct[(n + 15) >> 4]);
     return NULL;
 }
 

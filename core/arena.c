@@ -17,10 +17,10 @@
 
 uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at the first heap */
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
-lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}};
+lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
 /* The heap a signal handler gets when no signal heap is free: every allocation fails. */
-lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_DIRECT_SLOTS - 1] = &lab_span_empty}, .state = LAB_HEAP_NONE,
+lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}, .state = LAB_HEAP_NONE,
                             .gfp = LAB_GFP_ATOMIC};
 
 static lab_lock_t heaps_lock = LAB_LOCK_INIT;
@@ -38,9 +38,10 @@ static uint64_t remote_frees_heapless; /* remote frees of threads without a live
  * of thread-churning programs); 128 and 256 KiB above (8 blocks). */
 static inline unsigned span_order(size_t bs) { return bs <= 1024 ? 4 : bs <= 8192 ? 3 : bs <= 16384 ? 5 : 6; }
 
-/* The first direct slot of each class ((n + 15) >> 4 for its smallest size n), and one past the
- * last class's (LAB_DIRECT_SLOTS): filled where the free key is drawn, before any heap exists. */
-static uint8_t direct_first[LAB_DIRECT_CLASSES + 1];
+/* The first direct slot of each class (lab_direct_slot of its smallest size), and one past the
+ * last class's (LAB_SLOTS_ALL): filled where the free key is drawn, before any heap exists. */
+static uint8_t direct_first[LAB_SLOT_CLASSES + 1];
+_Static_assert(LAB_SLOTS_ALL <= 255, "direct_first holds slot numbers in bytes");
 
 /* Point the direct slots of cls (the sizes (n + 15) >> 4 of that class) at s. Called twice per
  * reuse-list round trip, so a table, not the class-size arithmetic. */
@@ -50,13 +51,15 @@ static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
         h->direct[i] = s;
 }
 
-/* Point the direct slots of cls (sizes <= 1 KiB) at the class's current span. */
+/* Point the direct slots of cls (sizes <= LAB_MID_MAX) at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     h->cur[cls] = s;
     /* secure mode: the direct slots stay empty, so every allocation takes the slow path; a
-     * reuse list the slots point at (flags) keeps them until it runs dry */
-    if (cls > lab_size_class(LAB_DIRECT_MAX) || lab_load_relaxed(&lab_secure) || h->reuse[cls].flags)
+     * reuse list the slots point at (flags; classes up to 1 KiB only) keeps them until it runs
+     * dry */
+    if (cls >= LAB_SLOT_CLASSES || lab_load_relaxed(&lab_secure) ||
+        (cls < LAB_DIRECT_CLASSES && h->reuse[cls].flags))
         return;
     heap_point_direct(h, cls, s ? s : &lab_span_empty);
 }
@@ -807,7 +810,7 @@ void lab_arena_set_secure(void)
     lab_store_relaxed(&lab_secure, 1);
     /* heaps made before this (by start-up allocations) lose their fast-path slots */
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+        for (unsigned i = 0; i < LAB_SLOTS_ALL; i++)
             h->direct[i] = &lab_span_empty;
         h->reuse_floor = 0;
     }
@@ -848,8 +851,8 @@ static void free_key_init(void)
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
-    for (unsigned cls = 2; cls <= LAB_DIRECT_CLASSES; cls++)
-        direct_first[cls] = (uint8_t)(lab_class_size(cls - 1) / 16 + 1);
+    for (unsigned cls = 2; cls <= LAB_SLOT_CLASSES; cls++)
+        direct_first[cls] = (uint8_t)lab_direct_slot(lab_class_size(cls - 1) + 1);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
@@ -868,7 +871,7 @@ static void heap_init(lab_heap_t *h, lab_pool_t *pool)
         h->ftag = (uint64_t)id << LAB_FMAP_TAG_SHIFT;
         h->flim = LAB_FMAP_DESC_LIM;
     }
-    for (unsigned i = 0; i < LAB_DIRECT_SLOTS; i++)
+    for (unsigned i = 0; i < LAB_SLOTS_ALL; i++)
         h->direct[i] = &lab_span_empty;
     h->pool = pool;
 }

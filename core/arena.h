@@ -12,6 +12,11 @@
 #define LAB_SMALL_MAX    32768u
 #define LAB_DIRECT_MAX   1024u
 #define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
+/* Sizes above 1 KiB up to LAB_MID_MAX have direct slots too, one per 128 bytes (every class
+ * boundary there is a multiple of 128), after the first LAB_DIRECT_SLOTS: malloc's slow path
+ * pops them before it computes a class (lab_malloc_slow). */
+#define LAB_MID_MAX      8192u
+#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128)
 #define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
@@ -186,6 +191,16 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 
 /* Classes served by the direct slots (sizes <= LAB_DIRECT_MAX). */
 #define LAB_DIRECT_CLASSES 21
+/* ... and by the direct slots of both kinds (sizes <= LAB_MID_MAX) */
+#define LAB_SLOT_CLASSES 33
+
+/* The direct slot of a size: (n + 15) >> 4 up to 1 KiB; above, one per 128 bytes from
+ * LAB_DIRECT_SLOTS on (1025 .. 1152 -> 65, ..., 8065 .. 8192 -> LAB_SLOTS_ALL - 1). */
+lab_inline unsigned lab_direct_slot(size_t n)
+{
+    return n <= LAB_DIRECT_MAX ? (unsigned)((n + 15) >> 4)
+                               : (unsigned)((n - LAB_DIRECT_MAX + 127) >> 7) + LAB_DIRECT_SLOTS - 1;
+}
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
 #ifndef LAB_REUSE_MAX /* a build may try another bound (-DLAB_REUSE_MAX=64) */
 #define LAB_REUSE_MAX 16
@@ -198,7 +213,8 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #endif
 
 typedef struct lab_heap {
-    lab_span_t *direct[LAB_DIRECT_SLOTS];    /* (n+15)>>4 -> current span of that size's class */
+    lab_span_t *direct[LAB_SLOTS_ALL];       /* lab_direct_slot(n) -> current span of that size's
+                                                class (or its reuse list; lab_span_empty: none) */
     lab_span_t *cur[LAB_NR_CLASSES];         /* head of each class list: the span in use */
     uint64_t ftag;                           /* the fast map's tag of this heap's spans (pool.h:
                                                 id << LAB_FMAP_TAG_SHIFT) */
@@ -255,6 +271,20 @@ lab_inline unsigned lab_heap_reuse_cls(lab_heap_t *h, const lab_span_t *d)
 }
 
 lab_internal extern __thread lab_heap_t *lab_tls_heap;
+
+/* The allocation fast path's pop: the first block of s's free list (a span, a reuse list, or
+ * lab_span_empty), or NULL when the list is empty. */
+lab_inline void *lab_span_take(lab_heap_t *h, lab_span_t *s)
+{
+    lab_block_t *b = s->free;
+    if (lab_unlikely(b == NULL))
+        return NULL;
+    s->free = lab_link_get(b);
+    b->key = 0; /* a live block never carries the free key */
+    s->usedf++;
+    h->st.mallocs++;
+    return b;
+}
 /* The span the direct slots of a class without a current span point at (free == NULL). */
 lab_internal extern lab_span_t lab_span_empty;
 lab_internal extern lab_heap_t lab_heap_empty;

@@ -7,15 +7,18 @@
 #   scripts/callgrind_pair.sh [--env VAR=VALUE] [--batch SIZE] [LIB ...]   (default:
 #   build/liblabyrinth.so and whichever of jemalloc, mimalloc, tcmalloc are installed, and glibc)
 # --batch SIZE counts bench/tools/cg_batch.c instead: 256 blocks of SIZE bytes allocated, then all
-# freed, per malloc+free (for blocks of a few KiB a round empties whole spans).
+# freed, per malloc+free (for blocks of a few KiB a round empties whole spans). --size SIZE: the
+# same loop as the default with blocks of SIZE bytes (malloc+free only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_extra=()
 batch=
+size=
 while [ $# -gt 0 ]; do
   case "$1" in
     --env) env_extra+=("$2"); shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
     *) break ;;
   esac
 done
@@ -44,6 +47,14 @@ if [ -n "$batch" ]; then
   for lib in "${libs[@]}"; do
     a=$(count "$lib" "$tmp/batch" 102400 "$batch"); b=$(count "$lib" "$tmp/batch" 204800 "$batch")
     printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / 102400 ))
+  done
+  exit 0
+fi
+if [ -n "$size" ]; then
+  printf '%-28s %14s\n' allocator "pair $size B"
+  for lib in "${libs[@]}"; do
+    a=$(count "$lib" "$tmp/pair" 100000 "$size"); b=$(count "$lib" "$tmp/pair" 200000 "$size")
+    printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / 100000 ))
   done
   exit 0
 fi

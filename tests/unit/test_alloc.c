@@ -166,6 +166,49 @@ static lab_span_t *span_of(const void *p)
     return (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
 }
 
+/* Every size up to LAB_MID_MAX has a direct slot that one class owns, and after a malloc of the
+ * size the slot points at that class's current span (where lab_malloc and lab_malloc_slow take
+ * their next block); a block allocated through it belongs to the class. */
+static void test_direct_slots(void **state)
+{
+    (void)state;
+    assert_int_equal(lab_class_size(LAB_SLOT_CLASSES - 1), LAB_MID_MAX);
+    assert_int_equal(lab_direct_slot(LAB_MID_MAX), LAB_SLOTS_ALL - 1);
+    unsigned slot_cls[LAB_SLOTS_ALL] = {0};
+    for (size_t n = 1; n <= LAB_MID_MAX; n++) {
+        unsigned i = lab_direct_slot(n), cls = lab_size_class(n);
+        assert_true(i < LAB_SLOTS_ALL);
+        if (slot_cls[i])
+            assert_int_equal(slot_cls[i], cls); /* one class per slot */
+        slot_cls[i] = cls;
+    }
+    for (unsigned i = 1; i < LAB_SLOTS_ALL; i++)
+        assert_true(slot_cls[i] != 0); /* every slot in use */
+    enum { KEEP = 64 + LAB_MID_MAX / 16 };
+    void *keep[KEEP];
+    unsigned kept = 0;
+    for (size_t n = 1; n <= LAB_MID_MAX; n += n < 64 ? 1 : 16) {
+        void *p = lab_malloc(n);
+        assert_non_null(p);
+        lab_heap_t *h = lab_tls_heap;
+        unsigned cls = lab_size_class(n);
+        lab_span_t *cur = h->cur[cls];
+        /* a nursery block comes before the class has a span (sizes up to 1 KiB) */
+        if (cur) {
+            assert_ptr_equal(h->direct[lab_direct_slot(n)], cur);
+            void *q = lab_malloc(n);
+            assert_non_null(q);
+            assert_int_equal(span_of(q)->cls, cls);
+            assert_int_equal(lab_usable_size(q), lab_class_size(cls));
+            lab_free(q);
+        }
+        assert_true(kept < KEEP);
+        keep[kept++] = p;
+    }
+    for (unsigned k = 0; k < kept; k++)
+        lab_free(keep[k]);
+}
+
 /* A full span waits off its class list until an eighth of its blocks is freed here: a block freed
  * into it is not handed out again before that (relisted at once, it would serve that one block
  * and come off again), and once enough are freed it is listed again and serves allocations. */
@@ -2172,6 +2215,7 @@ int main(void)
         cmocka_unit_test(test_signal_heaps_follow_threads),
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
+        cmocka_unit_test(test_direct_slots),
         cmocka_unit_test(test_full_span_waits),
         cmocka_unit_test(test_page_sized_and_huge),
         cmocka_unit_test(test_malloc_zero_and_null),
