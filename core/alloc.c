@@ -225,9 +225,9 @@ static lab_noinline void *malloc_slow_checked(size_t n)
 
 void *lab_malloc_slow(size_t n)
 {
-    /* above 1 KiB, up to LAB_MID_MAX: the direct slots' pop, as lab_malloc's (no class
+    /* above 1 KiB, up to LAB_SMALL_MAX: the direct slots' pop, as lab_malloc's (no class
      * computed; deferred frees wait for a slow path, as they do below 1 KiB) */
-    if (n - (LAB_DIRECT_MAX + 1) < LAB_MID_MAX - LAB_DIRECT_MAX) {
+    if (n - (LAB_DIRECT_MAX + 1) < LAB_SMALL_MAX - LAB_DIRECT_MAX) {
         lab_heap_t *h = lab_tls_heap;
         void *p = lab_span_take(h, h->direct[lab_direct_slot(n)]);
         if (lab_likely(p != NULL))
@@ -412,14 +412,13 @@ void *lab_malloc_aligned(size_t align, size_t n)
         size_t m = (lab_max(n, align) + align - 1) & ~(align - 1);
         /* m's direct slot: its class's span or reuse list (not lab_malloc: a nursery block is
          * 16-byte aligned only) */
-        if (m <= LAB_MID_MAX) {
+        if (m <= LAB_SMALL_MAX) {
             lab_heap_t *h = lab_tls_heap;
             void *p = lab_span_take(h, h->direct[lab_direct_slot(m)]);
             if (p)
                 return p;
-        }
-        if (m <= LAB_SMALL_MAX)
             return alloc_class(lab_size_class(m));
+        }
     }
     return alloc_large(n, align, LAB_GFP_DEFAULT);
 }

@@ -3,7 +3,7 @@
  *
  * Call tree, from the fast path down to the slowest refill:
  *   lab_malloc ─ direct[(n+15)/16] span → pop free list            (≤ 1 KiB, no lock, no atomic)
- *     └ lab_malloc_slow ─ direct[lab_direct_slot(n)] pop (≤ 8 KiB); class span pop (≤ 32 KiB)
+ *     └ lab_malloc_slow ─ direct[lab_direct_slot(n)] pop (≤ 32 KiB); class span pop
  *         ├ lab_heap_alloc_small_slow ─ inbox, collect remote frees, carve, mark full, span_new
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping

@@ -51,7 +51,7 @@ static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
         h->direct[i] = s;
 }
 
-/* Point the direct slots of cls (sizes <= LAB_MID_MAX) at the class's current span. */
+/* Point the direct slots of cls at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     h->cur[cls] = s;

@@ -12,11 +12,12 @@
 #define LAB_SMALL_MAX    32768u
 #define LAB_DIRECT_MAX   1024u
 #define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
-/* Sizes above 1 KiB up to LAB_MID_MAX have direct slots too, one per 128 bytes (every class
- * boundary there is a multiple of 128), after the first LAB_DIRECT_SLOTS: malloc's slow path
- * pops them before it computes a class (lab_malloc_slow). */
+/* Sizes above 1 KiB have direct slots too, after the first LAB_DIRECT_SLOTS: one per 128 bytes
+ * up to LAB_MID_MAX, then one per 2 KiB up to LAB_SMALL_MAX (every class boundary in each range
+ * is a multiple of its step); malloc's slow path pops them before it computes a class
+ * (lab_malloc_slow). */
 #define LAB_MID_MAX      8192u
-#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128)
+#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
 #define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
@@ -191,15 +192,20 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 
 /* Classes served by the direct slots (sizes <= LAB_DIRECT_MAX). */
 #define LAB_DIRECT_CLASSES 21
-/* ... and by the direct slots of both kinds (sizes <= LAB_MID_MAX) */
-#define LAB_SLOT_CLASSES 33
+/* ... and by all the direct slots: every class */
+#define LAB_SLOT_CLASSES LAB_NR_CLASSES
+#define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128)
 
-/* The direct slot of a size: (n + 15) >> 4 up to 1 KiB; above, one per 128 bytes from
- * LAB_DIRECT_SLOTS on (1025 .. 1152 -> 65, ..., 8065 .. 8192 -> LAB_SLOTS_ALL - 1). */
+/* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 128
+ * bytes from LAB_DIRECT_SLOTS on (1025 .. 1152 -> 65, ..., 8065 .. 8192 -> 120); then one per
+ * 2 KiB (8193 .. 10240 -> 121, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
 lab_inline unsigned lab_direct_slot(size_t n)
 {
-    return n <= LAB_DIRECT_MAX ? (unsigned)((n + 15) >> 4)
-                               : (unsigned)((n - LAB_DIRECT_MAX + 127) >> 7) + LAB_DIRECT_SLOTS - 1;
+    if (n <= LAB_DIRECT_MAX)
+        return (unsigned)((n + 15) >> 4);
+    if (lab_likely(n <= LAB_MID_MAX))
+        return (unsigned)((n - LAB_DIRECT_MAX + 127) >> 7) + LAB_DIRECT_SLOTS - 1;
+    return (unsigned)((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
 }
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
 #ifndef LAB_REUSE_MAX /* a build may try another bound (-DLAB_REUSE_MAX=64) */

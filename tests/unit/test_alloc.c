@@ -166,16 +166,16 @@ static lab_span_t *span_of(const void *p)
     return (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
 }
 
-/* Every size up to LAB_MID_MAX has a direct slot that one class owns, and after a malloc of the
+/* Every small size (up to LAB_SMALL_MAX) has a direct slot that one class owns, and after a malloc of the
  * size the slot points at that class's current span (where lab_malloc and lab_malloc_slow take
  * their next block); a block allocated through it belongs to the class. */
 static void test_direct_slots(void **state)
 {
     (void)state;
-    assert_int_equal(lab_class_size(LAB_SLOT_CLASSES - 1), LAB_MID_MAX);
-    assert_int_equal(lab_direct_slot(LAB_MID_MAX), LAB_SLOTS_ALL - 1);
+    assert_int_equal(lab_class_size(LAB_SLOT_CLASSES - 1), LAB_SMALL_MAX);
+    assert_int_equal(lab_direct_slot(LAB_SMALL_MAX), LAB_SLOTS_ALL - 1);
     unsigned slot_cls[LAB_SLOTS_ALL] = {0};
-    for (size_t n = 1; n <= LAB_MID_MAX; n++) {
+    for (size_t n = 1; n <= LAB_SMALL_MAX; n++) {
         unsigned i = lab_direct_slot(n), cls = lab_size_class(n);
         assert_true(i < LAB_SLOTS_ALL);
         if (slot_cls[i])
@@ -184,10 +184,10 @@ static void test_direct_slots(void **state)
     }
     for (unsigned i = 1; i < LAB_SLOTS_ALL; i++)
         assert_true(slot_cls[i] != 0); /* every slot in use */
-    enum { KEEP = 64 + LAB_MID_MAX / 16 };
+    enum { KEEP = 64 + LAB_MID_MAX / 16 + (LAB_SMALL_MAX - LAB_MID_MAX) / 256 };
     void *keep[KEEP];
     unsigned kept = 0;
-    for (size_t n = 1; n <= LAB_MID_MAX; n += n < 64 ? 1 : 16) {
+    for (size_t n = 1; n <= LAB_SMALL_MAX; n += n < 64 ? 1 : n < LAB_MID_MAX ? 16 : 256) {
         void *p = lab_malloc(n);
         assert_non_null(p);
         lab_heap_t *h = lab_tls_heap;
