@@ -41,21 +41,21 @@ count() { # lib prog args...
     env ${env_extra[@]+"${env_extra[@]}"} LD_PRELOAD="$pre" "$prog" "$@" 2>&1 |
     awk '/Collected/ {v=$4} END {gsub(",", "", v); print v}'
 }
+# one column: instructions per malloc+free of PROG, counted at N and 2N pairs (ARG passed on)
+one_column() { # title prog n arg
+  printf '%-28s %14s\n' allocator "$1"
+  for lib in "${libs[@]}"; do
+    a=$(count "$lib" "$2" "$3" "$4"); b=$(count "$lib" "$2" $(( 2 * $3 )) "$4")
+    printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / $3 ))
+  done
+}
 if [ -n "$batch" ]; then
   cc -O2 -fno-builtin -o "$tmp/batch" bench/tools/cg_batch.c
-  printf '%-28s %14s\n' allocator "batch $batch B"
-  for lib in "${libs[@]}"; do
-    a=$(count "$lib" "$tmp/batch" 102400 "$batch"); b=$(count "$lib" "$tmp/batch" 204800 "$batch")
-    printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / 102400 ))
-  done
+  one_column "batch $batch B" "$tmp/batch" 102400 "$batch"
   exit 0
 fi
 if [ -n "$size" ]; then
-  printf '%-28s %14s\n' allocator "pair $size B"
-  for lib in "${libs[@]}"; do
-    a=$(count "$lib" "$tmp/pair" 100000 "$size"); b=$(count "$lib" "$tmp/pair" 200000 "$size")
-    printf '%-28s %14d\n' "$(basename "$lib")" $(( (b - a) / 100000 ))
-  done
+  one_column "pair $size B" "$tmp/pair" 100000 "$size"
   exit 0
 fi
 printf '%-28s %14s %14s\n' allocator malloc+free new+delete
