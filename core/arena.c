@@ -1039,16 +1039,18 @@ void lab_arena_return_idle(void)
 static uint64_t kept_watch(lab_heap_t *h, uint64_t now, unsigned delay, bool *gave)
 {
     uint64_t next = UINT64_MAX;
+    struct lab_kept_watch *w = h->bg_kept;
     if (!lab_load_relaxed(&h->kept_bytes)) {
-        /* bg_kept_ms[0] (no class 0): some class was watched since the last reset */
-        if (h->bg_kept_ms[0])
-            memset(h->bg_kept_ms, 0, sizeof h->bg_kept_ms);
+        /* seen_ms[0] (no class 0): some class was watched since the last reset */
+        if (w && w->seen_ms[0])
+            memset(w->seen_ms, 0, sizeof w->seen_ms);
         return next;
     }
-    h->bg_kept_ms[0] = 1;
+    if (!w && !(w = h->bg_kept = lab_meta_alloc(sizeof *w)))
+        return next; /* no memory for the watch: the spans wait for malloc_trim or the owner */
+    w->seen_ms[0] = 1;
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
-        if (lab_idle_watch(lab_load_relaxed(&h->kept[cls]), &h->bg_kept[cls], &h->bg_kept_ms[cls], now, delay,
-                           &next)) {
+        if (lab_idle_watch(lab_load_relaxed(&h->kept[cls]), &w->seen[cls], &w->seen_ms[cls], now, delay, &next)) {
             kept_release(h, cls, false);
             *gave = true;
         }

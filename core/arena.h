@@ -12,12 +12,12 @@
 #define LAB_SMALL_MAX    32768u
 #define LAB_DIRECT_MAX   1024u
 #define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
-/* Sizes above 1 KiB have direct slots too, after the first LAB_DIRECT_SLOTS: one per 128 bytes
+/* Sizes above 1 KiB have direct slots too, after the first LAB_DIRECT_SLOTS: one per 256 bytes
  * up to LAB_MID_MAX, then one per 2 KiB up to LAB_SMALL_MAX (every class boundary in each range
  * is a multiple of its step); malloc's slow path pops them before it computes a class
  * (lab_malloc_slow). */
 #define LAB_MID_MAX      8192u
-#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
+#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
 #define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
@@ -194,17 +194,17 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #define LAB_DIRECT_CLASSES 21
 /* ... and by all the direct slots: every class */
 #define LAB_SLOT_CLASSES LAB_NR_CLASSES
-#define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128)
+#define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256)
 
-/* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 128
- * bytes from LAB_DIRECT_SLOTS on (1025 .. 1152 -> 65, ..., 8065 .. 8192 -> 120); then one per
- * 2 KiB (8193 .. 10240 -> 121, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
+/* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 256
+ * bytes from LAB_DIRECT_SLOTS on (1025 .. 1280 -> 65, ..., 7937 .. 8192 -> 92); then one per
+ * 2 KiB (8193 .. 10240 -> 93, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
 lab_inline unsigned lab_direct_slot(size_t n)
 {
     if (n <= LAB_DIRECT_MAX)
         return (unsigned)((n + 15) >> 4);
     if (lab_likely(n <= LAB_MID_MAX))
-        return (unsigned)((n - LAB_DIRECT_MAX + 127) >> 7) + LAB_DIRECT_SLOTS - 1;
+        return (unsigned)((n - LAB_DIRECT_MAX + 255) >> 8) + LAB_DIRECT_SLOTS - 1;
     return (unsigned)((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
 }
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
@@ -217,6 +217,14 @@ lab_inline unsigned lab_direct_slot(size_t n)
 #ifndef LAB_KEPT_MAX
 #define LAB_KEPT_MAX ((size_t)4 << 20)
 #endif
+
+/* The background thread's watch over a heap's kept lists (arena.c: kept_watch): apart from the
+ * heap, since most heaps never keep a span and a program with thousands of threads pays for
+ * every byte of each heap. */
+struct lab_kept_watch {
+    uint64_t seen[LAB_NR_CLASSES];    /* the kept lists it saw */
+    uint64_t seen_ms[LAB_NR_CLASSES]; /* ... and since when (0: not watching) */
+};
 
 typedef struct lab_heap {
     lab_span_t *direct[LAB_SLOTS_ALL];       /* lab_direct_slot(n) -> current span of that size's
@@ -255,8 +263,8 @@ typedef struct lab_heap {
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
     uint64_t bg_seen_ms;                     /* ... when it last saw them change (0: not watching) */
     uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
-    uint64_t bg_kept[LAB_NR_CLASSES];        /* ... the kept lists it saw */
-    uint64_t bg_kept_ms[LAB_NR_CLASSES];     /* ... and since when (0: not watching) */
+    struct lab_kept_watch *bg_kept;          /* ... its watch over the kept lists, made when it
+                                                first finds kept spans (NULL: never had any) */
 } lab_heap_t;
 
 _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
