@@ -17,7 +17,8 @@
  * is a multiple of its step); malloc's slow path pops them before it computes a class
  * (lab_malloc_slow). */
 #define LAB_MID_MAX      8192u
-#define LAB_SLOTS_ALL    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
+#define LAB_SLOTS_ALL \
+    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
 #define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
