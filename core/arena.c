@@ -43,7 +43,7 @@ static inline unsigned span_order(size_t bs) { return bs <= 1024 ? 4 : bs <= 819
 static uint8_t direct_first[LAB_SLOT_CLASSES + 1];
 _Static_assert(LAB_SLOTS_ALL <= 255, "direct_first holds slot numbers in bytes");
 
-/* Point the direct slots of cls (the sizes (n + 15) >> 4 of that class) at s. Called twice per
+/* Point the direct slots of cls (those lab_direct_slot gives its sizes) at s. Called twice per
  * reuse-list round trip, so a table, not the class-size arithmetic. */
 static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
