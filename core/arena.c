@@ -1169,6 +1169,13 @@ static void sig_top_up(void)
         lab_lock(&heaps_lock);
         if (!h)
             break;
+        if (sig_count >= n) {
+            /* another thread topped up while this one allocated (without this test each made
+             * one, past n: past SIG_HEAPS too, near it, out of sig_heaps[] and sig_free) */
+            lab_unlock(&heaps_lock);
+            lab_meta_free(h, sizeof *h);
+            return;
+        }
         heap_init(h, pool);
         h->gfp = LAB_GFP_ATOMIC;
         h->state = LAB_HEAP_LIVE;

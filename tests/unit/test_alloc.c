@@ -78,6 +78,10 @@ static pthread_barrier_t sh_barrier;
 static void *sh_worker(void *arg)
 {
     (void)arg;
+    /* all at once: their heaps, and the signal heaps each new heap tops up, are made together
+     * (two threads topping up from the same count once made one signal heap each, past the
+     * target) */
+    pthread_barrier_wait(&sh_barrier);
     void *p = lab_malloc(64); /* a heap: new, unless an abandoned one is adopted */
     pthread_barrier_wait(&sh_barrier);
     pthread_barrier_wait(&sh_barrier); /* all alive until the count is checked */
@@ -96,12 +100,13 @@ static void test_signal_heaps_follow_threads(void **state)
     lab_alloc_stats(&st);
     size_t heaps0 = st.heaps;
     assert_int_equal(st.signal_heaps, heaps0 + 2 < 16 ? heaps0 + 2 : 16);
-    enum { T = 6 };
+    enum { T = 12 };
     pthread_t t[T];
     pthread_barrier_init(&sh_barrier, NULL, T + 1);
     for (int i = 0; i < T; i++)
         assert_int_equal(pthread_create(&t[i], NULL, sh_worker, NULL), 0);
-    pthread_barrier_wait(&sh_barrier);
+    pthread_barrier_wait(&sh_barrier); /* go */
+    pthread_barrier_wait(&sh_barrier); /* all have a heap */
     lab_alloc_stats(&st);
     assert_int_equal(st.heaps, heaps0 + T); /* first test: no heap abandoned yet to adopt */
     assert_int_equal(st.signal_heaps, st.heaps + 2 < 16 ? st.heaps + 2 : 16);
