@@ -228,8 +228,7 @@ void *lab_malloc_slow(size_t n)
     /* above 1 KiB, up to LAB_SMALL_MAX: the direct slots' pop, as lab_malloc's (no class
      * computed; deferred frees wait for a slow path, as they do below 1 KiB) */
     if (n - (LAB_DIRECT_MAX + 1) < LAB_SMALL_MAX - LAB_DIRECT_MAX) {
-        lab_heap_t *h = lab_tls_heap;
-        void *p = lab_span_take(h, h->direct[lab_direct_slot(n)]);
+        void *p = lab_slot_take(n);
         if (lab_likely(p != NULL))
             return p;
     }
@@ -413,11 +412,8 @@ void *lab_malloc_aligned(size_t align, size_t n)
         /* m's direct slot: its class's span or reuse list (not lab_malloc: a nursery block is
          * 16-byte aligned only) */
         if (m <= LAB_SMALL_MAX) {
-            lab_heap_t *h = lab_tls_heap;
-            void *p = lab_span_take(h, h->direct[lab_direct_slot(m)]);
-            if (p)
-                return p;
-            return alloc_class(lab_size_class(m));
+            void *p = lab_slot_take(m);
+            return p ? p : alloc_class(lab_size_class(m));
         }
     }
     return alloc_large(n, align, LAB_GFP_DEFAULT);

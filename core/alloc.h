@@ -28,7 +28,7 @@ lab_internal void lab_free_other(void *p, uint64_t e);
 lab_inline void *lab_malloc_fast(size_t n)
 {
     if (lab_likely(n <= LAB_DIRECT_MAX))
-        return lab_span_take(lab_tls_heap, lab_tls_heap->direct[(n + 15) >> 4]);
+        return lab_slot_take(n);
     return NULL;
 }
 

@@ -200,13 +200,13 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 /* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 256
  * bytes from LAB_DIRECT_SLOTS on (1025 .. 1280 -> 65, ..., 7937 .. 8192 -> 92); then one per
  * 2 KiB (8193 .. 10240 -> 93, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
-lab_inline unsigned lab_direct_slot(size_t n)
+lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the fast path */
 {
     if (n <= LAB_DIRECT_MAX)
-        return (unsigned)((n + 15) >> 4);
+        return (n + 15) >> 4;
     if (lab_likely(n <= LAB_MID_MAX))
-        return (unsigned)((n - LAB_DIRECT_MAX + 255) >> 8) + LAB_DIRECT_SLOTS - 1;
-    return (unsigned)((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
+        return ((n - LAB_DIRECT_MAX + 255) >> 8) + LAB_DIRECT_SLOTS - 1;
+    return ((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
 }
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
 #ifndef LAB_REUSE_MAX /* a build may try another bound (-DLAB_REUSE_MAX=64) */
@@ -299,6 +299,13 @@ lab_inline void *lab_span_take(lab_heap_t *h, lab_span_t *s)
     s->usedf++;
     h->st.mallocs++;
     return b;
+}
+/* The block the calling thread's direct slot for n bytes (n <= LAB_SMALL_MAX) holds first, or
+ * NULL: lab_malloc's pop, and the slow path's above 1 KiB. */
+lab_inline void *lab_slot_take(size_t n)
+{
+    lab_heap_t *h = lab_tls_heap;
+    return lab_span_take(h, h->direct[lab_direct_slot(n)]);
 }
 /* The span the direct slots of a class without a current span point at (free == NULL). */
 lab_internal extern lab_span_t lab_span_empty;

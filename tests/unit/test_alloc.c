@@ -181,7 +181,7 @@ static void test_direct_slots(void **state)
     assert_int_equal(lab_direct_slot(LAB_SMALL_MAX), LAB_SLOTS_ALL - 1);
     unsigned slot_cls[LAB_SLOTS_ALL] = {0};
     for (size_t n = 1; n <= LAB_SMALL_MAX; n++) {
-        unsigned i = lab_direct_slot(n), cls = lab_size_class(n);
+        unsigned i = (unsigned)lab_direct_slot(n), cls = lab_size_class(n);
         assert_true(i < LAB_SLOTS_ALL);
         if (slot_cls[i])
             assert_int_equal(slot_cls[i], cls); /* one class per slot */
