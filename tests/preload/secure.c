@@ -26,7 +26,7 @@ static int failures;
         }                                                                                          \
     } while (0)
 
-#define SPAN 65536u /* spans of 64-byte blocks are 64 KiB runs, naturally aligned */
+#define SPAN 32768u /* spans of 64-byte blocks are 32 KiB runs, naturally aligned */
 
 static void check_guard(void)
 {
