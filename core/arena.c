@@ -35,7 +35,7 @@ static uint64_t remote_frees_heapless; /* remote frees of threads without a live
 
 /* Spans of 32 KiB up to 8 KiB blocks (4 to 2 048 blocks): a program whose threads each touch
  * many classes now and then (thread churn: mstress, maze) keeps a half-used span per heap and
- * class, most of its RSS, and 64 KiB spans for blocks up to 1 KiB cost it 11-14 % more peak RSS
+ * class, most of its RSS, and 64 KiB spans for blocks up to 1 KiB cost it 6-14 % more peak RSS
  * than these at no measured gain in time; 128 and 256 KiB above (8 blocks). */
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 3 : bs <= 16384 ? 5 : 6; }
 
