@@ -171,9 +171,10 @@ static lab_span_t *span_of(const void *p)
     return (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
 }
 
-/* Every small size (up to LAB_SMALL_MAX) has a direct slot that one class owns, and after a malloc of the
- * size the slot points at that class's current span (where lab_malloc and lab_malloc_slow take
- * their next block); a block allocated through it belongs to the class. */
+/* Every small size (up to LAB_SMALL_MAX) has a direct slot that one class owns, and after a
+ * malloc of the size the slot points at that class's current span (where lab_malloc and
+ * lab_malloc_slow take their next block); a block allocated through it belongs to the class, in
+ * a span of the size span_order gives. */
 static void test_direct_slots(void **state)
 {
     (void)state;
@@ -204,6 +205,10 @@ static void test_direct_slots(void **state)
             void *q = lab_malloc(n);
             assert_non_null(q);
             assert_int_equal(span_of(q)->cls, cls);
+            /* blocks up to 8 KiB live in 32 KiB spans: a half-used span per heap and class is
+             * what thread-churning programs keep (arena.c: span_order) */
+            if (n <= LAB_MID_MAX)
+                assert_int_equal((size_t)LAB_PAGE_SIZE << span_of(q)->h.order, 32768);
             assert_int_equal(lab_usable_size(q), lab_class_size(cls));
             lab_free(q);
         }
