@@ -524,16 +524,18 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
     }
     uintptr_t a = (uintptr_t)p;
     size_t usable;
+    lab_chunk_t *c = NULL;
+    lab_page_t *d = NULL;
     if (s) { /* a small block that does not stay where it is */
         usable = s->block_size;
         goto move;
     }
-    lab_chunk_t *c = lab_pagemap_lookup(a);
+    c = lab_pagemap_lookup(a);
     if (!lab_chunk_is_ours(c)) {
         errno = EINVAL; /* not ours: leave it untouched */
         return NULL;
     }
-    lab_page_t *d = block_desc(c, a, "realloc");
+    d = block_desc(c, a, "realloc");
     usable = block_usable(c, d, a);
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
@@ -575,7 +577,7 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
                     if (lab_tls_heap->state == LAB_HEAP_LIVE)
                         lab_tls_heap->st.huge++;
                     memcpy(q, p, usable);
-                    lab_free(p);
+                    lab_pool_free_run_store(c->pool, d);
                     return q;
                 }
             }
@@ -593,7 +595,13 @@ move:;
     if (!q)
         return NULL;
     memcpy(q, p, lab_min(n, usable));
-    lab_free(p);
+    /* a run a block grew out of goes to the store, not the thread's run room: coalesced there,
+     * its pages are what the next block's growth in place takes (a string built up in page steps
+     * touched a fresh page for every step that had to move, with the runs left held apart) */
+    if (d && d->h.state == LAB_PAGE_LARGE && !d->above[0] && !lab_tls_heap->gfp)
+        lab_pool_free_run_store(c->pool, d);
+    else
+        lab_free(p);
     return q;
 }
 

@@ -221,10 +221,18 @@ lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
-/* A run of any page count 1..512 (page aligned only), from the store; head[] of every page set. */
+/* A run of any page count 1..512 (page aligned only), head[] of every page set: from the calling
+ * thread's run room (the default pool's; up to npages/8 pages more than asked) or the store. */
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
                                       uint8_t state, lab_page_t **desc);
+/* A thread's run room (pool.c) holds at most this many runs and pages; runs of more than half
+ * the pages are never kept. */
+#define LAB_RUN_ROOM_RUNS  4u
+#define LAB_RUN_ROOM_PAGES 128u
+/* Free a run: into the calling thread's run room (the oldest there to the store past its
+ * bounds), or to the store. _store: to the store at once, where it coalesces (realloc's). */
 lab_internal void  lab_pool_free_run(lab_pool_t *pool, lab_page_t *d);
+lab_internal void  lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d);
 /* Shrink a used run in place to npages (the tail goes back to the store). */
 lab_internal void  lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages);
 /* Grow a used run in place if the pages after it are free in the store; true on success. */

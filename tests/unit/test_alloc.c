@@ -307,6 +307,110 @@ static void test_page_sized_and_huge(void **state)
     }
 }
 
+/* Pages the malloc pool has handed out (mapped less free): runs in rooms count as handed out. */
+static size_t pool_pages_out(void)
+{
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    return st.pool.mapped_pages - st.pool.free_total;
+}
+
+/* Runs a run room holds whole: RR_N of RR_PAGES pages (not a power of two). */
+#define RR_PAGES (LAB_RUN_ROOM_PAGES / LAB_RUN_ROOM_RUNS - 1)
+#define RR_N     LAB_RUN_ROOM_RUNS
+static pthread_barrier_t rr_barrier;
+
+/* Allocates and frees RR_N runs (into its run room); then, with `arg`, waits, alive and idle,
+ * for the main thread's malloc_trim before it ends. */
+static void *rr_worker(void *arg)
+{
+    void *p[RR_N];
+    for (unsigned i = 0; i < RR_N; i++) {
+        assert_non_null(p[i] = lab_malloc(RR_PAGES * LAB_PAGE_SIZE - 100));
+        memset(p[i], 0x3D, RR_PAGES * LAB_PAGE_SIZE - 100);
+    }
+    for (unsigned i = 0; i < RR_N; i++)
+        lab_free(p[i]);
+    if (arg) {
+        pthread_barrier_wait(&rr_barrier); /* freed */
+        pthread_barrier_wait(&rr_barrier); /* trimmed */
+    }
+    return NULL;
+}
+
+/* Page-sized blocks of a page count that is not a power of two: a thread's run room keeps those
+ * it frees for its next ones of about that size (no more than an eighth over), within its
+ * bounds; malloc_trim takes them from an idle thread, and a thread's exit gives them back. */
+static void test_run_room(void **state)
+{
+    (void)state;
+    _Static_assert(RR_PAGES * RR_N <= LAB_RUN_ROOM_PAGES && RR_PAGES <= LAB_RUN_ROOM_PAGES / 2 &&
+                   (RR_PAGES & (RR_PAGES - 1)) != 0, "RR_N runs of RR_PAGES fit a run room");
+    lab_trim();
+    /* the same size again: the same run, its contents as left (nothing rewritten) */
+    uint8_t *p = lab_malloc(40 * KiB);
+    assert_non_null(p);
+    memset(p, 0x5C, 40 * KiB);
+    lab_free(p);
+    uint8_t *q = lab_malloc(40 * KiB);
+    assert_ptr_equal(q, p);
+    assert_int_equal(q[0], 0x5C);
+    assert_int_equal(lab_usable_size(q), 40 * KiB);
+    lab_free(q);
+    /* 9 pages fit the cached 10: the run whole, usable to its end */
+    q = lab_malloc(36 * KiB);
+    assert_ptr_equal(q, p);
+    assert_int_equal(lab_usable_size(q), 40 * KiB);
+    lab_free(q);
+    /* a run more than an eighth too large is not taken */
+    uint8_t *big = lab_malloc(RR_PAGES * LAB_PAGE_SIZE);
+    assert_non_null(big);
+    lab_free(big);
+    size_t small = RR_PAGES * 7 / 8 - 1;
+    q = lab_malloc(small * LAB_PAGE_SIZE);
+    assert_non_null(q);
+    assert_ptr_not_equal(q, big);
+    assert_int_equal(lab_usable_size(q), small * LAB_PAGE_SIZE);
+    lab_free(q);
+    lab_trim();
+
+    /* bounded: of 5 x RR_N runs freed, no more than the bound stays out of the pool */
+    enum { RUNS = 5 * RR_N };
+    void *r[RUNS];
+    for (unsigned i = 0; i < RUNS; i++)
+        assert_non_null(r[i] = lab_malloc(RR_PAGES * LAB_PAGE_SIZE - 1));
+    size_t out_full = pool_pages_out();
+    for (unsigned i = 0; i < RUNS; i++)
+        lab_free(r[i]);
+    size_t out_freed = pool_pages_out();
+    print_message("run room: pages out %zu with %u runs of %u pages live, %zu after their frees\n", out_full,
+                  (unsigned)RUNS, (unsigned)RR_PAGES, out_freed);
+    assert_true(out_full >= out_freed + RUNS * RR_PAGES - LAB_RUN_ROOM_PAGES);
+    lab_trim();
+
+    /* malloc_trim reaches an idle live thread's run room; a thread's exit gives its runs back */
+    size_t out0 = pool_pages_out();
+    pthread_t t;
+    pthread_barrier_init(&rr_barrier, NULL, 2);
+    assert_int_equal(pthread_create(&t, NULL, rr_worker, &rr_barrier), 0);
+    pthread_barrier_wait(&rr_barrier);
+    size_t out_idle = pool_pages_out();
+    lab_trim();
+    size_t out_trim = pool_pages_out();
+    pthread_barrier_wait(&rr_barrier);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&rr_barrier);
+    print_message("run room: pages out %zu before, %zu with an idle thread's runs, %zu after the trim\n", out0,
+                  out_idle, out_trim);
+    assert_true(out_idle >= out0 + RR_N * RR_PAGES - 16); /* held while the thread kept them */
+    assert_true(out_trim < out0 + 16);
+    assert_int_equal(pthread_create(&t, NULL, rr_worker, NULL), 0);
+    pthread_join(t, NULL);
+    size_t out_exit = pool_pages_out();
+    print_message("run room: pages out %zu after a thread freed its runs and ended\n", out_exit);
+    assert_true(out_exit < out0 + 16);
+}
+
 static void test_malloc_zero_and_null(void **state)
 {
     (void)state;
@@ -2228,6 +2332,7 @@ int main(void)
         cmocka_unit_test(test_direct_slots),
         cmocka_unit_test(test_full_span_waits),
         cmocka_unit_test(test_page_sized_and_huge),
+        cmocka_unit_test(test_run_room),
         cmocka_unit_test(test_malloc_zero_and_null),
         cmocka_unit_test(test_calloc_zero_on_reuse),
         cmocka_unit_test(test_realloc_boundaries),
