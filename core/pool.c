@@ -996,9 +996,9 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
  * written at every malloc and again at every free (870 to 1 550 instructions a pair from 36 KiB
  * to 200 KB, glibc 330 to 580: scripts/callgrind_pair.sh --size N). A thread's run room keeps
  * the runs it frees, whole, for its next ones of about that size: a hit takes no lock and
- * rewrites nothing (295 instructions a pair). Bounded (pool.h) at 4 runs and 512 KiB a thread:
- * the order rooms hold more, but a program whose sizes seldom repeat gains nothing from a bigger
- * one (8 runs and 2 MiB cost churn's two threads 1.3 MiB of peak RSS, 11 %; these 0.5 MiB). The
+ * rewrites nothing (295 instructions a pair). Bounded (pool.h) at 4 runs and 1 MiB a thread:
+ * the order rooms hold more, but a program whose sizes seldom repeat gains nothing from more runs
+ * (8 runs and 2 MiB cost churn's two threads 1.3 MiB of peak RSS, 11 %; these 0.5-0.8 MiB). The
  * oldest go to the store past that. The runs leave the room the ways order runs do (a refill
  * that found nothing, the thread's exit, malloc_trim, the purge thread's idle watch), but to the
  * store, which needs the zone lock: its takers hold rooms_lock, which the fork handler takes
@@ -1043,7 +1043,7 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
     lab_rooms_t *rs = tls_rooms;
     uint32_t n = d->h.npages;
     d->next = NULL;
-    if (!rs || !pool->is_default || d->h.zone != ZONE_NORMAL || n > LAB_RUN_ROOM_PAGES / 2 || !room_enter(rs))
+    if (!rs || !pool->is_default || d->h.zone != ZONE_NORMAL || n > LAB_RUN_ROOM_PAGES || !room_enter(rs))
         return d;
     /* the heads stay: a stray free() into the run finds a CACHED descriptor and aborts */
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);

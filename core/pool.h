@@ -225,10 +225,10 @@ lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
  * thread's run room (the default pool's; up to npages/8 pages more than asked) or the store. */
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
                                       uint8_t state, lab_page_t **desc);
-/* A thread's run room (pool.c) holds at most this many runs and pages; runs of more than half
- * the pages are never kept. */
+/* A thread's run room (pool.c) holds at most this many runs and pages (1 MiB: a run of any size
+ * up to LAB_LARGE_MAX). */
 #define LAB_RUN_ROOM_RUNS  4u
-#define LAB_RUN_ROOM_PAGES 128u
+#define LAB_RUN_ROOM_PAGES 256u
 /* Free a run: into the calling thread's run room (the oldest there to the store past its
  * bounds), or to the store. _store: to the store at once, where it coalesces (realloc's). */
 lab_internal void  lab_pool_free_run(lab_pool_t *pool, lab_page_t *d);

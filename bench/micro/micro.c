@@ -256,6 +256,9 @@ int main(int argc, char **argv)
     b = gb_register("malloc_free_pages", bm_malloc_free);
     for (int64_t n = 4096; n <= (1 << 20); n *= 2)
         gb_arg(b, n);
+    /* page-sized blocks of a page count that is not a power of two (runs, not orders) */
+    b = gb_register("malloc_free_runs", bm_malloc_free);
+    gb_arg(b, 36 << 10), gb_arg(b, 100 << 10), gb_arg(b, 200000), gb_arg(b, 600 << 10);
 
     gb_bench_t *lifo = gb_register("batch_lifo", bm_batch_lifo), *fifo = gb_register("batch_fifo", bm_batch_fifo);
     for (int64_t n = 16; n <= 32768; n *= 4)

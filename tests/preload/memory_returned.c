@@ -28,9 +28,9 @@
  *                          pool, which wakes it otherwise, never comes.
  *   memory_returned rooms_idle
  *                          32 threads each write and free 64 blocks of 64 KiB, 16 of 256 KiB and
- *                          4 of 124 KiB three times and stay alive, idle: the page runs their
+ *                          4 of 252 KiB three times and stay alive, idle: the page runs their
  *                          rooms (the per-thread run caches, about 2 MiB a thread here, and the
- *                          run rooms 496 KiB) kept must go back
+ *                          run rooms 1 MiB) kept must go back
  *                          once they have waited a purge delay (RSS below 16 MiB; Labyrinth
  *                          only). Their owners make no call: the background thread takes them.
  *   memory_returned rooms_trim
@@ -39,7 +39,7 @@
  *   memory_returned rooms_quiet
  *                          as rooms_idle, but the background thread asleep with nothing to do
  *                          first, and each thread's burst small enough (8 x 64 KiB, 2 x 256 KiB,
- *                          2 x 124 KiB)
+ *                          2 x 252 KiB)
  *                          that its rooms keep all of it: no free reaches the pool to wake the
  *                          thread; the allocations that filled the rooms must.
  *   memory_returned rooms_late
@@ -289,8 +289,8 @@ static int kept_idle(void)
     return lab_finish(name);
 }
 
-/* ROOM_ODD blocks of 124 KiB too: 31 pages, not an order: runs a thread's run room keeps (all
- * four of them: at most 4 runs and 512 KiB) */
+/* ROOM_ODD blocks of 252 KiB too: 63 pages, not an order: runs a thread's run room keeps (all
+ * four of them: at most 4 runs and 1 MiB) */
 enum { ROOM_THREADS = 32, ROOM_SMALL = 64, ROOM_BIG = 16, ROOM_ODD = 4, ROOM_LIMIT_MIB = 16 };
 static void *room_blocks[ROOM_THREADS][ROOM_SMALL + ROOM_BIG + ROOM_ODD];
 static int room_small = ROOM_SMALL, room_big = ROOM_BIG, room_odd = ROOM_ODD, room_rounds = 3;
@@ -301,7 +301,7 @@ static void *room_worker(void *arg)
     void **p = room_blocks[(uintptr_t)arg];
     for (int round = 0; round < room_rounds; round++) {
         for (int i = 0; i < room_small + room_big + room_odd; i++) {
-            size_t n = i < room_small ? 64 << 10 : i < room_small + room_big ? 256 << 10 : 124 << 10;
+            size_t n = i < room_small ? 64 << 10 : i < room_small + room_big ? 256 << 10 : 252 << 10;
             p[i] = malloc(n);
             CHECK(p[i] != NULL, "malloc(%zu) failed", n);
             if (p[i])
@@ -337,7 +337,7 @@ static int rooms(int trim, int quiet, int late)
     double delay = purge_delay();
     if (late)
         room_hold = 6 * delay;
-    SAY("%d threads write and free %d blocks of 64 KiB, %d of 256 KiB and %d of 124 KiB (%d times%s), then "
+    SAY("%d threads write and free %d blocks of 64 KiB, %d of 256 KiB and %d of 252 KiB (%d times%s), then "
         "idle%s; %s: RSS must fall below %d MiB", ROOM_THREADS, room_small, room_big, room_odd, room_rounds,
         late ? ", each held six purge delays" : "",
         quiet ? " (the background thread asleep with nothing to do before)" : "",
@@ -358,7 +358,7 @@ static int rooms(int trim, int quiet, int late)
     SAY("  RSS %ld MiB with every block freed, %ld MiB after %s (%.2f s; purge delay %.2f s)", full >> 10,
         after >> 10, trim ? "malloc_trim(0)" : "sleep", now_s() - t0, delay);
     /* Labyrinth's rooms keep 2 MiB a thread of the 8 MiB each wrote (1 MiB, all of it, when
-     * quiet), and its run room the 124 KiB blocks (496 and 248 KiB); other allocators keep what
+     * quiet), and its run room the 252 KiB blocks (1008 and 504 KiB); other allocators keep what
      * they keep: only the bound below is theirs */
     if (lab_expect_labyrinth())
         CHECK(full >= (long)ROOM_THREADS * 768, "RSS %ld KiB just after the frees: the rooms kept less "
