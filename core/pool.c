@@ -1030,6 +1030,7 @@ static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
         *best = d->next;
         rs->nruns--;
         rs->run_pages -= d->h.npages;
+        room_of(rs, pool, 0); /* the slot set up, so that its hits are counted */
         rs->slot[pool->id].hits++;
     }
     room_leave(rs);

@@ -331,6 +331,8 @@ static void *rr_worker(void *arg)
     }
     for (unsigned i = 0; i < RR_N; i++)
         lab_free(p[i]);
+    for (unsigned i = 0; i < 3; i++) /* three hits, counted though the thread has no heap */
+        lab_free(lab_malloc(RR_PAGES * LAB_PAGE_SIZE - 100));
     if (arg) {
         pthread_barrier_wait(&rr_barrier); /* freed */
         pthread_barrier_wait(&rr_barrier); /* trimmed */
@@ -404,8 +406,12 @@ static void test_run_room(void **state)
                   out_idle, out_trim);
     assert_true(out_idle >= out0 + RR_N * RR_PAGES - 16); /* held while the thread kept them */
     assert_true(out_trim < out0 + 16);
+    struct lab_alloc_stats st0, st1;
+    lab_alloc_stats(&st0);
     assert_int_equal(pthread_create(&t, NULL, rr_worker, NULL), 0);
     pthread_join(t, NULL);
+    lab_alloc_stats(&st1);
+    assert_true(st1.pool.hits_room >= st0.pool.hits_room + 3);
     size_t out_exit = pool_pages_out();
     print_message("run room: pages out %zu after a thread freed its runs and ended\n", out_exit);
     assert_true(out_exit < out0 + 16);
