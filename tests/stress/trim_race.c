@@ -3,8 +3,11 @@
  * themselves a little later, and now and then sleep. malloc_trim gives back, without their
  * owner, the spans of a producer whose blocks have all been freed elsewhere (arena.c,
  * lab_arena_return_idle): this races it against the owner's own allocations and local frees.
- * Every block carries a canary checked before it is freed: a span given back while one of its
- * blocks was still live, or handed out twice, shows up as damage.
+ * Now and then a burst ends with a page-sized block of a page count that is not a power of two:
+ * its run goes to the run room of the thread that frees it (pool.c), which the trimmer takes
+ * while that thread idles or allocates. Every block carries a canary checked before it is freed:
+ * a span or run given back while one of its blocks was still live, or handed out twice, shows up
+ * as damage.
  * Usage: stress_trim_race [producers] [consumers] [seconds] [quiet].
  * quiet: no malloc_trim thread; with Labyrinth's purge thread running (LABYRINTH_BACKGROUND_PURGE),
  * its wake-ups are counted: messages that come and go while their owners take them may wake it
@@ -110,6 +113,25 @@ static void *producer(void *arg)
             if (keep[slot].p)
                 check_and_free(keep[slot], "kept");
             keep[slot] = b;
+        }
+        if (!quiet && (pick >> 16) % 4 == 0) {
+            /* 9, 25, 41 or 57 pages less 100 bytes: runs, never a whole order; few sizes, so
+             * that the rooms' runs are taken again as well as taken away */
+            size_t big = (9 + 16 * (size_t)((pick >> 24) % 4)) * 4096 - 100;
+            struct block b = {malloc(big), big};
+            CHECK(b.p != NULL, "malloc(%zu) failed", big);
+            if (b.p) {
+                lab_canary_fill(b.p, b.size);
+                atomic_fetch_add(&made, 1);
+                unsigned slot = (unsigned)((pick >> 40) % KEEP);
+                if ((pick >> 20) & 1) {
+                    put(b); /* into a consumer's run room */
+                } else {
+                    if (keep[slot].p)
+                        check_and_free(keep[slot], "kept");
+                    keep[slot] = b;
+                }
+            }
         }
         if (!quiet && lab_rand(&seed) % 4 == 0)
             usleep(500); /* idle: only malloc_trim can move what was freed to us */
