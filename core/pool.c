@@ -996,10 +996,10 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
  * written at every malloc and again at every free (870 to 1 550 instructions a pair from 36 KiB
  * to 200 KB, glibc 330 to 580: scripts/callgrind_pair.sh --size N). A thread's run room keeps
  * the runs it frees, whole, for its next ones of about that size: a hit takes no lock and
- * rewrites nothing (295 instructions a pair). Bounded (pool.h) at 4 runs and 1 MiB a thread:
+ * rewrites nothing (289 instructions a pair). Bounded (pool.h) at 4 runs and 1 MiB a thread:
  * the order rooms hold more, but a program whose sizes seldom repeat gains nothing from more runs
- * (8 runs and 2 MiB cost churn's two threads 1.3 MiB of peak RSS, 11 %; these 0.5-0.8 MiB). The
- * oldest go to the store past that. The runs leave the room the ways order runs do (a refill
+ * (peak RSS of `wl churn 2 12000000`, medians of 5 runs: 11.7 MiB before run rooms, 13.0-13.2
+ * with 8 runs and 2 MiB, 12.3 with these). The oldest go to the store past that. The runs leave the room the ways order runs do (a refill
  * that found nothing, the thread's exit, malloc_trim, the purge thread's idle watch), but to the
  * store, which needs the zone lock: its takers hold rooms_lock, which the fork handler takes
  * after the zone locks, so they only try it (and leave the runs for their next round when it is
@@ -1071,17 +1071,18 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
     return out;
 }
 
-/* Runs out of a run room (linked by next, CACHED, heads kept) into the store, stamped `stamp`;
- * the caller holds the zone lock. Returns the pages. */
+/* Runs (linked by next, all of one zone: a freed run, or runs out of a run room) into the store,
+ * stamped `stamp`; the caller holds the zone's lock. Returns the pages. */
 static size_t run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
 {
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_zone_t *z = &pool->zone[chain->h.zone];
     size_t pages = 0;
     for (lab_page_t *d = chain, *next; d; d = next) {
         next = d->next; /* before store_free, which may write the descriptor */
         lab_chunk_t *c = lab_desc_chunk(d);
         unsigned n = d->h.npages;
         run_set_heads(d, n, LAB_HEAD_NONE);
+        d->owner = 0;
         lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
         store_free(pool, z, c, (unsigned)(d - c->page), n, false, stamp);
         pages += n;
@@ -1435,33 +1436,28 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     return (void *)a;
 }
 
-void lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d)
+/* A chain of runs to the store under its zone's lock, then the free path's purge check. */
+static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
 {
-    lab_zone_t *z = &pool->zone[d->h.zone];
-    lab_chunk_t *c = lab_desc_chunk(d);
-    unsigned n = d->h.npages;
-    run_set_heads(d, n, LAB_HEAD_NONE);
-    d->owner = 0;
-    lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
+    lab_zone_t *z = &pool->zone[chain->h.zone];
     lab_lock(&z->lock);
-    store_free(pool, z, c, (unsigned)(d - c->page), n, false, lab_clock_ms());
+    run_chain_store(pool, chain, lab_clock_ms());
     lab_unlock(&z->lock);
     pool_tick(pool, true);
 }
 
+void lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d)
+{
+    d->next = NULL;
+    run_chain_free(pool, d);
+}
+
 void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
 {
+    /* NULL: kept; else d itself (no room for it) or the oldest runs it pushed out */
     lab_page_t *out = run_room_push(pool, d);
-    if (!out)
-        return;
-    if (out == d)
-        return lab_pool_free_run_store(pool, d);
-    /* the oldest runs the room let go (CACHED, of the normal zone) */
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    lab_lock(&z->lock);
-    run_chain_store(pool, out, lab_clock_ms());
-    lab_unlock(&z->lock);
-    pool_tick(pool, true);
+    if (out)
+        run_chain_free(pool, out);
 }
 
 void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
