@@ -101,12 +101,17 @@ struct lab_heap;
 /* A span overlays the pool's descriptors of its first two pages (2 x 64 bytes; every span has at
  * least 8 pages, and the pool reads nothing of the second page's but its header while the run is
  * used, which the span leaves alone). The first holds what other threads read to free a block
- * (owner, geometry), written when the span is made, as it is carved (a page of blocks at a time)
- * and by the rare remote-list CAS; the second the owner's free list and count, written by every
- * local malloc and free, and its list links. On one cache line the two would
- * bounce between cores whenever other threads free blocks of the span while its owner allocates
- * (perf on `wl ring`: most of free()'s samples sat on the load of `heap`). `heap` sits where the
- * pool keeps `owner`, so runs the pool owns never match a heap. */
+ * (owner, geometry), written when the span is made and as it is carved (a page of blocks at a
+ * time); the second the owner's free list and count, written by every local malloc and free, its
+ * list links and the remote word. On one cache line the two would bounce between cores whenever
+ * other threads free blocks of the span while its owner allocates (perf on `wl ring`: most of
+ * free()'s samples sat on the load of `heap`). The remote word is the owner's line too: the owner
+ * writes it with an atomic when a span fills (NOTIFY armed), when a local free relists a full
+ * span and when it collects, and on the first line each of those took the line from the threads
+ * reading it to free blocks (perf on `wl larson 2`: the exchange in span_free_local, 3.8 % of the
+ * run; 0.7 % with the word here). Other threads write it rarely now that remote frees travel in
+ * messages: a thread without a heap of its own, and a message's own block going home. `heap`
+ * sits where the pool keeps `owner`, so runs the pool owns never match a heap. */
 typedef struct lab_span {
     union {
         lab_page_hdr_t h;
@@ -116,8 +121,7 @@ typedef struct lab_span {
                                     in use: lab_div32_of(block size), the free fast path's test */
         };
     };
-    uint64_t unused0[2];
-    uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
+    uint64_t unused0[3];
     struct lab_heap *heap;      /* owner, never changes while the span lives */
     uint32_t base_lo;           /* the low 32 bits of the span's address (the free path's check) */
     uint16_t block_size;
@@ -142,7 +146,8 @@ typedef struct lab_span {
     struct lab_span *prev;
     uint32_t div_l, base_lo_l;  /* div and base_lo again, for the owner's free: with the owner
                                    found in the fast map's tag, a local free reads this line only */
-    uint64_t unused4[2];
+    uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
+    uint64_t unused4;
 } lab_span_t;
 
 /* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot
@@ -167,6 +172,7 @@ _Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_pa
 _Static_assert(__builtin_offsetof(lab_span_t, h1) == sizeof(lab_page_t), "h1 is the second header");
 _Static_assert(__builtin_offsetof(lab_span_t, free) >= 64 && __builtin_offsetof(lab_span_t, usedf) >= 64 &&
                    __builtin_offsetof(lab_span_t, next) >= 64 && __builtin_offsetof(lab_span_t, flags) >= 64 &&
+                   __builtin_offsetof(lab_span_t, remote) >= 64 &&
                    __builtin_offsetof(lab_span_t, carved) < 64 && __builtin_offsetof(lab_span_t, cls) < 64,
                "what other threads read and what the owner writes on every call: two cache lines");
 
