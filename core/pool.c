@@ -999,12 +999,13 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
  * rewrites nothing (289 instructions a pair). Bounded (pool.h) at 4 runs and 1 MiB a thread:
  * the order rooms hold more, but a program whose sizes seldom repeat gains nothing from more runs
  * (peak RSS of `wl churn 2 12000000`, medians of 5 runs: 11.7 MiB before run rooms, 13.0-13.2
- * with 8 runs and 2 MiB, 12.3 with these). The oldest go to the store past that. The runs leave the room the ways order runs do (a refill
- * that found nothing, the thread's exit, malloc_trim, the purge thread's idle watch), but to the
- * store, which needs the zone lock: its takers hold rooms_lock, which the fork handler takes
- * after the zone locks, so they only try it (and leave the runs for their next round when it is
- * busy), and a thread's exit gives its runs back before it takes rooms_lock. The default pool's
- * only: the page API allocates runs of 2^order pages only. */
+ * with 8 runs and 2 MiB, 12.3 with these). The oldest go to the store past that. The runs leave
+ * the room the ways order runs do (a refill that found nothing, the thread's exit, malloc_trim,
+ * the purge thread's idle watch), but to the store, which needs the zone lock: its takers hold
+ * rooms_lock, which the fork handler takes after the zone locks, so they only try it (and leave
+ * the runs for their next round when it is busy), and a thread's exit gives its runs back before
+ * it takes rooms_lock. The default pool's only: the page API allocates runs of 2^order pages
+ * only. */
 
 static void bg_room_filled(void);
 
