@@ -1199,12 +1199,14 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             d = store_take_order(pool, z, order);
         if (!d || (zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->low)) {
             if (d) {
-                /* keep the run; refill toward HIGH for the next callers */
-                zone_refill(pool, z, 0);
+                /* keep the run; refill toward HIGH for the next callers (not on a NOGROW
+                 * call's account: the next call that may grow does it) */
+                if (!(gfp & LAB_GFP_NOGROW))
+                    zone_refill(pool, z, 0);
             } else if (zi == ZONE_EXCL) {
                 if (zone_map_chunk(pool, z, ZONE_EXCL) == 0)
                     d = store_take_order(pool, z, order);
-            } else if (zone_refill(pool, z, n) == 0) {
+            } else if (!(gfp & LAB_GFP_NOGROW) && zone_refill(pool, z, n) == 0) {
                 d = store_take_order(pool, z, order);
             }
         }
@@ -1286,7 +1288,8 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
                                              uint8_t state, lab_page_t **desc)
 {
     if (!d && !(d = pool_alloc_order_slow(pool, order, gfp))) {
-        pool_fail(pool);
+        if (!(gfp & LAB_GFP_NOGROW))
+            pool_fail(pool);
         return NULL;
     }
     unsigned n = 1u << order;

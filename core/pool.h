@@ -241,6 +241,10 @@ lab_internal bool  lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npa
  * is taken whole, not cut down, so that its populated pages serve the growth to come. Internal:
  * the page API refuses gfp bits beyond its three. */
 #define LAB_GFP_GROWING (1u << 16)
+/* lab_pool_alloc_order only: a run from the pages the pool holds (rooms, shared lists, store),
+ * never a chunk mapped for it; NULL, with errno and the failure count untouched, when none fits.
+ * For a caller that can make do with a shorter run (arena.c: spans of big blocks). */
+#define LAB_GFP_NOGROW  (1u << 17)
 /* A dedicated mapping of at least `bytes` (page rounded); its chunk's page[0] is the descriptor. */
 lab_internal void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp,
                                       lab_chunk_t **out); /* align: power of two >= 2 MiB */

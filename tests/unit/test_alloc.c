@@ -2059,6 +2059,74 @@ static void test_kept_spans_reused(void **state)
     assert_int_equal(st.kept_bytes, 0); /* malloc_trim takes every heap's */
 }
 
+/* Spans of blocks over 8 KiB are runs of 32 or 64 pages aligned to their length. When the pool's
+ * free pages hold no such run, span_new settles for a shorter span from them (never shorter than
+ * two blocks) instead of making the pool map a chunk; and a LAB_GFP_NOGROW call that finds no run
+ * returns NULL without mapping, without setting errno and without counting a failure. Here every
+ * run the pool can hand out without mapping is taken, and two short ones given back. */
+static void test_big_span_settles_short(void **state)
+{
+    (void)state;
+    enum { MAXR = 1 << 15, BS = 10240, NB = 4096 };
+    static lab_page_t *held[MAXR];
+    static unsigned held_order[MAXR];
+    static void *b[NB];
+    lab_free(lab_malloc(1));
+    lab_trim(); /* no kept span of the class (or one it could use) */
+    lab_heap_t *h = lab_tls_heap;
+    lab_pool_t *pool = h->pool;
+    unsigned cls = lab_size_class(BS), nh = 0;
+    assert_int_equal(lab_class_size(cls), BS);
+    for (unsigned o = 6; o >= 3; o--) {
+        lab_page_t *d;
+        while (nh < MAXR && lab_pool_alloc_order(pool, o, LAB_GFP_NOGROW, LAB_PAGE_USER, &d))
+            held[nh] = d, held_order[nh++] = o;
+    }
+    assert_true(nh >= 2 && nh < MAXR);
+    struct lab_alloc_stats st0, st1;
+    lab_alloc_stats(&st0);
+    errno = 1234;
+    lab_page_t *none = NULL;
+    assert_null(lab_pool_alloc_order(pool, 5, LAB_GFP_NOGROW, LAB_PAGE_USER, &none));
+    assert_int_equal(errno, 1234);
+    /* two short runs back: the only free pages apart from a few below the reserve */
+    for (unsigned k = 0; k < 2; k++) {
+        nh--;
+        lab_pool_free_order(pool, held[nh], held_order[nh]);
+    }
+    print_message("held %u runs; the last two given back were of order %u and %u\n", nh, held_order[nh + 1],
+                  held_order[nh]);
+    assert_true(held_order[nh] <= 4 && held_order[nh + 1] <= 4);
+    /* blocks of the class until it takes a new span */
+    uint64_t spans = h->st.spans;
+    unsigned n = 0;
+    while (h->st.spans == spans) {
+        assert_true(n < NB);
+        b[n] = lab_malloc(BS);
+        assert_non_null(b[n]);
+        fill(b[n], BS, n);
+        n++;
+    }
+    lab_alloc_stats(&st1);
+    lab_span_t *s = span_of(b[n - 1]);
+    print_message("%u blocks; the new span: %zu KiB, %u blocks; mapped %zu -> %zu pages\n", n,
+                  ((size_t)LAB_PAGE_SIZE << s->h.order) >> 10, s->capacity, st0.pool.mapped_pages,
+                  st1.pool.mapped_pages);
+    assert_int_equal(s->cls, cls);
+    assert_true(s->h.order >= 3 && s->h.order <= 4);
+    assert_int_equal(s->capacity, ((size_t)LAB_PAGE_SIZE << s->h.order) / BS);
+    assert_int_equal(st1.pool.mapped_pages, st0.pool.mapped_pages);
+    assert_int_equal(st1.pool.failures, st0.pool.failures);
+    /* the short span serves and takes back its blocks like any other */
+    for (unsigned i = 0; i < n; i++) {
+        assert_pattern(b[i], BS, i);
+        lab_free(b[i]);
+    }
+    while (nh)
+        nh--, lab_pool_free_order(pool, held[nh], held_order[nh]);
+    lab_trim();
+}
+
 /* A block of a kept span freed again is still a double free. */
 static void misuse_double_free_kept(void)
 {
@@ -2364,6 +2432,7 @@ int main(void)
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_kept_spans_reused),
+        cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
         cmocka_unit_test(test_untagged_heap_frees),
         cmocka_unit_test(test_kept_spans_taken_from_idle_owner),
