@@ -147,7 +147,10 @@ typedef struct lab_span {
     uint32_t div_l, base_lo_l;  /* div and base_lo again, for the owner's free: with the owner
                                    found in the fast map's tag, a local free reads this line only */
     uintptr_t remote;           /* atomic: blocks freed by other threads, count, NOTIFY */
-    uint64_t unused4;
+    uint32_t lim_l;             /* carved * block_size: the owner's free refuses offsets from here
+                                   on, block starts never handed out (not carved yet, or past the
+                                   last block: the tail a span's length leaves over its blocks) */
+    uint32_t unused4;
 } lab_span_t;
 
 /* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot
@@ -172,7 +175,7 @@ _Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_pa
 _Static_assert(__builtin_offsetof(lab_span_t, h1) == sizeof(lab_page_t), "h1 is the second header");
 _Static_assert(__builtin_offsetof(lab_span_t, free) >= 64 && __builtin_offsetof(lab_span_t, usedf) >= 64 &&
                    __builtin_offsetof(lab_span_t, next) >= 64 && __builtin_offsetof(lab_span_t, flags) >= 64 &&
-                   __builtin_offsetof(lab_span_t, remote) >= 64 &&
+                   __builtin_offsetof(lab_span_t, remote) >= 64 && __builtin_offsetof(lab_span_t, lim_l) >= 64 &&
                    __builtin_offsetof(lab_span_t, carved) < 64 && __builtin_offsetof(lab_span_t, cls) < 64,
                "what other threads read and what the owner writes on every call: two cache lines");
 

@@ -999,6 +999,38 @@ static void misuse_interior_small(void)
     lab_free(p + 16);
 }
 
+/* Block starts the owner never got: past the span's last block (48-byte blocks leave 32 bytes
+ * of a 32 KiB span over, where a 683rd block would start), and in the part of a span not carved
+ * yet. Both are multiples of the block size from the span's start, so the divisibility test
+ * alone passes them; pushed, the first would be handed out running 16 bytes into the next run,
+ * the second handed out twice. */
+static void misuse_past_last_block(void)
+{
+    const size_t bs = 48;
+    uint8_t *p = lab_malloc(bs);
+    lab_span_t *s = span_of(p);
+    for (int i = 0; i < 5000 && s->carved < s->capacity; i++)
+        (void)lab_malloc(bs); /* carve the span to its end */
+    if (s->carved != s->capacity || (LAB_PAGE_SIZE << s->h.order) % bs == 0)
+        _exit(3); /* nothing to test */
+    lab_free((uint8_t *)lab_desc_addr((lab_page_t *)s) + (size_t)s->capacity * bs);
+}
+
+static void misuse_not_carved(void)
+{
+    const size_t bs = 48;
+    lab_span_t *s = NULL;
+    /* a span with blocks not carved yet: a fresh one comes after at most a span's worth */
+    for (int i = 0; i < 5000; i++) {
+        s = span_of(lab_malloc(bs));
+        if (s->carved < s->capacity)
+            break;
+    }
+    if (s->carved >= s->capacity)
+        _exit(3);
+    lab_free((uint8_t *)lab_desc_addr((lab_page_t *)s) + (size_t)s->carved * bs);
+}
+
 static void misuse_interior_large(void)
 {
     uint8_t *p = lab_malloc(100 * KiB);
@@ -1194,6 +1226,13 @@ static void test_interior_free_small_owner(void **state)
 {
     (void)state;
     expect_abort(misuse_interior_small, "interior free small (owner thread)");
+}
+
+static void test_free_never_handed_out(void **state)
+{
+    (void)state;
+    expect_abort(misuse_past_last_block, "free past a span's last block (owner thread)");
+    expect_abort(misuse_not_carved, "free of a block not carved yet (owner thread)");
 }
 
 /* ---- the nursery (alloc.c) ----
@@ -2423,6 +2462,7 @@ int main(void)
         cmocka_unit_test(test_double_free_aborts),
         cmocka_unit_test(test_interior_free_aborts),
         cmocka_unit_test(test_interior_free_small_owner),
+        cmocka_unit_test(test_free_never_handed_out),
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_threads_handoff),
         cmocka_unit_test(test_reuse_lists),
