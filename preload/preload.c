@@ -76,10 +76,11 @@ LAB_EXPORT void *aligned_alloc(size_t align, size_t n)
     return lab_malloc_aligned(align, n);
 }
 
-/* glibc's memalign rounds an alignment that is not a power of two up to one. */
+/* glibc's memalign rounds an alignment that is not a power of two up to one; past 2^63 there is
+ * none to round to (EINVAL), up to it the alignment is valid and only unsatisfiable (ENOMEM). */
 LAB_EXPORT void *memalign(size_t align, size_t n)
 {
-    if (align > ((size_t)1 << 62)) {
+    if (align > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
         return NULL;
     }

@@ -145,8 +145,8 @@ static void check_huge_alignments(void)
             free(p);
         }
     }
-    static const int shifts[] = {48, 60};
-    for (int i = 0; i < 2; i++) {
+    static const int shifts[] = {48, 60, 62, 63};
+    for (int i = 0; i < 4; i++) {
         size_t align = (size_t)1 << shifts[i];
         void *p = (void *)0x5555;
         int rc = posix_memalign(&p, align, 100);
@@ -155,7 +155,19 @@ static void check_huge_alignments(void)
         p = aligned_alloc(align, 100);
         CHECK(p == NULL && lab_errno_is(errno, ENOMEM), "aligned_alloc(2^%d) = %p errno %d",
               shifts[i], p, errno);
+        /* as glibc: a valid alignment that cannot be met is ENOMEM, also where memalign rounds
+         * one that is not a power of two up to 2^63; only past 2^63 is it EINVAL */
+        errno = 0;
+        p = memalign(align, 100);
+        CHECK(p == NULL && lab_errno_is(errno, ENOMEM), "memalign(2^%d) = %p errno %d", shifts[i], p, errno);
+        errno = 0;
+        p = memalign(align - 1 > 16 ? align - 1 : align, 100);
+        CHECK(p == NULL && lab_errno_is(errno, ENOMEM), "memalign(2^%d - 1) = %p errno %d", shifts[i], p,
+              errno);
     }
+    errno = 0;
+    void *q = memalign(SIZE_MAX / 2 + 2, 100);
+    CHECK(q == NULL && lab_errno_is(errno, EINVAL), "memalign(2^63 + 1) = %p errno %d", q, errno);
 }
 
 static void check_realloc_aligned(void)
