@@ -296,6 +296,35 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
     }
 }
 
+/* The pool's reclaim (lab_pool_set_reclaim): the calling thread's kept spans, one at a time
+ * (smallest classes first) until at least `pages` pages are back in the pool, when it would
+ * otherwise hand the thread pages never used; 0: how many pages it keeps. The caller may be
+ * inside a slow path of this heap (a span_new that found nothing kept of its length): in_slow
+ * is put back as it was. */
+static size_t kept_reclaim(size_t pages)
+{
+    lab_heap_t *h = lab_tls_heap;
+    if (h->state != LAB_HEAP_LIVE || h->gfp)
+        return 0;
+    if (!pages)
+        return lab_load_relaxed(&h->kept_bytes) >> LAB_PAGE_SHIFT;
+    int was = h->in_slow;
+    h->in_slow = 1;
+    size_t given = 0;
+    for (uint64_t m = h->kept_mask; m && given < pages;) {
+        unsigned cls = (unsigned)__builtin_ctzll(m);
+        lab_span_t *s = kept_take(h, cls);
+        if (!s) {
+            m &= m - 1;
+            continue;
+        }
+        given += (size_t)1 << s->h.order;
+        span_release(h, s);
+    }
+    h->in_slow = was;
+    return given;
+}
+
 /* A span kept for another class of the same span size, or NULL. Its memory is resident
  * already: using it before the pool keeps kept spans from adding to the peak (a heap whose blocks
  * die in waves of changing sizes would otherwise keep spans of one class and map more for the
@@ -871,6 +900,7 @@ static void free_key_init(void)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
     for (unsigned cls = 2; cls <= LAB_SLOT_CLASSES; cls++)
         direct_first[cls] = (uint8_t)lab_direct_slot(lab_class_size(cls - 1) + 1);
+    lab_pool_set_reclaim(kept_reclaim);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);

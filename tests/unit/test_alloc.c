@@ -2098,6 +2098,39 @@ static void test_kept_spans_reused(void **state)
     assert_int_equal(st.kept_bytes, 0); /* malloc_trim takes every heap's */
 }
 
+/* Kept spans are used pages: when the pool would hand their thread pages never used instead (here
+ * a page-sized block just after malloc_trim, which leaves the store's free pages purged), it asks
+ * for as many of them back first (lab_pool_set_reclaim), one span at a time: the block is served
+ * after they are in the pool, and the rest stay kept. Without that the heap kept them all while
+ * the block faulted in fresh pages. */
+static void test_kept_spans_reclaimed(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    kept_round(3);
+    size_t kept = lab_load_relaxed(&h->kept_bytes);
+    assert_true(kept >= 16 * (128 * KiB));
+    uint64_t releases = h->st.span_releases;
+    /* 37 pages: a length no room keeps after the trim, so the store serves it */
+    size_t n = 37 * (size_t)LAB_PAGE_SIZE;
+    uint8_t *p = lab_malloc(n);
+    assert_non_null(p);
+    fill(p, n, 7);
+    size_t after = lab_load_relaxed(&h->kept_bytes);
+    print_message("kept %zu KiB before the block, %zu after; %llu spans given back\n", kept >> 10, after >> 10,
+                  (unsigned long long)(h->st.span_releases - releases));
+    assert_true(after + n <= kept);                /* at least the block's length given back */
+    assert_true(after + 2 * (128 * KiB) >= kept);  /* ... in spans of 128 KiB: two */
+    assert_int_equal(h->st.span_releases - releases, (kept - after) / (128 * KiB));
+    assert_pattern(p, n, 7);
+    lab_free(p);
+    /* the spans come back from the pool as the class needs them */
+    kept_round(4);
+    lab_trim();
+    assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
+}
+
 /* Spans of blocks over 8 KiB are runs of 32 or 64 pages aligned to their length. When the pool's
  * free pages hold no such run, span_new settles for a shorter span from them (never shorter than
  * two blocks) instead of making the pool map a chunk; and a LAB_GFP_NOGROW call that finds no run
@@ -2472,6 +2505,7 @@ int main(void)
         cmocka_unit_test(test_trim_returns_rss),
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_kept_spans_reused),
+        cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
         cmocka_unit_test(test_untagged_heap_frees),
