@@ -670,19 +670,19 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
 
+static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
+
 /* The store has just carved d, n pages of z (lock held), for a caller that may wait. If they were
  * never used and the layer above holds used pages for the caller (lab_pool_set_reclaim), d goes
  * back, at least as many of those pages are given back (into the caller's rooms, which then
- * empty: their runs onto the shared lists, the run room into the store; as much as the request,
- * not all: a program whose last call at exit asks for one span must not lose every span it keeps
- * for its next round) and true tells the caller to take again. A
- * program whose blocks move on through the sizes (`wl strbuild`, strings grown by realloc) kept
- * its emptied spans, up to LAB_KEPT_MAX a thread, while its next blocks faulted in fresh pages:
- * peak RSS of `wl strbuild 1 200000` 15.8 MiB (glibc 7.3), 11.9 with this; 1 000 000 appends
- * 37.1 -> 33.7 MiB. Draining the shared lists into the store as well cost more faults (runs
- * reused whole keep the pages their last block touched). */
-static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
-
+ * empty: their runs onto the shared lists, the run room into the store), and true tells the
+ * caller to take again. As many as the request, not all: a program whose last call at exit asks
+ * for one span must not lose every span it keeps for its next round. A program whose blocks move
+ * on through the sizes (`wl strbuild`, strings grown by realloc) kept its emptied spans, up to
+ * LAB_KEPT_MAX a thread, while its next blocks faulted in fresh pages: peak RSS of
+ * `wl strbuild 1 200000` 15.8 MiB (glibc 7.3), 12.0 with this; 1 000 000 appends 37.2 -> 33.7
+ * MiB. Draining the shared lists into the store as well cost more faults (runs reused whole keep
+ * the pages their last block touched). */
 static bool store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, size_t n, bool atomic)
 {
     lab_pool_reclaim_fn fn = lab_load_relaxed(&pool_reclaim);
