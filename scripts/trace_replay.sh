@@ -3,9 +3,9 @@
 # program's allocation calls once, on glibc (build/bench/libatrace.so), then replays that one
 # trace under glibc and each installed allocator (build/bench/areplay, one thread, in the
 # recorded order) and prints, per allocator, medians over the runs of the replay's time, minor
-# page faults and peak RSS. The replay runs only the calls, so the figures are the allocators'
-# alone, not the program's; a multi-threaded program's calls replay on one thread (placement, not
-# contention). The blocks are written as --touch says (all: every byte, the default; head: the
+# page faults and peak RSS growth (the replay's peak less what the loaded trace keeps resident).
+# Only the calls run, so the figures are the allocators' alone, not the program's; a
+# multi-threaded program's calls replay on one thread (placement, not contention). The blocks are written as --touch says (all: every byte, the default; head: the
 # first 16 bytes; none). Of a program that starts others, the largest trace (most calls) is
 # replayed; --keep DIR keeps every process's trace there.
 #   scripts/trace_replay.sh [--touch all|head|none] [--runs N] [--keep DIR] -- CMD ARGS...
@@ -54,12 +54,12 @@ for ((r = 0; r < runs; r++)); do
       echo "trace_replay.sh: the replay under $lib failed" >&2; exit 1; }
     T[$lib]+=" $(sed -n 's/.*replayed_s=\([0-9.]*\).*/\1/p' <<<"$out")"
     F[$lib]+=" $(sed -n 's/.*minor_faults=\([0-9]*\).*/\1/p' <<<"$out")"
-    R[$lib]+=" $(sed -n 's/.*maxrss_kib=\([0-9]*\).*/\1/p' <<<"$out")"
+    R[$lib]+=" $(sed -n 's/.*rss_growth_kib=\([0-9]*\).*/\1/p' <<<"$out")"
   done
 done
 med() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-printf '%-28s %12s %14s %14s\n' allocator "time (ms)" "minor faults" "peak RSS (KiB)"
+printf '%-28s %12s %14s %18s\n' allocator "time (ms)" "minor faults" "peak RSS growth (KiB)"
 for lib in "${libs[@]}"; do
-  printf '%-28s %12.3f %14s %14s\n' "$(basename "$lib")" "$(awk -v t="$(med "${T[$lib]}")" 'BEGIN {print t * 1000}')" \
+  printf '%-28s %12.3f %14s %18s\n' "$(basename "$lib")" "$(awk -v t="$(med "${T[$lib]}")" 'BEGIN {print t * 1000}')" \
     "$(med "${F[$lib]}")" "$(med "${R[$lib]}")"
 done

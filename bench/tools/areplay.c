@@ -1,12 +1,14 @@
 /* areplay.c — replays an allocation trace written by libatrace.so (bench/tools/atrace.c) under
  * whatever allocator is preloaded, in one thread, in the recorded order, and prints one line:
- *   events=N replayed_s=T minor_faults=F maxrss_kib=R live_end=L
+ *   events=N replayed_s=T minor_faults=F maxrss_kib=R rss_growth_kib=G live_end=L
  * The blocks are written as the touch mode says: none (only what the allocator writes itself),
  * head (the first 16 bytes, as a program that fills in a header), or all (every byte, the
  * default: the pages a program that uses its blocks in full would fault in). The trace is read
  * and indexed before the clock starts, so minor_faults counts the allocator's pages and the
  * blocks' own; maxrss_kib is the process's peak (the trace's memory included, alike for every
- * allocator). Blocks the trace frees or reallocates without having allocated them (the dynamic
+ * allocator), rss_growth_kib that peak less the resident memory just before the replay (the
+ * trace's arrays, which stay resident throughout): the allocator's own peak, blocks included,
+ * however large the trace. Blocks the trace frees or reallocates without having allocated them (the dynamic
  * loader's, made before the recording began) are skipped. Exit status 1 on a bad trace or a
  * failed allocation the recording did not fail.
  *   areplay TRACE [none|head|all] */
@@ -55,6 +57,19 @@ static void *map_zero(size_t bytes)
         exit(1);
     }
     return p;
+}
+
+/* Resident KiB now (/proc/self/statm's second field, in pages). */
+static long rss_now_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * 4;
 }
 
 static double now_s(void)
@@ -127,6 +142,7 @@ int main(int argc, char **argv)
     table_mask = tsize - 1;
 
     struct rusage r0, r1;
+    long rss0 = rss_now_kib();
     getrusage(RUSAGE_SELF, &r0);
     double t0 = now_s();
     size_t live = 0, failed = 0;
@@ -186,8 +202,8 @@ int main(int argc, char **argv)
     }
     double t = now_s() - t0;
     getrusage(RUSAGE_SELF, &r1);
-    printf("events=%zu replayed_s=%.6f minor_faults=%ld maxrss_kib=%ld live_end=%zu\n", n, t,
-           r1.ru_minflt - r0.ru_minflt, r1.ru_maxrss, live);
+    printf("events=%zu replayed_s=%.6f minor_faults=%ld maxrss_kib=%ld rss_growth_kib=%ld live_end=%zu\n", n,
+           t, r1.ru_minflt - r0.ru_minflt, r1.ru_maxrss, r1.ru_maxrss > rss0 ? r1.ru_maxrss - rss0 : 0, live);
     if (failed) {
         fprintf(stderr, "areplay: %zu allocations failed that the recording did not\n", failed);
         return 1;
