@@ -29,7 +29,7 @@ extern void __libc_free(void *);
 static char atrace_buf[ATRACE_BUF];
 static size_t atrace_len;
 static int atrace_fd = -1;
-static int atrace_lock; /* a spinlock: pthread mutexes may allocate nothing, but this is simpler */
+static int atrace_lock; /* a spinlock: it needs no initialisation and works in the first call */
 
 static void atrace_acquire(void)
 {
@@ -183,8 +183,11 @@ static void atrace_parent(void) { atrace_release(); }
 
 static void atrace_child(void)
 {
-    /* the parent's lines were flushed before the fork: the child starts its own file */
+    /* the parent's lines were flushed before the fork: the child starts its own file (and lets
+     * go of its copy of the parent's descriptor) */
     atrace_len = 0;
+    if (atrace_fd >= 0)
+        close(atrace_fd);
     atrace_fd = -1;
     atrace_release();
 }
