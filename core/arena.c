@@ -296,18 +296,42 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
     }
 }
 
-/* The pool's reclaim (lab_pool_set_reclaim): the calling thread's kept spans, one at a time
- * (smallest classes first) until at least `pages` pages are back in the pool, when it would
- * otherwise hand the thread pages never used; 0: how many pages it keeps. The caller may be
- * inside a slow path of this heap (a span_new that found nothing kept of its length): in_slow
- * is put back as it was. */
-static size_t kept_reclaim(size_t pages)
+/* An empty span of cls still listed (no block out, none waiting to come back): the class's spare
+ * (spare true) or its current span, or NULL. */
+static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls, bool spare)
+{
+    lab_span_t *s = spare ? h->spare[cls] : h->cur[cls];
+    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) ? s : NULL;
+}
+
+/* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
+ * at a time until at least `pages` pages are back in the pool, when it would otherwise hand the
+ * thread pages never used; 0: how many pages such spans hold. First the kept spans (smallest
+ * classes first), then the empty spans still listed: each class's spare, then an empty current
+ * span. Those stay listed so that a class whose blocks come and go in waves does not carve a span
+ * each time; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
+ * freed as the next is made) leaves a dirty empty span per class behind, and a new size then
+ * faulted in fresh pages beside them: `python3 -c 1`'s calls replayed (scripts/trace_replay.sh)
+ * faulted 395 pages, 354 with them given back (glibc 274). The caller may be inside a slow path
+ * of this heap (a span_new that found nothing kept of its length, whose class has no listed span
+ * left): in_slow is put back as it was. Secure mode keeps its listed spans (their guard pages). */
+static size_t heap_reclaim(size_t pages)
 {
     lab_heap_t *h = lab_tls_heap;
     if (h->state != LAB_HEAP_LIVE || h->gfp)
         return 0;
-    if (!pages)
-        return lab_load_relaxed(&h->kept_bytes) >> LAB_PAGE_SHIFT;
+    bool listed = !lab_load_relaxed(&lab_secure);
+    if (!pages) {
+        size_t n = lab_load_relaxed(&h->kept_bytes) >> LAB_PAGE_SHIFT;
+        for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES; cls++) {
+            lab_span_t *cur = empty_listed(h, cls, false), *sp = empty_listed(h, cls, true);
+            if (cur)
+                n += (size_t)1 << cur->h.order;
+            if (sp && sp != cur)
+                n += (size_t)1 << sp->h.order;
+        }
+        return n;
+    }
     int was = h->in_slow;
     h->in_slow = 1;
     size_t given = 0;
@@ -321,6 +345,15 @@ static size_t kept_reclaim(size_t pages)
         given += (size_t)1 << s->h.order;
         span_release(h, s);
     }
+    for (int spare = 1; listed && spare >= 0; spare--)
+        for (unsigned cls = 1; cls < LAB_NR_CLASSES && given < pages; cls++) {
+            lab_span_t *s = empty_listed(h, cls, spare);
+            if (!s)
+                continue;
+            given += (size_t)1 << s->h.order;
+            list_remove(h, s);
+            span_release(h, s);
+        }
     h->in_slow = was;
     return given;
 }
@@ -900,7 +933,7 @@ static void free_key_init(void)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
     for (unsigned cls = 2; cls <= LAB_SLOT_CLASSES; cls++)
         direct_first[cls] = (uint8_t)lab_direct_slot(lab_class_size(cls - 1) + 1);
-    lab_pool_set_reclaim(kept_reclaim);
+    lab_pool_set_reclaim(heap_reclaim);
     /* release: the key is set before any thread sees `done` (blocks freed before use the old
      * key, which allocation clears like any other) */
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);

@@ -670,32 +670,63 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
 
-static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
+/* The smallest run of used pages (not clean) that holds n pages, aligned to `align` pages, looked
+ * for among the first STORE_USED_SCAN runs from the best fit up, or NULL. */
+#define STORE_USED_SCAN 64
+static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, unsigned align)
+{
+    unsigned seen = 0;
+    for (unsigned b = bin_find(z, n); b && seen < STORE_USED_SCAN; b = bin_find(z, b + 1)) {
+        for (lab_page_t *d = ZBIN(z, b); d && seen < STORE_USED_SCAN; d = d->next, seen++) {
+            if (d->h.clean)
+                continue;
+            lab_chunk_t *c = lab_desc_chunk(d);
+            unsigned s = (unsigned)(d - c->page);
+            unsigned a = lab_align_up(s, align);
+            if (a + n <= s + b)
+                return store_carve(pool, z, d, a, n);
+        }
+    }
+    return NULL;
+}
+
+static void room_drain_self_to(lab_pool_t *pool, lab_zone_t *held, bool to_store);
 
 /* The store has just carved d, n pages of z (lock held), for a caller that may wait. If they were
  * never used and the layer above holds used pages for the caller (lab_pool_set_reclaim), d goes
  * back, at least as many of those pages are given back (into the caller's rooms, which then
- * empty: their runs onto the shared lists, the run room into the store), and true tells the
- * caller to take again. As many as the request, not all: a program whose last call at exit asks
+ * empty into the store, run room and all: there the runs coalesce with their free neighbours,
+ * and a request of another length can take them; on the shared lists only a request of their
+ * own order would, and `python3 -c 1`'s calls replayed faulted 36 pages more), and true tells
+ * the caller to take again. As many as the request, not all: a program whose last call at exit asks
  * for one span must not lose every span it keeps for its next round. A program whose blocks move
  * on through the sizes (`wl strbuild`, strings grown by realloc) kept its emptied spans, up to
  * LAB_KEPT_MAX a thread, while its next blocks faulted in fresh pages: peak RSS of
  * `wl strbuild 1 200000` 15.8 MiB (glibc 7.3), 12.0 with this; 1 000 000 appends 37.2 -> 33.7
  * MiB. Draining the shared lists into the store as well cost more faults (runs reused whole keep
  * the pages their last block touched). */
-static bool store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, size_t n, bool atomic)
+static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order);
+
+static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n, int order,
+                                       bool atomic)
 {
     lab_pool_reclaim_fn fn = lab_load_relaxed(&pool_reclaim);
     if (!d->h.clean || atomic || !pool->is_default || z != &pool->zone[ZONE_NORMAL] || !fn || !fn(0))
-        return false;
+        return d;
     lab_chunk_t *c = lab_desc_chunk(d);
-    store_free(pool, z, c, (unsigned)(d - c->page), (unsigned)n, true, 0);
+    store_free(pool, z, c, (unsigned)(d - c->page), n, true, 0);
     /* the spans go back through the pool's own free path, which must not find the lock held */
     lab_unlock(&z->lock);
     fn(n);
     lab_lock(&z->lock);
-    room_drain_self(pool, z);
-    return true;
+    /* a span of the length asked for came back whole: it, as it is */
+    lab_page_t *r = order >= 0 ? room_pop(pool, (unsigned)order) : NULL;
+    room_drain_self_to(pool, z, true);
+    if (!r)
+        r = store_take_used(pool, z, n, order >= 0 ? n : 1);
+    if (!r)
+        r = order >= 0 ? store_take_order(pool, z, (unsigned)order) : store_take_any(pool, z, n);
+    return r;
 }
 
 /* Unmap the chunks of z that are wholly free and idle for min_idle ms, while the free count stays
@@ -1132,17 +1163,39 @@ static lab_page_t *run_room_detach(lab_rooms_t *rs)
     return chain;
 }
 
+/* A room's runs of 2^order pages (linked by next) into the store of z, whose lock the caller
+ * holds, where they coalesce with their free neighbours. */
+static void room_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned order)
+{
+    uint64_t now = lab_clock_ms();
+    while (d) {
+        lab_page_t *next = d->next;
+        lab_chunk_t *c = lab_desc_chunk(d);
+        /* as on the way to the shared lists: the heads a room keeps go */
+        if (c->head[d - c->page] != LAB_HEAD_NONE)
+            run_set_heads(d, 1u << order, LAB_HEAD_NONE);
+        lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
+        store_free(pool, z, c, (unsigned)(d - c->page), 1u << order, d->h.clean, now);
+        d = next;
+    }
+}
+
 /* Move the calling thread's room runs of this pool to the shared lists (zone lock may be held:
- * shared_push only ever try-locks), and its run room to the store: `held` is the zone whose lock
- * the caller holds, or NULL (the run room stays when it is the other zone's). */
-static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
+ * shared_push only ever try-locks), or with to_store into the store (the caller holds the lock of
+ * the NORMAL zone, `held`), and its run room to the store: `held` is the zone whose lock the
+ * caller holds, or NULL (the run room stays when it is the other zone's). */
+static void room_drain_self_to(lab_pool_t *pool, lab_zone_t *held, bool to_store)
 {
     lab_rooms_t *rs = tls_rooms;
     if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return;
     for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
         lab_room_t *r = room_of(rs, pool, o);
-        if (r->head) {
+        if (r->head && to_store) {
+            room_chain_store(pool, held, r->head, o);
+            r->head = NULL;
+            r->count = 0;
+        } else if (r->head) {
             lab_page_t *last = r->head;
             while (last->next)
                 last = last->next;
@@ -1164,6 +1217,8 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
             lab_unlock(&z->lock);
     }
 }
+
+static void room_drain_self(lab_pool_t *pool, lab_zone_t *held) { room_drain_self_to(pool, held, false); }
 
 static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
 {
@@ -1222,8 +1277,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     d = NULL;
     if (atomic || zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n + (pool->low - pool->reserve))
         d = store_take_order(pool, z, order);
-    if (d && store_reclaim_first(pool, z, d, n, atomic))
-        d = store_take_order(pool, z, order);
+    if (d)
+        d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
     if (!d && !atomic) {
         /* like the kernel draining per-cpu lists before it gives up: our own room and the
          * shared lists go back to the store, where they can coalesce */
@@ -1446,8 +1501,8 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     }
     if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
         d = store_take_any(pool, z, (unsigned)npages);
-    if (d && store_reclaim_first(pool, z, d, npages, atomic))
-        d = store_take_any(pool, z, (unsigned)npages);
+    if (d)
+        d = store_reclaim_first(pool, z, d, (unsigned)npages, -1, atomic);
     if (!d && !atomic) {
         room_drain_self(pool, z);
         zone_drain_shared(pool, z);

@@ -2131,6 +2131,46 @@ static void test_kept_spans_reclaimed(void **state)
     assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
 }
 
+/* A span left empty but listed (a class's current span after its only block is freed) goes back
+ * before the pool hands its thread pages never used: after malloc_trim the store holds only purged
+ * pages, so a block of another class with spans of the same length (64 pages) takes the first
+ * block's span, pages already touched. Without it the new span lay beside the empty one. */
+static void test_empty_spans_reclaimed(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    unsigned ca = lab_size_class(20 * KiB), cb = lab_size_class(28 * KiB);
+    assert_int_not_equal(ca, cb);
+    assert_null(h->cur[ca]);
+    assert_null(h->cur[cb]);
+    uint8_t *a = lab_malloc(20 * KiB);
+    assert_non_null(a);
+    fill(a, 20 * KiB, 3);
+    lab_span_t *sa = h->cur[ca];
+    assert_non_null(sa);
+    lab_free(a);
+    assert_ptr_equal(h->cur[ca], sa); /* empty, still the class's span */
+    assert_int_equal(sa->usedf, 0);
+    uint64_t releases = h->st.span_releases;
+    uint8_t *b = lab_malloc(28 * KiB);
+    assert_non_null(b);
+    print_message("first span at %p, the other class's block at %p; %llu spans given back\n", (void *)a, (void *)b,
+                  (unsigned long long)(h->st.span_releases - releases));
+    assert_null(h->cur[ca]);
+    assert_int_equal(h->st.span_releases - releases, 1);
+    assert_ptr_equal(b, a);
+    fill(b, 28 * KiB, 4);
+    assert_pattern(b, 28 * KiB, 4);
+    lab_free(b);
+    /* the class comes back as it is needed */
+    a = lab_malloc(20 * KiB);
+    assert_non_null(a);
+    assert_non_null(h->cur[ca]);
+    lab_free(a);
+    lab_trim();
+}
+
 /* Spans of blocks over 8 KiB are runs of 32 or 64 pages aligned to their length. When the pool's
  * free pages hold no such run, span_new settles for a shorter span from them (never shorter than
  * two blocks) instead of making the pool map a chunk; and a LAB_GFP_NOGROW call that finds no run
@@ -2506,6 +2546,7 @@ int main(void)
         cmocka_unit_test(test_trim_idle_owner_race),
         cmocka_unit_test(test_kept_spans_reused),
         cmocka_unit_test(test_kept_spans_reclaimed),
+        cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
         cmocka_unit_test(test_untagged_heap_frees),
