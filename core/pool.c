@@ -670,42 +670,52 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
 
-/* The smallest run of used pages (not clean) that holds n pages, aligned to `align` pages, looked
- * for among the first STORE_USED_SCAN runs from the best fit up, or NULL. */
+/* A run of used pages (not clean) that holds n pages aligned to `align` pages, or NULL, looked for
+ * among the first STORE_USED_SCAN runs from the best fit up: the one holding page `at` of chunk
+ * `hc` if any, carved there (pages the caller has just given back, merged into whatever store run
+ * they joined, which may begin with pages never used), else the smallest. */
 #define STORE_USED_SCAN 64
-static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, unsigned align)
+static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, unsigned align, lab_chunk_t *hc,
+                                   unsigned at)
 {
-    unsigned seen = 0;
+    unsigned seen = 0, first_a = 0, h = lab_align_up(at, align);
+    lab_page_t *first = NULL;
     for (unsigned b = bin_find(z, n); b && seen < STORE_USED_SCAN; b = bin_find(z, b + 1)) {
         for (lab_page_t *d = ZBIN(z, b); d && seen < STORE_USED_SCAN; d = d->next, seen++) {
             if (d->h.clean)
                 continue;
             lab_chunk_t *c = lab_desc_chunk(d);
-            unsigned s = (unsigned)(d - c->page);
-            unsigned a = lab_align_up(s, align);
-            if (a + n <= s + b)
-                return store_carve(pool, z, d, a, n);
+            unsigned s = (unsigned)(d - c->page), a = lab_align_up(s, align);
+            if (c == hc && s <= at && h + n <= s + b)
+                return store_carve(pool, z, d, h, n);
+            if (!first && a + n <= s + b)
+                first = d, first_a = a;
         }
     }
-    return NULL;
+    return first ? store_carve(pool, z, first, first_a, n) : NULL;
 }
 
-static void room_drain_self_to(lab_pool_t *pool, lab_zone_t *held, bool to_store);
+static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
 
-/* The store has just carved d, n pages of z (lock held), for a caller that may wait. If they were
- * never used and the layer above holds used pages for the caller (lab_pool_set_reclaim), d goes
- * back, at least as many of those pages are given back (into the caller's rooms, which then
- * empty into the store, run room and all: there the runs coalesce with their free neighbours,
- * and a request of another length can take them; on the shared lists only a request of their
- * own order would, and `python3 -c 1`'s calls replayed faulted 36 pages more), and true tells
- * the caller to take again. As many as the request, not all: a program whose last call at exit asks
- * for one span must not lose every span it keeps for its next round. A program whose blocks move
- * on through the sizes (`wl strbuild`, strings grown by realloc) kept its emptied spans, up to
- * LAB_KEPT_MAX a thread, while its next blocks faulted in fresh pages: peak RSS of
- * `wl strbuild 1 200000` 15.8 MiB (glibc 7.3), 12.0 with this; 1 000 000 appends 37.2 -> 33.7
- * MiB. Draining the shared lists into the store as well cost more faults (runs reused whole keep
- * the pages their last block touched). */
-static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order);
+/* The store has just carved d, n pages of z (lock held; `order` >= 0 when the caller wants a run
+ * of 2^order pages aligned to its length, -1 for any n pages), for a caller that may wait. If
+ * they were never used and the layer above holds used pages for the caller (lab_pool_set_reclaim:
+ * its kept spans, then its empty listed spans), d goes back, at least as many of those pages are
+ * given back, and the run to hand out is returned instead. The runs given back go into the store
+ * (not the shared lists, where only a request of their own order would find them), coalescing
+ * with their free neighbours, and the request is carved where the shortest of them that holds it
+ * lies (a span's pages are used from its start), else from the store's smallest used run. As
+ * many as the request, not all: a program whose last call at exit asks for one span must not
+ * lose every span it keeps for its next round. What it is for: programs whose blocks move on
+ * through the sizes. `wl strbuild` (strings grown by realloc) kept its emptied spans while its
+ * next blocks faulted in fresh pages (peak RSS of `wl strbuild 1 200000` 15.8 MiB, glibc 7.3;
+ * 12.0 with the kept spans given back, 8.3 with the empty listed spans as well); python3's start
+ * grows its dicts through the sizes, and its calls replayed faulted 395 pages, 354 with the empty
+ * listed spans given back this way (389 with them on the shared lists; glibc 274). Draining the
+ * shared lists into the store as well cost more faults (runs reused whole keep the pages their
+ * last block touched). */
+static void room_counts(lab_pool_t *pool, unsigned *cnt);
+static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const unsigned *before, unsigned n);
 
 static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n, int order,
                                        bool atomic)
@@ -717,13 +727,13 @@ static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page
     store_free(pool, z, c, (unsigned)(d - c->page), n, true, 0);
     /* the spans go back through the pool's own free path, which must not find the lock held */
     lab_unlock(&z->lock);
+    unsigned before[LAB_NR_ORDERS];
+    room_counts(pool, before);
     fn(n);
     lab_lock(&z->lock);
-    /* a span of the length asked for came back whole: it, as it is */
-    lab_page_t *r = order >= 0 ? room_pop(pool, (unsigned)order) : NULL;
-    room_drain_self_to(pool, z, true);
-    if (!r)
-        r = store_take_used(pool, z, n, order >= 0 ? n : 1);
+    lab_page_t *fit = room_released_to_store(pool, z, before, n);
+    lab_chunk_t *fc = fit ? lab_desc_chunk(fit) : NULL;
+    lab_page_t *r = store_take_used(pool, z, n, order >= 0 ? n : 1, fc, fc ? (unsigned)(fit - fc->page) : 0);
     if (!r)
         r = order >= 0 ? store_take_order(pool, z, (unsigned)order) : store_take_any(pool, z, n);
     return r;
@@ -1181,21 +1191,16 @@ static void room_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, uns
 }
 
 /* Move the calling thread's room runs of this pool to the shared lists (zone lock may be held:
- * shared_push only ever try-locks), or with to_store into the store (the caller holds the lock of
- * the NORMAL zone, `held`), and its run room to the store: `held` is the zone whose lock the
- * caller holds, or NULL (the run room stays when it is the other zone's). */
-static void room_drain_self_to(lab_pool_t *pool, lab_zone_t *held, bool to_store)
+ * shared_push only ever try-locks), and its run room to the store: `held` is the zone whose lock
+ * the caller holds, or NULL (the run room stays when it is the other zone's). */
+static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
 {
     lab_rooms_t *rs = tls_rooms;
     if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return;
     for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
         lab_room_t *r = room_of(rs, pool, o);
-        if (r->head && to_store) {
-            room_chain_store(pool, held, r->head, o);
-            r->head = NULL;
-            r->count = 0;
-        } else if (r->head) {
+        if (r->head) {
             lab_page_t *last = r->head;
             while (last->next)
                 last = last->next;
@@ -1218,7 +1223,49 @@ static void room_drain_self_to(lab_pool_t *pool, lab_zone_t *held, bool to_store
     }
 }
 
-static void room_drain_self(lab_pool_t *pool, lab_zone_t *held) { room_drain_self_to(pool, held, false); }
+/* How many runs each room of the calling thread holds for pool (cnt[LAB_NR_ORDERS]). */
+static void room_counts(lab_pool_t *pool, unsigned *cnt)
+{
+    lab_rooms_t *rs = tls_rooms;
+    bool live = rs && pool->id < LAB_ROOM_POOLS && rs->slot[pool->id].gen == pool->gen;
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
+        cnt[o] = live ? rs->slot[pool->id].r[o].count : 0;
+}
+
+/* The runs the calling thread's rooms got since room_counts gave `before` (the newest of each
+ * room: the spans a reclaim just gave back), and its run room, into the store of the NORMAL zone
+ * z, whose lock the caller holds; the runs the rooms held before stay. Returns the first page of
+ * the shortest of those runs that holds n pages (NULL if none does). */
+static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const unsigned *before, unsigned n)
+{
+    lab_rooms_t *rs = tls_rooms;
+    if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
+        return NULL;
+    lab_page_t *got[LAB_NR_ORDERS] = {0}, *fit = NULL;
+    for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
+        lab_room_t *r = room_of(rs, pool, o);
+        unsigned k = r->count > before[o] ? r->count - before[o] : 0;
+        if (!k)
+            continue;
+        lab_page_t *last = r->head;
+        for (unsigned i = 1; i < k; i++)
+            last = last->next;
+        got[o] = r->head;
+        r->head = last->next;
+        r->count -= k;
+        last->next = NULL;
+        if (!fit && (1u << o) >= n)
+            fit = got[o];
+    }
+    lab_page_t *runs = pool->is_default ? run_room_detach(rs) : NULL;
+    room_leave(rs);
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
+        if (got[o])
+            room_chain_store(pool, z, got[o], o);
+    if (runs)
+        run_chain_store(pool, runs, lab_clock_ms());
+    return fit;
+}
 
 static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
 {

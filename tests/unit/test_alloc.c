@@ -2171,6 +2171,34 @@ static void test_empty_spans_reclaimed(void **state)
     lab_trim();
 }
 
+/* The same for a request of another length: a page-sized block (40 KiB, 10 pages) finds no span
+ * of its length among those given back, so they go into the pool's store, where they coalesce
+ * with their free neighbours, and the block is carved from the used run there. */
+static void test_empty_spans_reclaimed_other_length(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    unsigned ca = lab_size_class(20 * KiB);
+    uint8_t *a = lab_malloc(20 * KiB);
+    assert_non_null(a);
+    fill(a, 20 * KiB, 5);
+    lab_free(a);
+    assert_non_null(h->cur[ca]);
+    uint64_t releases = h->st.span_releases;
+    uint8_t *b = lab_malloc(40 * KiB);
+    assert_non_null(b);
+    print_message("span at %p (256 KiB), the 40 KiB block at %p; %llu spans given back\n", (void *)a, (void *)b,
+                  (unsigned long long)(h->st.span_releases - releases));
+    assert_null(h->cur[ca]);
+    assert_int_equal(h->st.span_releases - releases, 1);
+    assert_ptr_equal(b, a);
+    fill(b, 40 * KiB, 6);
+    assert_pattern(b, 40 * KiB, 6);
+    lab_free(b);
+    lab_trim();
+}
+
 /* Spans of blocks over 8 KiB are runs of 32 or 64 pages aligned to their length. When the pool's
  * free pages hold no such run, span_new settles for a shorter span from them (never shorter than
  * two blocks) instead of making the pool map a chunk; and a LAB_GFP_NOGROW call that finds no run
@@ -2547,6 +2575,7 @@ int main(void)
         cmocka_unit_test(test_kept_spans_reused),
         cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed),
+        cmocka_unit_test(test_empty_spans_reclaimed_other_length),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
         cmocka_unit_test(test_untagged_heap_frees),
