@@ -2131,71 +2131,63 @@ static void test_kept_spans_reclaimed(void **state)
     assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
 }
 
-/* A span left empty but listed (a class's current span after its only block is freed) goes back
- * before the pool hands its thread pages never used: after malloc_trim the store holds only purged
- * pages, so a block of another class with spans of the same length (64 pages) takes the first
- * block's span, pages already touched. Without it the new span lay beside the empty one. */
-static void test_empty_spans_reclaimed(void **state)
+/* A 20 KiB block allocated and freed leaves its class's span empty but listed; a block of `size`
+ * bytes of another class or length must then take that span's pages, at the same address, with
+ * one span given back (after malloc_trim the store holds only purged pages, so the pool would
+ * otherwise hand out pages never used). */
+static void empty_span_taken_by(size_t size, unsigned seed)
 {
-    (void)state;
     lab_trim();
     lab_heap_t *h = lab_tls_heap;
-    unsigned ca = lab_size_class(20 * KiB), cb = lab_size_class(28 * KiB);
-    assert_int_not_equal(ca, cb);
+    unsigned ca = lab_size_class(20 * KiB);
     assert_null(h->cur[ca]);
-    assert_null(h->cur[cb]);
     uint8_t *a = lab_malloc(20 * KiB);
     assert_non_null(a);
-    fill(a, 20 * KiB, 3);
+    fill(a, 20 * KiB, seed);
     lab_span_t *sa = h->cur[ca];
     assert_non_null(sa);
     lab_free(a);
     assert_ptr_equal(h->cur[ca], sa); /* empty, still the class's span */
     assert_int_equal(sa->usedf, 0);
     uint64_t releases = h->st.span_releases;
-    uint8_t *b = lab_malloc(28 * KiB);
+    uint8_t *b = lab_malloc(size);
     assert_non_null(b);
-    print_message("first span at %p, the other class's block at %p; %llu spans given back\n", (void *)a, (void *)b,
-                  (unsigned long long)(h->st.span_releases - releases));
+    print_message("span at %p (256 KiB), the %zu KiB block at %p; %llu spans given back\n", (void *)a, size >> 10,
+                  (void *)b, (unsigned long long)(h->st.span_releases - releases));
     assert_null(h->cur[ca]);
     assert_int_equal(h->st.span_releases - releases, 1);
     assert_ptr_equal(b, a);
-    fill(b, 28 * KiB, 4);
-    assert_pattern(b, 28 * KiB, 4);
+    fill(b, size, seed + 1);
+    assert_pattern(b, size, seed + 1);
     lab_free(b);
+}
+
+/* A span left empty but listed (a class's current span after its only block is freed) goes back
+ * before the pool hands its thread pages never used: a block of another class with spans of the
+ * same length (64 pages) takes it. Without it the new span lay beside the empty one. */
+static void test_empty_spans_reclaimed(void **state)
+{
+    (void)state;
+    unsigned ca = lab_size_class(20 * KiB), cb = lab_size_class(28 * KiB);
+    assert_int_not_equal(ca, cb);
+    assert_null(lab_tls_heap->cur[cb]);
+    empty_span_taken_by(28 * KiB, 3);
     /* the class comes back as it is needed */
-    a = lab_malloc(20 * KiB);
+    uint8_t *a = lab_malloc(20 * KiB);
     assert_non_null(a);
-    assert_non_null(h->cur[ca]);
+    assert_non_null(lab_tls_heap->cur[ca]);
     lab_free(a);
     lab_trim();
 }
 
 /* The same for a request of another length: a page-sized block (40 KiB, 10 pages) finds no span
- * of its length among those given back, so they go into the pool's store, where they coalesce
- * with their free neighbours, and the block is carved from the used run there. */
+ * of its length among those given back, which go into the pool's store, where they coalesce with
+ * their free neighbours; the block must be carved where the span lies, not at the start of the
+ * run it joined (which may begin with purged pages). */
 static void test_empty_spans_reclaimed_other_length(void **state)
 {
     (void)state;
-    lab_trim();
-    lab_heap_t *h = lab_tls_heap;
-    unsigned ca = lab_size_class(20 * KiB);
-    uint8_t *a = lab_malloc(20 * KiB);
-    assert_non_null(a);
-    fill(a, 20 * KiB, 5);
-    lab_free(a);
-    assert_non_null(h->cur[ca]);
-    uint64_t releases = h->st.span_releases;
-    uint8_t *b = lab_malloc(40 * KiB);
-    assert_non_null(b);
-    print_message("span at %p (256 KiB), the 40 KiB block at %p; %llu spans given back\n", (void *)a, (void *)b,
-                  (unsigned long long)(h->st.span_releases - releases));
-    assert_null(h->cur[ca]);
-    assert_int_equal(h->st.span_releases - releases, 1);
-    assert_ptr_equal(b, a);
-    fill(b, 40 * KiB, 6);
-    assert_pattern(b, 40 * KiB, 6);
-    lab_free(b);
+    empty_span_taken_by(40 * KiB, 5);
     lab_trim();
 }
 
