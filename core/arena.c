@@ -343,6 +343,7 @@ static size_t heap_reclaim(size_t pages)
             continue;
         }
         given += (size_t)1 << s->h.order;
+        h->st.reclaimed++;
         span_release(h, s);
     }
     for (int spare = 1; listed && spare >= 0; spare--)
@@ -351,6 +352,7 @@ static size_t heap_reclaim(size_t pages)
             if (!s)
                 continue;
             given += (size_t)1 << s->h.order;
+            h->st.reclaimed++;
             list_remove(h, s);
             span_release(h, s);
         }
@@ -1352,6 +1354,7 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
         sum->huge += h->st.huge;
         sum->spans += h->st.spans;
         sum->span_releases += h->st.span_releases;
+        sum->reclaimed += h->st.reclaimed;
     }
     sum->mallocs += lab_heap_empty.st.mallocs;
     sum->frees += lab_heap_empty.st.frees;

@@ -182,6 +182,7 @@ _Static_assert(__builtin_offsetof(lab_span_t, free) >= 64 && __builtin_offsetof(
 /* Per-thread counters, summed on demand (no atomics). */
 typedef struct lab_heap_stats {
     uint64_t mallocs, frees, remote_frees, foreign_frees, large, huge, spans, span_releases;
+    uint64_t reclaimed; /* spans heap_reclaim gave back before fresh pages (within span_releases) */
 } lab_heap_stats_t;
 
 /* Remote frees are batched per destination heap in the freeing thread: the block addresses go

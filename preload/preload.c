@@ -229,6 +229,7 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "signal_heaps", st.signal_heaps, json, false);
     out_kv(&o, "spans", st.heap.spans, json, false);
     out_kv(&o, "span_releases", st.heap.span_releases, json, false);
+    out_kv(&o, "reclaimed", st.heap.reclaimed, json, false);
     out_kv(&o, "idle_returns", st.idle_returns, json, false);
     out_kv(&o, "kept_kib", st.kept_bytes >> 10, json, false);
     if (!json) {

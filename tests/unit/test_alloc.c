@@ -2149,13 +2149,14 @@ static void empty_span_taken_by(size_t size, unsigned seed)
     lab_free(a);
     assert_ptr_equal(h->cur[ca], sa); /* empty, still the class's span */
     assert_int_equal(sa->usedf, 0);
-    uint64_t releases = h->st.span_releases;
+    uint64_t releases = h->st.span_releases, reclaimed = h->st.reclaimed;
     uint8_t *b = lab_malloc(size);
     assert_non_null(b);
     print_message("span at %p (256 KiB), the %zu KiB block at %p; %llu spans given back\n", (void *)a, size >> 10,
                   (void *)b, (unsigned long long)(h->st.span_releases - releases));
     assert_null(h->cur[ca]);
     assert_int_equal(h->st.span_releases - releases, 1);
+    assert_int_equal(h->st.reclaimed - reclaimed, 1); /* LABYRINTH_STATS' reclaimed */
     assert_ptr_equal(b, a);
     fill(b, size, seed + 1);
     assert_pattern(b, size, seed + 1);
