@@ -695,7 +695,8 @@ static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, 
     return first ? store_carve(pool, z, first, first_a, n) : NULL;
 }
 
-static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
+static void room_counts(lab_pool_t *pool, unsigned *cnt);
+static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const unsigned *before, unsigned n);
 
 /* The store has just carved d, n pages of z (lock held; `order` >= 0 when the caller wants a run
  * of 2^order pages aligned to its length, -1 for any n pages), for a caller that may wait. If
@@ -714,8 +715,6 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held);
  * listed spans given back this way (389 with them on the shared lists; glibc 274). Draining the
  * shared lists into the store as well cost more faults (runs reused whole keep the pages their
  * last block touched). */
-static void room_counts(lab_pool_t *pool, unsigned *cnt);
-static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const unsigned *before, unsigned n);
 
 static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n, int order,
                                        bool atomic)

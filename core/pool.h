@@ -295,11 +295,12 @@ lab_internal uint64_t lab_pool_background_gen(void);
  * if the thread sleeps with nothing to wait for. No-op without a thread. */
 lab_internal void lab_pool_background_poke(void);
 /* Used pages the layer above holds back: the arena's kept spans (whole empty spans a heap keeps
- * for its next ones), which the pool cannot hand to anyone else. fn(0) says how many pages the
- * calling thread holds so (it only reads: the pool may hold a zone lock); fn(n) gives back at
- * least n of them (all if it has fewer) and says how many (called with no lock held). The malloc
- * pool asks, never for an ATOMIC caller, when its store is about to hand that thread pages never
- * used (fresh or purged: a page fault each when touched): used pages come first. */
+ * for its next ones) and the empty spans its classes still list, which the pool cannot hand to
+ * anyone else. fn(0) says how many pages the calling thread holds so (it only reads: the pool may
+ * hold a zone lock); fn(n) gives back at least n of them (all if it has fewer) and says how many
+ * (called with no lock held). The malloc pool asks, never for an ATOMIC caller, when its store is
+ * about to hand that thread pages never used (fresh or purged: a page fault each when touched):
+ * used pages come first. */
 typedef size_t (*lab_pool_reclaim_fn)(size_t pages);
 lab_internal void lab_pool_set_reclaim(lab_pool_reclaim_fn fn);
 /* The default pool's purge delay (ms; ~0u: never purged). */
