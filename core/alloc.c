@@ -403,18 +403,11 @@ void *lab_malloc_aligned(size_t align, size_t n)
 {
     if (align <= 16)
         return lab_malloc(n);
-    /* a block of a class whose size is a multiple of align is aligned (spans are). The class
-     * of m, n rounded up to align, is the first such: m is a class size, or its doubling's
-     * class step is itself a multiple of align (classes: 16-byte steps to 128 B, then four per
-     * doubling; align a power of two) */
-    if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE) { /* m cannot wrap */
-        size_t m = (lab_max(n, align) + align - 1) & ~(align - 1);
-        /* m's direct slot: its class's span or reuse list (not lab_malloc: a nursery block is
-         * 16-byte aligned only) */
-        if (m <= LAB_SMALL_MAX) {
-            void *p = lab_slot_take(m);
-            return p ? p : alloc_class(lab_size_class(m));
-        }
+    size_t m = lab_aligned_class_size(align, n);
+    if (m) {
+        /* as lab_malloc_aligned_fast, then the class's slow path (not lab_malloc's: no nursery) */
+        void *p = lab_slot_take(m);
+        return p ? p : alloc_class(lab_size_class(m));
     }
     return alloc_large(n, align, LAB_GFP_DEFAULT);
 }

@@ -32,6 +32,31 @@ lab_inline void *lab_malloc_fast(size_t n)
     return NULL;
 }
 
+/* The size whose class serves n bytes aligned to align (a power of two above 16), or 0 when a
+ * page-sized run does (align above a page, or too large a size). A block of a class whose size is
+ * a multiple of align is aligned (spans are). The class of n rounded up to align is the first
+ * such: that is a class size, or its doubling's class step is itself a multiple of align
+ * (classes: 16-byte steps to 128 B, then four per doubling). */
+lab_inline size_t lab_aligned_class_size(size_t align, size_t n)
+{
+    if (align > LAB_PAGE_SIZE || n > LAB_SMALL_MAX)
+        return 0;
+    size_t m = ((n > align ? n : align) + align - 1) & ~(align - 1); /* cannot wrap */
+    return m <= LAB_SMALL_MAX ? m : 0;
+}
+
+/* The aligned fast path (align a power of two): a block from a direct slot, or NULL when only
+ * lab_malloc_aligned can tell (nothing set, errno untouched: posix_memalign saves it only then). */
+lab_inline void *lab_malloc_aligned_fast(size_t align, size_t n)
+{
+    if (align <= 16)
+        return lab_malloc_fast(n);
+    size_t m = lab_aligned_class_size(align, n);
+    /* m's direct slot: its class's span or reuse list (never the nursery, whose blocks are
+     * 16-byte aligned only) */
+    return m ? lab_slot_take(m) : NULL;
+}
+
 lab_inline void *lab_malloc(size_t n)
 {
     void *p = lab_malloc_fast(n);
