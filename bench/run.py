@@ -366,7 +366,9 @@ def main():
             sys.exit(2)
         print(allocs[a.which])
         return
-    wanted = [x for x in a.alloc.split(",") if x] or [x for x in ORDER if x != "jemalloc-direct"]
+    # labyrinth-mmap (Labyrinth with LABYRINTH_MMAP=1) only when asked for: --mmap, or by name
+    wanted = [x for x in a.alloc.split(",") if x] or [x for x in ORDER if x not in ("jemalloc-direct",
+                                                                                    "labyrinth-mmap")]
     if a.mmap and "labyrinth-mmap" not in wanted:
         wanted.append("labyrinth-mmap")
     excluded = {}
