@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "pool.h"
 
+#include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -1222,13 +1223,19 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
     }
 }
 
-/* How many runs each room of the calling thread holds for pool (cnt[LAB_NR_ORDERS]). */
+/* How many runs each room of the calling thread holds for pool (cnt[LAB_NR_ORDERS]): 0 when
+ * its slot is not set up for pool, UINT_MAX (none of what comes later counts as new) when a
+ * taker is moving the runs out (rooms_take; read only inside room_enter, which keeps the two
+ * apart: ThreadSanitizer saw the counts read while a trim emptied them) */
 static void room_counts(lab_pool_t *pool, unsigned *cnt)
 {
     lab_rooms_t *rs = tls_rooms;
-    bool live = rs && pool->id < LAB_ROOM_POOLS && rs->slot[pool->id].gen == pool->gen;
+    bool in = rs && pool->id < LAB_ROOM_POOLS && room_enter(rs);
+    bool live = in && rs->slot[pool->id].gen == pool->gen;
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
-        cnt[o] = live ? rs->slot[pool->id].r[o].count : 0;
+        cnt[o] = live ? rs->slot[pool->id].r[o].count : rs && !in ? UINT_MAX : 0;
+    if (in)
+        room_leave(rs);
 }
 
 /* The runs the calling thread's rooms got since room_counts gave `before` (the newest of each
