@@ -271,6 +271,54 @@ static void test_full_span_waits(void **state)
         lab_free(p[i]);
 }
 
+/* A free that empties a span: the class's current span stays as it is (no list change, no span
+ * given back or made), and is found so without the general path; any other span emptied goes
+ * through it and becomes the class's spare. A scratch block allocated and freed again (one live
+ * of its class) empties its span at every free. */
+static void test_emptied_spans(void **state)
+{
+    (void)state;
+    const size_t n = 1792; /* 18 blocks a span, a size no other test keeps live */
+    unsigned cls = lab_size_class(n);
+    lab_heap_t *h = lab_tls_heap;
+    void *p = lab_malloc(n);
+    lab_span_t *s = span_of(p);
+    lab_free(p);
+    assert_ptr_equal(h->cur[cls], s);
+    uint64_t spans = h->st.spans, releases = h->st.span_releases;
+    for (int i = 0; i < 1000; i++) {
+        void *q = lab_malloc(n);
+        assert_ptr_equal(q, p); /* the same block: the span stayed in use */
+        lab_free(q);
+        assert_int_equal(s->usedf, 0);
+        assert_ptr_equal(h->cur[cls], s);
+    }
+    assert_int_equal(h->st.spans, spans);
+    assert_int_equal(h->st.span_releases, releases);
+
+    /* fill s and go on into another span t (the class's current one), then empty s */
+    enum { N = 64 };
+    void *a[N];
+    int k = 0;
+    lab_span_t *t = NULL;
+    while (k < N) {
+        a[k] = lab_malloc(n);
+        if (span_of(a[k]) != s) {
+            t = span_of(a[k++]);
+            break;
+        }
+        k++;
+    }
+    assert_non_null(t);
+    assert_ptr_equal(h->cur[cls], t);
+    for (int i = 0; i < k - 1; i++)
+        lab_free(a[i]);
+    assert_int_equal(s->usedf, 0);
+    assert_ptr_equal(h->spare[cls], s); /* s went the general way: kept as the spare */
+    assert_ptr_equal(h->cur[cls], t);
+    lab_free(a[k - 1]);
+}
+
 static void test_page_sized_and_huge(void **state)
 {
     (void)state;
@@ -2538,6 +2586,7 @@ int main(void)
         cmocka_unit_test(test_class_boundaries),
         cmocka_unit_test(test_direct_slots),
         cmocka_unit_test(test_full_span_waits),
+        cmocka_unit_test(test_emptied_spans),
         cmocka_unit_test(test_page_sized_and_huge),
         cmocka_unit_test(test_run_room),
         cmocka_unit_test(test_malloc_zero_and_null),
