@@ -49,8 +49,11 @@ lab_inline size_t lab_aligned_class_size(size_t align, size_t n)
  * lab_malloc_aligned can tell (nothing set, errno untouched: posix_memalign saves it only then). */
 lab_inline void *lab_malloc_aligned_fast(size_t align, size_t n)
 {
-    if (align <= 16)
-        return lab_malloc_fast(n);
+    if (align <= 16) { /* any block: lab_malloc's pop, or lab_malloc_slow's first one */
+        if (lab_likely(n <= LAB_DIRECT_MAX))
+            return lab_slot_take(n);
+        return n <= LAB_SMALL_MAX ? lab_slot_take(n) : NULL;
+    }
     size_t m = lab_aligned_class_size(align, n);
     /* m's direct slot: its class's span or reuse list (never the nursery, whose blocks are
      * 16-byte aligned only) */
