@@ -574,7 +574,7 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
 {
     /* the class's current span emptied: nothing to do (it stays in use), and no stack frame to
      * find that out. A block allocated and freed again while no other of its class lives (a
-     * scratch buffer; posix_memalign and free in a loop) empties the span at every free: 24
+     * scratch buffer; posix_memalign and free in a loop) empties the span at every free: 26
      * instructions of the pair went into the general case */
     if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s))
         return;
