@@ -444,18 +444,35 @@ static size_t block_usable(lab_chunk_t *c, lab_page_t *d, uintptr_t a)
     }
 }
 
-size_t lab_usable_size(const void *p)
+/* lab_usable_size past a span's block: a page-sized block or a nursery block found through the
+ * fast map's entry, as span_block finds a span's (one lookup, where the general way below makes
+ * two: malloc_usable_size of a 64 KiB block cost 119 instructions, of a block from the nursery
+ * 147, against 37 for a span's), then everything else. */
+static lab_noinline size_t usable_size_slow(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    lab_span_t *s = span_block(a);
-    if (lab_likely(s != NULL))
-        return s->block_size;
+    uintptr_t a = (uintptr_t)p, off;
+    if (lab_likely(lab_fmap_in(a, &off))) {
+        lab_page_t *d = lab_fmap_at(off);
+        uint8_t state = lab_load_relaxed(&d->h.state);
+        if (state == LAB_PAGE_LARGE && a == lab_desc_addr(d))
+            return (size_t)d->h.npages << LAB_PAGE_SHIFT;
+        if (state == LAB_PAGE_NURSERY && nursery_state(d, a) == 1)
+            return (size_t)((const uint64_t *)a)[-2]; /* its header */
+    }
     lab_chunk_t *c = lab_pagemap_lookup(a);
     if (!p || !lab_chunk_is_ours(c))
         return 0;
     if (!lab_owns(p))
         return 0;
     return block_usable(c, c->kind == LAB_CHUNK_HUGE ? &c->page[0] : lab_chunk_desc(c, a), a);
+}
+
+size_t lab_usable_size(const void *p)
+{
+    lab_span_t *s = span_block((uintptr_t)p);
+    if (lab_likely(s != NULL))
+        return s->block_size;
+    return usable_size_slow(p);
 }
 
 bool lab_owns(const void *p)

@@ -825,8 +825,13 @@ static void test_owns_foreign(void **state)
     assert_false(lab_owns(l + 4096));
     assert_false(lab_owns(h + 4096));
     assert_int_equal(lab_usable_size(s + 16), 0);
+    assert_int_equal(lab_usable_size(l + 4096), 0); /* a page-sized block's page, not its start */
+    assert_int_equal(lab_usable_size(l + 16), 0);
+    assert_int_equal(lab_usable_size(h + 4096), 0);
+    assert_int_equal(lab_usable_size(l), 100 * KiB);
     lab_free(s);
     lab_free(l);
+    assert_int_equal(lab_usable_size(l), 0); /* freed: no block there now */
     lab_free(h);
     free(g_small);
     free(g_big);
