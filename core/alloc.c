@@ -399,16 +399,13 @@ void *lab_calloc(size_t n, size_t size)
     return alloc_large(total, 0, LAB_GFP_ZERO);
 }
 
-void *lab_malloc_aligned(size_t align, size_t n)
+void *lab_malloc_aligned_slow(size_t align, size_t n)
 {
     if (align <= 16)
-        return lab_malloc(n);
+        return lab_malloc_slow(n);
     size_t m = lab_aligned_class_size(align, n);
-    if (m) {
-        /* as lab_malloc_aligned_fast, then the class's slow path (not lab_malloc's: no nursery) */
-        void *p = lab_slot_take(m);
-        return p ? p : alloc_class(lab_size_class(m));
-    }
+    if (m) /* the class's slow path (not lab_malloc_slow's: no nursery) */
+        return alloc_class(lab_size_class(m));
     return alloc_large(n, align, LAB_GFP_DEFAULT);
 }
 

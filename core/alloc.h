@@ -60,6 +60,18 @@ lab_inline void *lab_malloc_aligned_fast(size_t align, size_t n)
     return m ? lab_slot_take(m) : NULL;
 }
 
+/* After lab_malloc_aligned_fast missed: the class's slow path, or a page-sized run. */
+lab_internal void *lab_malloc_aligned_slow(size_t align, size_t n);
+
+/* align: a power of two (callers check); NULL + ENOMEM on exhaustion. */
+lab_inline void *lab_malloc_aligned(size_t align, size_t n)
+{
+    void *p = lab_malloc_aligned_fast(align, n);
+    if (lab_likely(p != NULL))
+        return p;
+    return lab_malloc_aligned_slow(align, n);
+}
+
 lab_inline void *lab_malloc(size_t n)
 {
     void *p = lab_malloc_fast(n);
@@ -119,8 +131,7 @@ lab_internal extern size_t lab_nursery_class_bytes;
 /* The rest of the family, with glibc's contracts (errno set on failure). */
 lab_internal void *lab_calloc(size_t n, size_t size);
 lab_internal void *lab_realloc(void *p, size_t n);
-/* align: a power of two (callers check); NULL + ENOMEM on exhaustion. */
-lab_internal void *lab_malloc_aligned(size_t align, size_t n);
+
 /* Usable bytes of a block we own; 0 for NULL or a pointer that is not ours. */
 lab_internal size_t lab_usable_size(const void *p);
 /* true if p is the start of a live block of ours (for realloc's foreign check). */

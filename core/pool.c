@@ -716,7 +716,6 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
  * listed spans given back this way (389 with them on the shared lists; glibc 274). Draining the
  * shared lists into the store as well cost more faults (runs reused whole keep the pages their
  * last block touched). */
-
 static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n, int order,
                                        bool atomic)
 {

@@ -57,7 +57,7 @@ static inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 static lab_noinline int posix_memalign_slow(void **memptr, size_t align, size_t n)
 {
     int saved = errno; /* POSIX: the error is returned, errno left as it was */
-    void *p = lab_malloc_aligned(align, n);
+    void *p = lab_malloc_aligned_slow(align, n);
     if (!p) {
         errno = saved;
         return ENOMEM;
@@ -83,8 +83,7 @@ LAB_EXPORT void *aligned_alloc(size_t align, size_t n)
         errno = EINVAL;
         return NULL;
     }
-    void *p = lab_malloc_aligned_fast(align, n);
-    return lab_likely(p != NULL) ? p : lab_malloc_aligned(align, n);
+    return lab_malloc_aligned(align, n);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to one; past 2^63 there is
@@ -97,8 +96,7 @@ LAB_EXPORT void *memalign(size_t align, size_t n)
     }
     if (!is_pow2(align))
         align = align <= 1 ? 1 : (size_t)1 << lab_log2_ceil(align);
-    void *p = lab_malloc_aligned_fast(align, n);
-    return lab_likely(p != NULL) ? p : lab_malloc_aligned(align, n);
+    return lab_malloc_aligned(align, n);
 }
 
 LAB_EXPORT void *valloc(size_t n) { return lab_malloc_aligned(LAB_PAGE_SIZE, n); }
