@@ -701,29 +701,39 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
 
 /* The store has just carved d, n pages of z (lock held; `order` >= 0 when the caller wants a run
  * of 2^order pages aligned to its length, -1 for any n pages), for a caller that may wait. If
- * they were never used and the layer above holds used pages for the caller (lab_pool_set_reclaim:
- * its kept spans, then its empty listed spans), d goes back, at least as many of those pages are
- * given back, and the run to hand out is returned instead. The runs given back go into the store
- * (not the shared lists, where only a request of their own order would find them), coalescing
- * with their free neighbours, and the request is carved where the shortest of them that holds it
- * lies (a span's pages are used from its start), else from the store's smallest used run. As
- * many as the request, not all: a program whose last call at exit asks for one span must not
- * lose every span it keeps for its next round. What it is for: programs whose blocks move on
- * through the sizes. `wl strbuild` (strings grown by realloc) kept its emptied spans while its
- * next blocks faulted in fresh pages (peak RSS of `wl strbuild 1 200000` 15.8 MiB, glibc 7.3;
- * 12.0 with the kept spans given back, 8.3 with the empty listed spans as well); python3's start
- * grows its dicts through the sizes, and its calls replayed faulted 395 pages, 354 with the empty
- * listed spans given back this way (389 with them on the shared lists; glibc 274). Draining the
- * shared lists into the store as well cost more faults (runs reused whole keep the pages their
- * last block touched). */
+ * they were never used, a used run of the store that holds the request comes first (the best fit
+ * is often a run never touched while used runs wait: sort's second wave of 256 KiB merge buffers
+ * faulted in fresh pages beside the first wave's, freed; unit.test_alloc's
+ * test_used_runs_before_clean). And if the layer above holds used pages for the caller
+ * (lab_pool_set_reclaim: its kept spans, then its empty listed spans), d goes back, at least as
+ * many of those pages are given back, and the run to hand out is returned instead. The runs
+ * given back go into the store (not the shared lists, where only a request of their own order
+ * would find them), coalescing with their free neighbours, and the request is carved where the
+ * shortest of them that holds it lies (a span's pages are used from its start), else from the
+ * store's smallest used run. As many as the request, not all: a program whose last call at exit
+ * asks for one span must not lose every span it keeps for its next round. What it is for:
+ * programs whose blocks move on through the sizes. `wl strbuild` (strings grown by realloc) kept
+ * its emptied spans while its next blocks faulted in fresh pages (peak RSS of
+ * `wl strbuild 1 200000` 15.8 MiB, glibc 7.3; 12.0 with the kept spans given back, 8.3 with the
+ * empty listed spans as well); python3's start grows its dicts through the sizes, and its calls
+ * replayed faulted 395 pages, 354 with the empty listed spans given back this way (389 with them
+ * on the shared lists; glibc 274). Draining the shared lists into the store as well cost more
+ * faults (runs reused whole keep the pages their last block touched). */
 static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n, int order,
                                        bool atomic)
 {
     lab_pool_reclaim_fn fn = lab_load_relaxed(&pool_reclaim);
-    if (!d->h.clean || atomic || !pool->is_default || z != &pool->zone[ZONE_NORMAL] || !fn || !fn(0))
+    if (!d->h.clean || atomic || !pool->is_default || z != &pool->zone[ZONE_NORMAL])
         return d;
     lab_chunk_t *c = lab_desc_chunk(d);
     store_free(pool, z, c, (unsigned)(d - c->page), n, true, 0);
+    if (!fn || !fn(0)) {
+        /* nothing of the caller's to give back */
+        lab_page_t *r = store_take_used(pool, z, n, order >= 0 ? n : 1, NULL, 0);
+        if (!r)
+            r = order >= 0 ? store_take_order(pool, z, (unsigned)order) : store_take_any(pool, z, n);
+        return r;
+    }
     /* the spans go back through the pool's own free path, which must not find the lock held */
     lab_unlock(&z->lock);
     unsigned before[LAB_NR_ORDERS];
