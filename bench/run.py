@@ -171,6 +171,21 @@ WL = [
 ]
 
 
+def write_sort_input(path, nbytes):
+    """Lines `key,number` (a fixed linear congruential sequence) up to nbytes, for sort.sh."""
+    x, n, chunk = 12345, 0, []
+    with open(path, "w") as f:
+        while n < nbytes:
+            x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+            line = f"k{x >> 40:07x}{'.' * ((x >> 8) % 48)},{(x >> 16) % 1000003}\n"
+            chunk.append(line)
+            n += len(line)
+            if len(chunk) >= 4096:
+                f.write("".join(chunk))
+                chunk = []
+        f.write("".join(chunk))
+
+
 def workloads(build, size, tmp):
     """[(name, kind, argv builder(alloc) -> argv)]; size is 'full', 'quick' or 'tiny'."""
     col = {"full": 2, "quick": 3, "tiny": 4}[size]
@@ -197,6 +212,14 @@ def workloads(build, size, tmp):
             subprocess.run([sys.executable, os.path.join(HERE, "workloads", "gen_c.py"), str(funcs)], stdout=f,
                            check=True)
     out.append(("gcc", "real", lambda alloc: ["gcc", "-O1", "-c", src, "-o", os.path.join(tmp, f"gcc-{alloc}.o")]))
+    # GNU sort's external merge (-S 4M): one 4 MiB buffer, then many page-sized merge buffers
+    mb = {"full": 50, "quick": 20, "tiny": 4}[size]
+    sort_in = os.path.join(tmp, f"sort{mb}.txt")
+    if not os.path.exists(sort_in):
+        write_sort_input(sort_in, mb << 20)
+    sort_tmp = os.path.join(tmp, "sort-tmp")
+    os.makedirs(sort_tmp, exist_ok=True)
+    out.append(("sort", "real", lambda alloc: ["sh", os.path.join(HERE, "workloads", "sort.sh"), sort_in, sort_tmp]))
     # process start-up: short programs started one after another, as a test suite runs them
     rounds = {"full": 40, "quick": 10, "tiny": 2}[size]
     spawn = ["sh", os.path.join(HERE, "workloads", "spawn.sh"), str(rounds)]

@@ -323,7 +323,7 @@ def main():
     out.append("| workloads fastest in | " + " | ".join(str(wins[a]) for a in allocs) + " |")
 
     losses_t = metric_table(out, "Time (median seconds, lower is better)", cells_t, wls, allocs, ".3f", "faster")
-    out.append("\nTime is the workload's own `elapsed_s` (set-up and process start excluded); gcc's and "
+    out.append("\nTime is the workload's own `elapsed_s` (set-up and process start excluded); gcc's, sort's and "
                "spawn's (short programs started one after another) are the process's wall time. *spread*: "
                "half the largest (max - min) / median of any allocator in that row, i.e. how far apart "
                "repeated runs were.")
@@ -331,7 +331,7 @@ def main():
         paired_table(out, paired_ratios(runs, "time_s"), wls, allocs)
     losses_m = metric_table(out, "Peak RSS (median MiB, lower is better)", cells_m, wls, allocs, ".1f", "smaller")
     out.append("\nPeak RSS is the kernel's `ru_maxrss` of the measured process (wait4), children included "
-               "for gcc and spawn (the largest of them); the measuring wrapper adds about 1 MiB to every "
+               "for gcc, sort and spawn (the largest of them); the measuring wrapper adds about 1 MiB to every "
                "allocator alike.")
 
     out.append("\n## Minor page faults (median, thousands; page faults are dear on these VMs)\n")
