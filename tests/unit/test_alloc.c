@@ -146,6 +146,14 @@ static void test_class_boundaries(void **state)
     (void)state;
     /* the heap's per-class arrays for the direct sizes are sized by this constant */
     assert_int_equal(lab_size_class(LAB_DIRECT_MAX) + 1, LAB_DIRECT_CLASSES);
+    /* steps of 32 bytes from 128 B to 512 B, 64 to 1 KiB (eight classes per doubling from 256 B:
+     * four left a 257-byte block 63 bytes unused), then four per doubling */
+    for (size_t n = 1; n <= LAB_SMALL_MAX; n++) {
+        size_t c = lab_class_size(lab_size_class(n));
+        size_t step = n <= 128 ? 16 : n <= 512 ? 32 : n <= 1024 ? 64 : (size_t)1 << (lab_log2_floor(n - 1) - 2);
+        assert_true(c >= n);
+        assert_true(c - n < step);
+    }
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         size_t cs = lab_class_size(cls);
         assert_int_equal(lab_size_class(cs), cls);
