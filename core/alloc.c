@@ -42,7 +42,19 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     gfp |= h->gfp; /* ATOMIC on a signal heap: no lock waited on, no system call */
     if (n > LAB_LARGE_MAX || align > LAB_CHUNK_SIZE) {
         lab_chunk_t *c;
-        void *p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
+        lab_page_t *d;
+        void *p;
+        /* up to a chunk, first from pages the pool's page-sized blocks used before (never a
+         * fault or a mapping there; lab_pool_alloc_run_used) */
+        size_t np = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
+        if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
+            (p = lab_pool_alloc_run_used(pool, np, gfp, LAB_PAGE_LARGE, &d))) {
+            d->above[0] = 0;
+            if (h->state == LAB_HEAP_LIVE)
+                h->st.large++;
+            return p;
+        }
+        p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
         if (p && h->state == LAB_HEAP_LIVE)
             h->st.huge++;
         return p;
@@ -567,7 +579,10 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         }
         break;
     case LAB_PAGE_LARGE:
-        if (!d->above[0] && n > LAB_SMALL_MAX && n <= LAB_LARGE_MAX) {
+        /* a run above LAB_LARGE_MAX (alloc_large took used pages for it) resizes the same way:
+         * in place, else onto a mapping of its own, not by a copy at every step */
+        if (!d->above[0] && n > LAB_SMALL_MAX &&
+            (n <= LAB_LARGE_MAX || d->h.npages > (LAB_LARGE_MAX >> LAB_PAGE_SHIFT))) {
             size_t need = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
             if (need <= d->h.npages) {
                 lab_pool_shrink_run(c->pool, d, need);

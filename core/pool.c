@@ -1536,6 +1536,26 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
         pool_tick(pool, true);
 }
 
+/* d, npages carved from the store (lock dropped), handed out in state `state`. */
+static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, uint8_t state,
+                          lab_page_t **desc)
+{
+    lab_add_relaxed(&pool->hits_slow, 1);
+    huge_cache_yield(pool, d, gfp);
+    lab_store_relaxed(&d->h.state, state);
+    d->h.order = 0;
+    d->owner = 0;
+    run_set_heads(d, (unsigned)npages, 0);
+    uintptr_t a = lab_desc_addr(d);
+    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
+        memset((void *)a, 0, npages << LAB_PAGE_SHIFT);
+    d->h.clean = 0;
+    *desc = d;
+    if (!(gfp & LAB_GFP_ATOMIC))
+        pool_tick(pool, false);
+    return (void *)a;
+}
+
 void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
@@ -1580,20 +1600,34 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         pool_fail(pool);
         return NULL;
     }
-    lab_add_relaxed(&pool->hits_slow, 1);
-    huge_cache_yield(pool, d, gfp);
-    lab_store_relaxed(&d->h.state, state);
-    d->h.order = 0;
-    d->owner = 0;
-    run_set_heads(d, (unsigned)npages, 0);
-    uintptr_t a = lab_desc_addr(d);
-    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
-        memset((void *)a, 0, npages << LAB_PAGE_SHIFT);
-    d->h.clean = 0;
-    *desc = d;
-    if (!atomic)
-        pool_tick(pool, false);
-    return (void *)a;
+    return run_hand_out(pool, d, npages, gfp, state, desc);
+}
+
+/* A run of npages, at most a chunk's, carved only from pages of the default pool's store that
+ * were used before (the calling thread's run room joins the store first), or NULL: nothing
+ * faulted in, nothing mapped. malloc asks it for blocks above LAB_LARGE_MAX before it maps one
+ * of their own: a program whose memory moves from page-sized blocks to bigger ones (sort's last
+ * merge through 1.3 MiB buffers after sixteen of 256 KiB) reuses the pages the smaller ones had
+ * instead of keeping them resident beside fresh mappings until the purge. */
+void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+{
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC))
+        return NULL;
+    lab_rooms_t *rs = tls_rooms;
+    lab_page_t *runs = NULL;
+    if (rs && rs->runs && room_enter(rs)) {
+        runs = run_room_detach(rs);
+        room_leave(rs);
+    }
+    lab_lock(&z->lock);
+    if (runs)
+        run_chain_store(pool, runs, lab_clock_ms());
+    lab_page_t *d = NULL;
+    if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+        d = store_take_used(pool, z, (unsigned)npages, 1, NULL, 0);
+    lab_unlock(&z->lock);
+    return d ? run_hand_out(pool, d, npages, gfp, state, desc) : NULL;
 }
 
 /* A chain of runs to the store under its zone's lock, then the free path's purge check. */

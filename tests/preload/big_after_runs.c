@@ -1,0 +1,65 @@
+/* big_after_runs.c — GNU sort's merge, as far as the allocator sees it: sixteen blocks of 260 KiB
+ * written and freed, then three of 1.3 MiB (above the page-sized range) and one calloc of as
+ * much. Under Labyrinth (LAB_EXPECT_LABYRINTH=1) the big blocks take the pages the sixteen had,
+ * resident already (mincore, before they are written), where mappings of their own would fault
+ * fresh pages in beside them: at most one of the three may find no such run (the sixteen lie in
+ * three chunks). Contents and the calloc's zeroes are checked under any allocator. Run in a
+ * process of its own, so the pool holds nothing else that could split the freed runs. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "lab_check.h"
+
+static size_t pages_absent(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    static unsigned char vec[1024];
+    size_t pages = (e - a) / 4096, absent = 0;
+    if (pages > sizeof vec || mincore((void *)a, e - a, vec) != 0)
+        return SIZE_MAX;
+    for (size_t i = 0; i < pages; i++)
+        absent += !(vec[i] & 1);
+    return absent;
+}
+
+int main(void)
+{
+    enum { N = 16, BIG = 3 };
+    const size_t small = 262176, big = 1398112;
+    unsigned char *p[N], *b[BIG];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(small);
+        CHECK(p[i] != NULL, "malloc(%zu)", small);
+        memset(p[i], 0x5A, small);
+    }
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    size_t absent = 0;
+    for (int i = 0; i < BIG; i++) {
+        b[i] = malloc(big);
+        CHECK(b[i] != NULL, "malloc(%zu)", big);
+        absent += pages_absent(b[i], big);
+        memset(b[i], i + 1, big);
+    }
+    SAY("three blocks of %zu KiB after sixteen of %zu KiB freed: %zu of %zu pages not resident "
+        "before they were written", big >> 10, small >> 10, absent, BIG * ((big + 4095) / 4096));
+    if (lab_expect_labyrinth())
+        CHECK(absent <= (big + 4095) / 4096, "the big blocks faulted fresh pages: %zu absent", absent);
+    for (int i = 0; i < BIG; i++) {
+        for (size_t k = 0; k < big; k += 4093)
+            CHECK(b[i][k] == i + 1, "block %d byte %zu changed", i, k);
+        free(b[i]);
+    }
+    unsigned char *z = calloc(1, big);
+    CHECK(z != NULL, "calloc(%zu)", big);
+    for (size_t k = 0; z && k < big; k++)
+        if (z[k]) {
+            CHECK(0, "calloc(%zu): byte %zu not zero", big, k);
+            break;
+        }
+    free(z);
+    return lab_finish("big_after_runs");
+}
