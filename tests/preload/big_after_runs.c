@@ -1,10 +1,11 @@
 /* big_after_runs.c — GNU sort's merge, as far as the allocator sees it: sixteen blocks of 260 KiB
- * written and freed, then three of 1.3 MiB (above the page-sized range) and one calloc of as
- * much. Under Labyrinth (LAB_EXPECT_LABYRINTH=1) the big blocks take the pages the sixteen had,
- * resident already (mincore, before they are written), where mappings of their own would fault
- * fresh pages in beside them: at most one of the three may find no such run (the sixteen lie in
- * three chunks). Contents and the calloc's zeroes are checked under any allocator. Run in a
- * process of its own, so the pool holds nothing else that could split the freed runs. */
+ * written and freed, then three of 1.3 MiB (above the page-sized range), one of them resized a
+ * few times, and one calloc of as much. Under Labyrinth (LAB_EXPECT_LABYRINTH=1) the big blocks
+ * take the pages the sixteen had, resident already (mincore, before they are written), where
+ * mappings of their own would fault fresh pages in beside them: at most one of the three may find
+ * no such run (the sixteen lie in three chunks). Contents and the calloc's zeroes are checked
+ * under any allocator. Run in a process of its own, so the pool holds nothing else that could
+ * split the freed runs. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +49,19 @@ int main(void)
         "before they were written", big >> 10, small >> 10, absent, BIG * ((big + 4095) / 4096));
     if (lab_expect_labyrinth())
         CHECK(absent <= (big + 4095) / 4096, "the big blocks faulted fresh pages: %zu absent", absent);
+    /* such a block resizes with its contents: a little (in place or not), then onto a mapping */
+    const size_t sizes[] = {big + 100000, big - 300000, 3 << 20, big};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t keep = s == 0 ? big : sizes[s - 1] < big ? sizes[s - 1] : big;
+        unsigned char *q = realloc(b[0], sizes[s]);
+        CHECK(q != NULL, "realloc(%zu)", sizes[s]);
+        if (!q)
+            break;
+        b[0] = q;
+        for (size_t k = 0; k < keep && k < sizes[s]; k += 4093)
+            CHECK(q[k] == 1, "realloc to %zu: byte %zu changed", sizes[s], k);
+        memset(q, 1, sizes[s]);
+    }
     for (int i = 0; i < BIG; i++) {
         for (size_t k = 0; k < big; k += 4093)
             CHECK(b[i][k] == i + 1, "block %d byte %zu changed", i, k);
