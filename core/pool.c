@@ -727,20 +727,16 @@ static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page
         return d;
     lab_chunk_t *c = lab_desc_chunk(d);
     store_free(pool, z, c, (unsigned)(d - c->page), n, true, 0);
-    if (!fn || !fn(0)) {
-        /* nothing of the caller's to give back */
-        lab_page_t *r = store_take_used(pool, z, n, order >= 0 ? n : 1, NULL, 0);
-        if (!r)
-            r = order >= 0 ? store_take_order(pool, z, (unsigned)order) : store_take_any(pool, z, n);
-        return r;
+    lab_page_t *fit = NULL;
+    if (fn && fn(0)) {
+        /* the spans go back through the pool's own free path, which must not find the lock held */
+        lab_unlock(&z->lock);
+        unsigned before[LAB_NR_ORDERS];
+        room_counts(pool, before);
+        fn(n);
+        lab_lock(&z->lock);
+        fit = room_released_to_store(pool, z, before, n);
     }
-    /* the spans go back through the pool's own free path, which must not find the lock held */
-    lab_unlock(&z->lock);
-    unsigned before[LAB_NR_ORDERS];
-    room_counts(pool, before);
-    fn(n);
-    lab_lock(&z->lock);
-    lab_page_t *fit = room_released_to_store(pool, z, before, n);
     lab_chunk_t *fc = fit ? lab_desc_chunk(fit) : NULL;
     lab_page_t *r = store_take_used(pool, z, n, order >= 0 ? n : 1, fc, fc ? (unsigned)(fit - fc->page) : 0);
     if (!r)
@@ -1819,6 +1815,18 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     return (void *)c->base;
 }
 
+/* The oldest mapping of the (non-empty) huge cache, taken off it: the list's tail (huge_lock held). */
+static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
+{
+    lab_chunk_t **pp = &pool->huge_cache;
+    while ((*pp)->next)
+        pp = &(*pp)->next;
+    lab_chunk_t *c = *pp;
+    *pp = NULL;
+    lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
+    return c;
+}
+
 /* The pool has just handed out d, a run of pages never touched (or purged: `clean`), for a
  * caller that may make system calls: the program's memory is moving to smaller blocks. Mappings
  * the huge cache keeps populated, idle since their block was freed, would make that growth
@@ -1836,13 +1844,7 @@ static void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
     lab_chunk_t *out = NULL;
     lab_lock(&pool->huge_lock);
     while (got < want && pool->huge_cache) {
-        /* the oldest: the list's tail */
-        lab_chunk_t **pp = &pool->huge_cache;
-        while ((*pp)->next)
-            pp = &(*pp)->next;
-        lab_chunk_t *c = *pp;
-        *pp = NULL;
-        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
+        lab_chunk_t *c = huge_cache_take_oldest(pool);
         got += c->size;
         c->next = out;
         out = c;
@@ -1866,15 +1868,8 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
         pool->huge_cache = c;
         lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes + c->size);
         c = NULL;
-        if (pool->huge_cache_bytes > HUGE_CACHE_MAX) {
-            /* evict the oldest (the list's tail) */
-            lab_chunk_t **pp = &pool->huge_cache;
-            while ((*pp)->next)
-                pp = &(*pp)->next;
-            evict = *pp;
-            *pp = NULL;
-            lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - evict->size);
-        }
+        if (pool->huge_cache_bytes > HUGE_CACHE_MAX)
+            evict = huge_cache_take_oldest(pool);
     }
     lab_unlock(&pool->huge_lock);
     if (c)
