@@ -6,6 +6,7 @@
 #include "lock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -180,6 +181,30 @@ int lab_os_purge(void *addr, size_t len)
 {
     lab_add_relaxed(&os_purges, 1);
     return (int)lab_os_madvise(addr, len, MADV_DONTNEED);
+}
+
+int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held)
+{
+    /* opened for each call: a descriptor kept open could be closed by the program (daemons close
+     * every descriptor) and its number reused for a file whose bytes would read as entries */
+    long fd = os_syscall6(SYS_openat, AT_FDCWD, (long)"/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return (int)fd;
+    long r = 0;
+    uint64_t e[64];
+    uint64_t first = (uintptr_t)addr >> LAB_PAGE_SHIFT;
+    for (size_t i = 0; i < npages && r >= 0; i += 64) {
+        size_t k = lab_min((size_t)64, npages - i);
+        r = os_syscall6(SYS_pread64, fd, (long)e, (long)(k * 8), (long)((first + i) * 8), 0, 0);
+        if (r >= 0 && (size_t)r != k * 8)
+            r = -EIO;
+        uint64_t bits = 0;
+        for (size_t j = 0; r >= 0 && j < k; j++)
+            bits |= (uint64_t)((e[j] >> 62) != 0) << j; /* 63: present, 62: swapped */
+        held[i / 64] = bits;
+    }
+    os_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    return r < 0 ? (int)r : 0;
 }
 
 void lab_os_counters(struct lab_os_counters *out)

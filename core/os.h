@@ -51,6 +51,12 @@ lab_internal int lab_os_decommit(void *addr, size_t len);
 /* Give pages back to the OS but keep the range mapped (reads zero afterwards). */
 lab_internal int lab_os_purge(void *addr, size_t len);
 
+/* Which of npages pages from addr (page aligned, npages <= 512) may hold data: those present or
+ * swapped out (/proc/self/pagemap); any other has not been touched since it was mapped or purged,
+ * and reads zero. Sets a bit per page in held[]; 0, or -errno (no /proc, a sandbox): the caller
+ * must then take every page as holding data. Three system calls. */
+lab_internal int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held);
+
 /* Counters and fault injection (tests). Every call above counts; a test may make the Nth and
  * every Nth mapping fail with ENOMEM, or every mapping once more than a byte budget is mapped. */
 struct lab_os_counters {

@@ -549,6 +549,120 @@ static unsigned bin_find(lab_zone_t *z, unsigned n)
     }
 }
 
+/* ---- the dirty map: which free pages of a chunk may hold data ----
+ * A bit per page, exact for the store's pages: a run freed with data sets its pages' bits, a
+ * purge clears them, a carve leaves them. So a run carved from a store run that is partly used
+ * and partly never touched (a chunk's first spans freed beside its untouched rest: one store run)
+ * knows which of its pages read zero: calloc zeroes only the others (git merge's two 512 KiB
+ * callocs faulted in 1 MiB that glibc's mapping never touched), and a request that may reuse
+ * used pages finds them. Written under the zone lock; read without it only for a run out of the
+ * store (whose bits nobody changes then): relaxed atomics, for the neighbours sharing a word. */
+static void dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on)
+{
+    for (unsigned i = idx, end = idx + n; i < end;) {
+        unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
+        uint64_t m = (k == 64 ? ~0ull : (1ull << k) - 1) << lo;
+        uint64_t v = lab_load_relaxed(&c->dirty[i / 64]);
+        lab_store_relaxed(&c->dirty[i / 64], on ? v | m : v & ~m);
+        i += k;
+    }
+}
+
+/* The first page in [i, end) of c whose bit is `set`, or end. */
+static unsigned dirty_find(lab_chunk_t *c, unsigned i, unsigned end, bool set)
+{
+    while (i < end) {
+        uint64_t v = lab_load_relaxed(&c->dirty[i / 64]);
+        v = (set ? v : ~v) >> (i % 64);
+        if (v)
+            return lab_min(i + (unsigned)__builtin_ctzll(v), end);
+        i = (i / 64 + 1) * 64;
+    }
+    return end;
+}
+
+/* The pages of [i, end) of c whose bit is set. */
+static unsigned dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
+{
+    unsigned cnt = 0;
+    while (i < end) {
+        unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
+        uint64_t m = (k == 64 ? ~0ull : (1ull << k) - 1) << lo;
+        cnt += (unsigned)__builtin_popcountll(lab_load_relaxed(&c->dirty[i / 64]) & m);
+        i += k;
+    }
+    return cnt;
+}
+
+/* The clean flag of pages [idx, idx+n) of c, a piece of a store run. */
+static uint8_t dirty_clean_of(lab_chunk_t *c, unsigned idx, unsigned n)
+{
+    if (dirty_find(c, idx, idx + n, true) == idx + n)
+        return 1;
+    return dirty_find(c, idx, idx + n, false) == idx + n ? 0 : LAB_CLEAN_SOME;
+}
+
+/* The 64 bits of c's dirty map from page i on (past the chunk's end: clear). */
+static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
+{
+    unsigned w = i / 64, sh = i % 64;
+    uint64_t v = lab_load_relaxed(&c->dirty[w]) >> sh;
+    if (sh && w + 1 < LAB_CHUNK_PAGES / 64)
+        v |= lab_load_relaxed(&c->dirty[w + 1]) << (64 - sh);
+    return v;
+}
+
+/* From this many pages (128 KiB, glibc's first mmap threshold) the kernel is asked which pages
+ * were touched before they are zeroed: a block calloc takes over a run that its last user freed
+ * with most of it never written (git merge and commit free a 512 KiB calloc they barely used,
+ * then calloc it again) would otherwise be faulted in whole by the memset. */
+#define ZERO_ASK_PAGES 32
+
+/* Zero what may hold data of npages pages from a (LAB_GFP_ZERO): all of them, or those dc's
+ * dirty map marks (dc: the chunk, from page di, for a run carved partly clean; NULL: any page
+ * may hold data); of ZERO_ASK_PAGES or more and if `ask` (the caller may make system calls),
+ * only those the kernel says were touched (lab_os_pages_held). */
+static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
+{
+    ask = ask && npages >= ZERO_ASK_PAGES;
+    for (size_t base = 0; base < npages; base += LAB_CHUNK_PAGES) {
+        size_t k = lab_min(npages - base, (size_t)LAB_CHUNK_PAGES), words = (k + 63) / 64;
+        uint64_t want[LAB_CHUNK_PAGES / 64], held[LAB_CHUNK_PAGES / 64];
+        for (size_t w = 0; w < words; w++) {
+            want[w] = dc ? dirty_word(dc, di + (unsigned)(base + w * 64)) : ~0ull;
+            if (k - w * 64 < 64)
+                want[w] &= (1ull << (k - w * 64)) - 1;
+        }
+        if (ask && lab_os_pages_held((void *)(a + (base << LAB_PAGE_SHIFT)), k, held) == 0)
+            for (size_t w = 0; w < words; w++)
+                want[w] &= held[w];
+        for (size_t i = 0; i < k;) {
+            uint64_t v = want[i / 64] >> (i % 64);
+            if (!v) {
+                i = (i / 64 + 1) * 64;
+                continue;
+            }
+            i += (size_t)__builtin_ctzll(v);
+            size_t j = i + 1;
+            while (j < k && ((want[j / 64] >> (j % 64)) & 1))
+                j++;
+            memset((void *)(a + ((base + i) << LAB_PAGE_SHIFT)), 0, (j - i) << LAB_PAGE_SHIFT);
+            i = j;
+        }
+    }
+}
+
+/* What LAB_GFP_ZERO needs of the run d of npages, about to be handed out (zero_pages): nothing
+ * if clean, the pages its chunk's dirty map marks if carved partly clean, else all of it. */
+static void run_zero(lab_page_t *d, size_t npages, lab_gfp_t gfp)
+{
+    if (d->h.clean == 1)
+        return;
+    lab_chunk_t *c = lab_desc_chunk(d);
+    zero_pages(lab_desc_addr(d), npages, d->h.clean == LAB_CLEAN_SOME ? c : NULL, (unsigned)(d - c->page),
+               !(gfp & LAB_GFP_ATOMIC));
+}
+
 /* Record [idx, idx+n) of chunk c as a free store run and insert it. */
 static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
                           bool clean, uint64_t stamp)
@@ -591,10 +705,13 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
         lab_sub_relaxed(&pool->nr_free, n);
 }
 
-/* Free [idx, idx+n) into the store, merging with free neighbours. */
+/* Free [idx, idx+n) into the store, merging with free neighbours; `clean` is the run's flag (0:
+ * its pages are marked in the dirty map). */
 static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
-                       bool clean, uint64_t stamp)
+                       uint8_t clean, uint64_t stamp)
 {
+    if (!clean)
+        dirty_mark(c, idx, n, true);
     if (idx > 0) {
         lab_page_t *t = &c->page[idx - 1];
         /* relaxed: the owner of a used neighbour may be changing its state (never to or from
@@ -603,7 +720,6 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
             unsigned ln = t->h.npages;
             lab_page_t *l = &c->page[idx - ln];
             store_take_run(pool, z, l);
-            clean = clean && l->h.clean;
             stamp = lab_max(stamp, l->stamp);
             idx -= ln;
             n += ln;
@@ -614,14 +730,13 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
         if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE) {
             unsigned rn = r->h.npages;
             store_take_run(pool, z, r);
-            clean = clean && r->h.clean;
             stamp = lab_max(stamp, r->stamp);
             n += rn;
         }
     }
     if (n == LAB_CHUNK_PAGES)
         c->idle_since = lab_clock_ms();
-    store_put_run(pool, z, c, idx, n, clean, stamp);
+    store_put_run(pool, z, c, idx, n, dirty_clean_of(c, idx, n) == 1, stamp);
 }
 
 /* Carve n pages at page index `at` out of store run d; the rest goes back. Returns the desc. */
@@ -633,12 +748,13 @@ static lab_page_t *store_carve(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, u
     uint64_t stamp = d->stamp;
     store_take_run(pool, z, d);
     if (at > s)
-        store_put_run(pool, z, c, s, at - s, clean, stamp);
+        store_put_run(pool, z, c, s, at - s, clean || dirty_clean_of(c, s, at - s) == 1, stamp);
     if (at + n < s + len)
-        store_put_run(pool, z, c, at + n, s + len - at - n, clean, stamp);
+        store_put_run(pool, z, c, at + n, s + len - at - n, clean || dirty_clean_of(c, at + n, s + len - at - n) == 1,
+                      stamp);
     lab_page_t *r = &c->page[at];
     r->h.npages = n;
-    r->h.clean = clean;
+    r->h.clean = clean ? 1 : dirty_clean_of(c, at, n);
     /* a descriptor from the middle of a run has never been a store head: its zone field may be
      * the zero of a fresh header (NORMAL), and frees route by it */
     r->h.zone = (uint8_t)c->zone;
@@ -671,29 +787,42 @@ static lab_page_t *store_take_any(lab_pool_t *pool, lab_zone_t *z, unsigned n)
     return store_carve(pool, z, d, (unsigned)(d - c->page), n);
 }
 
-/* A run of used pages (not clean) that holds n pages aligned to `align` pages, or NULL, looked for
- * among the first STORE_USED_SCAN runs from the best fit up: the one holding page `at` of chunk
- * `hc` if any, carved there (pages the caller has just given back, merged into whatever store run
- * they joined, which may begin with pages never used), else the smallest. */
+/* A run of n pages aligned to `align` pages holding used ones, or NULL, looked for among the
+ * first STORE_USED_SCAN runs from the best fit up that hold any (not clean): the one holding page
+ * `at` of chunk `hc` if any, carved there (pages the caller has just given back, merged into
+ * whatever store run they joined, which may begin with pages never used), else the one whose
+ * window over its first used pages covers the most of them (the dirty map: a store run may be
+ * partly used, partly never touched), the smallest of those. */
 #define STORE_USED_SCAN 64
 static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, unsigned align, lab_chunk_t *hc,
                                    unsigned at)
 {
-    unsigned seen = 0, first_a = 0, h = lab_align_up(at, align);
-    lab_page_t *first = NULL;
+    unsigned seen = 0, best_a = 0, best_used = 0, h = lab_align_up(at, align);
+    lab_page_t *best = NULL;
     for (unsigned b = bin_find(z, n); b && seen < STORE_USED_SCAN; b = bin_find(z, b + 1)) {
         for (lab_page_t *d = ZBIN(z, b); d && seen < STORE_USED_SCAN; d = d->next, seen++) {
             if (d->h.clean)
                 continue;
             lab_chunk_t *c = lab_desc_chunk(d);
-            unsigned s = (unsigned)(d - c->page), a = lab_align_up(s, align);
+            unsigned s = (unsigned)(d - c->page), lo = lab_align_up(s, align);
             if (c == hc && s <= at && h + n <= s + b)
                 return store_carve(pool, z, d, h, n);
-            if (!first && a + n <= s + b)
-                first = d, first_a = a;
+            if (lo + n > s + b)
+                continue;
+            unsigned hi = (s + b - n) / align * align; /* the last aligned start that fits */
+            unsigned a = dirty_find(c, s, s + b, true) / align * align;
+            a = a < lo ? lo : a > hi ? hi : a;
+            unsigned used = dirty_count(c, a, a + n);
+            if (used > best_used) {
+                best = d, best_a = a, best_used = used;
+                if (used == n)
+                    break;
+            }
         }
+        if (best_used == n)
+            break;
     }
-    return first ? store_carve(pool, z, first, first_a, n) : NULL;
+    return best ? store_carve(pool, z, best, best_a, n) : NULL;
 }
 
 static void room_counts(lab_pool_t *pool, unsigned *cnt);
@@ -724,7 +853,7 @@ static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page
 {
     lab_pool_reclaim_fn fn = lab_load_relaxed(&pool_reclaim);
     if (!d->h.clean || atomic || !pool->is_default || z != &pool->zone[ZONE_NORMAL])
-        return d;
+        return d; /* all used already (a run carved partly used looks for a better one) */
     lab_chunk_t *c = lab_desc_chunk(d);
     store_free(pool, z, c, (unsigned)(d - c->page), n, true, 0);
     lab_page_t *fit = NULL;
@@ -856,6 +985,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     c->zone = zone;
     c->size = LAB_CHUNK_SIZE;
     c->pm = pm; /* its slice reads zero: every page NONE */
+    memset(c->dirty, 0, sizeof c->dirty);
     for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
         c->head[i] = LAB_HEAD_NONE;
     if (pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
@@ -1047,7 +1177,7 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
             continue;
         lab_chunk_t *c = lab_desc_chunk(d);
         unsigned idx = (unsigned)(d - c->page);
-        bool clean = d->h.clean;
+        uint8_t clean = d->h.clean;
         uint64_t stamp = d->stamp;
         while (o > order) {
             o--;
@@ -1456,10 +1586,10 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
             run_set_heads(d, n, 0);
     }
     huge_cache_yield(pool, d, gfp);
-    uintptr_t a = lab_desc_addr(d);
-    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
-        memset((void *)a, 0, (size_t)n << LAB_PAGE_SHIFT);
+    if (gfp & LAB_GFP_ZERO)
+        run_zero(d, n, gfp);
     d->h.clean = 0;
+    uintptr_t a = lab_desc_addr(d);
     *desc = d;
     return (void *)a;
 }
@@ -1542,10 +1672,10 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     d->h.order = 0;
     d->owner = 0;
     run_set_heads(d, (unsigned)npages, 0);
-    uintptr_t a = lab_desc_addr(d);
-    if ((gfp & LAB_GFP_ZERO) && !d->h.clean)
-        memset((void *)a, 0, npages << LAB_PAGE_SHIFT);
+    if (gfp & LAB_GFP_ZERO)
+        run_zero(d, npages, gfp);
     d->h.clean = 0;
+    uintptr_t a = lab_desc_addr(d);
     *desc = d;
     if (!(gfp & LAB_GFP_ATOMIC))
         pool_tick(pool, false);
@@ -1566,7 +1696,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         lab_store_relaxed(&d->h.state, state);
         uintptr_t a = lab_desc_addr(d);
         if (gfp & LAB_GFP_ZERO)
-            memset((void *)a, 0, npages << LAB_PAGE_SHIFT);
+            zero_pages(a, npages, NULL, 0, !atomic);
         *desc = d;
         return (void *)a;
     }
@@ -1809,7 +1939,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
     c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
     if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
-        memset((void *)c->base, 0, c->size);
+        zero_pages(c->base, c->size >> LAB_PAGE_SHIFT, NULL, 0, !(gfp & LAB_GFP_ATOMIC));
     c->page[0].h.clean = 0;
     *out = c;
     return (void *)c->base;
@@ -1838,7 +1968,7 @@ static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
  * free runs serve everything else. */
 static void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
 {
-    if (lab_likely(!d->h.clean || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
+    if (lab_likely(d->h.clean != 1 || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
         return;
     size_t want = (size_t)d->h.npages << LAB_PAGE_SHIFT, got = 0;
     lab_chunk_t *out = NULL;
@@ -1986,6 +2116,7 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
                 lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
                 /* counted at once: whoever sees the pages gone sees them counted */
                 lab_add_relaxed(&pool->purged_pages, b);
+                dirty_mark(c, (unsigned)(d - c->page), b, false);
                 d->h.clean = 1;
                 batch += b;
             }
@@ -2748,10 +2879,10 @@ void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
     d->h.order = (uint8_t)order;
     d->h.npages = 1u << order;
     d->owner = 0;
-    uintptr_t a = lab_desc_addr(d);
-    if (lab_unlikely(gfp & LAB_GFP_ZERO) && !d->h.clean)
-        memset((void *)a, 0, LAB_PAGE_SIZE << order);
+    if (lab_unlikely(gfp & LAB_GFP_ZERO))
+        run_zero(d, (size_t)1 << order, gfp);
     d->h.clean = 0;
+    uintptr_t a = lab_desc_addr(d);
     return (void *)a;
 }
 

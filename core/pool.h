@@ -26,11 +26,15 @@ enum {
 typedef struct lab_page_hdr {
     uint8_t  state;
     uint8_t  order;     /* CACHED/USER runs: log2 of the page count                           */
-    uint8_t  clean;     /* the run's pages read zero (fresh or purged)                       */
+    uint8_t  clean;     /* 1: the run's pages read zero (fresh or purged); LAB_CLEAN_SOME: a
+                           run carved from the store and not handed out yet, whose pages read
+                           zero where its chunk's dirty map says so; 0: any page may hold data */
     uint8_t  zone;      /* 0 normal, 1 exclusive (wiped on fork)                              */
     uint32_t npages;    /* the run's length in pages (not read while a span uses the run: the
                            arena keeps its own word here then, see lab_span_t.div)           */
 } lab_page_hdr_t;
+
+#define LAB_CLEAN_SOME 2
 
 /* A page descriptor: 64 bytes. `owner` sits at the offset where the arena keeps its span's heap
  * pointer, so that a run the pool owns can never look like a span of some thread's heap. */
@@ -62,6 +66,8 @@ typedef struct lab_chunk {
     uint32_t thp;               /* 1: advised MADV_HUGEPAGE (LAB_POOL_HUGE), until a purge */
     uint64_t idle_since;
     int64_t *pm;                /* the chunk's slice of the fast map (NULL: outside the region) */
+    uint64_t dirty[LAB_CHUNK_PAGES / 64]; /* a bit per page: clear, the page reads zero. Exact
+                                             for the store's pages (zone lock: pool.c) */
     uint16_t head[LAB_CHUNK_PAGES];   /* each page -> byte offset (from the header) of its run's
                                          descriptor; LAB_HEAD_NONE for pages in no used run */
     lab_page_t page[LAB_CHUNK_PAGES + 1] lab_aligned(64); /* + the sentinel for LAB_HEAD_NONE  */

@@ -2242,6 +2242,86 @@ static void test_used_runs_before_clean(void **state)
     }
 }
 
+/* The index of the first non-zero byte among the first n, or n. */
+static size_t first_nonzero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return i;
+    return n;
+}
+
+/* calloc of a page-sized or huge block over a run some earlier block used: zero throughout, and
+ * the pages that block never wrote stay untouched (the pool asks the kernel which pages were, past
+ * 32 of them; git merge and commit free a 512 KiB calloc they barely wrote and calloc it again,
+ * and a memset of the whole run faulted in 128 pages that glibc's fresh mapping never touched).
+ * Sizes: a power-of-two run (the rooms), another length (the run room), a huge mapping (its
+ * cache), each first written in a few pages, then in full, then calloc'ed again. */
+static void test_calloc_touches_written_pages_only(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {128 * 4096 - 32, 100 * 4096 - 32, 4 * MiB + 32};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k], pages = (n + 4095) / 4096;
+        lab_trim();
+        uint8_t *p = lab_calloc(1, n);
+        assert_non_null(p);
+        for (size_t i = 0; i < n; i += 16 * 4096) /* every 16th page */
+            p[i] = 0xa5;
+        lab_free(p);
+        uint8_t *q = lab_calloc(1, n);
+        assert_non_null(q);
+        size_t absent = pages_absent(q, n);
+        print_message("calloc(%zu) after a block that wrote %zu of its pages: %zu of %zu absent\n", n,
+                      (pages + 15) / 16, absent, pages);
+        /* all but the written pages, and the two its edges may share with neighbours */
+        assert_true(absent + (pages + 15) / 16 + 2 >= pages);
+        assert_int_equal(first_nonzero(q, n), n);
+        fill(q, n, 7); /* every page written: the next calloc must zero them all */
+        lab_free(q);
+        uint8_t *r = lab_calloc(1, n);
+        assert_non_null(r);
+        assert_int_equal(first_nonzero(r, n), n);
+        lab_free(r);
+    }
+}
+
+/* Store runs that are partly used and partly never touched: page-sized blocks written in full and
+ * freed (more than the run room keeps, so they reach the store and coalesce with the pages around
+ * them), then calloc of every length from 1 to 40 pages, and of blocks that split those runs: the
+ * dirty map must mark every page written, or a calloc under 32 pages (zeroed by the map alone)
+ * returns old bytes. */
+static void test_calloc_over_mixed_store_runs(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    uint8_t *p[N], *q[N];
+    lab_trim();
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            size_t n = (size_t)(9 + (i * 7 + round * 5) % 31) * 4096 - 16 * (size_t)(i + 1);
+            p[i] = lab_malloc(n);
+            assert_non_null(p[i]);
+            fill(p[i], n, (unsigned)i);
+            q[i] = (i % 3 == 0) ? lab_malloc(5 * 4096) : NULL; /* splits the freed runs */
+        }
+        for (int i = 0; i < N; i++)
+            lab_free(p[i]);
+        for (int i = 0; i < N; i++) {
+            size_t n = (size_t)(1 + (i + round) % 40) * 4096 - 8;
+            p[i] = lab_calloc(1, n);
+            assert_non_null(p[i]);
+            assert_int_equal(first_nonzero(p[i], n), n);
+            fill(p[i], n, (unsigned)i + 100);
+        }
+        for (int i = 0; i < N; i++) {
+            lab_free(p[i]);
+            lab_free(q[i]);
+        }
+    }
+}
+
 /* A freed huge block's mapping stays populated in the huge cache for the next huge block; but
  * when the pool then hands out pages never touched, the program's memory has moved on to smaller
  * blocks, and the cached mapping goes back to the OS at once (sort -S 4M frees its 4 MiB buffer,
@@ -2724,6 +2804,8 @@ int main(void)
         cmocka_unit_test(test_kept_spans_reused),
         cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_used_runs_before_clean),
+        cmocka_unit_test(test_calloc_touches_written_pages_only),
+        cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
         cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
