@@ -232,7 +232,8 @@ lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
                                       uint8_t state, lab_page_t **desc);
 /* The same, carved only from used free pages of the default pool (no fault, no mapping), or NULL;
- * never for LAB_GFP_ATOMIC. */
+ * never for LAB_GFP_ATOMIC, nor while the huge cache holds a mapping (populated too, and
+ * lab_pool_alloc_huge takes it). */
 lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
                                            lab_page_t **desc);
 /* A thread's run room (pool.c) holds at most this many runs and pages (1 MiB: a run of any size
