@@ -353,11 +353,14 @@ struct lab_pool {
     size_t thp_after, thp_chunks, thp_demoted;
     size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
     size_t peak_used;
-    lab_zone_t zone[2];
+    /* before the zones, in the hole their alignment leaves: huge_cache_yield reads the cache's
+       size whenever the pool hands out fresh pages, and after them it sat on the struct's
+       third page (a page fault in every process, for a zero) */
     lab_lock_t huge_lock;
     lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
     size_t huge_cache_bytes;          /* written under huge_lock (relaxed: huge_cache_yield peeks) */
     size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
+    lab_zone_t zone[2];
 };
 /* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
  * of runs of half a chunk or more are on its first page. */
