@@ -620,14 +620,30 @@ static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
  * with most of it never written (git merge and commit free a 512 KiB calloc they barely used,
  * then calloc it again) would otherwise be faulted in whole by the memset. */
 #define ZERO_ASK_PAGES 32
+/* The question costs three system calls (6-8 us here, where a memset of 512 KiB that is resident
+ * takes 4): after an answer that most of the run was written, the next questions are skipped,
+ * twice as many each time up to this many, so that a program whose big callocs are written in
+ * full pays for one in 64 (relaxed counters shared by all threads: a rough rate is enough;
+ * malloc_trim starts them again). */
+#define ZERO_ASK_BACKOFF_MAX 64u
+static unsigned zero_ask_skip, zero_ask_backoff;
 
 /* Zero what may hold data of npages pages from a (LAB_GFP_ZERO): all of them, or those dc's
  * dirty map marks (dc: the chunk, from page di, for a run carved partly clean; NULL: any page
  * may hold data); of ZERO_ASK_PAGES or more and if `ask` (the caller may make system calls),
- * only those the kernel says were touched (lab_os_pages_held). */
+ * only those the kernel says were touched (lab_os_pages_held), unless the last answers were
+ * that nearly all were. */
 static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
 {
     ask = ask && npages >= ZERO_ASK_PAGES;
+    if (ask) {
+        unsigned skip = lab_load_relaxed(&zero_ask_skip);
+        if (skip) {
+            lab_store_relaxed(&zero_ask_skip, skip - 1);
+            ask = false;
+        }
+    }
+    size_t wanted = 0, written = 0;
     for (size_t base = 0; base < npages; base += LAB_CHUNK_PAGES) {
         size_t k = lab_min(npages - base, (size_t)LAB_CHUNK_PAGES), words = (k + 63) / 64;
         uint64_t want[LAB_CHUNK_PAGES / 64], held[LAB_CHUNK_PAGES / 64];
@@ -636,9 +652,13 @@ static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di,
             if (k - w * 64 < 64)
                 want[w] &= (1ull << (k - w * 64)) - 1;
         }
-        if (ask && lab_os_pages_held((void *)(a + (base << LAB_PAGE_SHIFT)), k, held) == 0)
-            for (size_t w = 0; w < words; w++)
+        if (ask && lab_os_pages_held((void *)(a + (base << LAB_PAGE_SHIFT)), k, held) == 0) {
+            for (size_t w = 0; w < words; w++) {
+                wanted += (size_t)__builtin_popcountll(want[w]);
                 want[w] &= held[w];
+                written += (size_t)__builtin_popcountll(want[w]);
+            }
+        }
         for (size_t i = 0; i < k;) {
             uint64_t v = want[i / 64] >> (i % 64);
             if (!v) {
@@ -652,6 +672,13 @@ static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di,
             memset((void *)(a + ((base + i) << LAB_PAGE_SHIFT)), 0, (j - i) << LAB_PAGE_SHIFT);
             i = j;
         }
+    }
+    if (wanted) {
+        unsigned b = 0;
+        if (written * 4 >= wanted * 3) /* three quarters written: asking did not pay */
+            b = lab_min(2 * lab_load_relaxed(&zero_ask_backoff) + 1, ZERO_ASK_BACKOFF_MAX);
+        lab_store_relaxed(&zero_ask_backoff, b);
+        lab_store_relaxed(&zero_ask_skip, b);
     }
 }
 
@@ -2141,6 +2168,10 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
 
 static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
 {
+    if (force) { /* malloc_trim: every free page reads zero again, a new start for zero_pages */
+        lab_store_relaxed(&zero_ask_backoff, 0);
+        lab_store_relaxed(&zero_ask_skip, 0);
+    }
     uint64_t t = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, t);
     lab_store_relaxed(&pool->last_purge, t);

@@ -2287,6 +2287,34 @@ static void test_calloc_touches_written_pages_only(void **state)
     }
 }
 
+/* The question of which pages were touched costs three system calls, more than the memset it
+ * saves when the blocks are written in full: after such answers the questions are skipped, twice
+ * as many each time up to 64. A hundred 512 KiB callocs written in full: without the back-off,
+ * 300 system calls; with it, about 30. */
+static void test_calloc_dense_stops_asking(void **state)
+{
+    (void)state;
+    const size_t n = 128 * 4096 - 32;
+    lab_trim();
+    struct lab_os_counters o0, o1;
+    uint8_t *p = lab_calloc(1, n);
+    assert_non_null(p);
+    fill(p, n, 1);
+    lab_free(p);
+    lab_os_counters(&o0);
+    for (int i = 0; i < 100; i++) {
+        p = lab_calloc(1, n);
+        assert_non_null(p);
+        assert_int_equal(first_nonzero(p, n), n);
+        fill(p, n, (unsigned)i);
+        lab_free(p);
+    }
+    lab_os_counters(&o1);
+    print_message("100 callocs over a run written in full: %llu system calls\n",
+                  (unsigned long long)(o1.calls - o0.calls));
+    assert_true(o1.calls - o0.calls <= 60);
+}
+
 /* Store runs that are partly used and partly never touched: page-sized blocks written in full and
  * freed (more than the run room keeps, so they reach the store and coalesce with the pages around
  * them), then calloc of every length from 1 to 40 pages, and of blocks that split those runs: the
@@ -2805,6 +2833,7 @@ int main(void)
         cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_used_runs_before_clean),
         cmocka_unit_test(test_calloc_touches_written_pages_only),
+        cmocka_unit_test(test_calloc_dense_stops_asking),
         cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
         cmocka_unit_test(test_empty_spans_reclaimed),
