@@ -627,6 +627,7 @@ static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
  * malloc_trim starts them again). */
 #define ZERO_ASK_BACKOFF_MAX 64u
 static unsigned zero_ask_skip, zero_ask_backoff;
+int lab_pool_zero_ask = 1; /* LABYRINTH_PAGEMAP */
 
 /* Zero what may hold data of npages pages from a (LAB_GFP_ZERO): all of them, or those dc's
  * dirty map marks (dc: the chunk, from page di, for a run carved partly clean; NULL: any page
@@ -635,7 +636,7 @@ static unsigned zero_ask_skip, zero_ask_backoff;
  * that nearly all were. */
 static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
 {
-    ask = ask && npages >= ZERO_ASK_PAGES;
+    ask = ask && npages >= ZERO_ASK_PAGES && lab_load_relaxed(&lab_pool_zero_ask);
     if (ask) {
         unsigned skip = lab_load_relaxed(&zero_ask_skip);
         if (skip) {

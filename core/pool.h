@@ -236,6 +236,9 @@ lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t
  * lab_pool_alloc_huge takes it). */
 lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
                                            lab_page_t **desc);
+/* 0: LAB_GFP_ZERO never asks the kernel which pages were touched (LABYRINTH_PAGEMAP; pool.c's
+ * zero_pages): every page that may hold data is cleared. */
+lab_internal extern int lab_pool_zero_ask;
 /* A thread's run room (pool.c) holds at most this many runs and pages (1 MiB: a run of any size
  * up to LAB_LARGE_MAX). */
 #define LAB_RUN_ROOM_RUNS  4u

@@ -502,6 +502,7 @@ __attribute__((constructor(101))) static void preload_init(void)
         lab_report_foreign = 8;
     lab_kept_max = (size_t)lab_min(opts.KEPT_KIB, 1ul << 30) << 10;
     lab_nursery_on = (int)opts.NURSERY;
+    lab_pool_zero_ask = (int)opts.PAGEMAP;
     if (opts.SECURE)
         lab_arena_set_secure();
     lab_arena_thread_key_init();
