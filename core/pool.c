@@ -1760,21 +1760,37 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     return run_hand_out(pool, d, npages, gfp, state, desc);
 }
 
+/* True if the huge cache holds a mapping of at least `bytes` (lab_pool_alloc_huge would take it
+ * with no growth). */
+static bool huge_cache_holds(lab_pool_t *pool, size_t bytes)
+{
+    if (!lab_load_relaxed(&pool->huge_cache_bytes))
+        return false;
+    bool found = false;
+    lab_lock(&pool->huge_lock);
+    for (lab_chunk_t *e = pool->huge_cache; e && !found; e = e->next)
+        found = e->size >= bytes;
+    lab_unlock(&pool->huge_lock);
+    return found;
+}
+
 /* A run of npages, at most a chunk's, carved only from pages of the default pool's store that
  * were used before (the calling thread's run room joins the store first), or NULL: nothing
  * faulted in, nothing mapped. malloc asks it for blocks above LAB_LARGE_MAX before it maps one
  * of their own: a program whose memory moves from page-sized blocks to bigger ones (sort's last
  * merge through 1.3 MiB buffers after sixteen of 256 KiB) reuses the pages the smaller ones had
  * instead of keeping them resident beside fresh mappings until the purge. Not while the huge cache
- * holds a mapping: lab_pool_alloc_huge reuses it, populated as well, and served here the block
- * left it resident beside the pages it took (python3's lists grow by allocating twice the size
- * and freeing the old: its 1.9 MiB one, beside the 3.8 and 7.7 MiB mappings just freed, took
- * the peak of its calls replayed from 22.7 to 26.6 MiB). */
+ * holds a mapping that the block fits in: lab_pool_alloc_huge reuses it, populated as well (cut
+ * to the block's size), and served here the block left it resident beside the pages it took
+ * (python3's lists grow by allocating twice the size and freeing the old: its 1.9 MiB one,
+ * beside the 3.8 and 7.7 MiB mappings just freed, took the peak of its calls replayed from 22.7
+ * to 26.6 MiB). A cached mapping smaller than the block would have to grow (page faults): the
+ * pool's used pages come first then. */
 void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC) ||
-        lab_load_relaxed(&pool->huge_cache_bytes))
+        huge_cache_holds(pool, npages << LAB_PAGE_SHIFT))
         return NULL;
     lab_rooms_t *rs = tls_rooms;
     lab_page_t *runs = NULL;

@@ -232,8 +232,8 @@ lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
                                       uint8_t state, lab_page_t **desc);
 /* The same, carved only from used free pages of the default pool (no fault, no mapping), or NULL;
- * never for LAB_GFP_ATOMIC, nor while the huge cache holds a mapping (populated too, and
- * lab_pool_alloc_huge takes it). */
+ * never for LAB_GFP_ATOMIC, nor while the huge cache holds a mapping the block fits in (populated
+ * too, and lab_pool_alloc_huge takes it). */
 lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
                                            lab_page_t **desc);
 /* 0: LAB_GFP_ZERO never asks the kernel which pages were touched (LABYRINTH_PAGEMAP; pool.c's
