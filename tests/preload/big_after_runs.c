@@ -14,18 +14,6 @@
 
 #include "lab_check.h"
 
-static size_t pages_absent(const void *p, size_t n)
-{
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
-    static unsigned char vec[1024];
-    size_t pages = (e - a) / 4096, absent = 0;
-    if (pages > sizeof vec || mincore((void *)a, e - a, vec) != 0)
-        return SIZE_MAX;
-    for (size_t i = 0; i < pages; i++)
-        absent += !(vec[i] & 1);
-    return absent;
-}
-
 int main(void)
 {
     enum { N = 16, BIG = 3 };
@@ -42,7 +30,7 @@ int main(void)
     for (int i = 0; i < BIG; i++) {
         b[i] = malloc(big);
         CHECK(b[i] != NULL, "malloc(%zu)", big);
-        absent += pages_absent(b[i], big);
+        absent += lab_pages_absent(b[i], big);
         memset(b[i], i + 1, big);
     }
     SAY("three blocks of %zu KiB after sixteen of %zu KiB freed: %zu of %zu pages not resident "

@@ -14,18 +14,6 @@
 
 enum { PAGES = 128 };
 
-static size_t absent(const void *p, size_t n)
-{
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
-    unsigned char vec[PAGES + 2];
-    size_t pages = (e - a) / 4096, k = 0;
-    if (pages > sizeof vec || mincore((void *)a, e - a, vec) != 0)
-        return SIZE_MAX;
-    for (size_t i = 0; i < pages; i++)
-        k += !(vec[i] & 1);
-    return k;
-}
-
 static size_t first_nonzero(const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -50,7 +38,7 @@ int main(int argc, char **argv)
     CHECK(q != NULL, "calloc again");
     if (!q)
         return 1;
-    size_t k = absent(q, n);
+    size_t k = lab_pages_absent(q, n);
     SAY("  %zu of %d pages absent before they are read", k, PAGES);
     if (lab_expect_labyrinth()) {
         if (!strcmp(mode, "off"))

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* ctest's SKIP_RETURN_CODE: the check does not apply to the allocator under test. */
@@ -45,6 +46,20 @@ static atomic_int lab_failures;
         fputc('\n', stdout);                                                                  \
         fflush(stdout);                                                                       \
     } while (0)
+
+/* Pages of [p, p + n) not resident (never touched, or given back), by mincore; SIZE_MAX when the
+ * range is past 1024 pages or mincore fails. One thread at a time (a static vector). */
+static inline size_t lab_pages_absent(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095, e = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    static unsigned char vec[1024];
+    size_t pages = (e - a) / 4096, absent = 0;
+    if (pages > sizeof vec || mincore((void *)a, e - a, vec) != 0)
+        return SIZE_MAX;
+    for (size_t i = 0; i < pages; i++)
+        absent += !(vec[i] & 1);
+    return absent;
+}
 
 static inline int lab_expect_labyrinth(void)
 {
