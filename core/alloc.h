@@ -36,7 +36,8 @@ lab_inline void *lab_malloc_fast(size_t n)
  * page-sized run does (align above a page, or too large a size). A block of a class whose size is
  * a multiple of align is aligned (spans are). The class of n rounded up to align is the first
  * such: that is a class size, or its doubling's class step is itself a multiple of align
- * (classes: 16-byte steps to 128 B, then four per doubling). */
+ * (classes: 16-byte steps to 128 B, then 32-byte steps to 512 B, 64-byte to 1 KiB, then four per
+ * doubling: above 256 B every step is a multiple of 32, and align is at least 32 here). */
 lab_inline size_t lab_aligned_class_size(size_t align, size_t n)
 {
     if (align > LAB_PAGE_SIZE || n > LAB_SMALL_MAX)

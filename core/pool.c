@@ -560,11 +560,14 @@ static unsigned bin_find(lab_zone_t *z, unsigned n)
  * callocs faulted in 1 MiB that glibc's mapping never touched), and a request that may reuse
  * used pages finds them. Written under the zone lock; read without it only for a run out of the
  * store (whose bits nobody changes then): relaxed atomics, for the neighbours sharing a word. */
+/* The low k bits (k <= 64). */
+static inline uint64_t low_bits(unsigned k) { return k >= 64 ? ~0ull : (1ull << k) - 1; }
+
 static void dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on)
 {
     for (unsigned i = idx, end = idx + n; i < end;) {
         unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
-        uint64_t m = (k == 64 ? ~0ull : (1ull << k) - 1) << lo;
+        uint64_t m = low_bits(k) << lo;
         uint64_t v = lab_load_relaxed(&c->dirty[i / 64]);
         lab_store_relaxed(&c->dirty[i / 64], on ? v | m : v & ~m);
         i += k;
@@ -590,7 +593,7 @@ static unsigned dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
     unsigned cnt = 0;
     while (i < end) {
         unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
-        uint64_t m = (k == 64 ? ~0ull : (1ull << k) - 1) << lo;
+        uint64_t m = low_bits(k) << lo;
         cnt += (unsigned)__builtin_popcountll(lab_load_relaxed(&c->dirty[i / 64]) & m);
         i += k;
     }
@@ -649,9 +652,8 @@ static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di,
         size_t k = lab_min(npages - base, (size_t)LAB_CHUNK_PAGES), words = (k + 63) / 64;
         uint64_t want[LAB_CHUNK_PAGES / 64], held[LAB_CHUNK_PAGES / 64];
         for (size_t w = 0; w < words; w++) {
-            want[w] = dc ? dirty_word(dc, di + (unsigned)(base + w * 64)) : ~0ull;
-            if (k - w * 64 < 64)
-                want[w] &= (1ull << (k - w * 64)) - 1;
+            want[w] = (dc ? dirty_word(dc, di + (unsigned)(base + w * 64)) : ~0ull) &
+                      low_bits((unsigned)lab_min(k - w * 64, (size_t)64));
         }
         if (ask && lab_os_pages_held((void *)(a + (base << LAB_PAGE_SHIFT)), k, held) == 0) {
             for (size_t w = 0; w < words; w++) {
@@ -1725,11 +1727,10 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     if (!(gfp & LAB_GFP_EXCLUSIVE) && (d = run_room_pop(pool, npages)) != NULL) {
         /* heads and all as the run left them (its own, see run_room_push) */
         lab_store_relaxed(&d->h.state, state);
-        uintptr_t a = lab_desc_addr(d);
         if (gfp & LAB_GFP_ZERO)
-            zero_pages(a, npages, NULL, 0, !atomic);
+            run_zero(d, npages, gfp); /* a room's run: clean 0, all of it */
         *desc = d;
-        return (void *)a;
+        return (void *)lab_desc_addr(d);
     }
     if (atomic) {
         if (!lab_lock_try(&z->lock)) {
