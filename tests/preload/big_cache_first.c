@@ -1,0 +1,63 @@
+/* big_cache_first.c — a block of 1-2 MiB when the pool holds used free pages (sixteen blocks of
+ * 260 KiB written and freed) and the huge cache a freed 4 MiB block's mapping. Under Labyrinth
+ * (LAB_EXPECT_LABYRINTH=1): a cached mapping that can hold the block comes first (python3's lists
+ * grow by allocating twice the size and freeing the old; served from the pool, the block left the
+ * cache's mappings resident beside it), so a 1.1 MiB block gets the 4 MiB block's address; but a
+ * cached mapping smaller than the block would have to grow (page faults), so a 1.3 MiB block
+ * after it takes the pool's used pages: another address, resident before it is written. Contents
+ * are checked under any allocator. A process of its own, so that the freed runs lie together. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lab_check.h"
+
+static void fill_check(unsigned char *p, size_t n, int v, const char *what)
+{
+    memset(p, v, n);
+    for (size_t k = 0; k < n; k += 4093)
+        CHECK(p[k] == v, "%s: byte %zu", what, k);
+}
+
+int main(void)
+{
+    enum { N = 16 };
+    const size_t small = 262176, huge = (4u << 20) + 32, fits = 1153434, larger = 1363149;
+    unsigned char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(small);
+        CHECK(p[i] != NULL, "malloc(%zu)", small);
+        if (p[i])
+            memset(p[i], 0x5A, small);
+    }
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    unsigned char *h = malloc(huge);
+    CHECK(h != NULL, "malloc(%zu)", huge);
+    if (!h)
+        return lab_finish("big_cache_first");
+    fill_check(h, huge, 1, "the 4 MiB block");
+    free(h);
+    unsigned char *a = malloc(fits);
+    CHECK(a != NULL, "malloc(%zu)", fits);
+    if (!a)
+        return lab_finish("big_cache_first");
+    SAY("a %zu KiB block after a 4 MiB one was freed: %s address", fits >> 10, a == h ? "the same" : "another");
+    if (lab_expect_labyrinth())
+        CHECK(a == h, "the cached mapping was not taken: %p, freed %p", (void *)a, (void *)h);
+    fill_check(a, fits, 2, "the 1.1 MiB block");
+    free(a);
+    unsigned char *b = malloc(larger);
+    CHECK(b != NULL, "malloc(%zu)", larger);
+    if (!b)
+        return lab_finish("big_cache_first");
+    size_t absent = lab_pages_absent(b, larger);
+    SAY("a %zu KiB block after it: %s address, %zu of %zu pages not resident", larger >> 10,
+        b == h ? "the same" : "another", absent, (larger + 4095) / 4096);
+    if (lab_expect_labyrinth())
+        CHECK(b != h && absent <= 8, "the smaller cached mapping grew instead of used pages: %zu absent", absent);
+    fill_check(b, larger, 3, "the 1.3 MiB block");
+    free(b);
+    return lab_finish("big_cache_first");
+}
