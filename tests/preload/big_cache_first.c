@@ -13,6 +13,16 @@
 
 #include "lab_check.h"
 
+/* malloc(n), or the test ends (failed) */
+static unsigned char *take(size_t n)
+{
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL, "malloc(%zu)", n);
+    if (!p)
+        exit(lab_finish("big_cache_first"));
+    return p;
+}
+
 static void fill_check(unsigned char *p, size_t n, int v, const char *what)
 {
     memset(p, v, n);
@@ -25,33 +35,20 @@ int main(void)
     enum { N = 16 };
     const size_t small = 262176, huge = (4u << 20) + 32, fits = 1153434, larger = 1363149;
     unsigned char *p[N];
-    for (int i = 0; i < N; i++) {
-        p[i] = malloc(small);
-        CHECK(p[i] != NULL, "malloc(%zu)", small);
-        if (p[i])
-            memset(p[i], 0x5A, small);
-    }
+    for (int i = 0; i < N; i++)
+        memset(p[i] = take(small), 0x5A, small);
     for (int i = 0; i < N; i++)
         free(p[i]);
-    unsigned char *h = malloc(huge);
-    CHECK(h != NULL, "malloc(%zu)", huge);
-    if (!h)
-        return lab_finish("big_cache_first");
+    unsigned char *h = take(huge);
     fill_check(h, huge, 1, "the 4 MiB block");
     free(h);
-    unsigned char *a = malloc(fits);
-    CHECK(a != NULL, "malloc(%zu)", fits);
-    if (!a)
-        return lab_finish("big_cache_first");
+    unsigned char *a = take(fits);
     SAY("a %zu KiB block after a 4 MiB one was freed: %s address", fits >> 10, a == h ? "the same" : "another");
     if (lab_expect_labyrinth())
         CHECK(a == h, "the cached mapping was not taken: %p, freed %p", (void *)a, (void *)h);
     fill_check(a, fits, 2, "the 1.1 MiB block");
     free(a);
-    unsigned char *b = malloc(larger);
-    CHECK(b != NULL, "malloc(%zu)", larger);
-    if (!b)
-        return lab_finish("big_cache_first");
+    unsigned char *b = take(larger);
     size_t absent = lab_pages_absent(b, larger);
     SAY("a %zu KiB block after it: %s address, %zu of %zu pages not resident", larger >> 10,
         b == h ? "the same" : "another", absent, (larger + 4095) / 4096);
