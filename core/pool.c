@@ -1761,6 +1761,29 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     return run_hand_out(pool, d, npages, gfp, state, desc);
 }
 
+static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
+
+/* A block has just been carved from the store where it covers `fresh` pages never written (zone
+ * lock held): as many written pages of other store runs are purged now, the first runs that hold
+ * any among STORE_USED_SCAN from the smallest up, so that the pool's resident pages do not grow
+ * by what the block faults in while pages it could not use (too few in one place) wait for the
+ * delay. sort's last merge: three 1.3 MiB buffers over the pages of sixteen 256 KiB ones spread
+ * over three chunks (a block cannot cross one); two found room in used pages, the third faulted
+ * in 212 pages beside 226 idle written ones. */
+static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, unsigned fresh)
+{
+    unsigned seen = 0;
+    for (unsigned b = bin_find(z, 1); b && fresh && seen < STORE_USED_SCAN; b = bin_find(z, b + 1))
+        for (lab_page_t *d = ZBIN(z, b); d && fresh && seen < STORE_USED_SCAN; d = d->next, seen++) {
+            if (d->h.clean)
+                continue;
+            lab_chunk_t *c = lab_desc_chunk(d);
+            unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
+            store_run_purge(pool, d, b);
+            fresh -= lab_min(fresh, used);
+        }
+}
+
 /* True if the huge cache holds a mapping of at least `bytes` (lab_pool_alloc_huge would take it
  * with no growth). */
 static bool huge_cache_holds(lab_pool_t *pool, size_t bytes)
@@ -1805,6 +1828,11 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     lab_page_t *d = NULL;
     if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
         d = store_take_used(pool, z, (unsigned)npages, 1, NULL, 0);
+    if (d) {
+        lab_chunk_t *c = lab_desc_chunk(d);
+        unsigned s = (unsigned)(d - c->page);
+        store_trade_fresh(pool, z, (unsigned)npages - dirty_count(c, s, s + (unsigned)npages));
+    }
     lab_unlock(&z->lock);
     return d ? run_hand_out(pool, d, npages, gfp, state, desc) : NULL;
 }
@@ -2129,6 +2157,24 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 /* ------------------------------------------------------------------------------------------
  * purging */
 
+/* Purge store run d of b pages (zone lock held): it reads zero from now on. */
+static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    if (c->thp) {
+        /* the purge splits the huge page: small pages from now on, and khugepaged told to keep
+         * away, or it would fill the purged pages in again */
+        lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
+        c->thp = 0;
+        lab_add_relaxed(&pool->thp_demoted, 1);
+    }
+    lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
+    /* counted at once: whoever sees the pages gone sees them counted */
+    lab_add_relaxed(&pool->purged_pages, b);
+    dirty_mark(c, (unsigned)(d - c->page), b, false);
+    d->h.clean = 1;
+}
+
 /* Pages purged per hold of a zone lock: allocations that need the lock wait at most one batch of
  * madvise (64 MiB, a few milliseconds), not a whole pass over a large pool. */
 #define PURGE_BATCH_PAGES 16384u
@@ -2158,19 +2204,7 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
                     more = true; /* let waiting allocations in, then start the walk again */
                     break;
                 }
-                lab_chunk_t *c = lab_desc_chunk(d);
-                if (c->thp) {
-                    /* the purge splits the huge page: small pages from now on, and khugepaged
-                     * told to keep away, or it would fill the purged pages in again */
-                    lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
-                    c->thp = 0;
-                    lab_add_relaxed(&pool->thp_demoted, 1);
-                }
-                lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
-                /* counted at once: whoever sees the pages gone sees them counted */
-                lab_add_relaxed(&pool->purged_pages, b);
-                dirty_mark(c, (unsigned)(d - c->page), b, false);
-                d->h.clean = 1;
+                store_run_purge(pool, d, b);
                 batch += b;
             }
         }
