@@ -1915,6 +1915,14 @@ static inline bool huge_grow_fits(const lab_chunk_t *e, size_t size)
 {
     return e->size - size <= HUGE_GROW_SLACK + size;
 }
+/* Any other block takes a cached mapping whole if it is at most this much larger, or a quarter
+ * larger; past both, the mapping is cut down to the block (the pages past it unmapped). Cutting
+ * a mapping a little larger than the block threw away populated pages that the next, larger
+ * block faulted in again: random churn of 1-2 MiB blocks, four live (a /tmp program: malloc, a
+ * write over the whole block, free of a random one, 2 000 rounds) faulted 76 000 times in
+ * 1.35 s, glibc 98 000, jemalloc 3 750; 2 150 times in 0.07 s whole. At the price of up to this
+ * much resident past the block while it lives (peak RSS 9.4 -> 9.9 MiB there). */
+#define HUGE_CUT_SLACK ((size_t)4 << 20)
 
 static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
 {
@@ -1964,10 +1972,12 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
     }
     lab_unlock(&pool->huge_lock);
-    /* Cut down one much larger, unless the block is growing: cutting unmaps populated pages the
-     * growth would fault in again (realloc growth to 1 MiB in 1 KiB steps, each round taking the
-     * last round's mapping back: 224 page faults a round, about 4 us per realloc) */
-    bool cut = c && c->size >= size && (growing ? !huge_grow_fits(c, size) : c->size - size > size / 4);
+    /* Cut down one much larger (HUGE_CUT_SLACK), unless the block is growing: cutting unmaps
+     * populated pages the growth would fault in again (realloc growth to 1 MiB in 1 KiB steps,
+     * each round taking the last round's mapping back: 224 page faults a round, about 4 us per
+     * realloc) */
+    bool cut = c && c->size >= size &&
+               (growing ? !huge_grow_fits(c, size) : c->size - size > lab_max(size / 4, HUGE_CUT_SLACK));
     if (c && (c->size < size || cut) && !lab_pool_resize_huge(pool, c, size) && c->size < size) {
         huge_unmap(pool, c);
         c = NULL;

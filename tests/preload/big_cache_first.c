@@ -1,10 +1,11 @@
 /* big_cache_first.c — a block of 1-2 MiB when the pool holds used free pages (sixteen blocks of
- * 260 KiB written and freed) and the huge cache a freed 4 MiB block's mapping. Under Labyrinth
+ * 260 KiB written and freed) and the huge cache a freed 8 MiB block's mapping. Under Labyrinth
  * (LAB_EXPECT_LABYRINTH=1): a cached mapping that can hold the block comes first (python3's lists
  * grow by allocating twice the size and freeing the old; served from the pool, the block left the
- * cache's mappings resident beside it), so a 1.1 MiB block gets the 4 MiB block's address; but a
- * cached mapping smaller than the block would have to grow (page faults), so a 1.3 MiB block
- * after it takes the pool's used pages: another address, resident before it is written. Contents
+ * cache's mappings resident beside it), so a 1.1 MiB block gets the 8 MiB block's address (the
+ * mapping cut down to it: more than 4 MiB past it); but a cached mapping smaller than the block
+ * would have to grow (page faults), so a 1.3 MiB block after it takes the pool's used pages:
+ * another address, resident before it is written. Contents
  * are checked under any allocator. A process of its own, so that the freed runs lie together. */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -33,17 +34,17 @@ static void fill_check(unsigned char *p, size_t n, int v, const char *what)
 int main(void)
 {
     enum { N = 16 };
-    const size_t small = 262176, huge = (4u << 20) + 32, fits = 1153434, larger = 1363149;
+    const size_t small = 262176, huge = (8u << 20) + 32, fits = 1153434, larger = 1363149;
     unsigned char *p[N];
     for (int i = 0; i < N; i++)
         memset(p[i] = take(small), 0x5A, small);
     for (int i = 0; i < N; i++)
         free(p[i]);
     unsigned char *h = take(huge);
-    fill_check(h, huge, 1, "the 4 MiB block");
+    fill_check(h, huge, 1, "the 8 MiB block");
     free(h);
     unsigned char *a = take(fits);
-    SAY("a %zu KiB block after a 4 MiB one was freed: %s address", fits >> 10, a == h ? "the same" : "another");
+    SAY("a %zu KiB block after an 8 MiB one was freed: %s address", fits >> 10, a == h ? "the same" : "another");
     if (lab_expect_labyrinth())
         CHECK(a == h, "the cached mapping was not taken: %p, freed %p", (void *)a, (void *)h);
     fill_check(a, fits, 2, "the 1.1 MiB block");
