@@ -1804,8 +1804,8 @@ static bool huge_cache_holds(lab_pool_t *pool, size_t bytes)
  * of their own: a program whose memory moves from page-sized blocks to bigger ones (sort's last
  * merge through 1.3 MiB buffers after sixteen of 256 KiB) reuses the pages the smaller ones had
  * instead of keeping them resident beside fresh mappings until the purge. Not while the huge cache
- * holds a mapping that the block fits in: lab_pool_alloc_huge reuses it, populated as well (cut
- * to the block's size), and served here the block left it resident beside the pages it took
+ * holds a mapping that the block fits in: lab_pool_alloc_huge reuses it, populated as well (whole,
+ * or cut down to the block when much larger), and served here the block left it resident beside the pages it took
  * (python3's lists grow by allocating twice the size and freeing the old: its 1.9 MiB one,
  * beside the 3.8 and 7.7 MiB mappings just freed, took the peak of its calls replayed from 22.7
  * to 26.6 MiB). A cached mapping smaller than the block would have to grow (page faults): the
@@ -2029,8 +2029,10 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     c->asked = bytes;
     lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
     c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
+    /* the block's pages only: a cached mapping taken whole may run up to HUGE_CUT_SLACK past it,
+     * populated, and clearing that too cost a memset of megabytes nobody asked to read zero */
     if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
-        zero_pages(c->base, c->size >> LAB_PAGE_SHIFT, NULL, 0, !(gfp & LAB_GFP_ATOMIC));
+        zero_pages(c->base, size >> LAB_PAGE_SHIFT, NULL, 0, !(gfp & LAB_GFP_ATOMIC));
     c->page[0].h.clean = 0;
     *out = c;
     return (void *)c->base;

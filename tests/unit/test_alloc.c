@@ -2287,6 +2287,32 @@ static void test_calloc_touches_written_pages_only(void **state)
     }
 }
 
+/* calloc of a block that takes a cached huge mapping whole (at most HUGE_CUT_SLACK larger)
+ * clears the block's pages, not the mapping's surplus: a 5 MiB mapping written in full, freed,
+ * then calloc of 1.1 MiB at its address reads zero over the request while the surplus keeps its
+ * bytes (clearing it too was a memset of 3.9 MiB per calloc). */
+static void test_calloc_whole_mapping_clears_request(void **state)
+{
+    (void)state;
+    const size_t big = 5 * MiB, n = 1100 * 1024;
+    lab_trim();
+    uint8_t *p = lab_malloc(big);
+    assert_non_null(p);
+    memset(p, 0x5a, big);
+    lab_free(p);
+    uint8_t *q = lab_calloc(1, n);
+    assert_non_null(q);
+    assert_int_equal(first_nonzero(q, n), n);
+    assert_ptr_equal(q, p); /* the cached mapping, taken whole */
+    size_t page_end = (n + 4095) & ~(size_t)4095;
+    print_message("calloc(%zu) over a 5 MiB mapping: usable %zu, byte past the request's pages %#x\n", n,
+                  lab_usable_size(q), q[page_end]);
+    assert_true(lab_usable_size(q) >= big);
+    assert_int_equal(q[page_end], 0x5a);
+    assert_int_equal(q[big - 1], 0x5a);
+    lab_free(q);
+}
+
 /* The question of which pages were touched costs three system calls, more than the memset it
  * saves when the blocks are written in full: after such answers the questions are skipped, twice
  * as many each time up to 64. A hundred 512 KiB callocs written in full: without the back-off,
@@ -2833,6 +2859,7 @@ int main(void)
         cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_used_runs_before_clean),
         cmocka_unit_test(test_calloc_touches_written_pages_only),
+        cmocka_unit_test(test_calloc_whole_mapping_clears_request),
         cmocka_unit_test(test_calloc_dense_stops_asking),
         cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
