@@ -353,6 +353,7 @@ struct lab_pool {
     size_t thp_after, thp_chunks, thp_demoted;
     size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
     size_t peak_used;
+    unsigned run_peak;                /* the longest run lab_pool_alloc_run was asked for (zone lock) */
     /* before the zones, in the hole their alignment leaves: huge_cache_yield reads the cache's
        size whenever the pool hands out fresh pages, and after them it sat on the struct's
        third page (a page fault in every process, for a zero) */
@@ -1715,6 +1716,31 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     return (void *)a;
 }
 
+static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
+static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, unsigned fresh, unsigned n);
+
+/* Run d, n pages just carved from the store of z (lock held) for a caller that may wait, covers
+ * pages never written while the calling thread's run room holds written runs (the room missed:
+ * none of a length near n): d goes back, the room's runs join the store, where they coalesce
+ * with their free neighbours, and the run is carved again where it finds the most used pages.
+ * Sixteen 256 KiB blocks freed, then nine of 455 KiB: three of the sixteen sat in the room
+ * (780 KiB) while two of the nine faulted in pages of their own. */
+static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n)
+{
+    lab_rooms_t *rs = tls_rooms;
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned s = (unsigned)(d - c->page);
+    if (!rs || !rs->runs || !pool->is_default || z != &pool->zone[ZONE_NORMAL] || dirty_count(c, s, s + n) == n ||
+        !room_enter(rs))
+        return d;
+    lab_page_t *runs = run_room_detach(rs);
+    room_leave(rs);
+    store_free(pool, z, c, s, n, true, 0);
+    run_chain_store(pool, runs, lab_clock_ms());
+    lab_page_t *r = store_take_used(pool, z, n, 1, NULL, 0);
+    return r ? r : store_take_any(pool, z, n);
+}
+
 void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
@@ -1745,6 +1771,22 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         d = store_take_any(pool, z, (unsigned)npages);
     if (d)
         d = store_reclaim_first(pool, z, d, (unsigned)npages, -1, atomic);
+    /* The program's longest page-sized block so far, carved partly over pages never written:
+     * the shorter runs of the sizes before, left in the thread's run room or between blocks in
+     * the store, may wait idle while it faults pages in. The room's join the store and the
+     * block is carved again (store_join_room); as many of the store's written runs too short
+     * for it as it still faults in are purged (store_trade_fresh). Only for the longest: blocks
+     * of varying sizes reuse such runs (either at every fresh carve took the page faults of
+     * `wl bigbuf`'s calls replayed from 8350 to 9397 and 15928), blocks that move on to longer
+     * ones leave them behind (sort's merges). */
+    if (d && !atomic && pool->is_default && npages >= pool->run_peak) {
+        d = store_join_room(pool, z, d, (unsigned)npages);
+        lab_chunk_t *c = lab_desc_chunk(d);
+        unsigned s = (unsigned)(d - c->page);
+        store_trade_fresh(pool, z, (unsigned)npages - dirty_count(c, s, s + (unsigned)npages), (unsigned)npages);
+    }
+    if (npages > pool->run_peak)
+        pool->run_peak = (unsigned)npages;
     if (!d && !atomic) {
         room_drain_self(pool, z);
         zone_drain_shared(pool, z);
@@ -1761,21 +1803,22 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     return run_hand_out(pool, d, npages, gfp, state, desc);
 }
 
-static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
-
-/* A block has just been carved from the store where it covers `fresh` pages never written (zone
- * lock held): as many written pages of other store runs are purged now, the first runs that hold
- * any among STORE_USED_SCAN from the smallest up, so that the pool's resident pages do not grow
- * by what the block faults in while pages it could not use (too few in one place) wait for the
- * delay. sort's last merge: three 1.3 MiB buffers over the pages of sixteen 256 KiB ones spread
- * over three chunks (a block cannot cross one); two found room in used pages, the third faulted
- * in 212 pages beside 226 idle written ones. */
-static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, unsigned fresh)
+/* A block of n pages has just been carved from the store where it covers `fresh` pages never
+ * written (zone lock held): as many written pages of other store runs shorter than n are purged
+ * now, the first runs that hold any among STORE_USED_SCAN from the shortest up, so that the
+ * pool's resident pages do not grow by what the block faults in while pages it could not use
+ * (too few in one place) wait for the delay. Not in a chunk backed by a huge page (the purge
+ * would split it: `wl large` mapped one more huge chunk, 1 MiB more peak RSS). sort's last
+ * merges: three 1.3 MiB buffers over the pages of sixteen 256 KiB ones spread over three chunks
+ * (a block cannot cross one); two found room in used pages, the third faulted in 212 pages
+ * beside 226 idle written ones; and nine 455 KiB buffers over sixteen of 256 KiB (3, 3 and 1 in
+ * the three chunks' freed pages, two in fresh ones beside 242 idle). */
+static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, unsigned fresh, unsigned n)
 {
     unsigned seen = 0;
-    for (unsigned b = bin_find(z, 1); b && fresh && seen < STORE_USED_SCAN; b = bin_find(z, b + 1))
+    for (unsigned b = bin_find(z, 1); b && b < n && fresh && seen < STORE_USED_SCAN; b = bin_find(z, b + 1))
         for (lab_page_t *d = ZBIN(z, b); d && fresh && seen < STORE_USED_SCAN; d = d->next, seen++) {
-            if (d->h.clean)
+            if (d->h.clean || lab_desc_chunk(d)->thp)
                 continue;
             lab_chunk_t *c = lab_desc_chunk(d);
             unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
@@ -1831,7 +1874,7 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     if (d) {
         lab_chunk_t *c = lab_desc_chunk(d);
         unsigned s = (unsigned)(d - c->page);
-        store_trade_fresh(pool, z, (unsigned)npages - dirty_count(c, s, s + (unsigned)npages));
+        store_trade_fresh(pool, z, (unsigned)npages - dirty_count(c, s, s + (unsigned)npages), (unsigned)npages);
     }
     lab_unlock(&z->lock);
     return d ? run_hand_out(pool, d, npages, gfp, state, desc) : NULL;

@@ -1,14 +1,19 @@
-/* big_after_runs.c — GNU sort's merge, as far as the allocator sees it: sixteen blocks of 260 KiB
- * written and freed, then three of 1.3 MiB (above the page-sized range), one of them resized a
- * few times, and one calloc of as much. Under Labyrinth (LAB_EXPECT_LABYRINTH=1) the big blocks
- * take the pages the sixteen had, resident already (mincore, before they are written), where
- * mappings of their own would fault fresh pages in beside them: at most one of the three may find
- * no such run (the sixteen lie in three chunks), and the pages it faults in are matched by as many
- * of the sixteen's left idle, given back at once: the pages resident over the sixteen's and the
- * three's ranges, once all are written, stay within the sixteen's count (232 pages above it
- * before the trade). Contents and the calloc's zeroes are checked
- * under any allocator. Run in a process of its own, so the pool holds nothing else that could
- * split the freed runs. */
+/* big_after_runs.c — GNU sort's merges, as far as the allocator sees them: blocks of 256 KiB
+ * written and freed, then longer ones written, and one calloc of as much. Under Labyrinth
+ * (LAB_EXPECT_LABYRINTH=1) the longer blocks take the pages the short ones had, resident already
+ * (mincore, before they are written), where pages of their own would be faulted in beside them.
+ * A block cannot cross a chunk (2 MiB), so some may find no such room; the pages they fault in
+ * are matched by as many of the short ones' left idle, given back at once: the pages resident
+ * over all the blocks' ranges, once all are written, stay within the short ones' count.
+ *   big   sixteen freed, three of 1.3 MiB (above the page-sized range; one may find no room),
+ *         one of them resized a few times (232 pages above the bound before the trade)
+ *   runs  sixteen freed, nine of 455 KiB, page-sized runs longer than any before (one may find
+ *         no room; 213 pages above before the thread's run room joined the store)
+ *   gaps  twenty-one, every seventh kept, eight of 455 KiB (two find no room; 45 pages above
+ *         before the trade for runs)
+ * Contents and the calloc's zeroes are checked under any allocator. Run in a process of its own,
+ * so the pool holds nothing else that could split the freed runs.
+ *   preload_big_after_runs big|runs|gaps */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -47,18 +52,39 @@ static size_t resident_union(void *const *p, const size_t *len, int n)
     return resident;
 }
 
-int main(void)
+struct mode {
+    const char *name;
+    int n, keep, big_n, fresh_max; /* short blocks, every keep-th kept (0: none), long ones, how
+                                      many of those may find no room */
+    size_t big;
+};
+
+static const struct mode modes[] = {
+    {"big", 16, 0, 3, 1, 1398112},
+    {"runs", 16, 0, 9, 1, 466048},
+    {"gaps", 21, 7, 8, 2, 466048},
+};
+
+static int kept(const struct mode *m, int i) { return m->keep && i % m->keep == m->keep / 2; }
+
+int main(int argc, char **argv)
 {
-    enum { N = 16, BIG = 3 };
-    const size_t small = 262176, big = 1398112;
-    unsigned char *p[N], *b[BIG];
+    enum { N_MAX = 21, BIG_MAX = 9 };
+    const struct mode *m = &modes[0];
+    for (size_t k = 0; argc > 1 && k < sizeof modes / sizeof modes[0]; k++)
+        if (strcmp(argv[1], modes[k].name) == 0)
+            m = &modes[k];
+    const int N = m->n, BIG = m->big_n;
+    const size_t small = 262176, big = m->big, small_pages = (small + 4095) / 4096 + 1;
+    unsigned char *p[N_MAX], *b[BIG_MAX];
     for (int i = 0; i < N; i++) {
         p[i] = malloc(small);
         CHECK(p[i] != NULL, "malloc(%zu)", small);
         memset(p[i], 0x5A, small);
     }
     for (int i = 0; i < N; i++)
-        free(p[i]);
+        if (!kept(m, i))
+            free(p[i]);
     size_t absent = 0;
     for (int i = 0; i < BIG; i++) {
         b[i] = malloc(big);
@@ -66,22 +92,23 @@ int main(void)
         absent += lab_pages_absent(b[i], big);
         memset(b[i], i + 1, big);
     }
-    SAY("three blocks of %zu KiB after sixteen of %zu KiB freed: %zu of %zu pages not resident "
-        "before they were written", big >> 10, small >> 10, absent, BIG * ((big + 4095) / 4096));
+    SAY("%s: %d blocks of %zu KiB after %d of %zu KiB: %zu of %zu pages not resident before they were "
+        "written", m->name, BIG, big >> 10, N, small >> 10, absent, BIG * ((big + 4095) / 4096));
     if (lab_expect_labyrinth())
-        CHECK(absent <= (big + 4095) / 4096, "the big blocks faulted fresh pages: %zu absent", absent);
-    void *ranges[N + BIG];
-    size_t lens[N + BIG];
+        CHECK(absent <= m->fresh_max * ((big + 4095) / 4096), "the long blocks faulted fresh pages: %zu absent",
+              absent);
+    void *ranges[N_MAX + BIG_MAX];
+    size_t lens[N_MAX + BIG_MAX];
     for (int i = 0; i < N + BIG; i++)
         ranges[i] = i < N ? (void *)p[i] : (void *)b[i - N], lens[i] = i < N ? small : big;
     size_t after = resident_union(ranges, lens, N + BIG);
-    SAY("pages resident over the sixteen's ranges and the three's: %zu (the sixteen's: %zu)", after,
-        N * ((small + 4095) / 4096 + 1));
+    SAY("pages resident over the short blocks' ranges and the long ones': %zu (the short ones': %zu)", after,
+        N * small_pages);
     if (lab_expect_labyrinth())
-        CHECK(after <= N * ((small + 4095) / 4096 + 1), "idle pages kept beside fresh ones: %zu resident", after);
+        CHECK(after <= N * small_pages, "idle pages kept beside fresh ones: %zu resident", after);
     /* such a block resizes with its contents: a little (in place or not), then onto a mapping */
     const size_t sizes[] = {big + 100000, big - 300000, 3 << 20, big};
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    for (size_t s = 0; m->big_n == 3 && s < sizeof sizes / sizeof sizes[0]; s++) {
         size_t keep = s == 0 ? big : sizes[s - 1] < big ? sizes[s - 1] : big;
         unsigned char *q = realloc(b[0], sizes[s]);
         CHECK(q != NULL, "realloc(%zu)", sizes[s]);
@@ -97,6 +124,11 @@ int main(void)
             CHECK(b[i][k] == i + 1, "block %d byte %zu changed", i, k);
         free(b[i]);
     }
+    for (int i = 0; i < N; i++)
+        if (kept(m, i)) {
+            CHECK(p[i][0] == 0x5A && p[i][small - 1] == 0x5A, "kept block %d changed", i);
+            free(p[i]);
+        }
     unsigned char *z = calloc(1, big);
     CHECK(z != NULL, "calloc(%zu)", big);
     for (size_t k = 0; z && k < big; k++)
