@@ -11,11 +11,6 @@
 #define BIGBUF_MIN ((size_t)256 << 10)
 #define BIGBUF_SPAN ((size_t)4 << 20)
 
-struct bigbuf_arg {
-    int id;
-    long steps;
-};
-
 static void bigbuf_check(const unsigned char *p, size_t n, unsigned char v)
 {
     for (size_t i = 0; i < n; i += 4093)
@@ -27,11 +22,11 @@ static void bigbuf_check(const unsigned char *p, size_t n, unsigned char v)
 
 static void *bigbuf_worker(void *arg)
 {
-    struct bigbuf_arg *a = arg;
+    struct wl_task *a = arg;
     uint64_t s = wl_seed((uint64_t)a->id + 700);
     unsigned char *live[BIGBUF_LIVE] = {0};
     size_t len[BIGBUF_LIVE] = {0};
-    for (long i = 0; i < a->steps; i++) {
+    for (long i = 0; i < a->n; i++) {
         unsigned k = (unsigned)(wl_rand(&s) % BIGBUF_LIVE);
         unsigned char v = (unsigned char)(i + 1);
         if (live[k]) {
@@ -55,13 +50,5 @@ static void *bigbuf_worker(void *arg)
 
 int wl_bigbuf(int threads, long n)
 {
-    struct bigbuf_arg *args = calloc((size_t)threads, sizeof *args);
-    for (int i = 0; i < threads; i++)
-        args[i].id = i, args[i].steps = n;
-    double t0 = wl_now();
-    wl_run_threads(threads, bigbuf_worker, args, sizeof *args);
-    double t = wl_now() - t0;
-    free(args);
-    wl_report("bigbuf", threads, n, t, NULL);
-    return 0;
+    return wl_run_tasks("bigbuf", threads, n, bigbuf_worker);
 }

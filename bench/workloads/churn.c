@@ -15,19 +15,14 @@ static size_t churn_size(uint64_t r)
     return n < WL_MIN_BLOCK ? WL_MIN_BLOCK : n;
 }
 
-struct churn_arg {
-    int id;
-    long ops;
-};
-
 static void *churn_worker(void *p)
 {
-    struct churn_arg *a = p;
+    struct wl_task *a = p;
     void **live = calloc(CHURN_LIVE, sizeof *live);
     if (!live)
         wl_die("churn: calloc");
     uint64_t s = wl_seed((uint64_t)a->id + 200);
-    for (long i = 0; i < a->ops; i++) {
+    for (long i = 0; i < a->n; i++) {
         uint64_t r = wl_rand(&s);
         unsigned k = (unsigned)(r % CHURN_LIVE);
         size_t n = churn_size(wl_rand(&s));
@@ -56,13 +51,5 @@ static void *churn_worker(void *p)
 
 int wl_churn(int threads, long n)
 {
-    struct churn_arg *args = calloc((size_t)threads, sizeof *args);
-    for (int i = 0; i < threads; i++)
-        args[i].id = i, args[i].ops = n;
-    double t0 = wl_now();
-    wl_run_threads(threads, churn_worker, args, sizeof *args);
-    double t = wl_now() - t0;
-    free(args);
-    wl_report("churn", threads, n, t, NULL);
-    return 0;
+    return wl_run_tasks("churn", threads, n, churn_worker);
 }

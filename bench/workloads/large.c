@@ -27,18 +27,13 @@ static void large_verify(const unsigned char *p, size_t n, unsigned char v)
         wl_die("large: tail of %zu changed", n);
 }
 
-struct large_arg {
-    int id;
-    long steps;
-};
-
 static void *large_worker(void *arg)
 {
-    struct large_arg *a = arg;
+    struct wl_task *a = arg;
     uint64_t s = wl_seed((uint64_t)a->id + 300);
     unsigned char *live[LARGE_LIVE] = {0};
     size_t len[LARGE_LIVE] = {0};
-    for (long i = 0; i < a->steps; i++) {
+    for (long i = 0; i < a->n; i++) {
         unsigned k = (unsigned)(wl_rand(&s) % LARGE_LIVE);
         if (live[k]) {
             large_verify(live[k], len[k], (unsigned char)(k + 1));
@@ -81,13 +76,5 @@ static void *large_worker(void *arg)
 
 int wl_large(int threads, long n)
 {
-    struct large_arg *args = calloc((size_t)threads, sizeof *args);
-    for (int i = 0; i < threads; i++)
-        args[i].id = i, args[i].steps = n;
-    double t0 = wl_now();
-    wl_run_threads(threads, large_worker, args, sizeof *args);
-    double t = wl_now() - t0;
-    free(args);
-    wl_report("large", threads, n, t, NULL);
-    return 0;
+    return wl_run_tasks("large", threads, n, large_worker);
 }

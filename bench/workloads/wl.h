@@ -78,6 +78,15 @@ static inline void wl_block_free(void *q)
 /* Starts `threads` threads on fn(arg_base + i * arg_size) and joins them all. */
 void wl_run_threads(int threads, void *(*fn)(void *), void *arg_base, size_t arg_size);
 
+/* A worker's argument for wl_run_tasks: its thread's number and the N it was asked for. */
+struct wl_task {
+    int id;
+    long n;
+};
+/* The whole of a workload whose threads each do n steps of fn (given a struct wl_task) with
+ * nothing to sum up: runs them, times them and prints the report line under `name`. */
+int wl_run_tasks(const char *name, int threads, long n, void *(*fn)(void *));
+
 /* The one line compare.sh reads: `wl=<name> threads=<t> n=<n> elapsed_s=<s> <extra>`. */
 void wl_report(const char *name, int threads, long n, double elapsed_s, const char *extra);
 

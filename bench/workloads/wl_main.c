@@ -38,6 +38,21 @@ void wl_run_threads(int threads, void *(*fn)(void *), void *arg_base, size_t arg
     free(t);
 }
 
+int wl_run_tasks(const char *name, int threads, long n, void *(*fn)(void *))
+{
+    struct wl_task *args = calloc((size_t)threads, sizeof *args);
+    if (!args)
+        wl_die("calloc for %d tasks", threads);
+    for (int i = 0; i < threads; i++)
+        args[i].id = i, args[i].n = n;
+    double t0 = wl_now();
+    wl_run_threads(threads, fn, args, sizeof *args);
+    double t = wl_now() - t0;
+    free(args);
+    wl_report(name, threads, n, t, NULL);
+    return 0;
+}
+
 /* The library malloc resolves to: the runner checks it, so a preload that silently did not take
  * (or a direct link that lost to libc) is a failed run rather than a wrong figure. */
 static const char *wl_malloc_from(void)
