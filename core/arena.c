@@ -59,6 +59,15 @@ static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
 /* Point the direct slots of cls at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
+    lab_span_t *old = h->cur[cls];
+    /* an aside heap tags its current span alone (heap_aside_on); both spans are the heap's */
+    if (lab_unlikely(h->aside) && old != s && cls < LAB_DIRECT_CLASSES) {
+        /* (a tag is a hint for free(): a span without it is freed the slow way, correctly) */
+        if (old)
+            lab_pool_run_tag((lab_page_t *)old, old->h.order, 0);
+        if (s)
+            lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
+    }
     h->cur[cls] = s;
     /* secure mode: the direct slots stay empty, so every allocation takes the slow path; a
      * reuse list the slots point at (flags; classes up to 1 KiB only) keeps them until it runs
@@ -385,7 +394,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
-    bool fresh = !d; /* a kept span carries h's tag already */
+    bool fresh = !d; /* a kept span carries h's tag already (or, aside, gets it as the current one) */
     /* Spans of blocks over 8 KiB are runs of 32 or 64 pages, aligned to their length, which a
      * pool whose free pages are cut up by shorter spans may not hold at all, however many pages
      * are free: each such span would map a chunk, whose pages the spans then drift into while
@@ -726,8 +735,42 @@ static void heap_reuse_flush(lab_heap_t *h)
     }
 }
 
+/* The heap's first reuse list turns on: blocks of other heaps are freed here and handed out
+ * again. From now on the owner's frees into a span that is not its class's current one go to
+ * the reuse list too (LIFO: the next malloc of the size takes the block whose lines the program
+ * has just read), not to a span malloc may take from much later, the lines cold by then. Such
+ * spans lose the heap's tag in the fast map, so that free() sends their blocks the slow way
+ * (lab_free_other, lab_span_free_aside) and the fast path pays nothing for it. */
+static void heap_aside_on(lab_heap_t *h)
+{
+    h->aside = 1;
+    for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++)
+        for (lab_span_t *s = h->cur[cls] ? h->cur[cls]->next : NULL; s; s = s->next)
+            lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
+}
+
+void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey)
+{
+    unsigned cls = s->cls;
+    lab_reuse_t *r = cls < LAB_DIRECT_CLASSES ? &h->reuse[cls] : NULL;
+    /* half the list at most: the blocks of other heaps stay first in line for it */
+    if (r && (int32_t)r->usedf > h->reuse_floor / 2) {
+        h->st.frees++;
+        b->key = bkey ^ 1; /* the transit form: a second free aborts (lab_span_free_suspect) */
+        lab_link_set(b, r->free);
+        r->free = b;
+        r->usedf--;
+        if (!r->flags && (int32_t)r->usedf <= -LAB_REUSE_ON)
+            lab_heap_reuse_on(h, cls);
+        return;
+    }
+    lab_span_push_own(h, s, b, bkey);
+}
+
 void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
 {
+    if (lab_unlikely(!h->aside) && h->ftag)
+        heap_aside_on(h);
     h->reuse[cls].flags = LAB_SPAN_REUSE;
     heap_point_direct(h, cls, lab_heap_reuse(h, cls));
 }

@@ -279,6 +279,8 @@ typedef struct lab_heap {
     lab_page_t *nursery;                     /* the open nursery run (alloc.c), or NULL */
     uint8_t nursery_n[LAB_DIRECT_CLASSES];   /* blocks each class has taken from it */
     uint8_t nursery_used;                    /* the heap has had its nursery */
+    uint8_t aside;                           /* local frees into a span malloc is not taking
+                                                from go to the reuse list (arena.c: heap_aside_on) */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
@@ -364,6 +366,9 @@ lab_inline void lab_span_push_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b, 
     if (--s->used <= 0)
         lab_span_free_local_slow(h, s);
 }
+/* The owner's free of b (key checked; bkey its free key) into a span of an aside heap that is
+ * not its class's current one: on the reuse list while it has room, else pushed on the span. */
+lab_internal void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey);
 /* A local free of a block that carries the free key: abort if it is on the span's lists (a
  * double free), else free it normally. */
 lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
