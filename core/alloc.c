@@ -309,6 +309,7 @@ static void free_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
     uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
     if (lab_unlikely((b->key | 1) == bkey))
         return lab_span_free_suspect(h, s, b);
+    /* an aside heap's span that malloc is not taking from (its tag taken off: arena.c) */
     if (h->aside && s != h->cur[s->cls])
         return lab_span_free_aside(h, s, b, bkey);
     lab_span_push_own(h, s, b, bkey);

@@ -367,7 +367,8 @@ lab_inline void lab_span_push_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b, 
         lab_span_free_local_slow(h, s);
 }
 /* The owner's free of b (key checked; bkey its free key) into a span of an aside heap that is
- * not its class's current one: on the reuse list while it has room, else pushed on the span. */
+ * not its class's current one (arena.c: heap_aside_on): on the reuse list while that holds less
+ * than half its bound (the rest stays for other heaps' blocks), else pushed on the span. */
 lab_internal void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey);
 /* A local free of a block that carries the free key: abort if it is on the span's lists (a
  * double free), else free it normally. */
