@@ -1960,6 +1960,93 @@ static void test_reuse_aside(void **state)
     ra_free_rest();
 }
 
+/* A heap that turns aside takes the tag off every listed span but the current one, not only off
+ * those that stop being current later: here, in a new thread (its heap not aside yet), span A
+ * fills, is relisted behind the current span by frees, and only then does the heap turn aside;
+ * frees into A must then come back from the next mallocs, last freed first. */
+struct ra_walk {
+    void *blk[RA_MAX];
+    int n, fail;
+};
+
+static void *ra_walk_thread(void *arg)
+{
+    struct ra_walk *w = arg;
+    unsigned cls = lab_size_class(RA_SIZE);
+    lab_free(lab_malloc(RA_SIZE));
+    lab_heap_t *h = lab_tls_heap;
+    w->fail = 1;
+    if (h->aside)
+        return NULL;
+    /* past the nursery to a span, then blocks until that span (A) is full and another current */
+    while (!h->cur[cls])
+        if (w->n == RA_MAX || !(w->blk[w->n++] = lab_malloc(RA_SIZE)))
+            return NULL;
+    lab_span_t *a = h->cur[cls];
+    uintptr_t lo = lab_desc_addr((lab_page_t *)a), len = (uintptr_t)1 << (a->h.order + LAB_PAGE_SHIFT);
+    while (h->cur[cls] == a)
+        if (w->n == RA_MAX || !(w->blk[w->n++] = lab_malloc(RA_SIZE)))
+            return NULL;
+    w->fail = 2;
+    /* an eighth of A and one more freed: A is listed again, behind the current span */
+    int need = a->capacity / 8 + 1 + LAB_REUSE_ON, k = 0;
+    static void *old[RA_MAX];
+    for (int i = 0; i < w->n && k < need; i++)
+        if ((uintptr_t)w->blk[i] - lo < len)
+            old[k++] = w->blk[i], w->blk[i] = NULL;
+    if (k < need)
+        return NULL;
+    for (int i = LAB_REUSE_ON; i < need; i++)
+        lab_free(old[i]);
+    bool listed = false;
+    for (lab_span_t *s = h->cur[cls]; s; s = s->next)
+        listed |= s == a;
+    w->fail = 3;
+    if (!listed || h->cur[cls] == a)
+        return NULL;
+    /* other threads' blocks freed here: the heap turns aside */
+    static void *foreign[LAB_REUSE_ON];
+    make_foreign(foreign, LAB_REUSE_ON, RA_SIZE);
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(foreign[i]);
+    w->fail = 4;
+    if (!h->aside)
+        return NULL;
+    for (int i = LAB_REUSE_ON - 1; i >= 0; i--) {
+        void *p = lab_malloc(RA_SIZE);
+        w->blk[w->n++] = p; /* freed by the test */
+        if (p != foreign[i])
+            return NULL;
+    }
+    /* the walk took A's tag off: these go to the reuse list, and come back last first */
+    w->fail = 5;
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(old[i]);
+    for (int i = LAB_REUSE_ON - 1; i >= 0; i--) {
+        void *p = lab_malloc(RA_SIZE);
+        w->blk[w->n++] = p;
+        if (p != old[i])
+            return NULL;
+    }
+    w->fail = 0;
+    return NULL;
+}
+
+static void test_reuse_aside_walk(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    static struct ra_walk w;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ra_walk_thread, &w), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int i = 0; i < w.n; i++)
+        lab_free(w.blk[i]);
+    if (w.fail)
+        fail_msg("aside walk: step %d failed (5: a block freed into the span listed before the heap "
+                 "turned aside did not come back first)", w.fail);
+}
 /* A block the owner's free put on the reuse list, freed again: a double free. */
 static void misuse_double_free_aside(void)
 {
@@ -2939,6 +3026,7 @@ int main(void)
         cmocka_unit_test(test_reuse_list_span_change),
         cmocka_unit_test(test_reuse_aside),
         cmocka_unit_test(test_reuse_aside_double_free),
+        cmocka_unit_test(test_reuse_aside_walk),
         cmocka_unit_test(test_reuse_off_in_signal_heap),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
