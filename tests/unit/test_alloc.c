@@ -2002,7 +2002,7 @@ static void *ra_walk_thread(void *arg)
     for (lab_span_t *s = h->cur[cls]; s; s = s->next)
         listed |= s == a;
     w->fail = 3;
-    if (!listed || h->cur[cls] == a)
+    if (!listed || h->cur[cls] == a || w->n + 2 * LAB_REUSE_ON > RA_MAX)
         return NULL;
     /* other threads' blocks freed here: the heap turns aside */
     static void *foreign[LAB_REUSE_ON];
@@ -2047,6 +2047,7 @@ static void test_reuse_aside_walk(void **state)
         fail_msg("aside walk: step %d failed (5: a block freed into the span listed before the heap "
                  "turned aside did not come back first)", w.fail);
 }
+
 /* A block the owner's free put on the reuse list, freed again: a double free. */
 static void misuse_double_free_aside(void)
 {
