@@ -755,6 +755,7 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
     lab_reuse_t *r = cls < LAB_DIRECT_CLASSES ? &h->reuse[cls] : NULL;
     /* half the bound (the full one cost larson8 2-3 MiB more peak RSS, for no clear time) */
     if (r && (int32_t)r->usedf > h->reuse_floor / 2) {
+        h->aside_full = 0;
         h->st.frees++;
         b->key = bkey ^ 1; /* the transit form: a second free aborts (lab_span_free_suspect) */
         lab_link_set(b, r->free);
@@ -764,6 +765,10 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
             lab_heap_reuse_on(h, cls);
         return;
     }
+    /* a run of frees that found their lists full: a batch is being freed, faster than malloc
+     * takes blocks back, so the span takes the fast path again (until it is next current) */
+    if (r && ++h->aside_full > LAB_ASIDE_BATCH && h->cur[cls] != s)
+        lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
     lab_span_push_own(h, s, b, bkey);
 }
 

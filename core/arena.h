@@ -240,6 +240,9 @@ lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the 
 #define LAB_REUSE_MAX 16
 #endif
 #define LAB_REUSE_ON 4
+#ifndef LAB_ASIDE_BATCH
+#define LAB_ASIDE_BATCH 16
+#endif
 /* Bytes of emptied spans a heap keeps, whole, for its next spans (arena.c: kept spans): the
  * default of lab_kept_max, which LABYRINTH_KEPT_KIB sets. */
 #ifndef LAB_KEPT_MAX
@@ -281,6 +284,7 @@ typedef struct lab_heap {
     uint8_t nursery_used;                    /* the heap has had its nursery */
     uint8_t aside;                           /* local frees into a span malloc is not taking
                                                 from go to the reuse list (arena.c: heap_aside_on) */
+    uint32_t aside_full;                     /* such frees in a row that found the list full */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */

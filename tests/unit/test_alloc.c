@@ -2048,6 +2048,74 @@ static void test_reuse_aside_walk(void **state)
                  "turned aside did not come back first)", w.fail);
 }
 
+/* A batch freed in an aside heap (blocks freed in the order they came, faster than malloc takes
+ * them back): once LAB_ASIDE_BATCH frees in a row found the reuse list full, the spans they free
+ * into take the fast path again (their tag back), or every free of the batch would pay the slow
+ * way for nothing. In a new thread turned aside: 2 000 blocks, all freed in order but every 50th;
+ * then every span still holding one of those, but the current one, carries the tag. */
+enum { RB_N = 2000 };
+struct ra_batch {
+    void *blk[RB_N + LAB_REUSE_ON];
+    int untagged, spans, fail;
+};
+
+static uint64_t fmap_tag_of(const void *p)
+{
+    uintptr_t off;
+    if (!lab_fmap_in((uintptr_t)p, &off))
+        return ~(uint64_t)0;
+    return lab_fmap_entry(off) >> LAB_FMAP_TAG_SHIFT << LAB_FMAP_TAG_SHIFT;
+}
+
+static void *ra_batch_thread(void *arg)
+{
+    struct ra_batch *w = arg;
+    unsigned cls = lab_size_class(RA_SIZE);
+    lab_free(lab_malloc(RA_SIZE));
+    lab_heap_t *h = lab_tls_heap;
+    /* aside first, so that the spans the blocks fill lose the tag as they stop being current */
+    static void *foreign[LAB_REUSE_ON];
+    make_foreign(foreign, LAB_REUSE_ON, RA_SIZE);
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(foreign[i]);
+    if (!h->aside)
+        return w->fail = 2, NULL;
+    for (int i = 0; i < RB_N + LAB_REUSE_ON; i++) /* the foreign blocks first, from the list */
+        if (!(w->blk[i] = lab_malloc(RA_SIZE)))
+            return w->fail = 1, NULL;
+    for (int i = 0; i < RB_N; i++)
+        if (i % 50) {
+            lab_free(w->blk[i]);
+            w->blk[i] = NULL;
+        }
+    for (int i = 0; i < RB_N; i += 50) {
+        const lab_span_t *s = (const lab_span_t *)lab_fmap_desc((uintptr_t)w->blk[i]);
+        if (!s || s->h.state != LAB_PAGE_SPAN || s->heap != h || s == h->cur[cls])
+            continue; /* a nursery block, a foreign one, or the current span */
+        w->spans++;
+        w->untagged += fmap_tag_of(w->blk[i]) != h->ftag;
+    }
+    return NULL;
+}
+
+static void test_reuse_aside_batch(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    static struct ra_batch w;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ra_batch_thread, &w), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int i = 0; i < RB_N + LAB_REUSE_ON; i++)
+        lab_free(w.blk[i]);
+    assert_int_equal(w.fail, 0);
+    assert_true(w.spans >= 20); /* kept blocks in spans other than the current one */
+    if (w.untagged)
+        fail_msg("%d of %d blocks kept after the batch lie in spans still without the heap's tag",
+                 w.untagged, w.spans);
+}
+
 /* A block the owner's free put on the reuse list, freed again: a double free. */
 static void misuse_double_free_aside(void)
 {
@@ -3028,6 +3096,7 @@ int main(void)
         cmocka_unit_test(test_reuse_aside),
         cmocka_unit_test(test_reuse_aside_double_free),
         cmocka_unit_test(test_reuse_aside_walk),
+        cmocka_unit_test(test_reuse_aside_batch),
         cmocka_unit_test(test_reuse_off_in_signal_heap),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
