@@ -2032,15 +2032,21 @@ static void *ra_walk_thread(void *arg)
     return NULL;
 }
 
+/* Runs fn(arg) in a new thread, whose heap starts out not aside. */
+static void ra_in_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 static void test_reuse_aside_walk(void **state)
 {
     (void)state;
     if (lab_load_relaxed(&lab_secure))
         skip();
     static struct ra_walk w;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, ra_walk_thread, &w), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    ra_in_thread(ra_walk_thread, &w);
     for (int i = 0; i < w.n; i++)
         lab_free(w.blk[i]);
     if (w.fail)
@@ -2104,9 +2110,7 @@ static void test_reuse_aside_batch(void **state)
     if (lab_load_relaxed(&lab_secure))
         skip();
     static struct ra_batch w;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, ra_batch_thread, &w), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    ra_in_thread(ra_batch_thread, &w);
     for (int i = 0; i < RB_N + LAB_REUSE_ON; i++)
         lab_free(w.blk[i]);
     assert_int_equal(w.fail, 0);
