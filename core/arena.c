@@ -740,7 +740,9 @@ static void heap_reuse_flush(lab_heap_t *h)
  * the reuse list too (LIFO: the next malloc of the size takes the block whose lines the program
  * has just read), not to a span malloc may take from much later, the lines cold by then. Such
  * spans lose the heap's tag in the fast map, so that free() sends their blocks the slow way
- * (lab_free_other, lab_span_free_aside) and the fast path pays nothing for it. */
+ * (lab_free_other, lab_span_free_aside) and the fast path pays nothing for it. The walk reaches
+ * the listed spans only: a span full at this moment (off its list, waiting or in the inbox)
+ * keeps its tag, and its frees their fast way, until it has been current once (heap_set_cur). */
 static void heap_aside_on(lab_heap_t *h)
 {
     h->aside = 1;
