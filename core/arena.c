@@ -709,30 +709,83 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
         inbox_push(s->heap, s);
 }
 
+/* Reuse bounds. A list holds blocks for the thread's next mallocs of the class; when it is
+ * full, a free goes to the block's owner (or, the thread's own, to its span), and when it is dry,
+ * malloc takes a block from a span, freed long ago, its lines cold. A thread whose frees and
+ * mallocs of a class take turns at random (larson: a shared table's slots replaced) walks its
+ * list between the two ends, the more often the shorter the list; one that only frees a class
+ * fills the list once and keeps it full. So each list has its own bound: it doubles (up to
+ * LAB_REUSE_MAX) when the list runs dry after it was found full since it last did, and halves
+ * (down to LAB_REUSE_MIN) when LAB_REUSE_OVERS frees in a row found it full, the blocks past the
+ * new bound going home: a thread that frees more than it allocates keeps at most the low bound
+ * of each class, as before there were bounds to grow. */
+_Static_assert(LAB_REUSE_OVERS == 1 << (8 * sizeof(((lab_reuse_t *)0)->over)), "over wraps at LAB_REUSE_OVERS");
+_Static_assert(LAB_REUSE_MIN >= 2 * LAB_REUSE_ON && LAB_REUSE_MAX >= LAB_REUSE_MIN && LAB_REUSE_MAX <= 16384,
+               "bounds fit the list's int16_t floor and leave room to turn a list on");
+
+/* Every reuse list of h gets the bound b (0: lists off), its count of full frees cleared. */
+static void heap_reuse_bound(lab_heap_t *h, unsigned b)
+{
+    for (unsigned cls = 0; cls < LAB_DIRECT_CLASSES; cls++) {
+        h->reuse[cls].floor = (int16_t)-(int)b;
+        h->reuse[cls].over = 0;
+    }
+}
+
 void lab_heap_reuse_off(lab_heap_t *h, unsigned cls)
 {
-    h->reuse[cls].usedf = 0;
-    h->reuse[cls].flags = 0; /* the slots no longer point at it */
+    lab_reuse_t *r = &h->reuse[cls];
+    r->usedf = 0;
+    r->flags = 0; /* the slots no longer point at it */
+    if (r->over && r->floor != 0 && r->floor > -LAB_REUSE_MAX)
+        r->floor = (int16_t)(r->floor * 2);
+    r->over = 0;
     heap_set_cur(h, cls, h->cur[cls]);
 }
 
 static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key);
 
-/* Give the blocks of the reuse lists to their owners. */
-static void heap_reuse_flush(lab_heap_t *h)
+/* Send the blocks of the reuse list r home (keep of them: the first keep) and count them out. */
+static void heap_reuse_send(lab_heap_t *h, lab_reuse_t *r, unsigned keep)
 {
     uintptr_t key = lab_load_relaxed(&lab_free_key);
+    lab_block_t *b = r->free, *last = NULL; /* the last block kept */
+    for (unsigned i = 0; i < keep && b; i++)
+        last = b, b = lab_link_get(b);
+    if (last)
+        lab_link_set(last, NULL);
+    else
+        r->free = NULL;
+    while (b) {
+        lab_block_t *next = lab_link_get(b);
+        r->usedf++;
+        span_send(h, (lab_span_t *)lab_own_desc((uintptr_t)b), b, key); /* counted when it entered */
+        b = next;
+    }
+}
+
+/* Give the blocks of the reuse lists to their owners; the bounds start again from the low one. */
+static void heap_reuse_flush(lab_heap_t *h)
+{
     for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
         lab_reuse_t *r = &h->reuse[cls];
-        lab_block_t *b;
-        while ((b = r->free)) {
-            r->free = lab_link_get(b);
-            uintptr_t a = (uintptr_t)b;
-            lab_span_t *s = (lab_span_t *)lab_own_desc(a);
-            span_send(h, s, b, key); /* counted when it entered the list */
-        }
+        heap_reuse_send(h, r, 0);
         lab_heap_reuse_off(h, cls);
+        if (r->floor)
+            r->floor = -LAB_REUSE_MIN;
     }
+}
+
+void lab_heap_reuse_shrink(lab_heap_t *h, unsigned cls)
+{
+    lab_reuse_t *r = &h->reuse[cls];
+    if (r->floor >= -LAB_REUSE_MIN) /* at the low bound, or lists off */
+        return;
+    int was = h->in_slow; /* (from a free, the heap's own: its messages change) */
+    h->in_slow = 1;
+    r->floor = (int16_t)(r->floor / 2);
+    heap_reuse_send(h, r, (unsigned)-r->floor);
+    h->in_slow = was;
 }
 
 /* The heap's first reuse list turns on: blocks of other heaps are freed here and handed out
@@ -756,7 +809,7 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
     unsigned cls = s->cls;
     lab_reuse_t *r = cls < LAB_DIRECT_CLASSES ? &h->reuse[cls] : NULL;
     /* half the bound (the full one cost larson8 2-3 MiB more peak RSS, for no clear time) */
-    if (r && (int32_t)r->usedf > h->reuse_floor / 2) {
+    if (r && (int32_t)r->usedf > r->floor / 2) {
         h->aside_full = 0;
         h->st.frees++;
         b->key = bkey ^ 1; /* the transit form: a second free aborts (lab_span_free_suspect) */
@@ -772,6 +825,8 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
     if (r && ++h->aside_full > LAB_ASIDE_BATCH && h->cur[cls] != s)
         lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
     lab_span_push_own(h, s, b, bkey);
+    if (r && ++r->over == 0) /* (reuse bounds, above) */
+        lab_heap_reuse_shrink(h, cls);
 }
 
 void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)
@@ -955,7 +1010,7 @@ void lab_arena_set_secure(void)
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
         for (unsigned i = 0; i < LAB_SLOTS_ALL; i++)
             h->direct[i] = &lab_span_empty;
-        h->reuse_floor = 0;
+        heap_reuse_bound(h, 0);
     }
     lab_unlock(&heaps_lock);
 }
@@ -1070,7 +1125,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
     }
     h->next_abandoned = NULL;
     h->state = LAB_HEAP_LIVE;
-    h->reuse_floor = lab_load_relaxed(&lab_secure) ? 0 : -LAB_REUSE_MAX;
+    heap_reuse_bound(h, lab_load_relaxed(&lab_secure) ? 0 : LAB_REUSE_MIN);
     lab_tls_heap = h;
     /* acquire pairs with the release in key_init */
     if (__atomic_load_n(&heap_key_state, __ATOMIC_ACQUIRE) == 2)
@@ -1273,7 +1328,7 @@ void lab_heap_thread_exit(void)
         heap_tidy(h);
         lab_nursery_close(h);
         lab_tls_heap = &lab_heap_empty;
-        h->reuse_floor = 0;
+        heap_reuse_bound(h, 0);
         lab_lock(&heaps_lock);
         h->state = LAB_HEAP_ABANDONED;
         h->next_abandoned = heaps_abandoned;

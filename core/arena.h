@@ -179,12 +179,15 @@ typedef struct lab_reuse {
         int32_t used;
     };
     uint8_t flags;
-    uint8_t unused[3];
+    uint8_t over;  /* frees that found it full since it last ran dry (wraps: arena.c) */
+    int16_t floor; /* -(its bound), or 0 where reuse lists are off (no live ordinary heap;
+                      signal heaps; secure mode) */
 } lab_reuse_t;
 _Static_assert(__builtin_offsetof(lab_span_t, usedf) == __builtin_offsetof(lab_span_t, free) + 8 &&
                    __builtin_offsetof(lab_span_t, flags) == __builtin_offsetof(lab_span_t, free) + 12,
                "a reuse list has a span's free, usedf and flags at the same distances");
 _Static_assert(sizeof(lab_span_t) == 2 * sizeof(lab_page_t), "a span is two page descriptors");
+_Static_assert(sizeof(lab_reuse_t) == 16, "a reuse list is 16 bytes");
 _Static_assert(__builtin_offsetof(lab_span_t, div) == __builtin_offsetof(lab_page_hdr_t, npages),
                "div overlays npages");
 _Static_assert(__builtin_offsetof(lab_span_t, heap) == __builtin_offsetof(lab_page_t, owner),
@@ -235,10 +238,17 @@ lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the 
         return ((n - LAB_DIRECT_MAX + 255) >> 8) + LAB_DIRECT_SLOTS - 1;
     return ((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
 }
-/* Blocks of other heaps a thread freed and keeps for its own next allocations, per class. */
-#ifndef LAB_REUSE_MAX /* a build may try another bound (-DLAB_REUSE_MAX=64) */
-#define LAB_REUSE_MAX 16
+/* Blocks of other heaps a thread freed and keeps for its own next allocations, per class: a
+ * list's bound starts at LAB_REUSE_MIN and doubles up to LAB_REUSE_MAX each time it runs dry
+ * after it was found full, halving again after LAB_REUSE_OVERS frees found it full without its
+ * running dry in between (arena.c: reuse bounds). */
+#ifndef LAB_REUSE_MAX /* a build may try other bounds (-DLAB_REUSE_MAX=128) */
+#define LAB_REUSE_MAX 64
 #endif
+#ifndef LAB_REUSE_MIN
+#define LAB_REUSE_MIN 16
+#endif
+#define LAB_REUSE_OVERS 256 /* over wraps to 0 there */
 #define LAB_REUSE_ON 4
 #ifndef LAB_ASIDE_BATCH
 #define LAB_ASIDE_BATCH 16
@@ -272,8 +282,6 @@ typedef struct lab_heap {
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
     uint32_t rb_last;                        /* the slot a block last went into */
-    int32_t reuse_floor;                     /* -LAB_REUSE_MAX, or 0 where reuse lists are off
-                                                (no live ordinary heap; signal heaps; secure) */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
@@ -381,6 +389,9 @@ lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_
 lab_internal void lab_heap_reuse_off(lab_heap_t *h, unsigned cls);
 /* The reuse list of cls has just got its first block: point the class's direct slots at it. */
 lab_internal void lab_heap_reuse_on(lab_heap_t *h, unsigned cls);
+/* LAB_REUSE_OVERS frees found the reuse list of cls full since it last ran dry: halve its bound
+ * (not below LAB_REUSE_MIN), sending the blocks past it to their owners. */
+lab_internal void lab_heap_reuse_shrink(lab_heap_t *h, unsigned cls);
 /* The rest of a remote free (key checked): into the caller's message for the block's owner, or,
  * without a live ordinary heap, onto the span's remote list at once. Counted here. */
 lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b);
@@ -406,7 +417,7 @@ lab_inline bool lab_msg_append(lab_heap_t *me, unsigned i, const lab_span_t *s, 
 /* A free from a thread (me: its lab_tls_heap) that does not own the span. Another thread's
  * lists cannot be walked safely; a block carrying the 64-bit random key (or its transit form) is
  * taken as freed twice (only a copy of freed memory could carry it otherwise). A small block goes
- * on the caller's reuse list for the class (LIFO, at most LAB_REUSE_MAX): its cache lines are hot here, so the
+ * on the caller's reuse list for the class (LIFO, up to its bound): its cache lines are hot here, so the
  * caller's next malloc of that size takes it; it carries the transit key meanwhile. The rest is
  * batched for the owner (lab_span_send). Inline, so the common case pays no call frame. */
 lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t *b)
@@ -417,8 +428,8 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
     unsigned cls = s->cls;
     if (cls < LAB_DIRECT_CLASSES) {
         lab_reuse_t *r = &me->reuse[cls];
-        /* a heap whose reuse lists are off has a floor of 0: the test fails */
-        if (lab_likely((int32_t)r->usedf > me->reuse_floor)) {
+        /* a heap whose reuse lists are off has floors of 0: the test fails */
+        if (lab_likely((int32_t)r->usedf > r->floor)) {
             b->key = bkey ^ 1;
             b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
             r->free = b;
@@ -430,6 +441,11 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
                 return lab_heap_reuse_on(me, cls);
             return;
         }
+        /* full: counted towards halving its bound (a thread that frees more of the class than
+         * it allocates holds no more than it needs); off (a floor of 0, heaps other threads may
+         * share among them): nothing written */
+        if (r->floor != 0 && lab_unlikely(++r->over == 0))
+            lab_heap_reuse_shrink(me, cls);
     }
     /* the open message to the span's owner, where the last block went (only a live ordinary
      * heap has messages open) */

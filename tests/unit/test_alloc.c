@@ -1759,9 +1759,9 @@ static void test_threads_handoff(void **state)
 
 /* Reuse lists: blocks of another thread's heap that this thread frees serve this thread's next
  * allocations of their class, last freed first, once LAB_REUSE_ON of them wait (fewer stay put
- * until more come, or a trim or the thread's exit sends them home); at most LAB_REUSE_MAX are
- * kept, the rest go home. Checked across the states of the class's span list this thread's own
- * churn leads to (current span full, changed, relisted). */
+ * until more come, or a trim or the thread's exit sends them home); at most the list's bound
+ * (LAB_REUSE_MIN at least) are kept, the rest go home. Checked across the states of the class's
+ * span list this thread's own churn leads to (current span full, changed, relisted). */
 enum { R_FOREIGN = 4096, R_SIZE = 48 };
 static void *r_foreign[R_FOREIGN], *r_drained[LAB_REUSE_MAX];
 
@@ -1814,7 +1814,7 @@ static void test_reuse_lists(void **state)
             assert_true(drained < LAB_REUSE_MAX);
             assert_non_null(r_drained[drained++] = lab_malloc(R_SIZE));
         }
-        int k = LAB_REUSE_ON + round % (LAB_REUSE_MAX - 2 * LAB_REUSE_ON + 2);
+        int k = LAB_REUSE_ON + round % (LAB_REUSE_MIN - 2 * LAB_REUSE_ON + 2); /* the bound at least */
         assert_true(next + k <= R_FOREIGN);
         for (int i = 0; i < k; i++)
             lab_free(r_foreign[next + i]);
@@ -2118,6 +2118,130 @@ static void test_reuse_aside_batch(void **state)
     if (w.untagged)
         fail_msg("%d of %d blocks kept after the batch lie in spans still without the heap's tag",
                  w.untagged, w.spans);
+}
+
+/* Reuse bounds (arena.c): a list found full that then runs dry doubles its bound, up to
+ * LAB_REUSE_MAX; LAB_REUSE_OVERS frees that found it full, without its running dry in between,
+ * halve it and send the blocks past the new bound home; a trim starts it at LAB_REUSE_MIN again.
+ * In a new thread, with blocks of another heap: each probe frees LAB_REUSE_MAX + 8 of them into
+ * the dry list and counts how many the next mallocs give back, last freed first (the bound). */
+enum { RBD_SIZE = 96, RBD_PROBE = LAB_REUSE_MAX + 8, RBD_N = 6 * RBD_PROBE + LAB_REUSE_OVERS };
+struct rbd {
+    void *f[RBD_N], *live[RBD_N];
+    int next, nlive, held[5], fail;
+};
+
+/* After f[0 .. k) were freed into a dry reuse list of size's class, which kept the first it
+ * had room for: mallocs until the list runs dry, and returns how many it held (-1 unless they
+ * came back last freed first, down to f[0]); they are added to live[*nlive ..]. */
+static int reuse_back(void **f, int k, size_t size, void **live, int *nlive)
+{
+    void *p = lab_malloc(size);
+    int held = 0;
+    while (held < k && p != f[held])
+        held++;
+    if (held++ == k) /* f[held - 1] came first */
+        return -1;
+    for (int i = held - 1; i >= 0; i--) {
+        if (p != f[i])
+            return -1;
+        live[(*nlive)++] = p;
+        p = lab_malloc(size);
+    }
+    lab_free(p); /* the class's span's: the list ran dry */
+    return held;
+}
+
+/* Frees the next k blocks of w->f into the dry list: how many it held (reuse_back). */
+static int rbd_probe(struct rbd *w, int k)
+{
+    void **f = &w->f[w->next];
+    w->next += k;
+    for (int i = 0; i < k; i++)
+        lab_free(f[i]);
+    return reuse_back(f, k, RBD_SIZE, w->live, &w->nlive);
+}
+
+static void *rbd_thread(void *arg)
+{
+    struct rbd *w = arg;
+    void *mine = lab_malloc(RBD_SIZE); /* this thread's heap first: w->f then is another's */
+    make_foreign(w->f, RBD_N, RBD_SIZE);
+    lab_reuse_t *r = &lab_tls_heap->reuse[lab_size_class(RBD_SIZE)];
+    /* each probe finds the list full, then runs it dry: the bound doubles each time */
+    for (int i = 0; i < 4; i++)
+        w->held[i] = rbd_probe(w, RBD_PROBE);
+    /* full at LAB_REUSE_MAX, then LAB_REUSE_OVERS frees that find it full: halved, trimmed */
+    void **f = &w->f[w->next];
+    w->next += LAB_REUSE_MAX + LAB_REUSE_OVERS;
+    for (int i = 0; i < LAB_REUSE_MAX + LAB_REUSE_OVERS; i++)
+        lab_free(f[i]);
+    if (-(int32_t)r->usedf != LAB_REUSE_MAX / 2 || r->floor != -LAB_REUSE_MAX / 2)
+        w->fail = 1;
+    /* the list kept the last freed of those it held */
+    for (int i = LAB_REUSE_MAX - 1; i >= LAB_REUSE_MAX / 2 && !w->fail; i--)
+        if ((w->live[w->nlive++] = lab_malloc(RBD_SIZE)) != f[i])
+            w->fail = 2;
+    lab_trim();
+    w->held[4] = rbd_probe(w, RBD_PROBE);
+    lab_free(mine);
+    return NULL;
+}
+
+static void test_reuse_bounds(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    static struct rbd w;
+    memset(&w, 0, sizeof w);
+    ra_in_thread(rbd_thread, &w);
+    for (int i = 0; i < w.nlive; i++)
+        lab_free(w.live[i]);
+    int b2 = lab_min(2 * LAB_REUSE_MIN, LAB_REUSE_MAX), b3 = lab_min(4 * LAB_REUSE_MIN, LAB_REUSE_MAX);
+    int want[5] = {LAB_REUSE_MIN, b2, b3, lab_min(8 * LAB_REUSE_MIN, LAB_REUSE_MAX), LAB_REUSE_MIN};
+    for (int i = 0; i < 4; i++)
+        if (w.held[i] != want[i])
+            fail_msg("reuse bounds: probe %d held %d blocks, not %d (the bound doubles when the list "
+                     "runs dry after it was found full)", i, w.held[i], want[i]);
+    if (w.fail)
+        fail_msg("reuse bounds: step %d failed (after LAB_REUSE_OVERS frees found it full, the list "
+                 "must hold the last freed half of LAB_REUSE_MAX)", w.fail);
+    if (w.held[4] != want[4])
+        fail_msg("reuse bounds: after a trim the list held %d blocks, not %d", w.held[4], want[4]);
+}
+
+/* An aside heap's own frees that find its reuse list at half its bound (arena.c: they leave the
+ * rest to other heaps' blocks) count as frees that found it full: when the list then runs dry
+ * its bound doubles, and it holds twice as many of the heap's own blocks. */
+static void test_reuse_bounds_aside(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    assert_true(ra_setup()); /* (a trim first: the bounds start low) */
+    unsigned cls = lab_size_class(RA_SIZE);
+    const lab_page_t *first = lab_own_desc((uintptr_t)ra_old[0]);
+    assert_ptr_not_equal(lab_tls_heap->cur[cls], first);
+    enum { N = 3 * LAB_REUSE_MIN };
+    static void *old[N], *live[N];
+    int n = 0, nlive = 0;
+    for (int i = 0; i < ra_n && n < N; i++)
+        if (lab_own_desc((uintptr_t)ra_own[i]) == first)
+            old[n++] = ra_own[i], ra_own[i] = NULL;
+    assert_int_equal(n, N);
+    for (int i = 0; i < LAB_REUSE_MIN; i++)
+        lab_free(old[i]);
+    int held1 = reuse_back(old, LAB_REUSE_MIN, RA_SIZE, live, &nlive);
+    for (int i = LAB_REUSE_MIN; i < N; i++)
+        lab_free(old[i]);
+    int held2 = reuse_back(old + LAB_REUSE_MIN, N - LAB_REUSE_MIN, RA_SIZE, live, &nlive);
+    for (int i = 0; i < nlive; i++)
+        lab_free(live[i]);
+    ra_free_rest();
+    if (held1 != LAB_REUSE_MIN / 2 || held2 != lab_min(LAB_REUSE_MIN, LAB_REUSE_MAX / 2))
+        fail_msg("aside bounds: the list held %d, then %d of the heap's own blocks, not %d, then %d", held1,
+                 held2, LAB_REUSE_MIN / 2, lab_min(LAB_REUSE_MIN, LAB_REUSE_MAX / 2));
 }
 
 /* A block the owner's free put on the reuse list, freed again: a double free. */
@@ -2987,9 +3111,9 @@ static void test_reuse_off_in_signal_heap(void **state)
     assert_false(open);
     /* off too: the exited thread's heap (until a new thread adopts it) and the shared static
      * heap of threads that have none */
-    assert_int_equal(exited->reuse_floor, 0);
-    assert_int_equal(lab_heap_empty.reuse_floor, 0);
-    assert_true(lab_tls_heap->reuse_floor < 0); /* this live thread's own heap: on */
+    assert_int_equal(exited->reuse[cls].floor, 0);
+    assert_int_equal(lab_heap_empty.reuse[cls].floor, 0);
+    assert_true(lab_tls_heap->reuse[cls].floor < 0); /* this live thread's own heap: on */
 }
 
 /* ---- injected mapping failures ---- */
@@ -3101,6 +3225,8 @@ int main(void)
         cmocka_unit_test(test_reuse_aside_double_free),
         cmocka_unit_test(test_reuse_aside_walk),
         cmocka_unit_test(test_reuse_aside_batch),
+        cmocka_unit_test(test_reuse_bounds),
+        cmocka_unit_test(test_reuse_bounds_aside),
         cmocka_unit_test(test_reuse_off_in_signal_heap),
         cmocka_unit_test(test_thread_exit_live_blocks),
         cmocka_unit_test(test_trim_returns_rss),
