@@ -126,20 +126,22 @@ else
 fi
 
 # THP: a program whose pool passes the threshold gets advised chunks (counted in the summary);
-# LABYRINTH_THP=0 none, a threshold above the program's size none
+# none by default (off), with LABYRINTH_THP=0, or with a threshold above the program's size
 big=(python3 -c 'x = [bytearray(200000) for i in range(400)]; print(len(x))')
 # (the largest count of any summary: python3 may run other processes at start)
 thp_of() { sed -n 's/.*thp_chunks \([0-9]*\).*/\1/p' "$tmp/err" | sort -n | tail -n 1; }
+run LABYRINTH_STATS=1 LABYRINTH_THP=32 -- "${big[@]}"
+t_on=$(thp_of)
 run LABYRINTH_STATS=1 -- "${big[@]}"
 t_def=$(thp_of)
 run LABYRINTH_STATS=1 LABYRINTH_THP=0 -- "${big[@]}"
 t_off=$(thp_of)
 run LABYRINTH_STATS=1 LABYRINTH_THP=4096 -- "${big[@]}"
 t_high=$(thp_of)
-if [ "${t_def:-0}" -ge 1 ] && [ "$t_off" = 0 ] && [ "$t_high" = 0 ]; then
-    ok "THP: $t_def chunks advised by default, none with THP=0 or a threshold above the heap"
+if [ "${t_on:-0}" -ge 1 ] && [ "$t_def" = 0 ] && [ "$t_off" = 0 ] && [ "$t_high" = 0 ]; then
+    ok "THP: $t_on chunks advised with THP=32, none by default, with THP=0 or a threshold above the heap"
 else
-    fail "THP: thp_chunks default '${t_def}', THP=0 '${t_off}', THP=4096 '${t_high}'"
+    fail "THP: thp_chunks THP=32 '${t_on}', default '${t_def}', THP=0 '${t_off}', THP=4096 '${t_high}'"
 fi
 
 # idle_returns: spans given back without their owner. memory_returned remote (256 MiB of 64-byte
