@@ -716,9 +716,11 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b)
  * list between the two ends, the more often the shorter the list; one that only frees a class
  * fills the list once and keeps it full. So each list has its own bound: it doubles (up to
  * LAB_REUSE_MAX) when the list runs dry after it was found full since it last did, and halves
- * (down to LAB_REUSE_MIN) when LAB_REUSE_OVERS frees in a row found it full, the blocks past the
- * new bound going home: a thread that frees more than it allocates keeps at most the low bound
- * of each class, as before there were bounds to grow. */
+ * (down to LAB_REUSE_MIN) when LAB_REUSE_OVERS frees of other heaps' blocks found it full without
+ * its running dry in between, the blocks past the new bound going home: a thread that frees more
+ * than it allocates keeps at most the low bound of each class, as before there were bounds to
+ * grow. An aside heap's own frees that find the list at half (lab_span_free_aside) count for the
+ * growth only: a batch of its own frees is not a thread that only frees. */
 _Static_assert(LAB_REUSE_OVERS == 1 << (8 * sizeof(((lab_reuse_t *)0)->over)), "over wraps at LAB_REUSE_OVERS");
 _Static_assert(LAB_REUSE_MIN >= 2 * LAB_REUSE_ON && LAB_REUSE_MAX >= LAB_REUSE_MIN && LAB_REUSE_MAX <= 16384,
                "bounds fit the list's int16_t floor and leave room to turn a list on");
@@ -825,8 +827,10 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
     if (r && ++h->aside_full > LAB_ASIDE_BATCH && h->cur[cls] != s)
         lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
     lab_span_push_own(h, s, b, bkey);
-    if (r && ++r->over == 0) /* (reuse bounds, above) */
-        lab_heap_reuse_shrink(h, cls);
+    /* found full, so the bound may grow when the list next runs dry (reuse bounds, above); not
+     * counted towards halving it: the heap's own batch frees are not a thread that only frees */
+    if (r && !r->over)
+        r->over = 1;
 }
 
 void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)

@@ -179,7 +179,8 @@ typedef struct lab_reuse {
         int32_t used;
     };
     uint8_t flags;
-    uint8_t over;  /* frees that found it full since it last ran dry (wraps: arena.c) */
+    uint8_t over;  /* other heaps' blocks freed that found it full since it last ran dry
+                      (wraps: arena.c), or 1 where only the heap's own did */
     int16_t floor; /* -(its bound), or 0 where reuse lists are off (no live ordinary heap;
                       signal heaps; secure mode) */
 } lab_reuse_t;
@@ -240,8 +241,8 @@ lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the 
 }
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class: a
  * list's bound starts at LAB_REUSE_MIN and doubles up to LAB_REUSE_MAX each time it runs dry
- * after it was found full, halving again after LAB_REUSE_OVERS frees found it full without its
- * running dry in between (arena.c: reuse bounds). */
+ * after it was found full, halving again after LAB_REUSE_OVERS frees of other heaps' blocks found
+ * it full without its running dry in between (arena.c: reuse bounds). */
 #ifndef LAB_REUSE_MAX /* a build may try other bounds (-DLAB_REUSE_MAX=128) */
 #define LAB_REUSE_MAX 64
 #endif

@@ -2212,8 +2212,9 @@ static void test_reuse_bounds(void **state)
 }
 
 /* An aside heap's own frees that find its reuse list at half its bound (arena.c: they leave the
- * rest to other heaps' blocks) count as frees that found it full: when the list then runs dry
- * its bound doubles, and it holds twice as many of the heap's own blocks. */
+ * rest to other heaps' blocks) count as frees that found it full for the bound's growth: when the
+ * list then runs dry its bound doubles, and it holds twice as many of the heap's own blocks; not
+ * for its halving. */
 static void test_reuse_bounds_aside(void **state)
 {
     (void)state;
@@ -2236,12 +2237,42 @@ static void test_reuse_bounds_aside(void **state)
     for (int i = LAB_REUSE_MIN; i < N; i++)
         lab_free(old[i]);
     int held2 = reuse_back(old + LAB_REUSE_MIN, N - LAB_REUSE_MIN, RA_SIZE, live, &nlive);
-    for (int i = 0; i < nlive; i++)
-        lab_free(live[i]);
-    ra_free_rest();
     if (held1 != LAB_REUSE_MIN / 2 || held2 != lab_min(LAB_REUSE_MIN, LAB_REUSE_MAX / 2))
         fail_msg("aside bounds: the list held %d, then %d of the heap's own blocks, not %d, then %d", held1,
                  held2, LAB_REUSE_MIN / 2, lab_min(LAB_REUSE_MIN, LAB_REUSE_MAX / 2));
+    /* but they do not count towards halving it (a thread's own frees are not a thread that only
+     * frees): the list held at half its bound, each malloc taking a block the next free puts
+     * back, and a free of another own block finding it at half, LAB_REUSE_OVERS times and more */
+    lab_reuse_t *r = &lab_tls_heap->reuse[cls];
+    int half = -r->floor / 2;
+    enum { M = LAB_REUSE_MAX / 2 + LAB_REUSE_OVERS + 16, F = 5 * M };
+    static void *fresh[F], *more[M];
+    int m = 0;
+    for (int i = 0; i < F; i++)
+        assert_non_null(fresh[i] = lab_malloc(RA_SIZE));
+    for (int i = 0; i < F && m < M; i++) /* in spans no longer current: their frees go aside */
+        if (lab_own_desc((uintptr_t)fresh[i]) != (const lab_page_t *)lab_tls_heap->cur[cls])
+            more[m++] = fresh[i], fresh[i] = NULL;
+    assert_int_equal(m, M);
+    int16_t floor = r->floor;
+    for (int i = 0; i < half; i++)
+        lab_free(more[i]);
+    for (int i = half; i < M; i++) {
+        void *p = lab_malloc(RA_SIZE);
+        assert_ptr_equal(p, more[half - 1]); /* the one put back each time */
+        lab_free(p);
+        lab_free(more[i]);
+    }
+    int16_t after = r->floor;
+    for (int i = 0; i < F; i++)
+        if (fresh[i])
+            lab_free(fresh[i]);
+    for (int i = 0; i < nlive; i++)
+        lab_free(live[i]);
+    ra_free_rest();
+    if (after != floor)
+        fail_msg("aside bounds: %d of the heap's own frees found the list at half and its bound went from "
+                 "%d to %d", M - half, -floor, -after);
 }
 
 /* A block the owner's free put on the reuse list, freed again: a double free. */
