@@ -778,16 +778,17 @@ static void heap_reuse_flush(lab_heap_t *h)
     }
 }
 
-void lab_heap_reuse_shrink(lab_heap_t *h, unsigned cls)
+void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
-    lab_reuse_t *r = &h->reuse[cls];
-    if (r->floor >= -LAB_REUSE_MIN) /* at the low bound, or lists off */
-        return;
-    int was = h->in_slow; /* (from a free, the heap's own: its messages change) */
-    h->in_slow = 1;
-    r->floor = (int16_t)(r->floor / 2);
-    heap_reuse_send(h, r, (unsigned)-r->floor);
-    h->in_slow = was;
+    lab_reuse_t *r = &h->reuse[s->cls];
+    if (r->floor < -LAB_REUSE_MIN) { /* not at the low bound already */
+        int was = h->in_slow; /* (from a free, the heap's own: its messages change) */
+        h->in_slow = 1;
+        r->floor = (int16_t)(r->floor / 2);
+        heap_reuse_send(h, r, (unsigned)-r->floor);
+        h->in_slow = was;
+    }
+    lab_span_send(s, b);
 }
 
 /* The heap's first reuse list turns on: blocks of other heaps are freed here and handed out
@@ -806,6 +807,22 @@ static void heap_aside_on(lab_heap_t *h)
             lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
 }
 
+/* lab_span_free_aside's other case: the list at half its bound (or a class above 1 KiB). */
+static lab_noinline void aside_full(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey)
+{
+    unsigned cls = s->cls;
+    lab_reuse_t *r = cls < LAB_DIRECT_CLASSES ? &h->reuse[cls] : NULL;
+    /* found full, so the bound may grow when the list next runs dry (reuse bounds, above); not
+     * counted towards halving it: the heap's own batch frees are not a thread that only frees */
+    if (r && !r->over)
+        r->over = 1;
+    /* a run of frees that found their lists full: a batch is being freed, faster than malloc
+     * takes blocks back, so the span takes the fast path again (until it is next current) */
+    if (r && ++h->aside_full > LAB_ASIDE_BATCH && h->cur[cls] != s)
+        lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
+    lab_span_push_own(h, s, b, bkey);
+}
+
 void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t bkey)
 {
     unsigned cls = s->cls;
@@ -822,15 +839,7 @@ void lab_span_free_aside(lab_heap_t *h, lab_span_t *s, lab_block_t *b, uintptr_t
             lab_heap_reuse_on(h, cls);
         return;
     }
-    /* a run of frees that found their lists full: a batch is being freed, faster than malloc
-     * takes blocks back, so the span takes the fast path again (until it is next current) */
-    if (r && ++h->aside_full > LAB_ASIDE_BATCH && h->cur[cls] != s)
-        lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
-    lab_span_push_own(h, s, b, bkey);
-    /* found full, so the bound may grow when the list next runs dry (reuse bounds, above); not
-     * counted towards halving it: the heap's own batch frees are not a thread that only frees */
-    if (r && !r->over)
-        r->over = 1;
+    return aside_full(h, s, b, bkey); /* a tail call: the push above saves no registers */
 }
 
 void lab_heap_reuse_on(lab_heap_t *h, unsigned cls)

@@ -390,9 +390,10 @@ lab_internal void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_
 lab_internal void lab_heap_reuse_off(lab_heap_t *h, unsigned cls);
 /* The reuse list of cls has just got its first block: point the class's direct slots at it. */
 lab_internal void lab_heap_reuse_on(lab_heap_t *h, unsigned cls);
-/* LAB_REUSE_OVERS frees found the reuse list of cls full since it last ran dry: halve its bound
- * (not below LAB_REUSE_MIN), sending the blocks past it to their owners. */
-lab_internal void lab_heap_reuse_shrink(lab_heap_t *h, unsigned cls);
+/* LAB_REUSE_OVERS frees found the reuse list of s's class full since it last ran dry: halve its
+ * bound (not below LAB_REUSE_MIN), sending the blocks past it to their owners; then b (key
+ * checked) goes its owner's way too (lab_span_send). */
+lab_internal void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b);
 /* The rest of a remote free (key checked): into the caller's message for the block's owner, or,
  * without a live ordinary heap, onto the span's remote list at once. Counted here. */
 lab_internal void lab_span_send(lab_span_t *s, lab_block_t *b);
@@ -444,9 +445,9 @@ lab_inline void lab_span_free_remote(lab_heap_t *me, lab_span_t *s, lab_block_t 
         }
         /* full: counted towards halving its bound (a thread that frees more of the class than
          * it allocates holds no more than it needs); off (a floor of 0, heaps other threads may
-         * share among them): nothing written */
+         * share among them): nothing written. A tail call, so that callers keep no frame. */
         if (r->floor != 0 && lab_unlikely(++r->over == 0))
-            lab_heap_reuse_shrink(me, cls);
+            return lab_span_free_shrink(me, s, b);
     }
     /* the open message to the span's owner, where the last block went (only a live ordinary
      * heap has messages open) */
