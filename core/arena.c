@@ -740,7 +740,7 @@ void lab_heap_reuse_off(lab_heap_t *h, unsigned cls)
     r->usedf = 0;
     r->flags = 0; /* the slots no longer point at it */
     if (r->over && r->floor != 0 && r->floor > -LAB_REUSE_MAX)
-        r->floor = (int16_t)(r->floor * 2);
+        r->floor = (int16_t)(2 * r->floor > -LAB_REUSE_MAX ? 2 * r->floor : -LAB_REUSE_MAX);
     r->over = 0;
     heap_set_cur(h, cls, h->cur[cls]);
 }
@@ -784,7 +784,7 @@ void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
     if (r->floor < -LAB_REUSE_MIN) { /* not at the low bound already */
         int was = h->in_slow; /* (from a free, the heap's own: its messages change) */
         h->in_slow = 1;
-        r->floor = (int16_t)(r->floor / 2);
+        r->floor = (int16_t)(r->floor / 2 < -LAB_REUSE_MIN ? r->floor / 2 : -LAB_REUSE_MIN);
         heap_reuse_send(h, r, (unsigned)-r->floor);
         h->in_slow = was;
     }
