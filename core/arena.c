@@ -1362,6 +1362,13 @@ static unsigned sig_count;  /* heaps made so far (under heaps_lock) */
 
 void lab_sig_reserve(unsigned n)
 {
+    /* nothing to do, as at every sigaction after the first: return before the lock, whose
+     * writes would copy its page in a fork child, and in the parent after every fork (a shell
+     * sets handlers around each command it forks) */
+    unsigned want = lab_load_relaxed(&sig_want);
+    if (want >= lab_min(n, (unsigned)SIG_HEAPS) &&
+        lab_load_relaxed(&sig_count) >= lab_min(want, lab_load_relaxed(&heaps_made) + 2))
+        return;
     lab_lock(&heaps_lock);
     sig_want = lab_max(sig_want, lab_min(n, (unsigned)SIG_HEAPS));
     lab_unlock(&heaps_lock);

@@ -84,9 +84,13 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
     if (act && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
         lab_sig_reserve(16); /* ready before the first delivery; never from a handler */
         void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
-        __atomic_store_n(&user[sig].flags, act->sa_flags, __ATOMIC_RELAXED);
-        /* release: the flags are visible before the handler that uses them */
-        __atomic_store_n(&user[sig].handler, h, __ATOMIC_RELEASE);
+        /* written only when they change: a shell sets the same handlers around every command it
+         * forks, and each write after a fork copies the table's page */
+        if (prev_flags != act->sa_flags || prev_user != h) {
+            __atomic_store_n(&user[sig].flags, act->sa_flags, __ATOMIC_RELAXED);
+            /* release: the flags are visible before the handler that uses them */
+            __atomic_store_n(&user[sig].handler, h, __ATOMIC_RELEASE);
+        }
         mine = *act;
         mine.sa_sigaction = wrapper;
         mine.sa_flags |= SA_SIGINFO;
