@@ -1129,7 +1129,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         lab_lock(&heaps_lock);
         h->next_all = heaps_all;
         heaps_all = h;
-        heaps_made++;
+        lab_store_relaxed(&heaps_made, heaps_made + 1); /* (read without the lock: lab_sig_reserve) */
         lab_pool_set_sharers(pool, ++heaps_live);
         bool more = sig_want != 0; /* handlers installed: maybe one signal heap more */
         lab_unlock(&heaps_lock);
@@ -1358,7 +1358,8 @@ void lab_heap_thread_exit(void)
 #define SIG_HEAPS 64
 static lab_heap_t *sig_heaps[SIG_HEAPS];
 static uint64_t sig_free;   /* bit i: sig_heaps[i] exists and is free (atomic) */
-static unsigned sig_count;  /* heaps made so far (under heaps_lock) */
+static unsigned sig_count;  /* heaps made so far (written under heaps_lock, atomically: read
+                               without it in lab_sig_reserve, as sig_want and heaps_made are) */
 
 void lab_sig_reserve(unsigned n)
 {
@@ -1370,7 +1371,7 @@ void lab_sig_reserve(unsigned n)
         lab_load_relaxed(&sig_count) >= lab_min(want, lab_load_relaxed(&heaps_made) + 2))
         return;
     lab_lock(&heaps_lock);
-    sig_want = lab_max(sig_want, lab_min(n, (unsigned)SIG_HEAPS));
+    lab_store_relaxed(&sig_want, lab_max(sig_want, lab_min(n, (unsigned)SIG_HEAPS)));
     lab_unlock(&heaps_lock);
     sig_top_up();
 }
@@ -1404,7 +1405,7 @@ static void sig_top_up(void)
         sig_heaps[sig_count] = h;
         /* release: the heap is complete before a handler can take it */
         __atomic_fetch_or(&sig_free, 1ull << sig_count, __ATOMIC_RELEASE);
-        sig_count++;
+        lab_store_relaxed(&sig_count, sig_count + 1);
     }
     lab_unlock(&heaps_lock);
 }
