@@ -3,8 +3,9 @@
  * handler the table already holds must write none of its pages, since every page written after a
  * fork is a copy-on-write fault, in the parent and again in the child. Checked here: after a
  * fork, in the child and in the parent, installing the handlers already in force costs no minor
- * page fault (with any allocator; Labyrinth's wrapper once wrote its handler table and took the
- * heaps' lock at every call: 2 faults a side), and the handlers still run. */
+ * page fault in at least one of six rounds on each side (with any allocator; Labyrinth's wrapper
+ * once wrote its handler table and took the heaps' lock at every call: 2 or 3 faults a side in
+ * every round), and the handlers still run. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <link.h>
@@ -23,6 +24,8 @@ static void on_usr1(int sig)
     hits++;
     free(malloc(64)); /* a handler that allocates (as shells' SIGCHLD handlers do) */
 }
+
+static long lab_min_long(long a, long b) { return a < b ? a : b; }
 
 static long minflt(void)
 {
@@ -92,29 +95,38 @@ int main(void)
     SAY("after fork(), setting the handlers already in force writes no page, in the child and the parent");
     void *keep = malloc(100);
     CHECK(set(SIGUSR1, on_usr1) == 0 && set(SIGUSR2, on_usr1) == 0, "sigaction failed");
-    /* round 0 is not checked in the parent: its first fork costs it one fault of its own in
-     * some runs, under glibc's malloc as under Labyrinth */
-    for (int round = 0; round < 4; round++) {
+    /* the fewest faults of ROUNDS forks on each side: a page of the stack or of the loader may
+     * still fault once in a round, more so on a loaded machine, under glibc's malloc as under
+     * Labyrinth, where a wrapper that writes its pages faults in every round */
+    enum { ROUNDS = 6, CHILD_FAILED = 100 };
+    long least_parent = 1000, least_child = 1000;
+    for (int round = 0; round < ROUNDS; round++) {
         pid_t pid = fork();
         if (pid == 0) {
             long f = faults_of_resetting();
             raise(SIGUSR1);
-            _exit(f < 0 ? 3 : f > 0 ? 4 : hits == 1 ? 0 : 5);
+            _exit(f < 0 ? CHILD_FAILED + 1 : hits != 1 ? CHILD_FAILED + 2 : (int)lab_min_long(f, 99));
         }
         CHECK(pid > 0, "fork failed");
         if (pid < 0)
             break;
         long f = faults_of_resetting();
-        CHECK(f == 0 || (round == 0 && f == 1), "round %d: the parent took %ld minor faults setting the handlers it had (-1: "
-                      "sigaction failed)", round, f);
+        CHECK(f >= 0, "round %d: sigaction failed in the parent", round);
+        least_parent = f >= 0 && f < least_parent ? f : least_parent;
         int st = 0;
         pid_t w;
         while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
             ;
-        CHECK(w == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "round %d: child ended with %d (3: sigaction failed, 4: it took minor faults setting the "
-              "handlers it had, 5: the handler did not run)", round, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        int code = w == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        CHECK(code >= 0 && code < CHILD_FAILED, "round %d: child ended with %d (101: sigaction failed, 102: "
+              "the handler did not run)", round, code);
+        if (code >= 0 && code < least_child)
+            least_child = code;
     }
+    SAY("fewest minor faults re-setting the handlers in %d rounds: %ld in the parent, %ld in the child",
+        ROUNDS, least_parent, least_child);
+    CHECK(least_parent == 0 && least_child == 0, "setting the handlers in force after a fork should write "
+          "no page (fewest faults: parent %ld, child %ld)", least_parent, least_child);
     long before = hits;
     raise(SIGUSR2);
     CHECK(hits == before + 1, "the handler did not run in the parent");
