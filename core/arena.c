@@ -772,9 +772,10 @@ static void heap_reuse_flush(lab_heap_t *h)
     for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
         lab_reuse_t *r = &h->reuse[cls];
         heap_reuse_send(h, r, 0);
-        lab_heap_reuse_off(h, cls);
+        r->over = 0; /* the bound starts low again, not doubled by reuse_off first */
         if (r->floor)
             r->floor = -LAB_REUSE_MIN;
+        lab_heap_reuse_off(h, cls);
     }
 }
 
