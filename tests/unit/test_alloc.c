@@ -2644,6 +2644,37 @@ static void test_used_runs_before_clean(void **state)
     }
 }
 
+/* Page-sized blocks of lengths that come and go, none the longest so far (python3's start: file
+ * buffers of 32 KiB and more among its longer tables): a block of 12 pages, after blocks of 9 and
+ * 20 went to the thread's run room (which serves a length from a run at most an eighth longer),
+ * must take those written pages (the room's runs join the store), not fault in fresh ones. */
+static void test_room_runs_before_fresh(void **state)
+{
+    (void)state;
+    const size_t pg = LAB_PAGE_SIZE;
+    lab_trim();
+    uint8_t *big = lab_malloc(26 * pg - 32); /* the longest: later blocks are not */
+    assert_non_null(big);
+    fill(big, 26 * pg - 32, 1);
+    const size_t first[] = {9, 20};
+    for (int i = 0; i < 2; i++) {
+        uint8_t *p = lab_malloc(first[i] * pg - 32);
+        assert_non_null(p);
+        fill(p, first[i] * pg - 32, 2);
+        lab_free(p);
+    }
+    size_t n = 12 * pg - 32;
+    uint8_t *p = lab_malloc(n);
+    assert_non_null(p);
+    size_t absent = pages_absent(p, n);
+    print_message("12 pages: %zu not resident before they were written\n", absent);
+    assert_int_equal(absent, 0);
+    fill(p, n, 3);
+    lab_free(p);
+    assert_pattern(big, 26 * pg - 32, 1);
+    lab_free(big);
+}
+
 /* The index of the first non-zero byte among the first n, or n. */
 static size_t first_nonzero(const void *p, size_t n)
 {
@@ -3266,6 +3297,7 @@ int main(void)
         cmocka_unit_test(test_kept_spans_reused),
         cmocka_unit_test(test_kept_spans_reclaimed),
         cmocka_unit_test(test_used_runs_before_clean),
+        cmocka_unit_test(test_room_runs_before_fresh),
         cmocka_unit_test(test_calloc_touches_written_pages_only),
         cmocka_unit_test(test_calloc_whole_mapping_clears_request),
         cmocka_unit_test(test_calloc_dense_stops_asking),
