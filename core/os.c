@@ -133,7 +133,16 @@ void *lab_os_map_aligned(size_t size, size_t align, int *err)
 
 void *lab_os_reserve(size_t len, size_t align, int prot)
 {
-    long r = os_syscall6(SYS_mmap, 0, (long)(len + align), prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* first the length alone: the kernel places a mapping of whole 2 MiB units on a 2 MiB
+     * boundary where it can (and any on a page), so the usual case is one call, where mapping
+     * len + align and trimming both ends took three at every process start */
+    long r = os_syscall6(SYS_mmap, 0, (long)len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (os_is_err(r))
+        return NULL;
+    if (((uintptr_t)r & (align - 1)) == 0)
+        return (void *)r;
+    os_syscall6(SYS_munmap, r, (long)len, 0, 0, 0, 0);
+    r = os_syscall6(SYS_mmap, 0, (long)(len + align), prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (os_is_err(r))
         return NULL;
     uintptr_t p = (uintptr_t)r, a = lab_align_up(p, align);

@@ -200,15 +200,17 @@ static void *fmap_chunk_map(int64_t **pm, int *err)
 {
     *pm = NULL;
     *err = 0;
+    bool just_set_up = false;
     if (lab_unlikely(__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)) {
         fmap_init();
         if (__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)
             return NULL;
+        just_set_up = true; /* the limit was read as the region was reserved, just now */
     }
     size_t n = fmap_slots;
     /* a limit set since the region was reserved: it counts the whole region already, so new
      * chunks go outside, where the kernel holds them to the limit */
-    if (!n || lab_os_address_limited())
+    if (!n || (!just_set_up && lab_os_address_limited()))
         return NULL;
     size_t start = lab_load_relaxed(&fmap_hint);
     for (size_t k = 0; k < n; k++) {
