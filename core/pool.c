@@ -126,7 +126,11 @@ static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
 {
     for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
         lab_chunk_t ***slot = &lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)];
-        lab_chunk_t **l2 = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        /* read by a compare-and-swap that stores what it finds (NULL for NULL): a write access,
+         * so that the first one on a page of the table never read faults once (a plain load of
+         * it maps the zero page, and the store that follows faults again to copy it) */
+        lab_chunk_t **l2 = NULL;
+        __atomic_compare_exchange_n(slot, &l2, NULL, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE);
         if (!l2) {
             if (!c)
                 continue;
@@ -156,8 +160,13 @@ lab_fmap_t lab_fmap;
 static size_t fmap_want = (size_t)64 << 30;     /* bytes to reserve (0: no region) */
 static int fmap_state;                           /* 0 not tried, 1 being set up, 2 done */
 #define FMAP_MAX_SLOTS (((size_t)1 << 40) >> LAB_CHUNK_SHIFT)
-static uint64_t fmap_used[FMAP_MAX_SLOTS / 64] lab_big_bss;  /* bit per slot: committed (slot 0 always) */
+/* A bit per slot: committed (slot 0 always). The first word (the first 64 slots, which most
+ * processes never pass) lies apart from the others, with the small variables: the page of the
+ * big array it began was written by every process, a page fault of its own. */
+static uint64_t fmap_used0;
+static uint64_t fmap_used_rest[FMAP_MAX_SLOTS / 64 - 1] lab_big_bss;
 static size_t fmap_slots, fmap_hint;
+static inline uint64_t *fmap_used_word(size_t slot) { return slot < 64 ? &fmap_used0 : &fmap_used_rest[slot / 64 - 1]; }
 
 void lab_pool_set_reserve(size_t bytes)
 {
@@ -183,7 +192,7 @@ static void fmap_init(void)
             continue;
         }
         fmap_slots = len >> LAB_CHUNK_SHIFT;
-        fmap_used[0] = 1; /* slot 0 holds the zero descriptor's pages: never used */
+        fmap_used0 = 1; /* slot 0 holds the zero descriptor's pages: never used */
         fmap_hint = 1;
         lab_fmap.base = (uintptr_t)r;
         lab_fmap.pm = (int64_t *)pm;
@@ -215,7 +224,7 @@ static void *fmap_chunk_map(int64_t **pm, int *err)
     size_t start = lab_load_relaxed(&fmap_hint);
     for (size_t k = 0; k < n; k++) {
         size_t i = (start + k) % n;
-        uint64_t *w = &fmap_used[i / 64], bit = 1ull << (i % 64);
+        uint64_t *w = fmap_used_word(i), bit = 1ull << (i % 64);
         uint64_t old = lab_load_relaxed(w);
         if (old & bit) {
             if (old == ~0ull)
@@ -272,7 +281,7 @@ static void chunk_unmap(void *m, int64_t *pm)
     if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
         memset(pm, 0, LAB_CHUNK_PAGES * sizeof *pm);
     /* release: the decommit is done before the slot can be taken again */
-    __atomic_fetch_and(&fmap_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
+    __atomic_fetch_and(fmap_used_word(i), ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }
 
 /* The fast map's entries of pages [idx, idx+n) of c, for the head value v (LAB_HEAD_NONE or the
@@ -323,16 +332,25 @@ typedef struct lab_zone {
     size_t store_pages;
     lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
-    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, the longest
-                                               first: reach them through ZBIN */
+    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
+                                               ZBIN gives (reach them through it) */
 } lab_zone_t;
 
-/* The store's list of free runs of n pages. Stored longest first, so that the lists of long runs
- * share the pool's first page with its set-up fields: a process's first allocation leaves the
- * rest of its first chunk (some 450 pages) in the store, and with the shortest first that one
- * list sat alone on the struct's second page, a page fault in every process (the lists of short
- * runs fill only as spans and page runs come back). */
-#define ZBIN(z, n) ((z)->bin[LAB_CHUNK_PAGES - (n)])
+/* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
+ * first, then those of runs up to ZBIN_SHORT pages, then the rest: the first two share the pool's
+ * first page with its set-up fields. A process's first allocation leaves the rest of its first
+ * chunk (some 450 pages) in the store, and the first span it empties comes back as a run of 8 pages
+ * (`head -n1` does both); with the lists longest first, the short one sat on the struct's second
+ * page, and with the shortest first the long one did: a page fault in every process (read, then
+ * written: two). Runs of 129-255 pages (0.5-1 MiB) are rarer at a program's start. */
+#define ZBIN_SHORT 128u
+static inline unsigned zbin_index(unsigned n)
+{
+    return n >= LAB_CHUNK_PAGES / 2 ? LAB_CHUNK_PAGES - n
+           : n <= ZBIN_SHORT        ? LAB_CHUNK_PAGES / 2 + n
+                                    : LAB_CHUNK_PAGES / 2 + ZBIN_SHORT + (n - ZBIN_SHORT);
+}
+#define ZBIN(z, n) ((z)->bin[zbin_index(n)])
 
 struct lab_pool {
     uint64_t gen;         /* rooms of an older generation of this slot are stale */
@@ -366,10 +384,10 @@ struct lab_pool {
     lab_zone_t zone[2];
 };
 /* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
- * of runs of half a chunk or more are on its first page. */
-_Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES - LAB_CHUNK_PAGES / 2]) +
+ * of runs of half a chunk or more, and of runs up to ZBIN_SHORT pages, are on its first page. */
+_Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES / 2 + ZBIN_SHORT]) +
                        sizeof(lab_page_t *) <= 4096,
-               "the lists of long store runs on the pool's first page");
+               "the lists of long and of short store runs on the pool's first page");
 
 static lab_pool_reclaim_fn pool_reclaim; /* the arena's (lab_pool_set_reclaim) */
 
