@@ -274,8 +274,8 @@ static void chunk_unmap(void *m, int64_t *pm)
     size_t i = ((uintptr_t)m - lab_fmap.base) >> LAB_CHUNK_SHIFT;
     /* the slot's next chunk must read zero (fresh chunks count as clean): if the kernel will
      * not take the pages back as reserved, empty them at least */
-    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0)
-        lab_os_purge(m, LAB_CHUNK_SIZE);
+    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0 && lab_os_purge(m, LAB_CHUNK_SIZE) != 0)
+        memset(m, 0, LAB_CHUNK_SIZE); /* neither: a locked range keeps its pages (read zero now) */
     /* the slice's page goes back too, and reads zero from here on: the slot's next chunk finds
      * every page NONE (a stale entry would lead a stray free to another chunk's descriptor) */
     if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
@@ -1736,7 +1736,7 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     return (void *)a;
 }
 
-static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
+static bool store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
 static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, unsigned n);
 
 /* Whether the calling thread's run room holds at least as many pages as run d (n pages just
@@ -1866,8 +1866,8 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
                 continue;
             lab_chunk_t *c = lab_desc_chunk(d);
             unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
-            store_run_purge(pool, d, b);
-            fresh -= lab_min(fresh, used);
+            if (store_run_purge(pool, d, b))
+                fresh -= lab_min(fresh, used);
         }
 }
 
@@ -2253,8 +2253,13 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 /* ------------------------------------------------------------------------------------------
  * purging */
 
-/* Purge store run d of b pages (zone lock held): it reads zero from now on. */
-static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
+/* Purge store run d of b pages (zone lock held): it reads zero from now on. False if the kernel
+ * refused (a locked range: mlock, mlockall; MADV_DONTNEED stops at the first locked mapping):
+ * then the run keeps its data and stays dirty, or calloc and LAB_GFP_ZERO would hand out what
+ * its last block held without clearing it, and its stamp moves on, so that the purge does not
+ * try it again before another delay (a program that locks all its memory keeps it, as under
+ * glibc, whose trim is refused the same way). */
+static bool store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
 {
     lab_chunk_t *c = lab_desc_chunk(d);
     if (c->thp) {
@@ -2264,11 +2269,15 @@ static void store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
         c->thp = 0;
         lab_add_relaxed(&pool->thp_demoted, 1);
     }
-    lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT);
+    if (lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT) != 0) {
+        d->stamp = lab_load_relaxed(&pool->now_ms);
+        return false;
+    }
     /* counted at once: whoever sees the pages gone sees them counted */
     lab_add_relaxed(&pool->purged_pages, b);
     dirty_mark(c, (unsigned)(d - c->page), b, false);
     d->h.clean = 1;
+    return true;
 }
 
 /* Pages purged per hold of a zone lock: allocations that need the lock wait at most one batch of
@@ -2300,8 +2309,8 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
                     more = true; /* let waiting allocations in, then start the walk again */
                     break;
                 }
-                store_run_purge(pool, d, b);
-                batch += b;
+                if (store_run_purge(pool, d, b))
+                    batch += b;
             }
         }
         /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
