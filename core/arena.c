@@ -19,6 +19,10 @@ uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at t
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
 lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
+/* The thread's heap was retired at its exit (lab_heap_thread_exit). Frees after that (glibc frees
+ * its own per-thread buffers after every key destructor has run) go straight to their spans: a
+ * heap taken for them would never be retired again. */
+static __thread char heap_retired;
 /* The heap a signal handler gets when no signal heap is free: every allocation fails. */
 lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}, .state = LAB_HEAP_NONE,
                             .gfp = LAB_GFP_ATOMIC};
@@ -898,8 +902,9 @@ static lab_noinline lab_cold unsigned msg_open(lab_heap_t *me, lab_heap_t *to, l
 static void span_send(lab_heap_t *me, lab_span_t *s, lab_block_t *b, uintptr_t key)
 {
     lab_heap_t *to = s->heap;
-    /* a thread that only frees (a consumer) gets a heap too, for its outgoing batches */
-    if (lab_unlikely(me->state == LAB_HEAP_EMPTY) && !me->gfp)
+    /* a thread that only frees (a consumer) gets a heap too, for its outgoing batches (not one
+     * whose heap was retired at its exit) */
+    if (lab_unlikely(me->state == LAB_HEAP_EMPTY) && !me->gfp && !heap_retired)
         me = lab_heap_get_slow();
     if (lab_unlikely(!me || me->state != LAB_HEAP_LIVE || me->gfp)) {
         span_free_remote_now(s, b);
@@ -1342,6 +1347,7 @@ void lab_heap_thread_exit(void)
         heap_tidy(h);
         lab_nursery_close(h);
         lab_tls_heap = &lab_heap_empty;
+        heap_retired = 1;
         heap_reuse_bound(h, 0);
         lab_lock(&heaps_lock);
         h->state = LAB_HEAP_ABANDONED;
