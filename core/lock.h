@@ -9,15 +9,23 @@
 typedef struct { int v; } lab_lock_t;
 #define LAB_LOCK_INIT { 0 }
 
-/* Locks the calling thread holds: a signal handler that interrupted it must not wait on them. */
+/* Locks the calling thread holds, or is taking or giving back: a signal handler that interrupted
+ * it must not wait on them (nor a fork from that handler take them all). Never below the truth
+ * at any instruction a signal may interrupt: raised before a lock is taken, lowered after it is
+ * given back (the signal fences keep the compiler from moving it across). Counted after the
+ * compare-and-swap instead, a handler that came between the two found a lock held and none
+ * counted, and a fork from it waited for that lock for ever (found by review). */
 lab_internal extern __thread int lab_locks_held;
 
 lab_inline bool lab_lock_try(lab_lock_t *l)
 {
     int z = 0;
+    lab_locks_held++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* acquire: the critical section's reads must not move above taking the lock */
     bool ok = __atomic_compare_exchange_n(&l->v, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-    lab_locks_held += ok;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    lab_locks_held -= !ok;
     return ok;
 }
 
@@ -30,18 +38,20 @@ lab_inline void lab_lock(lab_lock_t *l)
         if (lab_load_relaxed(&l->v) == 0 && lab_lock_try(l))
             return;
     }
+    lab_locks_held++; /* while it waits too: the exchange that wins holds the lock */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* acquire, as above; 2 marks waiters so unlock knows to wake */
     while (__atomic_exchange_n(&l->v, 2, __ATOMIC_ACQUIRE) != 0)
         lab_os_futex_wait(&l->v, 2);
-    lab_locks_held++;
 }
 
 lab_inline void lab_unlock(lab_lock_t *l)
 {
     /* release: the critical section's writes are visible before the lock reads free */
-    lab_locks_held--;
     if (__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2)
         lab_os_futex_wake(&l->v, 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    lab_locks_held--;
 }
 
 /* After fork() in the child: whoever held it is gone. */

@@ -452,15 +452,24 @@ static void banner(void)
  * start while this one is in fork(), so nothing is locked at all: every lock is a write, and
  * after fork() each written page costs a copy-on-write fault in the parent and another in the
  * child (about 12 us each on these VMs; five pages here, so a shell paid some 120 us a command,
- * bench: spawn). A fork from a signal handler that interrupted this thread inside the
- * allocator (lab_locks_held) keeps the full path, as before. fork_locked is per thread: two
- * threads may fork at once (then neither is single-threaded). */
+ * bench: spawn). A fork from a signal handler that interrupted this thread while it held a
+ * lock of the allocator (lab_locks_held) takes none either (below). fork_locked is per thread:
+ * two threads may fork at once (then neither is single-threaded). */
 extern char __libc_single_threaded __attribute__((weak));
 static __thread char fork_locked;
+static __thread int fork_held; /* locks this thread held when fork() began */
 
+/* A fork from a signal handler that interrupted this thread while it held one of the allocator's
+ * locks cannot take them all: the lock is not recursive, and waiting for it never ends (found by
+ * review: a handler of a 2 ms timer that forks, while the program allocates 3 MiB blocks, hung in
+ * lab_pool_fork_prepare on the huge cache's lock). Then no lock is taken: in a process of one
+ * thread none is needed, and in one of several the child of such a fork may find a lock another
+ * thread held (POSIX lets it call only async-signal-safe functions before it execs). The child
+ * keeps the locks the interrupted code holds: it goes on from there and releases them. */
 static void fork_prepare(void)
 {
-    fork_locked = !&__libc_single_threaded || !__libc_single_threaded || lab_locks_held != 0;
+    fork_held = lab_locks_held;
+    fork_locked = (!&__libc_single_threaded || !__libc_single_threaded) && fork_held == 0;
     lab_mmap_fork_prepare(); /* the mmap pool's lock, if the interposer is on: always */
     if (!fork_locked)
         return;
@@ -481,8 +490,9 @@ static void fork_child(void)
 {
     lab_mmap_fork_child(); /* first: the pool's handler then zeroes lab_locks_held */
     if (!fork_locked) {
-        if (lab_locks_held) /* the mmap pool's lock alone (none was held before prepare) */
-            lab_locks_held = 0;
+        /* the mmap pool's lock taken for the fork is gone; those the interrupted code holds are
+         * still its own */
+        lab_locks_held = fork_held;
         return;
     }
     lab_pool_fork_child();
