@@ -875,7 +875,11 @@ static lab_noinline lab_cold unsigned msg_open(lab_heap_t *me, lab_heap_t *to, l
     /* the block is ours to use for this only after the malloc below, which may run our slow
      * path (but never span_send) */
     int e = errno;
+    /* the slow path clears in_slow when it is done: a caller that had set it (heap_tidy, whose
+     * reuse lists flush through here) keeps it set for the rest of its change */
+    int in_slow = me->in_slow;
     lab_rmsg_t *m = lab_heap_alloc_small_slow(me, lab_size_class(sizeof *m));
+    me->in_slow = in_slow;
     if (!m) {
         errno = e;
         span_free_remote_now(s, b);
@@ -1417,15 +1421,23 @@ static void sig_top_up(void)
     lab_unlock(&heaps_lock);
 }
 
+/* The thread's own heap while a handler runs on a signal heap (the outermost handler's prev): a
+ * fork from that handler must not hand it to the child's other threads (lab_arena_fork_child). */
+static __thread lab_heap_t *sig_outer;
+static __thread uint64_t sig_mine; /* the signal heaps this thread's handlers hold (bits of sig_free) */
+
 lab_heap_t *lab_sig_enter(void)
 {
     lab_heap_t *prev = lab_tls_heap, *h = &lab_heap_none;
+    if (!prev->signal_slot)
+        sig_outer = prev;
     uint64_t m = __atomic_load_n(&sig_free, __ATOMIC_ACQUIRE);
     while (m) {
         uint64_t bit = m & -m;
         /* acquire: pairs with the release in reserve/exit, the heap's state is ours */
         if (__atomic_compare_exchange_n(&sig_free, &m, m & ~bit, true, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
             h = sig_heaps[__builtin_ctzll(bit)];
+            sig_mine |= bit;
             break;
         }
     }
@@ -1437,9 +1449,13 @@ void lab_sig_exit(lab_heap_t *prev)
 {
     lab_heap_t *h = lab_tls_heap;
     lab_tls_heap = prev;
-    if (h->signal_slot)
+    if (!prev->signal_slot)
+        sig_outer = NULL;
+    if (h->signal_slot) {
+        sig_mine &= ~(1ull << (h->signal_slot - 1));
         /* release: this handler's changes to the heap are visible to the next taker */
         __atomic_fetch_or(&sig_free, 1ull << (h->signal_slot - 1), __ATOMIC_RELEASE);
+    }
 }
 
 bool lab_heap_busy(void) { return lab_tls_heap->in_slow != 0; }
@@ -1464,13 +1480,21 @@ void lab_arena_fork_child(void)
 {
     lab_lock_reset(&heaps_lock);
     /* heaps of threads that do not exist in the child are abandoned, so new threads adopt them;
-     * one that was mid-change in a slow path cannot be trusted and is left alone (leaked) */
-    lab_heap_t *me = lab_tls_heap;
-    heaps_live = me->state == LAB_HEAP_LIVE && !me->signal_slot;
+     * one that was mid-change in a slow path cannot be trusted and is left alone (leaked). A fork
+     * from a handler running on a signal heap keeps the thread's own heap too: the handler
+     * returns to it. The signal heaps other threads' handlers held are free again (those caught
+     * mid-change aside). */
+    lab_heap_t *me = lab_tls_heap, *own = me->signal_slot ? sig_outer : me;
+    heaps_live = own && own->state == LAB_HEAP_LIVE && !own->signal_slot;
     if (heaps_all) /* every heap's pool is the default pool */
         lab_pool_set_sharers(heaps_all->pool, heaps_live);
+    uint64_t sig_idle = 0;
+    for (unsigned i = 0; i < SIG_HEAPS; i++)
+        if (sig_heaps[i] && !(sig_mine & (1ull << i)) && !sig_heaps[i]->in_slow)
+            sig_idle |= 1ull << i;
+    lab_store_relaxed(&sig_free, sig_idle);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        if (h != me && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
+        if (h != me && h != own && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             h->state = LAB_HEAP_ABANDONED;
             if (!h->in_slow) {
                 h->next_abandoned = heaps_abandoned;

@@ -82,7 +82,11 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
     struct sigaction mine, prev;
     const struct sigaction *use = act;
     if (act && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
-        lab_sig_reserve(16); /* ready before the first delivery; never from a handler */
+        /* ready before the first delivery; not from a handler (a handler that re-arms itself
+         * with signal() may have interrupted the making of a heap, under the lock this takes:
+         * the signal heaps made so far serve) */
+        if (!lab_pool_handler_depth)
+            lab_sig_reserve(16);
         void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
         /* written only when they change: a shell sets the same handlers around every command it
          * forks, and each write after a fork copies the table's page */
