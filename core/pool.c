@@ -274,8 +274,12 @@ static void chunk_unmap(void *m, int64_t *pm)
     size_t i = ((uintptr_t)m - lab_fmap.base) >> LAB_CHUNK_SHIFT;
     /* the slot's next chunk must read zero (fresh chunks count as clean): if the kernel will
      * not take the pages back as reserved, empty them at least */
-    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0 && lab_os_purge(m, LAB_CHUNK_SIZE) != 0)
-        memset(m, 0, LAB_CHUNK_SIZE); /* neither: a locked range keeps its pages (read zero now) */
+    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0) {
+        /* the mapping stays: an EXCLUSIVE chunk's advice must not follow the slot to the next */
+        lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_KEEPONFORK);
+        if (lab_os_purge(m, LAB_CHUNK_SIZE) != 0)
+            memset(m, 0, LAB_CHUNK_SIZE); /* a locked range keeps its pages: they read zero now */
+    }
     /* the slice's page goes back too, and reads zero from here on: the slot's next chunk finds
      * every page NONE (a stale entry would lead a stray free to another chunk's descriptor) */
     if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
@@ -1018,8 +1022,13 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
         lab_meta_free(c, sizeof(lab_chunk_t));
         return err;
     }
-    if (zone == ZONE_EXCL)
-        lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK);
+    /* EXCLUSIVE pages never reach a fork child: a kernel that refuses the advice (before 4.14,
+     * or a sandbox) gets no such chunk rather than one a child would see */
+    if (zone == ZONE_EXCL && lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK) != 0) {
+        chunk_unmap(m, pm);
+        lab_meta_free(c, sizeof(lab_chunk_t));
+        return -ENOMEM;
+    }
     c->thp = 0;
     /* A huge page is resident whole from its first touch: worth it where the chunks are used
      * densely. Past the threshold that holds for a few heaps, but not for thousands of threads
@@ -2101,6 +2110,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
             c->head[i] = LAB_HEAD_NONE;
         if (pagemap_set(c->base, size, c) != 0) {
+            pagemap_set(c->base, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(m, size);
             lab_meta_free(c, sizeof(lab_chunk_t));
             pool_fail(pool);
@@ -2223,6 +2233,7 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         if (!dst)
             return NULL;
         if (pagemap_set((uintptr_t)dst, size, c) != 0) {
+            pagemap_set((uintptr_t)dst, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(dst, size);
             return NULL;
         }
@@ -2237,7 +2248,12 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         c->base = (uintptr_t)dst;
     }
     if (pagemap_set(c->base, size, c) != 0) {
-        /* grown in place but the page map could not grow with it: give the growth back */
+        /* grown in place but the page map could not grow with it: give the growth back, and
+         * the slots of the growth set before the failure (past the old size's last unit) */
+        uintptr_t old_end = lab_align_up(c->base + old, LAB_CHUNK_SIZE);
+        uintptr_t new_end = lab_align_up(c->base + size, LAB_CHUNK_SIZE);
+        if (new_end > old_end)
+            pagemap_set(old_end, new_end - old_end, NULL);
         lab_os_mremap((void *)c->base, size, old, 0, NULL);
         return NULL;
     }
@@ -3002,11 +3018,16 @@ void lab_pool_fork_child(void)
     bg.state = BG_OFF;
     bg.idle = 0;
     bg.retry_ms = 0;
-    /* rooms of threads that do not exist in the child: hand their runs back (skip a set that
-     * was being changed when the fork happened: its list may be half-written) */
+    /* rooms of threads that do not exist in the child: hand their runs back, and the sets to the
+     * free list, rebuilt from all (skip a set that was being changed when the fork happened: its
+     * list may be half-written; left off the free list, it was a set lost for every fork) */
+    rooms_free = NULL;
     for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
-        if (rs != tls_rooms && !rs->busy)
+        if (rs != tls_rooms && !rs->busy) {
             rooms_flush(rs);
+            rs->next_free = rooms_free;
+            rooms_free = rs;
+        }
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -507,6 +507,48 @@ static void test_trim_without_membarrier(void **state)
     child_must_pass(child_trim_no_membarrier, NULL);
 }
 
+/* In a child whose seccomp filter refuses MADV_WIPEONFORK (a kernel before 4.14, a sandbox):
+ * EXCLUSIVE pages, which a fork child must never see, are refused (NULL) rather than handed out
+ * from a chunk without the advice; ordinary pages still come. The advice's result was ignored. */
+static int child_no_wipeonfork(void *arg)
+{
+    (void)arg;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_WIPEONFORK, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+        return 3;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    if (labyrinth_pool_init(&pool, NULL) != 0)
+        return 4;
+    int rc = 0;
+    void *x = labyrinth_alloc_pages(&pool, 0, LAB_GFP_EXCLUSIVE);
+    if (x) {
+        rc = 5; /* EXCLUSIVE pages from a chunk a fork child would see */
+        labyrinth_free_pages(&pool, x, 0);
+    }
+    void *n = labyrinth_alloc_pages(&pool, 0, 0);
+    if (!n)
+        rc = rc ? rc : 6;
+    else
+        labyrinth_free_pages(&pool, n, 0);
+    labyrinth_pool_destroy(&pool);
+    return rc;
+}
+
+static void test_exclusive_needs_wipeonfork(void **state)
+{
+    (void)state;
+    child_must_pass(child_no_wipeonfork, NULL);
+}
+
 static void *dead_owner(void *arg)
 {
     (void)arg;
@@ -1214,6 +1256,7 @@ int main(void)
         cmocka_unit_test(test_trim_takes_other_rooms),
         cmocka_unit_test(test_trim_races_room_owners),
         cmocka_unit_test(test_trim_without_membarrier),
+        cmocka_unit_test(test_exclusive_needs_wipeonfork),
         cmocka_unit_test(test_idle_rooms_of_destroyed_pool),
         cmocka_unit_test(test_signal_handler_atomic),
         cmocka_unit_test(test_exclusive_wiped_in_child),
