@@ -16,6 +16,11 @@ typedef struct { int v; } lab_lock_t;
  * compare-and-swap instead, a handler that came between the two found a lock held and none
  * counted, and a fork from it waited for that lock for ever (found by review). */
 lab_internal extern __thread int lab_locks_held;
+/* Non-zero while the thread runs an ATOMIC call or a signal handler (never a system call): its
+ * unlock wakes no waiter. Waiters look again every LAB_LOCK_WAIT_MS, so one whose wake-up was
+ * left out waits that long at most (a lock an ATOMIC caller only ever tries, held briefly). */
+lab_internal extern __thread int lab_lock_quiet;
+#define LAB_LOCK_WAIT_MS 2
 
 lab_inline bool lab_lock_try(lab_lock_t *l)
 {
@@ -42,13 +47,13 @@ lab_inline void lab_lock(lab_lock_t *l)
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* acquire, as above; 2 marks waiters so unlock knows to wake */
     while (__atomic_exchange_n(&l->v, 2, __ATOMIC_ACQUIRE) != 0)
-        lab_os_futex_wait(&l->v, 2);
+        lab_os_futex_wait_ms(&l->v, 2, LAB_LOCK_WAIT_MS);
 }
 
 lab_inline void lab_unlock(lab_lock_t *l)
 {
     /* release: the critical section's writes are visible before the lock reads free */
-    if (__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2)
+    if (__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2 && lab_likely(!lab_lock_quiet))
         lab_os_futex_wake(&l->v, 1);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     lab_locks_held--;

@@ -14,6 +14,7 @@
 #include <time.h>
 
 __thread int lab_locks_held;
+__thread int lab_lock_quiet;
 static uint64_t os_calls, os_maps, os_unmaps, os_purges, os_remaps, os_mapped_bytes;
 static uint64_t os_fail_every, os_fail_after, os_map_attempts;
 

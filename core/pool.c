@@ -3079,7 +3079,10 @@ static lab_noinline void *alloc_pages_general(labyrinth_t *pool, unsigned order,
         return NULL;
     }
     lab_page_t *d;
-    return lab_pool_alloc_order(p, order, gfp, LAB_PAGE_USER, &d);
+    lab_lock_quiet += (gfp & LAB_GFP_ATOMIC) != 0; /* locks only tried: no wake-up call either */
+    void *r = lab_pool_alloc_order(p, order, gfp, LAB_PAGE_USER, &d);
+    lab_lock_quiet -= (gfp & LAB_GFP_ATOMIC) != 0;
+    return r;
 }
 
 /* The fast path: a run from the calling thread's room, no atomic, no lock; everything else
@@ -3129,7 +3132,9 @@ static lab_noinline void free_pages_general(labyrinth_t *pool, void *pages, unsi
         lab_fatal("labyrinth_free_pages: wrong order for", pages);
     if (d->owner && d->owner != (uint64_t)pthread_self())
         lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
+    lab_lock_quiet++; /* a page free makes no system call: locks only tried, no wake-up call */
     pool_free_order(p, d, order);
+    lab_lock_quiet--;
 }
 
 void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
@@ -3152,7 +3157,9 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
         return;
     }
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
+    lab_lock_quiet++;
     pool_free_order(p, d, order);
+    lab_lock_quiet--;
 }
 
 size_t labyrinth_pool_trim(labyrinth_t *pool)

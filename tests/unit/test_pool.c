@@ -327,6 +327,61 @@ static void test_atomic_no_syscall_seccomp(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* A lock an ATOMIC caller gives back while another thread waits for it: no futex call (the
+ * contract of LAB_GFP_ATOMIC, kept under contention too: found by review), and the waiter still
+ * gets the lock, within its next look (LAB_LOCK_WAIT_MS). The first half in a child that any
+ * futex call kills; the second with a real waiter, which hangs if no look comes. */
+static lab_lock_t quiet_lock = LAB_LOCK_INIT;
+static void *quiet_waiter(void *arg)
+{
+    (void)arg;
+    lab_lock(&quiet_lock);
+    lab_unlock(&quiet_lock);
+    return NULL;
+}
+
+static void test_atomic_unlock_no_futex(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        };
+        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+            _exit(3);
+        lab_lock_t l = LAB_LOCK_INIT;
+        if (!lab_lock_try(&l))
+            _exit(4);
+        __atomic_store_n(&l.v, 2, __ATOMIC_RELAXED); /* as a waiter marks it */
+        lab_lock_quiet++;
+        lab_unlock(&l);
+        lab_lock_quiet--;
+        _exit(l.v == 0 && lab_locks_held == 0 ? 0 : 5);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* a real waiter, asleep on the lock when the quiet unlock leaves out its wake-up */
+    lab_lock(&quiet_lock);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, quiet_waiter, NULL), 0);
+    while (__atomic_load_n(&quiet_lock.v, __ATOMIC_RELAXED) != 2)
+        usleep(100);
+    usleep(2000); /* asleep in the futex by now */
+    lab_lock_quiet++;
+    lab_unlock(&quiet_lock);
+    lab_lock_quiet--;
+    pthread_join(t, NULL); /* hangs if the waiter never looks again */
+    assert_int_equal(__atomic_load_n(&quiet_lock.v, __ATOMIC_RELAXED), 0);
+}
+
 /* ---- threads ---- */
 
 #define T_THREADS 6
@@ -1257,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_trim_races_room_owners),
         cmocka_unit_test(test_trim_without_membarrier),
         cmocka_unit_test(test_exclusive_needs_wipeonfork),
+        cmocka_unit_test(test_atomic_unlock_no_futex),
         cmocka_unit_test(test_idle_rooms_of_destroyed_pool),
         cmocka_unit_test(test_signal_handler_atomic),
         cmocka_unit_test(test_exclusive_wiped_in_child),
