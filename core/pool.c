@@ -1158,10 +1158,13 @@ static void shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, l
             break;
     }
     size_t pages = (size_t)count << order;
-    stack_push_chain(&z->shared[order].s, first, last);
+    /* counted before they can be popped (the push's full barrier orders the two): counted
+     * after, a pop that took them at once subtracted them first, and the counts wrapped below
+     * zero for a moment, which reserve and keep checks read as plenty (found by review) */
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
     if (z == &pool->zone[ZONE_NORMAL])
         lab_add_relaxed(&pool->nr_free, pages);
+    stack_push_chain(&z->shared[order].s, first, last);
     if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
         /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
         size_t goal = now / 2;
