@@ -1000,19 +1000,36 @@ static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
     return n > 0;
 }
 
+/* Count up to n pages as mapped before they are mapped, within the pool's cap (max; 0: none):
+ * n if they fit, else what is left of the cap when that is at least `least`. Returns the pages
+ * counted, 0 if not even `least` fit. Counted after the mapping instead, two zones (each under
+ * its own lock) and huge blocks (under none) mapping at once each read room for themselves and
+ * passed the cap together (found by review). */
+static size_t pool_count_mapped(lab_pool_t *pool, size_t n, size_t least)
+{
+    size_t m = lab_load_relaxed(&pool->mapped_pages), k;
+    do {
+        k = n;
+        if (pool->max) {
+            if (m >= pool->max || pool->max - m < least)
+                return 0;
+            k = lab_min(n, pool->max - m);
+        }
+    } while (!__atomic_compare_exchange_n(&pool->mapped_pages, &m, m + k, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return k;
+}
+
 /* Map one more chunk for zone z (lock held). */
 static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
 {
-    size_t usable = LAB_CHUNK_PAGES;
-    if (pool->max) {
-        size_t mapped = lab_load_relaxed(&pool->mapped_pages);
-        if (mapped >= pool->max)
-            return -ENOMEM;
-        usable = lab_min(usable, pool->max - mapped);
-    }
-    lab_chunk_t *c = lab_meta_alloc(sizeof(lab_chunk_t));
-    if (!c)
+    size_t usable = pool_count_mapped(pool, LAB_CHUNK_PAGES, 1);
+    if (!usable)
         return -ENOMEM;
+    lab_chunk_t *c = lab_meta_alloc(sizeof(lab_chunk_t));
+    if (!c) {
+        lab_sub_relaxed(&pool->mapped_pages, usable);
+        return -ENOMEM;
+    }
     int err;
     int64_t *pm;
     void *m = chunk_map(&pm, &err);
@@ -1020,6 +1037,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
         m = chunk_map(&pm, &err);
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));
+        lab_sub_relaxed(&pool->mapped_pages, usable);
         return err;
     }
     /* EXCLUSIVE pages never reach a fork child: a kernel that refuses the advice (before 4.14,
@@ -1027,6 +1045,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     if (zone == ZONE_EXCL && lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK) != 0) {
         chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
+        lab_sub_relaxed(&pool->mapped_pages, usable);
         return -ENOMEM;
     }
     c->thp = 0;
@@ -1035,7 +1054,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
      * that each touch a few pages of their own runs (3 000 threads alive at once with a few small
      * blocks each mapped 194 MiB: peak RSS 213 MB with those chunks advised, 62 MB without), so
      * the pool also asks for a chunk's worth of mapped memory per heap drawing on it. */
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages);
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages) - usable; /* before this chunk */
     if (pool->thp && zone == ZONE_NORMAL && mapped >= pool->thp_after &&
         mapped >= lab_load_relaxed(&pool->sharers) * LAB_CHUNK_PAGES &&
         lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_HUGEPAGE) == 0) {
@@ -1052,15 +1071,16 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
         c->head[i] = LAB_HEAD_NONE;
     if (pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
+        pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
         chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
+        lab_sub_relaxed(&pool->mapped_pages, usable);
         return -ENOMEM;
     }
     c->next = z->chunks;
     if (c->next)
         c->next->prev = c;
     z->chunks = c;
-    lab_add_relaxed(&pool->mapped_pages, usable);
     /* pages past a capped pool's limit are never put in the store: they stay unused */
     uint64_t now = lab_clock_ms();
     store_put_run(pool, z, c, 0, (unsigned)usable, true, now);
@@ -2084,12 +2104,14 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         c = NULL;
     }
     if (!c) {
-        if (pool->max && lab_load_relaxed(&pool->mapped_pages) + (size >> LAB_PAGE_SHIFT) > pool->max) {
+        size_t np = size >> LAB_PAGE_SHIFT;
+        if (!pool_count_mapped(pool, np, np)) {
             pool_fail(pool);
             return NULL;
         }
         c = lab_meta_alloc(sizeof(lab_chunk_t));
         if (!c) {
+            lab_sub_relaxed(&pool->mapped_pages, np);
             pool_fail(pool);
             return NULL;
         }
@@ -2099,6 +2121,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             m = lab_os_map_aligned(size, align, &err);
         if (!m) {
             lab_meta_free(c, sizeof(lab_chunk_t));
+            lab_sub_relaxed(&pool->mapped_pages, np);
             pool_fail(pool);
             return NULL;
         }
@@ -2116,10 +2139,10 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             pagemap_set(c->base, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(m, size);
             lab_meta_free(c, sizeof(lab_chunk_t));
+            lab_sub_relaxed(&pool->mapped_pages, np);
             pool_fail(pool);
             return NULL;
         }
-        lab_add_relaxed(&pool->mapped_pages, size >> LAB_PAGE_SHIFT);
         lab_add_relaxed(&pool->huge_mappings, 1);
     }
     c->next = c->prev = NULL;
@@ -2208,8 +2231,8 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         return NULL;
     if (size == old)
         return (void *)c->base;
-    if (pool->max && size > old &&
-        lab_load_relaxed(&pool->mapped_pages) + ((size - old) >> LAB_PAGE_SHIFT) > pool->max)
+    size_t grow = size > old ? (size - old) >> LAB_PAGE_SHIFT : 0; /* counted first (pool_count_mapped) */
+    if (grow && !pool_count_mapped(pool, grow, grow))
         return NULL;
     /* Page-map slots we give up are cleared BEFORE the kernel frees the addresses: once it has,
      * another thread may map a chunk there and register it. Only this thread uses the block. The
@@ -2234,11 +2257,11 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         int err;
         void *dst = lab_os_map_aligned(size, LAB_CHUNK_SIZE, &err);
         if (!dst)
-            return NULL;
+            goto not_grown;
         if (pagemap_set((uintptr_t)dst, size, c) != 0) {
             pagemap_set((uintptr_t)dst, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(dst, size);
-            return NULL;
+            goto not_grown;
         }
         pagemap_set(old_base, old, NULL);
         r = lab_os_mremap((void *)old_base, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
@@ -2246,7 +2269,7 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
             pagemap_set((uintptr_t)dst, size, NULL);
             pagemap_set(old_base, old, c);
             lab_os_munmap(dst, size);
-            return NULL;
+            goto not_grown;
         }
         c->base = (uintptr_t)dst;
     }
@@ -2258,15 +2281,16 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         if (new_end > old_end)
             pagemap_set(old_end, new_end - old_end, NULL);
         lab_os_mremap((void *)c->base, size, old, 0, NULL);
-        return NULL;
+        goto not_grown;
     }
-    if (size > old)
-        lab_add_relaxed(&pool->mapped_pages, (size - old) >> LAB_PAGE_SHIFT);
-    else
+    if (size < old)
         lab_sub_relaxed(&pool->mapped_pages, (old - size) >> LAB_PAGE_SHIFT);
     lab_store_relaxed(&c->size, size);
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
     return (void *)c->base;
+not_grown:
+    lab_sub_relaxed(&pool->mapped_pages, grow);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------
