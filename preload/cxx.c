@@ -24,9 +24,26 @@ typedef void *(*new_nt_fn)(size_t, const void *);
 typedef void *(*new_al_fn)(size_t, size_t);
 typedef void *(*new_al_nt_fn)(size_t, size_t, const void *);
 
-static lab_noinline lab_cold void *next_symbol(const char *name)
+/* The C++ runtime's own definition of an operator. RTLD_NEXT sees only the global scope: a
+ * runtime loaded with a plugin by dlopen(RTLD_LOCAL) (a Python extension module, a plugin host)
+ * is not there, and a failed new aborted the process instead of throwing (found by review:
+ * `new (std::nothrow) char[1ull << 62]` in a library loaded by ctypes). The runtimes already
+ * loaded are then asked by name (RTLD_NOLOAD: never loaded here). NULL if there is none. */
+static lab_noinline lab_cold void *runtime_symbol(const char *name)
 {
     void *f = dlsym(RTLD_NEXT, name);
+    static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1"};
+    for (unsigned i = 0; !f && i < sizeof runtimes / sizeof runtimes[0]; i++) {
+        void *h = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (h) /* one reference more: the runtime stays loaded, as it is anyway while it calls new */
+            f = dlsym(h, name);
+    }
+    return f;
+}
+
+static lab_noinline lab_cold void *next_symbol(const char *name)
+{
+    void *f = runtime_symbol(name);
     if (!f)
         lab_fatal("out of memory in operator new, and no C++ runtime to throw std::bad_alloc:", NULL);
     return f;
@@ -34,6 +51,12 @@ static lab_noinline lab_cold void *next_symbol(const char *name)
 
 /* Each failure path asks the runtime's own operator to retry, call the handler and throw. */
 #define NEXT(type, name, ...) ((type)next_symbol(name))(__VA_ARGS__)
+/* The nothrow forms: with no runtime to ask, NULL is their answer anyway. */
+#define NEXT_NT(type, name, ...)                                                                             \
+    __extension__({                                                                                          \
+        void *f_ = runtime_symbol(name);                                                                     \
+        f_ ? ((type)f_)(__VA_ARGS__) : NULL;                                                                 \
+    })
 
 /* A hit is lab_malloc's, with no stack frame; a miss goes to a function of its own. */
 static lab_noinline void *znwm_slow(size_t n)
@@ -51,13 +74,13 @@ static lab_noinline void *znam_slow(size_t n)
 static lab_noinline void *znwm_nt_slow(size_t n, const void *nt)
 {
     void *p = lab_malloc_slow(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnwmRKSt9nothrow_t", n, nt);
+    return lab_likely(p != NULL) ? p : NEXT_NT(new_nt_fn, "_ZnwmRKSt9nothrow_t", n, nt);
 }
 
 static lab_noinline void *znam_nt_slow(size_t n, const void *nt)
 {
     void *p = lab_malloc_slow(n);
-    return lab_likely(p != NULL) ? p : NEXT(new_nt_fn, "_ZnamRKSt9nothrow_t", n, nt);
+    return lab_likely(p != NULL) ? p : NEXT_NT(new_nt_fn, "_ZnamRKSt9nothrow_t", n, nt);
 }
 
 static inline void *new_aligned(size_t n, size_t align)
@@ -110,13 +133,13 @@ LAB_EXPORT void *_ZnamSt11align_val_t(size_t n, size_t al)
 LAB_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const void *nt)
 {
     void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", n, al, nt);
+    return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", n, al, nt);
 }
 
 LAB_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const void *nt)
 {
     void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", n, al, nt);
+    return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", n, al, nt);
 }
 
 /* ---- delete: every form is free; sizes and alignments are not trusted ---- */
