@@ -544,6 +544,13 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         lab_free(p);
         return NULL;
     }
+    if (lab_unlikely(n > PTRDIFF_MAX)) {
+        /* no block is that large (glibc's answer too); and the page count of such a size wraps to
+         * zero, which a page-sized run took for a shrink and returned p unchanged (found by
+         * review: realloc(p, SIZE_MAX) of a 1.5 MiB run "succeeded") */
+        errno = ENOMEM;
+        return NULL;
+    }
     uintptr_t a = (uintptr_t)p;
     size_t usable;
     lab_chunk_t *c = NULL;

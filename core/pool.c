@@ -2052,7 +2052,8 @@ static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
 
 void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp, lab_chunk_t **out)
 {
-    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE);
+    /* a page at least: aligned_alloc(4 MiB, 0) comes here, and a mapping of no bytes fails */
+    size_t size = lab_align_up(bytes ? bytes : 1, LAB_PAGE_SIZE);
     if (size < bytes || (gfp & LAB_GFP_ATOMIC)) {
         pool_fail(pool);
         return NULL;

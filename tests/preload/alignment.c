@@ -31,14 +31,32 @@ static void *aligned(int api, size_t align, size_t size)
     }
 }
 
+/* Size 0 at alignments above a chunk (2 MiB), with no cached mapping to take: a page-aligned
+ * mapping of its own. It asked the kernel for a mapping of no bytes and failed with ENOMEM (found
+ * by review); it worked only when a freed mapping happened to be aligned. */
+static void check_zero_above_chunk(void)
+{
+    SAY("posix_memalign/aligned_alloc/memalign of 0 bytes at 4 and 8 MiB alignment, nothing cached");
+    for (int api = 0; api < API_COUNT; api++)
+        for (size_t align = 4u << 20; align <= (8u << 20); align *= 2) {
+            malloc_trim(0);
+            errno = 0;
+            void *p = aligned(api, align, 0);
+            CHECK(p != NULL && ((uintptr_t)p & (align - 1)) == 0, "%s(%zu, 0) = %p errno %d", api_name[api], align,
+                  p, errno);
+            free(p);
+        }
+}
+
 static void check_alignments(void)
 {
-    SAY("posix_memalign/aligned_alloc/memalign: alignments 8 B .. 2 MiB, sizes around each");
-    enum { PER = 4 };
+    SAY("posix_memalign/aligned_alloc/memalign: alignments 8 B .. 8 MiB, sizes 0 and around each");
+    enum { PER = 5 };
     for (int api = 0; api < API_COUNT; api++) {
-        for (size_t align = 8; align <= (2u << 20); align *= 2) {
-            /* Sizes below, at and above the alignment, and one that is not a multiple of it. */
-            size_t sizes[PER] = {1, align, align + 8, 3 * align + 24};
+        for (size_t align = 8; align <= (8u << 20); align *= 2) {
+            /* Sizes below, at and above the alignment, and one that is not a multiple of it; and
+             * 0 (past 2 MiB it asked the kernel for a mapping of no bytes: ENOMEM, found by review) */
+            size_t sizes[PER] = {0, 1, align, align + 8, 3 * align + 24};
             void *blocks[PER];
             for (int i = 0; i < PER; i++) {
                 blocks[i] = aligned(api, align, sizes[i]);
@@ -219,6 +237,7 @@ static void check_memalign_rounding(void)
 
 int main(void)
 {
+    check_zero_above_chunk(); /* first: nothing cached yet */
     check_alignments();
     check_errors();
     check_huge_alignments();

@@ -115,6 +115,42 @@ static void check_overflow(void)
     }
 }
 
+/* realloc to a size no block can have, of blocks of each kind (small, page-sized, a run over
+ * pages sixteen 200 KiB blocks used before, huge): NULL + ENOMEM, the block intact. The page count
+ * of SIZE_MAX wraps to zero, and such a run took the request for a shrink (found by review:
+ * realloc(p, SIZE_MAX) returned p). First, with no cached mapping (malloc_trim), so that the
+ * 1.5 MiB block is such a run. */
+static void check_realloc_overflow(void)
+{
+    SAY("realloc(p, SIZE_MAX and near) of small, page-sized, reused-run and huge blocks -> NULL+ENOMEM");
+    malloc_trim(0);
+    void *runs[16];
+    for (int i = 0; i < 16; i++)
+        if ((runs[i] = malloc((200 << 10) + 100)))
+            memset(runs[i], 1, 200 << 10);
+    for (int i = 0; i < 16; i++)
+        free(runs[i]);
+    static const size_t kinds[] = {1536 << 10, 100, 100 << 10, 8 << 20};
+    static const size_t huge_n[] = {SIZE_MAX, SIZE_MAX - 4094, (size_t)PTRDIFF_MAX + 1};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        unsigned char *b = malloc(kinds[k]);
+        CHECK(b != NULL, "malloc(%zu)", kinds[k]);
+        if (!b)
+            continue;
+        memset(b, 0x5a, kinds[k]);
+        for (size_t i = 0; i < sizeof huge_n / sizeof huge_n[0]; i++) {
+            errno = 0;
+            void *q = realloc(b, huge_n[i]);
+            CHECK(q == NULL && lab_errno_is(errno, ENOMEM), "realloc(block of %zu, %zu) = %p errno %d", kinds[k],
+                  huge_n[i], q, errno);
+            if (q)
+                b = q;
+        }
+        CHECK(b[0] == 0x5a && b[kinds[k] - 1] == 0x5a, "block of %zu changed by a failed realloc", kinds[k]);
+        free(b);
+    }
+}
+
 static void check_usable_size(void)
 {
     SAY("malloc_usable_size(NULL) == 0 and >= the request for sizes 1 .. 1 MiB");
@@ -179,6 +215,7 @@ static void check_usable_is_private(void)
 
 int main(void)
 {
+    check_realloc_overflow(); /* first: no cached huge mapping yet */
     check_malloc_zero();
     check_realloc_edges();
     check_realloc_contents();
