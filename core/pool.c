@@ -2926,8 +2926,14 @@ void lab_pool_set_default_delay(unsigned ms)
 
 void lab_pool_set_default_thp(size_t mib) { default_thp_mib = lab_min(mib, SIZE_MAX >> 20); }
 
+/* preload/: reads the LABYRINTH_* options that shape the malloc pool (absent from the core's
+ * own tests). Before the lock: it may make heaps' settings, and it takes the arena's lock. */
+lab_internal void lab_options_early(void) __attribute__((weak));
+
 static lab_noinline lab_pool_t *pool_default_init(void)
 {
+    if (lab_options_early)
+        lab_options_early();
     lab_lock(&default_lock);
     if (!default_pool) {
         lab_pool_t *p = lab_meta_alloc(sizeof *p);

@@ -499,22 +499,41 @@ static void fork_child(void)
     lab_arena_fork_child();
 }
 
-__attribute__((constructor(101))) static void preload_init(void)
+/* The options that shape the malloc pool and the heaps, read before either is made: from the
+ * pool's set-up when an allocation comes first (a library's constructor, libstdc++'s among them,
+ * runs before ours and allocates), else from our constructor. Read in the constructor alone,
+ * LABYRINTH_THP, LABYRINTH_RESERVE_GB and LABYRINTH_SECURE were silently lost in every C++
+ * program (found by review). Once: a thread that arrives while another reads waits for it. */
+static int options_state; /* 0 not read, 1 being read, 2 read */
+
+lab_internal void lab_options_early(void)
 {
+    int zero = 0;
+    if (!__atomic_compare_exchange_n(&options_state, &zero, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&options_state, __ATOMIC_ACQUIRE) != 2)
+            __builtin_ia32_pause();
+        return;
+    }
     options_read();
     lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
     lab_pool_set_default_thp(opts.THP);
     lab_pool_set_reserve((size_t)lab_min(opts.RESERVE_GB, 1024ul) << 30);
-    lab_purge_init(opts.BACKGROUND_PURGE);
-    lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
-                  opts.VERBOSE);
-    if (opts.VERBOSE)
-        lab_report_foreign = 8;
     lab_kept_max = (size_t)lab_min(opts.KEPT_KIB, 1ul << 30) << 10;
     lab_nursery_on = (int)opts.NURSERY;
     lab_pool_zero_ask = (int)opts.PAGEMAP;
     if (opts.SECURE)
         lab_arena_set_secure();
+    __atomic_store_n(&options_state, 2, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor(101))) static void preload_init(void)
+{
+    lab_options_early();
+    lab_purge_init(opts.BACKGROUND_PURGE);
+    lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
+                  opts.VERBOSE);
+    if (opts.VERBOSE)
+        lab_report_foreign = 8;
     lab_arena_thread_key_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (opts.VERBOSE)
