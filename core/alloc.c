@@ -337,7 +337,9 @@ void lab_free_other(void *p, uint64_t e)
 {
     lab_heap_t *h = lab_tls_heap;
     lab_span_t *s = (lab_span_t *)lab_fmap_decode(e + h->ftag);
-    uint32_t off = (uint32_t)(uintptr_t)p - s->base_lo;
+    /* relaxed: read before the state says this is a span; a nursery run's descriptor has its
+     * owner's bump pointer there (the value is then not used) */
+    uint32_t off = (uint32_t)(uintptr_t)p - lab_load_relaxed(&s->base_lo);
     /* s->div is a span's once the state says so (the page map gave a run's descriptor, so off
      * is below the run's size, where the 32-bit test is exact) */
     if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) &&
@@ -433,7 +435,7 @@ lab_inline lab_span_t *span_block(uintptr_t a)
     if (lab_unlikely(!lab_fmap_in(a, &off)))
         return NULL;
     lab_span_t *s = (lab_span_t *)lab_fmap_at(off);
-    uint32_t o = (uint32_t)a - s->base_lo;
+    uint32_t o = (uint32_t)a - lab_load_relaxed(&s->base_lo); /* (as in lab_free_other) */
     /* relaxed: the owner may be carving more; a block handed out is below any value read */
     if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) && lab_offset_ok_div32(o, s->div) &&
         o < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size)

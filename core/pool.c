@@ -2004,7 +2004,9 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     bool ok = false;
     lab_lock(&z->lock);
     lab_page_t *r = &c->page[idx + n];
-    if (r->h.state == LAB_PAGE_STORE && n + r->h.npages >= npages &&
+    /* relaxed: a run carved from the store just now gets its state after the lock is dropped;
+     * only STORE, written under the lock, passes */
+    if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages &&
         lab_load_relaxed(&pool->nr_free) >= pool->reserve + (npages - n)) {
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
         lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
