@@ -662,8 +662,11 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
     out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
     out->heap.frees += lab_load_relaxed(&nursery_frees_heapless);
     lab_pool_t *pool = lab_pool_default();
-    if (pool)
+    if (pool) {
         lab_pool_counters(pool, &out->pool);
-    else
+        lab_pool_huge_stats(pool, &out->huge_live, &out->huge_live_bytes, &out->huge_cached_bytes);
+    } else {
         memset(&out->pool, 0, sizeof out->pool);
+        out->huge_live = out->huge_live_bytes = out->huge_cached_bytes = 0;
+    }
 }

@@ -385,6 +385,7 @@ struct lab_pool {
     lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
     size_t huge_cache_bytes;          /* written under huge_lock (relaxed: huge_cache_yield peeks) */
     size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
+    size_t huge_pages;                /* ... their pages (relaxed; mallinfo) */
     lab_zone_t zone[2];
 };
 /* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
@@ -2047,6 +2048,7 @@ static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
     pagemap_set(c->base, c->size, NULL);
     lab_os_munmap((void *)c->base, c->size);
     lab_sub_relaxed(&pool->mapped_pages, c->size >> LAB_PAGE_SHIFT);
+    lab_sub_relaxed(&pool->huge_pages, c->size >> LAB_PAGE_SHIFT);
     lab_sub_relaxed(&pool->huge_mappings, 1);
     lab_add_relaxed(&pool->unmapped_chunks, 1);
     lab_meta_free(c, sizeof(lab_chunk_t));
@@ -2147,6 +2149,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             return NULL;
         }
         lab_add_relaxed(&pool->huge_mappings, 1);
+        lab_add_relaxed(&pool->huge_pages, np);
     }
     c->next = c->prev = NULL;
     c->asked = bytes;
@@ -2227,6 +2230,20 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
 
 size_t lab_pool_huge_mappings(lab_pool_t *pool) { return lab_load_relaxed(&pool->huge_mappings); }
 
+void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes)
+{
+    size_t n = 0;
+    lab_lock(&pool->huge_lock);
+    for (lab_chunk_t *c = pool->huge_cache; c; c = c->next)
+        n++;
+    size_t cached = pool->huge_cache_bytes, all = lab_load_relaxed(&pool->huge_mappings);
+    size_t bytes = lab_load_relaxed(&pool->huge_pages) << LAB_PAGE_SHIFT;
+    lab_unlock(&pool->huge_lock);
+    *live = all > n ? all - n : 0;
+    *live_bytes = bytes > cached ? bytes - cached : 0;
+    *cached_bytes = cached;
+}
+
 void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
 {
     size_t size = lab_align_up(bytes, LAB_PAGE_SIZE), old = c->size;
@@ -2286,8 +2303,12 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         lab_os_mremap((void *)c->base, size, old, 0, NULL);
         goto not_grown;
     }
-    if (size < old)
+    if (size < old) {
         lab_sub_relaxed(&pool->mapped_pages, (old - size) >> LAB_PAGE_SHIFT);
+        lab_sub_relaxed(&pool->huge_pages, (old - size) >> LAB_PAGE_SHIFT);
+    } else {
+        lab_add_relaxed(&pool->huge_pages, grow);
+    }
     lab_store_relaxed(&c->size, size);
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
     return (void *)c->base;

@@ -265,6 +265,8 @@ lab_internal void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t al
 lab_internal void  lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c);
 /* Huge mappings of the pool, live and cached (each is one kernel mapping). */
 lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
+/* Huge mappings that hold a block now, their bytes, and the bytes of those cached (freed). */
+lab_internal void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes);
 /* Resize a huge block, keeping contents; NULL (block untouched) on failure. */
 lab_internal void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes);
 

@@ -137,18 +137,25 @@ LAB_EXPORT int mallopt(int param, int value)
     return 1;
 }
 
+/* glibc's meanings, in pages of the pool: arena, the chunks' bytes and the freed huge mappings
+ * kept for reuse (uordblks + fordblks); hblks and hblkhd, the huge mappings holding a block now
+ * (glibc's mmapped chunks) and their bytes; uordblks, the chunks' pages handed out; fordblks and
+ * keepcost, the free pages and the cached mappings. (hblks counted every huge block ever made,
+ * hblkhd was 0, and cached mappings counted as in use: found by review.) */
 static void fill_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *uord, size_t *ford, size_t *keep)
 {
     struct lab_alloc_stats st;
     lab_alloc_stats(&st);
     size_t mapped = st.pool.mapped_pages << LAB_PAGE_SHIFT;
     size_t freeb = st.pool.free_total << LAB_PAGE_SHIFT;
-    *arena = mapped;
-    *hblks = (size_t)st.heap.huge;
-    *hblkhd = 0;
-    *uord = mapped > freeb ? mapped - freeb : 0;
-    *ford = freeb;
-    *keep = freeb;
+    size_t huge_all = st.huge_live_bytes + st.huge_cached_bytes;
+    size_t chunks = mapped > huge_all ? mapped - huge_all : 0;
+    *arena = chunks + st.huge_cached_bytes;
+    *hblks = st.huge_live;
+    *hblkhd = st.huge_live_bytes;
+    *uord = chunks > freeb ? chunks - freeb : 0;
+    *ford = freeb + st.huge_cached_bytes;
+    *keep = *ford;
 }
 
 LAB_EXPORT struct mallinfo2 mallinfo2(void)
@@ -303,10 +310,8 @@ static void out_xml(outbuf_t *o, const char *tag, const char *type, bool with_co
  * is no separate "mmap" total); "fast" has no counterpart and stays 0, and so do the counts. */
 LAB_EXPORT int malloc_info(int options, FILE *stream)
 {
-    if (options != 0) {
-        errno = EINVAL;
-        return -1;
-    }
+    if (options != 0)
+        return EINVAL; /* glibc's answer: the error number itself */
     struct lab_alloc_stats st;
     lab_alloc_stats(&st);
     uint64_t mapped = (uint64_t)st.pool.mapped_pages << LAB_PAGE_SHIFT;
