@@ -19,9 +19,11 @@
  *          └ unmap_locked: plan (LIVE → TRANSIT), then per segment: TRANSIT → release
  *            (mprotect NONE → CACHED, or reset → FRESH); FRESH/CACHED → nothing (already
  *            unmapped); FOREIGN/outside → the kernel
- *   mremap ─ pooled and clean: shrink = release the tail; grow in place over free pooled pages;
- *            move = kernel mremap into a pooled run (a copy if the kernel holds the region as
- *            several mappings) └ else the kernel, then the records follow
+ *   mremap ─ shrink or keep in place: release the tail (the kernel needs a mapping at old only)
+ *          ├ pooled and clean: grow in place over free pooled pages; move = kernel mremap into a
+ *          │ pooled run (a copy if the kernel holds the region as several mappings)
+ *          └ else the kernel, then the records follow (refused only for the pool's own seams
+ *            in a LIVE region: moved one kernel mapping at a time, remap_split)
  *   mprotect/mlock ─ the kernel on the prefix before the first free pooled page, then ENOMEM
  *   madvise ─ the kernel on every part but free pooled pages (ENOMEM at the end, as for holes)
  * Any change of protection, locking or VMA flags taints LIVE pages: they are reset, not cached,
@@ -426,41 +428,56 @@ static long map_pooled(size_t len)
     return r;
 }
 
+/* Unlocked, before a MAP_FIXED or MREMAP_FIXED onto the op's [a, end): its pages leave the pool
+ * (FOREIGN) first, so a fork child never sees them ours. Free pooled pages are unmapped here,
+ * FOREIGN|TAINT: the kernel's call may fail after it unmapped its target, or before, and only a
+ * real hole can be told apart afterwards (fixed_done). */
+static void fixed_take(uintptr_t a, uintptr_t end, uint64_t mark)
+{
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned k = kind_of(lab_mmpool_segment(p, end, &q, mark));
+        if (k == LAB_MM_FRESH || k == LAB_MM_CACHED) {
+            lab_mmpool_mark(p, q, LAB_MM_FOREIGN | LAB_MM_TAINT);
+            k_munmap(p, q - p); /* if it fails, the kernel's call replaces them or they stay FOREIGN */
+        } else if (k == LAB_MM_LIVE) {
+            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+        }
+    }
+}
+
+/* Unlocked, after that call: the pages fixed_take unmapped are the program's mapping now (FOREIGN)
+ * or, if the call failed, reserved again as fresh pages (FOREIGN if something got there first). */
+static void fixed_done(uintptr_t a, uintptr_t end, uint64_t mark, bool failed)
+{
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, mark);
+        if (s & (LAB_MM_OUTSIDE | LAB_MM_NEWER) || (s & LAB_MM_KIND) != LAB_MM_FOREIGN || !(s & LAB_MM_TAINT))
+            continue;
+        if (failed)
+            lab_mmpool_reclaim(p, q);
+        else
+            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+    }
+}
+
 /* MAP_FIXED or MAP_FIXED_NOREPLACE over part of the area. The program's mapping replaces pooled
- * pages: they leave the pool (FOREIGN) and come back when the program unmaps them. */
+ * pages: they leave the pool (FOREIGN) and come back when the program unmaps them. Free pooled
+ * pages are a hole by the time the kernel maps, so NOREPLACE checks only the others. */
 static long fixed_locked(uintptr_t a, uintptr_t end, size_t len, int prot, int flags, int fd, long off)
 {
     mm_op_t op;
     op_init(&op);
     op_range(&op, a, end, false);
     op_begin(&op);
-    bool live = false, free = false, other = false;
-    for (uintptr_t p = a, q; p < end; p = q) {
-        unsigned k = kind_of(lab_mmpool_segment(p, end, &q, op.mark));
-        live |= k == LAB_MM_LIVE;
-        free |= k == LAB_MM_FRESH || k == LAB_MM_CACHED;
-        other |= k == LAB_MM_FOREIGN || k == LAB_MM_OUTSIDE;
-    }
+    bool live = false;
+    for (uintptr_t p = a, q; p < end; p = q)
+        live |= kind_of(lab_mmpool_segment(p, end, &q, op.mark)) == LAB_MM_LIVE;
     long r = -EEXIST; /* NOREPLACE over live pages: mapped, in the program's eyes */
-    bool noreplace = flags & MAP_FIXED_NOREPLACE;
-    if (!noreplace || !live) {
-        /* NOREPLACE over nothing but our reservation: replace it in one step. NOREPLACE over ours
-         * and other pages: unmap ours, and let the kernel check the others. */
-        bool one_step = noreplace && free && !other, unmap_ours = noreplace && free && other;
+    if (!(flags & MAP_FIXED_NOREPLACE) || !live) {
         op_unlock();
-        for (uintptr_t p = a, q; p < end; p = q) {
-            unsigned k = kind_of(lab_mmpool_segment(p, end, &q, op.mark));
-            if (k == LAB_MM_OUTSIDE || k == LAB_MM_NEWER)
-                continue;
-            lab_mmpool_mark(p, q, LAB_MM_FOREIGN); /* first: a fork child never sees them ours */
-            if (unmap_ours && (k == LAB_MM_FRESH || k == LAB_MM_CACHED))
-                k_munmap(p, q - p);
-        }
-        r = k_mmap(a, len, prot, one_step ? (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED : flags, fd, off);
-        if (MM_ERR(r) && unmap_ours) /* take back what is still a hole; a mapping stays FOREIGN */
-            for (uintptr_t p = a, q; p < end; p = q)
-                if (kind_of(lab_mmpool_segment(p, end, &q, op.mark)) == LAB_MM_FOREIGN)
-                    lab_mmpool_reclaim(p, q);
+        fixed_take(a, end, op.mark);
+        r = k_mmap(a, len, prot, flags, fd, off);
+        fixed_done(a, end, op.mark, MM_ERR(r));
         op_lock();
     }
     op_end(&op);
@@ -605,21 +622,39 @@ LAB_EXPORT int munmap(void *addr, size_t len)
  * their system calls; the op holds the old range (and what it may grow into in place) and the
  * MREMAP_FIXED destination. */
 
-/* Shrink, keep, or grow in place over free pooled pages (unmapped in the program's eyes) a clean
- * pooled region: the new address (old), or 0 when it cannot grow in place. */
+/* Unmap the op's [a, end) as munmap would: the tail a shrinking mremap cuts off. */
+static long remap_cut(mm_op_t *op, uintptr_t a, uintptr_t end)
+{
+    if (a >= end)
+        return 0;
+    plan_release(op, a, end);
+    op_unlock();
+    bool gave = false;
+    long r = unmap_run(op, a, end, &gave);
+    op_lock();
+    return r;
+}
+
+/* Shrink or keep a region in place. The kernel only needs a mapping at old (k: its page's kind,
+ * not a hole) and unmaps the tail as munmap does: holes in the part kept or cut do not matter. */
+static long remap_shrink(mm_op_t *op, uintptr_t old, uintptr_t oend, size_t nl, unsigned k)
+{
+    long r = 0;
+    if (k != LAB_MM_LIVE) { /* the kernel's page: let it say whether a mapping is there */
+        op_unlock();
+        r = k_mremap(old, PS, PS, 0, 0);
+        op_lock();
+    }
+    if (!MM_ERR(r))
+        r = remap_cut(op, old + nl, oend);
+    return r ? r : (long)old;
+}
+
+/* Grow a clean pooled region in place over free pooled pages (unmapped in the program's eyes):
+ * old, or 0 when it cannot. */
 static long remap_in_place(mm_op_t *op, uintptr_t old, size_t ol, size_t nl)
 {
     uintptr_t oend = old + ol, gend = old + nl;
-    if (nl == ol)
-        return (long)old;
-    if (nl < ol) {
-        plan_release(op, gend, oend);
-        op_unlock();
-        bool gave = false;
-        long r = unmap_run(op, gend, oend, &gave);
-        op_lock();
-        return r ? r : (long)old;
-    }
     size_t cached = 0;
     for (uintptr_t p = oend, q; p < gend; p = q) {
         unsigned s = lab_mmpool_segment(p, gend, &q, op->mark);
@@ -665,6 +700,115 @@ static bool one_vma(uintptr_t a, size_t len)
     return r != -EFAULT;
 }
 
+/* The length of the first kernel mapping of [a, a+len), whose first page is mapped: halving
+ * with the one_vma probe (a few system calls; only when the kernel refused a move). */
+static size_t vma_prefix(uintptr_t a, size_t len)
+{
+    if (one_vma(a, len))
+        return len;
+    size_t lo = PS, hi = len; /* [a, a+lo) lies in one mapping, [a, a+hi) does not */
+    while (hi - lo > PS) {
+        size_t mid = lab_align_down(lo + (hi - lo) / 2, PS);
+        if (one_vma(a, mid))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Move [from, from+len) to `to` one kernel mapping at a time (MREMAP_FIXED, and `extra`).
+ * Returns the bytes moved; *err: the error that stopped it, or 0. */
+static size_t move_pieces(uintptr_t from, size_t len, uintptr_t to, int extra, long *err)
+{
+    size_t off = 0;
+    *err = 0;
+    while (off < len) {
+        size_t n = vma_prefix(from + off, len - off);
+        long r = k_mremap(from + off, n, n, MREMAP_MAYMOVE | MREMAP_FIXED | extra, to + off);
+        if (MM_ERR(r)) {
+            *err = r;
+            break;
+        }
+        off += n;
+    }
+    return off;
+}
+
+/* Unlocked: move [old, old+ol) to dst, ol <= nl, mapping by mapping, each keeping its own
+ * protection, lock and flags, the last one grown to nl, as the kernel moves one mapping (extra:
+ * MREMAP_DONTUNMAP or 0). For a region that is one pooled mapping in the program's eyes but
+ * several in the kernel's (see one_vma), whose pages the program changed, so a copy would lose
+ * what it set. On failure what moved is put back (refill: its room at dst is reserved again,
+ * PROT_NONE); *stuck if that failed too (dst then holds some of the program's pages). */
+static long remap_pieces(uintptr_t old, size_t ol, size_t nl, int extra, uintptr_t dst, bool refill, bool *stuck)
+{
+    const int mv = MREMAP_MAYMOVE | MREMAP_FIXED;
+    const int fl = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
+    uintptr_t last = old;
+    for (size_t n; (n = vma_prefix(last, old + ol - last)) < old + ol - last;)
+        last += n;
+    size_t lo = last - old, done;
+    *stuck = false;
+    /* the last mapping first: growing is what a limit (RLIMIT_AS, RLIMIT_MEMLOCK) may refuse */
+    long r = k_mremap(last, ol - lo, nl - lo, mv | extra, dst + lo), e;
+    if (MM_ERR(r))
+        return r;
+    if ((done = move_pieces(old, lo, dst, extra, &r)) == lo)
+        return (long)dst;
+    /* out of mappings half-way (vm.max_map_count): put back what moved */
+    *stuck = move_pieces(dst, done, old, 0, &e) != done || MM_ERR(k_mremap(dst + lo, nl - lo, ol - lo, mv, last));
+    if (refill && done)
+        k_mmap(dst, done, PROT_NONE, fl, -1, 0);
+    if (refill)
+        k_mmap(dst + lo, nl - lo, PROT_NONE, fl, -1, 0);
+    return r;
+}
+
+/* Unlocked: a pooled run the op took as the destination of a kernel move that failed. The kernel
+ * unmaps a destination all at once, and may do so before it fails: still mapped throughout, the
+ * run is our reservation as it was (held BUSY, unless another thread's mapping filled exactly
+ * that hole meanwhile); else it is reserved again, fresh, or FOREIGN if something got there. */
+static void dst_restore(uintptr_t a, uintptr_t end, unsigned kind)
+{
+    if (sys6(SYS_msync, (long)a, (long)(end - a), 0, 0, 0, 0) == 0)
+        lab_mmpool_mark(a, end, kind);
+    else
+        lab_mmpool_reclaim(a, end);
+}
+
+/* The kernel refused (EFAULT) to move or grow the op's [old, old+ol), ol <= nl, which the pool
+ * split: remap_pieces, into a pooled run if it is at most four times the largest pooled request
+ * (so that its next mremap comes here again), else to nw (MREMAP_FIXED) or to space the kernel
+ * picks. Locked, like remap_clean. */
+static long remap_split(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
+{
+    if (!(flags & MREMAP_MAYMOVE))
+        return -ENOMEM; /* it cannot grow in place: what follows is taken */
+    unsigned kind = 0;
+    bool fixed = flags & MREMAP_FIXED, stuck = false;
+    uintptr_t dst = fixed ? nw : nl <= 4 * mm_max ? op_take(op, nl >> LAB_PAGE_SHIFT, &kind) : 0; /* fits a chunk */
+    bool pooled = !fixed && dst, reserved = !fixed && !dst;
+    op_unlock();
+    long r = 0;
+    if (reserved) {
+        r = k_mmap(0, nl, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        dst = (uintptr_t)r;
+    }
+    if (!MM_ERR(r))
+        r = remap_pieces(old, ol, nl, flags & MREMAP_DONTUNMAP, dst, pooled, &stuck);
+    if (pooled && !MM_ERR(r))
+        lab_mmpool_mark(dst, dst + nl, LAB_MM_LIVE | LAB_MM_TAINT); /* reset, never cached */
+    else if (pooled && stuck)
+        lab_mmpool_mark(dst, dst + nl, LAB_MM_FOREIGN);
+    else if (pooled)
+        dst_restore(dst, dst + nl, kind);
+    else if (reserved && MM_ERR(r) && !MM_ERR((long)dst) && !stuck)
+        k_munmap(dst, nl);
+    op_lock();
+    return r;
+}
+
 /* Move a clean pooled region by copying it (it spans mappings the kernel will not move as one):
  * to the MREMAP_FIXED address (the caller took it out of the pool), a pooled run, or a new kernel
  * mapping. The old range is released (DONTUNMAP: emptied). */
@@ -707,8 +851,8 @@ static long remap_copy(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int fla
     return (long)dst;
 }
 
-/* mremap of a clean pooled region (every page LIVE, untainted). Returns the new address, -errno,
- * or 0 to leave the call to the kernel (which can do it in one piece). */
+/* mremap that grows or moves a clean pooled region (every page LIVE, untainted). Returns the new
+ * address, -errno, or 0 to leave the call to the kernel (which can do it in one piece). */
 static long remap_clean(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int flags, uintptr_t nw)
 {
     if (!(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
@@ -733,8 +877,7 @@ static long remap_clean(mm_op_t *op, uintptr_t old, size_t ol, size_t nl, int fl
     /* the kernel moves the pages (no copy) over our reservation and grows the mapping there */
     long r = k_mremap(old, ol, nl, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     if ((uintptr_t)r != dst) {
-        /* the destination may or may not have been unmapped: never reuse it blindly */
-        lab_mmpool_mark(dst, dst + nl, LAB_MM_FOREIGN);
+        dst_restore(dst, dst + nl, kind);
     } else {
         lab_mmpool_mark(dst, dst + nl, LAB_MM_LIVE);
         for (uintptr_t p = old, q, oend = old + ol; p < oend; p = q) {
@@ -758,12 +901,28 @@ static void remap_gone(uintptr_t old, size_t ol, size_t nl, int flags, long r, u
     }
 }
 
-/* Anything else: the kernel does it, then the records follow what it did. */
+/* Unlocked: every page of [a, end) is the program's pooled memory (LIVE). */
+static bool all_live(uintptr_t a, uintptr_t end, uint64_t mark)
+{
+    for (uintptr_t p = a, q; p < end; p = q)
+        if (kind_of(lab_mmpool_segment(p, end, &q, mark)) != LAB_MM_LIVE)
+            return false;
+    return true;
+}
+
+/* Anything else: the kernel does it, then the records follow what it did. Where it refuses only
+ * because the pool split what the program holds as one mapping (EFAULT over LIVE pages), the
+ * region moves piece by piece (remap_split). */
 static long remap_kernel(mm_op_t *op, uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw)
 {
     size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
     op_unlock();
     long r = k_mremap(old, old_len, new_len, flags, nw);
+    if (r == -EFAULT && ol && ol <= nl && all_live(old, old + ol, op->mark)) {
+        op_lock();
+        r = remap_split(op, old, ol, nl, flags, nw);
+        op_unlock();
+    }
     if (!MM_ERR(r)) {
         uintptr_t gone[2];
         remap_gone(old, ol, nl, flags, r, gone);
@@ -779,11 +938,21 @@ static long remap_kernel(mm_op_t *op, uintptr_t old, size_t old_len, size_t new_
     return r;
 }
 
+/* Where the kernel's mremap needs a mapping, from old: at old alone when it shrinks or keeps the
+ * region in place (moves: the part it keeps; growing: all of it), and the end of that part. */
+static uintptr_t remap_needs(uintptr_t old, size_t ol, size_t nl, int flags)
+{
+    if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
+        return old + lab_min(ol, nl);
+    return nl <= ol ? old + PS : old + ol;
+}
+
 static long remap_locked(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw, bool in_new)
 {
     size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
-    uintptr_t oend = old + ol, nend = nw + nl, hi = oend;
-    if (nl > ol && !(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) && old + nl > old)
+    bool moves = flags & (MREMAP_FIXED | MREMAP_DONTUNMAP);
+    uintptr_t oend = old + ol, nend = nw + nl, hi = lab_max(oend, old + PS);
+    if (nl > ol && !moves && old + nl > old)
         hi = old + nl; /* what it may grow into in place */
     mm_op_t op;
     op_init(&op);
@@ -791,26 +960,38 @@ static long remap_locked(uintptr_t old, size_t old_len, size_t new_len, int flag
     if (in_new)
         op_range(&op, nw, nend, false);
     op_begin(&op);
-    bool clean = ol > 0, hole = false;
-    for (uintptr_t p = old, q; p < oend; p = q) {
-        unsigned s = lab_mmpool_segment(p, oend, &q, op.mark);
-        hole |= is_hole(s);
-        clean &= s == (LAB_MM_LIVE | LAB_MM_BUSY);
-    }
+    uintptr_t q, need = remap_needs(old, ol, nl, flags);
+    unsigned k = kind_of(lab_mmpool_segment(old, old + PS, &q, op.mark));
     long r = 0;
-    if (hole) {
-        r = -EFAULT; /* the old range is not one mapping: part of it is unmapped */
+    if (is_hole(k) || first_hole(old, need, op.mark) < need) {
+        r = -EFAULT; /* no mapping at old, or not one over the part that must be */
+    } else if (!ol && k == LAB_MM_LIVE) {
+        r = -EINVAL; /* old_len 0 duplicates shared mappings only; pooled pages are private */
+    } else if (!moves && nl <= ol) {
+        r = remap_shrink(&op, old, oend, nl, k);
     } else {
-        if (in_new) /* MREMAP_FIXED over pooled pages: they leave the pool before the kernel maps there */
-            for (uintptr_t p = nw, q; p < nend; p = q) {
-                unsigned k = kind_of(lab_mmpool_segment(p, nend, &q, op.mark));
-                if (k != LAB_MM_OUTSIDE && k != LAB_MM_NEWER && k != LAB_MM_FOREIGN)
-                    lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
-            }
-        if (clean)
+        if (nl < ol) { /* a move that shrinks: the kernel cuts the tail first */
+            r = remap_cut(&op, old + nl, oend);
+            ol = old_len = nl;
+            oend = old + ol;
+        }
+        if (!r && in_new) { /* MREMAP_FIXED over pooled pages: they leave the pool first */
+            op_unlock();
+            fixed_take(nw, nend, op.mark);
+            op_lock();
+        }
+        bool clean = ol > 0;
+        for (uintptr_t p = old; p < oend && clean; p = q)
+            clean = lab_mmpool_segment(p, oend, &q, op.mark) == (LAB_MM_LIVE | LAB_MM_BUSY);
+        if (!r && clean)
             r = remap_clean(&op, old, ol, nl, flags, nw);
         if (!r)
             r = remap_kernel(&op, old, old_len, new_len, flags, nw);
+        if (in_new) {
+            op_unlock();
+            fixed_done(nw, nend, op.mark, MM_ERR(r));
+            op_lock();
+        }
     }
     op_end(&op);
     return r;
@@ -820,25 +1001,42 @@ static long remap_locked(uintptr_t old, size_t old_len, size_t new_len, int flag
 static long remap_nested(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t nw, bool in_new)
 {
     size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
-    uintptr_t oend = old + ol, nend = nw + nl;
-    if (first_hole(old, oend, UINT64_MAX) < oend)
+    uintptr_t oend = old + ol, nend = nw + nl, q, need = remap_needs(old, ol, nl, flags);
+    unsigned k = kind_of(lab_mmpool_segment(old, old + PS, &q, UINT64_MAX));
+    if (is_hole(k) || first_hole(old, need, UINT64_MAX) < need)
         return -EFAULT;
+    if (!ol && k == LAB_MM_LIVE)
+        return -EINVAL;
+    long r = 0;
+    if (!(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) && nl <= ol) {
+        if (k != LAB_MM_LIVE)
+            r = k_mremap(old, PS, PS, 0, 0);
+        if (!MM_ERR(r))
+            r = unmap_nested(old + nl, oend);
+        return r ? r : (long)old;
+    }
+    if (nl < ol) { /* the tail first, as the kernel does: free pooled pages there stay reserved */
+        if ((r = unmap_nested(old + nl, oend)) != 0)
+            return r;
+        ol = old_len = nl;
+        oend = old + ol;
+    }
     if (in_new)
-        for (uintptr_t p = nw, q; p < nend; p = q) {
+        for (uintptr_t p = nw; p < nend; p = q) {
             unsigned s = lab_mmpool_segment(p, nend, &q, UINT64_MAX);
             if (is_hole(s))
                 lab_fatal("MREMAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)p);
             if (kind_of(s) == LAB_MM_LIVE)
                 lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
         }
-    long r = k_mremap(old, old_len, new_len, flags, nw);
+    r = k_mremap(old, old_len, new_len, flags, nw); /* not in pieces: a handler takes no run */
     if (MM_ERR(r))
         return r;
     uintptr_t gone[2];
     remap_gone(old, ol, nl, flags, r, gone);
     if ((uintptr_t)r != old && (flags & MREMAP_DONTUNMAP))
         lab_mmpool_taint(old, oend);
-    for (uintptr_t p = gone[0], q; p < gone[1]; p = q)
+    for (uintptr_t p = gone[0]; p < gone[1]; p = q)
         if (kind_of(lab_mmpool_segment(p, gone[1], &q, UINT64_MAX)) == LAB_MM_LIVE)
             lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
     return r;
@@ -859,11 +1057,10 @@ static long mm_remap(uintptr_t old, size_t old_len, size_t new_len, int flags, u
     check_not_malloc("mremap of memory that malloc owns", old, oend);
     if (fixed)
         check_not_malloc("mremap over memory that malloc owns", nw, nend);
-    bool in_old = lab_mmpool_touches(old, oend), in_new = fixed && lab_mmpool_touches(nw, nend);
+    /* the mapping at old counts even for old_len 0 (a duplicate of a shared mapping) */
+    bool in_old = lab_mmpool_touches(old, lab_max(oend, old + PS)), in_new = fixed && lab_mmpool_touches(nw, nend);
     if (!in_old && !in_new)
         return k_mremap(old, old_len, new_len, flags, nw);
-    if (!ol && in_old)
-        return -EINVAL; /* old_len 0 duplicates shared mappings only; pooled pages are private */
     long r = mm_enter() ? remap_locked(old, old_len, new_len, flags, nw, in_new)
                         : remap_nested(old, old_len, new_len, flags, nw, in_new);
     if (in_old)
@@ -916,6 +1113,23 @@ static long upto_hole(long nr, uintptr_t a, uintptr_t hole, uintptr_t end, long 
     return r;
 }
 
+/* Unlocked: pkey_mprotect starting on a free pooled page a, which the op holds. The kernel checks
+ * the key before it looks for a mapping (EINVAL for a key not allocated, else ENOMEM): it is
+ * asked on that page itself, which, if the key was good, took it and is made fresh again. */
+static long pkey_check(uintptr_t a, long pkey, uint64_t mark)
+{
+    uintptr_t q;
+    unsigned k = kind_of(lab_mmpool_segment(a, a + PS, &q, mark));
+    if (k != LAB_MM_FRESH && k != LAB_MM_CACHED)
+        return -ENOMEM;
+    long r = sys6(SYS_pkey_mprotect, (long)a, (long)PS, PROT_NONE, pkey, 0, 0);
+    if (r)
+        return r;
+    if (lab_mmpool_reset(a, a + PS) != 0)
+        lab_mmpool_mark(a, a + PS, LAB_MM_FOREIGN); /* it keeps the key: never handed out */
+    return -ENOMEM;
+}
+
 /* nr: SYS_mprotect, SYS_pkey_mprotect, SYS_mlock, SYS_mlock2 or SYS_munlock; a: page aligned.
  * taint: even on failure, as a reset where a cache would do is always safe. */
 static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pkey, bool taint)
@@ -935,6 +1149,8 @@ static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pke
         lab_mmpool_taint(a, hole);
     op_unlock();
     long r = upto_hole(nr, a, first_hole(a, hole, op.mark), end, arg, pkey);
+    if (nr == SYS_pkey_mprotect && hole == a && r == -ENOMEM)
+        r = pkey_check(a, pkey, op.mark);
     op_lock();
     op_end(&op);
     return r;

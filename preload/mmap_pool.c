@@ -462,9 +462,11 @@ void lab_mmpool_publish(uintptr_t a, uintptr_t end, uint64_t mark)
             run_put(p, q, k);
         } else {
             mm_chunk_t *c = chunk_lookup(p);
-            /* TRANSIT: left by an operation that never finished (a fork child's sweep) */
-            state_set(c, (p - c->base) >> LAB_PAGE_SHIFT, (q - p) >> LAB_PAGE_SHIFT,
-                      k == LAB_MM_TRANSIT ? LAB_MM_LIVE | LAB_MM_TAINT : s & ~(unsigned)LAB_MM_BUSY);
+            /* TRANSIT, FOREIGN|TAINT: left by an operation that never finished (a fork child's sweep) */
+            unsigned v = k == LAB_MM_TRANSIT ? LAB_MM_LIVE | LAB_MM_TAINT
+                         : k == LAB_MM_FOREIGN ? LAB_MM_FOREIGN
+                                               : s & ~(unsigned)LAB_MM_BUSY;
+            state_set(c, (p - c->base) >> LAB_PAGE_SHIFT, (q - p) >> LAB_PAGE_SHIFT, v);
         }
     }
 }

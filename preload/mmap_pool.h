@@ -42,7 +42,9 @@ enum {
     LAB_MM_FOREIGN = 3,
     LAB_MM_TRANSIT = 4,
     LAB_MM_KIND = 7,      /* mask of the five states above */
-    LAB_MM_TAINT = 8,     /* with LIVE (and TRANSIT on the way from LIVE: reset, not cached) */
+    LAB_MM_TAINT = 8,     /* with LIVE (and TRANSIT on the way from LIVE: reset, not cached); with
+                             FOREIGN|BUSY: free pages an operation unmapped before a MAP_FIXED or
+                             MREMAP_FIXED there, reserved again if that call fails */
     LAB_MM_BUSY = 16,     /* an operation in flight holds the page */
     LAB_MM_OUTSIDE = 32,  /* lab_mmpool_segment only: the pages are in no chunk of the area */
     LAB_MM_NEWER = 64,    /* lab_mmpool_segment only: in a chunk added after the caller began */

@@ -1027,6 +1027,162 @@ static void t_signals(void)
     }
 }
 
+/* ---- edges of mremap, MAP_FIXED and pkey_mprotect where the pool once differed from the kernel ---- */
+
+/* mremap of a region whose protection the program changed, after the pool's own moves left
+ * mappings the kernel cannot merge under the addresses it hands out next: the kernel holds the
+ * region as one mapping and moves or grows it. */
+static void e_tainted_remap(void)
+{
+    for (int round = 0; round < 2; round++) {
+        char *a = map_rw(2 * PG), *blocker = map_rw(PG);
+        memset(a, 1, 2 * PG);
+        memset(blocker, 1, PG);
+        char *d = mremap(a, 2 * PG, 3 * PG, MREMAP_MAYMOVE); /* moved (blocker), by the kernel */
+        CHECK(d != MAP_FAILED, "edges: mremap grow: %s", strerror(errno));
+        char *e = map_rw(3 * PG);
+        memset(e, 1, 3 * PG);
+        char *r = round ? mremap(d, 3 * PG, 6 * PG, MREMAP_MAYMOVE) : NULL; /* grown in place, maybe */
+        if (round) {
+            CHECK(r != MAP_FAILED, "edges: mremap grow: %s", strerror(errno));
+            munmap(e, 3 * PG);
+        } else {
+            munmap(d, 3 * PG);
+            munmap(e, 3 * PG);
+            r = map_rw(6 * PG); /* likely where d and e were */
+        }
+        fill(r, 6 * PG, 40 + round);
+        CHECK(mprotect(r, 6 * PG, PROT_READ) == 0, "edges: mprotect READ: %s", strerror(errno));
+        char *s = mremap(r, 6 * PG, 64 * PG, MREMAP_MAYMOVE);
+        CHECK(s != MAP_FAILED, "edges: mremap of a read-only region (round %d): %s", round, strerror(errno));
+        if (s != MAP_FAILED) {
+            CHECK(check_fill(s, 6 * PG, 40 + round) == SIZE_MAX, "edges: the moved read-only region lost data");
+            CHECK(readable(s + PG) && !writable(s + PG) && !writable(s + 5 * PG), "edges: it is not read-only");
+            CHECK(readable(s + 63 * PG) && first_nonzero(s + 6 * PG, 58 * PG) == SIZE_MAX, "edges: grown part");
+            if (s != r && (s + 64 * PG <= r || s >= r + 6 * PG))
+                CHECK(!readable(r), "edges: the old address is readable after the move");
+            r = s;
+            s = mremap(r, 64 * PG, 80 * PG, MREMAP_MAYMOVE); /* and again */
+            CHECK(s != MAP_FAILED, "edges: second mremap: %s", strerror(errno));
+            if (s != MAP_FAILED)
+                r = s;
+            CHECK(check_fill(r, 6 * PG, 40 + round) == SIZE_MAX, "edges: the second move lost data");
+            munmap(r, s != MAP_FAILED ? 80 * PG : 64 * PG);
+        } else {
+            munmap(r, 6 * PG);
+        }
+        munmap(blocker, PG);
+    }
+}
+
+/* Shrinking or keeping the size needs a mapping at old only: holes in the rest do not matter. */
+static void e_remap_holes(void)
+{
+    char *p = map_rw(4 * PG);
+    fill(p, 4 * PG, 44);
+    munmap(p + PG, PG);
+    char *q = mremap(p, 4 * PG, PG, 0);
+    CHECK(q == p, "edges: shrink over a hole: %p %s", (void *)q, strerror(errno));
+    CHECK(check_fill(p, PG, 44) == SIZE_MAX && !readable(p + 2 * PG) && !readable(p + 3 * PG),
+          "edges: shrink over a hole: wrong pages kept");
+    munmap(p, PG);
+    p = map_rw(4 * PG);
+    fill(p, 4 * PG, 45);
+    munmap(p + 2 * PG, PG);
+    q = mremap(p, 4 * PG, 4 * PG, 0);
+    CHECK(q == p, "edges: same size over a hole: %p %s", (void *)q, strerror(errno));
+    CHECK(readable(p + 3 * PG) && !readable(p + 2 * PG), "edges: same size over a hole changed the pages");
+    CHECK_ERR(mremap(p + 2 * PG, 2 * PG, PG, 0), EFAULT); /* no mapping at old */
+    /* a move that shrinks: the tail is cut first, holes in it do not matter */
+    char *t = map_rw(2 * PG);
+    q = mremap(p, 4 * PG, 2 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, t);
+    CHECK(q == t, "edges: MREMAP_FIXED shrink over a hole: %p %s", (void *)q, strerror(errno));
+    if (q == t)
+        CHECK(check_fill(t, 2 * PG, 45) == SIZE_MAX && !readable(p) && !readable(p + 3 * PG), "edges: FIXED shrink");
+    munmap(p, 4 * PG);
+    munmap(t, 2 * PG);
+}
+
+/* old_len 0 duplicates a shared mapping, wherever the program placed it; a private one: EINVAL;
+ * nothing mapped at old: EFAULT. */
+static void e_remap_dup(void)
+{
+    char *p = map_rw(4 * PG);
+    int fd = memfd_create("semantics", 0);
+    CHECK(fd >= 0 && ftruncate(fd, PG) == 0, "edges: memfd: %s", strerror(errno));
+    char *s = mmap(p + PG, PG, RW, MAP_SHARED | MAP_FIXED, fd, 0);
+    CHECK(s == p + PG, "edges: MAP_FIXED shared: %s", strerror(errno));
+    strcpy(s, "shared");
+    char *d = mremap(s, 0, PG, MREMAP_MAYMOVE | MREMAP_FIXED, p + 3 * PG);
+    CHECK(d == p + 3 * PG && !strcmp(d, "shared"), "edges: duplicate (FIXED) of a shared page: %s", strerror(errno));
+    char *d2 = mremap(s, 0, PG, MREMAP_MAYMOVE);
+    CHECK(d2 != MAP_FAILED && !strcmp(d2, "shared"), "edges: duplicate of a shared page: %s", strerror(errno));
+    if (d2 != MAP_FAILED) {
+        d2[0] = 'S';
+        CHECK(s[0] == 'S', "edges: the duplicate is not shared");
+        munmap(d2, PG);
+    }
+    CHECK_ERR(mremap(p, 0, PG, MREMAP_MAYMOVE), EINVAL);
+    munmap(p, 4 * PG);
+    CHECK_ERR(mremap(p, 0, PG, MREMAP_MAYMOVE), EFAULT);
+    close(fd);
+}
+
+/* A MAP_FIXED or MREMAP_FIXED that fails leaves unmapped pages unmapped. */
+static void e_fixed_fails(void)
+{
+    char *q = map_rw(4 * PG);
+    memset(q, 0x5a, 4 * PG);
+    munmap(q, 4 * PG);
+    CHECK_ERR(mmap(q + PG, PG, RW, MAP_PRIVATE | MAP_FIXED, 12345, 0), EBADF);
+    CHECK_ERR(mprotect(q + PG, PG, RW), ENOMEM);
+    CHECK(!readable(q + PG), "edges: a failed MAP_FIXED made the page readable");
+    char *r = mmap(q + PG, PG, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    CHECK(r == q + PG, "edges: NOREPLACE after a failed MAP_FIXED: %p %s", (void *)r, strerror(errno));
+    if (r == q + PG)
+        CHECK(first_nonzero(r, PG) == SIZE_MAX, "edges: the page shows the old bytes");
+    munmap(q, 4 * PG);
+    char *k = mmap(NULL, PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(k, PG); /* an unmapped address */
+    CHECK_ERR(mremap(k, PG, PG, MREMAP_MAYMOVE | MREMAP_FIXED, q + 2 * PG), EFAULT);
+    CHECK_ERR(mprotect(q + 2 * PG, PG, RW), ENOMEM);
+    CHECK(!readable(q + 2 * PG), "edges: a failed MREMAP_FIXED made the page readable");
+}
+
+/* The kernel checks the key before it looks for a mapping. */
+static void e_pkey(void)
+{
+    char *p = map_rw(2 * PG);
+    munmap(p, 2 * PG);
+    errno = 0;
+    if (pkey_mprotect(p, PG, PROT_READ, 15) == 0 || errno == ENOSYS) {
+        SAY("  pkey_mprotect: %s; skipped", strerror(errno));
+        return;
+    }
+    CHECK(errno == EINVAL, "edges: pkey_mprotect of an unmapped page, key not allocated: %s", strerror(errno));
+    char *q = map_rw(2 * PG);
+    if (pkey_mprotect(q + PG, PG, RW, 0) == 0) { /* key 0 is good where the kernel has keys */
+        CHECK_ERR(pkey_mprotect(p, PG, PROT_READ, 0), ENOMEM);
+        CHECK(!readable(p), "edges: pkey_mprotect made an unmapped page readable");
+    }
+    munmap(q, 2 * PG);
+    q = map_rw(2 * PG);
+    char perms[8];
+    maps_perms(q, perms);
+    CHECK(!strcmp(perms, "rw-p") && writable(q), "edges: a new mapping after pkey_mprotect has '%s'", perms);
+    munmap(q, 2 * PG);
+}
+
+static void t_edges(void)
+{
+    SAY("edges: mremap of re-protected regions, over holes, of old_len 0; failed FIXED calls; pkeys");
+    e_tainted_remap();
+    e_remap_holes();
+    e_remap_dup();
+    e_fixed_fails();
+    e_pkey();
+}
+
 /* ---- the pool must have been used (LAB_EXPECT_MMAP=1), or not (preloaded, off) ---- */
 
 static void t_pool_active(void)
@@ -1132,7 +1288,7 @@ static const struct {
     {"zero", t_zero_reuse},     {"unmap", t_unmap_faults}, {"mremap", t_mremap},   {"mprotect", t_mprotect},
     {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
     {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"race", t_race},
-    {"signals", t_signals},     {"idle", t_idle},
+    {"signals", t_signals},     {"edges", t_edges},        {"idle", t_idle},
 };
 
 int main(int argc, char **argv)
