@@ -4,7 +4,7 @@
 #ifndef LAB_OPTIONS_H
 #define LAB_OPTIONS_H
 
-/* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json), PATH (a file name; 0: none) */
+/* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json), PATH (a file name; unset: none) */
 #define LAB_OPTIONS(X)                                                                          \
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
     X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \

@@ -175,6 +175,7 @@ LAB_EXPORT struct mallinfo mallinfo(void)
     memset(&m, 0, sizeof m);
     m.arena = (int)lab_min(m2.arena, (size_t)INT32_MAX);
     m.hblks = (int)lab_min(m2.hblks, (size_t)INT32_MAX);
+    m.hblkhd = (int)lab_min(m2.hblkhd, (size_t)INT32_MAX);
     m.uordblks = (int)lab_min(m2.uordblks, (size_t)INT32_MAX);
     m.fordblks = (int)lab_min(m2.fordblks, (size_t)INT32_MAX);
     m.keepcost = (int)lab_min(m2.keepcost, (size_t)INT32_MAX);

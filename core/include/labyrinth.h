@@ -56,11 +56,14 @@ struct labyrinth_pool_opts {
  * transparent huge page at its first touch, so one page fault and one TLB entry serve 512 pages
  * (page faults are dear on VMs). The first purge in a chunk turns it back to small pages for good
  * (MADV_NOHUGEPAGE, or khugepaged would fill the purged pages in again). The malloc pool has it
- * from LABYRINTH_THP MiB mapped. */
+ * once LABYRINTH_THP MiB are mapped (0, the default: never), and then only while it has a chunk
+ * mapped for each heap drawing on it (thousands of threads that each touch a few pages would
+ * otherwise make every chunk resident whole). */
 #define LAB_POOL_HUGE (1u<<0)
 
 /* A pool. Complete so that users can declare one statically; its fields are private. A pool that
- * is all zero (never initialised) is rejected with EINVAL by every call. */
+ * is all zero (never initialised): allocation and stats calls fail with EINVAL, freeing pages to
+ * it aborts with a message, trim and destroy do nothing. */
 struct labyrinth {
     uint64_t magic;
     void    *impl;

@@ -334,6 +334,11 @@ static void check_introspection(void)
         struct mallinfo2 mh = mallinfo2();
         CHECK(h1 && h2 && mh.hblks == h0 + 2 && mh.hblkhd >= (20u << 20),
               "mallinfo2 with two huge blocks live: hblks %zu (before %zu) hblkhd %zu", mh.hblks, h0, mh.hblkhd);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        struct mallinfo mo = mallinfo();
+#pragma GCC diagnostic pop
+        CHECK(lab_provided("mallinfo") == NULL || mo.hblkhd >= (20 << 20), "mallinfo hblkhd %d", mo.hblkhd);
         free(h1);
         free(h2);
         malloc_trim(0);
