@@ -683,8 +683,13 @@ static bool list_has(lab_block_t *l, lab_block_t *b)
     return false;
 }
 
+static bool ready_has(lab_heap_t *h, unsigned cls, const lab_block_t *b);
+
 void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
+    /* secure mode: a block waiting in the class's shuffled batch keeps its free key (below) */
+    if (h->ready && ready_has(h, s->cls, b))
+        lab_fatal("double free of", b);
     /* the transit key: another thread freed it and holds it (reuse list or message) */
     if (b->key == (lab_block_key(b, lab_free_key) ^ 1))
         lab_fatal("double free of", b);
@@ -943,6 +948,16 @@ typedef struct lab_ready {
     lab_block_t *b[LAB_SECURE_BATCH];
 } lab_ready_t;
 
+/* Whether b waits in h's batch of class cls (h->ready set). */
+static bool ready_has(lab_heap_t *h, unsigned cls, const lab_block_t *b)
+{
+    lab_ready_t *r = &h->ready[cls];
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->b[i] == b)
+            return true;
+    return false;
+}
+
 static inline uint64_t heap_rand(lab_heap_t *h)
 {
     /* xorshift64*: enough to make the order unpredictable from outside without the seed */
@@ -974,12 +989,12 @@ void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls)
         uint32_t want = (uint32_t)lab_max((size_t)4, lab_min((size_t)LAB_SECURE_BATCH, ((size_t)128 << 10) / bs));
         uint32_t n = 0;
         uint32_t slow = 0;
+        uintptr_t key = lab_load_relaxed(&lab_free_key);
         while (n < want) {
             lab_span_t *s = h->cur[cls];
             lab_block_t *b;
             if (s && (b = s->free)) {
                 s->free = lab_link_get(b);
-                b->key = 0;
                 s->usedf++;
             } else {
                 /* refill, collect, carve or a new span: the ordinary slow path, one block */
@@ -987,6 +1002,11 @@ void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls)
                     break;
                 slow++;
             }
+            /* the free key while it waits, cleared when it is handed out: a double free of a
+             * block freed, then taken back into the batch, is caught (lab_span_free_suspect;
+             * cleared here, the block was pushed on its span's list again and handed out
+             * twice: found by review) */
+            b->key = lab_block_key(b, key);
             r->b[n++] = b;
         }
         h->st.mallocs -= slow;
@@ -1001,7 +1021,9 @@ void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls)
         r->n = n;
     }
     h->st.mallocs++;
-    return r->b[--r->n];
+    lab_block_t *b = r->b[--r->n];
+    b->key = 0;
+    return b;
 }
 
 /* Give the blocks waiting in the secure batches back to their spans (the caller marks in_slow). */

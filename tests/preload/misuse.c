@@ -88,6 +88,18 @@ static void run(int mode)
             (void)malloc(32);
         break;
     }
+    case 9: { /* freed, taken back into secure mode's shuffled batch, freed again while it waits */
+        enum { N = 65 }; /* a batch of 48-byte blocks is 64: the 64th malloc makes the next one */
+        void *x = malloc(48), *keep[N];
+        free(x);
+        int handed = 0;
+        for (int i = 0; i < N; i++)
+            handed |= (keep[i] = malloc(48)) == x;
+        if (handed) /* handed out again (always without secure mode): an ordinary double free */
+            free(x);
+        free(x);
+        break;
+    }
     case 7: {        /* another thread first (the block travels to us), then the owner again */
         shared_block = a;
         pthread_t t;
@@ -131,7 +143,7 @@ int main(void)
         return 77;
     }
     int bad = 0;
-    for (int m = 0; m <= 8; m++)
+    for (int m = 0; m <= 9; m++)
         bad += expect_abort(m);
     /* no false positive: another thread frees our block and allocates again; we free what it
      * got, many times over, and every live block stays distinct */
