@@ -340,34 +340,40 @@ static void *quiet_waiter(void *arg)
     return NULL;
 }
 
+static void child_must_pass(int (*fn)(void *), void *arg);
+
+/* The calling process (a test's child) under seccomp filter f of n instructions; 0 on success. */
+static int seccomp_install(struct sock_filter *f, unsigned short n)
+{
+    struct sock_fprog prog = {.len = n, .filter = f};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static int child_quiet_unlock(void *arg)
+{
+    (void)arg;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    };
+    if (seccomp_install(f, sizeof f / sizeof f[0]))
+        return 3;
+    lab_lock_t l = LAB_LOCK_INIT;
+    if (!lab_lock_try(&l))
+        return 4;
+    __atomic_store_n(&l.v, 2, __ATOMIC_RELAXED); /* as a waiter marks it */
+    lab_lock_quiet++;
+    lab_unlock(&l);
+    lab_lock_quiet--;
+    return l.v == 0 && lab_locks_held == 0 ? 0 : 5;
+}
+
 static void test_atomic_unlock_no_futex(void **state)
 {
     (void)state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct sock_filter f[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        };
-        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
-            _exit(3);
-        lab_lock_t l = LAB_LOCK_INIT;
-        if (!lab_lock_try(&l))
-            _exit(4);
-        __atomic_store_n(&l.v, 2, __ATOMIC_RELAXED); /* as a waiter marks it */
-        lab_lock_quiet++;
-        lab_unlock(&l);
-        lab_lock_quiet--;
-        _exit(l.v == 0 && lab_locks_held == 0 ? 0 : 5);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    child_must_pass(child_quiet_unlock, NULL); /* killed at a futex call */
     /* a real waiter, asleep on the lock when the quiet unlock leaves out its wake-up */
     lab_lock(&quiet_lock);
     pthread_t t;
@@ -526,8 +532,7 @@ static int child_trim_no_membarrier(void *arg)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+    if (seccomp_install(f, sizeof f / sizeof f[0]))
         return 3;
     memset(&room_pool, 0, sizeof room_pool);
     if (labyrinth_pool_init(&room_pool, NULL) != 0)
@@ -576,8 +581,7 @@ static int child_no_wipeonfork(void *arg)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+    if (seccomp_install(f, sizeof f / sizeof f[0]))
         return 3;
     labyrinth_t pool;
     memset(&pool, 0, sizeof pool);
