@@ -1451,7 +1451,9 @@ static __thread uint64_t sig_mine; /* the signal heaps this thread's handlers ho
 lab_heap_t *lab_sig_enter(void)
 {
     lab_heap_t *prev = lab_tls_heap, *h = &lab_heap_none;
-    if (!prev->signal_slot)
+    /* the thread's own heap: not a signal heap, nor the none a handler gets when all are taken
+     * (a handler nested under one on none recorded none, and cleared the record at its exit) */
+    if (!prev->signal_slot && prev != &lab_heap_none)
         sig_outer = prev;
     uint64_t m = __atomic_load_n(&sig_free, __ATOMIC_ACQUIRE);
     while (m) {
@@ -1471,7 +1473,7 @@ void lab_sig_exit(lab_heap_t *prev)
 {
     lab_heap_t *h = lab_tls_heap;
     lab_tls_heap = prev;
-    if (!prev->signal_slot)
+    if (!prev->signal_slot && prev != &lab_heap_none)
         sig_outer = NULL;
     if (h->signal_slot) {
         sig_mine &= ~(1ull << (h->signal_slot - 1));
@@ -1506,7 +1508,7 @@ void lab_arena_fork_child(void)
      * from a handler running on a signal heap keeps the thread's own heap too: the handler
      * returns to it. The signal heaps other threads' handlers held are free again (those caught
      * mid-change aside). */
-    lab_heap_t *me = lab_tls_heap, *own = me->signal_slot ? sig_outer : me;
+    lab_heap_t *me = lab_tls_heap, *own = me->signal_slot || me == &lab_heap_none ? sig_outer : me;
     heaps_live = own && own->state == LAB_HEAP_LIVE && !own->signal_slot;
     if (heaps_all) /* every heap's pool is the default pool */
         lab_pool_set_sharers(heaps_all->pool, heaps_live);

@@ -766,15 +766,14 @@ static long remap_pieces(uintptr_t old, size_t ol, size_t nl, int extra, uintptr
 }
 
 /* Unlocked: a pooled run the op took as the destination of a kernel move that failed. The kernel
- * unmaps a destination all at once, and may do so before it fails: still mapped throughout, the
- * run is our reservation as it was (held BUSY, unless another thread's mapping filled exactly
- * that hole meanwhile); else it is reserved again, fresh, or FOREIGN if something got there. */
+ * unmaps a destination all at once, and may do so before it fails: a hole throughout, the run is
+ * reserved again, fresh. Still mapped, it cannot be told from a mapping another thread made in
+ * the hole meanwhile (a check with msync trusted it: found by review), so it stays out of the
+ * pool (FOREIGN): a run's address space lost on a failed move, never another mapping taken. */
 static void dst_restore(uintptr_t a, uintptr_t end, unsigned kind)
 {
-    if (sys6(SYS_msync, (long)a, (long)(end - a), 0, 0, 0, 0) == 0)
-        lab_mmpool_mark(a, end, kind);
-    else
-        lab_mmpool_reclaim(a, end);
+    (void)kind;
+    lab_mmpool_reclaim(a, end);
 }
 
 /* The kernel refused (EFAULT) to move or grow the op's [old, old+ol), ol <= nl, which the pool
@@ -918,7 +917,8 @@ static long remap_kernel(mm_op_t *op, uintptr_t old, size_t old_len, size_t new_
     size_t ol = lab_align_up(old_len, PS), nl = lab_align_up(new_len, PS);
     op_unlock();
     long r = k_mremap(old, old_len, new_len, flags, nw);
-    if (r == -EFAULT && ol && ol <= nl && all_live(old, old + ol, op->mark)) {
+    /* only a move may go piece by piece: in place, the kernel's EFAULT stands */
+    if (r == -EFAULT && (flags & MREMAP_MAYMOVE) && ol && ol <= nl && all_live(old, old + ol, op->mark)) {
         op_lock();
         r = remap_split(op, old, ol, nl, flags, nw);
         op_unlock();

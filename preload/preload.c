@@ -461,6 +461,8 @@ static void banner(void)
  * bench: spawn). A fork from a signal handler that interrupted this thread while it held a
  * lock of the allocator (lab_locks_held) takes none either (below). fork_locked is per thread:
  * two threads may fork at once (then neither is single-threaded). */
+static int options_state; /* 0 not read, 1 being read, 2 read (lab_options_early, below) */
+
 extern char __libc_single_threaded __attribute__((weak));
 static __thread char fork_locked;
 static __thread int fork_held; /* locks this thread held when fork() began */
@@ -494,6 +496,9 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    int reading = 1;
+    /* a thread of the parent was reading the options: it is not in the child; read them again */
+    __atomic_compare_exchange_n(&options_state, &reading, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     lab_mmap_fork_child(); /* first: the pool's handler then zeroes lab_locks_held */
     if (!fork_locked) {
         /* the mmap pool's lock taken for the fork is gone; those the interrupted code holds are
@@ -510,14 +515,17 @@ static void fork_child(void)
  * runs before ours and allocates), else from our constructor. Read in the constructor alone,
  * LABYRINTH_THP, LABYRINTH_RESERVE_GB and LABYRINTH_SECURE were silently lost in every C++
  * program (found by review). Once: a thread that arrives while another reads waits for it. */
-static int options_state; /* 0 not read, 1 being read, 2 read */
-
 lab_internal void lab_options_early(void)
 {
     int zero = 0;
     if (!__atomic_compare_exchange_n(&options_state, &zero, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
-        while (__atomic_load_n(&options_state, __ATOMIC_ACQUIRE) != 2)
+        /* a while at most: the reader may be this thread, interrupted by a handler that
+         * allocates, or gone (a fork child of a process that forked while one read) */
+        for (unsigned spin = 0; spin < (1u << 20); spin++) {
+            if (__atomic_load_n(&options_state, __ATOMIC_ACQUIRE) == 2)
+                break;
             __builtin_ia32_pause();
+        }
         return;
     }
     options_read();

@@ -49,14 +49,17 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
     bool nested = interrupted_allocator(uctx);
     lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
     lab_pool_handler_depth++; /* no purge and no thread start from a handler (core/pool.h) */
-    lab_lock_quiet++;         /* and no futex call when it gives a lock back (core/lock.h) */
+    /* on a signal heap (ATOMIC: no system call), no futex call when it gives a lock back either
+     * (core/lock.h); not for every handler: one that longjmps out would leave it raised, and its
+     * thread's unlocks would wake no waiter for good (found by review) */
+    lab_lock_quiet += nested;
     if (h != (void *)SIG_IGN && h != (void *)SIG_DFL && h) {
         if (flags & SA_SIGINFO)
             ((void (*)(int, siginfo_t *, void *))h)(sig, info, uctx);
         else
             ((void (*)(int))h)(sig);
     }
-    lab_lock_quiet--;
+    lab_lock_quiet -= nested;
     lab_pool_handler_depth--;
     if (nested)
         lab_sig_exit(prev);

@@ -89,6 +89,59 @@ static void *sh_worker(void *arg)
     return NULL;
 }
 
+/* A fork from a handler nested so deep that no signal heap was free (it runs on the none heap):
+ * in the child the thread's own heap stays its own, and the child's next thread gets another.
+ * The none heap was taken for a signal heap's owner, the thread's heap abandoned, and a new
+ * thread adopted it while the handlers returned to it (found by review). In a forked child:
+ * lab_arena_fork_child is what the preload's fork handler runs there. */
+static lab_heap_t *forked_thread_heap;
+static void *forked_thread(void *arg)
+{
+    (void)arg;
+    void *p = lab_malloc(32);
+    forked_thread_heap = lab_tls_heap;
+    lab_free(p);
+    return NULL;
+}
+
+static int child_fork_on_none(void)
+{
+    void *p = lab_malloc(32);
+    lab_heap_t *own = lab_tls_heap, *prev[64];
+    int n = 0;
+    lab_sig_reserve(16);
+    while (n < 64) {
+        prev[n++] = lab_sig_enter();
+        if (lab_tls_heap->state == LAB_HEAP_NONE)
+            break;
+    }
+    if (lab_tls_heap->state != LAB_HEAP_NONE)
+        return 3;
+    lab_arena_fork_child();
+    int live = own->state == LAB_HEAP_LIVE;
+    while (n)
+        lab_sig_exit(prev[--n]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, forked_thread, NULL) != 0)
+        return 4;
+    pthread_join(t, NULL);
+    lab_free(p);
+    return !live ? 5 : forked_thread_heap == own ? 6 : 0;
+}
+
+static void test_fork_on_none_heap_keeps_own(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_fork_on_none());
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_signal_heaps_follow_threads(void **state)
 {
     (void)state;
@@ -3283,6 +3336,7 @@ int main(void)
     lab_nursery_on = 0; /* the span tests expect a thread's first blocks from spans */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_heaps_follow_threads),
+        cmocka_unit_test(test_fork_on_none_heap_keeps_own),
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
         cmocka_unit_test(test_direct_slots),
