@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -684,6 +685,10 @@ static struct {
 } r_log[R_THREADS][R_LOG]; /* every region as it was handed out or changed */
 static int r_nlog[R_THREADS];
 static atomic_int r_done;
+/* Set once every thread exists: a thread started early would unmap regions whose addresses the
+ * kernel may then give to a later thread's stack, which glibc keeps mapped after the join, and
+ * the final check would find those addresses readable. */
+static atomic_int r_go;
 
 static uint64_t r_pack(const char *p, size_t len) { return (uint64_t)(uintptr_t)p | (len / PG); }
 static char *r_addr(uint64_t v) { return (char *)(uintptr_t)(v & ~(uint64_t)(PG - 1)); }
@@ -833,6 +838,8 @@ static void *r_body(void *arg)
     int t = (int)(uintptr_t)arg;
     uint64_t rng = (uint64_t)t * 104729 + 17;
     struct r_slot *mine = r_slot[t];
+    while (!atomic_load(&r_go))
+        sched_yield();
     for (int it = 0; it < 2000; it++) {
         struct r_slot *s = &mine[lab_rand(&rng) % R_SLOTS];
         if (!s->p) {
@@ -914,10 +921,12 @@ static void t_race(void)
     memset(r_slot, 0, sizeof r_slot);
     memset(r_nlog, 0, sizeof r_nlog);
     atomic_store(&r_done, 0);
+    atomic_store(&r_go, 0);
     pthread_t th[R_THREADS + 1];
     for (uintptr_t i = 0; i < R_THREADS; i++)
         pthread_create(&th[i], NULL, r_body, (void *)i);
     pthread_create(&th[R_THREADS], NULL, r_poker, (void *)(uintptr_t)12345);
+    atomic_store(&r_go, 1);
     int forks = 0;
     while (atomic_load(&r_done) < R_THREADS && forks < 40) {
         usleep(3000);
