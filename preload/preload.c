@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -397,9 +398,13 @@ static bool parse_value(enum lab_option_kind kind, const char *v, unsigned long 
     return true;
 }
 
+/* In a program run with more privilege than its caller (set-user-ID or set-group-ID, file
+ * capabilities: the kernel's AT_SECURE), the environment is the caller's and no LABYRINTH_
+ * variable is read, as glibc ignores its MALLOC_ ones there: LABYRINTH_STATS_FILE would otherwise
+ * let any user have such a program create or append to any file (found by review). */
 static void options_read(void)
 {
-    if (!environ)
+    if (!environ || getauxval(AT_SECURE))
         return;
     for (char **e = environ; *e; e++) {
         const char *s = *e;
