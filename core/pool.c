@@ -1020,8 +1020,12 @@ static size_t pool_count_mapped(lab_pool_t *pool, size_t n, size_t least)
     return k;
 }
 
-/* Map one more chunk for zone z (lock held). */
-static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
+/* Map one more chunk for zone z (lock held). When the kernel refuses (ENOMEM) and *may_release,
+ * the pool's wholly free chunks and huge cache are unmapped once and the mapping tried again;
+ * *may_release is cleared then, so a refill that maps several chunks does not unmap the ones it
+ * has just mapped at its next refusal, map them again, and so for ever (found by review: a pool
+ * made with a reserve larger than RLIMIT_AS left room for spun in labyrinth_pool_init). */
+static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *may_release)
 {
     size_t usable = pool_count_mapped(pool, LAB_CHUNK_PAGES, 1);
     if (!usable)
@@ -1034,8 +1038,11 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone)
     int err;
     int64_t *pm;
     void *m = chunk_map(&pm, &err);
-    if (!m && err == -ENOMEM && pool_release_cached(pool, z))
-        m = chunk_map(&pm, &err);
+    if (!m && err == -ENOMEM && *may_release) {
+        *may_release = false;
+        if (pool_release_cached(pool, z))
+            m = chunk_map(&pm, &err);
+    }
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));
         lab_sub_relaxed(&pool->mapped_pages, usable);
@@ -1096,10 +1103,10 @@ static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
 {
     size_t target = lab_max(pool->high, pool->reserve + need);
     int err = 0;
-    bool mapped = false;
+    bool mapped = false, may_release = true;
     lab_add_relaxed(&pool->refills, 1);
     while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
-        if ((err = zone_map_chunk(pool, z, ZONE_NORMAL)) != 0)
+        if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
             break;
         mapped = true;
     }
@@ -1568,7 +1575,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 if (!(gfp & LAB_GFP_NOGROW))
                     zone_refill(pool, z, 0);
             } else if (zi == ZONE_EXCL) {
-                if (zone_map_chunk(pool, z, ZONE_EXCL) == 0)
+                bool may_release = true;
+                if (zone_map_chunk(pool, z, ZONE_EXCL, &may_release) == 0)
                     d = store_take_order(pool, z, order);
             } else if (!(gfp & LAB_GFP_NOGROW) && zone_refill(pool, z, n) == 0) {
                 d = store_take_order(pool, z, order);

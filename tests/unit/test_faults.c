@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "alloc.h"
+#include "labyrinth.h"
 #include "os.h"
 
 /* ThreadSanitizer (scripts/sanitize.sh) makes every access dear: fewer requests there. */
@@ -297,12 +299,53 @@ static void test_small_exhaustion(void **state)
     lab_free(p);
 }
 
+/* A refill that needs several chunks when the kernel refuses the second: it ends with ENOMEM
+ * (or what it got), never unmapping the chunks it has just mapped to map them again, for ever
+ * (found by review: labyrinth_pool_init of a reserve larger than RLIMIT_AS allowed spun, as did
+ * DEFAULT allocations of a pool whose refills aim high). A hang is killed by the alarm. */
+static void test_refill_refused_ends(void **state)
+{
+    (void)state;
+    alarm(60);
+    struct lab_os_counters c;
+    lab_trim();
+    lab_os_counters(&c);
+    lab_os_inject_failures(0, c.mapped_bytes + 3 * MiB); /* one 2 MiB chunk fits, two do not */
+    labyrinth_t big;
+    memset(&big, 0, sizeof big);
+    struct labyrinth_pool_opts ob = {.reserve_pages = 8192}; /* 32 MiB up front: cannot fit */
+    assert_int_equal(labyrinth_pool_init(&big, &ob), -ENOMEM);
+    labyrinth_t rx;
+    memset(&rx, 0, sizeof rx);
+    struct labyrinth_pool_opts orx = {.reserve_pages = 256}; /* the README's: one chunk is enough */
+    assert_int_equal(labyrinth_pool_init(&rx, &orx), 0);
+    labyrinth_pool_destroy(&rx);
+    labyrinth_t hi;
+    memset(&hi, 0, sizeof hi);
+    struct labyrinth_pool_opts oh = {.high_pages = 4096}; /* refills aim at 16 MiB free */
+    lab_os_inject_failures(0, 0);
+    assert_int_equal(labyrinth_pool_init(&hi, &oh), 0);
+    lab_os_counters(&c);
+    lab_os_inject_failures(0, c.mapped_bytes + 12 * MiB);
+    long n = 0;
+    errno = 0;
+    while (labyrinth_alloc_page(&hi, LAB_GFP_DEFAULT))
+        n++;
+    assert_int_equal(errno, ENOMEM);
+    print_message("DEFAULT pages under a 12 MiB budget: %ld, then ENOMEM\n", n);
+    assert_true(n > 0);
+    lab_os_inject_failures(0, 0);
+    labyrinth_pool_destroy(&hi);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_nth_map_fails),
         cmocka_unit_test(test_byte_budget),
         cmocka_unit_test(test_small_exhaustion),
+        cmocka_unit_test(test_refill_refused_ends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
