@@ -1561,6 +1561,17 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         d = store_take_order(pool, z, order);
     if (d)
         d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
+    if (!d && atomic && zi == ZONE_NORMAL) {
+        /* before an ATOMIC call fails, this thread's rooms and the shared lists go back to the
+         * store too (no wait, no system call): runs of other orders in its own rooms could
+         * otherwise leave it without pages the pool has free (found by review: an order-9 run
+         * freed into the room, then order 0 failed with all 512 pages free) */
+        room_drain_self(pool, z);
+        zone_drain_shared(pool, z);
+        d = store_take_order(pool, z, order);
+        if (d)
+            d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
+    }
     if (!d && !atomic) {
         /* like the kernel draining per-cpu lists before it gives up: our own room and the
          * shared lists go back to the store, where they can coalesce */

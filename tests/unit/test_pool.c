@@ -240,6 +240,29 @@ static void test_atomic_no_syscall_counter(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* An ATOMIC call finds the pool's pages wherever this thread's rooms keep them: a capped pool's
+ * only chunk freed as one order-9 run into the room, then smaller orders, each with no system
+ * call (found by review: order 0 failed with all 512 pages free in the order-9 room). */
+static void test_atomic_drains_own_room(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.max_pages = 512};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    void *big = labyrinth_alloc_pages(&pool, 9, LAB_GFP_ATOMIC);
+    assert_non_null(big);
+    labyrinth_free_pages(&pool, big, 9);
+    uint64_t before = os_calls();
+    for (unsigned order = 0; order < 9; order++) {
+        void *p = labyrinth_alloc_pages(&pool, order, LAB_GFP_ATOMIC);
+        assert_non_null(p);
+        labyrinth_free_pages(&pool, p, order);
+    }
+    assert_int_equal(os_calls(), before);
+    labyrinth_pool_destroy(&pool);
+}
+
 /* A thread that only ever allocates ATOMIC (a receive loop) gets a room too, made without a
  * system call, and gives its pages back when it exits: before, every one of its allocations took a
  * page from the shared lists with its own CAS. */
@@ -1311,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_atomic_no_syscall_counter),
         cmocka_unit_test(test_atomic_only_thread_room),
         cmocka_unit_test(test_atomic_no_syscall_seccomp),
+        cmocka_unit_test(test_atomic_drains_own_room),
         cmocka_unit_test(test_threads_cross_free),
         cmocka_unit_test(test_trim_takes_other_rooms),
         cmocka_unit_test(test_trim_races_room_owners),
