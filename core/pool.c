@@ -1234,6 +1234,12 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         if (free < pool->reserve + n)
             return NULL;
         max = (unsigned)lab_min((size_t)max, (free - pool->reserve) >> order);
+    } else if (normal && pool->reserve) {
+        /* ATOMIC: the run it needs may come from the reserve, but no batch of reserve pages
+         * for its room, where other threads' ATOMIC calls could not reach them and this
+         * thread's DEFAULT calls would (found by review) */
+        size_t free = lab_load_relaxed(&pool->nr_free);
+        max = (unsigned)lab_max(1ul, lab_min((size_t)max, free > pool->reserve ? (free - pool->reserve) >> order : 0));
     }
     lab_page_t *head = onto, *d;
     unsigned k = 0;
@@ -1625,11 +1631,21 @@ static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
     return d;
 }
 
+/* A freed run stays in the thread's room unless the pool is below its reserve: then it goes
+ * back to the shared lists, where the reserve is counted and every thread's ATOMIC calls can
+ * reach it (kept in a room, a burst of ATOMIC runs into the reserve left it there, short for
+ * other threads and open to this one's DEFAULT calls: found by review). */
+static inline bool pool_below_reserve(lab_pool_t *pool)
+{
+    return pool->reserve && lab_load_relaxed(&pool->nr_free) < pool->reserve;
+}
+
 static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     lab_rooms_t *rs = tls_rooms;
     unsigned id = pool->id;
-    if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || !room_enter(rs)))
+    if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || pool_below_reserve(pool) ||
+                     !room_enter(rs)))
         return false;
     lab_room_t *r = &rs->slot[id].r[order];
     bool room = r->count < room_cap[order];
@@ -1728,7 +1744,7 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
 {
     lab_rooms_t *rs = tls_rooms;
-    if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && room_enter(rs)) {
+    if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && !pool_below_reserve(pool) && room_enter(rs)) {
         lab_room_t *r = room_of(rs, pool, order);
         d->next = r->head;
         r->head = d;

@@ -207,6 +207,57 @@ static void test_reserve_default_vs_atomic(void **state)
     labyrinth_pool_destroy(&pool);
 }
 
+/* The reserve stays where every thread's ATOMIC calls reach it and no DEFAULT call does: a burst
+ * of ATOMIC pages into it, freed by the same thread, goes back to the shared lists, not into
+ * that thread's room (found by review: another thread's ATOMIC calls then got 4 of the 64
+ * reserve pages, and this thread's DEFAULT calls took 60 of them). */
+struct reserve_taker {
+    labyrinth_t *pool;
+    int got;
+};
+
+static void *reserve_taker_thread(void *arg)
+{
+    struct reserve_taker *t = arg;
+    void *p[128];
+    while (t->got < 128 && (p[t->got] = labyrinth_alloc_page(t->pool, LAB_GFP_ATOMIC)) != NULL)
+        t->got++;
+    for (int i = 0; i < t->got; i++)
+        labyrinth_free_pages(t->pool, p[i], 0);
+    return NULL;
+}
+
+static void test_reserve_stays_shared(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 64, .max_pages = 512};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    static void *p[600];
+    int n = 0;
+    while (n < 600 && (p[n] = labyrinth_alloc_page(&pool, LAB_GFP_DEFAULT)) != NULL)
+        n++;
+    void *burst[60];
+    for (int i = 0; i < 60; i++)
+        assert_non_null(burst[i] = labyrinth_alloc_page(&pool, LAB_GFP_ATOMIC));
+    for (int i = 0; i < 60; i++)
+        labyrinth_free_pages(&pool, burst[i], 0);
+    struct reserve_taker t = {.pool = &pool};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reserve_taker_thread, &t), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    print_message("DEFAULT took %d pages; another thread's ATOMIC calls then got %d\n", n, t.got);
+    assert_true(t.got >= 64);
+    errno = 0;
+    void *d = labyrinth_alloc_page(&pool, LAB_GFP_DEFAULT);
+    assert_null(d); /* the reserve is all that is left */
+    assert_int_equal(errno, ENOMEM);
+    for (int i = 0; i < n; i++)
+        labyrinth_free_pages(&pool, p[i], 0);
+    labyrinth_pool_destroy(&pool);
+}
+
 /* ---- ATOMIC makes no system call ---- */
 
 /* A user pool with a reserve and room above LOW, for the ATOMIC tests. */
@@ -1331,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_coalesce_to_order9),
         cmocka_unit_test(test_watermark_refill),
         cmocka_unit_test(test_reserve_default_vs_atomic),
+        cmocka_unit_test(test_reserve_stays_shared),
         cmocka_unit_test(test_atomic_no_syscall_counter),
         cmocka_unit_test(test_atomic_only_thread_room),
         cmocka_unit_test(test_atomic_no_syscall_seccomp),
