@@ -482,6 +482,23 @@ static const uint16_t room_cap[LAB_NR_ORDERS] = {64, 32, 16, 16, 16, 8, 4, 2, 1,
 
 static __thread lab_rooms_t *tls_rooms;
 static __thread int tls_rooms_dead;
+
+/* The owner of EXCLUSIVE runs: a number no other thread of the process ever gets. pthread_self()
+ * was, but glibc gives an exited thread's descriptor, and its value, to the next thread, which
+ * could then free the first one's pages (found by review). */
+static __thread uint64_t tls_serial;
+static uint64_t serial_next;
+static inline uint64_t thread_serial(void)
+{
+    uint64_t v = lab_load_relaxed(&tls_serial), zero = 0;
+    if (lab_unlikely(!v)) {
+        /* a CAS: a signal handler may have given this thread its number meanwhile */
+        v = lab_add_relaxed(&serial_next, 1) + 1;
+        if (!__atomic_compare_exchange_n(&tls_serial, &zero, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            v = zero;
+    }
+    return v;
+}
 static lab_lock_t rooms_lock = LAB_LOCK_INIT;
 static lab_rooms_t *rooms_all, *rooms_free;
 static pthread_key_t rooms_key;
@@ -1515,6 +1532,7 @@ static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
 }
 
 static void pool_tick(lab_pool_t *pool, bool from_free);
+static void pool_note_peak(lab_pool_t *pool);
 
 /* Everything after the room: shared lists, split, store, refill. */
 static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned order, lab_gfp_t gfp)
@@ -1545,6 +1563,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 lab_add_relaxed(&pool->hits_shared, 1);
                 if (!atomic)
                     pool_tick(pool, false);
+                else
+                    pool_note_peak(pool);
                 return d;
             }
         }
@@ -1608,6 +1628,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         d->h.order = (uint8_t)order;
         if (!atomic)
             pool_tick(pool, false);
+        else
+            pool_note_peak(pool);
     }
     return d;
 }
@@ -1696,7 +1718,7 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
     lab_store_relaxed(&d->h.state, state);
     d->h.order = (uint8_t)order;
     d->h.npages = n;
-    d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? (uint64_t)pthread_self() : 0;
+    d->owner = (gfp & LAB_GFP_EXCLUSIVE) ? thread_serial() : 0;
     /* head[] matters only to free(). A run in a room keeps the heads it had (all pointing at
      * its descriptor, or all NONE): taken again whole, it needs no rewrite. Pages of the page
      * API may keep either (free() of them aborts either way: "pages from labyrinth_alloc_pages"
@@ -2585,6 +2607,18 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
     lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + slack + 4, wake_ms));
 }
 
+/* The pages out of the free lists now (handed out, or in threads' rooms), kept as the peak when
+ * more than any seen: on every allocation slow path, ATOMIC ones included, and at each stats
+ * call (a peak only a stats call saw was reported once and then fell back: found by review). */
+static void pool_note_peak(lab_pool_t *pool)
+{
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    size_t used = mapped > nfree ? mapped - nfree : 0, peak = lab_load_relaxed(&pool->peak_used);
+    while (used > peak &&
+           !__atomic_compare_exchange_n(&pool->peak_used, &peak, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
  * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
  * (frees only); without a thread, purge what is due at most every delay/2. */
@@ -2594,9 +2628,7 @@ static void pool_tick(lab_pool_t *pool, bool from_free)
         return; /* in a signal handler: no lock waited on, no system call */
     uint64_t now = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, now);
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
-    if (mapped > nfree && mapped - nfree > lab_load_relaxed(&pool->peak_used))
-        lab_store_relaxed(&pool->peak_used, mapped - nfree);
+    pool_note_peak(pool);
     /* the thread purges every pool; a user pool that maps as much as the malloc pool must
      * before it starts one may start it too (its allocation slow path holds no arena state) */
     /* acquire pairs with the release in bg_start */
@@ -2611,7 +2643,8 @@ static void pool_tick(lab_pool_t *pool, bool from_free)
             bg_kick();
         return; /* the thread purges */
     }
-    if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held && mapped >= bg.start_pages &&
+    if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held &&
+                     lab_load_relaxed(&pool->mapped_pages) >= bg.start_pages &&
                      now >= lab_load_relaxed(&bg.retry_ms) && lab_load_relaxed(&bg.start)))
         bg_start(now);
     uint64_t last = lab_load_relaxed(&pool->last_purge);
@@ -3040,8 +3073,8 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     out->high_pages = pool->high;
     out->max_pages = pool->max;
     out->mapped_pages = lab_load_relaxed(&pool->mapped_pages);
-    out->peak_used_pages = lab_max(lab_load_relaxed(&pool->peak_used),
-                                   out->mapped_pages > out->free_total ? out->mapped_pages - out->free_total : 0);
+    pool_note_peak(pool);
+    out->peak_used_pages = lab_load_relaxed(&pool->peak_used);
     out->purged_pages = lab_load_relaxed(&pool->purged_pages);
     out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
     out->thp_chunks = lab_load_relaxed(&pool->thp_chunks);
@@ -3132,10 +3165,25 @@ labyrinth_t *labyrinth_default(void)
     return lab_pool_default() ? &default_handle : NULL;
 }
 
+/* Whether p is a pool set up and not torn down (on pools_all). */
+static bool pool_is_live(const void *p)
+{
+    bool live = false;
+    lab_lock(&pools_lock);
+    for (lab_pool_t *q = pools_all; q && !live; q = q->next_pool)
+        live = q == p;
+    lab_unlock(&pools_lock);
+    return live;
+}
+
 int labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opts)
 {
     if (!pool)
         return -EINVAL;
+    /* a handle that holds a live pool: a second init replaced it, and the first pool, its
+     * pages and its room slot were lost for good (found by review) */
+    if (__atomic_load_n(&pool->magic, __ATOMIC_ACQUIRE) == POOL_MAGIC && pool_is_live(pool->impl))
+        return -EBUSY;
     lab_pool_thread_key_init();
     lab_pool_t *p = lab_meta_alloc(sizeof *p);
     if (!p)
@@ -3222,7 +3270,7 @@ static lab_noinline void free_pages_general(labyrinth_t *pool, void *pages, unsi
                   pages);
     if (d->h.order != order)
         lab_fatal("labyrinth_free_pages: wrong order for", pages);
-    if (d->owner && d->owner != (uint64_t)pthread_self())
+    if (d->owner && d->owner != thread_serial())
         lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
     lab_lock_quiet++; /* a page free makes no system call: locks only tried, no wake-up call */
     pool_free_order(p, d, order);

@@ -80,7 +80,8 @@ struct labyrinth_pool_stats {
     size_t reserve_level;             /* how much of the reserve is there now                    */
     size_t low_pages, high_pages, max_pages;
     size_t mapped_pages;              /* pages in chunks the pool has mapped now                 */
-    size_t peak_used_pages;           /* most pages handed out at once (sampled on slow paths)   */
+    size_t peak_used_pages;           /* most pages out of the free lists at once (handed out or
+                                         in threads' rooms; sampled on slow paths and here)      */
     size_t purged_pages;              /* pages given back to the OS with MADV_DONTNEED, in all   */
     size_t unmapped_chunks;           /* chunks given back with munmap, in all                   */
     size_t thp_chunks;                /* LAB_POOL_HUGE: chunks mapped with the huge-page advice  */
@@ -94,6 +95,8 @@ struct labyrinth_pool_stats {
 };
 
 LAB_API labyrinth_t *labyrinth_default(void);
+/* 0, or -EINVAL (bad options), -ENOMEM (the reserve could not be mapped), -EBUSY (the handle
+ * holds a live pool: destroy it first). */
 LAB_API int   labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opts);
 LAB_API void  labyrinth_pool_destroy(labyrinth_t *pool);
 LAB_API void *labyrinth_alloc_pages(labyrinth_t *pool, unsigned order, lab_gfp_t gfp);

@@ -1008,6 +1008,27 @@ static void misuse_exclusive_other_thread(void)
     pthread_join(t, NULL);
 }
 
+/* An EXCLUSIVE page of a thread that has exited, freed by the next thread, to which glibc gives
+ * the same descriptor and so the same pthread_self() (found by review: not caught when that was
+ * the owner's mark) */
+static void *alloc_excl_thread(void *arg)
+{
+    (void)arg;
+    excl_page = labyrinth_alloc_page(labyrinth_default(), LAB_GFP_EXCLUSIVE);
+    return (void *)pthread_self();
+}
+
+static void misuse_exclusive_next_thread(void)
+{
+    pthread_t t;
+    void *first;
+    pthread_create(&t, NULL, alloc_excl_thread, NULL);
+    pthread_join(t, &first);
+    pthread_create(&t, NULL, free_excl_thread, NULL);
+    fprintf(stderr, "(same thread descriptor: %s)\n", (void *)t == first ? "yes" : "no");
+    pthread_join(t, NULL);
+}
+
 static void misuse_double_free(void)
 {
     void *p = labyrinth_alloc_page(labyrinth_default(), 0);
@@ -1050,6 +1071,48 @@ static void test_misuse_aborts(void **state)
     expect_abort(misuse_foreign);
     expect_abort(misuse_other_pool);
     expect_abort(misuse_exclusive_other_thread);
+    expect_abort(misuse_exclusive_next_thread);
+}
+
+/* A second init of a live pool's handle is refused (it replaced the pool, whose pages, room slot
+ * and mappings were lost: found by review); after destroy the handle can be set up again. */
+static void test_double_init_busy(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    assert_int_equal(labyrinth_pool_init(&pool, NULL), 0);
+    void *p = labyrinth_alloc_page(&pool, LAB_GFP_DEFAULT);
+    assert_non_null(p);
+    assert_int_equal(labyrinth_pool_init(&pool, NULL), -EBUSY);
+    assert_int_equal(labyrinth_pool_init(labyrinth_default(), NULL), -EBUSY);
+    labyrinth_free_pages(&pool, p, 0); /* still the first pool's page */
+    labyrinth_pool_destroy(&pool);
+    assert_int_equal(labyrinth_pool_init(&pool, NULL), 0);
+    labyrinth_pool_destroy(&pool);
+}
+
+/* The peak of pages out of the free lists never falls, ATOMIC calls included (found by review:
+ * 400 pages held read 400, then 37 once they were freed). */
+static void test_peak_never_falls(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    assert_int_equal(labyrinth_pool_init(&pool, NULL), 0);
+    static void *v[400];
+    for (int i = 0; i < 400; i++)
+        assert_non_null(v[i] = labyrinth_alloc_page(&pool, LAB_GFP_ATOMIC));
+    struct labyrinth_pool_stats st;
+    assert_int_equal(labyrinth_pool_stats(&pool, &st), 0);
+    size_t held = st.peak_used_pages;
+    for (int i = 0; i < 400; i++)
+        labyrinth_free_pages(&pool, v[i], 0);
+    assert_int_equal(labyrinth_pool_stats(&pool, &st), 0);
+    print_message("peak while 400 pages were held: %zu; after they were freed: %zu\n", held, st.peak_used_pages);
+    assert_true(held >= 400);
+    assert_true(st.peak_used_pages >= held);
+    labyrinth_pool_destroy(&pool);
 }
 
 static void test_bad_input(void **state)
@@ -1398,6 +1461,8 @@ int main(void)
         cmocka_unit_test(test_exclusive_wiped_in_child),
         cmocka_unit_test(test_exclusive_stays_exclusive),
         cmocka_unit_test(test_misuse_aborts),
+        cmocka_unit_test(test_double_init_busy),
+        cmocka_unit_test(test_peak_never_falls),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_injected_failures),
         cmocka_unit_test(test_purge_returns_rss),
