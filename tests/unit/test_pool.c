@@ -1025,7 +1025,7 @@ static void misuse_exclusive_next_thread(void)
     pthread_create(&t, NULL, alloc_excl_thread, NULL);
     pthread_join(t, &first);
     pthread_create(&t, NULL, free_excl_thread, NULL);
-    fprintf(stderr, "(same thread descriptor: %s)\n", (void *)t == first ? "yes" : "no");
+    (void)first; /* the same as t when glibc reused the descriptor, as it does here */
     pthread_join(t, NULL);
 }
 
