@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """run.py — the runner behind scripts/compare.sh: runs every workload under every allocator,
-interleaving allocators run by run (the starting allocator rotates each run, so none always runs
-first or right after a heavy neighbour), then the micro suite under each allocator, and writes
+interleaving allocators run by run (in an order shuffled afresh for each run and workload, seeded and
+recorded, so none always runs first or right after the same neighbour), then the micro suite
+under each allocator, and writes
 OUT/raw.json: every run with its exact command and preload, its own time and the kernel's view
 (peak RSS, faults, CPU), allocator versions from dpkg, the machine, the date. Tables and charts are
 drawn from raw.json by scripts/report.py; nothing here summarises.
 
 Each workload run goes through build/bench/measure (wait4 rusage, preload set only in the child).
-A run counts as failed, never as a figure, when it exits non-zero, when malloc did not come from
-the allocator it was meant to (a preload that silently did not take), or when a real program's
-output differs from the reference run's (python's checksum, gcc's object file).
+A run counts as failed, never as a figure, when it exits non-zero, when the loader says its preload
+could not be loaded, when malloc did not come from the allocator it was meant to (the workloads
+binary reports it: a preload that silently did not take), or when a real program's output differs
+from the reference run's (python's checksum, gcc's object file).
 
 Also: `run.py --which NAME` prints the preload path of an allocator ('' for glibc), for
 scripts/profile.sh."""
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
@@ -274,6 +277,10 @@ def run_one(build, name, kind, argv, alloc, preload, tmp, reference, timeout):
         fail(f"timed out after {timeout} s")
     elif m.get("exit") != 0:
         fail(f"exit status {m.get('exit')}" + (f" (signal {m.get('signal')})" if m.get("signal") else ""))
+    if preload and "cannot be preloaded" in m.get("stderr", ""):
+        # the real programs print no malloc_from: without this, glibc's figures went down as the
+        # allocator's (found by review)
+        fail("the loader could not preload " + preload)
     if kind == "wl" and rec["ok"]:
         mf = re.search(r"malloc_from=(\S+)", m.get("stdout", ""))
         if not mf or expected_malloc(alloc) not in mf.group(1):
@@ -307,7 +314,9 @@ def run_micro(build, allocs, passes, min_time, filt, timeout):
         return {}
     out = {a: {"passes": []} for a in allocs if a != "jemalloc-direct"}
     for p in range(passes):
-        for i, alloc in enumerate(list(out)):
+        order = list(out)
+        random.Random(p).shuffle(order)  # not always the same allocator last
+        for alloc in order:
             env = dict(os.environ)
             env.pop("LD_PRELOAD", None)
             if allocs[alloc]:
@@ -321,12 +330,13 @@ def run_micro(build, allocs, passes, min_time, filt, timeout):
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
                 res = json.loads(r.stdout)
-                out[alloc]["passes"].append({"command": cmd, "preload": allocs[alloc], "result": res,
-                                             "seconds": round(time.time() - t0, 1)})
                 tag = res.get("context", {}).get("allocator")
-                if tag != alloc:
+                if tag != alloc:  # kept out of the passes: its figures are another allocator's
                     out[alloc]["error"] = f"micro ran under {tag}, not {alloc}"
                     log(f"run.py: micro under {alloc}: malloc came from {tag}!")
+                    continue
+                out[alloc]["passes"].append({"command": cmd, "preload": allocs[alloc], "result": res,
+                                             "seconds": round(time.time() - t0, 1)})
             except (subprocess.TimeoutExpired, ValueError, OSError) as e:
                 out[alloc]["error"] = f"{type(e).__name__}: {str(e)[:200]}"
                 log(f"run.py: micro under {alloc} failed: {out[alloc]['error']}")
@@ -372,6 +382,7 @@ def main():
     ap.add_argument("--direct-check", action="store_true", help="also run wl-jemalloc (jemalloc linked in)")
     ap.add_argument("--no-micro", action="store_true")
     ap.add_argument("--micro-passes", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="seed of the allocators' order (default: the time)")
     ap.add_argument("--invocation", default="", help="the command line that started the run (for raw.json)")
     ap.add_argument("--note", action="append", default=[], help="a note recorded in raw.json (repeatable)")
     ap.add_argument("--exclude", action="append", default=[], metavar="NAME=REASON",
@@ -451,15 +462,21 @@ def main():
     per_run = sum(len(names) - (1 if "jemalloc-direct" in names and kind != "wl" else 0) for _, kind, _ in wls)
     total, done, t_start = per_run * a.runs, 0, time.time()
     jsonl = open(os.path.join(a.out, "runs.jsonl"), "w")
+    # each (run, workload) in an order of its own, from a recorded seed: a rotation kept every
+    # allocator behind the same neighbour (review: labyrinth after tcmalloc 84 times of 85)
+    seed = a.seed if a.seed is not None else int(time.time())
+    rng = random.Random(seed)
     for r in range(a.runs):
-        order = names[r % len(names):] + names[:r % len(names)]
         for name, kind, argv in wls:
-            for alloc in order:
+            order = list(names)
+            rng.shuffle(order)
+            for pos, alloc in enumerate(order):
                 if alloc == "jemalloc-direct" and kind != "wl":
                     continue  # the cross-check is of the workloads binary only
                 preload = allocs[alloc]
                 rec = run_one(a.build, name, kind, argv(alloc), alloc, preload, tmp, reference, 300)
                 rec["run"] = r
+                rec["position"] = pos
                 runs.append(rec)
                 jsonl.write(json.dumps(rec) + "\n")
                 jsonl.flush()
@@ -489,15 +506,20 @@ def main():
                    "direct_check": a.direct_check, "build": os.path.abspath(a.build),
                    "workload_sizes": {row[0]: {"threads": row[1], "n": row[{"full": 2, "quick": 3,
                                                                             "tiny": 4}[a.size]]} for row in WL},
-                   "labyrinth_env": {k: v for k, v in os.environ.items() if k.startswith("LABYRINTH_")}},
+                   "labyrinth_env": {k: v for k, v in os.environ.items() if k.startswith("LABYRINTH_")},
+                   # the rivals' own tuning variables, inherited by their runs
+                   "rival_env": {k: v for k, v in os.environ.items()
+                                 if k in ("MALLOC_CONF", "GLIBC_TUNABLES") or
+                                 k.startswith(("MIMALLOC_", "TCMALLOC_", "MALLOC_"))},
+                   "order_seed": seed},
         "harness": sh(["git", "-C", ROOT, "describe", "--always", "--dirty"]),
         "machine": machine(),
         "versions": versions(allocs),
         "preloads": allocs,
         "excluded": excluded,
         "notes": a.note,
-        "measurement": "time_s: the workload's own elapsed_s line (python3 too); gcc: wall time of the "
-                       "process. Peak RSS, faults and CPU: wait4 rusage of the measured process, through "
+        "measurement": "time_s: the workload's own elapsed_s line (python3 too); gcc, sort and spawn: "
+                       "wall time of the process. Peak RSS, faults and CPU: wait4 rusage of the measured process, through "
                        "bench/tools/measure (the preload is set only in the child).",
         "runs": runs,
         "micro": micro,
