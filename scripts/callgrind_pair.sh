@@ -2,7 +2,8 @@
 # callgrind_pair.sh — instructions per malloc(32)+free pair (and per C++ new+delete of 32 bytes),
 # 1 000 blocks live, under each allocator: callgrind counts for two loop lengths, the difference
 # divided by the difference in iterations (start-up and the loop's set-up cancel out; the loop's
-# own 8 instructions and the two PLT jumps stay in, as in the reference figures).
+# own 8 instructions and the two PLT jumps stay in, as in the reference figures; the
+# new+delete loop's own are 11: a null test and the sized delete's argument), rounded down.
 # Repeatable, unlike timings on shared VMs.
 #   scripts/callgrind_pair.sh [--env VAR=VALUE] [--batch SIZE | --size SIZE --live N --align A]
 #   [LIB ...]   (default: build/liblabyrinth.so and whichever of jemalloc, mimalloc, tcmalloc are

@@ -18,8 +18,9 @@
 
 /* ---- malloc + free ---- */
 
-/* One pair per iteration with a window of 64 live blocks, so the block freed is not always the
- * one just allocated (a pure malloc/free pair is a best case every allocator short-circuits). */
+/* One pair per iteration with a window of 64 live blocks. The malloc after a free still gets the
+ * block just freed under most allocators (measured: glibc, mimalloc, tcmalloc and Labyrinth on
+ * 99.9-100% of calls): this is the hot LIFO case, with 64 blocks resident. */
 static void bm_malloc_free(gb_state_t *st)
 {
     size_t n = (size_t)gb_range(st, 0);
@@ -105,8 +106,9 @@ static void bm_posix_memalign(gb_state_t *st)
 /* ---- cross-thread frees ---- */
 
 /* Thread 2k allocates, thread 2k+1 frees, through a single-producer ring per pair; both run the
- * same number of iterations, so each run ends with its ring empty. One iteration = one block
- * moved from one thread to the other. */
+ * same number of iterations, so each run ends with its ring empty. Each thread's iteration is
+ * its half of one block moved, and Google Benchmark divides the wall time by both threads'
+ * iterations: the time per block moved is twice the figure it reports. */
 #define PC_RING 4096
 #define PC_PAIRS 4
 static struct {

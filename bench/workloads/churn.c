@@ -1,13 +1,14 @@
 /* churn.c — size-distribution churn after alloc-test and glibc's t-test: each thread keeps a
  * table of 20,000 live blocks and replaces random entries with blocks of heavy-tailed size (most
- * under 100 B, one in a few thousand near 128 KiB), growing or shrinking one in eight with
+ * under 100 B, one in a few thousand of 128-256 KiB), growing or shrinking one in eight with
  * realloc instead. The long tail is what fragments heaps and pushes requests across the
  * small/page/huge boundaries. N = operations per thread. */
 #include "wl.h"
 
 #define CHURN_LIVE 20000
 
-/* 8 << k with P(k) halving at each step (k <= 14), plus noise: heavy-tailed, 16 B .. ~128 KiB */
+/* 8 << k with P(k) halving at each step (k <= 14), plus up to as much again: heavy-tailed,
+ * 16 B .. 256 KiB - 1 */
 static size_t churn_size(uint64_t r)
 {
     unsigned k = (unsigned)__builtin_ctzll((r >> 20) | (1ull << 14));
