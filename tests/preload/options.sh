@@ -92,6 +92,31 @@ done
 run LABYRINTH_STATS=2 LABYRINTH_VERBOSE=1 -- "${prog[@]}"
 grep -q '^labyrinth: bad value, default kept: LABYRINTH_STATS=2$' "$tmp/err" && ! grep -q '^labyrinth stats:' "$tmp/err" &&
     ok "STATS=2: refused, no summary" || fail "STATS=2 was not refused: $(head -c 300 "$tmp/err")"
+# a 0/1 option with another number: one warning, the default in the banner (values above 1 were
+# taken: found by mutation testing)
+for kv in SECURE=2:SECURE=0 NURSERY=5:NURSERY=1 TRIM_ON_EXIT=3:TRIM_ON_EXIT=0; do
+    set_to=${kv%%:*} banner=${kv#*:}
+    run "LABYRINTH_$set_to" LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+    if [ "$(grep -c "^labyrinth: bad value, default kept: LABYRINTH_$set_to\$" "$tmp/err")" = 1 ] &&
+        grep -q " $banner " "$tmp/err"; then
+        ok "$set_to: one warning, $banner kept"
+    else
+        fail "$set_to: no warning or default not kept: $(head -c 400 "$tmp/err")"
+    fi
+done
+
+# NURSERY: a short bash's first blocks of each size come from one run, so it makes far fewer spans
+# than with NURSERY=0 (an option read and never applied passed every test: mutation testing)
+spans_with() {
+    run LABYRINTH_STATS=json "LABYRINTH_NURSERY=$1" -- bash -c 'echo hi'
+    sed -n 's/.*"spans": *\([0-9]*\).*/\1/p' "$tmp/err" | head -n 1
+}
+s1=$(spans_with 1) s0=$(spans_with 0)
+if [ -n "$s1" ] && [ -n "$s0" ] && [ "$s0" -gt "$s1" ]; then
+    ok "NURSERY: bash -c 'echo hi' made $s1 spans with it, $s0 without"
+else
+    fail "NURSERY=0 changed nothing: spans '$s1' with the nursery, '$s0' without"
+fi
 
 # STATS_FILE: bash runs two sorts (which close stdout and stderr before they exit): three
 # processes, three files, a quiet stderr
