@@ -112,8 +112,13 @@ static void check_aligned(void)
     p = (void *)0x1234;
     rc = posix_memalign(&p, 24, 100);
     CHECK(rc == EINVAL && p == (void *)0x1234, "posix_memalign(24) rc %d p %p", rc, p);
+    errno = EDOM;
     rc = posix_memalign(&p, 64, SIZE_MAX - 100);
     CHECK(rc == ENOMEM && p == (void *)0x1234, "posix_memalign huge rc %d p %p", rc, p);
+    /* POSIX: the error is returned and errno is left alone (Labyrinth keeps it; glibc sets it:
+     * a failure that changed errno passed every test, found by mutation testing) */
+    if (lab_expect_labyrinth())
+        CHECK(errno == EDOM, "posix_memalign huge changed errno to %d", errno);
 
     errno = 0;
     void *q = aligned_alloc(256, 512);
