@@ -666,6 +666,28 @@ static void test_realloc_neighbours(void **state)
     }
 }
 
+/* Page-sized blocks are shrunk and grown in place (README): a 300 KiB block cut to 40 KiB stays
+ * where it is and gives its tail back (usable size 40 KiB), and grown again to 64 KiB at once it
+ * takes those free pages back without moving. Both passed every test when realloc copied instead
+ * (found by mutation testing). */
+static void test_realloc_runs_in_place(void **state)
+{
+    (void)state;
+    uint8_t *p = lab_malloc(300 * KiB);
+    assert_non_null(p);
+    fill(p, 300 * KiB, 7);
+    uint8_t *q = lab_realloc(p, 40 * KiB);
+    assert_ptr_equal(q, p);
+    assert_int_equal(lab_usable_size(q), 40 * KiB);
+    assert_pattern(q, 40 * KiB, 7);
+    fill(q, 40 * KiB, 9);
+    uint8_t *b = lab_realloc(q, 64 * KiB);
+    assert_ptr_equal(b, p);
+    assert_int_equal(lab_usable_size(b), 64 * KiB);
+    assert_pattern(b, 40 * KiB, 9);
+    lab_free(b);
+}
+
 /* A buffer grown from 16 bytes to 4 MiB in 4 KiB steps, then freed, round after round (the
  * micro suite's realloc_grow): past 128 KiB it moves to a mapping of its own, which goes to the
  * huge cache when freed; the next round's move takes that mapping back whole (its pages are
@@ -3348,6 +3370,7 @@ int main(void)
         cmocka_unit_test(test_calloc_zero_on_reuse),
         cmocka_unit_test(test_realloc_boundaries),
         cmocka_unit_test(test_realloc_neighbours),
+        cmocka_unit_test(test_realloc_runs_in_place),
         cmocka_unit_test(test_realloc_growth_lean),
         cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
         cmocka_unit_test(test_aligned_every_power),
