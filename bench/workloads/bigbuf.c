@@ -26,11 +26,12 @@ static void *bigbuf_worker(void *arg)
     uint64_t s = wl_seed((uint64_t)a->id + 700);
     unsigned char *live[BIGBUF_LIVE] = {0};
     size_t len[BIGBUF_LIVE] = {0};
+    unsigned char val[BIGBUF_LIVE] = {0}; /* the byte each block was filled with, kept apart */
     for (long i = 0; i < a->n; i++) {
         unsigned k = (unsigned)(wl_rand(&s) % BIGBUF_LIVE);
         unsigned char v = (unsigned char)(i + 1);
         if (live[k]) {
-            bigbuf_check(live[k], len[k], live[k][0]);
+            bigbuf_check(live[k], len[k], val[k]);
             free(live[k]);
         }
         size_t n = BIGBUF_MIN + (size_t)(wl_rand(&s) % BIGBUF_SPAN);
@@ -38,11 +39,12 @@ static void *bigbuf_worker(void *arg)
         if (!live[k])
             wl_die("bigbuf: malloc(%zu) returned NULL", n);
         len[k] = n;
-        memset(live[k], v ? v : 1, n);
+        val[k] = v ? v : 1;
+        memset(live[k], val[k], n);
     }
     for (int k = 0; k < BIGBUF_LIVE; k++)
         if (live[k]) {
-            bigbuf_check(live[k], len[k], live[k][0]);
+            bigbuf_check(live[k], len[k], val[k]);
             free(live[k]);
         }
     return NULL;
