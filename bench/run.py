@@ -465,6 +465,7 @@ def main():
     # each (run, workload) in an order of its own, from a recorded seed: a rotation kept every
     # allocator behind the same neighbour (review: labyrinth after tcmalloc 84 times of 85)
     seed = a.seed if a.seed is not None else int(time.time())
+    harness = sh(["git", "-C", ROOT, "describe", "--always", "--dirty"])  # at the start: what ran
     rng = random.Random(seed)
     for r in range(a.runs):
         for name, kind, argv in wls:
@@ -512,7 +513,7 @@ def main():
                                  if k in ("MALLOC_CONF", "GLIBC_TUNABLES") or
                                  k.startswith(("MIMALLOC_", "TCMALLOC_", "MALLOC_"))},
                    "order_seed": seed},
-        "harness": sh(["git", "-C", ROOT, "describe", "--always", "--dirty"]),
+        "harness": harness,
         "machine": machine(),
         "versions": versions(allocs),
         "preloads": allocs,
