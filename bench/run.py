@@ -520,8 +520,8 @@ def main():
         "excluded": excluded,
         "notes": a.note,
         "measurement": "time_s: the workload's own elapsed_s line (python3 too); gcc, sort and spawn: "
-                       "wall time of the process. Peak RSS, faults and CPU: wait4 rusage of the measured process, through "
-                       "bench/tools/measure (the preload is set only in the child).",
+                       "wall time of the process. Peak RSS, faults and CPU: wait4 rusage of the measured "
+                       "process, through bench/tools/measure (the preload is set only in the child).",
         "runs": runs,
         "micro": micro,
         "mmap_bench": mmap_rows,
