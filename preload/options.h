@@ -19,7 +19,7 @@
     X(PAGEMAP, BOOL, 1, "1: calloc of 128 KiB or more over pages used before asks /proc/self/pagemap which of them were ever written (openat, pread, close) and clears only those (the others read zero: no page faulted in for nothing); 0: never asks (for a program under a seccomp filter that kills on openat), clears them all") \
     X(TRIM_ON_EXIT, BOOL, 0, "1: purge all free memory when the process exits (useful when measuring leaks)") \
     X(MMAP, BOOL, 0, "1: private anonymous read-write mmap requests of up to LABYRINTH_MMAP_MAX bytes are served from a pool of reserved address space, and munmap keeps their pages (inaccessible) for reuse; see Pooled anonymous mmap") \
-    X(MMAP_MAX, UINT, 1048576, "largest mmap request (bytes) that LABYRINTH_MMAP pools; larger ones go to the kernel (at most 268435456)") \
+    X(MMAP_MAX, UINT, 1048576, "largest mmap request (bytes) that LABYRINTH_MMAP pools; larger ones go to the kernel (at most 268435456, rounded down to a page)") \
     X(MMAP_CACHE, UINT, 16777216, "bytes of unmapped pooled pages LABYRINTH_MMAP keeps for reuse; beyond this, or idle past the purge delay, they are given back to the OS")
 
 enum lab_option_kind { LAB_OPT_BOOL, LAB_OPT_UINT, LAB_OPT_STATS, LAB_OPT_PATH };

@@ -534,10 +534,16 @@ lab_internal void lab_options_early(void)
         return;
     }
     options_read();
-    lab_pool_set_default_delay((unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul));
+    /* the bounds, applied to the values themselves: the banner shows what is in force (it
+     * showed RESERVE_GB=5000 where 1024 was used: found by review) */
+    opts.PURGE_DELAY_MS = lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul);
+    opts.RESERVE_GB = lab_min(opts.RESERVE_GB, 1024ul);
+    opts.KEPT_KIB = lab_min(opts.KEPT_KIB, 1ul << 30);
+    opts.MMAP_MAX = lab_align_down(lab_min(opts.MMAP_MAX, 256ul << 20), LAB_PAGE_SIZE);
+    lab_pool_set_default_delay((unsigned)opts.PURGE_DELAY_MS);
     lab_pool_set_default_thp(opts.THP);
-    lab_pool_set_reserve((size_t)lab_min(opts.RESERVE_GB, 1024ul) << 30);
-    lab_kept_max = (size_t)lab_min(opts.KEPT_KIB, 1ul << 30) << 10;
+    lab_pool_set_reserve((size_t)opts.RESERVE_GB << 30);
+    lab_kept_max = (size_t)opts.KEPT_KIB << 10;
     lab_nursery_on = (int)opts.NURSERY;
     lab_pool_zero_ask = (int)opts.PAGEMAP;
     if (opts.SECURE)
@@ -549,8 +555,7 @@ __attribute__((constructor(101))) static void preload_init(void)
 {
     lab_options_early();
     lab_purge_init(opts.BACKGROUND_PURGE);
-    lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)lab_min(opts.PURGE_DELAY_MS, 0xfffffffeul),
-                  opts.VERBOSE);
+    lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)opts.PURGE_DELAY_MS, opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
     lab_arena_thread_key_init();

@@ -105,6 +105,19 @@ for kv in SECURE=2:SECURE=0 NURSERY=5:NURSERY=1 TRIM_ON_EXIT=3:TRIM_ON_EXIT=0; d
     fi
 done
 
+# values past an option's bound: no warning, the bound in force and in the banner (it showed the
+# value as given: RESERVE_GB=5000 while 1024 was used; found by review)
+for kv in RESERVE_GB=5000:RESERVE_GB=1024 MMAP_MAX=999999999999:MMAP_MAX=268435456 \
+    MMAP_MAX=5000:MMAP_MAX=4096 KEPT_KIB=9999999999:KEPT_KIB=1073741824; do
+    set_to=${kv%%:*} banner=${kv#*:}
+    run "LABYRINTH_$set_to" LABYRINTH_VERBOSE=1 -- "${prog[@]}"
+    if ! grep -q '^labyrinth: bad value' "$tmp/err" && grep -q " $banner " "$tmp/err"; then
+        ok "$set_to: $banner in force, shown so"
+    else
+        fail "$set_to: banner does not show $banner: $(head -c 400 "$tmp/err")"
+    fi
+done
+
 # NURSERY: a short bash's first blocks of each size come from one run, so it makes far fewer spans
 # than with NURSERY=0 (an option read and never applied passed every test: mutation testing)
 spans_with() {
