@@ -27,6 +27,8 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --live) live=$2; shift 2 ;;
     --align) align=$2; shift 2 ;;
+    -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -*) echo "callgrind_pair.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) break ;;
   esac
 done

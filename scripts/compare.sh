@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+help() { sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0; }
 invocation="scripts/compare.sh${*:+ $*}"
 runs=""; size=full; alloc=""; only=""; direct=0; micro=1
 while (($#)); do
@@ -22,7 +23,7 @@ while (($#)); do
     --only) [ $# -ge 2 ] || usage; only=$2; shift ;;
     --direct-check) direct=1 ;;
     --no-micro) micro=0 ;;
-    -h|--help) usage ;;
+    -h|--help) help ;;
     *) echo "compare.sh: unknown argument $1" >&2; usage ;;
   esac
   shift

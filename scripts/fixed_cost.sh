@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=11
+case ${1:-} in -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 if [ "${1:-}" = -n ]; then runs=$2; shift 2; fi
+for a in "$@"; do
+  case $a in -*) echo "fixed_cost.sh: unknown option $a (--help)" >&2; exit 2 ;; esac
+done
 libs=("$@")
 [ ${#libs[@]} -eq 0 ] && libs=("$PWD/build/liblabyrinth.so")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -7,6 +7,7 @@
 #   scripts/option_cost.sh LABYRINTH_THP 0 2        huge pages from the second chunk on
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 [ $# -ge 3 ] || { sed -n '2,7s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 var=$1 a=$2 b=$3 runs=${4:-3}
 case "$var" in LABYRINTH_*) ;; *) echo "option_cost.sh: $var is not a LABYRINTH_ option" >&2; exit 2 ;; esac

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+help() { sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0; }
 alloc=labyrinth; out=results/profile; cmp=""; freq=2999
 while (($#)); do
   case "$1" in
@@ -20,7 +21,7 @@ while (($#)); do
     --compare) [ $# -ge 2 ] || usage; cmp=$2; shift 2 ;;
     --freq) [ $# -ge 2 ] || usage; freq=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) usage ;;
+    -h|--help) help ;;
     *) echo "profile.sh: unknown argument $1" >&2; usage ;;
   esac
 done

@@ -3,6 +3,11 @@
 # <!-- options:begin --> and <!-- options:end -->) from `labyrinth-options --markdown`;
 # with --check, exits 1 when the README's table differs from the code's list.
 set -euo pipefail
+case ${1:-} in
+  ''|--check) ;;
+  -h|--help) sed -n '2,4s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  *) echo "readme_options.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 tool=${LAB_OPTIONS_TOOL:-${BUILD_DIR:-build}/labyrinth-options}
 table=$("$tool" --markdown)

@@ -9,6 +9,7 @@ kinds=() quick=0
 for a in "$@"; do
   case $a in
     --quick) quick=1 ;;
+    -h|--help) echo "usage: $0 [thread|address|undefined|all ...] [--quick]"; exit 0 ;;
     all) kinds+=(undefined address thread) ;;
     thread|address|undefined) kinds+=("$a") ;;
     *) echo "usage: $0 [thread|address|undefined|all ...] [--quick]" >&2; exit 2 ;;

@@ -3,6 +3,7 @@
 # builds Release, and runs every ctest label (unit, preload, stress, real, bench-smoke).
 # Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,4s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 . scripts/apt_need.sh

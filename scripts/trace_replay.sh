@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+help() { sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0; }
 touch=all; runs=5; keep=""
 while (($#)); do
   case "$1" in
@@ -20,7 +21,7 @@ while (($#)); do
     --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
     --keep) [ $# -ge 2 ] || usage; keep=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) usage ;;
+    -h|--help) help ;;
     *) echo "trace_replay.sh: unknown argument $1" >&2; usage ;;
   esac
 done
