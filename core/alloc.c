@@ -574,7 +574,7 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         /* within the mapping, growing or shrinking a little: no system call (a growing block
          * may have been given a mapping larger than it asked for) */
         if (n <= usable && (n >= c->asked || n > usable / 2)) {
-            c->asked = n;
+            lab_pool_huge_asked(c->pool, c, n);
             return p;
         }
         if (n > LAB_REALLOC_MAP_MIN) {

@@ -61,6 +61,8 @@ typedef struct lab_chunk {
     size_t size;                /* mapped bytes (NORMAL: 2 MiB; HUGE: the mapping's length) */
     size_t asked;               /* HUGE: the bytes last asked for (realloc tells growth from a
                                    shrink by it: the mapping may be larger) */
+    size_t slack;               /* HUGE, live: bytes of a cached mapping it took whole past the
+                                   pages it asked for, counted in the pool's huge_slack */
     struct lab_chunk *next, *prev;
     uint32_t store_pages;       /* pages of this chunk in the store */
     uint32_t thp;               /* 1: advised MADV_HUGEPAGE (LAB_POOL_HUGE), until a purge */
@@ -269,6 +271,8 @@ lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
 lab_internal void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes);
 /* Resize a huge block, keeping contents; NULL (block untouched) on failure. */
 lab_internal void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes);
+/* realloc of huge block c to n bytes inside its mapping: asked set, slack grown into uncounted */
+lab_internal void lab_pool_huge_asked(lab_pool_t *pool, lab_chunk_t *c, size_t n);
 
 /* Purge what has been idle past the delay (force: everything free, now); returns pages purged. */
 lab_internal size_t lab_pool_purge(lab_pool_t *pool, bool force);

@@ -751,6 +751,50 @@ static void test_realloc_growth_rounds_keep_pages(void **state)
     lab_free(q);
 }
 
+/* Round after round a 12 MiB scratch buffer is written and freed, then a result is grown to
+ * 300 KiB in 4 KiB steps and kept: at 128 KiB each result moves to a mapping of its own and took
+ * the freed scratch mapping whole (room to grow, populated), so every kept result held 12 MiB
+ * (96 MiB after 8 rounds for 2.4 MiB of results; found by review). The slack all live blocks
+ * hold that way is bounded (32 MiB): past it a cached mapping is cut down to the block. */
+static void test_huge_slack_bounded(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 8 };
+    const size_t scratch = 12 * MiB, keep = 300 * KiB, step = 4 * KiB;
+    uint8_t *kept[ROUNDS];
+    lab_trim(); /* no cached mapping left by earlier tests */
+    lab_pool_t *pool = lab_pool_default();
+    size_t live0, bytes0, cached0;
+    lab_pool_huge_stats(pool, &live0, &bytes0, &cached0);
+    for (int r = 0; r < ROUNDS; r++) {
+        uint8_t *t = lab_malloc(scratch);
+        assert_non_null(t);
+        memset(t, r, scratch);
+        lab_free(t);
+        uint8_t *p = NULL;
+        for (size_t n = step; n <= keep; n += step) {
+            uint8_t *q = lab_realloc(p, n);
+            assert_non_null(q);
+            if (p)
+                assert_int_equal(q[n - step - 1], (uint8_t)(n - step));
+            q[n - 1] = (uint8_t)n;
+            p = q;
+        }
+        kept[r] = p;
+    }
+    size_t live, bytes, cached;
+    lab_pool_huge_stats(pool, &live, &bytes, &cached);
+    print_message("huge blocks live: %zu, %zu KiB (results: %zu KiB)\n", live - live0, (bytes - bytes0) / KiB,
+                  ROUNDS * keep / KiB);
+    /* the results' own mappings (up to half as much again each, realloc's growth step) and the
+     * bound; without it 8 x 12 MiB */
+    assert_true(bytes - bytes0 <= ROUNDS * (keep + keep / 2) + 32 * MiB + MiB);
+    for (int r = 0; r < ROUNDS; r++) {
+        assert_int_equal(kept[r][keep - 1], (uint8_t)keep);
+        lab_free(kept[r]);
+    }
+}
+
 /* String builders, as in the strbuild workload: 48 strings, 1..40 bytes appended to a random
  * one, an eighth more room when it is full, a string dropped past 1 MiB and started again. The
  * strings' sizes drift apart, so each growth frees a run a little too small for anyone's next
@@ -3373,6 +3417,7 @@ int main(void)
         cmocka_unit_test(test_realloc_runs_in_place),
         cmocka_unit_test(test_realloc_growth_lean),
         cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
+        cmocka_unit_test(test_huge_slack_bounded),
         cmocka_unit_test(test_aligned_every_power),
         cmocka_unit_test(test_aligned_tightest_class),
         cmocka_unit_test(test_owns_foreign),
