@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh — the one test command (README; .ci/run calls it): installs what is missing with apt,
-# builds Release, and runs every ctest label (unit, preload, stress, real, bench-smoke).
+# builds Release, and runs every ctest label (unit, install, preload, stress, real, bench-smoke).
 # Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`.
 set -euo pipefail
 case ${1:-} in -h|--help) sed -n '2,4s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
