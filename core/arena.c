@@ -603,13 +603,15 @@ static void span_free_remote_now(lab_span_t *s, lab_block_t *b);
 /* Take h's messages and free their blocks: as its owner, locally (the caller marks the heap
  * in_slow); otherwise onto their spans' remote lists, as a thread without a heap would
  * (lab_arena_return_idle). Each message then goes back to its sender's heap. */
-lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
+lab_inline size_t heap_drain_msgs(lab_heap_t *h, bool owner)
 {
     /* acquire pairs with the release CAS in msg_send: the messages are visible */
     lab_rmsg_t *m = (lab_rmsg_t *)__atomic_exchange_n(&h->msgs, 0, __ATOMIC_ACQUIRE);
     uintptr_t key = lab_load_relaxed(&lab_free_key);
+    size_t blocks = 0;
     while (m) {
         lab_rmsg_t *next = m->next;
+        blocks += m->n;
         for (uint32_t i = 0; i < m->n; i++) {
             lab_block_t *b = m->blk[i];
             uintptr_t a = (uintptr_t)b;
@@ -635,11 +637,13 @@ lab_inline void heap_drain_msgs(lab_heap_t *h, bool owner)
         span_free_remote_now(ms, (lab_block_t *)m);
         m = next;
     }
+    return blocks;
 }
 
-static void heap_take_msgs(lab_heap_t *h) { heap_drain_msgs(h, true); }
+static void heap_take_msgs(lab_heap_t *h) { (void)heap_drain_msgs(h, true); }
 
 static void heap_return_idle(lab_heap_t *h);
+static size_t heap_inbox_return(lab_heap_t *h);
 
 /* Send one open message to its heap: one CAS. A heap whose thread has exited takes its messages
  * only when a new thread adopts it, which may be never (adoption is last in, first out, and
@@ -647,7 +651,11 @@ static void heap_return_idle(lab_heap_t *h);
  * keep whole, waited, and a program whose threads exit while others free their blocks peaked at
  * 2-3 times glibc's RSS (found by review). The sender returns them at once, as malloc_trim
  * would: blocks onto their spans' remote lists, spans whose blocks are all back to the pool. Not
- * from a signal handler (spans back to the pool), nor to the sender's own heap. */
+ * from a signal handler (spans back to the pool), nor to the sender's own heap. The inbox, whose
+ * spans wait for their last blocks, is looked through only once senders have returned four
+ * times as many blocks as it held spans the last time: at every message, 1 M blocks of an ended
+ * thread freed in random order took 0.48 s instead of 0.045 (2 048 spans looked at per message
+ * of 62 blocks). */
 static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
 {
     uintptr_t old = lab_load_relaxed(&to->msgs);
@@ -659,7 +667,11 @@ static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
                                           __ATOMIC_RELAXED));
     if (lab_unlikely(lab_load_relaxed(&to->state) == LAB_HEAP_ABANDONED) && !lab_tls_heap->gfp &&
         to != lab_tls_heap) {
-        heap_return_idle(to);
+        size_t n = heap_drain_msgs(to, false);
+        if (__atomic_add_fetch(&to->x_drained, n, __ATOMIC_RELAXED) >= 4 * lab_load_relaxed(&to->x_left)) {
+            lab_store_relaxed(&to->x_drained, 0);
+            lab_store_relaxed(&to->x_left, heap_inbox_return(to));
+        }
         return;
     }
     /* a sleeping purge thread watches messages that wait (lab_arena_return_idle_aged) */
@@ -1257,17 +1269,27 @@ static bool span_all_remote(const lab_span_t *s)
     return (uint32_t)(__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) >> 48) == s->capacity;
 }
 
-static void heap_return_idle(lab_heap_t *h)
+/* The spans of h's inbox whose blocks are all back go to the pool; returns how many it left. */
+static size_t heap_inbox_return(lab_heap_t *h)
 {
-    heap_drain_msgs(h, false);
+    size_t left = 0;
     /* acquire pairs with the release CAS in inbox_push */
     lab_span_t *s = (lab_span_t *)__atomic_exchange_n(&h->inbox, 0, __ATOMIC_ACQUIRE);
     while (s) {
         lab_span_t *next = s->next;
-        if (!span_all_remote(s) || !span_release_idle(h, s))
+        if (!span_all_remote(s) || !span_release_idle(h, s)) {
             inbox_push(h, s);
+            left++;
+        }
         s = next;
     }
+    return left;
+}
+
+static void heap_return_idle(lab_heap_t *h)
+{
+    (void)heap_drain_msgs(h, false);
+    (void)heap_inbox_return(h);
 }
 
 void lab_arena_return_idle(void)
@@ -1388,6 +1410,8 @@ void lab_heap_thread_exit(void)
         lab_tls_heap = &lab_heap_empty;
         heap_retired = 1;
         heap_reuse_bound(h, 0);
+        lab_store_relaxed(&h->x_drained, 0);
+        lab_store_relaxed(&h->x_left, 0);
         lab_lock(&heaps_lock);
         lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
         h->next_abandoned = heaps_abandoned;

@@ -311,6 +311,9 @@ typedef struct lab_heap {
     uintptr_t bg_inbox_left;                 /* ... and the inbox it left (spans it kept back) */
     struct lab_kept_watch *bg_kept;          /* ... its watch over the kept lists, made when it
                                                 first finds kept spans (NULL: never had any) */
+    size_t x_drained;                        /* ended thread's heap: blocks its senders returned
+                                                since its inbox was last looked through (atomic) */
+    size_t x_left;                           /* ... the spans that look left there (relaxed) */
 } lab_heap_t;
 
 _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
