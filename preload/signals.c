@@ -124,13 +124,45 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
     return r;
 }
 
+/* Signals siginterrupt(sig, 1) asked to interrupt system calls: signal() leaves SA_RESTART off
+ * for them, as glibc's does. glibc keeps that set inside libc, where its siginterrupt writes it
+ * and its signal reads it; interposing signal alone, every handler restarted calls (a read()
+ * that glibc lets SIGALRM interrupt hung: found by running CPython's test suite), so siginterrupt
+ * is interposed too, and the set is kept here. */
+static uint64_t intr_set[(NSIG + 63) / 64];
+
+LAB_EXPORT int siginterrupt(int sig, int interrupt)
+{
+    struct sigaction act;
+    if (sig <= 0 || sig >= NSIG) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sigaction(sig, NULL, &act) < 0)
+        return -1;
+    uint64_t bit = (uint64_t)1 << (sig % 64);
+    if (interrupt) {
+        __atomic_fetch_or(&intr_set[sig / 64], bit, __ATOMIC_RELAXED);
+        act.sa_flags &= ~SA_RESTART;
+    } else {
+        __atomic_fetch_and(&intr_set[sig / 64], ~bit, __ATOMIC_RELAXED);
+        act.sa_flags |= SA_RESTART;
+    }
+    return sigaction(sig, &act, NULL) < 0 ? -1 : 0;
+}
+
 LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
     act.sa_handler = handler;
-    act.sa_flags = SA_RESTART; /* glibc's signal(): BSD semantics */
+    /* glibc's signal(): BSD semantics, the signal blocked while its handler runs */
     sigemptyset(&act.sa_mask);
+    if (sig > 0 && sig < NSIG) {
+        sigaddset(&act.sa_mask, sig);
+        if (!(__atomic_load_n(&intr_set[sig / 64], __ATOMIC_RELAXED) & ((uint64_t)1 << (sig % 64))))
+            act.sa_flags = SA_RESTART;
+    }
     if (sigaction(sig, &act, &old) != 0)
         return SIG_ERR;
     return old.sa_handler;
