@@ -13,7 +13,11 @@ failed=0
 ok() { echo "install: $*"; }
 fail() { echo "install: FAIL $*"; failed=1; }
 
-cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/log" 2>&1 || { cat "$tmp/log"; echo "install: FAIL cmake --install"; exit 1; }
+if ! cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/log" 2>&1; then
+    cat "$tmp/log"
+    echo "install: FAIL cmake --install"
+    exit 1
+fi
 pc=$(find "$tmp/prefix" -name labyrinth.pc | head -n 1)
 if [ -z "$pc" ]; then
     echo "install: FAIL no labyrinth.pc installed"
