@@ -2160,30 +2160,20 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         }
     }
     lab_chunk_t **take = best ? best : below;
-    /* Cut down one much larger (HUGE_CUT_SLACK), unless the block is growing: cutting unmaps
-     * populated pages the growth would fault in again (realloc growth to 1 MiB in 1 KiB steps,
-     * each round taking the last round's mapping back: 224 page faults a round, about 4 us per
-     * realloc) */
-    bool cut = take && (*take)->size >= size &&
-               (growing ? !huge_grow_fits(*take, size) : (*take)->size - size > lab_max(size / 4, HUGE_CUT_SLACK));
-    if (take && (*take)->size > size && !cut &&
-        lab_load_relaxed(&pool->huge_slack) + ((*take)->size - size) > HUGE_SLACK_ALL)
-        cut = true;
-    /* For a growing block (a page-sized one moving to a mapping, at 128 KiB or so), one to be cut
-     * that is four times the block or more stays whole for a block of its own size, and the block
-     * is mapped fresh: cut, its populated pages were unmapped, and the next large block (a
-     * scratch buffer used round after round, a result grown after each) faulted them all in
-     * again. Not for other blocks: one that takes a cached mapping cut down to it is often the
-     * next of a series that changes size (python3's lists; preload.big_cache_first), and a fresh
-     * mapping beside the cached one added both to the peak. */
-    if (cut && growing && (*take)->size / 4 >= size)
-        take = NULL;
     if (take) {
         c = *take;
         *take = c->next;
         lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
     }
     lab_unlock(&pool->huge_lock);
+    /* Cut down one much larger (HUGE_CUT_SLACK), unless the block is growing: cutting unmaps
+     * populated pages the growth would fault in again (realloc growth to 1 MiB in 1 KiB steps,
+     * each round taking the last round's mapping back: 224 page faults a round, about 4 us per
+     * realloc) */
+    bool cut = c && c->size >= size &&
+               (growing ? !huge_grow_fits(c, size) : c->size - size > lab_max(size / 4, HUGE_CUT_SLACK));
+    if (c && c->size > size && !cut && lab_load_relaxed(&pool->huge_slack) + (c->size - size) > HUGE_SLACK_ALL)
+        cut = true;
     if (c && (c->size < size || cut) && !lab_pool_resize_huge(pool, c, size) && c->size < size) {
         huge_unmap(pool, c);
         c = NULL;
