@@ -753,9 +753,10 @@ static void test_realloc_growth_rounds_keep_pages(void **state)
 
 /* Round after round a 12 MiB scratch buffer is written and freed, then a result is grown to
  * 300 KiB in 4 KiB steps and kept: at 128 KiB each result moves to a mapping of its own and took
- * the freed scratch mapping whole (room to grow, populated), so every kept result held 12 MiB
- * (96 MiB after 8 rounds for 2.4 MiB of results; found by review). The slack all live blocks
- * hold that way is bounded (32 MiB): past it a cached mapping is cut down to the block. */
+ * the freed scratch mapping whole (room to grow, populated), so every such result held 12 MiB
+ * (62 MiB of live huge blocks after 8 rounds, for 2.4 MiB of results; found by review). The
+ * slack all live blocks hold that way is bounded (32 MiB): past it a cached mapping is cut down
+ * to the block. */
 static void test_huge_slack_bounded(void **state)
 {
     (void)state;
@@ -787,7 +788,7 @@ static void test_huge_slack_bounded(void **state)
     print_message("huge blocks live: %zu, %zu KiB (results: %zu KiB)\n", live - live0, (bytes - bytes0) / KiB,
                   ROUNDS * keep / KiB);
     /* the results' own mappings (up to half as much again each, realloc's growth step) and the
-     * bound; without it 8 x 12 MiB */
+     * bound; without it a scratch mapping per result that moved (62 MiB) */
     assert_true(bytes - bytes0 <= ROUNDS * (keep + keep / 2) + 32 * MiB + MiB);
     for (int r = 0; r < ROUNDS; r++) {
         assert_int_equal(kept[r][keep - 1], (uint8_t)keep);
@@ -1517,7 +1518,8 @@ static void *nursery_thread(void *arg)
  * it: until then every span stayed whole (found by review: 2-3 times glibc's peak RSS where
  * threads end while others free their blocks). The sender now returns them at once: every span
  * whose blocks have all come back goes to the pool, all but those of the messages still open
- * (up to 8 of 64 blocks) and the ended thread's current span. */
+ * (up to 8 of 62 blocks), of the blocks in this thread's reuse list, and the ended thread's
+ * current span. */
 enum { XH_N = 16384, XH_SIZE = 512 };
 static void *xh_block[XH_N];
 static lab_heap_t *xh_heap;
