@@ -665,13 +665,20 @@ static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
          * exchange-all only: no ABA) */
     } while (!__atomic_compare_exchange_n(&to->msgs, &old, (uintptr_t)m, true, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
-    if (lab_unlikely(lab_load_relaxed(&to->state) == LAB_HEAP_ABANDONED) && !lab_tls_heap->gfp &&
-        to != lab_tls_heap) {
+    lab_heap_t *me = lab_tls_heap;
+    if (lab_unlikely(lab_load_relaxed(&to->state) == LAB_HEAP_ABANDONED) && me->state == LAB_HEAP_LIVE && !me->gfp &&
+        to != me) {
+        /* the sender's heap marked busy meanwhile: a signal that lands in the drain (which calls
+         * into libc: the clock) runs its handler on a signal heap, and a fork child does not
+         * hand the heap to a new thread half way through a change */
+        int was = me->in_slow;
+        me->in_slow = 1;
         size_t n = heap_drain_msgs(to, false);
         if (__atomic_add_fetch(&to->x_drained, n, __ATOMIC_RELAXED) >= 4 * lab_load_relaxed(&to->x_left)) {
             lab_store_relaxed(&to->x_drained, 0);
             lab_store_relaxed(&to->x_left, heap_inbox_return(to));
         }
+        me->in_slow = was;
         return;
     }
     /* a sleeping purge thread watches messages that wait (lab_arena_return_idle_aged) */
@@ -682,10 +689,10 @@ static void msg_send(lab_heap_t *to, lab_rmsg_t *m)
 void lab_heap_flush_remote(lab_heap_t *h)
 {
     for (unsigned i = 0; i < LAB_RB_SLOTS; i++) {
-        if (h->rb[i]) {
-            msg_send(h->rb_to[i], h->rb[i]);
-            h->rb[i] = NULL;
-        }
+        lab_rmsg_t *m = h->rb[i];
+        h->rb[i] = NULL; /* before the send (msg_open) */
+        if (m)
+            msg_send(h->rb_to[i], m);
     }
 }
 
@@ -926,8 +933,13 @@ static lab_noinline lab_cold unsigned msg_open(lab_heap_t *me, lab_heap_t *to, l
         if (me->rb[k]->bytes > me->rb[best]->bytes)
             best = k;
     }
-    if (me->rb[best])
-        msg_send(me->rb_to[best], me->rb[best]);
+    /* the slot empty while its message is sent: the send may drain an ended thread's heap, past
+     * code a signal handler's frees may interrupt (found by review: a handler appended to the
+     * message just sent and drained, whose count the drain had overwritten) */
+    lab_rmsg_t *old = me->rb[best];
+    me->rb[best] = NULL;
+    if (old)
+        msg_send(me->rb_to[best], old);
     me->rb_to[best] = to;
     me->rb[best] = m;
     return best;
