@@ -334,6 +334,7 @@ typedef struct lab_zone {
     } lab_aligned(64) shared[LAB_NR_ORDERS];
     lab_lock_t lock;
     size_t store_pages;
+    size_t store_dirty;                     /* of store_pages, those the dirty map marks */
     lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
     lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
@@ -763,6 +764,8 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     bin_insert(z, d);
     c->store_pages += n;
     z->store_pages += n;
+    if (!clean)
+        lab_store_relaxed(&z->store_dirty, z->store_dirty + dirty_count(c, idx, idx + n));
     if (c->zone == ZONE_NORMAL)
         lab_add_relaxed(&pool->nr_free, n);
 }
@@ -778,9 +781,16 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     c->store_pages -= n;
     z->store_pages -= n;
+    if (d->h.clean != 1)
+        lab_store_relaxed(&z->store_dirty, z->store_dirty - dirty_count(c, (unsigned)(d - c->page),
+                                                                         (unsigned)(d - c->page) + n));
     if (c->zone == ZONE_NORMAL)
         lab_sub_relaxed(&pool->nr_free, n);
 }
+
+/* Before a run or a huge mapping faults fresh pages in (below, with the purge) */
+static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n);
+static void store_trim_huge(lab_pool_t *pool, size_t pages);
 
 /* Free [idx, idx+n) into the store, merging with free neighbours; `clean` is the run's flag (0:
  * its pages are marked in the dirty map). */
@@ -1623,6 +1633,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     }
     if (d && zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->reserve)
         lab_add_relaxed(&pool->hits_reserve, 1);
+    if (d && !atomic)
+        store_trim_for(pool, z, d, (unsigned)n);
     lab_unlock(&z->lock);
     if (d) {
         lab_add_relaxed(&pool->hits_slow, 1);
@@ -1927,6 +1939,8 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         if (!d && zone_refill(pool, z, npages) == 0)
             d = store_take_any(pool, z, (unsigned)npages);
     }
+    if (d && !atomic)
+        store_trim_for(pool, z, d, (unsigned)npages);
     lab_unlock(&z->lock);
     if (!d) {
         pool_fail(pool);
@@ -1960,6 +1974,71 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
             if (store_run_purge(pool, d, b))
                 fresh -= lab_min(fresh, used);
         }
+}
+
+/* Written pages the store may keep idle while the pool faults fresh pages in: 8 MiB, or an eighth
+ * of the pages in use if more. Past it, every page a carve or a huge mapping is about to fault in
+ * has a written page of the store purged first (store_trim_dirty), so that the process's resident
+ * pages stop growing by what the store holds and nothing asks for. The purge delay alone let them
+ * wait a second: 1 000 buffers grown in turn by realloc, 4 KiB a step up to 200 KiB, each move
+ * leaving the run it had in the store, too short for any buffer's next size, peaked at 304 MiB
+ * (glibc 208, jemalloc 255). A program that reuses its freed runs takes them before it faults
+ * anything in, and one whose store stays under the budget loses nothing to it. */
+#define STORE_DIRTY_FLOOR ((size_t)8 << (20 - LAB_PAGE_SHIFT))
+#define STORE_DIRTY_SHARE 8u
+#define STORE_TRIM_SCAN 4096u       /* runs looked at, a written one counting as ... */
+#define STORE_TRIM_DIRTY_COST 16u   /* ... this many (its purge is a system call) */
+
+static size_t store_dirty_budget(lab_pool_t *pool)
+{
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    size_t used = mapped > nfree ? mapped - nfree : 0;
+    return lab_max(STORE_DIRTY_FLOOR, used / STORE_DIRTY_SHARE);
+}
+
+/* `fresh` pages are about to be faulted in (zone lock held; never for ATOMIC callers, a purge is
+ * a system call): purge as many written pages of z's store as it holds past its budget, at most
+ * `fresh`, from the shortest runs up (the least likely to be taken again), looking at no more
+ * than STORE_TRIM_SCAN runs. Not with the purge off, nor in a chunk backed by a huge page (see
+ * store_trade_fresh). */
+static void store_trim_dirty(lab_pool_t *pool, lab_zone_t *z, size_t fresh)
+{
+    size_t dirty = z->store_dirty, budget = store_dirty_budget(pool);
+    if (!fresh || dirty <= budget || pool->delay_ms == ~0u)
+        return;
+    size_t want = lab_min(fresh, dirty - budget);
+    unsigned seen = 0;
+    for (unsigned b = bin_find(z, 1); b && want && seen < STORE_TRIM_SCAN; b = bin_find(z, b + 1))
+        for (lab_page_t *d = ZBIN(z, b); d && want && seen < STORE_TRIM_SCAN; d = d->next) {
+            lab_chunk_t *c = lab_desc_chunk(d);
+            seen += d->h.clean ? 1 : STORE_TRIM_DIRTY_COST;
+            if (d->h.clean || c->thp)
+                continue;
+            unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
+            if (store_run_purge(pool, d, b))
+                want -= lab_min(want, (size_t)used);
+        }
+}
+
+/* Run d (out of z's store, lock held) is handed out: its pages never written count as fresh. */
+static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n)
+{
+    if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR)
+        return;
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned s = (unsigned)(d - c->page);
+    store_trim_dirty(pool, z, n - dirty_count(c, s, s + n));
+}
+
+/* A huge mapping of `pages` is mapped or grown (no lock held): the normal zone's store trimmed. */
+static void store_trim_huge(lab_pool_t *pool, size_t pages)
+{
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR || lab_pool_handler_depth)
+        return;
+    lab_lock(&z->lock);
+    store_trim_dirty(pool, z, pages);
+    lab_unlock(&z->lock);
 }
 
 /* True if the huge cache holds a mapping of at least `bytes` (lab_pool_alloc_huge would take it
@@ -2225,6 +2304,7 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         }
         lab_add_relaxed(&pool->huge_mappings, 1);
         lab_add_relaxed(&pool->huge_pages, np);
+        store_trim_huge(pool, np);
     }
     c->next = c->prev = NULL;
     c->asked = bytes;
@@ -2394,6 +2474,7 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         lab_sub_relaxed(&pool->huge_pages, (old - size) >> LAB_PAGE_SHIFT);
     } else {
         lab_add_relaxed(&pool->huge_pages, grow);
+        store_trim_huge(pool, grow);
     }
     lab_store_relaxed(&c->size, size);
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
@@ -2429,6 +2510,9 @@ static bool store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
     }
     /* counted at once: whoever sees the pages gone sees them counted */
     lab_add_relaxed(&pool->purged_pages, b);
+    lab_zone_t *z = &pool->zone[c->zone];
+    lab_store_relaxed(&z->store_dirty, z->store_dirty - dirty_count(c, (unsigned)(d - c->page),
+                                                                     (unsigned)(d - c->page) + b));
     dirty_mark(c, (unsigned)(d - c->page), b, false);
     d->h.clean = 1;
     return true;
@@ -3088,6 +3172,25 @@ lab_pool_t *lab_pool_of(labyrinth_t *p)
     if (lab_unlikely(!p || __atomic_load_n(&p->magic, __ATOMIC_ACQUIRE) != POOL_MAGIC))
         return NULL;
     return p->impl;
+}
+
+/* The normal zone's written store pages as counted (store_trim_dirty's measure), the count it
+ * may keep (*budget) and, recounted from the dirty map under the zone lock, *recount (tests). */
+size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount)
+{
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_lock(&z->lock);
+    size_t n = 0;
+    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
+        for (lab_page_t *d = ZBIN(z, b); d; d = d->next)
+            if (d->h.clean != 1)
+                n += dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
+                                 (unsigned)(d - lab_desc_chunk(d)->page) + b);
+    size_t counted = z->store_dirty;
+    lab_unlock(&z->lock);
+    *budget = store_dirty_budget(pool);
+    *recount = n;
+    return counted;
 }
 
 void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)

@@ -340,6 +340,9 @@ lab_internal extern __thread int lab_pool_handler_depth;
 
 /* Counters of the default pool for malloc statistics. */
 lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);
+/* The normal zone's written store pages: as counted, the budget past which fresh faults purge
+ * them, and recounted (tests) */
+lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount);
 /* Purge delay of the default pool, before it is first used (options). */
 lab_internal void lab_pool_set_default_delay(unsigned ms);
 /* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used

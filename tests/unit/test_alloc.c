@@ -796,6 +796,43 @@ static void test_huge_slack_bounded(void **state)
     }
 }
 
+/* Buffers grown by realloc in turn, 4 KiB a step: each move leaves its run in the store, where
+ * runs of that length are too short for any buffer's next size. The store's written pages stay
+ * within their budget (what it may keep while fresh pages fault in), and its count of them
+ * matches the dirty map. Without the budget: 21 MiB written in the store for 40 MiB live. */
+static void test_store_dirty_bounded(void **state)
+{
+    (void)state;
+    enum { N = 256 };
+    const size_t step = 4 * KiB, top = 160 * KiB;
+    uint8_t *b[N] = {0};
+    lab_trim();
+    lab_pool_t *pool = lab_pool_default();
+    for (size_t n = step; n <= top; n += step)
+        for (int i = 0; i < N; i++) {
+            uint8_t *q = lab_realloc(b[i], n);
+            assert_non_null(q);
+            if (n > step)
+                assert_int_equal(q[n - step - 1], (uint8_t)(i + n - step));
+            memset(q + n - step, (uint8_t)(i + n), step);
+            b[i] = q;
+        }
+    size_t budget, recount, dirty = lab_pool_store_dirty(pool, &budget, &recount);
+    print_message("store: %zu KiB written, budget %zu KiB, recounted %zu KiB\n", dirty * 4, budget * 4,
+                  recount * 4);
+    assert_int_equal(dirty, recount);
+    /* the last move's run may come after the last fault */
+    assert_true(dirty <= budget + (top >> LAB_PAGE_SHIFT));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(b[i][top - 1], (uint8_t)(i + top));
+        lab_free(b[i]);
+    }
+    lab_trim();
+    dirty = lab_pool_store_dirty(pool, &budget, &recount);
+    assert_int_equal(dirty, recount);
+    assert_int_equal(dirty, 0);
+}
+
 /* String builders, as in the strbuild workload: 48 strings, 1..40 bytes appended to a random
  * one, an eighth more room when it is full, a string dropped past 1 MiB and started again. The
  * strings' sizes drift apart, so each growth frees a run a little too small for anyone's next
@@ -3473,6 +3510,7 @@ int main(void)
         cmocka_unit_test(test_realloc_growth_lean),
         cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
         cmocka_unit_test(test_huge_slack_bounded),
+        cmocka_unit_test(test_store_dirty_bounded),
         cmocka_unit_test(test_aligned_every_power),
         cmocka_unit_test(test_aligned_tightest_class),
         cmocka_unit_test(test_owns_foreign),
