@@ -546,6 +546,9 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         lab_free(p);
         return NULL;
     }
+    lab_heap_t *me = lab_tls_heap;
+    if (me->state == LAB_HEAP_LIVE)
+        me->resizes++; /* a call of the heap's for heap_reclaim's clock (the static heap is shared) */
     if (lab_unlikely(n > PTRDIFF_MAX)) {
         /* no block is that large (glibc's answer too); and the page count of such a size wraps to
          * zero, which a page-sized run took for a shrink and returned p unchanged (found by

@@ -291,6 +291,11 @@ typedef struct lab_heap {
                                                 (owner pushes and pops; anyone may take all) */
     size_t kept_bytes;                       /* atomic: their bytes (<= LAB_KEPT_MAX) */
     uint64_t kept_mask;                      /* the owner's: bit c set when kept[c] may be set */
+    uint32_t resizes;                        /* the owner's: realloc's slow paths (alloc.c) */
+    uint32_t reclaimed_at[LAB_NR_CLASSES];   /* the owner's: lab_heap_calls | 1 when heap_reclaim
+                                                last took c's empty listed span (0: not since) */
+    uint32_t held_to[LAB_NR_CLASSES];        /* the owner's: heap_reclaim leaves c's empty listed
+                                                spans alone until st.spans reaches it (arena.c) */
     lab_page_t *nursery;                     /* the open nursery run (alloc.c), or NULL */
     uint8_t nursery_n[LAB_DIRECT_CLASSES];   /* blocks each class has taken from it */
     uint8_t nursery_used;                    /* the heap has had its nursery */
@@ -505,6 +510,13 @@ lab_internal extern uintptr_t lab_deferred;
 /* Sum the counters of all heaps; *heaps gets the number of thread heaps made (heaps are reused,
  * so at most the number of threads alive at once), *signal_heaps that of signal heaps. */
 lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps);
+
+/* The heap's calls so far (mallocs, frees, page-sized and huge blocks, realloc's slow paths),
+ * modulo 2^32: the clock of heap_reclaim's holds (arena.c). */
+lab_inline uint32_t lab_heap_calls(const lab_heap_t *h)
+{
+    return (uint32_t)(h->st.mallocs + h->st.frees + h->st.large + h->st.huge) + h->resizes;
+}
 /* Collect remote frees and release empty spans of the calling thread's heap (malloc_trim). */
 lab_internal void lab_heap_collect(void);
 /* The same for the heaps of threads that have exited (malloc_trim): blocks other threads freed to

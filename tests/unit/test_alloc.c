@@ -3152,6 +3152,45 @@ static void test_empty_spans_reclaimed_other_length(void **state)
     lab_trim();
 }
 
+/* sqlite3 inserting rows: each row takes a few blocks of three scratch classes and frees them
+ * (their spans empty but listed), and keeps one block of a fourth that needs a new span now and
+ * then, from pages never used (the database grows). Each such span took a scratch class's empty
+ * span (heap_reclaim), that class took another's at its next malloc, and so on: a span made and
+ * one given back per row. A class that comes back that soon is held (its empty span stays): then
+ * only the growing class makes spans. */
+static void test_reclaim_no_exchange(void **state)
+{
+    (void)state;
+    enum { ROWS = 3000 };
+    static void *kept[ROWS];
+    const size_t scratch[3] = {1500, 2500, 3500}, grow = 4368;
+    lab_trim(); /* the store holds purged pages only: every new span reclaims first */
+    lab_heap_t *h = lab_tls_heap;
+    uint64_t spans0 = h->st.spans, reclaimed0 = h->st.reclaimed;
+    for (int r = 0; r < ROWS; r++) {
+        void *t[3];
+        for (int k = 0; k < 3; k++) {
+            t[k] = lab_malloc(scratch[k]);
+            assert_non_null(t[k]);
+            memset(t[k], r, 64);
+        }
+        for (int k = 0; k < 3; k++)
+            lab_free(t[k]);
+        kept[r] = lab_malloc(grow);
+        assert_non_null(kept[r]);
+        memset(kept[r], r, 64);
+    }
+    uint64_t spans = h->st.spans - spans0, reclaimed = h->st.reclaimed - reclaimed0;
+    unsigned per = (unsigned)(32 * KiB / lab_class_size(lab_size_class(grow)));
+    print_message("%d rows: %llu spans made, %llu reclaimed (the growing class's: about %u)\n", ROWS,
+                  (unsigned long long)spans, (unsigned long long)reclaimed, ROWS / per);
+    /* without the hold: about one span a row more */
+    assert_true(spans < ROWS / per + ROWS / 10);
+    for (int r = 0; r < ROWS; r++)
+        lab_free(kept[r]);
+    lab_trim();
+}
+
 /* Spans of blocks over 8 KiB are runs of 32 or 64 pages aligned to their length. When the pool's
  * free pages hold no such run, span_new settles for a shorter span from them (never shorter than
  * two blocks) instead of making the pool map a chunk; and a LAB_GFP_NOGROW call that finds no run
@@ -3548,6 +3587,7 @@ int main(void)
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
         cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
+        cmocka_unit_test(test_reclaim_no_exchange),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
         cmocka_unit_test(test_untagged_heap_frees),
