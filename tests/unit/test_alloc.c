@@ -833,6 +833,50 @@ static void test_store_dirty_bounded(void **state)
     assert_int_equal(dirty, 0);
 }
 
+/* Blocks of 36 KiB (9 pages) freed four in five leave free runs of 36 pages, of which only those
+ * starting within 4 pages of a multiple of 32 hold the aligned 32 pages a span of 12 000-byte
+ * blocks asks for; freed last, the others head their list. A span's search looks at a bounded
+ * number of runs (then takes a longer one); unbounded, each looked again at every run the ones
+ * before had passed over, and the time grew with the square of the spans (found by review:
+ * 8.4 s for 80 000). */
+static void test_span_search_bounded(void **state)
+{
+    (void)state;
+    enum { N = 4000 };
+    static uint8_t *a[N];
+    static void *b[5 * N];
+    lab_trim();
+    for (int i = 0; i < N; i++) {
+        a[i] = lab_malloc(36 * KiB);
+        assert_non_null(a[i]);
+        memset(a[i], 1, 64);
+    }
+    for (int pass = 0; pass < 2; pass++) /* the groups holding an aligned window first */
+        for (int i = 0; i + 4 < N; i += 5) {
+            uintptr_t page = (uintptr_t)a[i + 1] >> 12;
+            bool fits = lab_align_up(page, 32) + 32 <= page + 36;
+            if (fits != (pass == 0))
+                continue;
+            for (int k = 1; k <= 4; k++) {
+                lab_free(a[i + k]);
+                a[i + k] = NULL;
+            }
+        }
+    for (int i = 0; i < 5 * N; i++) {
+        b[i] = lab_malloc(12000);
+        assert_non_null(b[i]);
+        memset(b[i], 2, 64);
+    }
+    unsigned most = lab_pool_order_seen_max();
+    print_message("the most runs a search looked at: %u\n", most);
+    assert_true(most <= 65);
+    for (int i = 0; i < 5 * N; i++)
+        lab_free(b[i]);
+    for (int i = 0; i < N; i++)
+        lab_free(a[i]);
+    lab_trim();
+}
+
 /* String builders, as in the strbuild workload: 48 strings, 1..40 bytes appended to a random
  * one, an eighth more room when it is full, a string dropped past 1 MiB and started again. The
  * strings' sizes drift apart, so each growth frees a run a little too small for anyone's next
@@ -3550,6 +3594,7 @@ int main(void)
         cmocka_unit_test(test_realloc_growth_rounds_keep_pages),
         cmocka_unit_test(test_huge_slack_bounded),
         cmocka_unit_test(test_store_dirty_bounded),
+        cmocka_unit_test(test_span_search_bounded),
         cmocka_unit_test(test_aligned_every_power),
         cmocka_unit_test(test_aligned_tightest_class),
         cmocka_unit_test(test_owns_foreign),
