@@ -9,7 +9,18 @@
  * a NULL from the allocator we hand the request to the next definition in lookup order (the C++
  * runtime's own operator, found with dlsym(RTLD_NEXT) only then, never on a fast path): it calls
  * malloc (ours) again, runs the handler, and throws or returns NULL as the standard says. A sized
- * or aligned delete's size and alignment are hints only: the block's own descriptor decides. */
+ * or aligned delete's size and alignment are hints only: the block's own descriptor decides.
+ *
+ * Replacement: a program may define only the base forms (operator new(size_t), operator
+ * delete(void *) and their aligned twins); the standard then has the others call them (array new
+ * calls new, sized and array delete call delete). The executable comes first in symbol lookup, so
+ * its base forms win, but ours of the other forms came before the runtime's, which do that
+ * calling: a `delete obj` (sized, by default since C++14) freed through us a block the program's
+ * new had made its own way (found by review: `malloc(n + 16) + 16`, then "invalid free"). So once,
+ * at the first call of a derived form, the base forms' addresses as the dynamic linker bound them
+ * are compared with ours; if any differs, every derived form goes to the runtime's own definition
+ * of that form, which calls the program's. Limit: a replacement in a shared library (Boehm GC's
+ * libgccpp) comes after the preload in lookup order and is not seen (README). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -58,6 +69,56 @@ static lab_noinline lab_cold void *next_symbol(const char *name)
         f_ ? ((type)f_)(__VA_ARGS__) : NULL;                                                                 \
     })
 
+/* ---- replaced base forms (above) ---- */
+enum { F_ZNAM, F_ZNWM_NT, F_ZNAM_NT, F_ZNAM_AL, F_ZNWM_AL_NT, F_ZNAM_AL_NT, F_ZDAPV, F_ZDLPVM, F_ZDAPVM,
+       F_ZDLPV_NT, F_ZDAPV_NT, F_ZDAPV_AL, F_ZDLPVM_AL, F_ZDAPVM_AL, F_ZDLPV_AL_NT, F_ZDAPV_AL_NT, F_N };
+static const char *const fwd_name[F_N] = {
+    "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
+    "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t", "_ZdaPv", "_ZdlPvm",
+    "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t"};
+static void *fwd_fn[F_N]; /* the runtime's definitions, found at the first call of each */
+static int fwd_state = -1; /* -1: not looked at yet; 0: the base forms are ours; 1: replaced */
+
+void *_Znwm(size_t n);
+void *_ZnwmSt11align_val_t(size_t n, size_t al);
+void _ZdlPv(void *p);
+void _ZdlPvSt11align_val_t(void *p, size_t al);
+/* the same definitions by names no one can interpose: their addresses are ours */
+extern void *own_znwm(size_t n) __attribute__((alias("_Znwm"), visibility("hidden")));
+extern void *own_znwm_al(size_t n, size_t al) __attribute__((alias("_ZnwmSt11align_val_t"), visibility("hidden")));
+extern void own_zdlpv(void *p) __attribute__((alias("_ZdlPv"), visibility("hidden")));
+extern void own_zdlpv_al(void *p, size_t al) __attribute__((alias("_ZdlPvSt11align_val_t"), visibility("hidden")));
+
+/* The base forms' addresses as bound (through the GOT: they are exported, so interposable) */
+static void *(*volatile bound_znwm)(size_t) = _Znwm;
+static void *(*volatile bound_znwm_al)(size_t, size_t) = _ZnwmSt11align_val_t;
+static void (*volatile bound_zdlpv)(void *) = _ZdlPv;
+static void (*volatile bound_zdlpv_al)(void *, size_t) = _ZdlPvSt11align_val_t;
+
+static lab_noinline lab_cold bool fwd_look(void)
+{
+    int st = bound_znwm != own_znwm || bound_znwm_al != own_znwm_al || bound_zdlpv != own_zdlpv ||
+             bound_zdlpv_al != own_zdlpv_al;
+    lab_store_relaxed(&fwd_state, st);
+    return st;
+}
+
+/* The runtime's definition of derived form f if the program replaced a base form, else NULL
+ * (also when no runtime defines it: then ours serves, as before). */
+static lab_noinline lab_cold void *fwd_slow(unsigned f)
+{
+    if (!(lab_load_relaxed(&fwd_state) > 0 || fwd_look()))
+        return NULL;
+    void *fn = lab_load_relaxed(&fwd_fn[f]);
+    if (!fn) {
+        fn = runtime_symbol(fwd_name[f]);
+        lab_store_relaxed(&fwd_fn[f], fn);
+    }
+    return fn;
+}
+
 /* A hit is lab_malloc's, with no stack frame; a miss goes to a function of its own. */
 static lab_noinline void *znwm_slow(size_t n)
 {
@@ -100,23 +161,32 @@ LAB_EXPORT void *_Znwm(size_t n)
     return lab_likely(p != NULL) ? p : znwm_slow(n);
 }
 
-LAB_EXPORT void *_Znam(size_t n)
-{
-    void *p = lab_malloc_fast(n);
-    return lab_likely(p != NULL) ? p : znam_slow(n);
-}
+/* A derived form: its own body below while the base forms are ours; else (or before they are
+ * looked at) a tail call to its forwarder, which calls the runtime's definition if a base form is
+ * replaced, its own body if not. The fast path keeps no frame. */
+#define DERIVED_NEW(name, f, type, params, args, body)                                                       \
+    static inline void *name##_own(params) { body }                                                          \
+    static lab_noinline lab_cold void *name##_fwd(params)                                                    \
+    {                                                                                                        \
+        void *fn_ = fwd_slow(f);                                                                             \
+        return fn_ ? ((type)fn_)(args) : name##_own(args);                                                   \
+    }                                                                                                        \
+    LAB_EXPORT void *name(params)                                                                            \
+    {                                                                                                        \
+        if (lab_unlikely(lab_load_relaxed(&fwd_state) != 0))                                                 \
+            return name##_fwd(args);                                                                         \
+        return name##_own(args);                                                                             \
+    }
+#define P(...) __VA_ARGS__
 
-LAB_EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *nt)
-{
-    void *p = lab_malloc_fast(n);
-    return lab_likely(p != NULL) ? p : znwm_nt_slow(n, nt);
-}
-
-LAB_EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const void *nt)
-{
-    void *p = lab_malloc_fast(n);
-    return lab_likely(p != NULL) ? p : znam_nt_slow(n, nt);
-}
+DERIVED_NEW(_Znam, F_ZNAM, new_fn, size_t n, n, void *p = lab_malloc_fast(n);
+            return lab_likely(p != NULL) ? p : znam_slow(n);)
+DERIVED_NEW(_ZnwmRKSt9nothrow_t, F_ZNWM_NT, new_nt_fn, P(size_t n, const void *nt), P(n, nt),
+            void *p = lab_malloc_fast(n);
+            return lab_likely(p != NULL) ? p : znwm_nt_slow(n, nt);)
+DERIVED_NEW(_ZnamRKSt9nothrow_t, F_ZNAM_NT, new_nt_fn, P(size_t n, const void *nt), P(n, nt),
+            void *p = lab_malloc_fast(n);
+            return lab_likely(p != NULL) ? p : znam_nt_slow(n, nt);)
 
 LAB_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al)
 {
@@ -124,40 +194,78 @@ LAB_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al)
     return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnwmSt11align_val_t", n, al);
 }
 
-LAB_EXPORT void *_ZnamSt11align_val_t(size_t n, size_t al)
-{
-    void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnamSt11align_val_t", n, al);
-}
-
-LAB_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const void *nt)
-{
-    void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", n, al, nt);
-}
-
-LAB_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const void *nt)
-{
-    void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", n, al, nt);
-}
+DERIVED_NEW(_ZnamSt11align_val_t, F_ZNAM_AL, new_al_fn, P(size_t n, size_t al), P(n, al),
+            void *p = new_aligned(n, al);
+            return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnamSt11align_val_t", n, al);)
+DERIVED_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, F_ZNWM_AL_NT, new_al_nt_fn, P(size_t n, size_t al, const void *nt),
+            P(n, al, nt), void *p = new_aligned(n, al);
+            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", n, al, nt);)
+DERIVED_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, F_ZNAM_AL_NT, new_al_nt_fn, P(size_t n, size_t al, const void *nt),
+            P(n, al, nt), void *p = new_aligned(n, al);
+            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", n, al, nt);)
 
 /* ---- delete: every form is free; sizes and alignments are not trusted ---- */
+typedef void (*del_fn)(void *);
+typedef void (*del_x_fn)(void *, size_t);
+typedef void (*del_xy_fn)(void *, size_t, size_t);
+typedef void (*del_nt_fn)(void *, const void *);
+typedef void (*del_al_nt_fn)(void *, size_t, const void *);
+
+/* The derived deletes' slow path (a base form is replaced, or not looked at yet): the runtime's
+ * own definition, else free. A tail call from the fast path, which thus keeps no frame. */
+static lab_noinline lab_cold void del_fwd(unsigned f, void *p, size_t x, size_t y)
+{
+    void *fn = fwd_slow(f);
+    if (!fn) {
+        lab_free(p);
+        return;
+    }
+    switch (f) {
+    case F_ZDAPV:
+        ((del_fn)fn)(p);
+        break;
+    case F_ZDLPVM:
+    case F_ZDAPVM:
+    case F_ZDAPV_AL:
+        ((del_x_fn)fn)(p, x);
+        break;
+    case F_ZDLPVM_AL:
+    case F_ZDAPVM_AL:
+        ((del_xy_fn)fn)(p, x, y);
+        break;
+    case F_ZDLPV_NT:
+    case F_ZDAPV_NT:
+        ((del_nt_fn)fn)(p, (const void *)x);
+        break;
+    default: /* the aligned nothrow forms */
+        ((del_al_nt_fn)fn)(p, x, (const void *)y);
+        break;
+    }
+}
+
+#define DEL(f, p, x, y)                                                                                      \
+    do {                                                                                                     \
+        if (lab_unlikely(lab_load_relaxed(&fwd_state) != 0))                                                 \
+            del_fwd(f, p, (size_t)(x), (size_t)(y));                                                         \
+        else                                                                                                 \
+            lab_free(p);                                                                                     \
+    } while (0)
+
 LAB_EXPORT void _ZdlPv(void *p) { lab_free(p); }
-LAB_EXPORT void _ZdaPv(void *p) { lab_free(p); }
-LAB_EXPORT void _ZdlPvm(void *p, size_t n) { (void)n, lab_free(p); }
-LAB_EXPORT void _ZdaPvm(void *p, size_t n) { (void)n, lab_free(p); }
-LAB_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const void *nt) { (void)nt, lab_free(p); }
-LAB_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const void *nt) { (void)nt, lab_free(p); }
+LAB_EXPORT void _ZdaPv(void *p) { DEL(F_ZDAPV, p, 0, 0); }
+LAB_EXPORT void _ZdlPvm(void *p, size_t n) { DEL(F_ZDLPVM, p, n, 0); }
+LAB_EXPORT void _ZdaPvm(void *p, size_t n) { DEL(F_ZDAPVM, p, n, 0); }
+LAB_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const void *nt) { DEL(F_ZDLPV_NT, p, (uintptr_t)nt, 0); }
+LAB_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const void *nt) { DEL(F_ZDAPV_NT, p, (uintptr_t)nt, 0); }
 LAB_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) { (void)al, lab_free(p); }
-LAB_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { (void)al, lab_free(p); }
-LAB_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t n, size_t al) { (void)n, (void)al, lab_free(p); }
-LAB_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t n, size_t al) { (void)n, (void)al, lab_free(p); }
+LAB_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { DEL(F_ZDAPV_AL, p, al, 0); }
+LAB_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t n, size_t al) { DEL(F_ZDLPVM_AL, p, n, al); }
+LAB_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t n, size_t al) { DEL(F_ZDAPVM_AL, p, n, al); }
 LAB_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const void *nt)
 {
-    (void)al, (void)nt, lab_free(p);
+    DEL(F_ZDLPV_AL_NT, p, al, (uintptr_t)nt);
 }
 LAB_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const void *nt)
 {
-    (void)al, (void)nt, lab_free(p);
+    DEL(F_ZDAPV_AL_NT, p, al, (uintptr_t)nt);
 }
