@@ -2,31 +2,13 @@
 // (Labyrinth only), blocks are usable and aligned, sized and aligned deletes with wrong hints
 // corrupt nothing, and on exhaustion the standard's contract holds: the new-handler is called,
 // throwing new throws std::bad_alloc, nothrow new returns nullptr. Exits non-zero on a failure.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
-static int failures;
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            std::printf("FAIL line %d: %s\n", __LINE__, #c);                       \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-static const char *lib_of(const char *sym)
-{
-    void *f = dlsym(RTLD_DEFAULT, sym);
-    Dl_info info;
-    if (!f || !dladdr(f, &info) || !info.dli_fname)
-        return "?";
-    return info.dli_fname;
-}
+#include "cxx_check.h"
 
 static int handler_calls;
 static void handler()

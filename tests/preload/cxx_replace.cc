@@ -4,14 +4,14 @@
 // front of the block, so a block freed anywhere but its own delete is an invalid free (found by
 // review: `delete obj`, a sized delete by default since C++14, went to the preload's). Counts
 // every call; exits non-zero on a failure. Passes on glibc alone too.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <new>
+
+#include "cxx_check.h"
 
 // g++ warns that a program replacing delete(void *) should replace the sized form too: not
 // needing to is what this test checks
@@ -50,23 +50,7 @@ struct Node {
     long v[5];
 };
 
-static int failures;
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            std::printf("FAIL line %d: %s\n", __LINE__, #c);                       \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
-static const char *lib_of(const char *sym)
-{
-    void *f = dlsym(RTLD_DEFAULT, sym);
-    Dl_info info;
-    if (!f || !dladdr(f, &info) || !info.dli_fname)
-        return "?";
-    return info.dli_fname;
-}
 
 int main()
 {
