@@ -313,16 +313,16 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
  * heap_reclaim took its empty listed one is held: its empty listed spans stay for the next
  * RECLAIM_HOLD spans the heap makes (or until it is tidied: malloc_trim, thread exit). Such an
  * exchange (a span given back, another made and carved) costs about 1 500 instructions: once per
- * RECLAIM_BACK calls or more it adds at most 3 a call. Without the hold, a program that empties its classes between
- * requests had them take each other's spans in turn: sqlite3 inserting rows made a span and gave
- * one back twice per row (the pool reclaims before it hands out pages never used, and one class's
- * new span was paid with another's current one, which came back at its next malloc by taking a
- * third's), 1.8 M spans for 14.5 M mallocs, twice the instructions, 1.3 times glibc's time. A
- * class whose size the program has moved on from (python's dicts growing), or comes back to only
- * after much else (realloc growth in rounds), still gives its span to the next size; so does one
- * of blocks over 8 KiB, whose spans (128 and 256 KiB) cost more kept than exchanged (held too,
- * gcc's peak RSS grew by 2 %, for 12 000 exchanges of 1.5 M mallocs; held up to 8 KiB, it did not,
- * and 1 318 spans were made instead of 12 190). */
+ * RECLAIM_BACK calls or more it adds at most 3 a call. Without the hold, a program that empties
+ * its classes between requests had them take each other's spans in turn: sqlite3 inserting rows
+ * made a span and gave one back twice per row (the pool reclaims before it hands out pages never
+ * used, and one class's new span was paid with another's current one, which came back at its next
+ * malloc by taking a third's), 1.8 M spans for 14.5 M mallocs, twice the instructions, 1.3 times
+ * glibc's time. A class whose size the program has moved on from (python's dicts growing), or
+ * comes back to only after much else (realloc growth in rounds), still gives its span to the next
+ * size; so does one of blocks over 8 KiB, whose spans (128 and 256 KiB) cost more kept than
+ * exchanged (held too, gcc's peak RSS grew by 2 %, for 12 000 exchanges of 1.5 M mallocs; held up
+ * to 8 KiB, it did not, and 1 318 spans were made instead of 12 190). */
 #define RECLAIM_BACK 512u
 #define RECLAIM_HOLD 256u
 #define RECLAIM_HELD_MAX 8192u
