@@ -1,0 +1,90 @@
+/* jemalloc_api.c — jemalloc's own allocation calls under the preload (preload/jemalloc_api.c):
+ * linked against libjemalloc where it is installed (as Debian's redis is), every call must still
+ * reach Labyrinth, blocks must be usable, aligned and zeroed as the flags ask, and blocks of
+ * malloc must go through them and back (found by review: sdallocx and rallocx of malloc's blocks
+ * crashed inside the real jemalloc). Looked up by name, so that it builds without jemalloc too.
+ * Skipped where malloc's object does not define them (glibc alone). */
+#define _GNU_SOURCE
+#include <malloc.h>
+
+#include "lab_check.h"
+
+typedef void *(*mallocx_fn)(size_t, int);
+typedef void *(*rallocx_fn)(void *, size_t, int);
+typedef size_t (*xallocx_fn)(void *, size_t, size_t, int);
+typedef size_t (*sallocx_fn)(const void *, int);
+typedef void (*dallocx_fn)(void *, int);
+typedef void (*sdallocx_fn)(void *, size_t, int);
+typedef size_t (*nallocx_fn)(size_t, int);
+
+#define LG_ALIGN(la) ((int)(la))
+#define ZERO 0x40
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+int main(void)
+{
+#if LAB_JEMALLOC_LINKED
+    /* jemalloc's mallctl is not the preload's: a call keeps the library needed (--as-needed) */
+    extern int mallctl(const char *, void *, size_t *, void *, size_t);
+    unsigned na = 0;
+    size_t sz = sizeof na;
+    bool je = mallctl("arenas.narenas", &na, &sz, NULL, 0) == 0;
+#else
+    bool je = false;
+#endif
+    mallocx_fn mallocx = (mallocx_fn)lab_provided("mallocx");
+    rallocx_fn rallocx = (rallocx_fn)lab_provided("rallocx");
+    xallocx_fn xallocx = (xallocx_fn)lab_provided("xallocx");
+    sallocx_fn sallocx = (sallocx_fn)lab_provided("sallocx");
+    dallocx_fn dallocx = (dallocx_fn)lab_provided("dallocx");
+    sdallocx_fn sdallocx = (sdallocx_fn)lab_provided("sdallocx");
+    nallocx_fn nallocx = (nallocx_fn)lab_provided("nallocx");
+    if (!mallocx || !rallocx || !xallocx || !sallocx || !dallocx || !sdallocx || !nallocx) {
+        SAY("jemalloc's calls not all from malloc's object (%s): %s", je ? "linked against jemalloc" : "jemalloc not linked",
+            lab_expect_labyrinth() ? "failed" : "skipped");
+        return lab_expect_labyrinth() ? lab_finish("jemalloc_api") : LAB_SKIP;
+    }
+    SAY("jemalloc's calls from malloc's object (%s)", je ? "linked against jemalloc too" : "jemalloc not linked");
+    static const size_t sizes[] = {1, 24, 100, 1000, 5000, 40000, 300000, 3u << 20};
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        /* malloc's block through jemalloc's calls */
+        unsigned char *p = malloc(n);
+        CHECK(p != NULL, "malloc(%zu)", n);
+        memset(p, 0xab, n);
+        CHECK(sallocx(p, 0) == malloc_usable_size(p), "sallocx %zu", n);
+        CHECK(xallocx(p, n, 0, 0) >= n, "xallocx %zu", n);
+        p = rallocx(p, 2 * n, 0);
+        CHECK(p != NULL && p[n - 1] == 0xab && p[0] == 0xab, "rallocx kept contents, %zu", n);
+        sdallocx(p, 2 * n, 0);
+        /* aligned and zeroed */
+        for (unsigned la = 4; la <= 16; la += 6) {
+            unsigned char *q = mallocx(n, LG_ALIGN(la) | ZERO);
+            CHECK(q != NULL && ((uintptr_t)q & (((uintptr_t)1 << la) - 1)) == 0, "mallocx(%zu, 2^%u)", n, la);
+            CHECK(q && all_zero(q, sallocx(q, 0)), "mallocx zeroed, %zu", n);
+            CHECK(q && nallocx(n, LG_ALIGN(la)) >= n, "nallocx %zu", n);
+            memset(q, 0xcd, n);
+            size_t before = sallocx(q, 0);
+            q = rallocx(q, 3 * n, LG_ALIGN(la) | ZERO);
+            CHECK(q != NULL && ((uintptr_t)q & (((uintptr_t)1 << la) - 1)) == 0, "rallocx aligned, %zu", n);
+            CHECK(q && q[n - 1] == 0xcd && all_zero(q + before, sallocx(q, 0) - before), "rallocx zero tail, %zu", n);
+            dallocx(q, 0);
+        }
+        void *m = mallocx(n, 0);
+        CHECK(m && nallocx(n, 0) == sallocx(m, 0), "nallocx %zu: %zu, mallocx's block %zu", n, nallocx(n, 0),
+              m ? sallocx(m, 0) : 0);
+        dallocx(m, 0);
+    }
+    /* a block of mallocx goes to free and malloc_usable_size too */
+    void *r = mallocx(777, 0);
+    CHECK(r && malloc_usable_size(r) >= 777, "malloc_usable_size of mallocx's block");
+    free(r);
+    return lab_finish("jemalloc_api");
+}
