@@ -9,13 +9,15 @@
 
 #include "lab_check.h"
 
-typedef void *(*mallocx_fn)(size_t, int);
-typedef void *(*rallocx_fn)(void *, size_t, int);
-typedef size_t (*xallocx_fn)(void *, size_t, size_t, int);
-typedef size_t (*sallocx_fn)(const void *, int);
-typedef void (*dallocx_fn)(void *, int);
-typedef void (*sdallocx_fn)(void *, size_t, int);
-typedef size_t (*nallocx_fn)(size_t, int);
+/* weak: bound to the first definition in lookup order (the preload's, or jemalloc's when the
+ * program runs without it), NULL where none is loaded */
+extern void *mallocx(size_t size, int flags) __attribute__((weak));
+extern void *rallocx(void *ptr, size_t size, int flags) __attribute__((weak));
+extern size_t xallocx(void *ptr, size_t size, size_t extra, int flags) __attribute__((weak));
+extern size_t sallocx(const void *ptr, int flags) __attribute__((weak));
+extern void dallocx(void *ptr, int flags) __attribute__((weak));
+extern void sdallocx(void *ptr, size_t size, int flags) __attribute__((weak));
+extern size_t nallocx(size_t size, int flags) __attribute__((weak));
 
 #define LG_ALIGN(la) ((int)(la))
 #define ZERO 0x40
@@ -39,14 +41,11 @@ int main(void)
 #else
     bool je = false;
 #endif
-    mallocx_fn mallocx = (mallocx_fn)lab_provided("mallocx");
-    rallocx_fn rallocx = (rallocx_fn)lab_provided("rallocx");
-    xallocx_fn xallocx = (xallocx_fn)lab_provided("xallocx");
-    sallocx_fn sallocx = (sallocx_fn)lab_provided("sallocx");
-    dallocx_fn dallocx = (dallocx_fn)lab_provided("dallocx");
-    sdallocx_fn sdallocx = (sdallocx_fn)lab_provided("sdallocx");
-    nallocx_fn nallocx = (nallocx_fn)lab_provided("nallocx");
-    if (!mallocx || !rallocx || !xallocx || !sallocx || !dallocx || !sdallocx || !nallocx) {
+    static const char *const names[] = {"mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "sdallocx", "nallocx"};
+    bool all = true;
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        all &= lab_provided(names[i]) != NULL;
+    if (!all) {
         SAY("jemalloc's calls not all from malloc's object (%s): %s", je ? "linked against jemalloc" : "jemalloc not linked",
             lab_expect_labyrinth() ? "failed" : "skipped");
         return lab_expect_labyrinth() ? lab_finish("jemalloc_api") : LAB_SKIP;
