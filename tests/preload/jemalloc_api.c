@@ -46,8 +46,8 @@ int main(void)
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
         all &= lab_provided(names[i]) != NULL;
     if (!all) {
-        SAY("jemalloc's calls not all from malloc's object (%s): %s", je ? "linked against jemalloc" : "jemalloc not linked",
-            lab_expect_labyrinth() ? "failed" : "skipped");
+        SAY("jemalloc's calls not all from malloc's object (%s): %s",
+            je ? "linked against jemalloc" : "jemalloc not linked", lab_expect_labyrinth() ? "failed" : "skipped");
         return lab_expect_labyrinth() ? lab_finish("jemalloc_api") : LAB_SKIP;
     }
     SAY("jemalloc's calls from malloc's object (%s)", je ? "linked against jemalloc too" : "jemalloc not linked");
