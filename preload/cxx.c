@@ -79,6 +79,7 @@ static const char *const fwd_name[F_N] = {
     "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
     "_ZdaPvSt11align_val_tRKSt9nothrow_t"};
 static void *fwd_fn[F_N]; /* the runtime's definitions, found at the first call of each */
+#define FWD_NONE ((void *)1)
 static int fwd_state = -1; /* -1: not looked at yet; 0: the base forms are ours; 1: replaced */
 
 void *_Znwm(size_t n);
@@ -112,11 +113,11 @@ static lab_noinline lab_cold void *fwd_slow(unsigned f)
     if (!(lab_load_relaxed(&fwd_state) > 0 || fwd_look()))
         return NULL;
     void *fn = lab_load_relaxed(&fwd_fn[f]);
-    if (!fn) {
+    if (!fn) { /* looked up once: FWD_NONE when no runtime defines it (a static libstdc++) */
         fn = runtime_symbol(fwd_name[f]);
-        lab_store_relaxed(&fwd_fn[f], fn);
+        lab_store_relaxed(&fwd_fn[f], fn ? fn : FWD_NONE);
     }
-    return fn;
+    return fn == FWD_NONE ? NULL : fn;
 }
 
 /* A hit is lab_malloc's, with no stack frame; a miss goes to a function of its own. */
