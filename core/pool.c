@@ -336,15 +336,10 @@ typedef struct lab_zone {
     size_t store_pages;
     size_t store_dirty;                     /* of store_pages, those the dirty map marks */
     unsigned trim_bin;                      /* where store_trim_dirty goes on (0: the start) */
-    bool nofit_any;                         /* a bit of nofit may be set */
     lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
     lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
                                                ZBIN gives (reach them through it) */
-    /* after the lists (their layout is ZBIN's), on a page a process that never searched its store
-       long for an aligned run does not touch (nofit_any) */
-    uint64_t nofit[(LAB_CHUNK_PAGES + 64) / 64]; /* bit b: no run of bin b holds a window aligned
-                                                    to the largest power of two <= b (store_take_order) */
 } lab_zone_t;
 
 /* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
@@ -574,8 +569,6 @@ static inline void bin_insert(lab_zone_t *z, lab_page_t *d)
         d->next->prev = d;
     ZBIN(z, n) = d;
     z->binmap[n / 64] |= 1ull << (n % 64);
-    if (z->nofit_any)
-        z->nofit[n / 64] &= ~(1ull << (n % 64));
 }
 
 static inline void bin_remove(lab_zone_t *z, lab_page_t *d)
@@ -859,9 +852,8 @@ static lab_page_t *store_carve(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, u
 /* A run of 2^order pages aligned to its size, or NULL. */
 /* A run of n = 2^order pages aligned to n. A run of 2n - 1 pages or more holds one wherever it
  * starts; in bins n .. 2n - 2 only some starts do. Those bins are looked at first (the tightest
- * fit), but at no more than STORE_ALIGN_SCAN of their runs, and a bin found with none is marked
- * (nofit) until a run joins it (each such bin is looked at by one order only, the largest power of
- * two <= its length, so the mark needs no order); then the shortest run of 2n - 1 or more.
+ * fit), but at no more than STORE_ALIGN_SCAN of their runs; then the shortest run of 2n - 1 or
+ * more. (Marking the bins found with none as well saved nothing measurable past the bound.)
  * Without the bound every span looked at the same runs again: blocks of 36 KiB freed four in
  * five, then spans for blocks of 12 000 bytes (32 pages aligned, among free runs of 36 pages)
  * took 1.7 s for 40 000 spans and 8.4 s for 80 000 (found by review). */
@@ -872,7 +864,7 @@ static lab_page_t *store_take_order(lab_pool_t *pool, lab_zone_t *z, unsigned or
     unsigned n = 1u << order, seen = 0;
     lab_page_t *d = NULL;
     for (unsigned b = bin_find(z, n); b && !d; b = bin_find(z, b + 1)) {
-        if (b < 2 * n - 1 && (seen >= STORE_ALIGN_SCAN || (z->nofit_any && (z->nofit[b / 64] >> (b % 64) & 1))))
+        if (b < 2 * n - 1 && seen >= STORE_ALIGN_SCAN)
             continue;
         lab_page_t *r = ZBIN(z, b);
         for (; r && (b >= 2 * n - 1 || seen < STORE_ALIGN_SCAN); r = r->next) {
@@ -883,10 +875,6 @@ static lab_page_t *store_take_order(lab_pool_t *pool, lab_zone_t *z, unsigned or
                 d = store_carve(pool, z, r, a, n);
                 break;
             }
-        }
-        if (!r) { /* looked at them all (b >= 2n - 1 never gets here: its first run fits) */
-            z->nofit_any = true;
-            z->nofit[b / 64] |= 1ull << (b % 64);
         }
     }
     if (seen > lab_load_relaxed(&order_seen_max))
