@@ -9,26 +9,28 @@
 #include "pool.h"
 
 /* ---- size classes: 16-byte steps to 128 B, four per doubling to 256 B, eight per doubling to
- * 1 KiB, then four per doubling up to 32 KiB ---- */
+ * 8 KiB, then four per doubling up to 32 KiB ---- */
 #define LAB_SMALL_MAX    32768u
 #define LAB_DIRECT_MAX   1024u
 #define LAB_DIRECT_SLOTS (LAB_DIRECT_MAX / 16 + 1)
-/* Sizes above 1 KiB have direct slots too, after the first LAB_DIRECT_SLOTS: one per 256 bytes
+/* Sizes above 1 KiB have direct slots too, after the first LAB_DIRECT_SLOTS: one per 128 bytes
  * up to LAB_MID_MAX, then one per 2 KiB up to LAB_SMALL_MAX (every class boundary in each range
  * is a multiple of its step); malloc's slow path pops them before it computes a class
  * (lab_malloc_slow). */
 #define LAB_MID_MAX      8192u
 #define LAB_SLOTS_ALL \
-    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
-#define LAB_NR_CLASSES   49       /* class 0 unused; 1..48 */
+    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128 + (LAB_SMALL_MAX - LAB_MID_MAX) / 2048)
+#define LAB_NR_CLASSES   61       /* class 0 unused; 1..60 */
 #define LAB_LARGE_MAX    ((size_t)1 << 20)  /* above: a dedicated (huge) mapping */
 
-/* Eight classes per doubling from 256 B to 1 KiB (steps of 32 and 64 bytes: at most 11 % of a
- * block unused, 20 % with four): blocks of a few hundred bytes are what parsers and interpreters
- * keep by the million. jq's 392-byte nodes took 448-byte blocks and its 272-byte ones 320, and
- * its peak RSS was 1.10 times glibc's (whose chunks are exact to 16 bytes), 1.04 now. The direct
- * slots (one per 16 bytes up to 1 KiB) make the extra classes free on the fast path; a small
- * program pays a page or two more (a class touched is a span's page). */
+/* Eight classes per doubling from 256 B to 8 KiB (at most 11 % of a block unused, 20 % with
+ * four): blocks of a few hundred bytes are what parsers and interpreters keep by the million.
+ * jq's 392-byte nodes took 448-byte blocks and its 272-byte ones 320, and its peak RSS was 1.10
+ * times glibc's (whose chunks are exact to 16 bytes), 1.04 with eight to 1 KiB. Above, a page
+ * and its header is what page caches keep: SQLite's 4 368-byte blocks took 5 120 bytes with four
+ * (peak RSS 1.26 times glibc's on 67 MB of SQL), 4 608 with eight (1.10). The direct slots (one
+ * per 16 bytes up to 1 KiB, 128 to 8 KiB) make the extra classes free on the fast path; a
+ * program pays a page or two more for each class it touches (a span's first page). */
 lab_inline unsigned lab_size_class(size_t n)
 {
     if (n <= 128)
@@ -37,9 +39,9 @@ lab_inline unsigned lab_size_class(size_t n)
     unsigned b = lab_log2_floor(m);
     if (b < 8) /* 129 .. 256: classes 9 .. 12 */
         return 9 + (unsigned)((m >> 5) & 3);
-    if (b < 10) /* 257 .. 1024: classes 13 .. 28 */
+    if (b < 13) /* 257 .. 8192: classes 13 .. 52 */
         return 13 + (b - 8) * 8 + (unsigned)((m >> (b - 3)) & 7);
-    return 29 + (b - 10) * 4 + (unsigned)((m >> (b - 2)) & 3);
+    return 53 + (b - 13) * 4 + (unsigned)((m >> (b - 2)) & 3);
 }
 
 lab_inline size_t lab_class_size(unsigned cls)
@@ -48,11 +50,11 @@ lab_inline size_t lab_class_size(unsigned cls)
         return (size_t)cls << 4;
     if (cls <= 12)
         return 128 + (size_t)(cls - 8) * 32;
-    if (cls <= 28) {
+    if (cls <= 52) {
         unsigned k = cls - 13, b = 8 + k / 8;
         return ((size_t)1 << b) + (size_t)(k % 8 + 1) * ((size_t)1 << (b - 3));
     }
-    unsigned k = cls - 29, b = 10 + k / 4;
+    unsigned k = cls - 53, b = 13 + k / 4;
     return ((size_t)1 << b) + (size_t)(k % 4 + 1) * ((size_t)1 << (b - 2));
 }
 
@@ -226,17 +228,17 @@ _Static_assert(sizeof(lab_rmsg_t) == 512, "a message is one 512-byte block");
 #define LAB_DIRECT_CLASSES 29
 /* ... and by all the direct slots: every class */
 #define LAB_SLOT_CLASSES LAB_NR_CLASSES
-#define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 256)
+#define LAB_MID_SLOTS    (LAB_DIRECT_SLOTS + (LAB_MID_MAX - LAB_DIRECT_MAX) / 128)
 
-/* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 256
- * bytes from LAB_DIRECT_SLOTS on (1025 .. 1280 -> 65, ..., 7937 .. 8192 -> 92); then one per
- * 2 KiB (8193 .. 10240 -> 93, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
+/* The direct slot of a size up to LAB_SMALL_MAX: (n + 15) >> 4 up to 1 KiB; then one per 128
+ * bytes from LAB_DIRECT_SLOTS on (1025 .. 1152 -> 65, ..., 8065 .. 8192 -> 120); then one per
+ * 2 KiB (8193 .. 10240 -> 121, ..., 30721 .. 32768 -> LAB_SLOTS_ALL - 1). */
 lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the fast path */
 {
     if (n <= LAB_DIRECT_MAX)
         return (n + 15) >> 4;
     if (lab_likely(n <= LAB_MID_MAX))
-        return ((n - LAB_DIRECT_MAX + 255) >> 8) + LAB_DIRECT_SLOTS - 1;
+        return ((n - LAB_DIRECT_MAX + 127) >> 7) + LAB_DIRECT_SLOTS - 1;
     return ((n - LAB_MID_MAX + 2047) >> 11) + LAB_MID_SLOTS - 1;
 }
 /* Blocks of other heaps a thread freed and keeps for its own next allocations, per class: a

@@ -245,7 +245,8 @@ int main(int argc, char **argv)
     pages_resolve();
     tag_allocator();
 
-    /* every size class of Labyrinth's table: 16-byte steps to 128, then four per doubling */
+    /* 16-byte steps to 128, then four sizes per doubling (every class boundary of Labyrinth's
+     * table up to 1 KiB, every other one to 8 KiB, every one above) */
     gb_bench_t *b = gb_register("malloc_free", bm_malloc_free);
     for (int64_t n = 16; n <= 128; n += 16)
         gb_arg(b, n);

@@ -199,13 +199,17 @@ static void test_class_boundaries(void **state)
     (void)state;
     /* the heap's per-class arrays for the direct sizes are sized by this constant */
     assert_int_equal(lab_size_class(LAB_DIRECT_MAX) + 1, LAB_DIRECT_CLASSES);
-    /* steps of 32 bytes from 128 B to 512 B, 64 to 1 KiB (eight classes per doubling from 256 B:
-     * four left a 257-byte block 63 bytes unused), then four per doubling */
+    /* steps of 32 bytes from 128 B to 512 B, then eight classes per doubling to 8 KiB (four left
+     * a 257-byte block 63 bytes unused, and SQLite's 4 368-byte page-cache blocks 752), then four
+     * per doubling: above 256 B, at most a ninth of a block unused up to 8 KiB, a fifth above */
     for (size_t n = 1; n <= LAB_SMALL_MAX; n++) {
         size_t c = lab_class_size(lab_size_class(n));
-        size_t step = n <= 128 ? 16 : n <= 512 ? 32 : n <= 1024 ? 64 : (size_t)1 << (lab_log2_floor(n - 1) - 2);
+        unsigned lg = lab_log2_floor(n - 1 + (n == 1));
+        size_t step = n <= 128 ? 16 : n <= 512 ? 32 : (size_t)1 << (lg - (n <= LAB_MID_MAX ? 3 : 2));
         assert_true(c >= n);
         assert_true(c - n < step);
+        if (n > 256)
+            assert_true((c - n) * (n <= LAB_MID_MAX ? 9 : 5) < c);
     }
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         size_t cs = lab_class_size(cls);
