@@ -8,6 +8,19 @@
 #include <string.h>
 
 static uint64_t foreign_frees_global; /* foreign frees of threads without a heap (atomic) */
+/* page-sized and huge blocks made and freed by threads without a live heap of their own (one
+ * that has made no small block, or whose heap has ended): counted here, atomically */
+static lab_heap_stats_t heapless;
+
+/* One more of heap statistic `field` in the caller's heap, or in `heapless`. */
+#define COUNT(field)                                                                               \
+    do {                                                                                           \
+        lab_heap_t *h_ = lab_tls_heap;                                                             \
+        if (lab_likely(h_->state == LAB_HEAP_LIVE))                                                \
+            h_->st.field++;                                                                        \
+        else                                                                                       \
+            lab_add_relaxed(&heapless.field, 1);                                                   \
+    } while (0)
 int lab_report_foreign;               /* how many more foreign frees to report (options) */
 
 lab_inline lab_pool_t *alloc_pool(void)
@@ -50,13 +63,12 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
             (p = lab_pool_alloc_run_used(pool, np, gfp, LAB_PAGE_LARGE, &d))) {
             d->above[0] = 0;
-            if (h->state == LAB_HEAP_LIVE)
-                h->st.large++;
+            COUNT(large);
             return p;
         }
         p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
-        if (p && h->state == LAB_HEAP_LIVE)
-            h->st.huge++;
+        if (p)
+            COUNT(huge);
         return p;
     }
     size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
@@ -73,8 +85,8 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         if (p)
             d->above[0] = 0;
     }
-    if (p && h->state == LAB_HEAP_LIVE)
-        h->st.large++;
+    if (p)
+        COUNT(large);
     return p;
 }
 
@@ -247,7 +259,9 @@ void *lab_malloc_slow(size_t n)
     return malloc_slow_checked(n);
 }
 
-static lab_noinline lab_cold void free_foreign(const void *p)
+/* A pointer not ours given to free (ignored) or realloc (NULL, EINVAL): counted as a foreign
+ * free, and the first few reported under LABYRINTH_VERBOSE. */
+static lab_noinline lab_cold void foreign(const void *p, const char *what)
 {
     lab_heap_t *h = lab_tls_heap;
     if (h->state == LAB_HEAP_LIVE)
@@ -255,19 +269,24 @@ static lab_noinline lab_cold void free_foreign(const void *p)
     else
         lab_add_relaxed(&foreign_frees_global, 1);
     if (lab_load_relaxed(&lab_report_foreign) > 0 && lab_sub_relaxed(&lab_report_foreign, 1) > 0)
-        lab_message("free() of a pointer that is not ours, ignored:", p);
+        lab_message(what, p);
 }
 
-/* The state of p's run, checked: the descriptor of a live block's run, or abort. */
-static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
+static void free_foreign(const void *p) { foreign(p, "free() of a pointer that is not ours, ignored:"); }
+
+/* The state of p's run, checked: the descriptor of a live block's run, or abort with a message
+ * that names the call (re: realloc, else free). */
+static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, bool re)
 {
-    (void)who;
+    const char *invalid =
+        re ? "invalid realloc (not the start of a block):" : "invalid free (not the start of a block):";
+    const char *twice = re ? "realloc of a freed block:" : "double free of";
     if (c->kind == LAB_CHUNK_HUGE) {
         lab_page_t *d = &c->page[0];
         if (a != c->base)
-            lab_fatal("invalid free (not the start of a block):", (void *)a);
+            lab_fatal(invalid, (void *)a);
         if (d->h.state != LAB_PAGE_HUGE)
-            lab_fatal("double free of", (void *)a);
+            lab_fatal(twice, (void *)a);
         return d;
     }
     lab_page_t *d = lab_chunk_desc(c, a);
@@ -279,25 +298,31 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, const char *who)
         /* the divisibility test by multiplication: this runs on every cross-thread free */
         if (!lab_span_offset_ok((uint32_t)off, s->cls) ||
             off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
-            lab_fatal("invalid free (not the start of a block):", (void *)a);
+            lab_fatal(invalid, (void *)a);
         return d;
     }
     case LAB_PAGE_LARGE:
         if (a != base)
-            lab_fatal("invalid free (not the start of a block):", (void *)a);
+            lab_fatal(invalid, (void *)a);
         return d;
     case LAB_PAGE_NURSERY: {
         int st = nursery_state(d, a);
         if (st == 2)
-            lab_fatal("double free of", (void *)a);
-        if (st == 0)
-            lab_fatal("invalid free (not the start of a block):", (void *)a);
+            lab_fatal(twice, (void *)a);
+        if (st == 0) /* a nursery block's 16-byte header is just before it: a write before the
+                        block (an underflow of its neighbour's overflow) looks the same */
+            lab_fatal(re ? "invalid realloc (not the start of a block, or the 16 bytes before it overwritten):"
+                         : "invalid free (not the start of a block, or the 16 bytes before it overwritten):",
+                      (void *)a);
         return d;
     }
     case LAB_PAGE_USER:
-        lab_fatal("free() of pages from labyrinth_alloc_pages:", (void *)a);
+        lab_fatal(re ? "realloc() of pages from labyrinth_alloc_pages:" : "free() of pages from labyrinth_alloc_pages:",
+                  (void *)a);
     default:
-        lab_fatal("double free (or free of a pointer never allocated) of", (void *)a);
+        lab_fatal(re ? "realloc of a freed block (or of a pointer never allocated):"
+                     : "double free (or free of a pointer never allocated) of",
+                  (void *)a);
     }
 }
 
@@ -326,6 +351,7 @@ static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
 /* A page-sized block's run back to the pool (d: its descriptor, state LARGE). */
 static void free_large(lab_page_t *d)
 {
+    COUNT(large_frees);
     lab_pool_t *pool = lab_desc_chunk(d)->pool;
     if (d->above[0])
         lab_pool_free_order(pool, d, d->h.order);
@@ -368,7 +394,7 @@ void lab_free_slow(void *p)
         free_foreign(p);
         return;
     }
-    lab_page_t *d = block_desc(c, a, "free");
+    lab_page_t *d = block_desc(c, a, false);
     if (d->h.state != LAB_PAGE_SPAN && lab_tls_heap->gfp) {
         /* a page-sized or huge block freed in a signal handler: its free may lock or unmap */
         lab_defer_free(p);
@@ -378,6 +404,7 @@ void lab_free_slow(void *p)
         lab_deferred_run();
     switch (d->h.state) {
     case LAB_PAGE_HUGE:
+        COUNT(huge_frees);
         lab_pool_free_huge(c->pool, c);
         return;
     case LAB_PAGE_NURSERY:
@@ -566,10 +593,11 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
     }
     c = lab_pagemap_lookup(a);
     if (!lab_chunk_is_ours(c)) {
+        foreign(p, "realloc() of a pointer that is not ours, NULL returned (errno EINVAL):");
         errno = EINVAL; /* not ours: leave it untouched */
         return NULL;
     }
-    d = block_desc(c, a, "realloc");
+    d = block_desc(c, a, true);
     usable = block_usable(c, d, a);
     /* in a signal handler no block is resized in place (that may lock or call the kernel) */
     switch (lab_tls_heap->gfp ? LAB_PAGE_INTERIOR : d->h.state) {
@@ -611,8 +639,8 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
                 lab_chunk_t *hc;
                 void *q = lab_pool_alloc_huge(c->pool, n, LAB_CHUNK_SIZE, LAB_GFP_GROWING, &hc);
                 if (q) {
-                    if (lab_tls_heap->state == LAB_HEAP_LIVE)
-                        lab_tls_heap->st.huge++;
+                    COUNT(huge);
+                    COUNT(large_frees);
                     memcpy(q, p, usable);
                     lab_pool_free_run_store(c->pool, d);
                     return q;
@@ -635,9 +663,10 @@ move:;
     /* a run a block grew out of goes to the store, not the thread's run room: coalesced there,
      * its pages are what the next block's growth in place takes (a string built up in page steps
      * touched a fresh page for every step that had to move, with the runs left held apart) */
-    if (d && d->h.state == LAB_PAGE_LARGE && !d->above[0] && !lab_tls_heap->gfp)
+    if (d && d->h.state == LAB_PAGE_LARGE && !d->above[0] && !lab_tls_heap->gfp) {
+        COUNT(large_frees);
         lab_pool_free_run_store(c->pool, d);
-    else
+    } else
         lab_free(p);
     return q;
 }
@@ -664,6 +693,10 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
     out->kept_bytes = lab_arena_kept_bytes();
     out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
     out->heap.frees += lab_load_relaxed(&nursery_frees_heapless);
+    out->heap.large += lab_load_relaxed(&heapless.large);
+    out->heap.huge += lab_load_relaxed(&heapless.huge);
+    out->heap.large_frees += lab_load_relaxed(&heapless.large_frees);
+    out->heap.huge_frees += lab_load_relaxed(&heapless.huge_frees);
     lab_pool_t *pool = lab_pool_default();
     if (pool) {
         lab_pool_counters(pool, &out->pool);

@@ -1621,6 +1621,8 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
         sum->foreign_frees += h->st.foreign_frees;
         sum->large += h->st.large;
         sum->huge += h->st.huge;
+        sum->large_frees += h->st.large_frees;
+        sum->huge_frees += h->st.huge_frees;
         sum->spans += h->st.spans;
         sum->span_releases += h->st.span_releases;
         sum->reclaimed += h->st.reclaimed;
@@ -1634,6 +1636,48 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
     lab_unlock(&heaps_lock);
     *heaps = n;
     *signal_heaps = ns;
+}
+
+static void run_stats_one(const lab_page_t *d, size_t npages, void *arg)
+{
+    lab_run_stats_t *rs = arg;
+    switch (lab_load_relaxed(&d->h.state)) {
+    case LAB_PAGE_SPAN: {
+        const lab_span_t *s = (const lab_span_t *)d;
+        unsigned cls = lab_load_relaxed(&s->cls);
+        if (cls == 0 || cls >= LAB_NR_CLASSES)
+            return; /* a span being made */
+        lab_class_stats_t *c = &rs->cls[cls];
+        uint32_t out = lab_load_relaxed(&s->usedf) & ~LAB_SPAN_FULL, cap = lab_load_relaxed(&s->capacity);
+        if (lab_load_relaxed(&s->flags) & LAB_SPAN_WAIT) /* a countdown (span_wait) */
+            out = cap - span_slack(s) + out;
+        uint32_t remote = (uint32_t)(lab_load_relaxed(&s->remote) >> 48);
+        c->spans++;
+        c->span_pages += npages;
+        c->blocks += cap;
+        c->out += out > remote ? lab_min(out - remote, cap) : 0;
+        return;
+    }
+    case LAB_PAGE_LARGE:
+        rs->large++;
+        rs->large_pages += npages;
+        return;
+    case LAB_PAGE_NURSERY:
+        rs->nursery++;
+        rs->nursery_pages += npages;
+        return;
+    case LAB_PAGE_USER:
+        rs->user_pages += npages;
+        return;
+    }
+}
+
+void lab_arena_run_stats(lab_run_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    lab_pool_t *pool = lab_pool_default();
+    if (pool)
+        lab_pool_walk_runs(pool, run_stats_one, out);
 }
 
 size_t lab_arena_idle_returns(void) { return (size_t)lab_load_relaxed(&spans_returned_idle); }

@@ -205,6 +205,7 @@ _Static_assert(__builtin_offsetof(lab_span_t, free) >= 64 && __builtin_offsetof(
 /* Per-thread counters, summed on demand (no atomics). */
 typedef struct lab_heap_stats {
     uint64_t mallocs, frees, remote_frees, foreign_frees, large, huge, spans, span_releases;
+    uint64_t large_frees, huge_frees; /* page-sized and huge blocks freed (large, huge: made) */
     uint64_t reclaimed; /* spans heap_reclaim gave back before fresh pages (within span_releases) */
 } lab_heap_stats_t;
 
@@ -512,6 +513,21 @@ lab_internal extern uintptr_t lab_deferred;
 /* Sum the counters of all heaps; *heaps gets the number of thread heaps made (heaps are reused,
  * so at most the number of threads alive at once), *signal_heaps that of signal heaps. */
 lab_internal void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps);
+
+/* What the pool's runs hold now, per class and for page-sized blocks (lab_arena_run_stats). */
+typedef struct lab_class_stats {
+    uint64_t spans, span_pages; /* the class's spans and their pages */
+    uint64_t blocks, out;       /* their blocks, and of those the ones out: in use, or freed by
+                                   another thread and not back on their span's lists yet */
+} lab_class_stats_t;
+typedef struct lab_run_stats {
+    lab_class_stats_t cls[LAB_NR_CLASSES];
+    uint64_t large, large_pages;     /* page-sized blocks, the pages of their runs */
+    uint64_t nursery, nursery_pages; /* nursery runs (every thread's first small blocks) */
+    uint64_t user_pages;             /* pages of the pool's API (labyrinth_alloc_pages) */
+} lab_run_stats_t;
+/* A walk of the default pool's runs: a snapshot, read while other threads may change them. */
+lab_internal void lab_arena_run_stats(lab_run_stats_t *out);
 
 /* The heap's calls so far (mallocs, frees, page-sized and huge blocks, realloc's slow paths),
  * modulo 2^32: the clock of heap_reclaim's holds (arena.c). */

@@ -2426,6 +2426,26 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
 
 size_t lab_pool_huge_mappings(lab_pool_t *pool) { return lab_load_relaxed(&pool->huge_mappings); }
 
+void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
+{
+    for (unsigned zi = 0; zi < sizeof pool->zone / sizeof pool->zone[0]; zi++) {
+        lab_zone_t *z = &pool->zone[zi];
+        lab_lock(&z->lock); /* no chunk of the zone unmapped meanwhile */
+        for (lab_chunk_t *c = z->chunks; c; c = c->next) {
+            for (unsigned i = 0; i < LAB_CHUNK_PAGES;) {
+                uint16_t hd = lab_load_relaxed(&c->head[i]);
+                unsigned j = i + 1;
+                while (j < LAB_CHUNK_PAGES && lab_load_relaxed(&c->head[j]) == hd)
+                    j++;
+                if (hd == LAB_HEAD_OF(i)) /* the first page of a run in use */
+                    fn(&c->page[i], j - i, arg);
+                i = j;
+            }
+        }
+        lab_unlock(&z->lock);
+    }
+}
+
 void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes)
 {
     size_t n = 0;

@@ -269,6 +269,11 @@ lab_internal void  lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c);
 lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
 /* Huge mappings that hold a block now, their bytes, and the bytes of those cached (freed). */
 lab_internal void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes);
+/* Calls fn(d, npages, arg) for the first page's descriptor of every run in use in the pool's
+ * chunks (huge mappings apart), a zone lock held at a time: fn must not allocate or lock. A
+ * snapshot for statistics: runs other threads change meanwhile are read as they happen to be. */
+lab_internal void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg),
+                                     void *arg);
 /* Resize a huge block, keeping contents; NULL (block untouched) on failure. */
 lab_internal void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes);
 /* realloc of huge block c to n bytes inside its mapping: asked set, slack grown into uncounted */

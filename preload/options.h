@@ -7,7 +7,7 @@
 /* kinds: BOOL (0/1), UINT (decimal), STATS (0, 1 or json), PATH (a file name; unset: none) */
 #define LAB_OPTIONS(X)                                                                          \
     X(VERBOSE, BOOL, 0, "1: a one-line banner on stderr at start (version, build, options in force), and the first foreign frees reported") \
-    X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit; json: the same as one JSON object") \
+    X(STATS, STATS, 0, "1: a human summary of allocator statistics on stderr at exit (README: Statistics); classes: the same and a line per size class (its spans, blocks, blocks in use); json: all of it as one JSON object") \
     X(STATS_FILE, PATH, 0, "with STATS: a file the summary is appended to instead of stderr (whose output some programs check, and which some close before they exit: tar, xz, the coreutils); %p in the name becomes the process id (%% a percent sign), so each process of a program that forks or runs others writes its own (one that ends in _exit, by a signal or in exec writes none: the summary is written at exit)") \
     X(PURGE_DELAY_MS, UINT, 1000, "free pages idle this long (milliseconds) are given back to the OS with MADV_DONTNEED; 0: as soon as the allocator next runs") \
     X(SECURE, BOOL, 0, "1: hardened small blocks: random allocation order, delayed reuse of freed blocks, a PROT_NONE guard page at the end of every span (costs speed and a page in 8 of the spans of blocks up to 8 KiB, in 32 or 64 above)") \
@@ -30,6 +30,6 @@ struct lab_options {
 #undef X
 };
 
-enum { LAB_STATS_OFF = 0, LAB_STATS_TEXT = 1, LAB_STATS_JSON = 2 };
+enum { LAB_STATS_OFF = 0, LAB_STATS_TEXT = 1, LAB_STATS_JSON = 2, LAB_STATS_CLASSES = 3 };
 
 #endif

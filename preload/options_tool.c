@@ -8,7 +8,7 @@
 
 static const char *kind_name(enum lab_option_kind k)
 {
-    return k == LAB_OPT_BOOL ? "0/1" : k == LAB_OPT_UINT ? "number" : k == LAB_OPT_PATH ? "file name" : "0/1/json";
+    return k == LAB_OPT_BOOL ? "0/1" : k == LAB_OPT_UINT ? "number" : k == LAB_OPT_PATH ? "file name" : "0/1/classes/json";
 }
 
 /* A default as the README shows it (a PATH option's is always 0: none). */

@@ -193,10 +193,19 @@ typedef struct {
     int fd; /* where out_flush writes */
 } outbuf_t;
 
+static void out_flush(outbuf_t *o);
+
+/* A full buffer is written out when it has a descriptor (fd >= 0), else the rest is dropped. */
 static void out_s(outbuf_t *o, const char *s)
 {
-    while (*s && o->n < sizeof o->buf - 1)
-        o->buf[o->n++] = *s++;
+    for (; *s; s++) {
+        if (o->n >= sizeof o->buf - 1) {
+            if (o->fd < 0)
+                return;
+            out_flush(o);
+        }
+        o->buf[o->n++] = *s;
+    }
 }
 
 static void out_u(outbuf_t *o, uint64_t v)
@@ -204,6 +213,22 @@ static void out_u(outbuf_t *o, uint64_t v)
     char t[24];
     lab_fmt_u64(t, v);
     out_s(o, t);
+}
+
+/* s inside a JSON string: quotes, backslashes and control characters escaped */
+static void out_json_str(outbuf_t *o, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char t[8] = {'\\', (char)c, 0};
+        if (c < 0x20) {
+            t[1] = 'u', t[2] = t[3] = '0', t[4] = "0123456789abcdef"[c >> 4], t[5] = "0123456789abcdef"[c & 15];
+            t[6] = 0;
+        } else if (c != '"' && c != '\\') {
+            t[0] = (char)c, t[1] = 0;
+        }
+        out_s(o, t);
+    }
 }
 
 static void out_kv(outbuf_t *o, const char *k, uint64_t v, bool json, bool first)
@@ -226,24 +251,78 @@ static void out_flush(outbuf_t *o)
     o->n = 0;
 }
 
-/* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object, to fd. */
-static void print_stats(bool json, int fd)
+/* What the pool's runs hold, per class (text: a line for each class that has spans, with `classes`
+ * only; JSON: "classes", an array, and "runs"). */
+static void print_runs(outbuf_t *o, bool json)
 {
+    static lab_run_stats_t rs; /* 2.5 KiB, off the stack of whatever thread exits; one exit */
+    lab_arena_run_stats(&rs);
+    size_t kib = LAB_PAGE_SIZE >> 10;
+    bool first = true;
+    if (json)
+        out_s(o, ",\"classes\":[");
+    for (unsigned c = 1; c < LAB_NR_CLASSES; c++) {
+        const lab_class_stats_t *cs = &rs.cls[c];
+        if (!cs->spans)
+            continue;
+        if (json) {
+            out_s(o, first ? "{" : ",{");
+        } else {
+            out_s(o, "\nlabyrinth stats: class");
+        }
+        out_kv(o, "size", lab_class_size(c), json, true);
+        out_kv(o, "spans", cs->spans, json, false);
+        out_kv(o, "span_kib", cs->span_pages * kib, json, false);
+        out_kv(o, "blocks", cs->blocks, json, false);
+        out_kv(o, "out", cs->out, json, false);
+        out_kv(o, "out_kib", cs->out * lab_class_size(c) >> 10, json, false);
+        if (json)
+            out_s(o, "}");
+        first = false;
+    }
+    if (json)
+        out_s(o, "],\"runs\":{");
+    else
+        out_s(o, "\nlabyrinth stats: runs");
+    out_kv(o, "large", rs.large, json, true);
+    out_kv(o, "large_kib", rs.large_pages * kib, json, false);
+    out_kv(o, "nursery", rs.nursery, json, false);
+    out_kv(o, "nursery_kib", rs.nursery_pages * kib, json, false);
+    out_kv(o, "user_kib", rs.user_pages * kib, json, false);
+    if (json)
+        out_s(o, "}");
+}
+
+/* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object, to fd. */
+static void print_stats(int mode, int fd)
+{
+    bool json = mode == LAB_STATS_JSON;
     struct lab_alloc_stats st;
     lab_alloc_stats(&st);
     outbuf_t o = {.n = 0, .fd = fd};
     size_t kib = LAB_PAGE_SIZE >> 10;
-    size_t used = st.pool.mapped_pages > st.pool.free_total ? st.pool.mapped_pages - st.pool.free_total : 0;
-    if (json)
+    /* pages that hold blocks: not the pool's free pages, nor freed huge mappings kept for reuse */
+    size_t idle = st.pool.free_total + (st.huge_cached_bytes >> LAB_PAGE_SHIFT);
+    size_t used = st.pool.mapped_pages > idle ? st.pool.mapped_pages - idle : 0;
+    /* which process: a program that runs others (make, a shell, gcc and cc1) writes several
+     * (text: last on the first line, after the fields that scripts read by position) */
+    if (json) {
         out_s(&o, "{\"labyrinth_stats\":{");
-    else
+        out_kv(&o, "pid", (uint64_t)getpid(), json, true);
+        out_s(&o, ",\"program\":\"");
+        out_json_str(&o, program_invocation_short_name);
+        out_s(&o, "\"");
+    } else {
         out_s(&o, "labyrinth stats:");
-    out_kv(&o, "mallocs", st.heap.mallocs, json, true);
+    }
+    out_kv(&o, "mallocs", st.heap.mallocs, json, !json);
     out_kv(&o, "frees", st.heap.frees, json, false);
     out_kv(&o, "remote_frees", st.heap.remote_frees, json, false);
     out_kv(&o, "foreign_frees", st.heap.foreign_frees, json, false);
     out_kv(&o, "large", st.heap.large, json, false);
+    out_kv(&o, "large_frees", st.heap.large_frees, json, false);
     out_kv(&o, "huge", st.heap.huge, json, false);
+    out_kv(&o, "huge_frees", st.heap.huge_frees, json, false);
     out_kv(&o, "heaps", st.heaps, json, false);
     out_kv(&o, "signal_heaps", st.signal_heaps, json, false);
     out_kv(&o, "spans", st.heap.spans, json, false);
@@ -252,6 +331,9 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "idle_returns", st.idle_returns, json, false);
     out_kv(&o, "kept_kib", st.kept_bytes >> 10, json, false);
     if (!json) {
+        out_kv(&o, "pid", (uint64_t)getpid(), json, false);
+        out_s(&o, ", program ");
+        out_s(&o, program_invocation_short_name);
         out_s(&o, "\nlabyrinth stats: pool");
         out_kv(&o, "current_kib", used * kib, json, true);
     } else {
@@ -261,6 +343,8 @@ static void print_stats(bool json, int fd)
     out_kv(&o, "mapped_kib", st.pool.mapped_pages * kib, json, false);
     out_kv(&o, "free_kib", st.pool.free_total * kib, json, false);
     out_kv(&o, "purged_kib", st.pool.purged_pages * kib, json, false);
+    out_kv(&o, "huge_live_kib", st.huge_live_bytes >> 10, json, false);
+    out_kv(&o, "huge_cached_kib", st.huge_cached_bytes >> 10, json, false);
     out_kv(&o, "chunks_unmapped", st.pool.unmapped_chunks, json, false);
     out_kv(&o, "thp_chunks", st.pool.thp_chunks, json, false);
     out_kv(&o, "thp_demoted", st.pool.thp_demoted, json, false);
@@ -285,11 +369,13 @@ static void print_stats(bool json, int fd)
         out_kv(&o, json ? "mmap_reserved_kib" : "reserved_kib", mm.reserved_bytes >> 10, json, false);
         out_kv(&o, json ? "mmap_purged_kib" : "purged_kib", mm.purged_bytes >> 10, json, false);
     }
+    if (mode != LAB_STATS_TEXT)
+        print_runs(&o, json);
     out_s(&o, json ? "}}\n" : "\n");
     out_flush(&o);
 }
 
-LAB_EXPORT void malloc_stats(void) { print_stats(false, 2); }
+LAB_EXPORT void malloc_stats(void) { print_stats(LAB_STATS_CLASSES, 2); }
 
 /* <tag type="type" [count="0"] size="size"/>: glibc's free-chunk counts have no counterpart here */
 static void out_xml(outbuf_t *o, const char *tag, const char *type, bool with_count, uint64_t size)
@@ -358,9 +444,7 @@ static void warn2(const char *a, const char *b)
     outbuf_t o = {.n = 0, .fd = 2};
     out_s(&o, "labyrinth: ");
     out_s(&o, a);
-    out_s(&o, b);
-    if (o.n == sizeof o.buf - 1)
-        o.n--; /* cut short: the line still ends */
+    out_s(&o, b); /* a long one written out in pieces (out_s) */
     out_s(&o, "\n");
     out_flush(&o);
 }
@@ -381,6 +465,10 @@ static bool parse_value(enum lab_option_kind kind, const char *v, unsigned long 
     if (kind == LAB_OPT_STATS) {
         if (!strcmp(v, "json")) {
             *out = LAB_STATS_JSON;
+            return true;
+        }
+        if (!strcmp(v, "classes")) {
+            *out = LAB_STATS_CLASSES;
             return true;
         }
     }
@@ -558,6 +646,8 @@ __attribute__((constructor(101))) static void preload_init(void)
     lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)opts.PURGE_DELAY_MS, opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
+    if (opts.STATS_FILE && !opts.STATS) /* found by review: a summary silently missing */
+        warn2("LABYRINTH_STATS_FILE is set but LABYRINTH_STATS is not: no summary is written to ", stats_file);
     lab_arena_thread_key_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (opts.VERBOSE)
@@ -609,7 +699,7 @@ __attribute__((destructor)) static void preload_fini(void)
     }
     if (opts.STATS) {
         int fd = stats_open();
-        print_stats(opts.STATS == LAB_STATS_JSON, fd);
+        print_stats((int)opts.STATS, fd);
         if (fd != 2)
             close(fd);
     }

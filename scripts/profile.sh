@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# profile.sh [--alloc NAME] [--out DIR] [--compare NAME] [--freq HZ] -- CMD ARGS...
+# profile.sh [--alloc NAME] [--out DIR] [--compare NAME] [--freq HZ] [--dwarf] -- CMD ARGS...
 # Runs CMD under an allocator (labyrinth [default], glibc, jemalloc, mimalloc, tcmalloc) with
 # `perf record -e cpu-clock -g` (these VMs have no hardware counters; when `perf stat -e
 # instructions` says they work, cycles and instructions are counted too) and writes to DIR
 # (default results/profile): top.txt (symbols by self time, allocator code marked), folded.txt,
 # flame.svg (drawn by scripts/flame.py), stat.txt (perf stat: time, page faults, switches) and
 # cmd.txt. With --compare NAME the same for a second allocator in DIR/NAME/, and DIR/compare.txt:
-# both allocators' time shares and top symbols side by side.
+# both allocators' time shares and top symbols side by side. --dwarf: call graphs unwound from
+# stack copies (--call-graph dwarf) instead of frame pointers: malloc and free keep no frame, so
+# with frame pointers a sample in them loses its caller (bigger perf.data, slower report).
 #   e.g. scripts/profile.sh --compare jemalloc -- build/bench/wl larson 2 2000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; }
-help() { sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0; }
-alloc=labyrinth; out=results/profile; cmp=""; freq=2999
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+help() { sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0; }
+alloc=labyrinth; out=results/profile; cmp=""; freq=2999; cg=(-g)
 while (($#)); do
   case "$1" in
     --alloc) [ $# -ge 2 ] || usage; alloc=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --compare) [ $# -ge 2 ] || usage; cmp=$2; shift 2 ;;
     --freq) [ $# -ge 2 ] || usage; freq=$2; shift 2 ;;
+    --dwarf) cg=(--call-graph dwarf); shift ;;
     --) shift; break ;;
     -h|--help) help ;;
     *) echo "profile.sh: unknown argument $1" >&2; usage ;;
@@ -56,11 +59,11 @@ profile_one() { # NAME DIR CMD...
   local envcmd=(env -u LD_PRELOAD)
   [ -n "$pre" ] && envcmd=(env "LD_PRELOAD=$pre")
   printf '%s\n' "allocator: $name (${pre:-no preload})" "command: $*" \
-    "perf: $PERF record -e cpu-clock -F $freq -g" "hardware counters: $([ $hw = 1 ] && echo yes || echo no)" \
+    "perf: $PERF record -e cpu-clock -F $freq ${cg[*]}" "hardware counters: $([ $hw = 1 ] && echo yes || echo no)" \
     > "$dir/cmd.txt"
-  echo "profile.sh: $name: perf record -e cpu-clock -g -- $*" >&2
+  echo "profile.sh: $name: perf record -e cpu-clock ${cg[*]} -- $*" >&2
   local rc=0
-  "$PERF" record -q -e cpu-clock -F "$freq" -g -o "$dir/perf.data" -- "${envcmd[@]}" "$@" \
+  "$PERF" record -q -e cpu-clock -F "$freq" "${cg[@]}" -o "$dir/perf.data" -- "${envcmd[@]}" "$@" \
     >"$dir/stdout.txt" 2>"$dir/stderr.txt" || rc=$?
   ((rc == 0)) || echo "profile.sh: warning: the command exited with status $rc (see $dir/stderr.txt)" >&2
   "$PERF" stat -x, -e "$stat_events" -o "$dir/stat.txt" -- "${envcmd[@]}" "$@" >/dev/null 2>&1 || true

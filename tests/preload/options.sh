@@ -122,7 +122,7 @@ done
 # than with NURSERY=0 (an option read and never applied passed every test: mutation testing)
 spans_with() {
     run LABYRINTH_STATS=json "LABYRINTH_NURSERY=$1" -- bash -c 'echo hi'
-    sed -n 's/.*"spans": *\([0-9]*\).*/\1/p' "$tmp/err" | head -n 1
+    grep -o '"spans": *[0-9]*' "$tmp/err" | head -n 1 | tr -dc 0-9
 }
 s1=$(spans_with 1) s0=$(spans_with 0)
 if [ -n "$s1" ] && [ -n "$s0" ] && [ "$s0" -gt "$s1" ]; then
