@@ -2236,6 +2236,82 @@ static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
     lab_meta_free(c, sizeof(lab_chunk_t));
 }
 
+/* A mapping cut down to a block keeps the chunks past the block's last one populated, as a
+ * cached mapping of their own (c off the cache, `head` a multiple of the chunk size below its
+ * size): the next block that fits takes them without a fault, and a smaller mapping growing
+ * takes them back (huge_join). Cutting unmapped them: blocks of 5-25 MiB, four live, every page
+ * written (a review's malloc-large) faulted 178 000 times in 200 rounds, glibc 152 000,
+ * tcmalloc 78 000. False (nothing changed) without the memory for the second descriptor. */
+static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool);
+
+#ifndef HUGE_SPLIT_KEEP
+#define HUGE_SPLIT_KEEP HUGE_SLACK_ALL
+#endif
+static bool huge_split(lab_pool_t *pool, lab_chunk_t *c, size_t head)
+{
+    if (lab_load_relaxed(&pool->huge_cache_bytes) + (c->size - head) > HUGE_SPLIT_KEEP)
+        return false;
+    lab_chunk_t *t = lab_meta_alloc(sizeof(lab_chunk_t));
+    if (!t)
+        return false;
+    t->base = c->base + head;
+    t->size = c->size - head;
+    t->pool = pool;
+    t->kind = LAB_CHUNK_HUGE;
+    t->pm = NULL;
+    t->idle_since = c->idle_since;
+    t->head[0] = LAB_HEAD_OF(0);
+    for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
+        t->head[i] = LAB_HEAD_NONE;
+    t->page[0].h.clean = 0;
+    t->page[0].h.npages = (uint32_t)(t->size >> LAB_PAGE_SHIFT);
+    lab_store_relaxed(&t->page[0].h.state, LAB_PAGE_CACHED);
+    /* the chunks' slots lead to t from here on (they led to c: only this thread holds either) */
+    if (pagemap_set(t->base, t->size, t) != 0) {
+        pagemap_set(t->base, t->size, c);
+        lab_meta_free(t, sizeof(lab_chunk_t));
+        return false;
+    }
+    lab_store_relaxed(&c->size, head);
+    lab_add_relaxed(&pool->huge_mappings, 1);
+    lab_chunk_t *evict = NULL;
+    lab_lock(&pool->huge_lock);
+    t->next = pool->huge_cache;
+    pool->huge_cache = t;
+    lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes + t->size);
+    if (pool->huge_cache_bytes > HUGE_CACHE_MAX)
+        evict = huge_cache_take_oldest(pool);
+    lab_unlock(&pool->huge_lock);
+    if (evict)
+        huge_unmap(pool, evict);
+    return true;
+}
+
+/* c (off the cache) smaller than `size`: the cached mappings that begin where it ends (tails
+ * huge_split cut off it before) join it, until it is large enough or none is left (huge_lock
+ * held; the descriptors joined are returned through *freed, linked, for lab_meta_free after the
+ * lock). Their pages stay mapped and populated: no system call. One kernel mapping or two
+ * adjacent ones, as the kernel keeps them: an mremap across two fails and the block then gets a
+ * new mapping (lab_pool_resize_huge's failure path). */
+static void huge_join(lab_pool_t *pool, lab_chunk_t *c, size_t size, lab_chunk_t **freed)
+{
+    while (c->size < size) {
+        lab_chunk_t **pp = &pool->huge_cache;
+        while (*pp && (*pp)->base != c->base + c->size)
+            pp = &(*pp)->next;
+        lab_chunk_t *t = *pp;
+        if (!t)
+            return;
+        *pp = t->next;
+        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - t->size);
+        pagemap_set(t->base, t->size, c); /* slots that exist already: cannot fail */
+        lab_store_relaxed(&c->size, c->size + t->size);
+        lab_sub_relaxed(&pool->huge_mappings, 1);
+        t->next = *freed;
+        *freed = t;
+    }
+}
+
 void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp, lab_chunk_t **out)
 {
     /* a page at least: aligned_alloc(4 MiB, 0) comes here, and a mapping of no bytes fails */
@@ -2268,13 +2344,20 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             below = pp;
         }
     }
-    lab_chunk_t **take = best ? best : below;
+    lab_chunk_t **take = best ? best : below, *joined = NULL;
     if (take) {
         c = *take;
         *take = c->next;
         lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
+        if (c->size < size)
+            huge_join(pool, c, size, &joined);
     }
     lab_unlock(&pool->huge_lock);
+    while (joined) {
+        lab_chunk_t *next = joined->next;
+        lab_meta_free(joined, sizeof(lab_chunk_t));
+        joined = next;
+    }
     /* Cut down one much larger (HUGE_CUT_SLACK), unless the block is growing: cutting unmaps
      * populated pages the growth would fault in again (realloc growth to 1 MiB in 1 KiB steps,
      * each round taking the last round's mapping back: 224 page faults a round, about 4 us per
@@ -2283,6 +2366,10 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
                (growing ? !huge_grow_fits(c, size) : c->size - size > lab_max(size / 4, HUGE_CUT_SLACK));
     if (c && c->size > size && !cut && lab_load_relaxed(&pool->huge_slack) + (c->size - size) > HUGE_SLACK_ALL)
         cut = true;
+    size_t head = lab_align_up(size, LAB_CHUNK_SIZE);
+    if (cut && head + LAB_CHUNK_SIZE <= c->size && huge_split(pool, c, head))
+        cut = c->size > size && (lab_load_relaxed(&pool->huge_slack) + (c->size - size) > HUGE_SLACK_ALL ||
+                                 (growing && !huge_grow_fits(c, size)));
     if (c && (c->size < size || cut) && !lab_pool_resize_huge(pool, c, size) && c->size < size) {
         huge_unmap(pool, c);
         c = NULL;
