@@ -5,12 +5,15 @@
 #include "os.h"
 #include "lock.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 __thread int lab_locks_held;
@@ -234,10 +237,82 @@ void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_after_bytes)
     lab_store_relaxed(&os_fail_after, fail_after_bytes);
 }
 
+/* ---- the clock, from the kernel's vDSO, not through the clock_gettime symbol ----
+ * Another preloaded library may wrap clock_gettime and allocate in its wrapper: libfaketime's
+ * first call looks itself up with dlsym, whose failure message is a malloc. The pool reads the
+ * clock while it sets up under its lock, so that malloc waited for itself (any program with
+ * libfaketime preloaded beside Labyrinth hung at its first malloc: found by review), and
+ * AddressSanitizer's wrapper jumped to NULL. The vDSO's own entry point, found by its ELF symbol
+ * table (the address the auxiliary vector gives), is what glibc's clock_gettime calls; without a
+ * vDSO, the system call. */
+typedef int (*vdso_gettime_t)(clockid_t, struct timespec *);
+
+static int clock_syscall(clockid_t id, struct timespec *ts)
+{
+    return (int)os_syscall6(SYS_clock_gettime, id, (long)ts, 0, 0, 0, 0);
+}
+
+static vdso_gettime_t vdso_find(void)
+{
+    const unsigned char *base = (const unsigned char *)getauxval(AT_SYSINFO_EHDR);
+    if (!base || memcmp(base, ELFMAG, SELFMAG) != 0 || base[EI_CLASS] != ELFCLASS64)
+        return NULL;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)base;
+    const Elf64_Phdr *ph = (const Elf64_Phdr *)(base + eh->e_phoff);
+    intptr_t bias = 0;
+    bool loaded = false;
+    const Elf64_Dyn *dyn = NULL;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type == PT_LOAD && !loaded) {
+            bias = (intptr_t)base + (intptr_t)ph[i].p_offset - (intptr_t)ph[i].p_vaddr;
+            loaded = true;
+        } else if (ph[i].p_type == PT_DYNAMIC) {
+            dyn = (const Elf64_Dyn *)(base + ph[i].p_offset);
+        }
+    }
+    if (!loaded || !dyn)
+        return NULL;
+    const Elf64_Sym *sym = NULL;
+    const char *str = NULL;
+    const Elf32_Word *hash = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        if (dyn->d_tag == DT_SYMTAB)
+            sym = (const Elf64_Sym *)(bias + (intptr_t)dyn->d_un.d_ptr);
+        else if (dyn->d_tag == DT_STRTAB)
+            str = (const char *)(bias + (intptr_t)dyn->d_un.d_ptr);
+        else if (dyn->d_tag == DT_HASH)
+            hash = (const Elf32_Word *)(bias + (intptr_t)dyn->d_un.d_ptr);
+    }
+    if (!sym || !str)
+        return NULL;
+    /* the symbol count: DT_HASH's chain count; without it, the table ends where the strings
+     * begin (the linker's layout for the vDSO) */
+    size_t n = hash ? hash[1] : 0;
+    if (!hash && (const char *)str > (const char *)sym)
+        n = (size_t)((const char *)str - (const char *)sym) / sizeof *sym;
+    for (size_t i = 0; i < n && i < 4096; i++) {
+        if (sym[i].st_shndx == SHN_UNDEF || ELF64_ST_TYPE(sym[i].st_info) != STT_FUNC)
+            continue;
+        if (!strcmp(str + sym[i].st_name, "__vdso_clock_gettime"))
+            return (vdso_gettime_t)(bias + (intptr_t)sym[i].st_value);
+    }
+    return NULL;
+}
+
+static vdso_gettime_t vdso_gettime; /* found at the first call (NULL: not yet) */
+
 uint64_t lab_clock_ms(void)
 {
+    vdso_gettime_t f = lab_load_relaxed(&vdso_gettime);
+    if (lab_unlikely(!f)) {
+        f = vdso_find(); /* the same answer in every thread: a race stores it twice */
+        if (!f)
+            f = clock_syscall;
+        lab_store_relaxed(&vdso_gettime, f);
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if (f(CLOCK_MONOTONIC_COARSE, &ts) != 0 && clock_syscall(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return 0;
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
