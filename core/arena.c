@@ -209,12 +209,31 @@ static void span_untag(lab_span_t *s)
     s->heap = NULL;
 }
 
+/* Secure mode's guard pages: each splits its span's mapping in three, and the kernel limits a
+ * process's mappings (vm.max_map_count, 65 530 by default). A guard per span used them all up
+ * past about 32 000 spans (1 GiB of small blocks), and the program could not start a thread or
+ * map anything (found by review): past an eighth of the limit in guards, new spans have none. */
+static size_t guards_live, guards_max; /* atomic; guards_max set with secure mode */
+
+/* Span s's guard page made accessible again (false: it could not be: keep the span). */
+static bool span_unguard(lab_span_t *s)
+{
+    if (!(s->flags & LAB_SPAN_GUARDED))
+        return true;
+    if (lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
+        return false;
+    s->flags &= ~LAB_SPAN_GUARDED;
+    lab_sub_relaxed(&guards_live, 1);
+    return true;
+}
+
+size_t lab_arena_guards_live(void) { return lab_load_relaxed(&guards_live); }
+
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
     if (h->spare[s->cls] == s)
         h->spare[s->cls] = NULL;
-    if ((s->flags & LAB_SPAN_GUARDED) &&
-        lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
+    if (!span_unguard(s))
         /* the pool must never hand out a page that faults: keep the span (leaked, but safe) */
         return;
     h->st.span_releases++;
@@ -229,8 +248,7 @@ static uint64_t spans_returned_idle; /* atomic: spans released by another thread
 /* false: its guard page could not be made accessible again (the span stays where it was) */
 static bool span_release_idle(lab_heap_t *h, lab_span_t *s)
 {
-    if ((s->flags & LAB_SPAN_GUARDED) &&
-        lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_READ | PROT_WRITE) < 0)
+    if (!span_unguard(s))
         return false;
     lab_add_relaxed(&spans_returned_idle, 1);
     span_untag(s);
@@ -444,9 +462,11 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bytes = (size_t)1 << (order + LAB_PAGE_SHIFT);
     s->flags = 0;
     if (lab_unlikely(lab_load_relaxed(&lab_secure)) && !h->gfp &&
+        lab_load_relaxed(&guards_live) < lab_load_relaxed(&guards_max) &&
         lab_os_mprotect((void *)span_guard_page(s), LAB_PAGE_SIZE, PROT_NONE) == 0) {
         bytes -= LAB_PAGE_SIZE;
         s->flags = LAB_SPAN_GUARDED;
+        lab_add_relaxed(&guards_live, 1);
     }
     s->capacity = (uint16_t)(bytes / bs);
     s->cls = (uint8_t)cls;
@@ -1111,6 +1131,7 @@ static void heap_return_ready(lab_heap_t *h)
 
 void lab_arena_set_secure(void)
 {
+    lab_store_relaxed(&guards_max, lab_os_max_map_count() / 8);
     lab_lock(&heaps_lock);
     lab_store_relaxed(&lab_secure, 1);
     /* heaps made before this (by start-up allocations) lose their fast-path slots */

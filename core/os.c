@@ -237,6 +237,20 @@ void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_after_bytes)
     lab_store_relaxed(&os_fail_after, fail_after_bytes);
 }
 
+size_t lab_os_max_map_count(void)
+{
+    char buf[32];
+    long fd = os_syscall6(SYS_openat, AT_FDCWD, (long)"/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return 65530; /* the kernel's default */
+    long n = os_syscall6(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
+    os_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    size_t v = 0;
+    for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        v = v * 10 + (size_t)(buf[i] - '0');
+    return v ? v : 65530;
+}
+
 /* ---- the clock, from the kernel's vDSO, not through the clock_gettime symbol ----
  * Another preloaded library may wrap clock_gettime and allocate in its wrapper: libfaketime's
  * first call looks itself up with dlsym, whose failure message is a malloc. The pool reads the

@@ -13,6 +13,8 @@ lab_internal long lab_os_munmap(void *addr, size_t len);
 lab_internal long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 lab_internal long lab_os_madvise(void *addr, size_t len, int advice);
 lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
+/* The kernel's limit on a process's mappings (vm.max_map_count; its default when unreadable). */
+lab_internal size_t lab_os_max_map_count(void);
 lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
 
