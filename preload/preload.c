@@ -259,6 +259,7 @@ static void print_runs(outbuf_t *o, bool json)
     lab_arena_run_stats(&rs);
     size_t kib = LAB_PAGE_SIZE >> 10;
     bool first = true;
+    uint64_t span_kib = 0, out_kib = 0;
     if (json)
         out_s(o, ",\"classes\":[");
     for (unsigned c = 1; c < LAB_NR_CLASSES; c++) {
@@ -279,12 +280,16 @@ static void print_runs(outbuf_t *o, bool json)
         if (json)
             out_s(o, "}");
         first = false;
+        span_kib += cs->span_pages * kib;
+        out_kib += cs->out * lab_class_size(c) >> 10;
     }
     if (json)
         out_s(o, "],\"runs\":{");
     else
         out_s(o, "\nlabyrinth stats: runs");
-    out_kv(o, "large", rs.large, json, true);
+    out_kv(o, "span_kib", span_kib, json, true); /* the classes' totals */
+    out_kv(o, "out_kib", out_kib, json, false);
+    out_kv(o, "large", rs.large, json, false);
     out_kv(o, "large_kib", rs.large_pages * kib, json, false);
     out_kv(o, "nursery", rs.nursery, json, false);
     out_kv(o, "nursery_kib", rs.nursery_pages * kib, json, false);

@@ -93,7 +93,10 @@ int main(void)
         CHECK(kib >= out_kib && kib <= out_kib + 32 * spans, "span_kib %ld for %ld KiB out in %ld spans", kib,
               out_kib, spans);
     }
-    CHECK(strstr(text, "labyrinth stats: runs large ") != NULL, "no runs line");
+    const char *runs = strstr(text, "labyrinth stats: runs span_kib ");
+    CHECK(runs != NULL, "no runs line");
+    if (runs) /* the classes' total: at least the held blocks */
+        CHECK(field(runs, "out_kib") >= (long)HELD * CLASS / 1024, "runs: out_kib %ld", field(runs, "out_kib"));
 
     for (int i = 0; i < HELD; i++)
         free(held[i]);
