@@ -4,9 +4,10 @@
 # `perf record -e cpu-clock -g` (these VMs have no hardware counters; when `perf stat -e
 # instructions` says they work, cycles and instructions are counted too) and writes to DIR
 # (default results/profile): top.txt (symbols by self time, allocator code marked), folded.txt,
-# flame.svg (drawn by scripts/flame.py), stat.txt (perf stat: time, page faults, switches) and
-# cmd.txt. With --compare NAME the same for a second allocator in DIR/NAME/, and DIR/compare.txt:
-# both allocators' time shares and top symbols side by side. --dwarf: call graphs unwound from
+# flame.svg (drawn by scripts/flame.py), stat.txt (perf stat: time, page faults, switches; from
+# a second run of CMD, not the profiled one) and cmd.txt. With --compare NAME the same for a
+# second allocator in DIR/NAME/, and DIR/compare.txt: both allocators' time shares and top
+# symbols side by side. --dwarf: call graphs unwound from
 # stack copies (--call-graph dwarf) instead of frame pointers: malloc and free keep no frame, so
 # with frame pointers a sample in them loses its caller (bigger perf.data, slower report).
 #   e.g. scripts/profile.sh --compare jemalloc -- build/bench/wl larson 2 2000000
