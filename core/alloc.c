@@ -505,7 +505,11 @@ static lab_noinline size_t usable_size_slow(const void *p)
         return 0;
     if (!lab_owns(p))
         return 0;
-    return block_usable(c, c->kind == LAB_CHUNK_HUGE ? &c->page[0] : lab_chunk_desc(c, a), a);
+    if (c->kind == LAB_CHUNK_HUGE) /* the pages asked for: a mapping taken from the cache may be
+                                      larger, by as much as the cache held (nallocx then told
+                                      another size than mallocx made) */
+        return lab_min(lab_align_up(lab_load_relaxed(&c->asked), LAB_PAGE_SIZE), c->size);
+    return block_usable(c, lab_chunk_desc(c, a), a);
 }
 
 size_t lab_usable_size(const void *p)

@@ -295,6 +295,7 @@ enum { ROOM_THREADS = 32, ROOM_SMALL = 64, ROOM_BIG = 16, ROOM_ODD = 4, ROOM_LIM
 static void *room_blocks[ROOM_THREADS][ROOM_SMALL + ROOM_BIG + ROOM_ODD];
 static int room_small = ROOM_SMALL, room_big = ROOM_BIG, room_odd = ROOM_ODD, room_rounds = 3;
 static double room_hold; /* seconds each thread holds its blocks before it frees them */
+static pthread_barrier_t room_barrier;
 
 static void *room_worker(void *arg)
 {
@@ -311,6 +312,10 @@ static void *room_worker(void *arg)
             struct timespec hold = {(time_t)room_hold, (long)((room_hold - (time_t)room_hold) * 1e9)};
             nanosleep(&hold, NULL);
         }
+        /* every thread's blocks made before any frees its own: a thread still allocating would
+         * take the rooms of one that has freed and idles (before the pool maps a chunk), and
+         * the rooms would not be full when the test looks */
+        pthread_barrier_wait(&room_barrier);
         for (int i = 0; i < room_small + room_big + room_odd; i++)
             free(p[i]);
     }
@@ -345,6 +350,7 @@ static int rooms(int trim, int quiet, int late)
     if (quiet)
         settle_idle(delay);
     pthread_t t[ROOM_THREADS];
+    pthread_barrier_init(&room_barrier, NULL, ROOM_THREADS);
     if (!idlers_start(t, ROOM_THREADS, room_worker))
         return lab_finish(name);
     long full = lab_rss_kib(), after;
