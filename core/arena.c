@@ -227,8 +227,6 @@ static bool span_unguard(lab_span_t *s)
     return true;
 }
 
-size_t lab_arena_guards_live(void) { return lab_load_relaxed(&guards_live); }
-
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
     if (h->spare[s->cls] == s)

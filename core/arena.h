@@ -528,8 +528,6 @@ typedef struct lab_run_stats {
 } lab_run_stats_t;
 /* A walk of the default pool's runs: a snapshot, read while other threads may change them. */
 lab_internal void lab_arena_run_stats(lab_run_stats_t *out);
-/* Secure mode's guard pages in place now (each a PROT_NONE page at the end of a span). */
-lab_internal size_t lab_arena_guards_live(void);
 
 /* The heap's calls so far (mallocs, frees, page-sized and huge blocks, realloc's slow paths),
  * modulo 2^32: the clock of heap_reclaim's holds (arena.c). */

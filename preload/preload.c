@@ -255,7 +255,7 @@ static void out_flush(outbuf_t *o)
  * only; JSON: "classes", an array, and "runs"). */
 static void print_runs(outbuf_t *o, bool json)
 {
-    static lab_run_stats_t rs; /* 2.5 KiB, off the stack of whatever thread exits; one exit */
+    lab_run_stats_t rs; /* 2 KiB: malloc_stats may be called from several threads at once */
     lab_arena_run_stats(&rs);
     size_t kib = LAB_PAGE_SIZE >> 10;
     bool first = true;
