@@ -144,6 +144,15 @@ else
     fail "STATS_FILE: $files files, $with with a summary, stderr: $(head -c 300 "$tmp/err")"
 fi
 # appended, not overwritten: a second run into the same fixed name adds a second summary
+# STATS_FILE without STATS: one warning line that says no summary is written, and none written
+# (found by review: the summary was missing without a word)
+run "LABYRINTH_STATS_FILE=$tmp/nostats" -- "${prog[@]}"
+if [ "$(grep -c "^labyrinth: LABYRINTH_STATS_FILE is set but LABYRINTH_STATS is not: no summary is written to $tmp/nostats\$" "$tmp/err")" = 1 ] &&
+    [ ! -e "$tmp/nostats" ]; then
+    ok "STATS_FILE without STATS: one warning"
+else
+    fail "STATS_FILE without STATS: $(head -c 300 "$tmp/err")"
+fi
 run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
 run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/fixed" -- "${prog[@]}"
 [ "$(grep -c '^labyrinth stats: mallocs' "$tmp/fixed")" = 2 ] && ok "STATS_FILE appends" ||
