@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -116,6 +117,32 @@ static inline void *lab_provided(const char *name)
         printf("  %s: %s, not from malloc's object; skipped\n", name, f ? "foreign" : "missing");
     }
     return NULL;
+}
+
+/* What malloc_stats() writes to stderr, caught in a temporary file, into text (at most size - 1
+ * bytes, NUL-terminated); the bytes read, or -1 when the file could not be made. */
+static inline long lab_malloc_stats_text(char *text, size_t size)
+{
+    char path[] = "/tmp/lab-stats-text.XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    text[0] = 0;
+    if (fd < 0 || saved < 0) {
+        if (fd >= 0)
+            close(fd), unlink(path);
+        if (saved >= 0)
+            close(saved);
+        return -1;
+    }
+    fflush(stderr);
+    dup2(fd, 2);
+    malloc_stats();
+    dup2(saved, 2);
+    close(saved);
+    ssize_t got = pread(fd, text, size - 1, 0);
+    text[got > 0 ? got : 0] = 0;
+    close(fd);
+    unlink(path);
+    return got;
 }
 
 static inline int lab_finish(const char *name)
