@@ -7,9 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint64_t foreign_frees_global; /* foreign frees of threads without a heap (atomic) */
-/* page-sized and huge blocks made and freed by threads without a live heap of their own (one
- * that has made no small block, or whose heap has ended): counted here, atomically */
+/* what threads without a live heap of their own (one that has made no small block, or whose
+ * heap has ended) make and free: page-sized and huge blocks, nursery frees, foreign frees;
+ * counted here, atomically */
 static lab_heap_stats_t heapless;
 
 /* One more of heap statistic `field` in the caller's heap, or in `heapless`. */
@@ -120,7 +120,6 @@ void lab_deferred_run(void)
  * one nursery in its life; signal heaps and secure mode none. */
 #define NURSERY_SALT      0x6e75727365727921ull
 
-static uint64_t nursery_frees_heapless; /* frees by threads without a live heap (atomic) */
 int lab_nursery_on = 1;                 /* LABYRINTH_NURSERY */
 size_t lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
 
@@ -192,11 +191,7 @@ static void nursery_free(lab_page_t *d, uintptr_t a)
     /* one winner when two threads free the block at once: the other sees it freed */
     if (!__atomic_compare_exchange_n(&((uint64_t *)a)[-1], &want, ~want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         lab_fatal("double free of", (void *)a);
-    lab_heap_t *h = lab_tls_heap;
-    if (h->state == LAB_HEAP_LIVE)
-        h->st.frees++;
-    else
-        lab_add_relaxed(&nursery_frees_heapless, 1);
+    COUNT(frees);
     if (__atomic_fetch_sub(&d->above[2], 1, __ATOMIC_ACQ_REL) == (LAB_NURSERY_CLOSED | 1))
         lab_nursery_release(d);
 }
@@ -263,11 +258,7 @@ void *lab_malloc_slow(size_t n)
  * free, and the first few reported under LABYRINTH_VERBOSE. */
 static lab_noinline lab_cold void foreign(const void *p, const char *what)
 {
-    lab_heap_t *h = lab_tls_heap;
-    if (h->state == LAB_HEAP_LIVE)
-        h->st.foreign_frees++;
-    else
-        lab_add_relaxed(&foreign_frees_global, 1);
+    COUNT(foreign_frees);
     if (lab_load_relaxed(&lab_report_foreign) > 0 && lab_sub_relaxed(&lab_report_foreign, 1) > 0)
         lab_message(what, p);
 }
@@ -695,8 +686,8 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
     lab_arena_stats(&out->heap, &out->heaps, &out->signal_heaps);
     out->idle_returns = lab_arena_idle_returns();
     out->kept_bytes = lab_arena_kept_bytes();
-    out->heap.foreign_frees += lab_load_relaxed(&foreign_frees_global);
-    out->heap.frees += lab_load_relaxed(&nursery_frees_heapless);
+    out->heap.foreign_frees += lab_load_relaxed(&heapless.foreign_frees);
+    out->heap.frees += lab_load_relaxed(&heapless.frees);
     out->heap.large += lab_load_relaxed(&heapless.large);
     out->heap.huge += lab_load_relaxed(&heapless.huge);
     out->heap.large_frees += lab_load_relaxed(&heapless.large_frees);
