@@ -42,11 +42,13 @@
  * MREMAP_FIXED over free pooled pages) abort with a message. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 
 #include "mmap.h"
 #include "mmap_pool.h"
@@ -125,6 +127,21 @@ static inline bool mm_enter(void)
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* set before the lock is taken: a handler sees it */
     lab_mmpool_lock_take();
     return true;
+}
+
+/* mm_enter for a new mapping: false too when the lock does not come soon (the caller asks the
+ * kernel instead: lab_mmpool_lock_take_bounded). */
+static inline bool mm_enter_bounded(void)
+{
+    if (mm_depth)
+        return false;
+    mm_depth = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (lab_mmpool_lock_take_bounded())
+        return true;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    mm_depth = 0;
+    return false;
 }
 
 static inline void mm_leave(void)
@@ -400,7 +417,7 @@ static long unmap_run(mm_op_t *op, uintptr_t a, uintptr_t end, bool *gave)
 
 static long map_pooled(size_t len)
 {
-    if (!mm_enter())
+    if (!mm_enter_bounded())
         return 0;
     mm_op_t op;
     op_init(&op);
@@ -1318,6 +1335,81 @@ LAB_EXPORT int madvise(void *addr, size_t len, int adv)
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(k_madvise((uintptr_t)addr, len, adv));
     return madvise_slow(addr, len, adv);
+}
+
+/* posix_madvise, as glibc's (POSIX_MADV_DONTNEED does nothing; the error is returned, errno
+ * untouched), whose madvise is a direct system call that would not see pooled holes. */
+LAB_EXPORT int posix_madvise(void *addr, size_t len, int adv)
+{
+    if (adv == 4) /* POSIX_MADV_DONTNEED: glibc ignores it (its MADV_DONTNEED would lose data) */
+        return 0;
+    long r = lab_load_relaxed(&mm_on) ? mm_advise((uintptr_t)addr, len, adv) : k_madvise((uintptr_t)addr, len, adv);
+    return MM_ERR(r) ? (int)-r : 0;
+}
+
+/* 1: pidfd names this process; 0: another; -1: cannot tell (no /proc). Raw calls only. */
+static int pidfd_is_self(int pidfd)
+{
+    char path[48] = "/proc/self/fdinfo/", buf[512];
+    size_t n = 18;
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)pidfd; k == 0 || v; v /= 10)
+        digits[k++] = (char)('0' + v % 10);
+    while (k)
+        path[n++] = digits[--k];
+    path[n] = 0;
+    long fd = sys6(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (MM_ERR(fd))
+        return -1;
+    long got = sys6(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (MM_ERR(got))
+        return -1;
+    buf[got] = 0;
+    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, "Pid:", 4))
+            continue;
+        long pid = 0;
+        char *c = l + 4;
+        while (*c == ' ' || *c == '\t')
+            c++;
+        if (*c < '0' || *c > '9')
+            return 0; /* "-1": the process is gone; not this one, which runs */
+        while (*c >= '0' && *c <= '9')
+            pid = pid * 10 + (*c++ - '0');
+        return pid == sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    }
+    return -1;
+}
+
+/* process_madvise: on the calling process itself the kernel takes any advice (MADV_GUARD_INSTALL,
+ * MADV_WIPEONFORK ...), which on free pooled pages reached their next owner (found by review).
+ * There each range goes through madvise's path (holes: ENOMEM), the bytes advised before an
+ * error returned as the kernel returns them; calls on other processes go to the kernel. */
+LAB_EXPORT ssize_t process_madvise(int pidfd, const struct iovec *iov, size_t vlen, int adv, unsigned int flags)
+{
+    if (!lab_load_relaxed(&mm_on) || flags || vlen > 1024 || pidfd_is_self(pidfd) != 1)
+    {
+        long r = sys6(SYS_process_madvise, pidfd, (long)iov, (long)vlen, adv, flags, 0);
+        if (MM_ERR(r)) {
+            errno = (int)-r;
+            return -1;
+        }
+        return r;
+    }
+    ssize_t done = 0;
+    for (size_t i = 0; i < vlen; i++) {
+        long r = mm_advise((uintptr_t)iov[i].iov_base, iov[i].iov_len, adv);
+        if (MM_ERR(r)) {
+            if (done)
+                return done;
+            errno = (int)-r;
+            return -1;
+        }
+        done += (ssize_t)iov[i].iov_len;
+    }
+    return done;
 }
 
 /* ------------------------------------------------------------------------------------------

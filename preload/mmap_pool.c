@@ -86,6 +86,8 @@ static bool mm_sweep_due;               /* fork child: BUSY pages of vanished th
 static __thread bool mm_self_busy, mm_self_waiting;
 /* This thread holds lab_mmpool_lock, or is taking it, or has just dropped it (never less). */
 static __thread bool mm_self_locks;
+/* lab_mmpool_lock_take_bounded's tries: half spinning, half yielding the CPU */
+#define MM_LOCK_TRIES 256
 
 static inline long mm_sys(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -133,6 +135,28 @@ void lab_mmpool_lock_take(void)
     mm_self_locks = true;
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* before: a handler never takes a lock this thread holds */
     lab_lock(&lab_mmpool_lock);
+}
+
+/* A new mapping's call, which the kernel can always serve instead: the lock if it comes within a
+ * bounded wait, else false. A thread stopped while it holds the lock (a collector that suspends
+ * threads with signals, then maps memory: Boehm, Mono) would keep a waiter waiting for good
+ * (found by review). No system call with the lock held, so a running holder lets go in far less
+ * than the wait: a miss means a holder off the CPU, and then the kernel is the faster way too. */
+bool lab_mmpool_lock_take_bounded(void)
+{
+    mm_self_locks = true;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* as lab_mmpool_lock_take */
+    for (int i = 0; i < MM_LOCK_TRIES; i++) {
+        if (lab_lock_try(&lab_mmpool_lock))
+            return true;
+        if (i < MM_LOCK_TRIES / 2)
+            __builtin_ia32_pause();
+        else
+            mm_sys(SYS_sched_yield, 0, 0, 0, 0, 0, 0); /* a holder on this CPU gets to run */
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    mm_self_locks = false;
+    return false;
 }
 
 void lab_mmpool_lock_drop(void)

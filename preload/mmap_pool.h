@@ -54,6 +54,8 @@ lab_internal extern lab_lock_t lab_mmpool_lock;
 /* Take or drop lab_mmpool_lock (always through these: a fork handler asks lab_mmpool_lock_mine).
  * lab_mmpool_lock_mine: this thread may hold it (it holds it, or is taking or dropping it). */
 lab_internal void lab_mmpool_lock_take(void);
+/* lab_mmpool_lock_take, but false instead of a long wait (its holder may be stopped). */
+lab_internal bool lab_mmpool_lock_take_bounded(void);
 lab_internal void lab_mmpool_lock_drop(void);
 lab_internal bool lab_mmpool_lock_mine(void);
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1290,6 +1293,146 @@ static void t_idle(void)
     CHECK(counted, "the pool's counters do not show the cache purged");
 }
 
+/* ------------------------------------------------------------------------------------------
+ * process_madvise on this process (any advice is accepted there) and posix_madvise: as madvise,
+ * the advice stays with the region and holes are holes (found by review: MADV_WIPEONFORK given
+ * this way reached the region's next pooled owner) */
+
+static void t_process_madvise(void)
+{
+    SAY("process_madvise: WIPEONFORK on this process stays with its region; holes give ENOMEM");
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    char *p = map_rw(16 * PG);
+    CHECK(p != NULL, "mmap");
+    if (pidfd < 0 || !p) {
+        SAY("process_madvise: no pidfd_open here: skipped");
+        return;
+    }
+    struct iovec iov = {p, 16 * PG};
+    ssize_t r = process_madvise(pidfd, &iov, 1, MADV_WIPEONFORK, 0);
+    if (r < 0 && (errno == ENOSYS || errno == EINVAL || errno == EPERM)) {
+        SAY("process_madvise: not allowed here (%s): skipped", strerror(errno));
+        close(pidfd);
+        munmap(p, 16 * PG);
+        return;
+    }
+    CHECK(r == (ssize_t)(16 * PG), "process_madvise(WIPEONFORK) returned %zd: %s", r, strerror(errno));
+    munmap(p, 16 * PG);
+    /* the hole it left: ENOMEM, as for any unmapped range */
+    CHECK(process_madvise(pidfd, &iov, 1, MADV_NORMAL, 0) == -1 && errno == ENOMEM,
+          "process_madvise over an unmapped range did not fail with ENOMEM");
+    CHECK(posix_madvise(p, 16 * PG, POSIX_MADV_WILLNEED) == ENOMEM,
+          "posix_madvise over an unmapped range did not return ENOMEM");
+    /* the next regions of that size: a fork child sees what they hold */
+    for (int i = 0; i < 8; i++) {
+        char *q = map_rw(16 * PG);
+        CHECK(q != NULL, "mmap");
+        if (!q)
+            break;
+        fill(q, 16 * PG, 21);
+        pid_t c = fork();
+        if (c == 0)
+            _exit(check_fill(q, 16 * PG, 21) == SIZE_MAX ? 0 : 1);
+        int st = 0;
+        waitpid(c, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a fork child saw a later region wiped (%s)",
+              q == p ? "the same range" : "another range");
+        munmap(q, 16 * PG);
+    }
+    close(pidfd);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * suspend: a collector stops a thread with a signal wherever it is (Boehm GC, Mono), then maps
+ * memory itself: the kernel never makes it wait for the stopped thread, so neither may the pool
+ * (found by review: the mutator stopped holding the pool's lock, the collector's mmap waited) */
+
+#define SUSPEND_ROUNDS 20000
+static sem_t sus_ack;
+static volatile sig_atomic_t sus_resume;
+static atomic_int sus_stop;
+
+static void sus_stop_handler(int sig)
+{
+    (void)sig;
+    int e = errno;
+    sem_post(&sus_ack);
+    sigset_t m;
+    sigfillset(&m);
+    sigdelset(&m, SIGUSR2);
+    while (!sus_resume)
+        sigsuspend(&m);
+    sus_resume = 0;
+    sem_post(&sus_ack);
+    errno = e;
+}
+
+static void sus_resume_handler(int sig)
+{
+    (void)sig;
+    sus_resume = 1;
+}
+
+static void sus_deadlock(int sig)
+{
+    (void)sig;
+    static const char m[] = "FAIL: suspend: the collector's mmap waited 20 s for a stopped thread\n";
+    if (write(2, m, sizeof m - 1) < 0)
+        _exit(3);
+    _exit(3);
+}
+
+static void *sus_mutator(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sus_stop)) {
+        char *x = map_rw(4 * PG);
+        if (x) {
+            x[0] = 1;
+            munmap(x + PG, PG); /* a hole: more bookkeeping under the lock */
+            munmap(x, 4 * PG);
+        }
+    }
+    return NULL;
+}
+
+static void t_suspend(void)
+{
+    SAY("suspend: a thread stopped by a signal %d times, the stopper maps memory meanwhile", SUSPEND_ROUNDS);
+    sem_init(&sus_ack, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sus_stop_handler;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = sus_resume_handler;
+    sigaction(SIGUSR2, &sa, NULL);
+    sa.sa_handler = sus_deadlock;
+    sigaction(SIGALRM, &sa, NULL);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, sus_mutator, NULL) == 0, "pthread_create");
+    for (int i = 0; i < SUSPEND_ROUNDS; i++) {
+        pthread_kill(t, SIGUSR1);
+        while (sem_wait(&sus_ack) != 0)
+            ;
+        alarm(20);
+        char *c = map_rw(8 * PG);
+        CHECK(c != NULL, "the collector's mmap failed: %s", strerror(errno));
+        if (c) {
+            c[0] = 1;
+            munmap(c, 8 * PG);
+        }
+        alarm(0);
+        pthread_kill(t, SIGUSR2);
+        while (sem_wait(&sus_ack) != 0)
+            ;
+    }
+    atomic_store(&sus_stop, 1);
+    pthread_join(t, NULL);
+    signal(SIGALRM, SIG_DFL);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1297,7 +1440,8 @@ static const struct {
     {"zero", t_zero_reuse},     {"unmap", t_unmap_faults}, {"mremap", t_mremap},   {"mprotect", t_mprotect},
     {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
     {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"race", t_race},
-    {"signals", t_signals},     {"edges", t_edges},        {"idle", t_idle},
+    {"signals", t_signals},     {"edges", t_edges},        {"idle", t_idle},       {"suspend", t_suspend},
+    {"process_madvise", t_process_madvise},
 };
 
 int main(int argc, char **argv)
