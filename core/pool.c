@@ -1,6 +1,7 @@
-/* pool.c — the labyrinth page pool (layer 2): metadata memory, the page map, chunks, the
- * coalescing run store, the lock-free shared lists, rooms, watermarks, the reserve, purging,
- * huge mappings, and the public labyrinth_* API. Calls core/os and lock.h only.
+/* pool.c — the labyrinth page pool (layer 2): chunks, the coalescing run store, the lock-free
+ * shared lists, rooms, watermarks, the reserve, purging, huge mappings, and the public
+ * labyrinth_* API. Metadata memory and the page map are pool_map.c's. Calls core/os, lock.h and
+ * the pool's other files (pool_impl.h) only.
  *
  * Allocation of a 2^order run tries, in order (the policy in five lines, as in the kernel):
  *   room_pop            the thread's own list: no atomics, no shared cache line
@@ -12,312 +13,12 @@
  * a system call or waits on a lock. Frees go to the room, spill to the shared list, and drain
  * to the store (coalescing) only when the zone lock is free. */
 #define _GNU_SOURCE
-#include "pool.h"
+#include "pool_impl.h"
 
 #include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#ifndef MADV_WIPEONFORK
-#define MADV_WIPEONFORK 18
-#endif
-#ifndef MADV_HUGEPAGE
-#define MADV_HUGEPAGE 14
-#define MADV_NOHUGEPAGE 15
-#endif
-
-#define POOL_MAGIC 0x4c61627972696e74ull /* "Labyrint" */
-#define LAB_ROOM_POOLS 8                  /* pools with rooms; pools beyond go straight to lists */
-#define ZONE_NORMAL 0
-#define ZONE_EXCL 1
-
-/* ------------------------------------------------------------------------------------------
- * metadata memory: bump allocation from 4 MiB mappings; freed blocks are kept per size.
- * Chunk headers, page-map tables, pools and room sets come from here; it is never unmapped,
- * so a stale descriptor read by a lock-free pop is always readable memory. */
-
-static lab_lock_t meta_lock = LAB_LOCK_INIT;
-static uintptr_t meta_cur, meta_end;
-static struct { size_t size; void *head; } meta_free_lists[8];
-
-/* atomic: for a LAB_GFP_ATOMIC caller, which never waits for the lock nor maps (NULL then). */
-static void *meta_alloc(size_t size, bool atomic)
-{
-    /* large blocks (chunk headers, page-map tables) get whole 64 KiB-aligned slots, so that a
-     * descriptor finds its chunk header by masking */
-    size_t align = size >= (16u << 10) ? LAB_META_SLOT : 64;
-    size = lab_align_up(size, align);
-    void *p = NULL;
-    if (!atomic)
-        lab_lock(&meta_lock);
-    else if (!lab_lock_try(&meta_lock))
-        return NULL;
-    for (unsigned i = 0; i < 8; i++) {
-        if (meta_free_lists[i].size == size && meta_free_lists[i].head) {
-            p = meta_free_lists[i].head;
-            meta_free_lists[i].head = *(void **)p;
-            break;
-        }
-    }
-    if (!p) {
-        uintptr_t a = lab_align_up(meta_cur, align);
-        if (!meta_cur || a + size > meta_end) {
-            if (atomic) {
-                lab_unlock(&meta_lock);
-                return NULL;
-            }
-            size_t region = lab_max((size_t)4 << 20, lab_align_up(size, LAB_META_SLOT));
-            int err;
-            void *m = lab_os_map_aligned(region, LAB_META_SLOT, &err);
-            if (!m) {
-                lab_unlock(&meta_lock);
-                return NULL;
-            }
-            meta_cur = (uintptr_t)m;
-            meta_end = meta_cur + region;
-            a = lab_align_up(meta_cur, align);
-        }
-        meta_cur = a + size;
-        p = (void *)a;
-        lab_unlock(&meta_lock);
-        return p; /* fresh anonymous memory is zero */
-    }
-    lab_unlock(&meta_lock);
-    /* a whole slot's pages past the first were purged when it was freed: they read zero, and
-     * zeroing them again would fault in 60 KiB that a chunk header mostly never uses */
-    memset(p, 0, size >= LAB_META_SLOT ? LAB_PAGE_SIZE : size);
-    return p;
-}
-
-void *lab_meta_alloc(size_t size) { return meta_alloc(size, false); }
-
-void lab_meta_free(void *p, size_t size)
-{
-    size = lab_align_up(size, size >= (16u << 10) ? LAB_META_SLOT : 64);
-    /* a chunk header outlives its chunk (stale readers): its pages may go back to the OS, as
-     * long as they stay mapped (they then read zero); the first keeps the free-list link */
-    if (size >= LAB_META_SLOT && lab_os_purge((char *)p + LAB_PAGE_SIZE, size - LAB_PAGE_SIZE) != 0)
-        memset((char *)p + LAB_PAGE_SIZE, 0, size - LAB_PAGE_SIZE); /* meta_alloc relies on zero */
-    lab_lock(&meta_lock);
-    for (unsigned i = 0; i < 8; i++) {
-        if (meta_free_lists[i].size == size || meta_free_lists[i].size == 0) {
-            meta_free_lists[i].size = size;
-            *(void **)p = meta_free_lists[i].head;
-            meta_free_lists[i].head = p;
-            break;
-        }
-    }
-    lab_unlock(&meta_lock);
-}
-
-/* ------------------------------------------------------------------------------------------
- * the page map */
-
-/* All zero, in .bss, never written: its head[] entries (0) lead to its own first 64 bytes, which
- * read as a descriptor of no state and no owner, as a chunk's sentinel does. Filled with
- * LAB_HEAD_NONE it was 33 KiB of initialised data, mapped from the file into every process. */
-lab_chunk_t lab_chunk_foreign lab_aligned(64) lab_big_bss;
-lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS] lab_big_bss;
-
-/* Point the slots of [base, base+len) at c (NULL: give them back, foreign again). */
-static int pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
-{
-    for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
-        lab_chunk_t ***slot = &lab_pagemap_l1[a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)];
-        /* read by a compare-and-swap that stores what it finds (NULL for NULL): a write access,
-         * so that the first one on a page of the table never read faults once (a plain load of
-         * it maps the zero page, and the store that follows faults again to copy it) */
-        lab_chunk_t **l2 = NULL;
-        __atomic_compare_exchange_n(slot, &l2, NULL, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE);
-        if (!l2) {
-            if (!c)
-                continue;
-            /* zeroed (every slot foreign), and left so: only the slots set later are touched */
-            lab_chunk_t **fresh = lab_meta_alloc(sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
-            if (!fresh)
-                return -ENOMEM;
-            lab_chunk_t **expect = NULL;
-            /* release: the zeroed table is visible before its pointer (lookups acquire) */
-            if (__atomic_compare_exchange_n(slot, &expect, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-                l2 = fresh;
-            else {
-                lab_meta_free(fresh, sizeof(lab_chunk_t *) << LAB_PM_L2_BITS);
-                l2 = expect;
-            }
-        }
-        /* release: the chunk header is initialised before lookups can find it */
-        __atomic_store_n(&l2[(a >> LAB_CHUNK_SHIFT) & ((1u << LAB_PM_L2_BITS) - 1)], c, __ATOMIC_RELEASE);
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------
- * the fast map's region: 2 MiB slots of reserved address space, committed as chunks */
-
-lab_fmap_t lab_fmap;
-static size_t fmap_want = (size_t)64 << 30;     /* bytes to reserve (0: no region) */
-static int fmap_state;                           /* 0 not tried, 1 being set up, 2 done */
-#define FMAP_MAX_SLOTS (((size_t)1 << 40) >> LAB_CHUNK_SHIFT)
-/* A bit per slot: committed (slot 0 always). The first word (the first 64 slots, which most
- * processes never pass) lies apart from the others, with the small variables: the page of the
- * big array it began was written by every process, a page fault of its own. */
-static uint64_t fmap_used0;
-static uint64_t fmap_used_rest[FMAP_MAX_SLOTS / 64 - 1] lab_big_bss;
-static size_t fmap_slots, fmap_hint;
-static inline uint64_t *fmap_used_word(size_t slot) { return slot < 64 ? &fmap_used0 : &fmap_used_rest[slot / 64 - 1]; }
-
-void lab_pool_set_reserve(size_t bytes)
-{
-    fmap_want = lab_min(lab_align_down(bytes, LAB_CHUNK_SIZE), (size_t)1 << 40);
-}
-
-/* Reserve the region, halving the size until the kernel grants it (a limit on address space,
- * or valgrind); 1 GiB at the least, else none. Once; a racing caller maps outside meanwhile. */
-static void fmap_init(void)
-{
-    int zero = 0;
-    if (!__atomic_compare_exchange_n(&fmap_state, &zero, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return;
-    /* under `ulimit -v` the reservation would count against the limit: none (DESIGN.md) */
-    for (size_t len = lab_os_address_limited() ? 0 : fmap_want; len >= ((size_t)1 << 30); len /= 2) {
-        void *r = lab_os_reserve(len, LAB_CHUNK_SIZE, PROT_NONE);
-        if (!r)
-            continue;
-        /* the map: 8 bytes a page, readable (zero) everywhere, written per chunk */
-        void *pm = lab_os_reserve(len >> (LAB_PAGE_SHIFT - 3), LAB_PAGE_SIZE, PROT_READ);
-        if (!pm) {
-            lab_os_unreserve(r, len);
-            continue;
-        }
-        fmap_slots = len >> LAB_CHUNK_SHIFT;
-        fmap_used0 = 1; /* slot 0 holds the zero descriptor's pages: never used */
-        fmap_hint = 1;
-        lab_fmap.base = (uintptr_t)r;
-        lab_fmap.pm = (int64_t *)pm;
-        /* release: lookups that see the size see base and pm */
-        __atomic_store_n(&lab_fmap.size, len, __ATOMIC_RELEASE);
-        break;
-    }
-    __atomic_store_n(&fmap_state, 2, __ATOMIC_RELEASE);
-}
-
-/* A chunk's worth of committed memory in the region (*pm: its map slice), or NULL (*err) when
- * the region is full or absent (the caller maps outside) or the commit failed. */
-static void *fmap_chunk_map(int64_t **pm, int *err)
-{
-    *pm = NULL;
-    *err = 0;
-    bool just_set_up = false;
-    if (lab_unlikely(__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)) {
-        fmap_init();
-        if (__atomic_load_n(&fmap_state, __ATOMIC_ACQUIRE) != 2)
-            return NULL;
-        just_set_up = true; /* the limit was read as the region was reserved, just now */
-    }
-    size_t n = fmap_slots;
-    /* a limit set since the region was reserved: it counts the whole region already, so new
-     * chunks go outside, where the kernel holds them to the limit */
-    if (!n || (!just_set_up && lab_os_address_limited()))
-        return NULL;
-    size_t start = lab_load_relaxed(&fmap_hint);
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (start + k) % n;
-        uint64_t *w = fmap_used_word(i), bit = 1ull << (i % 64);
-        uint64_t old = lab_load_relaxed(w);
-        if (old & bit) {
-            if (old == ~0ull)
-                k += 63 - i % 64; /* skip the rest of a full word */
-            continue;
-        }
-        if (!__atomic_compare_exchange_n(w, &old, old | bit, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-            k--; /* the word changed: look at this slot again */
-            continue;
-        }
-        lab_store_relaxed(&fmap_hint, i + 1);
-        void *m = (void *)(lab_fmap.base + (i << LAB_CHUNK_SHIFT));
-        int64_t *slice = lab_fmap.pm + (i << (LAB_CHUNK_SHIFT - LAB_PAGE_SHIFT));
-        int r = lab_os_commit(m, LAB_CHUNK_SIZE);
-        if (r == 0 && lab_os_mprotect(slice, LAB_CHUNK_PAGES * sizeof *slice, PROT_READ | PROT_WRITE) != 0) {
-            lab_os_decommit(m, LAB_CHUNK_SIZE);
-            r = -ENOMEM;
-        }
-        if (r != 0) {
-            __atomic_fetch_and(w, ~bit, __ATOMIC_RELEASE);
-            *err = r;
-            return NULL;
-        }
-        *pm = slice;
-        return m;
-    }
-    return NULL;
-}
-
-/* Map a chunk: in the region if it has room, else anywhere. */
-static void *chunk_map(int64_t **pm, int *err)
-{
-    void *m = fmap_chunk_map(pm, err);
-    if (m || *err)
-        return m;
-    return lab_os_map_aligned(LAB_CHUNK_SIZE, LAB_CHUNK_SIZE, err);
-}
-
-/* Unmap a chunk mapped by chunk_map, and zero its map slice: every page of it is free, or its
- * pool is being destroyed. */
-static void chunk_unmap(void *m, int64_t *pm)
-{
-    if (!pm) {
-        lab_os_munmap(m, LAB_CHUNK_SIZE);
-        return;
-    }
-    size_t i = ((uintptr_t)m - lab_fmap.base) >> LAB_CHUNK_SHIFT;
-    /* the slot's next chunk must read zero (fresh chunks count as clean): if the kernel will
-     * not take the pages back as reserved, empty them at least */
-    if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0) {
-        /* the mapping stays: an EXCLUSIVE chunk's advice must not follow the slot to the next */
-        lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_KEEPONFORK);
-        if (lab_os_purge(m, LAB_CHUNK_SIZE) != 0)
-            memset(m, 0, LAB_CHUNK_SIZE); /* a locked range keeps its pages: they read zero now */
-    }
-    /* the slice's page goes back too, and reads zero from here on: the slot's next chunk finds
-     * every page NONE (a stale entry would lead a stray free to another chunk's descriptor) */
-    if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
-        memset(pm, 0, LAB_CHUNK_PAGES * sizeof *pm);
-    /* release: the decommit is done before the slot can be taken again */
-    __atomic_fetch_and(fmap_used_word(i), ~(1ull << (i % 64)), __ATOMIC_RELEASE);
-}
-
-/* The fast map's entries of pages [idx, idx+n) of c, for the head value v (LAB_HEAD_NONE or the
- * offset of their run's descriptor): every write of head[] comes with this one. */
-static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
-{
-    if (!c->pm)
-        return;
-    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)(uintptr_t)((char *)c + v);
-    for (unsigned i = 0; i < n; i++)
-        c->pm[idx + i] = e;
-}
-
-void lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
-{
-    lab_chunk_t *c = lab_desc_chunk(d);
-    /* outside the region, or (never on x86-64's 47-bit user space) a descriptor above 2^48 */
-    if (!c->pm || (uintptr_t)d >= LAB_FMAP_DESC_LIM)
-        return;
-    unsigned idx = (unsigned)(d - c->page), n = 1u << order;
-    for (unsigned i = 0; i < n; i++)
-        lab_store_relaxed(&c->pm[idx + i], (int64_t)((uintptr_t)d | tag));
-}
-
-/* Write the head of pages [idx, idx+n) of c, and their fast-map entries. */
-static inline void chunk_heads_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
-{
-    for (unsigned i = 0; i < n; i++)
-        c->head[idx + i] = v;
-    chunk_map_write(c, idx, n, v);
-}
-
 
 /* ------------------------------------------------------------------------------------------
  * pool state */
@@ -1003,8 +704,8 @@ static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned
                 z->chunks = c->next;
             if (c->next)
                 c->next->prev = c->prev;
-            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            chunk_unmap((void *)c->base, c->pm);
+            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_chunk_unmap((void *)c->base, c->pm);
             lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
             lab_add_relaxed(&pool->unmapped_chunks, 1);
             lab_meta_free(c, sizeof(lab_chunk_t));
@@ -1084,11 +785,11 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     }
     int err;
     int64_t *pm;
-    void *m = chunk_map(&pm, &err);
+    void *m = lab_chunk_map(&pm, &err);
     if (!m && err == -ENOMEM && *may_release) {
         *may_release = false;
         if (pool_release_cached(pool, z))
-            m = chunk_map(&pm, &err);
+            m = lab_chunk_map(&pm, &err);
     }
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));
@@ -1098,7 +799,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     /* EXCLUSIVE pages never reach a fork child: a kernel that refuses the advice (before 4.14,
      * or a sandbox) gets no such chunk rather than one a child would see */
     if (zone == ZONE_EXCL && lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_WIPEONFORK) != 0) {
-        chunk_unmap(m, pm);
+        lab_chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
         lab_sub_relaxed(&pool->mapped_pages, usable);
         return -ENOMEM;
@@ -1125,9 +826,9 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     memset(c->dirty, 0, sizeof c->dirty);
     for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
         c->head[i] = LAB_HEAD_NONE;
-    if (pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
-        pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-        chunk_unmap(m, pm);
+    if (lab_pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
+        lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+        lab_chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
         lab_sub_relaxed(&pool->mapped_pages, usable);
         return -ENOMEM;
@@ -1186,6 +887,25 @@ static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
 
 /* ------------------------------------------------------------------------------------------
  * handing runs out and taking them back */
+
+/* The fast map's entries of pages [idx, idx+n) of c, for the head value v (LAB_HEAD_NONE or the
+ * offset of their run's descriptor): every write of head[] comes with this one. */
+static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
+{
+    if (!c->pm)
+        return;
+    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)(uintptr_t)((char *)c + v);
+    for (unsigned i = 0; i < n; i++)
+        c->pm[idx + i] = e;
+}
+
+/* Write the head of pages [idx, idx+n) of c, and their fast-map entries. */
+static inline void chunk_heads_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
+{
+    for (unsigned i = 0; i < n; i++)
+        c->head[idx + i] = v;
+    chunk_map_write(c, idx, n, v);
+}
 
 static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
 {
@@ -2245,7 +1965,7 @@ static inline void huge_slack_drop(lab_pool_t *pool, lab_chunk_t *c, size_t keep
 
 static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
 {
-    pagemap_set(c->base, c->size, NULL);
+    lab_pagemap_set(c->base, c->size, NULL);
     lab_os_munmap((void *)c->base, c->size);
     lab_sub_relaxed(&pool->mapped_pages, c->size >> LAB_PAGE_SHIFT);
     lab_sub_relaxed(&pool->huge_pages, c->size >> LAB_PAGE_SHIFT);
@@ -2285,8 +2005,8 @@ static bool huge_split(lab_pool_t *pool, lab_chunk_t *c, size_t head)
     t->page[0].h.npages = (uint32_t)(t->size >> LAB_PAGE_SHIFT);
     lab_store_relaxed(&t->page[0].h.state, LAB_PAGE_CACHED);
     /* the chunks' slots lead to t from here on (they led to c: only this thread holds either) */
-    if (pagemap_set(t->base, t->size, t) != 0) {
-        pagemap_set(t->base, t->size, c);
+    if (lab_pagemap_set(t->base, t->size, t) != 0) {
+        lab_pagemap_set(t->base, t->size, c);
         lab_meta_free(t, sizeof(lab_chunk_t));
         return false;
     }
@@ -2322,7 +2042,7 @@ static void huge_join(lab_pool_t *pool, lab_chunk_t *c, size_t size, lab_chunk_t
             return;
         *pp = t->next;
         lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - t->size);
-        pagemap_set(t->base, t->size, c); /* slots that exist already: cannot fail */
+        lab_pagemap_set(t->base, t->size, c); /* slots that exist already: cannot fail */
         lab_store_relaxed(&c->size, c->size + t->size);
         lab_sub_relaxed(&pool->huge_mappings, 1);
         t->next = *freed;
@@ -2429,8 +2149,8 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         c->head[0] = LAB_HEAD_OF(0);
         for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
             c->head[i] = LAB_HEAD_NONE;
-        if (pagemap_set(c->base, size, c) != 0) {
-            pagemap_set(c->base, size, NULL); /* the slots set before the failure, too */
+        if (lab_pagemap_set(c->base, size, c) != 0) {
+            lab_pagemap_set(c->base, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(m, size);
             lab_meta_free(c, sizeof(lab_chunk_t));
             lab_sub_relaxed(&pool->mapped_pages, np);
@@ -2584,14 +2304,14 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
     uintptr_t end = lab_align_up(old_base + old, LAB_CHUNK_SIZE);
     if (size < old) {
         if (end > keep)
-            pagemap_set(keep, end - keep, NULL);
+            lab_pagemap_set(keep, end - keep, NULL);
         lab_store_relaxed(&c->size, size);
     }
     long r = lab_os_mremap((void *)old_base, old, size, 0, NULL);
     if (r < 0 && r >= -4095) {
         if (size < old) {
             lab_store_relaxed(&c->size, old);
-            pagemap_set(old_base, old, c);
+            lab_pagemap_set(old_base, old, c);
             return NULL;
         }
         /* cannot grow in place: reserve an aligned range, then move the pages onto it (no copy) */
@@ -2599,28 +2319,28 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
         void *dst = lab_os_map_aligned(size, LAB_CHUNK_SIZE, &err);
         if (!dst)
             goto not_grown;
-        if (pagemap_set((uintptr_t)dst, size, c) != 0) {
-            pagemap_set((uintptr_t)dst, size, NULL); /* the slots set before the failure, too */
+        if (lab_pagemap_set((uintptr_t)dst, size, c) != 0) {
+            lab_pagemap_set((uintptr_t)dst, size, NULL); /* the slots set before the failure, too */
             lab_os_munmap(dst, size);
             goto not_grown;
         }
-        pagemap_set(old_base, old, NULL);
+        lab_pagemap_set(old_base, old, NULL);
         r = lab_os_mremap((void *)old_base, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
         if (r < 0 && r >= -4095) {
-            pagemap_set((uintptr_t)dst, size, NULL);
-            pagemap_set(old_base, old, c);
+            lab_pagemap_set((uintptr_t)dst, size, NULL);
+            lab_pagemap_set(old_base, old, c);
             lab_os_munmap(dst, size);
             goto not_grown;
         }
         c->base = (uintptr_t)dst;
     }
-    if (pagemap_set(c->base, size, c) != 0) {
+    if (lab_pagemap_set(c->base, size, c) != 0) {
         /* grown in place but the page map could not grow with it: give the growth back, and
          * the slots of the growth set before the failure (past the old size's last unit) */
         uintptr_t old_end = lab_align_up(c->base + old, LAB_CHUNK_SIZE);
         uintptr_t new_end = lab_align_up(c->base + size, LAB_CHUNK_SIZE);
         if (new_end > old_end)
-            pagemap_set(old_end, new_end - old_end, NULL);
+            lab_pagemap_set(old_end, new_end - old_end, NULL);
         lab_os_mremap((void *)c->base, size, old, 0, NULL);
         goto not_grown;
     }
@@ -2970,8 +2690,8 @@ static lab_noinline lab_rooms_t *rooms_create(bool atomic)
         memset(rs->slot, 0, sizeof rs->slot);
         rs->busy = 0;
         tls_rooms = rs;
-    } else if (!rs && (rs = meta_alloc(sizeof *rs, atomic))) {
-        /* meta_lock inside rooms_lock: the order the fork handler takes them in */
+    } else if (!rs && (rs = lab_meta_alloc_atomic(sizeof *rs, atomic))) {
+        /* lab_meta_lock inside rooms_lock: the order the fork handler takes them in */
         rs->next_all = rooms_all;
         rooms_all = rs;
         tls_rooms = rs;
@@ -3285,8 +3005,8 @@ static void pool_teardown(lab_pool_t *pool)
         lab_chunk_t *c = z->chunks;
         while (c) {
             lab_chunk_t *next = c->next;
-            pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
+            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
             lab_meta_free(c, sizeof(lab_chunk_t));
             c = next;
         }
@@ -3425,12 +3145,12 @@ void lab_pool_fork_prepare(void)
         lab_lock(&p->huge_lock);
     }
     lab_lock(&rooms_lock);
-    lab_lock(&meta_lock);
+    lab_lock(&lab_meta_lock);
 }
 
 void lab_pool_fork_parent(void)
 {
-    lab_unlock(&meta_lock);
+    lab_unlock(&lab_meta_lock);
     lab_unlock(&rooms_lock);
     for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
         lab_unlock(&p->huge_lock);
@@ -3450,7 +3170,7 @@ bool lab_pool_room_busy(void)
 void lab_pool_fork_child(void)
 {
     lab_locks_held = 0; /* the locks prepare took are reset below, not unlocked */
-    lab_lock_reset(&meta_lock);
+    lab_lock_reset(&lab_meta_lock);
     lab_lock_reset(&rooms_lock);
     for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
         lab_lock_reset(&p->huge_lock);
