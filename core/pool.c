@@ -1,7 +1,7 @@
 /* pool.c — the labyrinth page pool (layer 2): chunks, the coalescing run store, the lock-free
- * shared lists, rooms, watermarks, the reserve, purging, huge mappings, and the public
- * labyrinth_* API. Metadata memory and the page map are pool_map.c's. Calls core/os, lock.h and
- * the pool's other files (pool_impl.h) only.
+ * shared lists, rooms, watermarks, the reserve, purging, and the public labyrinth_* API.
+ * Metadata memory and the page map are pool_map.c's, huge mappings pool_huge.c's. Calls
+ * core/os, lock.h and the pool's other files (pool_impl.h) only.
  *
  * Allocation of a 2^order run tries, in order (the policy in five lines, as in the kernel):
  *   room_pop            the thread's own list: no atomics, no shared cache line
@@ -22,81 +22,6 @@
 
 /* ------------------------------------------------------------------------------------------
  * pool state */
-
-typedef struct lab_stack {
-    lab_page_t *top;
-    uintptr_t tag; /* bumped by every pop and push: a stale top never matches (ABA) */
-} lab_aligned(16) lab_stack_t;
-
-typedef struct lab_zone {
-    struct {
-        lab_stack_t s;
-        size_t pages;       /* pages on the list (relaxed; a hint for draining) */
-    } lab_aligned(64) shared[LAB_NR_ORDERS];
-    lab_lock_t lock;
-    size_t store_pages;
-    size_t store_dirty;                     /* of store_pages, those the dirty map marks */
-    unsigned trim_bin;                      /* where store_trim_dirty goes on (0: the start) */
-    lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
-    uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
-    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
-                                               ZBIN gives (reach them through it) */
-} lab_zone_t;
-
-/* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
- * first, then those of runs up to ZBIN_SHORT pages, then the rest: the first two share the pool's
- * first page with its set-up fields. A process's first allocation leaves the rest of its first
- * chunk (some 450 pages) in the store, and the first span it empties comes back as a run of 8 pages
- * (`head -n1` does both); with the lists longest first, the short one sat on the struct's second
- * page, and with the shortest first the long one did: a page fault in every process (read, then
- * written: two). Runs of 129-255 pages (0.5-1 MiB) are rarer at a program's start. */
-#define ZBIN_SHORT 128u
-static inline unsigned zbin_index(unsigned n)
-{
-    return n >= LAB_CHUNK_PAGES / 2 ? LAB_CHUNK_PAGES - n
-           : n <= ZBIN_SHORT        ? LAB_CHUNK_PAGES / 2 + n
-                                    : LAB_CHUNK_PAGES / 2 + ZBIN_SHORT + (n - ZBIN_SHORT);
-}
-#define ZBIN(z, n) ((z)->bin[zbin_index(n)])
-
-struct lab_pool {
-    uint64_t gen;         /* rooms of an older generation of this slot are stale */
-    unsigned id;
-    bool is_default;
-    size_t reserve, low, high, max;
-    unsigned delay_ms;
-    /* here, not last: set up with the rest of this line, so that a process's first allocation
-       does not touch the struct's third page (the zones' bins fill the second) */
-    lab_pool_t *next_pool;
-    lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
-    size_t mapped_pages;
-    uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; a freed run is
-                                        stamped with the clock (a vDSO read) when the purge can
-                                        first see it: on a shared list or in the store */
-    uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
-    uint64_t room_hits_dead;          /* room hits of threads that have exited */
-    size_t purged_pages, unmapped_chunks;
-    bool thp;                         /* LAB_POOL_HUGE, from thp_after mapped pages */
-    size_t thp_after, thp_chunks, thp_demoted;
-    size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
-    size_t peak_used;
-    unsigned run_peak;                /* the longest run lab_pool_alloc_run was asked for (zone lock) */
-    /* before the zones, in the hole their alignment leaves: huge_cache_yield reads the cache's
-       size whenever the pool hands out fresh pages, and after them it sat on the struct's
-       third page (a page fault in every process, for a zero) */
-    lab_lock_t huge_lock;
-    lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
-    size_t huge_cache_bytes;          /* written under huge_lock (relaxed: huge_cache_yield peeks) */
-    size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
-    size_t huge_pages;                /* ... their pages (relaxed; mallinfo) */
-    size_t huge_slack;                /* the live huge blocks' slack, summed (relaxed) */
-    lab_zone_t zone[2];
-};
-/* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
- * of runs of half a chunk or more, and of runs up to ZBIN_SHORT pages, are on its first page. */
-_Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES / 2 + ZBIN_SHORT]) +
-                       sizeof(lab_page_t *) <= 4096,
-               "the lists of long and of short store runs on the pool's first page");
 
 static lab_pool_reclaim_fn pool_reclaim; /* the arena's (lab_pool_set_reclaim) */
 
@@ -385,7 +310,7 @@ int lab_pool_zero_ask = 1; /* LABYRINTH_PAGEMAP */
  * may hold data); of ZERO_ASK_PAGES or more and if `ask` (the caller may make system calls),
  * only those the kernel says were touched (lab_os_pages_held), unless the last answers were
  * that nearly all were. */
-static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
+void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
 {
     ask = ask && npages >= ZERO_ASK_PAGES && lab_load_relaxed(&lab_pool_zero_ask);
     if (ask) {
@@ -433,14 +358,14 @@ static void zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di,
     }
 }
 
-/* What LAB_GFP_ZERO needs of the run d of npages, about to be handed out (zero_pages): nothing
+/* What LAB_GFP_ZERO needs of the run d of npages, about to be handed out (lab_pool_zero_pages): nothing
  * if clean, the pages its chunk's dirty map marks if carved partly clean, else all of it. */
 static void run_zero(lab_page_t *d, size_t npages, lab_gfp_t gfp)
 {
     if (d->h.clean == 1)
         return;
     lab_chunk_t *c = lab_desc_chunk(d);
-    zero_pages(lab_desc_addr(d), npages, d->h.clean == LAB_CLEAN_SOME ? c : NULL, (unsigned)(d - c->page),
+    lab_pool_zero_pages(lab_desc_addr(d), npages, d->h.clean == LAB_CLEAN_SOME ? c : NULL, (unsigned)(d - c->page),
                !(gfp & LAB_GFP_ATOMIC));
 }
 
@@ -493,7 +418,6 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
 
 /* Before a run or a huge mapping faults fresh pages in (below, with the purge) */
 static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n);
-static void store_trim_huge(lab_pool_t *pool, size_t pages);
 
 /* Free [idx, idx+n) into the store, merging with free neighbours; `clean` is the run's flag (0:
  * its pages are marked in the dirty map). */
@@ -716,14 +640,13 @@ static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned
     return n;
 }
 
-static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c);
 static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z);
 
 /* The OS refused a mapping: give back every mapping the pool only caches (wholly free chunks of
  * both zones, the huge cache) so that a retry can succeed under RLIMIT_AS or strict overcommit.
  * `held` is a zone whose lock the caller holds; the other is only try-locked (lock order).
  * Returns true if anything was released. */
-static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
+bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
 {
     unsigned n = 0;
     for (unsigned zi = 0; zi < 2; zi++) {
@@ -742,7 +665,7 @@ static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
     lab_unlock(&pool->huge_lock);
     while (list) {
         lab_chunk_t *next = list->next;
-        huge_unmap(pool, list);
+        lab_huge_unmap(pool, list);
         list = next;
         n++;
     }
@@ -754,7 +677,7 @@ static bool pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
  * counted, 0 if not even `least` fit. Counted after the mapping instead, two zones (each under
  * its own lock) and huge blocks (under none) mapping at once each read room for themselves and
  * passed the cap together (found by review). */
-static size_t pool_count_mapped(lab_pool_t *pool, size_t n, size_t least)
+size_t lab_pool_count_mapped(lab_pool_t *pool, size_t n, size_t least)
 {
     size_t m = lab_load_relaxed(&pool->mapped_pages), k;
     do {
@@ -775,7 +698,7 @@ static size_t pool_count_mapped(lab_pool_t *pool, size_t n, size_t least)
  * made with a reserve larger than RLIMIT_AS left room for spun in labyrinth_pool_init). */
 static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *may_release)
 {
-    size_t usable = pool_count_mapped(pool, LAB_CHUNK_PAGES, 1);
+    size_t usable = lab_pool_count_mapped(pool, LAB_CHUNK_PAGES, 1);
     if (!usable)
         return -ENOMEM;
     lab_chunk_t *c = lab_meta_alloc(sizeof(lab_chunk_t));
@@ -788,7 +711,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     void *m = lab_chunk_map(&pm, &err);
     if (!m && err == -ENOMEM && *may_release) {
         *may_release = false;
-        if (pool_release_cached(pool, z))
+        if (lab_pool_release_cached(pool, z))
             m = lab_chunk_map(&pm, &err);
     }
     if (!m) {
@@ -1281,13 +1204,12 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
     return fit;
 }
 
-static lab_noinline lab_cold void pool_fail(lab_pool_t *pool)
+lab_noinline lab_cold void lab_pool_fail(lab_pool_t *pool)
 {
     lab_add_relaxed(&pool->failures, 1);
     errno = ENOMEM;
 }
 
-static void pool_tick(lab_pool_t *pool, bool from_free);
 static void pool_note_peak(lab_pool_t *pool);
 
 /* Everything after the room: shared lists, split, store, refill. */
@@ -1318,7 +1240,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             if (d) {
                 lab_add_relaxed(&pool->hits_shared, 1);
                 if (!atomic)
-                    pool_tick(pool, false);
+                    lab_pool_tick(pool, false);
                 else
                     pool_note_peak(pool);
                 return d;
@@ -1328,7 +1250,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     if ((d = shared_pop(pool, z, order, gfp)) || (d = shared_split(pool, z, order, gfp))) {
         lab_add_relaxed(&pool->hits_shared, 1);
         if (!atomic)
-            pool_tick(pool, false);
+            lab_pool_tick(pool, false);
         return d;
     }
     if (atomic) {
@@ -1391,7 +1313,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         lab_add_relaxed(&pool->hits_slow, 1);
         d->h.order = (uint8_t)order;
         if (!atomic)
-            pool_tick(pool, false);
+            lab_pool_tick(pool, false);
         else
             pool_note_peak(pool);
     }
@@ -1446,7 +1368,14 @@ static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
 
 static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, unsigned order, lab_gfp_t gfp,
                                              uint8_t state, lab_page_t **desc);
-static void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp);
+/* The huge cache gives way to fresh pages (lab_huge_cache_yield): the test inline, since nearly
+ * every run handed out was used before, or the cache is empty. */
+static inline void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
+{
+    if (lab_likely(d->h.clean != 1 || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
+        return;
+    lab_huge_cache_yield(pool, d);
+}
 
 void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
@@ -1475,7 +1404,7 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
 {
     if (!d && !(d = pool_alloc_order_slow(pool, order, gfp))) {
         if (!(gfp & LAB_GFP_NOGROW))
-            pool_fail(pool);
+            lab_pool_fail(pool);
         return NULL;
     }
     unsigned n = 1u << order;
@@ -1563,11 +1492,11 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
     return true;
 }
 
-/* The arena's and malloc's frees: as above, then the free-path purge or wake-up (pool_tick). */
+/* The arena's and malloc's frees: as above, then the free-path purge or wake-up (lab_pool_tick). */
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     if (pool_free_order(pool, d, order))
-        pool_tick(pool, true);
+        lab_pool_tick(pool, true);
 }
 
 /* d, npages carved from the store (lock dropped), handed out in state `state`. */
@@ -1586,7 +1515,7 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     uintptr_t a = lab_desc_addr(d);
     *desc = d;
     if (!(gfp & LAB_GFP_ATOMIC))
-        pool_tick(pool, false);
+        lab_pool_tick(pool, false);
     return (void *)a;
 }
 
@@ -1639,7 +1568,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     lab_page_t *d = NULL;
     bool atomic = gfp & LAB_GFP_ATOMIC;
     if (npages == 0 || npages > LAB_CHUNK_PAGES) {
-        pool_fail(pool);
+        lab_pool_fail(pool);
         return NULL;
     }
     if (!(gfp & LAB_GFP_EXCLUSIVE) && (d = run_room_pop(pool, npages)) != NULL) {
@@ -1652,7 +1581,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     }
     if (atomic) {
         if (!lab_lock_try(&z->lock)) {
-            pool_fail(pool);
+            lab_pool_fail(pool);
             return NULL;
         }
     } else {
@@ -1699,7 +1628,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         store_trim_for(pool, z, d, (unsigned)npages);
     lab_unlock(&z->lock);
     if (!d) {
-        pool_fail(pool);
+        lab_pool_fail(pool);
         return NULL;
     }
     return run_hand_out(pool, d, npages, gfp, state, desc);
@@ -1799,7 +1728,7 @@ static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsig
 }
 
 /* A huge mapping of `pages` is mapped or grown (no lock held): the normal zone's store trimmed. */
-static void store_trim_huge(lab_pool_t *pool, size_t pages)
+void lab_store_trim_huge(lab_pool_t *pool, size_t pages)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR || lab_pool_handler_depth)
@@ -1807,20 +1736,6 @@ static void store_trim_huge(lab_pool_t *pool, size_t pages)
     lab_lock(&z->lock);
     store_trim_dirty(pool, z, pages);
     lab_unlock(&z->lock);
-}
-
-/* True if the huge cache holds a mapping of at least `bytes` (lab_pool_alloc_huge would take it
- * with no growth). */
-static bool huge_cache_holds(lab_pool_t *pool, size_t bytes)
-{
-    if (!lab_load_relaxed(&pool->huge_cache_bytes))
-        return false;
-    bool found = false;
-    lab_lock(&pool->huge_lock);
-    for (lab_chunk_t *e = pool->huge_cache; e && !found; e = e->next)
-        found = e->size >= bytes;
-    lab_unlock(&pool->huge_lock);
-    return found;
 }
 
 /* A run of npages, at most a chunk's, carved only from pages of the default pool's store that
@@ -1839,7 +1754,7 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC) ||
-        huge_cache_holds(pool, npages << LAB_PAGE_SHIFT))
+        lab_huge_cache_holds(pool, npages << LAB_PAGE_SHIFT))
         return NULL;
     lab_rooms_t *rs = tls_rooms;
     lab_page_t *runs = NULL;
@@ -1866,7 +1781,7 @@ static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
     lab_lock(&z->lock);
     run_chain_store(pool, chain, lab_clock_ms());
     lab_unlock(&z->lock);
-    pool_tick(pool, true);
+    lab_pool_tick(pool, true);
 }
 
 void lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d)
@@ -1895,7 +1810,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
     lab_unlock(&z->lock);
-    pool_tick(pool, true);
+    lab_pool_tick(pool, true);
 }
 
 bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
@@ -1926,331 +1841,6 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     return ok;
 }
 
-/* ------------------------------------------------------------------------------------------
- * huge mappings: one block each, kept populated for a while after free (faults are dear) */
-
-#define HUGE_CACHE_MAX ((size_t)256 << 20)
-/* A growing block (LAB_GFP_GROWING) takes a cached mapping whole if it is at most this much
- * (plus the size asked) larger: if the block then stops growing and lives on, its mapping keeps
- * at most this much resident that the cache would have purged (glibc's heap keeps up to 64 MiB
- * at its top for the same reason: its trim threshold follows the largest block freed) */
-#define HUGE_GROW_SLACK ((size_t)32 << 20)
-static inline bool huge_grow_fits(const lab_chunk_t *e, size_t size)
-{
-    return e->size - size <= HUGE_GROW_SLACK + size;
-}
-/* Any other block takes a cached mapping whole if it is at most this much larger, or a quarter
- * larger; past both, the mapping is cut down to the block (the pages past it unmapped). Cutting
- * a mapping a little larger than the block threw away populated pages that the next, larger
- * block faulted in again: random churn of 1-2 MiB blocks, four live (a /tmp program: malloc, a
- * write over the whole block, free of a random one, 2 000 rounds) faulted 76 000 times in
- * 1.35 s, glibc 98 000, jemalloc 3 750; 2 150 times in 0.07 s whole. At the price of up to this
- * much resident past the block while it lives (peak RSS 9.4 -> 9.9 MiB there). */
-#define HUGE_CUT_SLACK ((size_t)4 << 20)
-/* What every live huge block together may hold that way (mapping taken whole, past its own
- * pages): HUGE_GROW_SLACK too. Without the bound, the slack of each block added up: a 30 MiB
- * buffer freed, then a result grown to 300 KiB and kept, round after round, kept 30 MiB
- * resident per result (754 MiB for 9 MiB live after 30 rounds; glibc 40: found by review).
- * Past it, a cached mapping is cut down to the block, as when it is much larger. */
-#define HUGE_SLACK_ALL HUGE_GROW_SLACK
-
-/* The slack huge block c stops holding (freed, resized, or grown into it). */
-static inline void huge_slack_drop(lab_pool_t *pool, lab_chunk_t *c, size_t keep)
-{
-    if (c->slack > keep) {
-        lab_sub_relaxed(&pool->huge_slack, c->slack - keep);
-        c->slack = keep;
-    }
-}
-
-static void huge_unmap(lab_pool_t *pool, lab_chunk_t *c)
-{
-    lab_pagemap_set(c->base, c->size, NULL);
-    lab_os_munmap((void *)c->base, c->size);
-    lab_sub_relaxed(&pool->mapped_pages, c->size >> LAB_PAGE_SHIFT);
-    lab_sub_relaxed(&pool->huge_pages, c->size >> LAB_PAGE_SHIFT);
-    lab_sub_relaxed(&pool->huge_mappings, 1);
-    lab_add_relaxed(&pool->unmapped_chunks, 1);
-    lab_meta_free(c, sizeof(lab_chunk_t));
-}
-
-/* A mapping cut down to a block keeps the chunks past the block's last one populated, as a
- * cached mapping of their own (c off the cache, `head` a multiple of the chunk size below its
- * size): the next block that fits takes them without a fault, and a smaller mapping growing
- * takes them back (huge_join). Cutting unmapped them: blocks of 5-25 MiB, four live, every page
- * written (a review's malloc-large) faulted 178 000 times in 200 rounds, glibc 152 000,
- * tcmalloc 78 000. False (nothing changed) without the memory for the second descriptor. */
-static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool);
-
-#ifndef HUGE_SPLIT_KEEP
-#define HUGE_SPLIT_KEEP HUGE_SLACK_ALL
-#endif
-static bool huge_split(lab_pool_t *pool, lab_chunk_t *c, size_t head)
-{
-    if (lab_load_relaxed(&pool->huge_cache_bytes) + (c->size - head) > HUGE_SPLIT_KEEP)
-        return false;
-    lab_chunk_t *t = lab_meta_alloc(sizeof(lab_chunk_t));
-    if (!t)
-        return false;
-    t->base = c->base + head;
-    t->size = c->size - head;
-    t->pool = pool;
-    t->kind = LAB_CHUNK_HUGE;
-    t->pm = NULL;
-    t->idle_since = c->idle_since;
-    t->head[0] = LAB_HEAD_OF(0);
-    for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
-        t->head[i] = LAB_HEAD_NONE;
-    t->page[0].h.clean = 0;
-    t->page[0].h.npages = (uint32_t)(t->size >> LAB_PAGE_SHIFT);
-    lab_store_relaxed(&t->page[0].h.state, LAB_PAGE_CACHED);
-    /* the chunks' slots lead to t from here on (they led to c: only this thread holds either) */
-    if (lab_pagemap_set(t->base, t->size, t) != 0) {
-        lab_pagemap_set(t->base, t->size, c);
-        lab_meta_free(t, sizeof(lab_chunk_t));
-        return false;
-    }
-    lab_store_relaxed(&c->size, head);
-    lab_add_relaxed(&pool->huge_mappings, 1);
-    lab_chunk_t *evict = NULL;
-    lab_lock(&pool->huge_lock);
-    t->next = pool->huge_cache;
-    pool->huge_cache = t;
-    lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes + t->size);
-    if (pool->huge_cache_bytes > HUGE_CACHE_MAX)
-        evict = huge_cache_take_oldest(pool);
-    lab_unlock(&pool->huge_lock);
-    if (evict)
-        huge_unmap(pool, evict);
-    return true;
-}
-
-/* c (off the cache) smaller than `size`: the cached mappings that begin where it ends (tails
- * huge_split cut off it before) join it, until it is large enough or none is left (huge_lock
- * held; the descriptors joined are returned through *freed, linked, for lab_meta_free after the
- * lock). Their pages stay mapped and populated: no system call. One kernel mapping or two
- * adjacent ones, as the kernel keeps them: an mremap across two fails and the block then gets a
- * new mapping (lab_pool_resize_huge's failure path). */
-static void huge_join(lab_pool_t *pool, lab_chunk_t *c, size_t size, lab_chunk_t **freed)
-{
-    while (c->size < size) {
-        lab_chunk_t **pp = &pool->huge_cache;
-        while (*pp && (*pp)->base != c->base + c->size)
-            pp = &(*pp)->next;
-        lab_chunk_t *t = *pp;
-        if (!t)
-            return;
-        *pp = t->next;
-        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - t->size);
-        lab_pagemap_set(t->base, t->size, c); /* slots that exist already: cannot fail */
-        lab_store_relaxed(&c->size, c->size + t->size);
-        lab_sub_relaxed(&pool->huge_mappings, 1);
-        t->next = *freed;
-        *freed = t;
-    }
-}
-
-void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp, lab_chunk_t **out)
-{
-    /* a page at least: aligned_alloc(4 MiB, 0) comes here, and a mapping of no bytes fails */
-    size_t size = lab_align_up(bytes ? bytes : 1, LAB_PAGE_SIZE);
-    if (size < bytes || (gfp & LAB_GFP_ATOMIC)) {
-        pool_fail(pool);
-        return NULL;
-    }
-    /* Reuse a cached mapping: its pages are populated, and faults are dear. Best fit among the
-     * larger ones, else the largest smaller one, resized in place by mremap (no copy). */
-    lab_chunk_t *c = NULL, **best = NULL, **below = NULL;
-    bool growing = gfp & LAB_GFP_GROWING;
-    lab_lock(&pool->huge_lock);
-    for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next) {
-        lab_chunk_t *e = *pp;
-        if (e->base & (align - 1))
-            continue;
-        if (e->size >= size) {
-            /* best fit; for a growing block the largest it may take whole (room to grow, and
-             * populated: often the mapping the same buffer had last time) */
-            if (!best) {
-                best = pp;
-            } else if (growing && huge_grow_fits(e, size)) {
-                if (!huge_grow_fits(*best, size) || e->size > (*best)->size)
-                    best = pp;
-            } else if ((!growing || !huge_grow_fits(*best, size)) && e->size < (*best)->size) {
-                best = pp;
-            }
-        } else if (!below || e->size > (*below)->size) {
-            below = pp;
-        }
-    }
-    lab_chunk_t **take = best ? best : below, *joined = NULL;
-    if (take) {
-        c = *take;
-        *take = c->next;
-        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
-        if (c->size < size)
-            huge_join(pool, c, size, &joined);
-    }
-    lab_unlock(&pool->huge_lock);
-    while (joined) {
-        lab_chunk_t *next = joined->next;
-        lab_meta_free(joined, sizeof(lab_chunk_t));
-        joined = next;
-    }
-    /* Cut down one much larger (HUGE_CUT_SLACK), unless the block is growing: cutting unmaps
-     * populated pages the growth would fault in again (realloc growth to 1 MiB in 1 KiB steps,
-     * each round taking the last round's mapping back: 224 page faults a round, about 4 us per
-     * realloc) */
-    bool cut = c && c->size >= size &&
-               (growing ? !huge_grow_fits(c, size) : c->size - size > lab_max(size / 4, HUGE_CUT_SLACK));
-    if (c && c->size > size && !cut && lab_load_relaxed(&pool->huge_slack) + (c->size - size) > HUGE_SLACK_ALL)
-        cut = true;
-    size_t head = lab_align_up(size, LAB_CHUNK_SIZE);
-    if (cut && head + LAB_CHUNK_SIZE <= c->size && huge_split(pool, c, head))
-        cut = c->size > size && (lab_load_relaxed(&pool->huge_slack) + (c->size - size) > HUGE_SLACK_ALL ||
-                                 (growing && !huge_grow_fits(c, size)));
-    if (c && (c->size < size || cut) && !lab_pool_resize_huge(pool, c, size) && c->size < size) {
-        huge_unmap(pool, c);
-        c = NULL;
-    }
-    if (c && (c->base & (align - 1))) {
-        /* growing it had to move it, and a move keeps only chunk alignment */
-        huge_unmap(pool, c);
-        c = NULL;
-    }
-    if (!c) {
-        size_t np = size >> LAB_PAGE_SHIFT;
-        if (!pool_count_mapped(pool, np, np)) {
-            pool_fail(pool);
-            return NULL;
-        }
-        c = lab_meta_alloc(sizeof(lab_chunk_t));
-        if (!c) {
-            lab_sub_relaxed(&pool->mapped_pages, np);
-            pool_fail(pool);
-            return NULL;
-        }
-        int err;
-        void *m = lab_os_map_aligned(size, align, &err);
-        if (!m && err == -ENOMEM && pool_release_cached(pool, NULL))
-            m = lab_os_map_aligned(size, align, &err);
-        if (!m) {
-            lab_meta_free(c, sizeof(lab_chunk_t));
-            lab_sub_relaxed(&pool->mapped_pages, np);
-            pool_fail(pool);
-            return NULL;
-        }
-        c->base = (uintptr_t)m;
-        c->size = size;
-        c->pool = pool;
-        c->kind = LAB_CHUNK_HUGE;
-        c->pm = NULL; /* dedicated mappings lie outside the fast map's region */
-        c->page[0].h.clean = 1;
-        /* only the block's own address finds its descriptor; every other page the sentinel */
-        c->head[0] = LAB_HEAD_OF(0);
-        for (unsigned i = 1; i < LAB_CHUNK_PAGES; i++)
-            c->head[i] = LAB_HEAD_NONE;
-        if (lab_pagemap_set(c->base, size, c) != 0) {
-            lab_pagemap_set(c->base, size, NULL); /* the slots set before the failure, too */
-            lab_os_munmap(m, size);
-            lab_meta_free(c, sizeof(lab_chunk_t));
-            lab_sub_relaxed(&pool->mapped_pages, np);
-            pool_fail(pool);
-            return NULL;
-        }
-        lab_add_relaxed(&pool->huge_mappings, 1);
-        lab_add_relaxed(&pool->huge_pages, np);
-        store_trim_huge(pool, np);
-    }
-    c->next = c->prev = NULL;
-    c->asked = bytes;
-    c->slack = c->size > size ? c->size - size : 0;
-    if (c->slack)
-        lab_add_relaxed(&pool->huge_slack, c->slack);
-    lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_HUGE);
-    c->page[0].h.npages = (uint32_t)(c->size >> LAB_PAGE_SHIFT);
-    /* the block's pages only: a cached mapping taken whole may run up to HUGE_CUT_SLACK past it,
-     * populated, and clearing that too cost a memset of megabytes nobody asked to read zero */
-    if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
-        zero_pages(c->base, size >> LAB_PAGE_SHIFT, NULL, 0, !(gfp & LAB_GFP_ATOMIC));
-    c->page[0].h.clean = 0;
-    *out = c;
-    return (void *)c->base;
-}
-
-/* The oldest mapping of the (non-empty) huge cache, taken off it: the list's tail (huge_lock held). */
-static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
-{
-    lab_chunk_t **pp = &pool->huge_cache;
-    while ((*pp)->next)
-        pp = &(*pp)->next;
-    lab_chunk_t *c = *pp;
-    *pp = NULL;
-    lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
-    return c;
-}
-
-/* The pool has just handed out d, a run of pages never touched (or purged: `clean`), for a
- * caller that may make system calls: the program's memory is moving to smaller blocks. Mappings
- * the huge cache keeps populated, idle since their block was freed, would make that growth
- * extra resident memory: the oldest of them, at least as many bytes as the run, go back to the
- * OS now instead of after the purge delay. `sort -S 4M` frees its 4 MiB buffer and then reads
- * its merge input into sixteen 256 KiB buffers: peak RSS 10.9 MiB with the buffer cached until
- * the purge, glibc 5.8 (which unmaps it at free). Only when the pool faults pages in: a huge
- * block freed and allocated again (the cache's purpose) keeps its mapping while the pool's
- * free runs serve everything else. */
-static void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
-{
-    if (lab_likely(d->h.clean != 1 || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
-        return;
-    size_t want = (size_t)d->h.npages << LAB_PAGE_SHIFT, got = 0;
-    lab_chunk_t *out = NULL;
-    lab_lock(&pool->huge_lock);
-    while (got < want && pool->huge_cache) {
-        lab_chunk_t *c = huge_cache_take_oldest(pool);
-        got += c->size;
-        c->next = out;
-        out = c;
-    }
-    lab_unlock(&pool->huge_lock);
-    while (out) {
-        lab_chunk_t *next = out->next;
-        huge_unmap(pool, out);
-        out = next;
-    }
-}
-
-void lab_pool_huge_asked(lab_pool_t *pool, lab_chunk_t *c, size_t n)
-{
-    c->asked = n;
-    size_t used = lab_align_up(n, LAB_PAGE_SIZE);
-    huge_slack_drop(pool, c, c->size > used ? c->size - used : 0);
-}
-
-void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
-{
-    huge_slack_drop(pool, c, 0);
-    lab_store_relaxed(&c->page[0].h.state, LAB_PAGE_CACHED);
-    c->idle_since = lab_clock_ms();
-    lab_chunk_t *evict = NULL;
-    lab_lock(&pool->huge_lock);
-    if (c->size <= HUGE_CACHE_MAX / 4) {
-        c->next = pool->huge_cache;
-        pool->huge_cache = c;
-        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes + c->size);
-        c = NULL;
-        if (pool->huge_cache_bytes > HUGE_CACHE_MAX)
-            evict = huge_cache_take_oldest(pool);
-    }
-    lab_unlock(&pool->huge_lock);
-    if (c)
-        huge_unmap(pool, c);
-    if (evict)
-        huge_unmap(pool, evict);
-    pool_tick(pool, true);
-}
-
-size_t lab_pool_huge_mappings(lab_pool_t *pool) { return lab_load_relaxed(&pool->huge_mappings); }
-
 void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
 {
     for (unsigned zi = 0; zi < sizeof pool->zone / sizeof pool->zone[0]; zi++) {
@@ -2269,95 +1859,6 @@ void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t
         }
         lab_unlock(&z->lock);
     }
-}
-
-void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes)
-{
-    size_t n = 0;
-    lab_lock(&pool->huge_lock);
-    for (lab_chunk_t *c = pool->huge_cache; c; c = c->next)
-        n++;
-    size_t cached = pool->huge_cache_bytes, all = lab_load_relaxed(&pool->huge_mappings);
-    size_t bytes = lab_load_relaxed(&pool->huge_pages) << LAB_PAGE_SHIFT;
-    lab_unlock(&pool->huge_lock);
-    *live = all > n ? all - n : 0;
-    *live_bytes = bytes > cached ? bytes - cached : 0;
-    *cached_bytes = cached;
-}
-
-void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
-{
-    size_t size = lab_align_up(bytes, LAB_PAGE_SIZE), old = c->size;
-    if (size < bytes)
-        return NULL;
-    if (size == old)
-        return (void *)c->base;
-    size_t grow = size > old ? (size - old) >> LAB_PAGE_SHIFT : 0; /* counted first (pool_count_mapped) */
-    if (grow && !pool_count_mapped(pool, grow, grow))
-        return NULL;
-    /* Page-map slots we give up are cleared BEFORE the kernel frees the addresses: once it has,
-     * another thread may map a chunk there and register it. Only this thread uses the block. The
-     * last slot kept still covers the freed tail of its unit, where anything may be mapped next:
-     * the smaller size is published first, so lookups there answer "foreign" (lab_pagemap_lookup). */
-    uintptr_t old_base = c->base;
-    uintptr_t keep = lab_align_up(old_base + size, LAB_CHUNK_SIZE);
-    uintptr_t end = lab_align_up(old_base + old, LAB_CHUNK_SIZE);
-    if (size < old) {
-        if (end > keep)
-            lab_pagemap_set(keep, end - keep, NULL);
-        lab_store_relaxed(&c->size, size);
-    }
-    long r = lab_os_mremap((void *)old_base, old, size, 0, NULL);
-    if (r < 0 && r >= -4095) {
-        if (size < old) {
-            lab_store_relaxed(&c->size, old);
-            lab_pagemap_set(old_base, old, c);
-            return NULL;
-        }
-        /* cannot grow in place: reserve an aligned range, then move the pages onto it (no copy) */
-        int err;
-        void *dst = lab_os_map_aligned(size, LAB_CHUNK_SIZE, &err);
-        if (!dst)
-            goto not_grown;
-        if (lab_pagemap_set((uintptr_t)dst, size, c) != 0) {
-            lab_pagemap_set((uintptr_t)dst, size, NULL); /* the slots set before the failure, too */
-            lab_os_munmap(dst, size);
-            goto not_grown;
-        }
-        lab_pagemap_set(old_base, old, NULL);
-        r = lab_os_mremap((void *)old_base, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-        if (r < 0 && r >= -4095) {
-            lab_pagemap_set((uintptr_t)dst, size, NULL);
-            lab_pagemap_set(old_base, old, c);
-            lab_os_munmap(dst, size);
-            goto not_grown;
-        }
-        c->base = (uintptr_t)dst;
-    }
-    if (lab_pagemap_set(c->base, size, c) != 0) {
-        /* grown in place but the page map could not grow with it: give the growth back, and
-         * the slots of the growth set before the failure (past the old size's last unit) */
-        uintptr_t old_end = lab_align_up(c->base + old, LAB_CHUNK_SIZE);
-        uintptr_t new_end = lab_align_up(c->base + size, LAB_CHUNK_SIZE);
-        if (new_end > old_end)
-            lab_pagemap_set(old_end, new_end - old_end, NULL);
-        lab_os_mremap((void *)c->base, size, old, 0, NULL);
-        goto not_grown;
-    }
-    if (size < old) {
-        lab_sub_relaxed(&pool->mapped_pages, (old - size) >> LAB_PAGE_SHIFT);
-        lab_sub_relaxed(&pool->huge_pages, (old - size) >> LAB_PAGE_SHIFT);
-    } else {
-        lab_add_relaxed(&pool->huge_pages, grow);
-        store_trim_huge(pool, grow);
-    }
-    lab_store_relaxed(&c->size, size);
-    c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);
-    huge_slack_drop(pool, c, 0); /* resized to what realloc asked (or half as much again) */
-    return (void *)c->base;
-not_grown:
-    lab_sub_relaxed(&pool->mapped_pages, grow);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -2438,7 +1939,7 @@ static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool forc
 
 static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
 {
-    if (force) { /* malloc_trim: every free page reads zero again, a new start for zero_pages */
+    if (force) { /* malloc_trim: every free page reads zero again, a new start for lab_pool_zero_pages */
         lab_store_relaxed(&zero_ask_backoff, 0);
         lab_store_relaxed(&zero_ask_skip, 0);
     }
@@ -2455,7 +1956,7 @@ static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
             lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
             purged += c->size >> LAB_PAGE_SHIFT;
             lab_add_relaxed(&pool->purged_pages, c->size >> LAB_PAGE_SHIFT);
-            huge_unmap(pool, c);
+            lab_huge_unmap(pool, c);
         } else {
             if (due && c->idle_since + pool->delay_ms < *due)
                 *due = c->idle_since + pool->delay_ms;
@@ -2611,10 +2112,8 @@ static void pool_note_peak(lab_pool_t *pool)
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
  * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
  * (frees only); without a thread, purge what is due at most every delay/2. */
-static void pool_tick(lab_pool_t *pool, bool from_free)
+void lab_pool_tick_slow(lab_pool_t *pool, bool from_free)
 {
-    if (lab_pool_handler_depth)
-        return; /* in a signal handler: no lock waited on, no system call */
     uint64_t now = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, now);
     pool_note_peak(pool);
@@ -2942,7 +2441,7 @@ void lab_pool_thread_exit(void)
     /* the rooms' runs are on the shared lists now: a purge may take them */
     lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
     if (p)
-        pool_tick(p, true);
+        lab_pool_tick(p, true);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -3013,7 +2512,7 @@ static void pool_teardown(lab_pool_t *pool)
     }
     for (lab_chunk_t *c = pool->huge_cache, *next; c; c = next) {
         next = c->next;
-        huge_unmap(pool, c);
+        lab_huge_unmap(pool, c);
     }
     /* the room slots of every thread are invalidated by the generation */
     pool->gen = 0;

@@ -39,4 +39,121 @@ lab_internal void *lab_chunk_map(int64_t **pm, int *err);
 /* Unmap a chunk mapped by lab_chunk_map, and zero its map slice. */
 lab_internal void lab_chunk_unmap(void *m, int64_t *pm);
 
+/* ------------------------------------------------------------------------------------------
+ * pool state */
+
+typedef struct lab_stack {
+    lab_page_t *top;
+    uintptr_t tag; /* bumped by every pop and push: a stale top never matches (ABA) */
+} lab_aligned(16) lab_stack_t;
+
+typedef struct lab_zone {
+    struct {
+        lab_stack_t s;
+        size_t pages;       /* pages on the list (relaxed; a hint for draining) */
+    } lab_aligned(64) shared[LAB_NR_ORDERS];
+    lab_lock_t lock;
+    size_t store_pages;
+    size_t store_dirty;                     /* of store_pages, those the dirty map marks */
+    unsigned trim_bin;                      /* where store_trim_dirty goes on (0: the start) */
+    lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
+    uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
+    lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
+                                               ZBIN gives (reach them through it) */
+} lab_zone_t;
+
+/* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
+ * first, then those of runs up to ZBIN_SHORT pages, then the rest: the first two share the pool's
+ * first page with its set-up fields. A process's first allocation leaves the rest of its first
+ * chunk (some 450 pages) in the store, and the first span it empties comes back as a run of 8 pages
+ * (`head -n1` does both); with the lists longest first, the short one sat on the struct's second
+ * page, and with the shortest first the long one did: a page fault in every process (read, then
+ * written: two). Runs of 129-255 pages (0.5-1 MiB) are rarer at a program's start. */
+#define ZBIN_SHORT 128u
+static inline unsigned zbin_index(unsigned n)
+{
+    return n >= LAB_CHUNK_PAGES / 2 ? LAB_CHUNK_PAGES - n
+           : n <= ZBIN_SHORT        ? LAB_CHUNK_PAGES / 2 + n
+                                    : LAB_CHUNK_PAGES / 2 + ZBIN_SHORT + (n - ZBIN_SHORT);
+}
+#define ZBIN(z, n) ((z)->bin[zbin_index(n)])
+
+struct lab_pool {
+    uint64_t gen;         /* rooms of an older generation of this slot are stale */
+    unsigned id;
+    bool is_default;
+    size_t reserve, low, high, max;
+    unsigned delay_ms;
+    /* here, not last: set up with the rest of this line, so that a process's first allocation
+       does not touch the struct's third page (the zones' bins fill the second) */
+    lab_pool_t *next_pool;
+    lab_aligned(64) size_t nr_free;   /* normal zone: shared + store pages */
+    size_t mapped_pages;
+    uint64_t now_ms, last_purge;     /* the clock at the last tick or purge; a freed run is
+                                        stamped with the clock (a vDSO read) when the purge can
+                                        first see it: on a shared list or in the store */
+    uint64_t hits_shared, hits_reserve, hits_slow, refills, failures;
+    uint64_t room_hits_dead;          /* room hits of threads that have exited */
+    size_t purged_pages, unmapped_chunks;
+    bool thp;                         /* LAB_POOL_HUGE, from thp_after mapped pages */
+    size_t thp_after, thp_chunks, thp_demoted;
+    size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
+    size_t peak_used;
+    unsigned run_peak;                /* the longest run lab_pool_alloc_run was asked for (zone lock) */
+    /* before the zones, in the hole their alignment leaves: huge_cache_yield reads the cache's
+       size whenever the pool hands out fresh pages, and after them it sat on the struct's
+       third page (a page fault in every process, for a zero) */
+    lab_lock_t huge_lock;
+    lab_chunk_t *huge_cache;          /* freed huge mappings kept populated for reuse */
+    size_t huge_cache_bytes;          /* written under huge_lock (relaxed: huge_cache_yield peeks) */
+    size_t huge_mappings;             /* huge mappings alive, cached ones included (relaxed) */
+    size_t huge_pages;                /* ... their pages (relaxed; mallinfo) */
+    size_t huge_slack;                /* the live huge blocks' slack, summed (relaxed) */
+    lab_zone_t zone[2];
+};
+/* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
+ * of runs of half a chunk or more, and of runs up to ZBIN_SHORT pages, are on its first page. */
+_Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES / 2 + ZBIN_SHORT]) +
+                       sizeof(lab_page_t *) <= 4096,
+               "the lists of long and of short store runs on the pool's first page");
+
+/* ------------------------------------------------------------------------------------------
+ * pool.c: chunks, the store, handing runs out */
+
+/* The pool failed a caller: counted, errno ENOMEM. */
+lab_internal lab_noinline lab_cold void lab_pool_fail(lab_pool_t *pool);
+/* Count up to n pages as mapped before they are mapped, within the pool's cap: the pages counted,
+ * 0 if not even `least` fit. */
+lab_internal size_t lab_pool_count_mapped(lab_pool_t *pool, size_t n, size_t least);
+/* The OS refused a mapping: unmap what the pool only caches (`held`: a zone whose lock the caller
+ * holds, or NULL). True if anything was released. */
+lab_internal bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held);
+/* LAB_GFP_ZERO's clearing of npages from a (dirty map of dc from page di, or NULL: all). */
+lab_internal void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask);
+/* A huge mapping of `pages` was mapped or grown (no lock held): the normal store trimmed. */
+lab_internal void lab_store_trim_huge(lab_pool_t *pool, size_t pages);
+
+/* ------------------------------------------------------------------------------------------
+ * pool_huge.c: huge mappings */
+
+lab_internal void lab_huge_unmap(lab_pool_t *pool, lab_chunk_t *c);
+/* d, a clean run, was handed out to a caller that may make system calls: the huge cache's oldest
+ * mappings give way (pool.c's huge_cache_yield tests the rest inline). */
+lab_internal void lab_huge_cache_yield(lab_pool_t *pool, const lab_page_t *d);
+/* The huge cache holds a mapping of at least `bytes`. */
+lab_internal bool lab_huge_cache_holds(lab_pool_t *pool, size_t bytes);
+
+/* ------------------------------------------------------------------------------------------
+ * the purge */
+
+/* The clock, the peak and the purge (or the purge thread's wake-up) after a DEFAULT slow path
+ * or a free that reached the shared lists or the store: never in a signal handler. */
+lab_internal void lab_pool_tick_slow(lab_pool_t *pool, bool from_free);
+lab_inline void lab_pool_tick(lab_pool_t *pool, bool from_free)
+{
+    if (lab_pool_handler_depth)
+        return; /* in a signal handler: no lock waited on, no system call */
+    lab_pool_tick_slow(pool, from_free);
+}
+
 #endif
