@@ -27,8 +27,8 @@ static lab_pool_reclaim_fn pool_reclaim; /* the arena's (lab_pool_set_reclaim) *
 
 void lab_pool_set_reclaim(lab_pool_reclaim_fn fn) { lab_store_relaxed(&pool_reclaim, fn); }
 
-static lab_lock_t pools_lock = LAB_LOCK_INIT;
-static lab_pool_t *pools_all;
+lab_lock_t lab_pools_lock = LAB_LOCK_INIT;
+lab_pool_t *lab_pools_all;
 static lab_pool_t *pool_slots[LAB_ROOM_POOLS];
 static uint64_t pool_gen_counter;
 static lab_pool_t *default_pool; /* the pool behind malloc (set up in pool_default_init) */
@@ -211,20 +211,6 @@ static inline void bin_remove(lab_zone_t *z, lab_page_t *d)
         z->binmap[n / 64] &= ~(1ull << (n % 64));
 }
 
-/* Smallest non-empty bin >= n, or 0. */
-static unsigned bin_find(lab_zone_t *z, unsigned n)
-{
-    unsigned w = n / 64;
-    uint64_t bits = z->binmap[w] & (~0ull << (n % 64));
-    for (;;) {
-        if (bits)
-            return w * 64 + (unsigned)__builtin_ctzll(bits);
-        if (++w >= sizeof z->binmap / 8)
-            return 0;
-        bits = z->binmap[w];
-    }
-}
-
 /* ---- the dirty map: which free pages of a chunk may hold data ----
  * A bit per page, exact for the store's pages: a run freed with data sets its pages' bits, a
  * purge clears them, a carve leaves them. So a run carved from a store run that is partly used
@@ -236,7 +222,7 @@ static unsigned bin_find(lab_zone_t *z, unsigned n)
 /* The low k bits (k <= 64). */
 static inline uint64_t low_bits(unsigned k) { return k >= 64 ? ~0ull : (1ull << k) - 1; }
 
-static void dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on)
+void lab_dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on)
 {
     for (unsigned i = idx, end = idx + n; i < end;) {
         unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
@@ -261,7 +247,7 @@ static unsigned dirty_find(lab_chunk_t *c, unsigned i, unsigned end, bool set)
 }
 
 /* The pages of [i, end) of c whose bit is set. */
-static unsigned dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
+unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
 {
     unsigned cnt = 0;
     while (i < end) {
@@ -304,6 +290,13 @@ static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
 #define ZERO_ASK_BACKOFF_MAX 64u
 static unsigned zero_ask_skip, zero_ask_backoff;
 int lab_pool_zero_ask = 1; /* LABYRINTH_PAGEMAP */
+
+/* malloc_trim (a forced purge): every free page reads zero again, a new start for the questions. */
+void lab_pool_zero_ask_reset(void)
+{
+    lab_store_relaxed(&zero_ask_backoff, 0);
+    lab_store_relaxed(&zero_ask_skip, 0);
+}
 
 /* Zero what may hold data of npages pages from a (LAB_GFP_ZERO): all of them, or those dc's
  * dirty map marks (dc: the chunk, from page di, for a run carved partly clean; NULL: any page
@@ -393,7 +386,7 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     c->store_pages += n;
     z->store_pages += n;
     if (!clean)
-        lab_store_relaxed(&z->store_dirty, z->store_dirty + dirty_count(c, idx, idx + n));
+        lab_store_relaxed(&z->store_dirty, z->store_dirty + lab_dirty_count(c, idx, idx + n));
     if (c->zone == ZONE_NORMAL)
         lab_add_relaxed(&pool->nr_free, n);
 }
@@ -410,7 +403,7 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     c->store_pages -= n;
     z->store_pages -= n;
     if (d->h.clean != 1)
-        lab_store_relaxed(&z->store_dirty, z->store_dirty - dirty_count(c, (unsigned)(d - c->page),
+        lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
                                                                          (unsigned)(d - c->page) + n));
     if (c->zone == ZONE_NORMAL)
         lab_sub_relaxed(&pool->nr_free, n);
@@ -425,7 +418,7 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
                        uint8_t clean, uint64_t stamp)
 {
     if (!clean)
-        dirty_mark(c, idx, n, true);
+        lab_dirty_mark(c, idx, n, true);
     if (idx > 0) {
         lab_page_t *t = &c->page[idx - 1];
         /* relaxed: the owner of a used neighbour may be changing its state (never to or from
@@ -543,7 +536,7 @@ static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, 
             unsigned hi = (s + b - n) / align * align; /* the last aligned start that fits */
             unsigned a = dirty_find(c, s, s + b, true) / align * align;
             a = a < lo ? lo : a > hi ? hi : a;
-            unsigned used = dirty_count(c, a, a + n);
+            unsigned used = lab_dirty_count(c, a, a + n);
             if (used > best_used) {
                 best = d, best_a = a, best_used = used;
                 if (used == n)
@@ -607,7 +600,7 @@ static lab_page_t *store_reclaim_first(lab_pool_t *pool, lab_zone_t *z, lab_page
 /* Unmap the chunks of z that are wholly free and idle for min_idle ms, while the free count stays
  * at least `keep` (zone lock held). Returns the number unmapped. *due (if not NULL) is lowered to
  * the time the first chunk kept only for being too recently freed may go. */
-static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep,
+unsigned lab_zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle, size_t keep,
                                        uint64_t *due)
 {
     unsigned n = 0;
@@ -640,8 +633,6 @@ static unsigned zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned
     return n;
 }
 
-static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z);
-
 /* The OS refused a mapping: give back every mapping the pool only caches (wholly free chunks of
  * both zones, the huge cache) so that a retry can succeed under RLIMIT_AS or strict overcommit.
  * `held` is a zone whose lock the caller holds; the other is only try-locked (lock order).
@@ -653,8 +644,8 @@ bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
         lab_zone_t *z = &pool->zone[zi];
         if (z != held && !lab_lock_try(&z->lock))
             continue;
-        zone_drain_shared(pool, z);
-        n += zone_unmap_free_chunks(pool, z, zi, 0, 0, NULL);
+        lab_zone_drain_shared(pool, z);
+        n += lab_zone_unmap_free_chunks(pool, z, zi, 0, 0, NULL);
         if (z != held)
             lab_unlock(&z->lock);
     }
@@ -781,7 +772,7 @@ static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
     /* toward HIGH only (the callers that need a run take other threads' idle rooms first and
      * look again before they come here: rooms_take_stale) */
     if (!need && lab_load_relaxed(&pool->nr_free) < target && rooms_take_stale(pool))
-        zone_drain_shared(pool, z);
+        lab_zone_drain_shared(pool, z);
     while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
         if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
             break;
@@ -793,7 +784,7 @@ static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
 }
 
 /* Drain every shared list of z into the store (lock held). */
-static void zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
+void lab_zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
 {
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
         lab_page_t *d;
@@ -1011,7 +1002,18 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
  * it takes rooms_lock. The default pool's only: the page API allocates runs of 2^order pages
  * only. */
 
-static void bg_room_filled(void);
+/* A run went into the calling thread's room, where no free reaches the purge thread: a thread
+ * asleep with nothing to wait for would never look at it (the owner may make no call again). A
+ * plain load of the flag, after the push in program order (compiler barrier); the thread, once
+ * it has set the flag, passes every running thread through a full barrier (membarrier) before
+ * it looks at the rooms (lab_rooms_filled): either this load sees the flag and wakes it, or that
+ * look sees the run. */
+static inline void bg_room_filled(void)
+{
+    lab_barrier();
+    if (lab_unlikely(lab_load_relaxed(&lab_bg.idle)) && !lab_pool_handler_depth)
+        lab_bg_kick();
+}
 
 /* The run room's best fit for npages (at most npages/8 over, the size classes' bound), or NULL. */
 static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
@@ -1154,6 +1156,8 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
     }
 }
 
+void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool, NULL); }
+
 /* How many runs each room of the calling thread holds for pool (cnt[LAB_NR_ORDERS]): 0 when
  * its slot is not set up for pool, UINT_MAX (none of what comes later counts as new) when a
  * taker is moving the runs out (rooms_take; read only inside room_enter, which keeps the two
@@ -1210,7 +1214,17 @@ lab_noinline lab_cold void lab_pool_fail(lab_pool_t *pool)
     errno = ENOMEM;
 }
 
-static void pool_note_peak(lab_pool_t *pool);
+/* The pages out of the free lists now (handed out, or in threads' rooms), kept as the peak when
+ * more than any seen: on every allocation slow path, ATOMIC ones included, and at each stats
+ * call (a peak only a stats call saw was reported once and then fell back: found by review). */
+void lab_pool_note_peak(lab_pool_t *pool)
+{
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    size_t used = mapped > nfree ? mapped - nfree : 0, peak = lab_load_relaxed(&pool->peak_used);
+    while (used > peak &&
+           !__atomic_compare_exchange_n(&pool->peak_used, &peak, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
 
 /* Everything after the room: shared lists, split, store, refill. */
 static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned order, lab_gfp_t gfp)
@@ -1242,7 +1256,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 if (!atomic)
                     lab_pool_tick(pool, false);
                 else
-                    pool_note_peak(pool);
+                    lab_pool_note_peak(pool);
                 return d;
             }
         }
@@ -1271,7 +1285,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
          * otherwise leave it without pages the pool has free (found by review: an order-9 run
          * freed into the room, then order 0 failed with all 512 pages free) */
         room_drain_self(pool, z);
-        zone_drain_shared(pool, z);
+        lab_zone_drain_shared(pool, z);
         d = store_take_order(pool, z, order);
         if (d)
             d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
@@ -1280,7 +1294,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         /* like the kernel draining per-cpu lists before it gives up: our own room and the
          * shared lists go back to the store, where they can coalesce */
         room_drain_self(pool, z);
-        zone_drain_shared(pool, z);
+        lab_zone_drain_shared(pool, z);
         if (zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
             d = store_take_order(pool, z, order);
         if (!d || (zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->low)) {
@@ -1294,7 +1308,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 if (zone_map_chunk(pool, z, ZONE_EXCL, &may_release) == 0)
                     d = store_take_order(pool, z, order);
             } else if (!(gfp & LAB_GFP_NOGROW) && rooms_take_stale(pool)) {
-                zone_drain_shared(pool, z);
+                lab_zone_drain_shared(pool, z);
                 if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
                     d = store_take_order(pool, z, order);
                 if (!d && zone_refill(pool, z, n) == 0)
@@ -1315,7 +1329,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         if (!atomic)
             lab_pool_tick(pool, false);
         else
-            pool_note_peak(pool);
+            lab_pool_note_peak(pool);
     }
     return d;
 }
@@ -1435,8 +1449,6 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
 
-static void bg_room_filled(void);
-
 static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
@@ -1519,7 +1531,6 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     return (void *)a;
 }
 
-static bool store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
 static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, unsigned n);
 
 /* Whether the calling thread's run room holds at least as many pages as run d (n pages just
@@ -1532,7 +1543,7 @@ static bool room_covers_fresh(lab_page_t *d, unsigned n)
     if (!rs || !rs->runs)
         return false;
     lab_chunk_t *c = lab_desc_chunk(d);
-    unsigned s = (unsigned)(d - c->page), fresh = n - dirty_count(c, s, s + n);
+    unsigned s = (unsigned)(d - c->page), fresh = n - lab_dirty_count(c, s, s + n);
     if (!fresh || !room_enter(rs))
         return false;
     bool r = rs->run_pages >= fresh;
@@ -1552,7 +1563,7 @@ static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *
     lab_rooms_t *rs = tls_rooms;
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned s = (unsigned)(d - c->page);
-    if (!rs || !rs->runs || dirty_count(c, s, s + n) == n || !room_enter(rs))
+    if (!rs || !rs->runs || lab_dirty_count(c, s, s + n) == n || !room_enter(rs))
         return d;
     lab_page_t *runs = run_room_detach(rs);
     room_leave(rs);
@@ -1613,11 +1624,11 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         pool->run_peak = (unsigned)npages;
     if (!d && !atomic) {
         room_drain_self(pool, z);
-        zone_drain_shared(pool, z);
+        lab_zone_drain_shared(pool, z);
         if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
             d = store_take_any(pool, z, (unsigned)npages);
         if (!d && rooms_take_stale(pool)) {
-            zone_drain_shared(pool, z);
+            lab_zone_drain_shared(pool, z);
             if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
                 d = store_take_any(pool, z, (unsigned)npages);
         }
@@ -1649,14 +1660,14 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
 {
     lab_chunk_t *rc = lab_desc_chunk(r);
     unsigned rs = (unsigned)(r - rc->page), seen = 0;
-    unsigned fresh = n - dirty_count(rc, rs, rs + n);
+    unsigned fresh = n - lab_dirty_count(rc, rs, rs + n);
     for (unsigned b = bin_find(z, 1); b && b < n && fresh && seen < STORE_USED_SCAN; b = bin_find(z, b + 1))
         for (lab_page_t *d = ZBIN(z, b); d && fresh && seen < STORE_USED_SCAN; d = d->next, seen++) {
             if (d->h.clean || lab_desc_chunk(d)->thp)
                 continue;
             lab_chunk_t *c = lab_desc_chunk(d);
-            unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
-            if (store_run_purge(pool, d, b))
+            unsigned s = (unsigned)(d - c->page), used = lab_dirty_count(c, s, s + b);
+            if (lab_store_run_purge(pool, d, b))
                 fresh -= lab_min(fresh, used);
         }
 }
@@ -1708,8 +1719,8 @@ static void store_trim_dirty(lab_pool_t *pool, lab_zone_t *z, size_t fresh)
             seen += d->h.clean ? 1 : STORE_TRIM_DIRTY_COST;
             if (d->h.clean || c->thp)
                 continue;
-            unsigned s = (unsigned)(d - c->page), used = dirty_count(c, s, s + b);
-            if (store_run_purge(pool, d, b))
+            unsigned s = (unsigned)(d - c->page), used = lab_dirty_count(c, s, s + b);
+            if (lab_store_run_purge(pool, d, b))
                 want -= lab_min(want, (size_t)used);
         }
         b = bin_find(z, b + 1);
@@ -1724,7 +1735,7 @@ static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsig
         return;
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned s = (unsigned)(d - c->page);
-    store_trim_dirty(pool, z, n - dirty_count(c, s, s + n));
+    store_trim_dirty(pool, z, n - lab_dirty_count(c, s, s + n));
 }
 
 /* A huge mapping of `pages` is mapped or grown (no lock held): the normal zone's store trimmed. */
@@ -1859,288 +1870,6 @@ void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t
         }
         lab_unlock(&z->lock);
     }
-}
-
-/* ------------------------------------------------------------------------------------------
- * purging */
-
-/* Purge store run d of b pages (zone lock held): it reads zero from now on. False if the kernel
- * refused (a locked range: mlock, mlockall; MADV_DONTNEED stops at the first locked mapping):
- * then the run keeps its data and stays dirty, or calloc and LAB_GFP_ZERO would hand out what
- * its last block held without clearing it, and its stamp moves on, so that the purge does not
- * try it again before another delay (a program that locks all its memory keeps it, as under
- * glibc, whose trim is refused the same way). */
-static bool store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
-{
-    lab_chunk_t *c = lab_desc_chunk(d);
-    if (c->thp) {
-        /* the purge splits the huge page: small pages from now on, and khugepaged told to keep
-         * away, or it would fill the purged pages in again */
-        lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
-        c->thp = 0;
-        lab_add_relaxed(&pool->thp_demoted, 1);
-    }
-    if (lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT) != 0) {
-        d->stamp = lab_load_relaxed(&pool->now_ms);
-        return false;
-    }
-    /* counted at once: whoever sees the pages gone sees them counted */
-    lab_add_relaxed(&pool->purged_pages, b);
-    lab_zone_t *z = &pool->zone[c->zone];
-    lab_store_relaxed(&z->store_dirty, z->store_dirty - dirty_count(c, (unsigned)(d - c->page),
-                                                                     (unsigned)(d - c->page) + b));
-    dirty_mark(c, (unsigned)(d - c->page), b, false);
-    d->h.clean = 1;
-    return true;
-}
-
-/* Pages purged per hold of a zone lock: allocations that need the lock wait at most one batch of
- * madvise (64 MiB, a few milliseconds), not a whole pass over a large pool. */
-#define PURGE_BATCH_PAGES 16384u
-
-/* Purge the free runs of z idle past the delay (force: every dirty one), then unmap the chunks
- * idle twice as long. *due (if not NULL) is lowered to the time the first run or chunk left
- * alone becomes due. */
-static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force, uint64_t *due)
-{
-    size_t purged = 0;
-    uint64_t now = lab_load_relaxed(&pool->now_ms), delay = pool->delay_ms;
-    for (;;) {
-        size_t batch = 0;
-        bool more = false;
-        lab_lock(&z->lock);
-        zone_drain_shared(pool, z);
-        for (unsigned b = bin_find(z, 1); b && !more; b = bin_find(z, b + 1)) {
-            for (lab_page_t *d = ZBIN(z, b); d; d = d->next) {
-                if (d->h.clean)
-                    continue;
-                if (!force && now < d->stamp + delay) {
-                    if (due && d->stamp + delay < *due)
-                        *due = d->stamp + delay;
-                    continue;
-                }
-                if (batch >= PURGE_BATCH_PAGES) {
-                    more = true; /* let waiting allocations in, then start the walk again */
-                    break;
-                }
-                if (store_run_purge(pool, d, b))
-                    batch += b;
-            }
-        }
-        /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
-        if (!more)
-            zone_unmap_free_chunks(pool, z, zi, force ? 0 : 2 * delay, zi == ZONE_NORMAL ? pool->high : 0, due);
-        lab_unlock(&z->lock);
-        purged += batch;
-        if (!more)
-            return purged;
-    }
-}
-
-static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
-{
-    if (force) { /* malloc_trim: every free page reads zero again, a new start for lab_pool_zero_pages */
-        lab_store_relaxed(&zero_ask_backoff, 0);
-        lab_store_relaxed(&zero_ask_skip, 0);
-    }
-    uint64_t t = lab_clock_ms();
-    lab_store_relaxed(&pool->now_ms, t);
-    lab_store_relaxed(&pool->last_purge, t);
-    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force, due) +
-                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force, due);
-    lab_lock(&pool->huge_lock);
-    for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
-        lab_chunk_t *c = *pp;
-        if (force || t >= c->idle_since + pool->delay_ms) {
-            *pp = c->next;
-            lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
-            purged += c->size >> LAB_PAGE_SHIFT;
-            lab_add_relaxed(&pool->purged_pages, c->size >> LAB_PAGE_SHIFT);
-            lab_huge_unmap(pool, c);
-        } else {
-            if (due && c->idle_since + pool->delay_ms < *due)
-                *due = c->idle_since + pool->delay_ms;
-            pp = &c->next;
-        }
-    }
-    lab_unlock(&pool->huge_lock);
-    return purged;
-}
-
-size_t lab_pool_purge(lab_pool_t *pool, bool force) { return pool_purge(pool, force, NULL); }
-
-/* ------------------------------------------------------------------------------------------
- * the background purge: one thread (preload/purge.c) for the default pool, started lazily */
-
-enum { BG_OFF, BG_STARTING, BG_RUNNING };
-
-static struct {
-    bool (*start)(void);
-    size_t start_pages;
-    int state;           /* BG_*; the fork child resets it (the thread does not exist there) */
-    int idle;            /* 1: the thread sleeps with no deadline; the next free wakes it */
-    int seq;             /* the futex word the thread sleeps on; bumped to wake it */
-    uint64_t frees;      /* bumped by every free that hands pages to the shared lists or store */
-    uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
-    uint64_t backoff_ms;
-} bg;
-
-__thread int lab_pool_handler_depth;
-
-void lab_pool_background_init(bool (*start)(void), size_t start_pages)
-{
-    bg.start_pages = start_pages;
-    /* release: start_pages is set before a thread that sees the function uses it */
-    __atomic_store_n(&bg.start, start, __ATOMIC_RELEASE);
-}
-
-static lab_noinline lab_cold void bg_start(uint64_t now)
-{
-    /* acquire pairs with the release in lab_pool_background_init */
-    bool (*start)(void) = __atomic_load_n(&bg.start, __ATOMIC_ACQUIRE);
-    int off = BG_OFF;
-    if (!start || !__atomic_compare_exchange_n(&bg.state, &off, BG_STARTING, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return;
-    bool ok = start();
-    if (!ok) {
-        bg.backoff_ms = bg.backoff_ms ? lab_min(bg.backoff_ms * 2, (uint64_t)64000) : 1000;
-        lab_store_relaxed(&bg.retry_ms, now + bg.backoff_ms);
-    }
-    /* release: the attempt's writes are visible to whoever sees its outcome */
-    __atomic_store_n(&bg.state, ok ? BG_RUNNING : BG_OFF, __ATOMIC_RELEASE);
-}
-
-/* A free made pages visible to the purge: wake the thread if it sleeps with nothing to wait for. */
-static void bg_kick(void)
-{
-    /* seq_cst, and seq_cst below: pairs with the thread's store of idle and re-read of frees in
-     * lab_pool_background_round (Dekker): either it sees this free, or this free sees it idle */
-    __atomic_fetch_add(&bg.frees, 1, __ATOMIC_SEQ_CST);
-    int one = 1;
-    if (__atomic_load_n(&bg.idle, __ATOMIC_SEQ_CST) &&
-        __atomic_compare_exchange_n(&bg.idle, &one, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        /* relaxed: the futex compares values, and the pages were published by the free itself */
-        lab_add_relaxed(&bg.seq, 1);
-        lab_os_futex_wake(&bg.seq, 1);
-    }
-}
-
-/* A run went into the calling thread's room, where no free reaches the purge thread: a thread
- * asleep with nothing to wait for would never look at it (the owner may make no call again). A
- * plain load of the flag, after the push in program order (compiler barrier); the thread, once
- * it has set the flag, passes every running thread through a full barrier (membarrier) before
- * it looks at the rooms (rooms_filled): either this load sees the flag and wakes it, or that
- * look sees the run. */
-static inline void bg_room_filled(void)
-{
-    lab_barrier();
-    if (lab_unlikely(lab_load_relaxed(&bg.idle)) && !lab_pool_handler_depth)
-        bg_kick();
-}
-
-void lab_pool_background_poke(void)
-{
-    /* counted always (the thread compares the count before it sleeps for good); a wake-up
-     * (system call) only when it sleeps with nothing to wait for, which it does only after a
-     * whole delay without a poke (preload/purge.c), so pokes cannot keep it busy */
-    if (__atomic_load_n(&bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth)
-        bg_kick();
-}
-
-uint64_t lab_pool_background_gen(void) { return __atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST); }
-
-unsigned lab_pool_default_delay(void)
-{
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    return p ? p->delay_ms : ~0u;
-}
-
-void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool, NULL); }
-
-static bool rooms_filled(void);
-
-void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
-{
-    lab_pool_t *pool = lab_pool_default(); /* NULL only on ENOMEM */
-    int seq = lab_load_relaxed(&bg.seq);
-    uint64_t due = UINT64_MAX, slack = UINT64_MAX;
-    if (pool && pool->delay_ms != ~0u) {
-        pool_purge(pool, false, &due);
-        slack = pool->delay_ms / 4;
-    }
-    /* user pools too: one that goes idle after a burst makes no call that would purge it. The
-     * list's lock is held through each purge, so labyrinth_pool_destroy waits for it to end. */
-    lab_lock(&pools_lock);
-    for (lab_pool_t *p = pools_all; p; p = p->next_pool)
-        if (!p->is_default && p->delay_ms != ~0u) {
-            pool_purge(p, false, &due);
-            slack = lab_min(slack, (uint64_t)p->delay_ms / 4);
-        }
-    lab_unlock(&pools_lock);
-    if (due == UINT64_MAX && wake_ms != UINT64_MAX) {
-        /* nothing dirty, but the caller looks again then: not idle, so frees and pokes are only
-         * counted meanwhile (no wake-up each) */
-        lab_os_futex_wait_ms(&bg.seq, seq, wake_ms);
-        return;
-    }
-    if (due == UINT64_MAX) {
-        /* nothing dirty: sleep until a free or poke says otherwise (see bg_kick) */
-        __atomic_store_n(&bg.idle, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&bg.frees, __ATOMIC_SEQ_CST) == gen && !rooms_filled())
-            lab_os_futex_wait_ms(&bg.seq, seq, UINT64_MAX);
-        lab_store_relaxed(&bg.idle, 0);
-        return;
-    }
-    /* wake a little after the first run is due (a quarter of the shortest delay), so that runs
-     * freed close together go in one round (the coarse clock also runs up to a few ms behind) */
-    uint64_t now = lab_clock_ms();
-    lab_os_futex_wait_ms(&bg.seq, seq, lab_min((due > now ? due - now : 0) + slack + 4, wake_ms));
-}
-
-/* The pages out of the free lists now (handed out, or in threads' rooms), kept as the peak when
- * more than any seen: on every allocation slow path, ATOMIC ones included, and at each stats
- * call (a peak only a stats call saw was reported once and then fell back: found by review). */
-static void pool_note_peak(lab_pool_t *pool)
-{
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
-    size_t used = mapped > nfree ? mapped - nfree : 0, peak = lab_load_relaxed(&pool->peak_used);
-    while (used > peak &&
-           !__atomic_compare_exchange_n(&pool->peak_used, &peak, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
-}
-
-/* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
- * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
- * (frees only); without a thread, purge what is due at most every delay/2. */
-void lab_pool_tick_slow(lab_pool_t *pool, bool from_free)
-{
-    uint64_t now = lab_clock_ms();
-    lab_store_relaxed(&pool->now_ms, now);
-    pool_note_peak(pool);
-    /* the thread purges every pool; a user pool that maps as much as the malloc pool must
-     * before it starts one may start it too (its allocation slow path holds no arena state) */
-    /* acquire pairs with the release in bg_start */
-    int st = __atomic_load_n(&bg.state, __ATOMIC_ACQUIRE);
-    if (st == BG_RUNNING) {
-        /* an allocation wakes a thread asleep with nothing to do too: the runs it brings into
-         * a room may stay there, its owner idle, with no free ever reaching the pool (the
-         * thread then watches the rooms, lab_pool_rooms_return_idle). A plain load first: the
-         * flag's line is read-mostly, and a wake-up missed in the race with the thread's going
-         * to sleep waits for the next slow allocation or free */
-        if (from_free || lab_load_relaxed(&bg.idle))
-            bg_kick();
-        return; /* the thread purges */
-    }
-    if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held &&
-                     lab_load_relaxed(&pool->mapped_pages) >= bg.start_pages &&
-                     now >= lab_load_relaxed(&bg.retry_ms) && lab_load_relaxed(&bg.start)))
-        bg_start(now);
-    uint64_t last = lab_load_relaxed(&pool->last_purge);
-    if (lab_locks_held || pool->delay_ms == ~0u || now < last + pool->delay_ms / 2 + 1)
-        return;
-    /* one purger at a time; the others go on */
-    if (__atomic_compare_exchange_n(&pool->last_purge, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        lab_pool_purge(pool, false);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -2344,7 +2073,7 @@ static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, b
  * it: bg_room_filled)? The membarrier makes their pushes visible here. Without it (old kernels,
  * sandboxes) the look is made all the same; a push still in its owner's store buffer then waits
  * for the next wake-up. */
-static bool rooms_filled(void)
+bool lab_rooms_filled(void)
 {
     bool any = false;
     lab_lock(&rooms_lock);
@@ -2461,7 +2190,7 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
         return -EINVAL;
     pool->is_default = is_default;
     pool->now_ms = pool->last_purge = lab_clock_ms();
-    lab_lock(&pools_lock);
+    lab_lock(&lab_pools_lock);
     pool->gen = ++pool_gen_counter;
     pool->id = LAB_ROOM_POOLS;
     for (unsigned i = is_default ? 0 : 1; i < LAB_ROOM_POOLS; i++) {
@@ -2473,9 +2202,9 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
         if (is_default)
             break;
     }
-    pool->next_pool = pools_all;
-    pools_all = pool;
-    lab_unlock(&pools_lock);
+    pool->next_pool = lab_pools_all;
+    lab_pools_all = pool;
+    lab_unlock(&lab_pools_lock);
     /* fill up front: the reserve must be there before anyone needs it */
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     lab_lock(&z->lock);
@@ -2486,15 +2215,15 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
 
 static void pool_teardown(lab_pool_t *pool)
 {
-    lab_lock(&pools_lock);
-    for (lab_pool_t **pp = &pools_all; *pp; pp = &(*pp)->next_pool)
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t **pp = &lab_pools_all; *pp; pp = &(*pp)->next_pool)
         if (*pp == pool) {
             *pp = pool->next_pool;
             break;
         }
     if (pool->id < LAB_ROOM_POOLS && pool_slots[pool->id] == pool)
         lab_store_relaxed(&pool_slots[pool->id], NULL);
-    lab_unlock(&pools_lock);
+    lab_unlock(&lab_pools_lock);
     /* a taker of rooms (malloc_trim, the purge thread, a thread's exit) moving runs of this pool
      * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
     lab_lock(&rooms_lock);
@@ -2531,6 +2260,12 @@ void lab_pool_set_default_delay(unsigned ms)
     lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
     if (p)
         p->delay_ms = ms;
+}
+
+unsigned lab_pool_default_delay(void)
+{
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    return p ? p->delay_ms : ~0u;
 }
 
 void lab_pool_set_default_thp(size_t mib) { default_thp_mib = lab_min(mib, SIZE_MAX >> 20); }
@@ -2588,7 +2323,7 @@ size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount)
     for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
         for (lab_page_t *d = ZBIN(z, b); d; d = d->next)
             if (d->h.clean != 1)
-                n += dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
+                n += lab_dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
                                  (unsigned)(d - lab_desc_chunk(d)->page) + b);
     size_t counted = z->store_dirty;
     lab_unlock(&z->lock);
@@ -2612,7 +2347,7 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     out->high_pages = pool->high;
     out->max_pages = pool->max;
     out->mapped_pages = lab_load_relaxed(&pool->mapped_pages);
-    pool_note_peak(pool);
+    lab_pool_note_peak(pool);
     out->peak_used_pages = lab_load_relaxed(&pool->peak_used);
     out->purged_pages = lab_load_relaxed(&pool->purged_pages);
     out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
@@ -2637,8 +2372,8 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
 void lab_pool_fork_prepare(void)
 {
     lab_lock(&default_lock);
-    lab_lock(&pools_lock);
-    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_lock(&p->zone[ZONE_NORMAL].lock);
         lab_lock(&p->zone[ZONE_EXCL].lock);
         lab_lock(&p->huge_lock);
@@ -2651,12 +2386,12 @@ void lab_pool_fork_parent(void)
 {
     lab_unlock(&lab_meta_lock);
     lab_unlock(&rooms_lock);
-    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_unlock(&p->huge_lock);
         lab_unlock(&p->zone[ZONE_EXCL].lock);
         lab_unlock(&p->zone[ZONE_NORMAL].lock);
     }
-    lab_unlock(&pools_lock);
+    lab_unlock(&lab_pools_lock);
     lab_unlock(&default_lock);
 }
 
@@ -2671,17 +2406,17 @@ void lab_pool_fork_child(void)
     lab_locks_held = 0; /* the locks prepare took are reset below, not unlocked */
     lab_lock_reset(&lab_meta_lock);
     lab_lock_reset(&rooms_lock);
-    for (lab_pool_t *p = pools_all; p; p = p->next_pool) {
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_lock_reset(&p->huge_lock);
         lab_lock_reset(&p->zone[ZONE_EXCL].lock);
         lab_lock_reset(&p->zone[ZONE_NORMAL].lock);
     }
-    lab_lock_reset(&pools_lock);
+    lab_lock_reset(&lab_pools_lock);
     lab_lock_reset(&default_lock);
     /* the purge thread is not copied into the child: the next allocation slow path starts one */
-    bg.state = BG_OFF;
-    bg.idle = 0;
-    bg.retry_ms = 0;
+    lab_bg.state = BG_OFF;
+    lab_bg.idle = 0;
+    lab_bg.retry_ms = 0;
     /* rooms of threads that do not exist in the child: hand their runs back, and the sets to the
      * free list, rebuilt from all (skip a set that was being changed when the fork happened: its
      * list may be half-written; left off the free list, it was a set lost for every fork) */
@@ -2704,14 +2439,14 @@ labyrinth_t *labyrinth_default(void)
     return lab_pool_default() ? &default_handle : NULL;
 }
 
-/* Whether p is a pool set up and not torn down (on pools_all). */
+/* Whether p is a pool set up and not torn down (on lab_pools_all). */
 static bool pool_is_live(const void *p)
 {
     bool live = false;
-    lab_lock(&pools_lock);
-    for (lab_pool_t *q = pools_all; q && !live; q = q->next_pool)
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t *q = lab_pools_all; q && !live; q = q->next_pool)
         live = q == p;
-    lab_unlock(&pools_lock);
+    lab_unlock(&lab_pools_lock);
     return live;
 }
 

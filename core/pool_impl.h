@@ -117,6 +117,20 @@ _Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES /
                        sizeof(lab_page_t *) <= 4096,
                "the lists of long and of short store runs on the pool's first page");
 
+/* Smallest non-empty bin >= n, or 0. */
+static inline unsigned bin_find(lab_zone_t *z, unsigned n)
+{
+    unsigned w = n / 64;
+    uint64_t bits = z->binmap[w] & (~0ull << (n % 64));
+    for (;;) {
+        if (bits)
+            return w * 64 + (unsigned)__builtin_ctzll(bits);
+        if (++w >= sizeof z->binmap / 8)
+            return 0;
+        bits = z->binmap[w];
+    }
+}
+
 /* ------------------------------------------------------------------------------------------
  * pool.c: chunks, the store, handing runs out */
 
@@ -133,6 +147,22 @@ lab_internal void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *d
 /* A huge mapping of `pages` was mapped or grown (no lock held): the normal store trimmed. */
 lab_internal void lab_store_trim_huge(lab_pool_t *pool, size_t pages);
 
+/* Every pool (lab_pools_all, linked by next_pool) under lab_pools_lock. */
+lab_internal extern lab_lock_t lab_pools_lock;
+lab_internal extern lab_pool_t *lab_pools_all;
+/* Another thread's room holds runs (the purge thread, before it sleeps for good). */
+lab_internal bool lab_rooms_filled(void);
+/* Free runs and chunks as the purge walks them (zone lock held), and the dirty map's bits. */
+lab_internal void lab_zone_drain_shared(lab_pool_t *pool, lab_zone_t *z);
+lab_internal unsigned lab_zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle,
+                                                 size_t keep, uint64_t *due);
+lab_internal void lab_dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on);
+lab_internal unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end);
+/* A forced purge: LAB_GFP_ZERO asks the kernel again which pages were touched. */
+lab_internal void lab_pool_zero_ask_reset(void);
+/* The pages in use now, kept as the peak when more than any seen. */
+lab_internal void lab_pool_note_peak(lab_pool_t *pool);
+
 /* ------------------------------------------------------------------------------------------
  * pool_huge.c: huge mappings */
 
@@ -144,7 +174,25 @@ lab_internal void lab_huge_cache_yield(lab_pool_t *pool, const lab_page_t *d);
 lab_internal bool lab_huge_cache_holds(lab_pool_t *pool, size_t bytes);
 
 /* ------------------------------------------------------------------------------------------
- * the purge */
+ * pool_purge.c: the purge, and the background purge's state */
+
+enum { BG_OFF, BG_STARTING, BG_RUNNING };
+
+typedef struct {
+    bool (*start)(void);
+    size_t start_pages;
+    int state;           /* BG_*; the fork child resets it (the thread does not exist there) */
+    int idle;            /* 1: the thread sleeps with no deadline; the next free wakes it */
+    int seq;             /* the futex word the thread sleeps on; bumped to wake it */
+    uint64_t frees;      /* bumped by every free that hands pages to the shared lists or store */
+    uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
+    uint64_t backoff_ms;
+} lab_bg_t;
+lab_internal extern lab_bg_t lab_bg;
+/* A free made pages visible to the purge: wake the thread if it sleeps with nothing to wait for. */
+lab_internal void lab_bg_kick(void);
+/* Purge store run d of b pages (zone lock held); false if the kernel refused. */
+lab_internal bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
 
 /* The clock, the peak and the purge (or the purge thread's wake-up) after a DEFAULT slow path
  * or a free that reached the shared lists or the store: never in a signal handler. */

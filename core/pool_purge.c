@@ -1,0 +1,237 @@
+/* pool_purge.c — giving the pool's idle pages back (layer 2): purging the store's written runs
+ * and unmapping idle chunks and cached huge mappings after the delay, the tick of the slow paths
+ * that drives it, and the background purge thread's rounds (the thread itself: preload/purge.c).
+ * Calls core/os, lock.h and the pool's other files (pool_impl.h) only. */
+#define _GNU_SOURCE
+#include "pool_impl.h"
+
+/* Purge store run d of b pages (zone lock held): it reads zero from now on. False if the kernel
+ * refused (a locked range: mlock, mlockall; MADV_DONTNEED stops at the first locked mapping):
+ * then the run keeps its data and stays dirty, or calloc and LAB_GFP_ZERO would hand out what
+ * its last block held without clearing it, and its stamp moves on, so that the purge does not
+ * try it again before another delay (a program that locks all its memory keeps it, as under
+ * glibc, whose trim is refused the same way). */
+bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
+{
+    lab_chunk_t *c = lab_desc_chunk(d);
+    if (c->thp) {
+        /* the purge splits the huge page: small pages from now on, and khugepaged told to keep
+         * away, or it would fill the purged pages in again */
+        lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
+        c->thp = 0;
+        lab_add_relaxed(&pool->thp_demoted, 1);
+    }
+    if (lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT) != 0) {
+        d->stamp = lab_load_relaxed(&pool->now_ms);
+        return false;
+    }
+    /* counted at once: whoever sees the pages gone sees them counted */
+    lab_add_relaxed(&pool->purged_pages, b);
+    lab_zone_t *z = &pool->zone[c->zone];
+    lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
+                                                                     (unsigned)(d - c->page) + b));
+    lab_dirty_mark(c, (unsigned)(d - c->page), b, false);
+    d->h.clean = 1;
+    return true;
+}
+
+/* Pages purged per hold of a zone lock: allocations that need the lock wait at most one batch of
+ * madvise (64 MiB, a few milliseconds), not a whole pass over a large pool. */
+#define PURGE_BATCH_PAGES 16384u
+
+/* Purge the free runs of z idle past the delay (force: every dirty one), then unmap the chunks
+ * idle twice as long. *due (if not NULL) is lowered to the time the first run or chunk left
+ * alone becomes due. */
+static size_t zone_purge(lab_pool_t *pool, lab_zone_t *z, unsigned zi, bool force, uint64_t *due)
+{
+    size_t purged = 0;
+    uint64_t now = lab_load_relaxed(&pool->now_ms), delay = pool->delay_ms;
+    for (;;) {
+        size_t batch = 0;
+        bool more = false;
+        lab_lock(&z->lock);
+        lab_zone_drain_shared(pool, z);
+        for (unsigned b = bin_find(z, 1); b && !more; b = bin_find(z, b + 1)) {
+            for (lab_page_t *d = ZBIN(z, b); d; d = d->next) {
+                if (d->h.clean)
+                    continue;
+                if (!force && now < d->stamp + delay) {
+                    if (due && d->stamp + delay < *due)
+                        *due = d->stamp + delay;
+                    continue;
+                }
+                if (batch >= PURGE_BATCH_PAGES) {
+                    more = true; /* let waiting allocations in, then start the walk again */
+                    break;
+                }
+                if (lab_store_run_purge(pool, d, b))
+                    batch += b;
+            }
+        }
+        /* unmap whole free chunks idle past twice the delay, keeping HIGH pages free */
+        if (!more)
+            lab_zone_unmap_free_chunks(pool, z, zi, force ? 0 : 2 * delay, zi == ZONE_NORMAL ? pool->high : 0, due);
+        lab_unlock(&z->lock);
+        purged += batch;
+        if (!more)
+            return purged;
+    }
+}
+
+static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
+{
+    if (force) /* malloc_trim: every free page reads zero again, a new start for lab_pool_zero_pages */
+        lab_pool_zero_ask_reset();
+    uint64_t t = lab_clock_ms();
+    lab_store_relaxed(&pool->now_ms, t);
+    lab_store_relaxed(&pool->last_purge, t);
+    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force, due) +
+                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force, due);
+    lab_lock(&pool->huge_lock);
+    for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
+        lab_chunk_t *c = *pp;
+        if (force || t >= c->idle_since + pool->delay_ms) {
+            *pp = c->next;
+            lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
+            purged += c->size >> LAB_PAGE_SHIFT;
+            lab_add_relaxed(&pool->purged_pages, c->size >> LAB_PAGE_SHIFT);
+            lab_huge_unmap(pool, c);
+        } else {
+            if (due && c->idle_since + pool->delay_ms < *due)
+                *due = c->idle_since + pool->delay_ms;
+            pp = &c->next;
+        }
+    }
+    lab_unlock(&pool->huge_lock);
+    return purged;
+}
+
+size_t lab_pool_purge(lab_pool_t *pool, bool force) { return pool_purge(pool, force, NULL); }
+
+/* ------------------------------------------------------------------------------------------
+ * the background purge: one thread (preload/purge.c) for the default pool, started lazily */
+
+lab_bg_t lab_bg;
+
+__thread int lab_pool_handler_depth;
+
+void lab_pool_background_init(bool (*start)(void), size_t start_pages)
+{
+    lab_bg.start_pages = start_pages;
+    /* release: start_pages is set before a thread that sees the function uses it */
+    __atomic_store_n(&lab_bg.start, start, __ATOMIC_RELEASE);
+}
+
+static lab_noinline lab_cold void bg_start(uint64_t now)
+{
+    /* acquire pairs with the release in lab_pool_background_init */
+    bool (*start)(void) = __atomic_load_n(&lab_bg.start, __ATOMIC_ACQUIRE);
+    int off = BG_OFF;
+    if (!start || !__atomic_compare_exchange_n(&lab_bg.state, &off, BG_STARTING, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    bool ok = start();
+    if (!ok) {
+        lab_bg.backoff_ms = lab_bg.backoff_ms ? lab_min(lab_bg.backoff_ms * 2, (uint64_t)64000) : 1000;
+        lab_store_relaxed(&lab_bg.retry_ms, now + lab_bg.backoff_ms);
+    }
+    /* release: the attempt's writes are visible to whoever sees its outcome */
+    __atomic_store_n(&lab_bg.state, ok ? BG_RUNNING : BG_OFF, __ATOMIC_RELEASE);
+}
+
+/* A free made pages visible to the purge: wake the thread if it sleeps with nothing to wait for. */
+void lab_bg_kick(void)
+{
+    /* seq_cst, and seq_cst below: pairs with the thread's store of idle and re-read of frees in
+     * lab_pool_background_round (Dekker): either it sees this free, or this free sees it idle */
+    __atomic_fetch_add(&lab_bg.frees, 1, __ATOMIC_SEQ_CST);
+    int one = 1;
+    if (__atomic_load_n(&lab_bg.idle, __ATOMIC_SEQ_CST) &&
+        __atomic_compare_exchange_n(&lab_bg.idle, &one, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        /* relaxed: the futex compares values, and the pages were published by the free itself */
+        lab_add_relaxed(&lab_bg.seq, 1);
+        lab_os_futex_wake(&lab_bg.seq, 1);
+    }
+}
+
+void lab_pool_background_poke(void)
+{
+    /* counted always (the thread compares the count before it sleeps for good); a wake-up
+     * (system call) only when it sleeps with nothing to wait for, which it does only after a
+     * whole delay without a poke (preload/purge.c), so pokes cannot keep it busy */
+    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth)
+        lab_bg_kick();
+}
+
+uint64_t lab_pool_background_gen(void) { return __atomic_load_n(&lab_bg.frees, __ATOMIC_SEQ_CST); }
+
+void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
+{
+    lab_pool_t *pool = lab_pool_default(); /* NULL only on ENOMEM */
+    int seq = lab_load_relaxed(&lab_bg.seq);
+    uint64_t due = UINT64_MAX, slack = UINT64_MAX;
+    if (pool && pool->delay_ms != ~0u) {
+        pool_purge(pool, false, &due);
+        slack = pool->delay_ms / 4;
+    }
+    /* user pools too: one that goes idle after a burst makes no call that would purge it. The
+     * list's lock is held through each purge, so labyrinth_pool_destroy waits for it to end. */
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool)
+        if (!p->is_default && p->delay_ms != ~0u) {
+            pool_purge(p, false, &due);
+            slack = lab_min(slack, (uint64_t)p->delay_ms / 4);
+        }
+    lab_unlock(&lab_pools_lock);
+    if (due == UINT64_MAX && wake_ms != UINT64_MAX) {
+        /* nothing dirty, but the caller looks again then: not idle, so frees and pokes are only
+         * counted meanwhile (no wake-up each) */
+        lab_os_futex_wait_ms(&lab_bg.seq, seq, wake_ms);
+        return;
+    }
+    if (due == UINT64_MAX) {
+        /* nothing dirty: sleep until a free or poke says otherwise (see lab_bg_kick) */
+        __atomic_store_n(&lab_bg.idle, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&lab_bg.frees, __ATOMIC_SEQ_CST) == gen && !lab_rooms_filled())
+            lab_os_futex_wait_ms(&lab_bg.seq, seq, UINT64_MAX);
+        lab_store_relaxed(&lab_bg.idle, 0);
+        return;
+    }
+    /* wake a little after the first run is due (a quarter of the shortest delay), so that runs
+     * freed close together go in one round (the coarse clock also runs up to a few ms behind) */
+    uint64_t now = lab_clock_ms();
+    lab_os_futex_wait_ms(&lab_bg.seq, seq, lab_min((due > now ? due - now : 0) + slack + 4, wake_ms));
+}
+
+/* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
+ * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
+ * (frees only); without a thread, purge what is due at most every delay/2. */
+void lab_pool_tick_slow(lab_pool_t *pool, bool from_free)
+{
+    uint64_t now = lab_clock_ms();
+    lab_store_relaxed(&pool->now_ms, now);
+    lab_pool_note_peak(pool);
+    /* the thread purges every pool; a user pool that maps as much as the malloc pool must
+     * before it starts one may start it too (its allocation slow path holds no arena state) */
+    /* acquire pairs with the release in bg_start */
+    int st = __atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE);
+    if (st == BG_RUNNING) {
+        /* an allocation wakes a thread asleep with nothing to do too: the runs it brings into
+         * a room may stay there, its owner idle, with no free ever reaching the pool (the
+         * thread then watches the rooms, lab_pool_rooms_return_idle). A plain load first: the
+         * flag's line is read-mostly, and a wake-up missed in the race with the thread's going
+         * to sleep waits for the next slow allocation or free */
+        if (from_free || lab_load_relaxed(&lab_bg.idle))
+            lab_bg_kick();
+        return; /* the thread purges */
+    }
+    if (lab_unlikely(st == BG_OFF && !from_free && !lab_locks_held &&
+                     lab_load_relaxed(&pool->mapped_pages) >= lab_bg.start_pages &&
+                     now >= lab_load_relaxed(&lab_bg.retry_ms) && lab_load_relaxed(&lab_bg.start)))
+        bg_start(now);
+    uint64_t last = lab_load_relaxed(&pool->last_purge);
+    if (lab_locks_held || pool->delay_ms == ~0u || now < last + pool->delay_ms / 2 + 1)
+        return;
+    /* one purger at a time; the others go on */
+    if (__atomic_compare_exchange_n(&pool->last_purge, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        lab_pool_purge(pool, false);
+}
