@@ -1,14 +1,15 @@
-/* pool.c — the labyrinth page pool (layer 2): chunks, the coalescing run store, the lock-free
- * shared lists, rooms, watermarks, the reserve, purging, and the public labyrinth_* API.
- * Metadata memory and the page map are pool_map.c's, huge mappings pool_huge.c's. Calls
- * core/os, lock.h and the pool's other files (pool_impl.h) only.
+/* pool.c — the labyrinth page pool's hot paths (layer 2): rooms, the lock-free shared lists, the
+ * coalescing run store, chunks, watermarks, the reserve and the page calls' fast paths: every run
+ * handed out or taken back, in one file so that they inline into each other. Elsewhere: pool_map.c,
+ * pool_huge.c, pool_purge.c, pool_life.c (room sets, pools, fork, the API). Calls core/os,
+ * lock.h and the pool's other files (pool_impl.h: the types) only.
  *
  * Allocation of a 2^order run tries, in order (the policy in five lines, as in the kernel):
  *   room_pop            the thread's own list: no atomics, no shared cache line
  *   shared_pop          the pool's lock-free list of that order (one CAS)
  *   shared_split        a larger run from the lock-free lists, halves pushed back (CAS only)
  *   store_take          under the zone lock (a trylock for ATOMIC): carve from coalesced runs
- *   zone_refill         DEFAULT only: map chunks up to the HIGH watermark, then carve
+ *   lab_zone_refill     DEFAULT only: map chunks up to the HIGH watermark, then carve
  * DEFAULT never lets the free count fall below the reserve; ATOMIC may empty it, and never makes
  * a system call or waits on a lock. Frees go to the room, spill to the shared list, and drain
  * to the store (coalescing) only when the zone lock is free. */
@@ -17,67 +18,18 @@
 
 #include <limits.h>
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------
- * pool state */
+ * pool state (the structures: pool_impl.h) */
 
 static lab_pool_reclaim_fn pool_reclaim; /* the arena's (lab_pool_set_reclaim) */
 
 void lab_pool_set_reclaim(lab_pool_reclaim_fn fn) { lab_store_relaxed(&pool_reclaim, fn); }
 
-lab_lock_t lab_pools_lock = LAB_LOCK_INIT;
-lab_pool_t *lab_pools_all;
-static lab_pool_t *pool_slots[LAB_ROOM_POOLS];
-static uint64_t pool_gen_counter;
-static lab_pool_t *default_pool; /* the pool behind malloc (set up in pool_default_init) */
-
 /* ------------------------------------------------------------------------------------------
- * rooms: one set per thread, reached through one TLS pointer */
-
-typedef struct lab_room {
-    lab_page_t *head;
-    uint32_t count;
-} lab_room_t;
-
-typedef struct lab_rooms {
-    struct {
-        uint64_t gen;
-        lab_pool_t *pool;
-        uint64_t hits;
-        lab_room_t r[LAB_NR_ORDERS];
-    } slot[LAB_ROOM_POOLS];
-    /* the default pool's page-sized malloc blocks of a page count that is not a power of two,
-     * freed by this thread: kept whole (CACHED, heads kept) for its next one of about that size
-     * (run_room_pop); outside slot[], so that no reset of a slot loses them */
-    lab_page_t *runs;
-    uint32_t nruns, run_pages;
-    volatile int busy;             /* a room list is being changed: a nested call keeps out */
-    volatile int steal;            /* another thread takes the runs (rooms_take): the owner keeps out */
-    struct lab_rooms *next_all;
-    struct lab_rooms *next_free;
-    /* the taker's own, under rooms_lock */
-    struct lab_rooms *take_next;
-    uint64_t bg_sig, bg_seen_ms;
-    uint64_t press_sig;            /* rooms_sig at the last rooms_take_stale (0: none) */
-} lab_rooms_t;
-
-/* The owner changes its rooms with no atomic: it marks them busy, then looks for a taker's mark.
- * rooms_take marks first, then makes every running thread of the process pass a full barrier
- * (membarrier) and only then looks at busy: an owner that had marked its rooms before the
- * barrier is seen busy and left alone, and one that had not sees the taker's mark and keeps out.
- * ThreadSanitizer knows no membarrier: its builds make both sides a try-lock on busy. */
-#if defined(__SANITIZE_THREAD__)
-#define LAB_ROOMS_LOCKED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LAB_ROOMS_LOCKED 1
-#endif
-#endif
-#ifndef LAB_ROOMS_LOCKED
-#define LAB_ROOMS_LOCKED 0
-#endif
+ * rooms: one set per thread, reached through one TLS pointer (the set and the protocol between
+ * its owner and a taker: pool_impl.h; sets made and taken: pool_life.c) */
 
 static inline bool room_enter(lab_rooms_t *rs)
 {
@@ -110,8 +62,8 @@ static inline void room_leave(lab_rooms_t *rs)
 
 static const uint16_t room_cap[LAB_NR_ORDERS] = {64, 32, 16, 16, 16, 8, 4, 2, 1, 1};
 
-static __thread lab_rooms_t *tls_rooms;
-static __thread int tls_rooms_dead;
+__thread lab_rooms_t *lab_tls_rooms;
+__thread int lab_tls_rooms_dead;
 
 /* The owner of EXCLUSIVE runs: a number no other thread of the process ever gets. pthread_self()
  * was, but glibc gives an exited thread's descriptor, and its value, to the next thread, which
@@ -129,10 +81,6 @@ static inline uint64_t thread_serial(void)
     }
     return v;
 }
-static lab_lock_t rooms_lock = LAB_LOCK_INIT;
-static lab_rooms_t *rooms_all, *rooms_free;
-static pthread_key_t rooms_key;
-static int rooms_key_state; /* 0 none, 1 creating, 2 ready */
 
 static size_t shared_cap_pages(unsigned order) { return lab_max((size_t)256, (size_t)2 << order); }
 
@@ -758,20 +706,18 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     return 0;
 }
 
-static size_t rooms_take_stale(lab_pool_t *pool);
-
 /* Bring the free count up to HIGH (DEFAULT callers, lock held). When the caller needs `need`
  * contiguous pages and the store has none, at least one chunk is mapped whatever the count says:
  * free pages may be plentiful and still too fragmented. */
-static int zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
+int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
 {
     size_t target = lab_max(pool->high, pool->reserve + need);
     int err = 0;
     bool mapped = false, may_release = true;
     lab_add_relaxed(&pool->refills, 1);
     /* toward HIGH only (the callers that need a run take other threads' idle rooms first and
-     * look again before they come here: rooms_take_stale) */
-    if (!need && lab_load_relaxed(&pool->nr_free) < target && rooms_take_stale(pool))
+     * look again before they come here: lab_rooms_take_stale) */
+    if (!need && lab_load_relaxed(&pool->nr_free) < target && lab_rooms_take_stale(pool))
         lab_zone_drain_shared(pool, z);
     while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
         if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
@@ -844,8 +790,6 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
         h[i] = w;
 }
 
-static lab_rooms_t *rooms_get(bool atomic);
-
 static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned order)
 {
     if (pool->id >= LAB_ROOM_POOLS)
@@ -861,7 +805,7 @@ static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned or
 
 /* Push a cached run on the shared list of its order; drain the list when it is too long. The
  * runs are stamped `stamp` (idle since then, for the purge). */
-static void shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
+void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
                            unsigned order, unsigned count, uint64_t stamp)
 {
     for (lab_page_t *d = first;; d = d->next) {
@@ -902,7 +846,7 @@ static void shared_push(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     /* runs leaving a room lose the heads they kept there (see lab_pool_free_order), and are
      * stamped now: the purge may see them from here on (a room keeps its runs from it, so the
      * frees that stay in a room read no clock) */
-    shared_push_at(pool, z, first, last, order, count, lab_clock_ms());
+    lab_shared_push_at(pool, z, first, last, order, count, lab_clock_ms());
 }
 
 /* Up to max runs from a shared list (a room's refill takes a batch), honouring the reserve for
@@ -1018,7 +962,7 @@ static inline void bg_room_filled(void)
 /* The run room's best fit for npages (at most npages/8 over, the size classes' bound), or NULL. */
 static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     if (!rs || !pool->is_default || !room_enter(rs))
         return NULL;
     lab_page_t **best = NULL;
@@ -1048,7 +992,7 @@ static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
  * linked by next: NULL, d itself (no room for it), or the oldest runs it pushed out. */
 static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     uint32_t n = d->h.npages;
     d->next = NULL;
     if (!rs || !pool->is_default || d->h.zone != ZONE_NORMAL || n > LAB_RUN_ROOM_PAGES || !room_enter(rs))
@@ -1080,7 +1024,7 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
 
 /* Runs (linked by next, all of one zone: a freed run, or runs out of a run room) into the store,
  * stamped `stamp`; the caller holds the zone's lock. Returns the pages. */
-static size_t run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
+size_t lab_run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
 {
     lab_zone_t *z = &pool->zone[chain->h.zone];
     size_t pages = 0;
@@ -1095,15 +1039,6 @@ static size_t run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stam
         pages += n;
     }
     return pages;
-}
-
-/* Take a set's whole run room (the owner, or a taker holding the set). */
-static lab_page_t *run_room_detach(lab_rooms_t *rs)
-{
-    lab_page_t *chain = rs->runs;
-    rs->runs = NULL;
-    rs->nruns = rs->run_pages = 0;
-    return chain;
 }
 
 /* A room's runs of 2^order pages (linked by next) into the store of z, whose lock the caller
@@ -1128,7 +1063,7 @@ static void room_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, uns
  * the caller holds, or NULL (the run room stays when it is the other zone's). */
 static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return;
     for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
@@ -1145,12 +1080,12 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
         }
     }
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    lab_page_t *runs = pool->is_default && (!held || held == z) ? run_room_detach(rs) : NULL;
+    lab_page_t *runs = pool->is_default && (!held || held == z) ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     if (runs) {
         if (!held)
             lab_lock(&z->lock);
-        run_chain_store(pool, runs, lab_clock_ms());
+        lab_run_chain_store(pool, runs, lab_clock_ms());
         if (!held)
             lab_unlock(&z->lock);
     }
@@ -1164,7 +1099,7 @@ void lab_pool_room_drain(lab_pool_t *pool) { room_drain_self(pool, NULL); }
  * apart: ThreadSanitizer saw the counts read while a trim emptied them) */
 static void room_counts(lab_pool_t *pool, unsigned *cnt)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     bool in = rs && pool->id < LAB_ROOM_POOLS && room_enter(rs);
     bool live = in && rs->slot[pool->id].gen == pool->gen;
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
@@ -1179,7 +1114,7 @@ static void room_counts(lab_pool_t *pool, unsigned *cnt)
  * the shortest of those runs that holds n pages (NULL if none does). */
 static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const unsigned *before, unsigned n)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return NULL;
     lab_page_t *got[LAB_NR_ORDERS] = {0}, *fit = NULL;
@@ -1198,13 +1133,13 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
         if (!fit && (1u << o) >= n)
             fit = got[o];
     }
-    lab_page_t *runs = pool->is_default ? run_room_detach(rs) : NULL;
+    lab_page_t *runs = pool->is_default ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
         if (got[o])
             room_chain_store(pool, z, got[o], o);
     if (runs)
-        run_chain_store(pool, runs, lab_clock_ms());
+        lab_run_chain_store(pool, runs, lab_clock_ms());
     return fit;
 }
 
@@ -1235,7 +1170,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     lab_page_t *d;
 
     /* refill the room with a batch when this thread has one (not for EXCLUSIVE runs) */
-    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : rooms_get(atomic);
+    lab_rooms_t *rs = zi != ZONE_NORMAL ? NULL : lab_rooms_get(atomic);
     if (rs && pool->id < LAB_ROOM_POOLS) {
         unsigned batch = room_cap[order] / 2;
         if (batch > 0 && room_enter(rs)) {
@@ -1302,18 +1237,18 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 /* keep the run; refill toward HIGH for the next callers (not on a NOGROW
                  * call's account: the next call that may grow does it) */
                 if (!(gfp & LAB_GFP_NOGROW))
-                    zone_refill(pool, z, 0);
+                    lab_zone_refill(pool, z, 0);
             } else if (zi == ZONE_EXCL) {
                 bool may_release = true;
                 if (zone_map_chunk(pool, z, ZONE_EXCL, &may_release) == 0)
                     d = store_take_order(pool, z, order);
-            } else if (!(gfp & LAB_GFP_NOGROW) && rooms_take_stale(pool)) {
+            } else if (!(gfp & LAB_GFP_NOGROW) && lab_rooms_take_stale(pool)) {
                 lab_zone_drain_shared(pool, z);
                 if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
                     d = store_take_order(pool, z, order);
-                if (!d && zone_refill(pool, z, n) == 0)
+                if (!d && lab_zone_refill(pool, z, n) == 0)
                     d = store_take_order(pool, z, order);
-            } else if (!(gfp & LAB_GFP_NOGROW) && zone_refill(pool, z, n) == 0) {
+            } else if (!(gfp & LAB_GFP_NOGROW) && lab_zone_refill(pool, z, n) == 0) {
                 d = store_take_order(pool, z, order);
             }
         }
@@ -1338,7 +1273,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
  * when there is no room, it is busy (a signal handler interrupted a change), or it is empty. */
 static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     unsigned id = pool->id;
     if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || !room_enter(rs)))
         return NULL;
@@ -1364,7 +1299,7 @@ static inline bool pool_below_reserve(lab_pool_t *pool)
 
 static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     unsigned id = pool->id;
     if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || pool_below_reserve(pool) ||
                      !room_enter(rs)))
@@ -1470,7 +1405,7 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
  * used. Apart, so that the common case saves no registers. */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && !pool_below_reserve(pool) && room_enter(rs)) {
         lab_room_t *r = room_of(rs, pool, order);
         d->next = r->head;
@@ -1539,7 +1474,7 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
  * which only serve lengths up to an eighth shorter than theirs. */
 static bool room_covers_fresh(lab_page_t *d, unsigned n)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     if (!rs || !rs->runs)
         return false;
     lab_chunk_t *c = lab_desc_chunk(d);
@@ -1560,15 +1495,15 @@ static bool room_covers_fresh(lab_page_t *d, unsigned n)
  * (780 KiB) while two of the nine faulted in pages of their own. */
 static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned n)
 {
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned s = (unsigned)(d - c->page);
     if (!rs || !rs->runs || lab_dirty_count(c, s, s + n) == n || !room_enter(rs))
         return d;
-    lab_page_t *runs = run_room_detach(rs);
+    lab_page_t *runs = lab_run_room_detach(rs);
     room_leave(rs);
     store_free(pool, z, c, s, n, true, 0);
-    run_chain_store(pool, runs, lab_clock_ms());
+    lab_run_chain_store(pool, runs, lab_clock_ms());
     lab_page_t *r = store_take_used(pool, z, n, 1, NULL, 0);
     return r ? r : store_take_any(pool, z, n);
 }
@@ -1596,7 +1531,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
             return NULL;
         }
     } else {
-        rooms_get(false); /* a thread whose first page calls are runs: its run room, for its frees */
+        lab_rooms_get(false); /* a thread whose first page calls are runs: its run room, for its frees */
         lab_lock(&z->lock);
     }
     if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
@@ -1627,12 +1562,12 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         lab_zone_drain_shared(pool, z);
         if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
             d = store_take_any(pool, z, (unsigned)npages);
-        if (!d && rooms_take_stale(pool)) {
+        if (!d && lab_rooms_take_stale(pool)) {
             lab_zone_drain_shared(pool, z);
             if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
                 d = store_take_any(pool, z, (unsigned)npages);
         }
-        if (!d && zone_refill(pool, z, npages) == 0)
+        if (!d && lab_zone_refill(pool, z, npages) == 0)
             d = store_take_any(pool, z, (unsigned)npages);
     }
     if (d && !atomic)
@@ -1749,6 +1684,27 @@ void lab_store_trim_huge(lab_pool_t *pool, size_t pages)
     lab_unlock(&z->lock);
 }
 
+/* The normal zone's written store pages as counted (store_trim_dirty's measure), the count it
+ * may keep (*budget) and, recounted from the dirty map under the zone lock, *recount (tests). */
+size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount)
+{
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_lock(&z->lock);
+    size_t n = 0;
+    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
+        for (lab_page_t *d = ZBIN(z, b); d; d = d->next)
+            if (d->h.clean != 1)
+                n += lab_dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
+                                 (unsigned)(d - lab_desc_chunk(d)->page) + b);
+    size_t counted = z->store_dirty;
+    lab_unlock(&z->lock);
+    *budget = store_dirty_budget(pool);
+    *recount = n;
+    return counted;
+}
+
+unsigned lab_pool_order_seen_max(void) { return lab_load_relaxed(&order_seen_max); }
+
 /* A run of npages, at most a chunk's, carved only from pages of the default pool's store that
  * were used before (the calling thread's run room joins the store first), or NULL: nothing
  * faulted in, nothing mapped. malloc asks it for blocks above LAB_LARGE_MAX before it maps one
@@ -1767,15 +1723,15 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC) ||
         lab_huge_cache_holds(pool, npages << LAB_PAGE_SHIFT))
         return NULL;
-    lab_rooms_t *rs = tls_rooms;
+    lab_rooms_t *rs = lab_tls_rooms;
     lab_page_t *runs = NULL;
     if (rs && rs->runs && room_enter(rs)) {
-        runs = run_room_detach(rs);
+        runs = lab_run_room_detach(rs);
         room_leave(rs);
     }
     lab_lock(&z->lock);
     if (runs)
-        run_chain_store(pool, runs, lab_clock_ms());
+        lab_run_chain_store(pool, runs, lab_clock_ms());
     lab_page_t *d = NULL;
     if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
         d = store_take_used(pool, z, (unsigned)npages, 1, NULL, 0);
@@ -1790,7 +1746,7 @@ static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
 {
     lab_zone_t *z = &pool->zone[chain->h.zone];
     lab_lock(&z->lock);
-    run_chain_store(pool, chain, lab_clock_ms());
+    lab_run_chain_store(pool, chain, lab_clock_ms());
     lab_unlock(&z->lock);
     lab_pool_tick(pool, true);
 }
@@ -1852,637 +1808,14 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     return ok;
 }
 
-void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
-{
-    for (unsigned zi = 0; zi < sizeof pool->zone / sizeof pool->zone[0]; zi++) {
-        lab_zone_t *z = &pool->zone[zi];
-        lab_lock(&z->lock); /* no chunk of the zone unmapped meanwhile */
-        for (lab_chunk_t *c = z->chunks; c; c = c->next) {
-            for (unsigned i = 0; i < LAB_CHUNK_PAGES;) {
-                uint16_t hd = lab_load_relaxed(&c->head[i]);
-                unsigned j = i + 1;
-                while (j < LAB_CHUNK_PAGES && lab_load_relaxed(&c->head[j]) == hd)
-                    j++;
-                if (hd == LAB_HEAD_OF(i)) /* the first page of a run in use */
-                    fn(&c->page[i], j - i, arg);
-                i = j;
-            }
-        }
-        lab_unlock(&z->lock);
-    }
-}
-
 /* ------------------------------------------------------------------------------------------
- * rooms: creation, thread exit */
-
-static void rooms_destructor(void *arg)
-{
-    (void)arg;
-    lab_pool_thread_exit();
-}
-
-void lab_pool_thread_key_init(void)
-{
-    int expect = 0;
-    if (__atomic_compare_exchange_n(&rooms_key_state, &expect, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        if (pthread_key_create(&rooms_key, rooms_destructor) == 0)
-            __atomic_store_n(&rooms_key_state, 2, __ATOMIC_RELEASE);
-        else
-            __atomic_store_n(&rooms_key_state, 0, __ATOMIC_RELEASE);
-    }
-}
-
-/* glibc keeps the values of the first 32 keys in the thread descriptor itself: setting one of them
- * allocates nothing (keys beyond get a table from calloc on first use). */
-#define LAB_KEY_STATIC 32
-
-/* atomic: for a LAB_GFP_ATOMIC caller (a thread that only ever allocates pages ATOMIC, such as a
- * receive loop, would otherwise take every page from the shared lists, one CAS each): no lock
- * waited for, no mapping, and only when the thread-exit key can be set without allocating;
- * otherwise NULL (no rooms, as before). */
-static lab_noinline lab_rooms_t *rooms_create(bool atomic)
-{
-    /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
-    bool key = __atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2;
-    if (atomic) {
-        if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock))
-            return NULL;
-    } else {
-        lab_lock(&rooms_lock);
-    }
-    /* tls_rooms is read and set under the lock: a signal handler's ATOMIC call that interrupts
-     * this one finds the lock held (no rooms for it) or the rooms made */
-    lab_rooms_t *rs = tls_rooms;
-    if (!rs && (rs = rooms_free)) {
-        rooms_free = rs->next_free;
-        memset(rs->slot, 0, sizeof rs->slot);
-        rs->busy = 0;
-        tls_rooms = rs;
-    } else if (!rs && (rs = lab_meta_alloc_atomic(sizeof *rs, atomic))) {
-        /* lab_meta_lock inside rooms_lock: the order the fork handler takes them in */
-        rs->next_all = rooms_all;
-        rooms_all = rs;
-        tls_rooms = rs;
-    }
-    lab_unlock(&rooms_lock);
-    if (rs && key)
-        pthread_setspecific(rooms_key, rs);
-    return rs;
-}
-
-static lab_rooms_t *rooms_get(bool atomic)
-{
-    lab_rooms_t *rs = tls_rooms;
-    if (lab_likely(rs) || tls_rooms_dead)
-        return rs;
-    return rooms_create(atomic);
-}
-
-void lab_pool_set_sharers(lab_pool_t *pool, size_t n) { lab_store_relaxed(&pool->sharers, n); }
-
-void lab_pool_rooms_prepare(void)
-{
-    /* a key beyond the static ones: pthread_setspecific would calloc, and the caller has no
-     * heap yet (the malloc would make one of its own) */
-    if (__atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2 && (unsigned)rooms_key >= LAB_KEY_STATIC)
-        return;
-    rooms_get(false);
-}
-
-/* Slot s of a set holds runs of a pool that is still there: not destroyed, its memory not
- * reused by another. Under rooms_lock: pool_teardown clears the pool's entry, then waits for
- * rooms_lock before it unmaps anything, so a pool seen here stays until the lock is let go. */
-static bool room_pool_live(lab_rooms_t *rs, unsigned s)
-{
-    lab_pool_t *pool = rs->slot[s].pool;
-    return pool && lab_load_relaxed(&pool_slots[s]) == pool && pool->gen == rs->slot[s].gen;
-}
-
-/* The runs of a set's rooms (of pool `only`, or of all) to the shared lists, stamped `stamp`;
- * the pages moved. By the owner, or by a taker that holds the set (rooms_take). */
-static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, bool held)
-{
-    size_t pages = 0;
-    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
-        lab_pool_t *pool = rs->slot[s].pool;
-        if (!pool)
-            continue;
-        if (!room_pool_live(rs, s)) {
-            /* a destroyed pool's runs are gone with it: forget them (as room_of does), or the
-             * purge thread would watch them, and take nothing, once a delay for good */
-            memset(&rs->slot[s], 0, sizeof rs->slot[s]);
-            continue;
-        }
-        if (only && pool != only)
-            continue;
-        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-            lab_room_t *r = &rs->slot[s].r[o];
-            if (r->head) {
-                lab_page_t *last = r->head;
-                while (last->next)
-                    last = last->next;
-                shared_push_at(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count, stamp);
-                pages += (size_t)r->count << o;
-                r->head = NULL;
-                r->count = 0;
-            }
-        }
-    }
-    /* the run room: under rooms_lock the zone lock may only be tried (see the run rooms), unless
-     * the taker holds it already (held: rooms_take_stale) */
-    lab_pool_t *dp = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (rs->runs && dp && (!only || only == dp) && (held || lab_lock_try(&dp->zone[ZONE_NORMAL].lock))) {
-        pages += run_chain_store(dp, run_room_detach(rs), stamp);
-        if (!held)
-            lab_unlock(&dp->zone[ZONE_NORMAL].lock);
-    }
-    return pages;
-}
-
-static void rooms_flush(lab_rooms_t *rs)
-{
-    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
-        if (room_pool_live(rs, s))
-            lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
-    rooms_move(rs, NULL, lab_clock_ms(), false);
-    memset(rs->slot, 0, sizeof rs->slot);
-}
-
-/* Some hash of what a set's rooms hold (of pool `only`, or of all): 0 when they hold nothing.
- * Read while the owner may change them: a hint, that rooms_take acts on only under its protocol. */
-static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
-{
-    uint64_t sig = 0;
-    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
-        lab_pool_t *pool = lab_load_relaxed(&rs->slot[s].pool);
-        if (!pool || (only && pool != only))
-            continue;
-        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-            uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].r[o].head);
-            if (h)
-                sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->slot[s].r[o].count) << 48)) * 0x9e3779b97f4a7c15ull + 1;
-        }
-    }
-    lab_pool_t *dp = lab_load_relaxed(&default_pool);
-    uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->runs);
-    if (h && dp && (!only || only == dp))
-        sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->nruns) << 48)) * 0x9e3779b97f4a7c15ull + 1;
-    return sig;
-}
-
-static int rooms_mb = 1; /* membarrier works (cleared at its first failure; under rooms_lock) */
-
-/* Take the runs of the sets chained on take_next (of other threads, alive: malloc_trim, or
- * idle for a delay: the purge thread) to the shared lists, without their owners, stamped
- * `stamp`. Under rooms_lock, which keeps takers apart and the sets from leaving (thread exit
- * flushes under it too). A set whose owner is changing it at that moment is skipped. Returns
- * the pages moved. */
-static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, bool held)
-{
-    size_t pages = 0;
-#if LAB_ROOMS_LOCKED
-    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
-        int zero = 0;
-        if (__atomic_compare_exchange_n(&rs->busy, &zero, 2, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-            pages += rooms_move(rs, only, stamp, held);
-            __atomic_store_n(&rs->busy, 0, __ATOMIC_RELEASE);
-        }
-    }
-#else
-    if (!chain || !rooms_mb)
-        return 0;
-    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next)
-        rs->steal = 1;
-    /* the barrier also orders the marks before the loads of busy below, and every change an
-     * owner made before it before the taker's reads of the lists */
-    bool ok = lab_os_membarrier() == 0;
-    if (!ok)
-        rooms_mb = 0; /* no such call here (an old kernel, a sandbox): the owners keep their runs */
-    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
-        if (ok && !rs->busy)
-            pages += rooms_move(rs, only, stamp, held);
-        /* release: the lists' new state before an owner may enter again */
-        __atomic_store_n(&rs->steal, 0, __ATOMIC_RELEASE);
-    }
-#endif
-    return pages;
-}
-
-/* The purge thread, its idle flag set, before it sleeps for good: does another thread's room
- * hold runs (filled since the watch looked, their owners' loads of the flag too early to see
- * it: bg_room_filled)? The membarrier makes their pushes visible here. Without it (old kernels,
- * sandboxes) the look is made all the same; a push still in its owner's store buffer then waits
- * for the next wake-up. */
-bool lab_rooms_filled(void)
-{
-    bool any = false;
-    lab_lock(&rooms_lock);
-    if (rooms_mb && lab_os_membarrier() != 0)
-        rooms_mb = 0;
-    for (lab_rooms_t *rs = rooms_all; rs && !any; rs = rs->next_all)
-        any = rs != tls_rooms && rooms_sig(rs, NULL) != 0;
-    lab_unlock(&rooms_lock);
-    return any;
-}
-
-size_t lab_pool_rooms_take(lab_pool_t *pool)
-{
-    lab_rooms_t *chain = NULL;
-    lab_lock(&rooms_lock);
-    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
-        if (rs != tls_rooms && rooms_sig(rs, pool)) {
-            rs->take_next = chain;
-            chain = rs;
-        }
-    size_t pages = rooms_take(chain, pool, lab_clock_ms(), false);
-    lab_unlock(&rooms_lock);
-    return pages;
-}
-
-/* Before the default pool maps a chunk for a caller (zone lock held): other threads' rooms that
- * held the same runs at the last such moment (their owners made no page-run call between two
- * chunks mapped) go to the shared lists, for the caller to use instead of fresh pages. 200
- * threads alive and idle after freeing their page-sized blocks kept 120 MB in their rooms while
- * the main thread faulted as much in: peak RSS twice glibc's (found by review; the background
- * thread takes rooms only once idle a whole purge delay). rooms_lock only tried: it comes after
- * the zone locks (the fork handler's order), but a taker holding it may be waiting for ours.
- * Returns the pages taken. */
-static size_t rooms_take_stale(lab_pool_t *pool)
-{
-    if (!pool->is_default || !lab_lock_try(&rooms_lock))
-        return 0;
-    lab_rooms_t *chain = NULL;
-    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
-        if (rs == tls_rooms)
-            continue;
-        uint64_t sig = rooms_sig(rs, pool);
-        if (sig && sig == rs->press_sig) {
-            rs->take_next = chain;
-            chain = rs;
-        }
-        rs->press_sig = sig;
-    }
-    size_t pages = rooms_take(chain, pool, lab_clock_ms(), true);
-    lab_unlock(&rooms_lock);
-    return pages;
-}
-
-uint64_t lab_pool_rooms_return_idle(void)
-{
-    unsigned delay = lab_pool_default_delay();
-    if (delay == ~0u)
-        return UINT64_MAX;
-    uint64_t now = lab_clock_ms(), next = UINT64_MAX;
-    lab_rooms_t *chain = NULL;
-    lab_lock(&rooms_lock);
-    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
-        if (rs == tls_rooms)
-            continue;
-        /* the same runs for a whole delay: the owner has made no page-run call */
-        if (lab_idle_watch(rooms_sig(rs, NULL), &rs->bg_sig, &rs->bg_seen_ms, now, delay, &next)) {
-            rs->take_next = chain;
-            chain = rs;
-        }
-    }
-    /* stamped as idle a delay already: the purge that follows takes them */
-    rooms_take(chain, NULL, now > delay ? now - delay : 0, false);
-    lab_unlock(&rooms_lock);
-    return next;
-}
-
-void lab_pool_thread_exit(void)
-{
-    lab_rooms_t *rs = tls_rooms;
-    tls_rooms_dead = 1;
-    if (!rs)
-        return;
-    /* the run room first, with no lock held: under rooms_lock the zone lock may only be tried */
-    lab_pool_t *dp = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (dp)
-        room_drain_self(dp, NULL);
-    tls_rooms = NULL;
-    /* under the lock: no taker holds the set meanwhile */
-    lab_lock(&rooms_lock);
-    rooms_flush(rs);
-    rs->next_free = rooms_free;
-    rooms_free = rs;
-    lab_unlock(&rooms_lock);
-    /* the rooms' runs are on the shared lists now: a purge may take them */
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (p)
-        lab_pool_tick(p, true);
-}
-
-/* ------------------------------------------------------------------------------------------
- * pools: creation, destruction, the default pool */
-
-static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, bool is_default)
-{
-    pool->reserve = o ? o->reserve_pages : 0;
-    pool->low = o && o->low_pages ? o->low_pages : pool->reserve + 64;
-    pool->high = o && o->high_pages ? o->high_pages : pool->low + 256;
-    pool->max = o ? o->max_pages : 0;
-    pool->delay_ms = o && o->purge_delay_ms ? o->purge_delay_ms : 1000;
-    pool->thp = o && (o->flags & LAB_POOL_HUGE);
-    pool->thp_after = o ? o->huge_after_pages : 0;
-    if (pool->low < pool->reserve || pool->high < pool->low ||
-        (pool->max && pool->max < pool->reserve))
-        return -EINVAL;
-    pool->is_default = is_default;
-    pool->now_ms = pool->last_purge = lab_clock_ms();
-    lab_lock(&lab_pools_lock);
-    pool->gen = ++pool_gen_counter;
-    pool->id = LAB_ROOM_POOLS;
-    for (unsigned i = is_default ? 0 : 1; i < LAB_ROOM_POOLS; i++) {
-        if (!pool_slots[i]) {
-            lab_store_relaxed(&pool_slots[i], pool);
-            pool->id = i;
-            break;
-        }
-        if (is_default)
-            break;
-    }
-    pool->next_pool = lab_pools_all;
-    lab_pools_all = pool;
-    lab_unlock(&lab_pools_lock);
-    /* fill up front: the reserve must be there before anyone needs it */
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    lab_lock(&z->lock);
-    int err = zone_refill(pool, z, 0);
-    lab_unlock(&z->lock);
-    return err;
-}
-
-static void pool_teardown(lab_pool_t *pool)
-{
-    lab_lock(&lab_pools_lock);
-    for (lab_pool_t **pp = &lab_pools_all; *pp; pp = &(*pp)->next_pool)
-        if (*pp == pool) {
-            *pp = pool->next_pool;
-            break;
-        }
-    if (pool->id < LAB_ROOM_POOLS && pool_slots[pool->id] == pool)
-        lab_store_relaxed(&pool_slots[pool->id], NULL);
-    lab_unlock(&lab_pools_lock);
-    /* a taker of rooms (malloc_trim, the purge thread, a thread's exit) moving runs of this pool
-     * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
-    lab_lock(&rooms_lock);
-    lab_unlock(&rooms_lock);
-    for (unsigned zi = 0; zi < 2; zi++) {
-        lab_zone_t *z = &pool->zone[zi];
-        lab_chunk_t *c = z->chunks;
-        while (c) {
-            lab_chunk_t *next = c->next;
-            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
-            lab_chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
-            lab_meta_free(c, sizeof(lab_chunk_t));
-            c = next;
-        }
-    }
-    for (lab_chunk_t *c = pool->huge_cache, *next; c; c = next) {
-        next = c->next;
-        lab_huge_unmap(pool, c);
-    }
-    /* the room slots of every thread are invalidated by the generation */
-    pool->gen = 0;
-    lab_meta_free(pool, sizeof *pool);
-}
-
-static labyrinth_t default_handle;
-static lab_pool_t *default_pool;
-static lab_lock_t default_lock = LAB_LOCK_INIT;
-static unsigned default_delay_ms = 1000;
-static size_t default_thp_mib;
-
-void lab_pool_set_default_delay(unsigned ms)
-{
-    default_delay_ms = ms;
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (p)
-        p->delay_ms = ms;
-}
-
-unsigned lab_pool_default_delay(void)
-{
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    return p ? p->delay_ms : ~0u;
-}
-
-void lab_pool_set_default_thp(size_t mib) { default_thp_mib = lab_min(mib, SIZE_MAX >> 20); }
-
-/* preload/: reads the LABYRINTH_* options that shape the malloc pool (absent from the core's
- * own tests). Before the lock: it may make heaps' settings, and it takes the arena's lock. */
-lab_internal void lab_options_early(void) __attribute__((weak));
-
-static lab_noinline lab_pool_t *pool_default_init(void)
-{
-    if (lab_options_early)
-        lab_options_early();
-    lab_lock(&default_lock);
-    if (!default_pool) {
-        lab_pool_t *p = lab_meta_alloc(sizeof *p);
-        /* a small reserve lets signal handlers and ATOMIC callers get pages when all else fails */
-        struct labyrinth_pool_opts o = {.reserve_pages = 32, .low_pages = 64, .high_pages = 512,
-                                        .purge_delay_ms = default_delay_ms,
-                                        .flags = default_thp_mib ? LAB_POOL_HUGE : 0,
-                                        .huge_after_pages = default_thp_mib << (20 - LAB_PAGE_SHIFT)};
-        if (p && pool_setup(p, &o, true) == 0) {
-            p->delay_ms = default_delay_ms; /* 0 is meaningful here: purge at once */
-            default_handle.impl = p;
-            default_handle.id = p->id;
-            /* release: the pool is complete before other threads see it */
-            __atomic_store_n(&default_handle.magic, POOL_MAGIC, __ATOMIC_RELEASE);
-            __atomic_store_n(&default_pool, p, __ATOMIC_RELEASE);
-        }
-    }
-    lab_unlock(&default_lock);
-    return default_pool;
-}
-
-lab_pool_t *lab_pool_default(void)
-{
-    /* acquire pairs with the release in pool_default_init */
-    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    return lab_likely(p) ? p : pool_default_init();
-}
+ * the page API's fast paths (labyrinth_alloc_pages, labyrinth_free_pages): a room's run, no lock */
 
 lab_pool_t *lab_pool_of(labyrinth_t *p)
 {
     if (lab_unlikely(!p || __atomic_load_n(&p->magic, __ATOMIC_ACQUIRE) != POOL_MAGIC))
         return NULL;
     return p->impl;
-}
-
-/* The normal zone's written store pages as counted (store_trim_dirty's measure), the count it
- * may keep (*budget) and, recounted from the dirty map under the zone lock, *recount (tests). */
-size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount)
-{
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    lab_lock(&z->lock);
-    size_t n = 0;
-    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
-        for (lab_page_t *d = ZBIN(z, b); d; d = d->next)
-            if (d->h.clean != 1)
-                n += lab_dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
-                                 (unsigned)(d - lab_desc_chunk(d)->page) + b);
-    size_t counted = z->store_dirty;
-    lab_unlock(&z->lock);
-    *budget = store_dirty_budget(pool);
-    *recount = n;
-    return counted;
-}
-
-unsigned lab_pool_order_seen_max(void) { return lab_load_relaxed(&order_seen_max); }
-
-void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
-{
-    memset(out, 0, sizeof *out);
-    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
-        out->free_pages[o] = lab_load_relaxed(&pool->zone[ZONE_NORMAL].shared[o].pages);
-    out->free_runs_pages = pool->zone[ZONE_NORMAL].store_pages;
-    out->free_total = lab_load_relaxed(&pool->nr_free);
-    out->reserve_pages = pool->reserve;
-    out->reserve_level = lab_min(out->free_total, pool->reserve);
-    out->low_pages = pool->low;
-    out->high_pages = pool->high;
-    out->max_pages = pool->max;
-    out->mapped_pages = lab_load_relaxed(&pool->mapped_pages);
-    lab_pool_note_peak(pool);
-    out->peak_used_pages = lab_load_relaxed(&pool->peak_used);
-    out->purged_pages = lab_load_relaxed(&pool->purged_pages);
-    out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
-    out->thp_chunks = lab_load_relaxed(&pool->thp_chunks);
-    out->thp_demoted = lab_load_relaxed(&pool->thp_demoted);
-    out->hits_shared = lab_load_relaxed(&pool->hits_shared);
-    out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
-    out->hits_slow = lab_load_relaxed(&pool->hits_slow);
-    out->refills = lab_load_relaxed(&pool->refills);
-    out->failures = lab_load_relaxed(&pool->failures);
-    out->hits_room = lab_load_relaxed(&pool->room_hits_dead);
-    lab_lock(&rooms_lock);
-    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
-        if (pool->id < LAB_ROOM_POOLS && rs->slot[pool->id].pool == pool && rs->slot[pool->id].gen == pool->gen)
-            out->hits_room += lab_load_relaxed(&rs->slot[pool->id].hits);
-    lab_unlock(&rooms_lock);
-}
-
-/* ------------------------------------------------------------------------------------------
- * fork */
-
-void lab_pool_fork_prepare(void)
-{
-    lab_lock(&default_lock);
-    lab_lock(&lab_pools_lock);
-    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
-        lab_lock(&p->zone[ZONE_NORMAL].lock);
-        lab_lock(&p->zone[ZONE_EXCL].lock);
-        lab_lock(&p->huge_lock);
-    }
-    lab_lock(&rooms_lock);
-    lab_lock(&lab_meta_lock);
-}
-
-void lab_pool_fork_parent(void)
-{
-    lab_unlock(&lab_meta_lock);
-    lab_unlock(&rooms_lock);
-    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
-        lab_unlock(&p->huge_lock);
-        lab_unlock(&p->zone[ZONE_EXCL].lock);
-        lab_unlock(&p->zone[ZONE_NORMAL].lock);
-    }
-    lab_unlock(&lab_pools_lock);
-    lab_unlock(&default_lock);
-}
-
-bool lab_pool_room_busy(void)
-{
-    lab_rooms_t *rs = tls_rooms;
-    return rs && rs->busy;
-}
-
-void lab_pool_fork_child(void)
-{
-    lab_locks_held = 0; /* the locks prepare took are reset below, not unlocked */
-    lab_lock_reset(&lab_meta_lock);
-    lab_lock_reset(&rooms_lock);
-    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
-        lab_lock_reset(&p->huge_lock);
-        lab_lock_reset(&p->zone[ZONE_EXCL].lock);
-        lab_lock_reset(&p->zone[ZONE_NORMAL].lock);
-    }
-    lab_lock_reset(&lab_pools_lock);
-    lab_lock_reset(&default_lock);
-    /* the purge thread is not copied into the child: the next allocation slow path starts one */
-    lab_bg.state = BG_OFF;
-    lab_bg.idle = 0;
-    lab_bg.retry_ms = 0;
-    /* rooms of threads that do not exist in the child: hand their runs back, and the sets to the
-     * free list, rebuilt from all (skip a set that was being changed when the fork happened: its
-     * list may be half-written; left off the free list, it was a set lost for every fork) */
-    rooms_free = NULL;
-    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
-        if (rs != tls_rooms && !rs->busy) {
-            rooms_flush(rs);
-            rs->next_free = rooms_free;
-            rooms_free = rs;
-        }
-}
-
-/* ------------------------------------------------------------------------------------------
- * the public API */
-
-labyrinth_t *labyrinth_default(void)
-{
-    lab_pool_thread_key_init();
-    rooms_get(false);
-    return lab_pool_default() ? &default_handle : NULL;
-}
-
-/* Whether p is a pool set up and not torn down (on lab_pools_all). */
-static bool pool_is_live(const void *p)
-{
-    bool live = false;
-    lab_lock(&lab_pools_lock);
-    for (lab_pool_t *q = lab_pools_all; q && !live; q = q->next_pool)
-        live = q == p;
-    lab_unlock(&lab_pools_lock);
-    return live;
-}
-
-int labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opts)
-{
-    if (!pool)
-        return -EINVAL;
-    /* a handle that holds a live pool: a second init replaced it, and the first pool, its
-     * pages and its room slot were lost for good (found by review) */
-    if (__atomic_load_n(&pool->magic, __ATOMIC_ACQUIRE) == POOL_MAGIC && pool_is_live(pool->impl))
-        return -EBUSY;
-    lab_pool_thread_key_init();
-    lab_pool_t *p = lab_meta_alloc(sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    int err = pool_setup(p, opts, false);
-    if (err) {
-        pool_teardown(p);
-        return err;
-    }
-    pool->impl = p;
-    pool->id = p->id;
-    rooms_get(false);
-    /* release: the pool is complete before the magic says so */
-    __atomic_store_n(&pool->magic, POOL_MAGIC, __ATOMIC_RELEASE);
-    return 0;
-}
-
-void labyrinth_pool_destroy(labyrinth_t *pool)
-{
-    lab_pool_t *p = lab_pool_of(pool);
-    if (!p || p->is_default)
-        return;
-    __atomic_store_n(&pool->magic, 0, __ATOMIC_RELEASE);
-    pool->impl = NULL;
-    pool_teardown(p);
 }
 
 static lab_noinline void *alloc_pages_general(labyrinth_t *pool, unsigned order, lab_gfp_t gfp)
@@ -2575,24 +1908,3 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
     pool_free_order(p, d, order);
     lab_lock_quiet--;
 }
-
-size_t labyrinth_pool_trim(labyrinth_t *pool)
-{
-    lab_pool_t *p = lab_pool_of(pool);
-    if (!p)
-        return 0;
-    room_drain_self(p, NULL);
-    lab_pool_rooms_take(p);
-    return lab_pool_purge(p, true);
-}
-
-int labyrinth_pool_stats(labyrinth_t *pool, struct labyrinth_pool_stats *out)
-{
-    lab_pool_t *p = lab_pool_of(pool);
-    if (!p || !out)
-        return -EINVAL;
-    lab_pool_counters(p, out);
-    return 0;
-}
-
-const char *labyrinth_version(void) { return "0.1.0"; }

@@ -132,6 +132,74 @@ static inline unsigned bin_find(lab_zone_t *z, unsigned n)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * rooms: one set per thread, reached through one TLS pointer */
+
+typedef struct lab_room {
+    lab_page_t *head;
+    uint32_t count;
+} lab_room_t;
+
+typedef struct lab_rooms {
+    struct {
+        uint64_t gen;
+        lab_pool_t *pool;
+        uint64_t hits;
+        lab_room_t r[LAB_NR_ORDERS];
+    } slot[LAB_ROOM_POOLS];
+    /* the default pool's page-sized malloc blocks of a page count that is not a power of two,
+     * freed by this thread: kept whole (CACHED, heads kept) for its next one of about that size
+     * (run_room_pop); outside slot[], so that no reset of a slot loses them */
+    lab_page_t *runs;
+    uint32_t nruns, run_pages;
+    volatile int busy;             /* a room list is being changed: a nested call keeps out */
+    volatile int steal;            /* another thread takes the runs (rooms_take): the owner keeps out */
+    struct lab_rooms *next_all;
+    struct lab_rooms *next_free;
+    /* the taker's own, under rooms_lock */
+    struct lab_rooms *take_next;
+    uint64_t bg_sig, bg_seen_ms;
+    uint64_t press_sig;            /* rooms_sig at the last rooms_take_stale (0: none) */
+} lab_rooms_t;
+
+/* The owner changes its rooms with no atomic: it marks them busy, then looks for a taker's mark.
+ * rooms_take marks first, then makes every running thread of the process pass a full barrier
+ * (membarrier) and only then looks at busy: an owner that had marked its rooms before the
+ * barrier is seen busy and left alone, and one that had not sees the taker's mark and keeps out.
+ * ThreadSanitizer knows no membarrier: its builds make both sides a try-lock on busy. */
+#if defined(__SANITIZE_THREAD__)
+#define LAB_ROOMS_LOCKED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LAB_ROOMS_LOCKED 1
+#endif
+#endif
+#ifndef LAB_ROOMS_LOCKED
+#define LAB_ROOMS_LOCKED 0
+#endif
+
+lab_internal extern __thread lab_rooms_t *lab_tls_rooms;
+lab_internal extern __thread int lab_tls_rooms_dead; /* the thread has exited: no set again */
+
+/* The calling thread's set, made at its first call (NULL: none, or none to be had). */
+lab_internal lab_noinline lab_rooms_t *lab_rooms_create(bool atomic);
+static inline lab_rooms_t *lab_rooms_get(bool atomic)
+{
+    lab_rooms_t *rs = lab_tls_rooms;
+    if (lab_likely(rs) || lab_tls_rooms_dead)
+        return rs;
+    return lab_rooms_create(atomic);
+}
+
+/* Take a set's whole run room (the owner, or a taker holding the set). */
+static inline lab_page_t *lab_run_room_detach(lab_rooms_t *rs)
+{
+    lab_page_t *chain = rs->runs;
+    rs->runs = NULL;
+    rs->nruns = rs->run_pages = 0;
+    return chain;
+}
+
+/* ------------------------------------------------------------------------------------------
  * pool.c: chunks, the store, handing runs out */
 
 /* The pool failed a caller: counted, errno ENOMEM. */
@@ -146,12 +214,6 @@ lab_internal bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held);
 lab_internal void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask);
 /* A huge mapping of `pages` was mapped or grown (no lock held): the normal store trimmed. */
 lab_internal void lab_store_trim_huge(lab_pool_t *pool, size_t pages);
-
-/* Every pool (lab_pools_all, linked by next_pool) under lab_pools_lock. */
-lab_internal extern lab_lock_t lab_pools_lock;
-lab_internal extern lab_pool_t *lab_pools_all;
-/* Another thread's room holds runs (the purge thread, before it sleeps for good). */
-lab_internal bool lab_rooms_filled(void);
 /* Free runs and chunks as the purge walks them (zone lock held), and the dirty map's bits. */
 lab_internal void lab_zone_drain_shared(lab_pool_t *pool, lab_zone_t *z);
 lab_internal unsigned lab_zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi, uint64_t min_idle,
@@ -162,6 +224,13 @@ lab_internal unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end);
 lab_internal void lab_pool_zero_ask_reset(void);
 /* The pages in use now, kept as the peak when more than any seen. */
 lab_internal void lab_pool_note_peak(lab_pool_t *pool);
+/* Runs of a room to the shared list of their order, stamped `stamp`. */
+lab_internal void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
+                                     unsigned order, unsigned count, uint64_t stamp);
+/* Runs of a run room (linked by next) into the store, whose lock the caller holds: their pages. */
+lab_internal size_t lab_run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp);
+/* Bring the free count up to HIGH (zone lock held); `need` contiguous pages at least. */
+lab_internal int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need);
 
 /* ------------------------------------------------------------------------------------------
  * pool_huge.c: huge mappings */
@@ -172,6 +241,18 @@ lab_internal void lab_huge_unmap(lab_pool_t *pool, lab_chunk_t *c);
 lab_internal void lab_huge_cache_yield(lab_pool_t *pool, const lab_page_t *d);
 /* The huge cache holds a mapping of at least `bytes`. */
 lab_internal bool lab_huge_cache_holds(lab_pool_t *pool, size_t bytes);
+
+/* ------------------------------------------------------------------------------------------
+ * pool_life.c: room sets, pools */
+
+/* Every pool (lab_pools_all, linked by next_pool) under lab_pools_lock. */
+lab_internal extern lab_lock_t lab_pools_lock;
+lab_internal extern lab_pool_t *lab_pools_all;
+/* Other threads' rooms that held the same runs since the last chunk mapped go to the shared
+ * lists (default pool, zone lock held): the pages taken. */
+lab_internal size_t lab_rooms_take_stale(lab_pool_t *pool);
+/* Another thread's room holds runs (the purge thread, before it sleeps for good). */
+lab_internal bool lab_rooms_filled(void);
 
 /* ------------------------------------------------------------------------------------------
  * pool_purge.c: the purge, and the background purge's state */

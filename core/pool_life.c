@@ -1,0 +1,640 @@
+/* pool_life.c — the page pool's life (layer 2): a thread's room set, made at its first page call
+ * and given back at its exit (or taken by another thread: malloc_trim, the purge thread, a
+ * chunk about to be mapped); pools made and destroyed, the default pool behind malloc, fork,
+ * and the public labyrinth_* API but the page calls' fast paths (pool.c). Calls core/os,
+ * lock.h and the pool's other files (pool_impl.h) only. */
+#define _GNU_SOURCE
+#include "pool_impl.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+lab_lock_t lab_pools_lock = LAB_LOCK_INIT;
+lab_pool_t *lab_pools_all;
+static lab_pool_t *pool_slots[LAB_ROOM_POOLS];
+static uint64_t pool_gen_counter;
+static lab_pool_t *default_pool; /* the pool behind malloc (set up in pool_default_init) */
+
+static lab_lock_t rooms_lock = LAB_LOCK_INIT;
+static lab_rooms_t *rooms_all, *rooms_free;
+static pthread_key_t rooms_key;
+static int rooms_key_state; /* 0 none, 1 creating, 2 ready */
+
+/* ------------------------------------------------------------------------------------------
+ * rooms: creation, thread exit */
+
+static void rooms_destructor(void *arg)
+{
+    (void)arg;
+    lab_pool_thread_exit();
+}
+
+void lab_pool_thread_key_init(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&rooms_key_state, &expect, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (pthread_key_create(&rooms_key, rooms_destructor) == 0)
+            __atomic_store_n(&rooms_key_state, 2, __ATOMIC_RELEASE);
+        else
+            __atomic_store_n(&rooms_key_state, 0, __ATOMIC_RELEASE);
+    }
+}
+
+/* glibc keeps the values of the first 32 keys in the thread descriptor itself: setting one of them
+ * allocates nothing (keys beyond get a table from calloc on first use). */
+#define LAB_KEY_STATIC 32
+
+/* atomic: for a LAB_GFP_ATOMIC caller (a thread that only ever allocates pages ATOMIC, such as a
+ * receive loop, would otherwise take every page from the shared lists, one CAS each): no lock
+ * waited for, no mapping, and only when the thread-exit key can be set without allocating;
+ * otherwise NULL (no rooms, as before). */
+lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
+{
+    /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
+    bool key = __atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2;
+    if (atomic) {
+        if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock))
+            return NULL;
+    } else {
+        lab_lock(&rooms_lock);
+    }
+    /* lab_tls_rooms is read and set under the lock: a signal handler's ATOMIC call that interrupts
+     * this one finds the lock held (no rooms for it) or the rooms made */
+    lab_rooms_t *rs = lab_tls_rooms;
+    if (!rs && (rs = rooms_free)) {
+        rooms_free = rs->next_free;
+        memset(rs->slot, 0, sizeof rs->slot);
+        rs->busy = 0;
+        lab_tls_rooms = rs;
+    } else if (!rs && (rs = lab_meta_alloc_atomic(sizeof *rs, atomic))) {
+        /* lab_meta_lock inside rooms_lock: the order the fork handler takes them in */
+        rs->next_all = rooms_all;
+        rooms_all = rs;
+        lab_tls_rooms = rs;
+    }
+    lab_unlock(&rooms_lock);
+    if (rs && key)
+        pthread_setspecific(rooms_key, rs);
+    return rs;
+}
+
+void lab_pool_set_sharers(lab_pool_t *pool, size_t n) { lab_store_relaxed(&pool->sharers, n); }
+
+void lab_pool_rooms_prepare(void)
+{
+    /* a key beyond the static ones: pthread_setspecific would calloc, and the caller has no
+     * heap yet (the malloc would make one of its own) */
+    if (__atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2 && (unsigned)rooms_key >= LAB_KEY_STATIC)
+        return;
+    lab_rooms_get(false);
+}
+
+/* Slot s of a set holds runs of a pool that is still there: not destroyed, its memory not
+ * reused by another. Under rooms_lock: pool_teardown clears the pool's entry, then waits for
+ * rooms_lock before it unmaps anything, so a pool seen here stays until the lock is let go. */
+static bool room_pool_live(lab_rooms_t *rs, unsigned s)
+{
+    lab_pool_t *pool = rs->slot[s].pool;
+    return pool && lab_load_relaxed(&pool_slots[s]) == pool && pool->gen == rs->slot[s].gen;
+}
+
+/* The runs of a set's rooms (of pool `only`, or of all) to the shared lists, stamped `stamp`;
+ * the pages moved. By the owner, or by a taker that holds the set (rooms_take). */
+static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, bool held)
+{
+    size_t pages = 0;
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
+        lab_pool_t *pool = rs->slot[s].pool;
+        if (!pool)
+            continue;
+        if (!room_pool_live(rs, s)) {
+            /* a destroyed pool's runs are gone with it: forget them (as room_of does), or the
+             * purge thread would watch them, and take nothing, once a delay for good */
+            memset(&rs->slot[s], 0, sizeof rs->slot[s]);
+            continue;
+        }
+        if (only && pool != only)
+            continue;
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+            lab_room_t *r = &rs->slot[s].r[o];
+            if (r->head) {
+                lab_page_t *last = r->head;
+                while (last->next)
+                    last = last->next;
+                lab_shared_push_at(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count, stamp);
+                pages += (size_t)r->count << o;
+                r->head = NULL;
+                r->count = 0;
+            }
+        }
+    }
+    /* the run room: under rooms_lock the zone lock may only be tried (see the run rooms), unless
+     * the taker holds it already (held: lab_rooms_take_stale) */
+    lab_pool_t *dp = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (rs->runs && dp && (!only || only == dp) && (held || lab_lock_try(&dp->zone[ZONE_NORMAL].lock))) {
+        pages += lab_run_chain_store(dp, lab_run_room_detach(rs), stamp);
+        if (!held)
+            lab_unlock(&dp->zone[ZONE_NORMAL].lock);
+    }
+    return pages;
+}
+
+static void rooms_flush(lab_rooms_t *rs)
+{
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
+        if (room_pool_live(rs, s))
+            lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
+    rooms_move(rs, NULL, lab_clock_ms(), false);
+    memset(rs->slot, 0, sizeof rs->slot);
+}
+
+/* Some hash of what a set's rooms hold (of pool `only`, or of all): 0 when they hold nothing.
+ * Read while the owner may change them: a hint, that rooms_take acts on only under its protocol. */
+static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
+{
+    uint64_t sig = 0;
+    for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
+        lab_pool_t *pool = lab_load_relaxed(&rs->slot[s].pool);
+        if (!pool || (only && pool != only))
+            continue;
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
+            uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].r[o].head);
+            if (h)
+                sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->slot[s].r[o].count) << 48)) * 0x9e3779b97f4a7c15ull + 1;
+        }
+    }
+    lab_pool_t *dp = lab_load_relaxed(&default_pool);
+    uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->runs);
+    if (h && dp && (!only || only == dp))
+        sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->nruns) << 48)) * 0x9e3779b97f4a7c15ull + 1;
+    return sig;
+}
+
+static int rooms_mb = 1; /* membarrier works (cleared at its first failure; under rooms_lock) */
+
+/* Take the runs of the sets chained on take_next (of other threads, alive: malloc_trim, or
+ * idle for a delay: the purge thread) to the shared lists, without their owners, stamped
+ * `stamp`. Under rooms_lock, which keeps takers apart and the sets from leaving (thread exit
+ * flushes under it too). A set whose owner is changing it at that moment is skipped. Returns
+ * the pages moved. */
+static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, bool held)
+{
+    size_t pages = 0;
+#if LAB_ROOMS_LOCKED
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
+        int zero = 0;
+        if (__atomic_compare_exchange_n(&rs->busy, &zero, 2, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            pages += rooms_move(rs, only, stamp, held);
+            __atomic_store_n(&rs->busy, 0, __ATOMIC_RELEASE);
+        }
+    }
+#else
+    if (!chain || !rooms_mb)
+        return 0;
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next)
+        rs->steal = 1;
+    /* the barrier also orders the marks before the loads of busy below, and every change an
+     * owner made before it before the taker's reads of the lists */
+    bool ok = lab_os_membarrier() == 0;
+    if (!ok)
+        rooms_mb = 0; /* no such call here (an old kernel, a sandbox): the owners keep their runs */
+    for (lab_rooms_t *rs = chain; rs; rs = rs->take_next) {
+        if (ok && !rs->busy)
+            pages += rooms_move(rs, only, stamp, held);
+        /* release: the lists' new state before an owner may enter again */
+        __atomic_store_n(&rs->steal, 0, __ATOMIC_RELEASE);
+    }
+#endif
+    return pages;
+}
+
+/* The purge thread, its idle flag set, before it sleeps for good: does another thread's room
+ * hold runs (filled since the watch looked, their owners' loads of the flag too early to see
+ * it: bg_room_filled)? The membarrier makes their pushes visible here. Without it (old kernels,
+ * sandboxes) the look is made all the same; a push still in its owner's store buffer then waits
+ * for the next wake-up. */
+bool lab_rooms_filled(void)
+{
+    bool any = false;
+    lab_lock(&rooms_lock);
+    if (rooms_mb && lab_os_membarrier() != 0)
+        rooms_mb = 0;
+    for (lab_rooms_t *rs = rooms_all; rs && !any; rs = rs->next_all)
+        any = rs != lab_tls_rooms && rooms_sig(rs, NULL) != 0;
+    lab_unlock(&rooms_lock);
+    return any;
+}
+
+size_t lab_pool_rooms_take(lab_pool_t *pool)
+{
+    lab_rooms_t *chain = NULL;
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (rs != lab_tls_rooms && rooms_sig(rs, pool)) {
+            rs->take_next = chain;
+            chain = rs;
+        }
+    size_t pages = rooms_take(chain, pool, lab_clock_ms(), false);
+    lab_unlock(&rooms_lock);
+    return pages;
+}
+
+/* Before the default pool maps a chunk for a caller (zone lock held): other threads' rooms that
+ * held the same runs at the last such moment (their owners made no page-run call between two
+ * chunks mapped) go to the shared lists, for the caller to use instead of fresh pages. 200
+ * threads alive and idle after freeing their page-sized blocks kept 120 MB in their rooms while
+ * the main thread faulted as much in: peak RSS twice glibc's (found by review; the background
+ * thread takes rooms only once idle a whole purge delay). rooms_lock only tried: it comes after
+ * the zone locks (the fork handler's order), but a taker holding it may be waiting for ours.
+ * Returns the pages taken. */
+size_t lab_rooms_take_stale(lab_pool_t *pool)
+{
+    if (!pool->is_default || !lab_lock_try(&rooms_lock))
+        return 0;
+    lab_rooms_t *chain = NULL;
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
+        if (rs == lab_tls_rooms)
+            continue;
+        uint64_t sig = rooms_sig(rs, pool);
+        if (sig && sig == rs->press_sig) {
+            rs->take_next = chain;
+            chain = rs;
+        }
+        rs->press_sig = sig;
+    }
+    size_t pages = rooms_take(chain, pool, lab_clock_ms(), true);
+    lab_unlock(&rooms_lock);
+    return pages;
+}
+
+uint64_t lab_pool_rooms_return_idle(void)
+{
+    unsigned delay = lab_pool_default_delay();
+    if (delay == ~0u)
+        return UINT64_MAX;
+    uint64_t now = lab_clock_ms(), next = UINT64_MAX;
+    lab_rooms_t *chain = NULL;
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
+        if (rs == lab_tls_rooms)
+            continue;
+        /* the same runs for a whole delay: the owner has made no page-run call */
+        if (lab_idle_watch(rooms_sig(rs, NULL), &rs->bg_sig, &rs->bg_seen_ms, now, delay, &next)) {
+            rs->take_next = chain;
+            chain = rs;
+        }
+    }
+    /* stamped as idle a delay already: the purge that follows takes them */
+    rooms_take(chain, NULL, now > delay ? now - delay : 0, false);
+    lab_unlock(&rooms_lock);
+    return next;
+}
+
+void lab_pool_thread_exit(void)
+{
+    lab_rooms_t *rs = lab_tls_rooms;
+    lab_tls_rooms_dead = 1;
+    if (!rs)
+        return;
+    /* the run room first, with no lock held: under rooms_lock the zone lock may only be tried */
+    lab_pool_t *dp = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (dp)
+        lab_pool_room_drain(dp);
+    lab_tls_rooms = NULL;
+    /* under the lock: no taker holds the set meanwhile */
+    lab_lock(&rooms_lock);
+    rooms_flush(rs);
+    rs->next_free = rooms_free;
+    rooms_free = rs;
+    lab_unlock(&rooms_lock);
+    /* the rooms' runs are on the shared lists now: a purge may take them */
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (p)
+        lab_pool_tick(p, true);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * pools: creation, destruction, the default pool */
+
+static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, bool is_default)
+{
+    pool->reserve = o ? o->reserve_pages : 0;
+    pool->low = o && o->low_pages ? o->low_pages : pool->reserve + 64;
+    pool->high = o && o->high_pages ? o->high_pages : pool->low + 256;
+    pool->max = o ? o->max_pages : 0;
+    pool->delay_ms = o && o->purge_delay_ms ? o->purge_delay_ms : 1000;
+    pool->thp = o && (o->flags & LAB_POOL_HUGE);
+    pool->thp_after = o ? o->huge_after_pages : 0;
+    if (pool->low < pool->reserve || pool->high < pool->low ||
+        (pool->max && pool->max < pool->reserve))
+        return -EINVAL;
+    pool->is_default = is_default;
+    pool->now_ms = pool->last_purge = lab_clock_ms();
+    lab_lock(&lab_pools_lock);
+    pool->gen = ++pool_gen_counter;
+    pool->id = LAB_ROOM_POOLS;
+    for (unsigned i = is_default ? 0 : 1; i < LAB_ROOM_POOLS; i++) {
+        if (!pool_slots[i]) {
+            lab_store_relaxed(&pool_slots[i], pool);
+            pool->id = i;
+            break;
+        }
+        if (is_default)
+            break;
+    }
+    pool->next_pool = lab_pools_all;
+    lab_pools_all = pool;
+    lab_unlock(&lab_pools_lock);
+    /* fill up front: the reserve must be there before anyone needs it */
+    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_lock(&z->lock);
+    int err = lab_zone_refill(pool, z, 0);
+    lab_unlock(&z->lock);
+    return err;
+}
+
+static void pool_teardown(lab_pool_t *pool)
+{
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t **pp = &lab_pools_all; *pp; pp = &(*pp)->next_pool)
+        if (*pp == pool) {
+            *pp = pool->next_pool;
+            break;
+        }
+    if (pool->id < LAB_ROOM_POOLS && pool_slots[pool->id] == pool)
+        lab_store_relaxed(&pool_slots[pool->id], NULL);
+    lab_unlock(&lab_pools_lock);
+    /* a taker of rooms (malloc_trim, the purge thread, a thread's exit) moving runs of this pool
+     * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
+    lab_lock(&rooms_lock);
+    lab_unlock(&rooms_lock);
+    for (unsigned zi = 0; zi < 2; zi++) {
+        lab_zone_t *z = &pool->zone[zi];
+        lab_chunk_t *c = z->chunks;
+        while (c) {
+            lab_chunk_t *next = c->next;
+            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            lab_chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
+            lab_meta_free(c, sizeof(lab_chunk_t));
+            c = next;
+        }
+    }
+    for (lab_chunk_t *c = pool->huge_cache, *next; c; c = next) {
+        next = c->next;
+        lab_huge_unmap(pool, c);
+    }
+    /* the room slots of every thread are invalidated by the generation */
+    pool->gen = 0;
+    lab_meta_free(pool, sizeof *pool);
+}
+
+static labyrinth_t default_handle;
+static lab_pool_t *default_pool;
+static lab_lock_t default_lock = LAB_LOCK_INIT;
+static unsigned default_delay_ms = 1000;
+static size_t default_thp_mib;
+
+void lab_pool_set_default_delay(unsigned ms)
+{
+    default_delay_ms = ms;
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    if (p)
+        p->delay_ms = ms;
+}
+
+unsigned lab_pool_default_delay(void)
+{
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    return p ? p->delay_ms : ~0u;
+}
+
+void lab_pool_set_default_thp(size_t mib) { default_thp_mib = lab_min(mib, SIZE_MAX >> 20); }
+
+/* preload/: reads the LABYRINTH_* options that shape the malloc pool (absent from the core's
+ * own tests). Before the lock: it may make heaps' settings, and it takes the arena's lock. */
+lab_internal void lab_options_early(void) __attribute__((weak));
+
+static lab_noinline lab_pool_t *pool_default_init(void)
+{
+    if (lab_options_early)
+        lab_options_early();
+    lab_lock(&default_lock);
+    if (!default_pool) {
+        lab_pool_t *p = lab_meta_alloc(sizeof *p);
+        /* a small reserve lets signal handlers and ATOMIC callers get pages when all else fails */
+        struct labyrinth_pool_opts o = {.reserve_pages = 32, .low_pages = 64, .high_pages = 512,
+                                        .purge_delay_ms = default_delay_ms,
+                                        .flags = default_thp_mib ? LAB_POOL_HUGE : 0,
+                                        .huge_after_pages = default_thp_mib << (20 - LAB_PAGE_SHIFT)};
+        if (p && pool_setup(p, &o, true) == 0) {
+            p->delay_ms = default_delay_ms; /* 0 is meaningful here: purge at once */
+            default_handle.impl = p;
+            default_handle.id = p->id;
+            /* release: the pool is complete before other threads see it */
+            __atomic_store_n(&default_handle.magic, POOL_MAGIC, __ATOMIC_RELEASE);
+            __atomic_store_n(&default_pool, p, __ATOMIC_RELEASE);
+        }
+    }
+    lab_unlock(&default_lock);
+    return default_pool;
+}
+
+lab_pool_t *lab_pool_default(void)
+{
+    /* acquire pairs with the release in pool_default_init */
+    lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
+    return lab_likely(p) ? p : pool_default_init();
+}
+
+void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
+{
+    for (unsigned zi = 0; zi < sizeof pool->zone / sizeof pool->zone[0]; zi++) {
+        lab_zone_t *z = &pool->zone[zi];
+        lab_lock(&z->lock); /* no chunk of the zone unmapped meanwhile */
+        for (lab_chunk_t *c = z->chunks; c; c = c->next) {
+            for (unsigned i = 0; i < LAB_CHUNK_PAGES;) {
+                uint16_t hd = lab_load_relaxed(&c->head[i]);
+                unsigned j = i + 1;
+                while (j < LAB_CHUNK_PAGES && lab_load_relaxed(&c->head[j]) == hd)
+                    j++;
+                if (hd == LAB_HEAD_OF(i)) /* the first page of a run in use */
+                    fn(&c->page[i], j - i, arg);
+                i = j;
+            }
+        }
+        lab_unlock(&z->lock);
+    }
+}
+
+void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
+        out->free_pages[o] = lab_load_relaxed(&pool->zone[ZONE_NORMAL].shared[o].pages);
+    out->free_runs_pages = pool->zone[ZONE_NORMAL].store_pages;
+    out->free_total = lab_load_relaxed(&pool->nr_free);
+    out->reserve_pages = pool->reserve;
+    out->reserve_level = lab_min(out->free_total, pool->reserve);
+    out->low_pages = pool->low;
+    out->high_pages = pool->high;
+    out->max_pages = pool->max;
+    out->mapped_pages = lab_load_relaxed(&pool->mapped_pages);
+    lab_pool_note_peak(pool);
+    out->peak_used_pages = lab_load_relaxed(&pool->peak_used);
+    out->purged_pages = lab_load_relaxed(&pool->purged_pages);
+    out->unmapped_chunks = lab_load_relaxed(&pool->unmapped_chunks);
+    out->thp_chunks = lab_load_relaxed(&pool->thp_chunks);
+    out->thp_demoted = lab_load_relaxed(&pool->thp_demoted);
+    out->hits_shared = lab_load_relaxed(&pool->hits_shared);
+    out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
+    out->hits_slow = lab_load_relaxed(&pool->hits_slow);
+    out->refills = lab_load_relaxed(&pool->refills);
+    out->failures = lab_load_relaxed(&pool->failures);
+    out->hits_room = lab_load_relaxed(&pool->room_hits_dead);
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (pool->id < LAB_ROOM_POOLS && rs->slot[pool->id].pool == pool && rs->slot[pool->id].gen == pool->gen)
+            out->hits_room += lab_load_relaxed(&rs->slot[pool->id].hits);
+    lab_unlock(&rooms_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * fork */
+
+void lab_pool_fork_prepare(void)
+{
+    lab_lock(&default_lock);
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
+        lab_lock(&p->zone[ZONE_NORMAL].lock);
+        lab_lock(&p->zone[ZONE_EXCL].lock);
+        lab_lock(&p->huge_lock);
+    }
+    lab_lock(&rooms_lock);
+    lab_lock(&lab_meta_lock);
+}
+
+void lab_pool_fork_parent(void)
+{
+    lab_unlock(&lab_meta_lock);
+    lab_unlock(&rooms_lock);
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
+        lab_unlock(&p->huge_lock);
+        lab_unlock(&p->zone[ZONE_EXCL].lock);
+        lab_unlock(&p->zone[ZONE_NORMAL].lock);
+    }
+    lab_unlock(&lab_pools_lock);
+    lab_unlock(&default_lock);
+}
+
+bool lab_pool_room_busy(void)
+{
+    lab_rooms_t *rs = lab_tls_rooms;
+    return rs && rs->busy;
+}
+
+void lab_pool_fork_child(void)
+{
+    lab_locks_held = 0; /* the locks prepare took are reset below, not unlocked */
+    lab_lock_reset(&lab_meta_lock);
+    lab_lock_reset(&rooms_lock);
+    for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
+        lab_lock_reset(&p->huge_lock);
+        lab_lock_reset(&p->zone[ZONE_EXCL].lock);
+        lab_lock_reset(&p->zone[ZONE_NORMAL].lock);
+    }
+    lab_lock_reset(&lab_pools_lock);
+    lab_lock_reset(&default_lock);
+    /* the purge thread is not copied into the child: the next allocation slow path starts one */
+    lab_bg.state = BG_OFF;
+    lab_bg.idle = 0;
+    lab_bg.retry_ms = 0;
+    /* rooms of threads that do not exist in the child: hand their runs back, and the sets to the
+     * free list, rebuilt from all (skip a set that was being changed when the fork happened: its
+     * list may be half-written; left off the free list, it was a set lost for every fork) */
+    rooms_free = NULL;
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        if (rs != lab_tls_rooms && !rs->busy) {
+            rooms_flush(rs);
+            rs->next_free = rooms_free;
+            rooms_free = rs;
+        }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * the public API */
+
+labyrinth_t *labyrinth_default(void)
+{
+    lab_pool_thread_key_init();
+    lab_rooms_get(false);
+    return lab_pool_default() ? &default_handle : NULL;
+}
+
+/* Whether p is a pool set up and not torn down (on lab_pools_all). */
+static bool pool_is_live(const void *p)
+{
+    bool live = false;
+    lab_lock(&lab_pools_lock);
+    for (lab_pool_t *q = lab_pools_all; q && !live; q = q->next_pool)
+        live = q == p;
+    lab_unlock(&lab_pools_lock);
+    return live;
+}
+
+int labyrinth_pool_init(labyrinth_t *pool, const struct labyrinth_pool_opts *opts)
+{
+    if (!pool)
+        return -EINVAL;
+    /* a handle that holds a live pool: a second init replaced it, and the first pool, its
+     * pages and its room slot were lost for good (found by review) */
+    if (__atomic_load_n(&pool->magic, __ATOMIC_ACQUIRE) == POOL_MAGIC && pool_is_live(pool->impl))
+        return -EBUSY;
+    lab_pool_thread_key_init();
+    lab_pool_t *p = lab_meta_alloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    int err = pool_setup(p, opts, false);
+    if (err) {
+        pool_teardown(p);
+        return err;
+    }
+    pool->impl = p;
+    pool->id = p->id;
+    lab_rooms_get(false);
+    /* release: the pool is complete before the magic says so */
+    __atomic_store_n(&pool->magic, POOL_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void labyrinth_pool_destroy(labyrinth_t *pool)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p || p->is_default)
+        return;
+    __atomic_store_n(&pool->magic, 0, __ATOMIC_RELEASE);
+    pool->impl = NULL;
+    pool_teardown(p);
+}
+
+size_t labyrinth_pool_trim(labyrinth_t *pool)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p)
+        return 0;
+    lab_pool_room_drain(p);
+    lab_pool_rooms_take(p);
+    return lab_pool_purge(p, true);
+}
+
+int labyrinth_pool_stats(labyrinth_t *pool, struct labyrinth_pool_stats *out)
+{
+    lab_pool_t *p = lab_pool_of(pool);
+    if (!p || !out)
+        return -EINVAL;
+    lab_pool_counters(p, out);
+    return 0;
+}
+
+const char *labyrinth_version(void) { return "0.1.0"; }
