@@ -39,7 +39,7 @@ lab_inline long lab_os_raw6(long n, long a, long b, long c, long d, long e, long
 lab_internal void *lab_os_map_aligned(size_t size, size_t align, int *err);
 /* Address space only: len bytes aligned to align, unaccounted (MAP_NORESERVE), not counted as
  * mapped, with prot PROT_NONE (or PROT_READ: reads zero). NULL on failure. The fast map's region
- * and the fast map itself (core/pool.c) are reserved so. */
+ * and the fast map itself (core/pool_map.c) are reserved so. */
 lab_internal void *lab_os_reserve(size_t len, size_t align, int prot);
 lab_internal void lab_os_unreserve(void *addr, size_t len);
 /* True if the process's address space is limited (RLIMIT_AS, `ulimit -v`): a reservation would

@@ -1,7 +1,8 @@
 /* pool.h — the labyrinth page pool: chunks, the page map, page descriptors, rooms, the
  * lock-free shared lists, the coalescing run store, watermarks, the reserve and purging.
  * Layer 2: uses core/os and lock.h only. The arena layer above uses the internal calls below;
- * the public API of labyrinth.h is implemented in pool.c on top of them.
+ * the public API of labyrinth.h is implemented on top of them in pool_life.c (the page calls' fast
+ * paths in pool.c). The pool's files share pool_impl.h, which nothing else includes.
  *
  * Chunk metadata lives out of band (in a 64 KiB-aligned header slot, never unmapped), so that a
  * whole 2 MiB chunk can serve an order-9 run and a stale descriptor can always be read safely. */
@@ -86,7 +87,7 @@ _Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
 /* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ----
  * L1 (zero-initialised, so it costs no memory until used) has an entry per 16 GiB; each L2 table
  * has one per 2 MiB chunk. A slot that is not ours is NULL, which the reader turns into
- * lab_chunk_foreign (kind 0, all zero: every page leads to an empty descriptor, see pool.c): a
+ * lab_chunk_foreign (kind 0, all zero: every page leads to an empty descriptor, see pool_map.c): a
  * foreign pointer finds a descriptor that no heap owns. NULL, not a pointer to it, so that a table costs only the pages
  * of the slots in use (filled with the pointer, every table was 64 KiB resident in every process);
  * the free fast path does not come here (the fast map). The L1 index is masked to 14 bits:
@@ -98,7 +99,7 @@ lab_internal extern lab_chunk_t lab_chunk_foreign;
 
 lab_inline lab_chunk_t **lab_pagemap_l2(uintptr_t a)
 {
-    /* acquire pairs with the release in pagemap_set: a published L2 table is initialised
+    /* acquire pairs with the release in lab_pagemap_set: a published L2 table is initialised
      * (on x86-64 an acquire load is a plain load) */
     return __atomic_load_n(&lab_pagemap_l1[(a >> (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS)) & ((1u << LAB_PM_L1_BITS) - 1)],
                            __ATOMIC_ACQUIRE);
@@ -239,7 +240,7 @@ lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t
 lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
                                            lab_page_t **desc);
 /* 0: LAB_GFP_ZERO never asks the kernel which pages were touched (LABYRINTH_PAGEMAP; pool.c's
- * zero_pages): every page that may hold data is cleared. */
+ * lab_pool_zero_pages): every page that may hold data is cleared. */
 lab_internal extern int lab_pool_zero_ask;
 /* A thread's run room (pool.c) holds at most this many runs and pages (1 MiB: a run of any size
  * up to LAB_LARGE_MAX). */
@@ -355,7 +356,7 @@ lab_internal void lab_pool_set_default_delay(unsigned ms);
 /* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used
  * (options). */
 lab_internal void lab_pool_set_default_thp(size_t mib);
-/* Bytes of address space to reserve for the fast map's region (core/pool.c) at the first chunk
+/* Bytes of address space to reserve for the fast map's region (core/pool_map.c) at the first chunk
  * any pool maps (0: no region; at most 1 TiB; 64 GiB unless set before). */
 lab_internal void lab_pool_set_reserve(size_t bytes);
 

@@ -127,7 +127,8 @@ static lab_noinline lab_cold void bg_start(uint64_t now)
     /* acquire pairs with the release in lab_pool_background_init */
     bool (*start)(void) = __atomic_load_n(&lab_bg.start, __ATOMIC_ACQUIRE);
     int off = BG_OFF;
-    if (!start || !__atomic_compare_exchange_n(&lab_bg.state, &off, BG_STARTING, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    if (!start ||
+        !__atomic_compare_exchange_n(&lab_bg.state, &off, BG_STARTING, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return;
     bool ok = start();
     if (!ok) {

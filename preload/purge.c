@@ -1,6 +1,6 @@
 /* purge.c — the background purge thread: gives free memory that has stayed idle past the purge
  * delay back to the OS while the program makes no allocator call. Layer 5: the pool decides when
- * (core/pool.c: lab_pool_background_*), this file only makes the thread.
+ * (core/pool_purge.c: lab_pool_background_*), this file only makes the thread.
  *
  * The pool calls purge_start from an allocation slow path, with no allocator lock held and outside
  * signal handlers, once the default pool has mapped LABYRINTH_BACKGROUND_PURGE MiB (processes that

@@ -2963,7 +2963,7 @@ static void test_room_runs_before_fresh(void **state)
 
 /* A thread that frees page-sized blocks into its rooms and then idles, alive: the pool takes
  * its rooms when another thread's blocks would have it map chunks twice with those rooms
- * unchanged (rooms_take_stale), instead of leaving them for the background thread after a whole
+ * unchanged (lab_rooms_take_stale), instead of leaving them for the background thread after a whole
  * purge delay (found by review: 200 such threads kept 120 MB while the main thread faulted as
  * much in). The main thread's blocks of the same size reach the idle thread's addresses. */
 struct stale_arg {
