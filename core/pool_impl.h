@@ -259,6 +259,8 @@ lab_internal bool lab_rooms_filled(void);
 
 enum { BG_OFF, BG_STARTING, BG_RUNNING };
 
+/* The background purge's state, pool_purge.c's: pool.c's room push reads `idle` (bg_room_filled),
+ * the fork child resets it (pool_life.c). */
 typedef struct {
     bool (*start)(void);
     size_t start_pages;
