@@ -82,10 +82,24 @@ static inline uint64_t thread_serial(void)
     return v;
 }
 
-static size_t shared_cap_pages(unsigned order) { return lab_max((size_t)256, (size_t)2 << order); }
+/* A shared list past this many pages (or two runs of its order) drains half into the store, where
+ * runs coalesce. Deeper than a NIC-like ring (`wl packets`: 1 024 pages in flight between a
+ * receiver and its sender; at 256 the sender's frees overflowed into the store and the receiver
+ * took three in four back from it, twice the time). Free pages either way: the purge and every
+ * caller about to map a chunk drain the lists first. */
+#define SHARED_CAP_PAGES 1024
+static size_t shared_cap_pages(unsigned order) { return lab_max((size_t)SHARED_CAP_PAGES, (size_t)2 << order); }
+/* Orders whose rooms a slow allocation from the store fills with a batch (room_fill_from_store):
+ * below a span's (the arena's spans and malloc's larger runs keep the store's reuse policies,
+ * store_reclaim_first, which a batch of fresh runs in a room would bypass). */
+#define ROOM_FILL_ORDERS 3
 
 /* ------------------------------------------------------------------------------------------
- * lock-free shared lists (Treiber stacks of descriptors, tagged against ABA) */
+ * lock-free shared lists (Treiber stacks of chains of descriptors, tagged against ABA)
+ * A list holds chains: runs linked by next (NULL-terminated), the chains by their first run's
+ * prev. What one push puts on comes off whole with one pop: a room's spill reaches another
+ * thread's room for one CAS each way. Popped run by run, a receiver taking the pages a sender
+ * frees paid a CAS per page on the line the sender was pushing to (`wl packets`). */
 
 static inline bool stack_cas(lab_stack_t *s, lab_stack_t old, lab_stack_t nw)
 {
@@ -106,19 +120,24 @@ static inline lab_stack_t stack_read(lab_stack_t *s)
     return v;
 }
 
-/* Push the chain first..last (linked by next). */
+/* Push the chain first..last (linked by next) as one. */
 static void stack_push_chain(lab_stack_t *s, lab_page_t *first, lab_page_t *last)
 {
     lab_stack_t old, nw;
+    last->next = NULL;
     do {
         old = stack_read(s);
-        last->next = old.top;
+        first->prev = old.top;
         nw.top = first;
         nw.tag = old.tag + 1;
     } while (!stack_cas(s, old, nw));
 }
 
-static lab_page_t *stack_pop(lab_stack_t *s)
+static unsigned long chains_taken; /* pops that took two runs or more (tests; relaxed, any pool) */
+unsigned long lab_pool_chains_taken(void) { return lab_load_relaxed(&chains_taken); }
+
+/* The chain on top, whole (its runs linked by next), or NULL. */
+static lab_page_t *stack_pop_chain(lab_stack_t *s)
 {
     lab_stack_t old, nw;
     do {
@@ -126,7 +145,7 @@ static lab_page_t *stack_pop(lab_stack_t *s)
         if (!old.top)
             return NULL;
         /* descriptors are never unmapped, so this read is safe even if old.top was taken */
-        nw.top = __atomic_load_n(&old.top->next, __ATOMIC_RELAXED);
+        nw.top = __atomic_load_n(&old.top->prev, __ATOMIC_RELAXED);
         nw.tag = old.tag + 1;
     } while (!stack_cas(s, old, nw));
     return old.top;
@@ -729,19 +748,29 @@ int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
     return lab_load_relaxed(&pool->nr_free) >= pool->reserve + need ? 0 : err ? err : -ENOMEM;
 }
 
+/* Runs of a chain popped from z's list of `order` into the store (lock held). */
+static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chain, unsigned order)
+{
+    size_t pages = 0;
+    for (lab_page_t *d = chain, *next; d; d = next) {
+        next = d->next; /* before store_free links d into a bin */
+        lab_chunk_t *c = lab_desc_chunk(d);
+        lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
+        store_free(pool, z, c, (unsigned)(d - c->page), 1u << order, d->h.clean, d->stamp);
+        pages += (size_t)1 << order;
+    }
+    lab_sub_relaxed(&z->shared[order].pages, pages);
+    if (z == &pool->zone[ZONE_NORMAL])
+        lab_sub_relaxed(&pool->nr_free, pages);
+}
+
 /* Drain every shared list of z into the store (lock held). */
 void lab_zone_drain_shared(lab_pool_t *pool, lab_zone_t *z)
 {
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-        lab_page_t *d;
-        while ((d = stack_pop(&z->shared[o].s))) {
-            lab_sub_relaxed(&z->shared[o].pages, (size_t)1 << o);
-            if (z == &pool->zone[ZONE_NORMAL])
-                lab_sub_relaxed(&pool->nr_free, (size_t)1 << o);
-            lab_chunk_t *c = lab_desc_chunk(d);
-            lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
-            store_free(pool, z, c, (unsigned)(d - c->page), 1u << o, d->h.clean, d->stamp);
-        }
+        lab_page_t *chain;
+        while ((chain = stack_pop_chain(&z->shared[o].s)))
+            shared_chain_store(pool, z, chain, o);
     }
 }
 
@@ -827,15 +856,9 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
         /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
         size_t goal = now / 2;
-        lab_page_t *d;
-        while (lab_load_relaxed(&z->shared[order].pages) > goal && (d = stack_pop(&z->shared[order].s))) {
-            lab_sub_relaxed(&z->shared[order].pages, (size_t)1 << order);
-            if (z == &pool->zone[ZONE_NORMAL])
-                lab_sub_relaxed(&pool->nr_free, (size_t)1 << order);
-            lab_chunk_t *c = lab_desc_chunk(d);
-            lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
-            store_free(pool, z, c, (unsigned)(d - c->page), 1u << order, d->h.clean, d->stamp);
-        }
+        lab_page_t *chain;
+        while (lab_load_relaxed(&z->shared[order].pages) > goal && (chain = stack_pop_chain(&z->shared[order].s)))
+            shared_chain_store(pool, z, chain, order);
         lab_unlock(&z->lock);
     }
 }
@@ -872,12 +895,24 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         size_t free = lab_load_relaxed(&pool->nr_free);
         max = (unsigned)lab_max(1ul, lab_min((size_t)max, free > pool->reserve ? (free - pool->reserve) >> order : 0));
     }
-    lab_page_t *head = onto, *d;
+    lab_page_t *head = onto, *chain;
     unsigned k = 0;
-    while (k < max && (d = stack_pop(&z->shared[order].s))) {
-        d->next = head;
-        head = d;
-        k++;
+    while (k < max && (chain = stack_pop_chain(&z->shared[order].s))) {
+        lab_page_t *d = chain;
+        unsigned k0 = k;
+        for (lab_page_t *next; d && k < max; d = next, k++) {
+            next = d->next;
+            d->next = head;
+            head = d;
+        }
+        if (k - k0 > 1)
+            lab_add_relaxed(&chains_taken, 1);
+        if (d) { /* the rest goes back, one chain again */
+            lab_page_t *last = d;
+            while (last->next)
+                last = last->next;
+            stack_push_chain(&z->shared[order].s, d, last);
+        }
     }
     if (!k)
         return NULL;
@@ -1161,6 +1196,30 @@ void lab_pool_note_peak(lab_pool_t *pool)
         ;
 }
 
+/* The store's runs reach the room in a batch, as the shared lists' do (the zone lock held; the
+ * room's own zone), for orders below a span's: a thread whose pages another frees (packets: a
+ * receiver taking pages a sender frees, whose spills overflow the shared list into the store)
+ * took the lock once per page. Not below the free count the caller's own take honours (the
+ * reserve for ATOMIC, the low watermark otherwise): the batch is this thread's alone. */
+static void room_fill_from_store(lab_pool_t *pool, lab_zone_t *z, lab_rooms_t *rs, unsigned order, bool atomic)
+{
+    unsigned batch = room_cap[order] / 2;
+    if (!rs || order >= ROOM_FILL_ORDERS || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
+        return;
+    lab_room_t *r = room_of(rs, pool, order);
+    size_t n = (size_t)1 << order, floor = (atomic ? pool->reserve : pool->low) + n;
+    lab_page_t *d;
+    while (r->count < batch && lab_load_relaxed(&pool->nr_free) >= floor && (d = store_take_order(pool, z, order))) {
+        lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
+        d->h.order = (uint8_t)order;
+        d->owner = 0;
+        d->next = r->head;
+        r->head = d;
+        r->count++;
+    }
+    room_leave(rs);
+}
+
 /* Everything after the room: shared lists, split, store, refill. */
 static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned order, lab_gfp_t gfp)
 {
@@ -1214,6 +1273,8 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         d = store_take_order(pool, z, order);
     if (d)
         d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
+    if (d)
+        room_fill_from_store(pool, z, rs, order, atomic);
     if (!d && atomic && zi == ZONE_NORMAL) {
         /* before an ATOMIC call fails, this thread's rooms and the shared lists go back to the
          * store too (no wait, no system call): runs of other orders in its own rooms could
@@ -1406,6 +1467,9 @@ static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
 {
     lab_rooms_t *rs = lab_tls_rooms;
+    /* a thread that only frees (a sender) gets rooms too, or each free was a push of its own */
+    if (!rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS)
+        rs = lab_rooms_get(true);
     if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && !pool_below_reserve(pool) && room_enter(rs)) {
         lab_room_t *r = room_of(rs, pool, order);
         d->next = r->head;

@@ -351,6 +351,8 @@ lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stat
 lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount);
 /* The most store runs one search for an aligned run (a span's) has looked at (tests) */
 lab_internal unsigned lab_pool_order_seen_max(void);
+/* Batch pops of the shared lists that took two runs or more of one chain (tests). */
+lab_internal unsigned long lab_pool_chains_taken(void);
 /* Purge delay of the default pool, before it is first used (options). */
 lab_internal void lab_pool_set_default_delay(unsigned ms);
 /* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used
