@@ -120,11 +120,12 @@ static inline lab_stack_t stack_read(lab_stack_t *s)
     return v;
 }
 
-/* Push the chain first..last (linked by next) as one. */
+/* Push the chain first..last (linked by next) as one; last NULL: the chain ends in NULL already. */
 static void stack_push_chain(lab_stack_t *s, lab_page_t *first, lab_page_t *last)
 {
     lab_stack_t old, nw;
-    last->next = NULL;
+    if (last)
+        last->next = NULL;
     do {
         old = stack_read(s);
         first->prev = old.top;
@@ -907,12 +908,9 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         }
         if (k - k0 > 1)
             lab_add_relaxed(&chains_taken, 1);
-        if (d) { /* the rest goes back, one chain again */
-            lab_page_t *last = d;
-            while (last->next)
-                last = last->next;
-            stack_push_chain(&z->shared[order].s, d, last);
-        }
+        if (d) /* the rest goes back, one chain again (not walked: an ATOMIC call near the
+                  reserve takes one run of a chain at a time) */
+            stack_push_chain(&z->shared[order].s, d, NULL);
     }
     if (!k)
         return NULL;
