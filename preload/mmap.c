@@ -1,7 +1,7 @@
 /* mmap.c — the memory-mapping names (mmap, mmap64, munmap, mremap, mprotect, pkey_mprotect,
- * madvise, mlock, mlock2, munlock, mlockall, munlockall) and pooled anonymous mmap
- * (LABYRINTH_MMAP=1). Layer 5: uses core/os (raw system calls), the malloc page map (read only,
- * to refuse unmapping malloc's memory) and preload/mmap_pool (the area).
+ * madvise, posix_madvise, process_madvise, mlock, mlock2, munlock, mlockall, munlockall) and
+ * pooled anonymous mmap (LABYRINTH_MMAP=1). Layer 5: uses core/os (raw system calls), the malloc
+ * page map (read only, to refuse unmapping malloc's memory) and preload/mmap_pool (the area).
  *
  * Off (the default), every name is one flag test and the raw system call, errno set as libc sets
  * it. On, a private anonymous read-write mapping with no address, no file and no exotic flag, of
@@ -13,7 +13,8 @@
  * kernel, and the pages it touches leave the pool (FOREIGN) until the program unmaps them.
  *
  * Call tree (on):
- *   mmap ─ poolable? ─ map_pooled: take a run, mprotect RW, clear
+ *   mmap ─ poolable? ─ map_pooled: take a run, mprotect RW, clear (the lock within a bounded
+ *        │             wait, else the kernel: its holder may be a stopped thread)
  *        └ MAP_FIXED over the area: fixed_locked (the pages leave the pool) └ else the kernel
  *   munmap ─ not the area: the kernel (abort if it is malloc's memory)
  *          └ unmap_locked: plan (LIVE → TRANSIT), then per segment: TRANSIT → release
@@ -25,7 +26,8 @@
  *          └ else the kernel, then the records follow (refused only for the pool's own seams
  *            in a LIVE region: moved one kernel mapping at a time, remap_split)
  *   mprotect/mlock ─ the kernel on the prefix before the first free pooled page, then ENOMEM
- *   madvise ─ the kernel on every part but free pooled pages (ENOMEM at the end, as for holes)
+ *   madvise ─ the kernel on every part but free pooled pages (ENOMEM at the end, as for holes);
+ *             posix_madvise, and process_madvise on this process, the same way
  * Any change of protection, locking or VMA flags taints LIVE pages: they are reset, not cached,
  * when unmapped, so no later owner inherits them.
  *
@@ -1384,13 +1386,13 @@ static int pidfd_is_self(int pidfd)
 }
 
 /* process_madvise: on the calling process itself the kernel takes any advice (MADV_GUARD_INSTALL,
- * MADV_WIPEONFORK ...), which on free pooled pages reached their next owner (found by review).
+ * MADV_WIPEONFORK ...), which stayed on pooled pages after munmap and reached their next owner
+ * (found by review).
  * There each range goes through madvise's path (holes: ENOMEM), the bytes advised before an
  * error returned as the kernel returns them; calls on other processes go to the kernel. */
 LAB_EXPORT ssize_t process_madvise(int pidfd, const struct iovec *iov, size_t vlen, int adv, unsigned int flags)
 {
-    if (!lab_load_relaxed(&mm_on) || flags || vlen > 1024 || pidfd_is_self(pidfd) != 1)
-    {
+    if (!lab_load_relaxed(&mm_on) || flags || vlen > 1024 || pidfd_is_self(pidfd) != 1) {
         long r = sys6(SYS_process_madvise, pidfd, (long)iov, (long)vlen, adv, flags, 0);
         if (MM_ERR(r)) {
             errno = (int)-r;
