@@ -76,6 +76,20 @@ static void faults_install(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+/* fn for sig, restarting interrupted calls; block_all: every other signal blocked meanwhile. */
+static void handle(int sig, void (*fn)(int), bool block_all)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;
+    if (block_all)
+        sigfillset(&sa.sa_mask);
+    else
+        sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
 /* 1 if the byte at p can be read (write: read and written back unchanged). */
 static int accessible(volatile char *p, int write)
 {
@@ -1001,12 +1015,7 @@ static void t_signals(void)
     char *saved[64];
     memcpy(saved, victims, sizeof saved);
     nvictims = 64;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    handle(SIGALRM, on_alarm, false);
     struct itimerval it = {{0, 1000}, {0, 1000}};
     setitimer(ITIMER_REAL, &it, NULL);
     for (int i = 0; i < 5000 || handler_runs < 64; i++) {
@@ -1400,16 +1409,9 @@ static void t_suspend(void)
 {
     SAY("suspend: a thread stopped by a signal %d times, the stopper maps memory meanwhile", SUSPEND_ROUNDS);
     sem_init(&sus_ack, 0, 0);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = sus_stop_handler;
-    sa.sa_flags = SA_RESTART;
-    sigfillset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-    sa.sa_handler = sus_resume_handler;
-    sigaction(SIGUSR2, &sa, NULL);
-    sa.sa_handler = sus_deadlock;
-    sigaction(SIGALRM, &sa, NULL);
+    handle(SIGUSR1, sus_stop_handler, true);
+    handle(SIGUSR2, sus_resume_handler, true);
+    handle(SIGALRM, sus_deadlock, true);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, sus_mutator, NULL) == 0, "pthread_create");
     for (int i = 0; i < SUSPEND_ROUNDS; i++) {
