@@ -160,8 +160,9 @@ static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
             continue;
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
             uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].r[o].head);
+            uint64_t n = lab_load_relaxed(&rs->slot[s].r[o].count);
             if (h)
-                sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->slot[s].r[o].count) << 48)) * 0x9e3779b97f4a7c15ull + 1;
+                sig = (sig ^ h ^ (n << 48)) * 0x9e3779b97f4a7c15ull + 1;
         }
     }
     lab_pool_t *dp = lab_load_relaxed(&default_pool);
