@@ -1369,20 +1369,22 @@ static int pidfd_is_self(int pidfd)
     if (MM_ERR(got))
         return -1;
     buf[got] = 0;
-    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-        if (strncmp(l, "Pid:", 4))
-            continue;
-        long pid = 0;
-        char *c = l + 4;
-        while (*c == ' ' || *c == '\t')
-            c++;
-        if (*c < '0' || *c > '9')
-            return 0; /* "-1": the process is gone; not this one, which runs */
-        while (*c >= '0' && *c <= '9')
-            pid = pid * 10 + (*c++ - '0');
-        return pid == sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    char *l = buf;
+    while (strncmp(l, "Pid:", 4)) {
+        l = strchr(l, '\n');
+        if (!l)
+            return -1;
+        l++;
     }
-    return -1;
+    long pid = 0;
+    char *c = l + 4;
+    while (*c == ' ' || *c == '\t')
+        c++;
+    if (*c < '0' || *c > '9')
+        return 0; /* "-1": the process is gone; not this one, which runs */
+    while (*c >= '0' && *c <= '9')
+        pid = pid * 10 + (*c++ - '0');
+    return pid == sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
 }
 
 /* process_madvise: on the calling process itself the kernel takes any advice (MADV_GUARD_INSTALL,
