@@ -93,13 +93,11 @@ lab_inline void lab_free(void *p)
          * its spans (pool.h): the descriptor's owner line is not read at all */
         uint64_t e = lab_fmap_entry(off) - h->ftag;
         lab_span_t *s = (lab_span_t *)(uintptr_t)e;
-        uint32_t boff;
         if (lab_likely(e < h->flim) &&
             /* the start of a block handed out: an interior pointer, or a block start not carved
              * yet or past the last block, goes to the slow path, which aborts (s is read only
              * once the tag says it is one of this heap's spans) */
-            lab_likely((boff = (uint32_t)a - s->base_lo_l) < s->lim_l) &&
-            lab_likely(lab_offset_ok_div32(boff, s->div_l))) {
+            lab_likely(lab_offset_ok_fdiv((uint32_t)a - s->base_lo_l, s->fdiv_l, s->flim_l))) {
             lab_block_t *b = (lab_block_t *)p;
             uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
             /* a block that already carries its key (bit 0 aside: the transit form) was

@@ -192,7 +192,7 @@ static void span_carve(lab_span_t *s)
     s->free = (lab_block_t *)first;
     /* relaxed store: other threads' ownership checks read it (core/alloc.c) */
     lab_store_relaxed(&s->carved, (uint16_t)(s->carved + n));
-    s->lim_l = (uint32_t)s->carved * bs;
+    s->flim_l = lab_flim_of(bs, s->fdiv_l, s->carved);
 }
 
 static inline uintptr_t span_guard_page(const lab_span_t *s)
@@ -469,10 +469,11 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->capacity = (uint16_t)(bytes / bs);
     s->cls = (uint8_t)cls;
     s->block_size = (uint16_t)bs;
-    s->div = s->div_l = lab_div32_of(bs);
+    s->div = lab_div32_of(bs);
+    s->fdiv_l = lab_fdiv_of(bs);
     s->base_lo = s->base_lo_l = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
-    s->lim_l = 0;
+    s->flim_l = 0;
     s->next = s->prev = NULL;
     s->heap = h;
     if (fresh && h->ftag)

@@ -1851,6 +1851,61 @@ static void test_span_div_exact(void **state)
     }
 }
 
+/* The owner's free takes an offset of its span as a block start when off * fdiv_l < flim_l
+ * (arena.h): exact only while no product wraps among the block starts' images. Check, for every
+ * class and every span length a class's spans may have (8 to 64 pages, with and without secure
+ * mode's guard page), every offset: a block start k * size (k below the blocks the span holds)
+ * must map to k * e, anything else (interior, tail, guard page) to at least capacity * e, so that
+ * every count carved draws the line between block starts handed out and the rest. A class
+ * lab_fdiv_of leaves at 0 must really fail that (else it pays the slow path for nothing), and
+ * the spans made carry the words the test checked. */
+static bool fdiv_exact(uint32_t bs, uint32_t m, uint32_t span, uint32_t cap)
+{
+    uint32_t e = bs * m;
+    if (e == 0 || (uint64_t)cap * e >= ((uint64_t)1 << 32))
+        return false;
+    for (uint32_t off = 0; off < span; off++) {
+        uint32_t img = off * m, k = off / bs;
+        if (off % bs == 0 && k < cap ? img != k * e : img < cap * e)
+            return false;
+    }
+    return true;
+}
+
+static void test_span_fdiv_exact(void **state)
+{
+    (void)state;
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+        uint32_t bs = (uint32_t)lab_class_size(cls), m = lab_fdiv_of(bs);
+        uint32_t mg = (uint32_t)(((uint64_t)1 << 32) / bs + 1); /* the rule without the cut */
+        bool exact = true;
+        for (unsigned order = 3; order <= 6; order++) {
+            uint32_t span = (uint32_t)LAB_PAGE_SIZE << order;
+            if (span / bs < 2)
+                continue;
+            exact = exact && fdiv_exact(bs, mg, span, span / bs) &&
+                    fdiv_exact(bs, mg, span, (span - (uint32_t)LAB_PAGE_SIZE) / bs);
+        }
+        if (!exact)
+            print_message("class %u (%u B): no fast owner's free\n", cls, bs);
+        assert_int_equal(m, exact ? mg : 0);
+        /* every count carved: the bound a span keeps */
+        uint32_t cap = ((uint32_t)LAB_PAGE_SIZE << 3) / bs;
+        for (uint32_t carved = 0; m && carved <= cap && cap >= 2; carved++)
+            for (uint32_t off = 0; off < ((uint32_t)LAB_PAGE_SIZE << 3); off += 16)
+                assert_int_equal(lab_offset_ok_fdiv(off, m, lab_flim_of(bs, m, carved)),
+                                 off % bs == 0 && off / bs < carved);
+        void *p = lab_malloc(bs);
+        assert_non_null(p);
+        lab_span_t *s = (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup((uintptr_t)p), (uintptr_t)p);
+        assert_int_equal(s->h.state, LAB_PAGE_SPAN);
+        assert_int_equal(s->fdiv_l, m);
+        assert_int_equal(s->flim_l, lab_flim_of(bs, m, s->carved));
+        assert_int_equal(s->base_lo_l, (uint32_t)lab_desc_addr((lab_page_t *)s));
+        lab_free(p);
+    }
+}
+
 /* ---- threads ---- */
 
 /* Each thread allocates blocks (mostly small, some page-sized) stamped with a canary, and
@@ -3741,6 +3796,7 @@ int main(void)
         cmocka_unit_test(test_copied_header_not_double_free),
         cmocka_unit_test(test_fast_map_mirrors_heads),
         cmocka_unit_test(test_span_div_exact),
+        cmocka_unit_test(test_span_fdiv_exact),
         cmocka_unit_test(test_nursery_blocks),
         cmocka_unit_test(test_nursery_full_closes),
         cmocka_unit_test(test_nursery_trim_closes),
