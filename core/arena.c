@@ -28,7 +28,40 @@ lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_emp
                             .gfp = LAB_GFP_ATOMIC};
 
 static lab_lock_t heaps_lock = LAB_LOCK_INIT;
-static lab_heap_t *heaps_all, *heaps_abandoned;
+static lab_heap_t *heaps_all, *heaps_abandoned; /* ordinary heaps (signal heaps: sig_heaps) */
+
+#define SIG_HEAPS 64
+static lab_heap_t *sig_heaps[SIG_HEAPS];
+/* bit i: sig_heaps[i] is set up (atomic; set with release by the handler that set it up). A
+ * signal heap is made (its memory reserved) where handlers are installed but set up by the first
+ * handler that takes it: its page is not touched before (three heaps, three page faults, in
+ * every process that installs a handler and never takes a signal). Until then it is on no walk:
+ * an untouched heap holds nothing. */
+static uint64_t sig_ready;
+
+/* A walk over every heap: the ordinary ones from next (heaps_all, or its head read under the
+ * lock), then the signal heaps set up. Heaps are never freed, so a walk needs no lock. */
+typedef struct {
+    lab_heap_t *next;
+    unsigned sig;
+} heap_walk_t;
+
+static lab_heap_t *heap_walk(heap_walk_t *w)
+{
+    lab_heap_t *h = w->next;
+    if (h) {
+        w->next = h->next_all;
+        return h;
+    }
+    if (w->sig >= SIG_HEAPS)
+        return NULL;
+    /* acquire: pairs with the release in sig_heap_setup */
+    uint64_t ready = __atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE) >> w->sig;
+    if (!ready)
+        return NULL;
+    w->sig += (unsigned)__builtin_ctzll(ready);
+    return sig_heaps[w->sig++];
+}
 static pthread_key_t heap_key;
 static int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -1134,7 +1167,8 @@ void lab_arena_set_secure(void)
     lab_lock(&heaps_lock);
     lab_store_relaxed(&lab_secure, 1);
     /* heaps made before this (by start-up allocations) lose their fast-path slots */
-    for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
+    heap_walk_t w = {heaps_all, 0};
+    for (lab_heap_t *h; (h = heap_walk(&w));) {
         for (unsigned i = 0; i < LAB_SLOTS_ALL; i++)
             h->direct[i] = &lab_span_empty;
         heap_reuse_bound(h, 0);
@@ -1204,9 +1238,10 @@ static void heap_init(lab_heap_t *h, lab_pool_t *pool)
 
 /* Signal heaps asked for (lab_sig_reserve), and thread heaps made: the heaps made ready are
  * the fewer of the two numbers and the threads' plus two (handlers run at once on at most as
- * many threads as have heaps, plus a nested signal or two). A heap is about 3 KiB of metadata
- * (sizeof(lab_heap_t)), its first page touched when made: sixteen up front cost a process that
- * installs a handler twenty page faults at start (python, bash), about 0.2 ms on these VMs. */
+ * many threads as have heaps, plus a nested signal or two). A heap is about 4 KiB of metadata
+ * (sizeof(lab_heap_t)): sixteen made and set up front cost a process that installs a handler
+ * twenty page faults at start (python, bash), about 0.2 ms on these VMs, and the three made now
+ * cost three until they were set up by the handler that first takes each (sig_heap_setup). */
 static unsigned sig_want, heaps_made;
 /* Ordinary heaps with a thread (under heaps_lock): the pool's count of sharers (its huge pages). */
 static size_t heaps_live;
@@ -1361,7 +1396,8 @@ void lab_arena_return_idle(void)
     lab_unlock(&heaps_lock);
     /* any heap but the caller's (heap_tidy has done that one): live, abandoned (a reclaim may
      * be tidying it: it takes the same words by exchange) or a signal heap alike */
-    for (lab_heap_t *h = first; h; h = h->next_all) {
+    heap_walk_t w = {first, 0};
+    for (lab_heap_t *h; (h = heap_walk(&w));) {
         if (h == lab_tls_heap)
             continue;
         if (lab_load_relaxed(&h->msgs) || lab_load_relaxed(&h->inbox))
@@ -1406,7 +1442,8 @@ uint64_t lab_arena_return_idle_aged(void)
     lab_lock(&heaps_lock);
     lab_heap_t *first = heaps_all;
     lab_unlock(&heaps_lock);
-    for (lab_heap_t *h = first; h; h = h->next_all) {
+    heap_walk_t w = {first, 0};
+    for (lab_heap_t *h; (h = heap_walk(&w));) {
         if (h == lab_tls_heap)
             continue;
         bool gave = false;
@@ -1485,9 +1522,8 @@ void lab_heap_thread_exit(void)
 /* ------------------------------------------------------------------------------------------
  * signal heaps */
 
-#define SIG_HEAPS 64
-static lab_heap_t *sig_heaps[SIG_HEAPS];
 static uint64_t sig_free;   /* bit i: sig_heaps[i] exists and is free (atomic) */
+static lab_pool_t *sig_pool; /* the pool signal heaps draw from (set before any is made) */
 static unsigned sig_count;  /* heaps made so far (written under heaps_lock, atomically: read
                                without it in lab_sig_reserve, as sig_want and heaps_made are) */
 
@@ -1511,6 +1547,7 @@ static void sig_top_up(void)
     lab_pool_t *pool = lab_pool_default();
     if (!pool)
         return;
+    free_key_init(); /* here, not in the handler that sets a heap up (heap_init draws it) */
     lab_lock(&heaps_lock);
     unsigned n = lab_min(sig_want, heaps_made + 2);
     while (sig_count < n) {
@@ -1526,14 +1563,9 @@ static void sig_top_up(void)
             lab_meta_free(h, sizeof *h);
             return;
         }
-        heap_init(h, pool);
-        h->gfp = LAB_GFP_ATOMIC;
-        h->state = LAB_HEAP_LIVE;
-        h->signal_slot = (int)sig_count + 1;
-        h->next_all = heaps_all;
-        heaps_all = h;
+        lab_store_relaxed(&sig_pool, pool);
         sig_heaps[sig_count] = h;
-        /* release: the heap is complete before a handler can take it */
+        /* release: the slot and the pool are written before a handler can take the heap */
         __atomic_fetch_or(&sig_free, 1ull << sig_count, __ATOMIC_RELEASE);
         lab_store_relaxed(&sig_count, sig_count + 1);
     }
@@ -1544,6 +1576,20 @@ static void sig_top_up(void)
  * fork from that handler must not hand it to the child's other threads (lab_arena_fork_child). */
 static __thread lab_heap_t *sig_outer;
 static __thread uint64_t sig_mine; /* the signal heaps this thread's handlers hold (bits of sig_free) */
+
+/* The first handler to take signal heap i sets it up: no lock, no system call (the key is
+ * drawn and the pool made before any signal heap is), only its own page written. */
+static lab_noinline void sig_heap_setup(lab_heap_t *h, unsigned i)
+{
+    heap_init(h, lab_load_relaxed(&sig_pool));
+    h->gfp = LAB_GFP_ATOMIC;
+    h->state = LAB_HEAP_LIVE;
+    h->signal_slot = (int)i + 1;
+    /* release: the heap is complete before a walk (heap_walk) reads it */
+    __atomic_fetch_or(&sig_ready, 1ull << i, __ATOMIC_RELEASE);
+}
+
+unsigned lab_sig_heaps_set_up(void) { return (unsigned)__builtin_popcountll(__atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE)); }
 
 lab_heap_t *lab_sig_enter(void)
 {
@@ -1559,6 +1605,9 @@ lab_heap_t *lab_sig_enter(void)
         if (__atomic_compare_exchange_n(&sig_free, &m, m & ~bit, true, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
             h = sig_heaps[__builtin_ctzll(bit)];
             sig_mine |= bit;
+            /* acquire: pairs with the release below (a heap another handler set up) */
+            if (lab_unlikely(!(__atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE) & bit)))
+                sig_heap_setup(h, __builtin_ctzll(bit));
             break;
         }
     }
@@ -1611,7 +1660,8 @@ void lab_arena_fork_child(void)
         lab_pool_set_sharers(heaps_all->pool, heaps_live);
     uint64_t sig_idle = 0;
     for (unsigned i = 0; i < SIG_HEAPS; i++)
-        if (sig_heaps[i] && !(sig_mine & (1ull << i)) && !sig_heaps[i]->in_slow)
+        if (sig_heaps[i] && !(sig_mine & (1ull << i)) &&
+            (!(sig_ready & (1ull << i)) || !sig_heaps[i]->in_slow)) /* one caught mid-setup is set up again */
             sig_idle |= 1ull << i;
     lab_store_relaxed(&sig_free, sig_idle);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
@@ -1628,13 +1678,11 @@ void lab_arena_fork_child(void)
 void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
 {
     memset(sum, 0, sizeof *sum);
-    size_t n = 0, ns = 0;
+    size_t n = 0;
     lab_lock(&heaps_lock);
-    for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        if (h->signal_slot)
-            ns++;
-        else
-            n++;
+    heap_walk_t w = {heaps_all, 0};
+    for (lab_heap_t *h; (h = heap_walk(&w));) {
+        n += !h->signal_slot;
         sum->mallocs += h->st.mallocs;
         sum->frees += h->st.frees;
         sum->remote_frees += h->st.remote_frees;
@@ -1653,9 +1701,9 @@ void lab_arena_stats(lab_heap_stats_t *sum, size_t *heaps, size_t *signal_heaps)
     sum->foreign_frees += lab_heap_empty.st.foreign_frees;
     sum->remote_frees += lab_load_relaxed(&remote_frees_heapless);
     sum->span_releases += lab_load_relaxed(&spans_returned_idle);
+    *signal_heaps = sig_count; /* made, set up or not */
     lab_unlock(&heaps_lock);
     *heaps = n;
-    *signal_heaps = ns;
 }
 
 static void run_stats_one(const lab_page_t *d, size_t npages, void *arg)
@@ -1708,7 +1756,8 @@ size_t lab_arena_kept_bytes(void)
     lab_heap_t *first = heaps_all;
     lab_unlock(&heaps_lock);
     size_t sum = 0;
-    for (lab_heap_t *h = first; h; h = h->next_all)
+    heap_walk_t w = {first, 0};
+    for (lab_heap_t *h; (h = heap_walk(&w));)
         sum += lab_load_relaxed(&h->kept_bytes);
     return sum;
 }

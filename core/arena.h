@@ -520,6 +520,8 @@ lab_internal void lab_arena_fork_child(void);
  * lab_sig_enter switches the calling thread to a free one (or to a heap that always fails when
  * none is free) and returns the heap to restore; lab_sig_exit restores it. Lock-free. */
 lab_internal void lab_sig_reserve(unsigned n);
+/* Signal heaps a handler has set up so far (made ones are set up by their first taker). */
+lab_internal unsigned lab_sig_heaps_set_up(void);
 lab_internal lab_heap_t *lab_sig_enter(void);
 lab_internal void lab_sig_exit(lab_heap_t *prev);
 /* True if the calling thread is inside the allocator's slow paths (lists being changed). */

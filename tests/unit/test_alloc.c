@@ -169,6 +169,35 @@ static void test_signal_heaps_follow_threads(void **state)
     pthread_barrier_destroy(&sh_barrier);
 }
 
+/* Signal heaps are made where handlers are installed but set up (their page written) by the first
+ * handler that takes one: none before, one after a handler allocated, the same one again for the
+ * next handler; a heap set up is on the walks (its malloc counted in the statistics). */
+static void test_signal_heaps_set_up_lazily(void **state)
+{
+    (void)state;
+    lab_free(lab_malloc(64));
+    lab_sig_reserve(16);
+    struct lab_alloc_stats st;
+    lab_alloc_stats(&st);
+    assert_true(st.signal_heaps >= 2);
+    unsigned ready0 = lab_sig_heaps_set_up();
+    assert_true(ready0 < st.signal_heaps); /* made, not all set up */
+    uint64_t mallocs0 = st.heap.mallocs;
+    for (int round = 0; round < 3; round++) {
+        lab_heap_t *prev = lab_sig_enter();
+        assert_int_not_equal(lab_tls_heap->signal_slot, 0);
+        char *p = lab_malloc(100);
+        lab_sig_exit(prev);
+        assert_non_null(p);
+        memset(p, 7, 100);
+        lab_free(p); /* the thread's own free of a signal heap's block */
+        /* the first free heap is taken each time: at most one more set up than before */
+        assert_true(lab_sig_heaps_set_up() <= ready0 + 1 && lab_sig_heaps_set_up() >= 1);
+    }
+    lab_alloc_stats(&st);
+    assert_true(st.heap.mallocs >= mallocs0 + 3); /* the signal heap's mallocs are summed */
+}
+
 /* ---- sizes, contents, usable size ---- */
 
 /* Every size 1 B .. 32 KiB (every class, and every size inside it), four live at once so that
@@ -3729,6 +3758,7 @@ int main(void)
     lab_nursery_on = 0; /* the span tests expect a thread's first blocks from spans */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_heaps_follow_threads),
+        cmocka_unit_test(test_signal_heaps_set_up_lazily),
         cmocka_unit_test(test_fork_on_none_heap_keeps_own),
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
