@@ -1307,6 +1307,50 @@ static void t_idle(void)
  * the advice stays with the region and holes are holes (found by review: MADV_WIPEONFORK given
  * this way reached the region's next pooled owner) */
 
+/* process_madvise on another process goes to the kernel, which answers for that process's
+ * memory and takes only the advice it allows there (MADV_COLD, not MADV_DONTNEED: EINVAL). Taken
+ * for this process's own (the pidfd not told apart), MADV_DONTNEED would succeed and empty this
+ * process's region. */
+static void t_process_madvise_other(void)
+{
+    char *p = map_rw(16 * PG);
+    CHECK(p != NULL, "mmap");
+    if (!p)
+        return;
+    fill(p, 16 * PG, 3);
+    int ready[2], go[2];
+    CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe");
+    pid_t c = fork();
+    if (c == 0) {
+        char b = 0;
+        _exit(write(ready[1], &b, 1) == 1 && read(go[0], &b, 1) >= 0 ? 0 : 1);
+    }
+    char b = 0;
+    CHECK(read(ready[0], &b, 1) == 1, "the child did not get ready");
+    int pidfd = (int)syscall(SYS_pidfd_open, c, 0);
+    struct iovec iov = {p, 16 * PG};
+    errno = 0;
+    ssize_t r = pidfd < 0 ? -1 : process_madvise(pidfd, &iov, 1, MADV_COLD, 0);
+    if (r < 0 && (pidfd < 0 || errno == ENOSYS || errno == EINVAL || errno == EPERM)) {
+        SAY("process_madvise on a child: not allowed here (%s): skipped", strerror(errno));
+    } else {
+        SAY("process_madvise on a child: the kernel answers, this process's region untouched");
+        CHECK(r == (ssize_t)(16 * PG), "process_madvise(COLD) on the child returned %zd: %s", r, strerror(errno));
+        errno = 0;
+        CHECK(process_madvise(pidfd, &iov, 1, MADV_DONTNEED, 0) == -1 && errno == EINVAL,
+              "process_madvise(DONTNEED) on the child did not fail with EINVAL (errno %d)", errno);
+        CHECK(check_fill(p, 16 * PG, 3) == SIZE_MAX, "advice to the child emptied this process's region");
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    CHECK(write(go[1], &b, 1) == 1, "write");
+    int st = 0;
+    waitpid(c, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed");
+    close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+    munmap(p, 16 * PG);
+}
+
 static void t_process_madvise(void)
 {
     SAY("process_madvise: WIPEONFORK on this process stays with its region; holes give ENOMEM");
@@ -1349,6 +1393,7 @@ static void t_process_madvise(void)
         munmap(q, 16 * PG);
     }
     close(pidfd);
+    t_process_madvise_other();
 }
 
 /* ------------------------------------------------------------------------------------------
