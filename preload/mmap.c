@@ -41,7 +41,8 @@
  * A signal handler that interrupted this thread inside one of these calls never takes the lock
  * nor waits for pages: its mmap goes to the kernel, its munmap of pooled pages unmaps them for
  * real (they stay FOREIGN), and the rare calls that would need the free lists (MAP_FIXED or
- * MREMAP_FIXED over free pooled pages) abort with a message. */
+ * MREMAP_FIXED over free pooled pages) abort with a message. A call whose wait for the lock runs
+ * out (its holder stopped: mm_enter_bounded) does the same, but for MAP_FIXED and mremap. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -131,8 +132,13 @@ static inline bool mm_enter(void)
     return true;
 }
 
-/* mm_enter for a new mapping: false too when the lock does not come soon (the caller asks the
- * kernel instead: lab_mmpool_lock_take_bounded). */
+/* mm_enter, false too when the lock does not come soon (lab_mmpool_lock_take_bounded): its holder
+ * may be a thread stopped by a collector that maps, unmaps, protects or advises memory meanwhile
+ * (Boehm, Mono), and waiting for it would wait for good. A new mapping then goes to the kernel;
+ * munmap, mprotect & co. and madvise take the path a handler that interrupted this thread's own
+ * call takes (the *_nested ones: the kernel's call on the pages, no list changed, unmapped pooled
+ * pages lost to the pool as FOREIGN), which touches no page but the call's own, so it is safe
+ * beside a holder that is only slow. MAP_FIXED and mremap, which may need the free lists, wait. */
 static inline bool mm_enter_bounded(void)
 {
     if (mm_depth)
@@ -624,7 +630,7 @@ static long mm_unmap(uintptr_t a, size_t len)
     check_not_malloc("munmap of memory that malloc owns", a, end);
     if (!lab_mmpool_touches(a, end))
         return k_munmap(a, len);
-    return mm_enter() ? unmap_locked(a, end) : unmap_nested(a, end);
+    return mm_enter_bounded() ? unmap_locked(a, end) : unmap_nested(a, end);
 }
 
 static lab_noinline int munmap_slow(void *addr, size_t len) { return ret_int(mm_unmap((uintptr_t)addr, len)); }
@@ -1153,7 +1159,7 @@ static long pkey_check(uintptr_t a, long pkey, uint64_t mark)
  * taint: even on failure, as a reset where a cache would do is always safe. */
 static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pkey, bool taint)
 {
-    if (!mm_enter()) {
+    if (!mm_enter_bounded()) {
         uintptr_t hole = first_hole(a, end, UINT64_MAX);
         if (taint)
             lab_mmpool_taint(a, hole);
@@ -1309,7 +1315,7 @@ static long mm_advise(uintptr_t a, size_t len, int adv)
     if (r)
         return r;
     bool taint = !advice_benign(adv);
-    if (!mm_enter()) {
+    if (!mm_enter_bounded()) {
         if (taint)
             lab_mmpool_taint(a, end);
         return advise_run(a, end, adv, UINT64_MAX);

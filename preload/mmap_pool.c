@@ -137,11 +137,12 @@ void lab_mmpool_lock_take(void)
     lab_lock(&lab_mmpool_lock);
 }
 
-/* A new mapping's call, which the kernel can always serve instead: the lock if it comes within a
- * bounded wait, else false. A thread stopped while it holds the lock (a collector that suspends
- * threads with signals, then maps memory: Boehm, Mono) would keep a waiter waiting for good
- * (found by review). No system call with the lock held, so a running holder lets go in far less
- * than the wait: a miss means a holder off the CPU, and then the kernel is the faster way too. */
+/* For a call that can do without the lock (a new mapping: the kernel; munmap, mprotect, madvise:
+ * the kernel on its own pages, mmap.c): the lock if it comes within a bounded wait, else false. A
+ * thread stopped while it holds the lock (a collector that suspends threads with signals, then
+ * maps memory: Boehm, Mono) would keep a waiter waiting for good (found by review). No system
+ * call with the lock held, so a running holder lets go in far less than the wait: a miss means a
+ * holder off the CPU, and then the kernel is the faster way too. */
 bool lab_mmpool_lock_take_bounded(void)
 {
     mm_self_locks = true;

@@ -1430,7 +1430,8 @@ static void sus_resume_handler(int sig)
 static void sus_deadlock(int sig)
 {
     (void)sig;
-    static const char m[] = "FAIL: suspend: the collector's mmap waited 20 s for a stopped thread\n";
+    static const char m[] = "FAIL: suspend: the collector's mmap, munmap, mprotect or madvise waited 20 s for a "
+                            "stopped thread\n";
     if (write(2, m, sizeof m - 1) < 0)
         _exit(3);
     _exit(3);
@@ -1458,6 +1459,11 @@ static void t_suspend(void)
     handle(SIGUSR2, sus_resume_handler, true);
     handle(SIGALRM, sus_deadlock, true);
     pthread_t t;
+    /* the collector's own region, mapped while no thread is stopped (pooled): it changes its
+     * protection, advises and replaces it while the mutator is stopped, as a collector does with
+     * its heap (Boehm's dirty bits: mprotect; its unmapped blocks: madvise, munmap) */
+    char *own = map_rw(8 * PG);
+    CHECK(own != NULL, "mmap");
     CHECK(pthread_create(&t, NULL, sus_mutator, NULL) == 0, "pthread_create");
     for (int i = 0; i < SUSPEND_ROUNDS; i++) {
         pthread_kill(t, SIGUSR1);
@@ -1470,6 +1476,15 @@ static void t_suspend(void)
             c[0] = 1;
             munmap(c, 8 * PG);
         }
+        if (own && i % 4 == 0) {
+            CHECK(mprotect(own, 8 * PG, PROT_READ) == 0 && mprotect(own, 8 * PG, RW) == 0,
+                  "the collector's mprotect failed: %s", strerror(errno));
+            own[PG] = 2;
+            CHECK(madvise(own, 8 * PG, MADV_DONTNEED) == 0 && own[PG] == 0, "the collector's madvise failed");
+            CHECK(munmap(own, 8 * PG) == 0, "the collector's munmap failed: %s", strerror(errno));
+            own = map_rw(8 * PG);
+            CHECK(own != NULL, "the collector's mmap failed: %s", strerror(errno));
+        }
         alarm(0);
         pthread_kill(t, SIGUSR2);
         while (sem_wait(&sus_ack) != 0)
@@ -1477,6 +1492,8 @@ static void t_suspend(void)
     }
     atomic_store(&sus_stop, 1);
     pthread_join(t, NULL);
+    if (own)
+        munmap(own, 8 * PG);
     signal(SIGALRM, SIG_DFL);
 }
 
