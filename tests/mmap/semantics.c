@@ -1173,15 +1173,17 @@ static void e_fixed_fails(void)
 /* The kernel checks the key before it looks for a mapping. */
 static void e_pkey(void)
 {
+    /* q first: mapped after p went, it could take p's place (and p would be mapped) */
+    char *q = map_rw(2 * PG);
     char *p = map_rw(2 * PG);
     munmap(p, 2 * PG);
     errno = 0;
     if (pkey_mprotect(p, PG, PROT_READ, 15) == 0 || errno == ENOSYS) {
         SAY("  pkey_mprotect: %s; skipped", strerror(errno));
+        munmap(q, 2 * PG);
         return;
     }
     CHECK(errno == EINVAL, "edges: pkey_mprotect of an unmapped page, key not allocated: %s", strerror(errno));
-    char *q = map_rw(2 * PG);
     if (pkey_mprotect(q + PG, PG, RW, 0) == 0) { /* key 0 is good where the kernel has keys */
         CHECK_ERR(pkey_mprotect(p, PG, PROT_READ, 0), ENOMEM);
         CHECK(!readable(p), "edges: pkey_mprotect made an unmapped page readable");
