@@ -189,7 +189,8 @@ typedef struct lab_span {
     uint32_t flim_l;            /* lab_flim_of(carved): the owner's free takes offsets below it
                                    under fdiv_l only, block starts handed out (not those not carved
                                    yet, nor the tail a span's length leaves over its blocks) */
-    uint32_t unused4;
+    uint32_t emptied_at;        /* blocks over 8 KiB: the owner's st.frees when a local free last
+                                   emptied the span (arena.c: span_cycling) */
 } lab_span_t;
 
 /* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot

@@ -3316,29 +3316,34 @@ static void test_huge_cache_yields_to_fresh_pages(void **state)
     lab_free(h);
 }
 
-/* A 20 KiB block allocated and freed leaves its class's span empty but listed; a block of `size`
- * bytes of another class or length must then take that span's pages, at the same address, with
- * one span given back (after malloc_trim the store holds only purged pages, so the pool would
- * otherwise hand out pages never used). */
-static void empty_span_taken_by(size_t size, unsigned seed)
+/* A block of `first` bytes allocated and freed twice leaves its class's span empty but listed
+ * (over 8 KiB the first free keeps the span, the second, soon after, leaves it in use: a cycle);
+ * a block of `size` bytes of another class or length must then take that span's pages, at the
+ * same address, with one span given back (after malloc_trim the store holds only purged pages,
+ * so the pool would otherwise hand out pages never used). */
+static void empty_span_taken_by(size_t first, size_t size, unsigned seed)
 {
     lab_trim();
     lab_heap_t *h = lab_tls_heap;
-    unsigned ca = lab_size_class(20 * KiB);
+    unsigned ca = lab_size_class(first);
     assert_null(h->cur[ca]);
-    uint8_t *a = lab_malloc(20 * KiB);
-    assert_non_null(a);
-    fill(a, 20 * KiB, seed);
+    uint8_t *a = NULL;
+    for (int round = 0; round < 2; round++) {
+        a = lab_malloc(first);
+        assert_non_null(a);
+        fill(a, first, seed);
+        lab_free(a);
+    }
     lab_span_t *sa = h->cur[ca];
-    assert_non_null(sa);
-    lab_free(a);
-    assert_ptr_equal(h->cur[ca], sa); /* empty, still the class's span */
+    assert_non_null(sa); /* empty, still the class's span */
     assert_int_equal(sa->usedf, 0);
     uint64_t releases = h->st.span_releases, reclaimed = h->st.reclaimed;
+    size_t span_kib = (size_t)LAB_PAGE_SIZE << sa->h.order >> 10;
     uint8_t *b = lab_malloc(size);
     assert_non_null(b);
-    print_message("span at %p (256 KiB), the %zu KiB block at %p; %llu spans given back\n", (void *)a, size >> 10,
-                  (void *)b, (unsigned long long)(h->st.span_releases - releases));
+    print_message("span at %p (%zu KiB), the %zu KiB block at %p; %llu spans given back\n", (void *)a, span_kib,
+                  size >> 10, (void *)b,
+                  (unsigned long long)(h->st.span_releases - releases));
     assert_null(h->cur[ca]);
     assert_int_equal(h->st.span_releases - releases, 1);
     assert_int_equal(h->st.reclaimed - reclaimed, 1); /* LABYRINTH_STATS' reclaimed */
@@ -3350,31 +3355,81 @@ static void empty_span_taken_by(size_t size, unsigned seed)
 
 /* A span left empty but listed (a class's current span after its only block is freed) goes back
  * before the pool hands its thread pages never used: a block of another class with spans of the
- * same length (64 pages) takes it. Without it the new span lay beside the empty one. */
+ * same length (8 pages; 64) takes it. Without it the new span lay beside the empty one. */
 static void test_empty_spans_reclaimed(void **state)
 {
     (void)state;
-    unsigned ca = lab_size_class(20 * KiB), cb = lab_size_class(28 * KiB);
-    assert_int_not_equal(ca, cb);
-    assert_null(lab_tls_heap->cur[cb]);
-    empty_span_taken_by(28 * KiB, 3);
-    /* the class comes back as it is needed */
-    uint8_t *a = lab_malloc(20 * KiB);
-    assert_non_null(a);
-    assert_non_null(lab_tls_heap->cur[ca]);
-    lab_free(a);
-    lab_trim();
+    const size_t sizes[2][2] = {{6 * KiB, 7 * KiB}, {20 * KiB, 28 * KiB}};
+    for (int k = 0; k < 2; k++) {
+        unsigned ca = lab_size_class(sizes[k][0]), cb = lab_size_class(sizes[k][1]);
+        assert_int_not_equal(ca, cb);
+        assert_null(lab_tls_heap->cur[cb]);
+        empty_span_taken_by(sizes[k][0], sizes[k][1], 3 + (unsigned)k);
+        /* the class comes back as it is needed */
+        uint8_t *a = lab_malloc(sizes[k][0]);
+        assert_non_null(a);
+        assert_non_null(lab_tls_heap->cur[ca]);
+        lab_free(a);
+        lab_trim();
+    }
 }
 
 /* The same for a request of another length: a page-sized block (40 KiB, 10 pages) finds no span
  * of its length among those given back, which go into the pool's store, where they coalesce with
- * their free neighbours; the block must be carved where the span lies, not at the start of the
- * run it joined (which may begin with purged pages). */
+ * their free neighbours; the block must be carved where the span lies (64 pages), not at the
+ * start of the run it joined (which may begin with purged pages). */
 static void test_empty_spans_reclaimed_other_length(void **state)
 {
     (void)state;
-    empty_span_taken_by(40 * KiB, 5);
+    empty_span_taken_by(20 * KiB, 40 * KiB, 5);
     lab_trim();
+}
+
+/* Blocks over 8 KiB: a span the last local free empties goes to the heap's kept spans (which
+ * malloc_trim and the purge thread can take from a thread gone idle), unless it empties again
+ * within SPAN_CYCLE frees of the last time (a scratch buffer freed and allocated in a loop), when
+ * it stays the class's span. The kept span comes back for the class, or for another class of
+ * its length, at the same address. */
+static void test_big_span_kept_when_emptied(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    unsigned ca = lab_size_class(20 * KiB), cb = lab_size_class(28 * KiB);
+    assert_null(h->cur[ca]);
+    uint8_t *a = lab_malloc(20 * KiB);
+    assert_non_null(a);
+    fill(a, 20 * KiB, 9);
+    lab_span_t *sa = h->cur[ca];
+    assert_non_null(sa);
+    lab_free(a);
+    assert_null(h->cur[ca]); /* off the class: kept */
+    assert_int_equal(lab_load_relaxed(&h->kept[ca]), (uintptr_t)sa);
+    assert_true(lab_load_relaxed(&h->kept_bytes) >= 256 * KiB);
+    /* another class of spans of 256 KiB takes it */
+    uint64_t spans = h->st.spans;
+    uint8_t *b = lab_malloc(28 * KiB);
+    assert_ptr_equal(b, a);
+    assert_ptr_equal(h->cur[cb], sa);
+    fill(b, 28 * KiB, 10);
+    lab_free(b);
+    assert_null(h->cur[cb]);
+    /* a scratch buffer: the first free keeps the span, the next ones leave it in use */
+    for (int i = 0; i < 1000; i++) {
+        uint8_t *c = lab_malloc(20 * KiB);
+        assert_non_null(c);
+        c[0] = (uint8_t)i;
+        lab_free(c);
+    }
+    lab_span_t *sc = h->cur[ca];
+    assert_non_null(sc);
+    assert_int_equal(sc->usedf, 0);
+    assert_int_equal(lab_load_relaxed(&h->kept[ca]), 0);
+    print_message("%llu spans made for a block over 8 KiB in a loop\n", (unsigned long long)(h->st.spans - spans));
+    assert_true(h->st.spans - spans <= 3);
+    lab_trim();
+    assert_null(h->cur[ca]);
+    assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
 }
 
 /* sqlite3 inserting rows: each row takes a few blocks of three scratch classes and frees them
@@ -3816,6 +3871,7 @@ int main(void)
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
         cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
+        cmocka_unit_test(test_big_span_kept_when_emptied),
         cmocka_unit_test(test_reclaim_no_exchange),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
