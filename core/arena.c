@@ -23,9 +23,11 @@ __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
  * its own per-thread buffers after every key destructor has run) go straight to their spans: a
  * heap taken for them would never be retired again. */
 static __thread char heap_retired;
-/* The heap a signal handler gets when no signal heap is free: every allocation fails. */
-lab_heap_t lab_heap_none = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}, .state = LAB_HEAP_NONE,
-                            .gfp = LAB_GFP_ATOMIC};
+/* The heap a signal handler gets when no signal heap is free: every allocation fails. Zero, in
+ * .lbss, and set up by the first handler that finds no signal heap (heap_none_setup): initialised
+ * data, its 133 slots were relocated by the dynamic loader in every process, a page written (and
+ * the small variables of .bss pushed onto a page of their own), one page fault more at start. */
+lab_heap_t lab_heap_none lab_big_bss;
 
 static lab_lock_t heaps_lock = LAB_LOCK_INIT;
 static lab_heap_t *heaps_all, *heaps_abandoned; /* ordinary heaps (signal heaps: sig_heaps) */
@@ -1617,6 +1619,16 @@ static lab_noinline void sig_heap_setup(lab_heap_t *h, unsigned i)
 
 unsigned lab_sig_heaps_set_up(void) { return (unsigned)__builtin_popcountll(__atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE)); }
 
+/* lab_heap_none's fields (any thread, in a handler): the same values whoever writes them, each
+ * store atomic, so handlers racing here on two threads need no lock; its state last. */
+static lab_noinline lab_cold void heap_none_setup(void)
+{
+    for (unsigned i = 0; i < LAB_SLOTS_ALL; i++)
+        lab_store_relaxed(&lab_heap_none.direct[i], &lab_span_empty);
+    lab_store_relaxed(&lab_heap_none.gfp, LAB_GFP_ATOMIC);
+    lab_store_relaxed(&lab_heap_none.state, LAB_HEAP_NONE);
+}
+
 lab_heap_t *lab_sig_enter(void)
 {
     lab_heap_t *prev = lab_tls_heap, *h = &lab_heap_none;
@@ -1637,6 +1649,8 @@ lab_heap_t *lab_sig_enter(void)
             break;
         }
     }
+    if (lab_unlikely(h == &lab_heap_none) && lab_load_relaxed(&lab_heap_none.state) != LAB_HEAP_NONE)
+        heap_none_setup();
     lab_tls_heap = h;
     return prev;
 }
