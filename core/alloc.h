@@ -84,8 +84,9 @@ lab_inline void *lab_malloc(size_t n)
 lab_inline void lab_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    /* one lookup in the fast map: the descriptor of p's run (a page in no used run finds the
-     * zero descriptor, which no heap owns); outside the region, the slow path's two levels */
+    /* one lookup in the fast map: the descriptor of p's run (a page in no used run finds its
+     * chunk's sentinel, one of no chunk the zero descriptor: no heap owns either); outside the
+     * region, the slow path's two levels */
     uintptr_t off;
     if (lab_likely(lab_fmap_in(a, &off))) {
         lab_heap_t *h = lab_tls_heap;

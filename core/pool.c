@@ -589,7 +589,8 @@ unsigned lab_zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi
                 z->chunks = c->next;
             if (c->next)
                 c->next->prev = c->prev;
-            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            if (!c->pm) /* a chunk in the region has no page-map entry (pool.h) */
+                lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
             lab_chunk_unmap((void *)c->base, c->pm);
             lab_sub_relaxed(&pool->mapped_pages, LAB_CHUNK_PAGES);
             lab_add_relaxed(&pool->unmapped_chunks, 1);
@@ -704,11 +705,18 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     c->kind = LAB_CHUNK_NORMAL;
     c->zone = zone;
     c->size = LAB_CHUNK_SIZE;
-    c->pm = pm; /* its slice reads zero: every page NONE */
+    c->pm = pm;
     memset(c->dirty, 0, sizeof c->dirty);
     for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
         c->head[i] = LAB_HEAD_NONE;
-    if (lab_pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
+    if (pm) {
+        /* in the region the fast map is the page map (pool.h): every entry names the sentinel,
+         * released (lab_pagemap_lookup acquires), the header initialised before. Its page is
+         * the one the chunk's first run writes anyway. */
+        int64_t e = (int64_t)(uintptr_t)((char *)c + LAB_HEAD_NONE);
+        for (unsigned i = 0; i < LAB_CHUNK_PAGES; i++)
+            __atomic_store_n(&pm[i], e, __ATOMIC_RELEASE);
+    } else if (lab_pagemap_set(c->base, LAB_CHUNK_SIZE, c) != 0) {
         lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
         lab_chunk_unmap(m, pm);
         lab_meta_free(c, sizeof(lab_chunk_t));
@@ -784,7 +792,7 @@ static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uin
 {
     if (!c->pm)
         return;
-    int64_t e = v == LAB_HEAD_NONE ? 0 : (int64_t)(uintptr_t)((char *)c + v);
+    int64_t e = (int64_t)(uintptr_t)((char *)c + v);
     for (unsigned i = 0; i < n; i++)
         c->pm[idx + i] = e;
 }

@@ -85,6 +85,9 @@ _Static_assert(sizeof(lab_page_t) == 64, "descriptors are one cache line");
 #define LAB_HEAD_NONE LAB_HEAD_OF(LAB_CHUNK_PAGES) /* the sentinel descriptor: no owner, no state */
 
 /* ---- the page map: chunk number -> chunk header; never faults, reserves 64 KiB per 16 GiB ----
+ * For huge mappings and the chunks outside the fast map's region (below), whose own entries name
+ * their headers: a chunk in the region sets none here (its L1 entry's page and its table's page
+ * were two page faults at every start, for 16 bytes).
  * L1 (zero-initialised, so it costs no memory until used) has an entry per 16 GiB; each L2 table
  * has one per 2 MiB chunk. A slot that is not ours is NULL, which the reader turns into
  * lab_chunk_foreign (kind 0, all zero: every page leads to an empty descriptor, see pool_map.c): a
@@ -112,8 +115,9 @@ lab_inline lab_chunk_t *lab_pagemap_l2_get(lab_chunk_t **l2, uintptr_t a)
     return c ? c : &lab_chunk_foreign;
 }
 
-/* The chunk holding a (lab_chunk_foreign if none of ours does). */
-lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
+/* The chunk holding a, outside the fast map's region (lab_chunk_foreign if none of ours does):
+ * lab_pagemap_lookup, below, looks in the region first. */
+lab_inline lab_chunk_t *lab_pagemap_lookup_far(uintptr_t a)
 {
     lab_chunk_t **l2 = lab_pagemap_l2(a);
     if (lab_unlikely(!l2 || (a >> LAB_ADDR_BITS)))
@@ -141,11 +145,13 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
  * Normal chunks are mapped, where it can be, inside one region of address space reserved at the
  * first chunk (LABYRINTH_RESERVE_GB, shrunk until the kernel grants it). The fast map has an
  * entry per page of the region: the address of the descriptor of the page's run in its low 48
- * bits, or 0 for a page in no used run (read as the map's first 64 bytes: the entries of the
- * region's first pages, which are never used, a descriptor of zeros, no state and no owner). It
- * mirrors head[] (every write of one writes the other). Its pages are read-only zero until their
- * chunk is mapped, so any address of the region can be looked up. Addresses outside the region
- * (all of them when none could be reserved) go the two-level way.
+ * bits, or of its chunk's sentinel for a page in no used run (no state, no owner): it mirrors
+ * head[] (every write of one writes the other), so every entry of a chunk's pages names a
+ * descriptor in its header, and the page map needs no entry of its own for the chunk. Its pages
+ * are read-only zero until their chunk is mapped, so any address of the region can be looked up:
+ * 0 is read as the map's first 64 bytes (the entries of the region's first pages, which are never
+ * used, a descriptor of zeros: no state, no owner), of a chunk that is not ours. Addresses
+ * outside the region (all of them when none could be reserved) go the two-level way.
  * The top 16 bits of an entry carry the owner heap's tag on the pages of a span
  * (lab_pool_run_tag; 0 elsewhere): free() subtracts the calling thread's tag and finds a value
  * below 2^48, the descriptor itself, only on a page of a span of its own heap, without reading
@@ -194,6 +200,26 @@ lab_inline lab_page_t *lab_fmap_desc(uintptr_t a)
     return lab_fmap_in(a, &off) ? lab_fmap_at(off) : NULL;
 }
 
+lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
+{
+    return (lab_chunk_t *)lab_align_down((uintptr_t)d, LAB_META_SLOT);
+}
+
+/* The chunk holding a (lab_chunk_foreign if none of ours does): in the region, the header the
+ * page's fast-map entry names (0: no chunk committed there); outside it, the two-level map. */
+lab_inline lab_chunk_t *lab_pagemap_lookup(uintptr_t a)
+{
+    uintptr_t off;
+    if (lab_fmap_in(a, &off)) {
+        /* acquire pairs with the release that wrote the entry (pool.c: zone_map_chunk): the
+         * header it names is initialised */
+        uint64_t e = (uint64_t)__atomic_load_n(&lab_fmap.pm[off >> LAB_PAGE_SHIFT], __ATOMIC_ACQUIRE);
+        e &= LAB_FMAP_DESC_LIM - 1;
+        return e ? lab_desc_chunk((const lab_page_t *)(uintptr_t)e) : &lab_chunk_foreign;
+    }
+    return lab_pagemap_lookup_far(a);
+}
+
 /* The descriptor of the run holding a, an address in a run of ours: one load in the region, the
  * page map outside it. */
 lab_inline lab_page_t *lab_own_desc(uintptr_t a)
@@ -201,12 +227,7 @@ lab_inline lab_page_t *lab_own_desc(uintptr_t a)
     uintptr_t off;
     if (lab_likely(lab_fmap_in(a, &off)))
         return lab_fmap_at(off);
-    return lab_chunk_desc(lab_pagemap_lookup(a), a);
-}
-
-lab_inline lab_chunk_t *lab_desc_chunk(const lab_page_t *d)
-{
-    return (lab_chunk_t *)lab_align_down((uintptr_t)d, LAB_META_SLOT);
+    return lab_chunk_desc(lab_pagemap_lookup_far(a), a);
 }
 
 lab_inline uintptr_t lab_desc_addr(const lab_page_t *d)

@@ -31,7 +31,7 @@ lab_internal extern lab_lock_t lab_meta_lock;
  * (NULL then). */
 lab_internal void *lab_meta_alloc_atomic(size_t size, bool atomic);
 /* Point the page-map slots of [base, base+len) at c (NULL: give them back, foreign again);
- * -ENOMEM when a table could not be had. */
+ * -ENOMEM when a table could not be had. Huge mappings and chunks outside the region only. */
 lab_internal int lab_pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c);
 /* Map a chunk: in the fast map's region if it has room (*pm: its map slice), else anywhere (*pm
  * NULL); NULL and *err on failure. */

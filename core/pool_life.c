@@ -375,7 +375,8 @@ static void pool_teardown(lab_pool_t *pool)
         lab_chunk_t *c = z->chunks;
         while (c) {
             lab_chunk_t *next = c->next;
-            lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
+            if (!c->pm) /* a chunk in the region has no page-map entry (pool.h) */
+                lab_pagemap_set(c->base, LAB_CHUNK_SIZE, NULL);
             lab_chunk_unmap((void *)c->base, c->pm); /* runs still in use lose their map entries */
             lab_meta_free(c, sizeof(lab_chunk_t));
             c = next;

@@ -97,7 +97,8 @@ void lab_meta_free(void *p, size_t size)
 lab_chunk_t lab_chunk_foreign lab_aligned(64) lab_big_bss;
 lab_chunk_t **lab_pagemap_l1[1u << LAB_PM_L1_BITS] lab_big_bss;
 
-/* Point the slots of [base, base+len) at c (NULL: give them back, foreign again). */
+/* Point the slots of [base, base+len) at c (NULL: give them back, foreign again). Not for chunks
+ * in the fast map's region, whose entries there are their page map (pool.h). */
 int lab_pagemap_set(uintptr_t base, size_t len, lab_chunk_t *c)
 {
     for (uintptr_t a = base; a < base + len; a += LAB_CHUNK_SIZE) {
@@ -248,6 +249,11 @@ void lab_chunk_unmap(void *m, int64_t *pm)
         return;
     }
     size_t i = ((uintptr_t)m - lab_fmap.base) >> LAB_CHUNK_SHIFT;
+    /* the slice's page goes back first, and reads zero from here on: lookups find no chunk there
+     * (it is the region's page map, pool.h) before its pages go, and the slot's next chunk
+     * finds no stale entry (which would lead a stray free to another chunk's descriptor) */
+    if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
+        memset(pm, 0, LAB_CHUNK_PAGES * sizeof *pm);
     /* the slot's next chunk must read zero (fresh chunks count as clean): if the kernel will
      * not take the pages back as reserved, empty them at least */
     if (lab_os_decommit(m, LAB_CHUNK_SIZE) != 0) {
@@ -256,10 +262,6 @@ void lab_chunk_unmap(void *m, int64_t *pm)
         if (lab_os_purge(m, LAB_CHUNK_SIZE) != 0)
             memset(m, 0, LAB_CHUNK_SIZE); /* a locked range keeps its pages: they read zero now */
     }
-    /* the slice's page goes back too, and reads zero from here on: the slot's next chunk finds
-     * every page NONE (a stale entry would lead a stray free to another chunk's descriptor) */
-    if (lab_os_madvise(pm, LAB_CHUNK_PAGES * sizeof *pm, MADV_DONTNEED) != 0)
-        memset(pm, 0, LAB_CHUNK_PAGES * sizeof *pm);
     /* release: the decommit is done before the slot can be taken again */
     __atomic_fetch_and(fmap_used_word(i), ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }

@@ -191,6 +191,15 @@ static uintptr_t first_hole(uintptr_t a, uintptr_t end, uint64_t mark)
 /* True if [a, end) overlaps memory of the malloc page pool (a chunk, or a huge block). */
 static bool malloc_owns(uintptr_t a, uintptr_t end)
 {
+    /* the chunks in the fast map's region are not in the two-level map: their fast-map entries
+     * name them (pool.h), the first page's for the whole chunk */
+    uintptr_t rsize = __atomic_load_n(&lab_fmap.size, __ATOMIC_ACQUIRE); /* (as lab_fmap_in) */
+    if (rsize) {
+        uintptr_t lo = lab_max(a, lab_fmap.base), hi = lab_min(end, lab_fmap.base + rsize);
+        for (uintptr_t g = lab_align_down(lo, LAB_CHUNK_SIZE); g < hi; g += LAB_CHUNK_SIZE)
+            if (lab_chunk_is_ours(lab_pagemap_lookup(g)))
+                return true;
+    }
     const uintptr_t l1_span = (uintptr_t)1 << (LAB_CHUNK_SHIFT + LAB_PM_L2_BITS);
     for (uintptr_t g = lab_align_down(a, LAB_CHUNK_SIZE); g < end && g >= lab_align_down(a, LAB_CHUNK_SIZE);) {
         if (g >> LAB_ADDR_BITS)
