@@ -262,10 +262,24 @@ static bool span_unguard(lab_span_t *s)
     return true;
 }
 
+/* The spare span of cls (NULL: none), and setting it: spare[] is read only where spare_mask says
+ * it is set, so that a thread whose spans never empty leaves the heap's second page untouched
+ * (its first page is shared with the rooms: arena.h). */
+static inline lab_span_t *spare_of(const lab_heap_t *h, unsigned cls)
+{
+    return (h->spare_mask >> cls) & 1 ? h->spare[cls] : NULL;
+}
+
+static inline void spare_set(lab_heap_t *h, unsigned cls, lab_span_t *s)
+{
+    h->spare[cls] = s;
+    h->spare_mask = s ? h->spare_mask | (uint64_t)1 << cls : h->spare_mask & ~((uint64_t)1 << cls);
+}
+
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
-    if (h->spare[s->cls] == s)
-        h->spare[s->cls] = NULL;
+    if (spare_of(h, s->cls) == s)
+        spare_set(h, s->cls, NULL);
     if (!span_unguard(s))
         /* the pool must never hand out a page that faults: keep the span (leaked, but safe) */
         return;
@@ -309,8 +323,8 @@ static void span_retire(lab_heap_t *h, lab_span_t *s)
     if (h->gfp || h->state != LAB_HEAP_LIVE || lab_load_relaxed(&lab_secure) ||
         lab_load_relaxed(&h->kept_bytes) + bytes > lab_load_relaxed(&lab_kept_max))
         return span_release(h, s);
-    if (h->spare[s->cls] == s)
-        h->spare[s->cls] = NULL;
+    if (spare_of(h, s->cls) == s)
+        spare_set(h, s->cls, NULL);
     uintptr_t *w = &h->kept[s->cls];
     s->next = (lab_span_t *)__atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE);
     s->prev = NULL;
@@ -329,6 +343,8 @@ static void span_retire(lab_heap_t *h, lab_span_t *s)
 /* The last span kept for cls, or NULL. */
 static lab_span_t *kept_take(lab_heap_t *h, unsigned cls)
 {
+    if (!((h->kept_mask >> cls) & 1))
+        return NULL; /* nothing kept: kept[] not even read (the heap's second page, arena.h) */
     uintptr_t *w = &h->kept[cls];
     lab_span_t *s = NULL;
     if (lab_load_relaxed(w))
@@ -383,9 +399,12 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
  * (spare true) or its current span, or NULL; NULL too while the class is held (above). */
 static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls, bool spare)
 {
-    lab_span_t *s = spare ? h->spare[cls] : h->cur[cls];
-    bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
-    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
+    lab_span_t *s = spare ? spare_of(h, cls) : h->cur[cls];
+    if (!s || s->usedf != 0 || (s->flags & LAB_SPAN_WAIT))
+        return NULL;
+    /* held_to is set only after a reclaim (span_new): read once there was one */
+    bool held = h->st.reclaimed && (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
+    return held ? NULL : s;
 }
 
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
@@ -464,7 +483,8 @@ static lab_span_t *kept_take_other(lab_heap_t *h, unsigned order)
 
 static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
 {
-    uint32_t at = h->reclaimed_at[cls];
+    /* reclaimed_at is set only by a reclaim (heap_reclaim, which counts it): read once there was one */
+    uint32_t at = h->st.reclaimed ? h->reclaimed_at[cls] : 0;
     if (at && lab_heap_calls(h) - at <= RECLAIM_BACK && lab_class_size(cls) <= RECLAIM_HELD_MAX) {
         h->held_to[cls] = (uint32_t)h->st.spans + RECLAIM_HOLD;
         h->reclaimed_at[cls] = 0;
@@ -596,8 +616,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         /* A full span may be released by another thread while it waits (lab_arena_return_idle),
          * as soon as NOTIFY is visible: nothing of the heap may point at it but the inbox, which
          * that thread empties, and its wait state is written before (undone if the CAS fails). */
-        if (h->spare[cls] == s)
-            h->spare[cls] = NULL;
+        if (spare_of(h, cls) == s)
+            spare_set(h, cls, NULL);
         uint32_t usedf = s->usedf;
         span_wait(s);
         uintptr_t zero = 0;
@@ -652,14 +672,14 @@ static void span_free_local(lab_heap_t *h, lab_span_t *s)
         /* Keep one empty span per class listed, so a class whose blocks come and go in waves
          * does not give a span back and carve a new one each time: the kept one is released
          * only when another empties while it is still empty. */
-        lab_span_t *sp = h->spare[s->cls];
+        lab_span_t *sp = spare_of(h, s->cls);
         if (sp == s)
             return;
         if (sp && sp->usedf == 0 && h->cur[s->cls] != sp) {
             list_remove(h, sp);
             span_retire(h, sp);
         }
-        h->spare[s->cls] = s;
+        spare_set(h, s->cls, s);
     }
 }
 
@@ -1276,6 +1296,9 @@ static size_t heaps_live;
 
 static void sig_top_up(void); /* signal heaps, below */
 
+_Static_assert(__builtin_offsetof(lab_heap_t, rb_to) + LAB_ROOMS_META <= 4096,
+               "the heap's fields a thread's first calls write fit beside its rooms on a page");
+
 lab_noinline lab_heap_t *lab_heap_get_slow(void)
 {
     lab_heap_t *h = lab_tls_heap;
@@ -1295,9 +1318,11 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
     lab_unlock(&heaps_lock);
     if (!h) {
         /* the thread's rooms first: they and the heap are the first metadata a thread writes,
-         * and the heap's fields before its reuse lists (all its first calls touch, 1.8 KiB) fit
-         * beside the rooms on one page. Made after the heap, the rooms sat alone on its second
-         * page (the first thread's heap starts a page: one page fault less in every process). */
+         * and the heap's fields up to its reuse lists (all its first calls touch, 2.2 KiB: the
+         * struct puts them first) fit beside the rooms on one page. Made after the heap, the
+         * rooms sat alone on its second page; with the reuse lists, the heap's state and its
+         * nursery fields past the page, the first thread wrote both (the first thread's rooms
+         * start a page: one page fault less in every process). */
         lab_pool_rooms_prepare();
         h = lab_meta_alloc(sizeof *h);
         if (!h)

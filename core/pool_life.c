@@ -41,6 +41,8 @@ void lab_pool_thread_key_init(void)
     }
 }
 
+_Static_assert(lab_align_up(sizeof(lab_rooms_t), 64) <= LAB_ROOMS_META, "a room set fits what arena.c leaves it");
+
 /* glibc keeps the values of the first 32 keys in the thread descriptor itself: setting one of them
  * allocates nothing (keys beyond get a table from calloc on first use). */
 #define LAB_KEY_STATIC 32
