@@ -828,7 +828,7 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
         h[i] = w;
 }
 
-static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned order)
+static inline lab_room_slot_t *room_of(lab_rooms_t *rs, lab_pool_t *pool)
 {
     if (pool->id >= LAB_ROOM_POOLS)
         return NULL;
@@ -838,7 +838,7 @@ static inline lab_room_t *room_of(lab_rooms_t *rs, lab_pool_t *pool, unsigned or
         rs->slot[pool->id].gen = pool->gen;
         rs->slot[pool->id].pool = pool;
     }
-    return &rs->slot[pool->id].r[order];
+    return &rs->slot[pool->id];
 }
 
 /* Push a cached run on the shared list of its order; drain the list when it is too long. The
@@ -1022,7 +1022,7 @@ static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
         *best = d->next;
         rs->nruns--;
         rs->run_pages -= d->h.npages;
-        room_of(rs, pool, 0); /* the slot set up, so that its hits are counted */
+        room_of(rs, pool); /* the slot set up, so that its hits are counted */
         rs->slot[pool->id].hits++;
     }
     room_leave(rs);
@@ -1108,15 +1108,15 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
     if (!rs || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return;
     for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
-        lab_room_t *r = room_of(rs, pool, o);
-        if (r->head) {
-            lab_page_t *last = r->head;
+        lab_room_slot_t *r = room_of(rs, pool);
+        if (r->head[o]) {
+            lab_page_t *last = r->head[o];
             while (last->next)
                 last = last->next;
-            lab_page_t *first = r->head;
-            unsigned cnt = r->count;
-            r->head = NULL;
-            r->count = 0;
+            lab_page_t *first = r->head[o];
+            unsigned cnt = r->count[o];
+            r->head[o] = NULL;
+            r->count[o] = 0;
             shared_push(pool, &pool->zone[ZONE_NORMAL], first, last, o, cnt);
         }
     }
@@ -1144,7 +1144,7 @@ static void room_counts(lab_pool_t *pool, unsigned *cnt)
     bool in = rs && pool->id < LAB_ROOM_POOLS && room_enter(rs);
     bool live = in && rs->slot[pool->id].gen == pool->gen;
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
-        cnt[o] = live ? rs->slot[pool->id].r[o].count : rs && !in ? UINT_MAX : 0;
+        cnt[o] = live ? rs->slot[pool->id].count[o] : rs && !in ? UINT_MAX : 0;
     if (in)
         room_leave(rs);
 }
@@ -1160,16 +1160,16 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
         return NULL;
     lab_page_t *got[LAB_NR_ORDERS] = {0}, *fit = NULL;
     for (unsigned o = 0; o < LAB_NR_ORDERS && rs->slot[pool->id].pool == pool; o++) {
-        lab_room_t *r = room_of(rs, pool, o);
-        unsigned k = r->count > before[o] ? r->count - before[o] : 0;
+        lab_room_slot_t *r = room_of(rs, pool);
+        unsigned k = r->count[o] > before[o] ? r->count[o] - before[o] : 0;
         if (!k)
             continue;
-        lab_page_t *last = r->head;
+        lab_page_t *last = r->head[o];
         for (unsigned i = 1; i < k; i++)
             last = last->next;
-        got[o] = r->head;
-        r->head = last->next;
-        r->count -= k;
+        got[o] = r->head[o];
+        r->head[o] = last->next;
+        r->count[o] -= k;
         last->next = NULL;
         if (!fit && (1u << o) >= n)
             fit = got[o];
@@ -1212,16 +1212,17 @@ static void room_fill_from_store(lab_pool_t *pool, lab_zone_t *z, lab_rooms_t *r
     unsigned batch = room_cap[order] / 2;
     if (!rs || order >= ROOM_FILL_ORDERS || pool->id >= LAB_ROOM_POOLS || !room_enter(rs))
         return;
-    lab_room_t *r = room_of(rs, pool, order);
+    lab_room_slot_t *r = room_of(rs, pool);
     size_t n = (size_t)1 << order, floor = (atomic ? pool->reserve : pool->low) + n;
     lab_page_t *d;
-    while (r->count < batch && lab_load_relaxed(&pool->nr_free) >= floor && (d = store_take_order(pool, z, order))) {
+    while (r->count[order] < batch && lab_load_relaxed(&pool->nr_free) >= floor &&
+           (d = store_take_order(pool, z, order))) {
         lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
         d->h.order = (uint8_t)order;
         d->owner = 0;
-        d->next = r->head;
-        r->head = d;
-        r->count++;
+        d->next = r->head[order];
+        r->head[order] = d;
+        r->count[order]++;
     }
     room_leave(rs);
 }
@@ -1239,16 +1240,17 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     if (rs && pool->id < LAB_ROOM_POOLS) {
         unsigned batch = room_cap[order] / 2;
         if (batch > 0 && room_enter(rs)) {
-            lab_room_t *r = room_of(rs, pool, order);
+            lab_room_slot_t *r = room_of(rs, pool);
             unsigned got;
-            if (r->count < batch && (d = shared_pop_batch(pool, z, order, gfp, batch - r->count, r->head, &got))) {
-                r->head = d;
-                r->count += got;
+            if (r->count[order] < batch &&
+                (d = shared_pop_batch(pool, z, order, gfp, batch - r->count[order], r->head[order], &got))) {
+                r->head[order] = d;
+                r->count[order] += got;
             }
-            d = r->head;
+            d = r->head[order];
             if (d) {
-                r->head = d->next;
-                r->count--;
+                r->head[order] = d->next;
+                r->count[order]--;
             }
             room_leave(rs);
             if (d) {
@@ -1344,11 +1346,11 @@ static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
     unsigned id = pool->id;
     if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || !room_enter(rs)))
         return NULL;
-    lab_room_t *r = &rs->slot[id].r[order];
-    lab_page_t *d = r->head;
+    lab_room_slot_t *r = &rs->slot[id];
+    lab_page_t *d = r->head[order];
     if (d) {
-        r->head = d->next;
-        r->count--;
+        r->head[order] = d->next;
+        r->count[order]--;
         rs->slot[id].hits++;
     }
     room_leave(rs);
@@ -1371,12 +1373,12 @@ static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)
     if (lab_unlikely(!rs || id >= LAB_ROOM_POOLS || rs->slot[id].gen != pool->gen || pool_below_reserve(pool) ||
                      !room_enter(rs)))
         return false;
-    lab_room_t *r = &rs->slot[id].r[order];
-    bool room = r->count < room_cap[order];
+    lab_room_slot_t *r = &rs->slot[id];
+    bool room = r->count[order] < room_cap[order];
     if (lab_likely(room)) {
-        d->next = r->head;
-        r->head = d;
-        r->count++;
+        d->next = r->head[order];
+        r->head[order] = d;
+        r->count[order]++;
     }
     room_leave(rs);
     return room;
@@ -1477,26 +1479,26 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
     if (!rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS)
         rs = lab_rooms_get(true);
     if (rs && zi == ZONE_NORMAL && pool->id < LAB_ROOM_POOLS && !pool_below_reserve(pool) && room_enter(rs)) {
-        lab_room_t *r = room_of(rs, pool, order);
-        d->next = r->head;
-        r->head = d;
+        lab_room_slot_t *r = room_of(rs, pool);
+        d->next = r->head[order];
+        r->head[order] = d;
         lab_page_t *spill = NULL, *last = NULL;
         unsigned nspill = 0;
-        if (lab_unlikely(++r->count > room_cap[order])) {
+        if (lab_unlikely(++r->count[order] > room_cap[order])) {
             /* hysteresis: keep half, hand the rest to the shared list in one CAS */
             unsigned keep = room_cap[order] / 2;
-            lab_page_t *p = r->head;
+            lab_page_t *p = r->head[order];
             for (unsigned i = 1; i < keep && p; i++)
                 p = p->next;
             if (keep == 0) {
-                spill = r->head;
-                r->head = NULL;
+                spill = r->head[order];
+                r->head[order] = NULL;
             } else {
                 spill = p->next;
                 p->next = NULL;
             }
-            nspill = r->count - keep;
-            r->count = keep;
+            nspill = r->count[order] - keep;
+            r->count[order] = keep;
             for (last = spill; last && last->next; last = last->next)
                 ;
         }

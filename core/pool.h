@@ -319,7 +319,7 @@ lab_internal void lab_pool_thread_key_init(void);
 lab_internal void lab_pool_rooms_prepare(void);
 /* The metadata bytes a thread's rooms take at most (pool_life.c checks): a heap made just after
  * them has its first 4096 - LAB_ROOMS_META bytes on their page (arena.h lays its fields out so). */
-#define LAB_ROOMS_META 1600u
+#define LAB_ROOMS_META 1280u
 /* The number of heaps (threads) drawing on the pool, which the arena keeps up to date: huge
  * pages (LAB_POOL_HUGE) only once the pool has mapped a chunk per heap, so that many threads
  * with a few pages each do not make whole chunks resident. */

@@ -134,18 +134,20 @@ static inline unsigned bin_find(lab_zone_t *z, unsigned n)
 /* ------------------------------------------------------------------------------------------
  * rooms: one set per thread, reached through one TLS pointer */
 
-typedef struct lab_room {
-    lab_page_t *head;
-    uint32_t count;
-} lab_room_t;
+/* A set's rooms of one pool: per order a list of free runs and its length (at most room_cap + 1),
+ * in two arrays, not an array of {list, length} pairs padded to 16 bytes: the set is 1.1 KiB, not
+ * 1.5, and the first thread's heap, made just after its rooms, has its first fields on their page
+ * (LAB_ROOMS_META). */
+typedef struct lab_room_slot {
+    uint64_t gen;
+    lab_pool_t *pool;
+    uint64_t hits;
+    lab_page_t *head[LAB_NR_ORDERS];
+    uint32_t count[LAB_NR_ORDERS];
+} lab_room_slot_t;
 
 typedef struct lab_rooms {
-    struct {
-        uint64_t gen;
-        lab_pool_t *pool;
-        uint64_t hits;
-        lab_room_t r[LAB_NR_ORDERS];
-    } slot[LAB_ROOM_POOLS];
+    lab_room_slot_t slot[LAB_ROOM_POOLS];
     /* the default pool's page-sized malloc blocks of a page count that is not a power of two,
      * freed by this thread: kept whole (CACHED, heads kept) for its next one of about that size
      * (run_room_pop); outside slot[], so that no reset of a slot loses them */

@@ -119,15 +119,15 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, bool
         if (only && pool != only)
             continue;
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-            lab_room_t *r = &rs->slot[s].r[o];
-            if (r->head) {
-                lab_page_t *last = r->head;
+            lab_room_slot_t *r = &rs->slot[s];
+            if (r->head[o]) {
+                lab_page_t *last = r->head[o];
                 while (last->next)
                     last = last->next;
-                lab_shared_push_at(pool, &pool->zone[ZONE_NORMAL], r->head, last, o, r->count, stamp);
-                pages += (size_t)r->count << o;
-                r->head = NULL;
-                r->count = 0;
+                lab_shared_push_at(pool, &pool->zone[ZONE_NORMAL], r->head[o], last, o, r->count[o], stamp);
+                pages += (size_t)r->count[o] << o;
+                r->head[o] = NULL;
+                r->count[o] = 0;
             }
         }
     }
@@ -161,8 +161,8 @@ static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
         if (!pool || (only && pool != only))
             continue;
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
-            uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].r[o].head);
-            uint64_t n = lab_load_relaxed(&rs->slot[s].r[o].count);
+            uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].head[o]);
+            uint64_t n = lab_load_relaxed(&rs->slot[s].count[o]);
             if (h)
                 sig = (sig ^ h ^ (n << 48)) * 0x9e3779b97f4a7c15ull + 1;
         }
