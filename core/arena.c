@@ -400,11 +400,8 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
 static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls, bool spare)
 {
     lab_span_t *s = spare ? spare_of(h, cls) : h->cur[cls];
-    if (!s || s->usedf != 0 || (s->flags & LAB_SPAN_WAIT))
-        return NULL;
-    /* held_to is set only after a reclaim (span_new): read once there was one */
-    bool held = h->st.reclaimed && (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
-    return held ? NULL : s;
+    bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
+    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
 }
 
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
@@ -483,8 +480,7 @@ static lab_span_t *kept_take_other(lab_heap_t *h, unsigned order)
 
 static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
 {
-    /* reclaimed_at is set only by a reclaim (heap_reclaim, which counts it): read once there was one */
-    uint32_t at = h->st.reclaimed ? h->reclaimed_at[cls] : 0;
+    uint32_t at = h->reclaimed_at[cls];
     if (at && lab_heap_calls(h) - at <= RECLAIM_BACK && lab_class_size(cls) <= RECLAIM_HELD_MAX) {
         h->held_to[cls] = (uint32_t)h->st.spans + RECLAIM_HOLD;
         h->reclaimed_at[cls] = 0;

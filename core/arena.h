@@ -305,13 +305,13 @@ typedef struct lab_heap {
                                                 the static empty heap): free() never matches */
     lab_heap_stats_t st;
     lab_pool_t *pool;
-    uint32_t resizes;                        /* the owner's: realloc's slow paths (alloc.c) */
     lab_page_t *nursery;                     /* the open nursery run (alloc.c), or NULL */
     uint8_t nursery_n[LAB_DIRECT_CLASSES];   /* blocks each class has taken from it */
     uint8_t nursery_used;                    /* the heap has had its nursery */
     uint8_t aside;                           /* local frees into a span malloc is not taking
                                                 from go to the reuse list (arena.c: heap_aside_on) */
     uint32_t aside_full;                     /* such frees in a row that found the list full */
+    uint32_t resizes;                        /* the owner's: realloc's slow paths (alloc.c) */
     int state;                               /* LAB_HEAP_LIVE / ABANDONED / NONE */
     lab_gfp_t gfp;                           /* LAB_GFP_ATOMIC for signal heaps */
     int signal_slot;                         /* a signal heap: its slot + 1; else 0 */
@@ -325,19 +325,19 @@ typedef struct lab_heap {
     size_t kept_bytes;                       /* atomic: the bytes of the kept spans (<= LAB_KEPT_MAX) */
     uint64_t spare_mask;                     /* the owner's: bit c set when spare[c] is (spare[] is
                                                 read only where it is: arena.c, spare_of) */
-    /* the fields above are all a thread's first calls touch (2.3 KiB, on the page of its rooms:
+    uint32_t reclaimed_at[LAB_NR_CLASSES];   /* the owner's: lab_heap_calls | 1 when heap_reclaim
+                                                last took c's empty listed span (0: not since) */
+    uint32_t held_to[LAB_NR_CLASSES];        /* the owner's: heap_reclaim leaves c's empty listed
+                                                spans alone until st.spans reaches it (arena.c) */
+    /* the fields above are all a thread's first calls touch (2.7 KiB, on the page of its rooms:
      * lab_heap_get_slow); those below are read and written later if ever (the spare and kept
-     * lists and the reclaim records only where the masks and st.reclaimed say they are set) */
+     * lists only where the masks say they are set) */
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
     uint32_t rb_last;                        /* the slot a block last went into */
     lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
-    uint32_t reclaimed_at[LAB_NR_CLASSES];   /* the owner's: lab_heap_calls | 1 when heap_reclaim
-                                                last took c's empty listed span (0: not since) */
-    uint32_t held_to[LAB_NR_CLASSES];        /* the owner's: heap_reclaim leaves c's empty listed
-                                                spans alone until st.spans reaches it (arena.c) */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
