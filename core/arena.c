@@ -262,24 +262,8 @@ static bool span_unguard(lab_span_t *s)
     return true;
 }
 
-/* The spare span of cls (NULL: none), and setting it: spare[] is read only where spare_mask says
- * it is set, so that a thread whose spans never empty leaves the heap's second page untouched
- * (its first page is shared with the rooms: arena.h). */
-static inline lab_span_t *spare_of(const lab_heap_t *h, unsigned cls)
-{
-    return (h->spare_mask >> cls) & 1 ? h->spare[cls] : NULL;
-}
-
-static inline void spare_set(lab_heap_t *h, unsigned cls, lab_span_t *s)
-{
-    h->spare[cls] = s;
-    h->spare_mask = s ? h->spare_mask | (uint64_t)1 << cls : h->spare_mask & ~((uint64_t)1 << cls);
-}
-
 static void span_release(lab_heap_t *h, lab_span_t *s)
 {
-    if (spare_of(h, s->cls) == s)
-        spare_set(h, s->cls, NULL);
     if (!span_unguard(s))
         /* the pool must never hand out a page that faults: keep the span (leaked, but safe) */
         return;
@@ -304,9 +288,9 @@ static bool span_release_idle(lab_heap_t *h, lab_span_t *s)
 }
 
 /* ---- kept spans ----
- * A span that empties while its class already has a spare (below) is kept off the lists with
- * its free list whole, up to lab_kept_max bytes a heap (LABYRINTH_KEPT_KIB), and the class's next new span is the
- * last one kept: no trip through the pool, no carving, no descriptor to fill in. Without it a
+ * A span whose last block is freed (but the current span of a class that cycles: span_cycling)
+ * is kept off the lists with its free list whole, up to lab_kept_max bytes a heap
+ * (LABYRINTH_KEPT_KIB), and the class's next new span is the last one kept: no trip through the pool, no carving, no descriptor to fill in. Without it a
  * program that allocates a few hundred blocks of 4 or 16 KiB and frees them all (spans of 4 to 8
  * such blocks) sends every span back to the pool and carves it again next round (callgrind,
  * 256 blocks of 16 KiB: 376 instructions per malloc+free before, 125 with kept spans).
@@ -323,8 +307,6 @@ static void span_retire(lab_heap_t *h, lab_span_t *s)
     if (h->gfp || h->state != LAB_HEAP_LIVE || lab_load_relaxed(&lab_secure) ||
         lab_load_relaxed(&h->kept_bytes) + bytes > lab_load_relaxed(&lab_kept_max))
         return span_release(h, s);
-    if (spare_of(h, s->cls) == s)
-        spare_set(h, s->cls, NULL);
     uintptr_t *w = &h->kept[s->cls];
     s->next = (lab_span_t *)__atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE);
     s->prev = NULL;
@@ -395,11 +377,11 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
 #define RECLAIM_HOLD 256u
 #define RECLAIM_HELD_MAX 8192u
 
-/* An empty span of cls still listed (no block out, none waiting to come back): the class's spare
- * (spare true) or its current span, or NULL; NULL too while the class is held (above). */
-static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls, bool spare)
+/* The current span of cls if it is empty (no block out, none waiting to come back: a class that
+ * cycles, span_cycling), or NULL; NULL too while the class is held (above). */
+static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 {
-    lab_span_t *s = spare ? spare_of(h, cls) : h->cur[cls];
+    lab_span_t *s = h->cur[cls];
     bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
     return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
 }
@@ -407,9 +389,9 @@ static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls, bool spare)
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
  * at a time until at least `pages` pages are back in the pool, when it would otherwise hand the
  * thread pages never used; 0: how many pages such spans hold. First the kept spans (smallest
- * classes first), then the empty spans still listed: each class's spare, then an empty current
- * span. Those stay listed so that a class whose blocks come and go in waves does not carve a span
- * each time; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
+ * classes first), then the empty current spans of classes that cycle (span_cycling). Those stay
+ * listed so that a scratch block allocated and freed in a loop does not move a span at every
+ * free; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
  * freed as the next is made) leaves a dirty empty span per class behind, and a new size then
  * faulted in fresh pages beside them: `python3 -c 1`'s calls replayed (scripts/trace_replay.sh)
  * faulted 395 pages, 354 with them given back (glibc 274). The caller may be inside a slow path
@@ -424,11 +406,9 @@ static size_t heap_reclaim(size_t pages)
     if (!pages) {
         size_t n = lab_load_relaxed(&h->kept_bytes) >> LAB_PAGE_SHIFT;
         for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES; cls++) {
-            lab_span_t *cur = empty_listed(h, cls, false), *sp = empty_listed(h, cls, true);
+            lab_span_t *cur = empty_listed(h, cls);
             if (cur)
                 n += (size_t)1 << cur->h.order;
-            if (sp && sp != cur)
-                n += (size_t)1 << sp->h.order;
         }
         return n;
     }
@@ -446,17 +426,16 @@ static size_t heap_reclaim(size_t pages)
         h->st.reclaimed++;
         span_release(h, s);
     }
-    for (int spare = 1; listed && spare >= 0; spare--)
-        for (unsigned cls = 1; cls < LAB_NR_CLASSES && given < pages; cls++) {
-            lab_span_t *s = empty_listed(h, cls, spare);
-            if (!s)
-                continue;
-            given += (size_t)1 << s->h.order;
-            h->st.reclaimed++;
-            h->reclaimed_at[cls] = lab_heap_calls(h) | 1;
-            list_remove(h, s);
-            span_release(h, s);
-        }
+    for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES && given < pages; cls++) {
+        lab_span_t *s = empty_listed(h, cls);
+        if (!s)
+            continue;
+        given += (size_t)1 << s->h.order;
+        h->st.reclaimed++;
+        h->reclaimed_at[cls] = lab_heap_calls(h) | 1;
+        list_remove(h, s);
+        span_release(h, s);
+    }
     h->in_slow = was;
     return given;
 }
@@ -491,7 +470,9 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
-    bool fresh = !d; /* a kept span carries h's tag already (or, aside, gets it as the current one) */
+    /* a kept span carries h's tag already, unless h is aside: one of a class up to 1 KiB lost it
+     * when it stopped being current (heap_set_cur), and one of another class would not get it */
+    bool tag = !d || h->aside;
     /* Spans of blocks over 8 KiB are runs of 32 or 64 pages, aligned to their length, which a
      * pool whose free pages are cut up by shorter spans may not hold at all, however many pages
      * are free: each such span would map a chunk, whose pages the spans then drift into while
@@ -529,7 +510,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->emptied_at = (uint32_t)h->st.frees - SPAN_CYCLE; /* its first emptying is no cycle */
     s->next = s->prev = NULL;
     s->heap = h;
-    if (fresh && h->ftag)
+    if (tag && h->ftag)
         lab_pool_run_tag(d, order, h->ftag);
     h->st.spans++;
     span_carve(s);
@@ -612,8 +593,6 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         /* A full span may be released by another thread while it waits (lab_arena_return_idle),
          * as soon as NOTIFY is visible: nothing of the heap may point at it but the inbox, which
          * that thread empties, and its wait state is written before (undone if the CAS fails). */
-        if (spare_of(h, cls) == s)
-            spare_set(h, cls, NULL);
         uint32_t usedf = s->usedf;
         span_wait(s);
         uintptr_t zero = 0;
@@ -658,24 +637,11 @@ static void span_free_local(lab_heap_t *h, lab_span_t *s)
         }
         /* else a remote free took the notice and puts the span on the inbox: it relists it */
     }
-    if (s->usedf == 0 && s->block_size > LAB_MID_MAX) {
-        /* blocks over 8 KiB: an empty span goes to the kept spans (span_cycling) */
+    if (s->usedf == 0) {
+        /* empty: to the kept spans (span_cycling), its class's next span unless the purge or a
+         * reclaim gives it back first */
         list_remove(h, s);
         span_retire(h, s);
-        return;
-    }
-    if (s->usedf == 0 && h->cur[s->cls] != s) {
-        /* Keep one empty span per class listed, so a class whose blocks come and go in waves
-         * does not give a span back and carve a new one each time: the kept one is released
-         * only when another empties while it is still empty. */
-        lab_span_t *sp = spare_of(h, s->cls);
-        if (sp == s)
-            return;
-        if (sp && sp->usedf == 0 && h->cur[s->cls] != sp) {
-            list_remove(h, sp);
-            span_retire(h, sp);
-        }
-        spare_set(h, s->cls, s);
     }
 }
 
@@ -686,16 +652,17 @@ static lab_noinline void span_free_local_marked(lab_heap_t *h, lab_span_t *s)
     h->in_slow = 0;
 }
 
-/* The class's current span of blocks over 8 KiB emptied again soon after it last did (fewer than
- * SPAN_CYCLE (64) frees of the heap since): it is cycling (a scratch buffer allocated and freed in a
- * loop) and stays in use. Else it goes to the heap's kept spans, which the purge thread gives
- * back once they stay idle past the purge delay (and malloc_trim at once): an empty current span
- * is the owner's alone, so a thread that goes idle (a pool's worker waiting for work) would keep
- * one of 128 or 256 KiB per class it used, all its pages resident, for good (32 threads that each
+/* The class's current span emptied again soon after it last did (fewer than SPAN_CYCLE (64)
+ * frees of the heap since): it is cycling (a scratch buffer allocated and freed in a loop) and
+ * stays in use. Else it goes to the heap's kept spans like any other span that empties, which the
+ * purge thread gives back once they stay idle past the purge delay (and malloc_trim at once): an
+ * empty current span is the owner's alone, so a thread that goes idle (a pool's worker waiting for
+ * work) kept one per class it used, all its pages resident, for good (32 threads that each
  * allocated and freed 400 blocks of 16 B to 32 KiB held 122 MiB after 3 s idle and after
- * malloc_trim; 39 MiB with this; glibc 52 MiB, 20 after malloc_trim). Smaller classes keep
- * theirs (a span of 32 KiB; moving it costs 300 instructions a round trip, which a block of a
- * few hundred bytes would pay at every free). */
+ * malloc_trim; 42 with spans of blocks over 8 KiB kept so, 5 with all: scripts/idle_rss.sh). A
+ * span going and coming back through the kept spans costs about 300 instructions, which a scratch
+ * block would pay at every free: with the cycle test it pays 6 (callgrind --size 48 --live 1). A
+ * span that empties for the first time is no cycle (span_new). */
 static inline bool span_cycling(lab_heap_t *h, lab_span_t *s)
 {
     uint32_t now = (uint32_t)h->st.frees, then = s->emptied_at;
@@ -709,8 +676,7 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
      * find that out. A block allocated and freed again while no other of its class lives (a
      * scratch buffer; posix_memalign and free in a loop) empties the span at every free: 26
      * instructions of the pair went into the general case */
-    if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s) &&
-        (lab_likely(s->block_size <= LAB_MID_MAX) || span_cycling(h, s)))
+    if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s) && lab_likely(span_cycling(h, s)))
         return;
     span_free_local_marked(h, s);
 }

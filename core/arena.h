@@ -189,8 +189,8 @@ typedef struct lab_span {
     uint32_t flim_l;            /* lab_flim_of(carved): the owner's free takes offsets below it
                                    under fdiv_l only, block starts handed out (not those not carved
                                    yet, nor the tail a span's length leaves over its blocks) */
-    uint32_t emptied_at;        /* blocks over 8 KiB: the owner's st.frees when a local free last
-                                   emptied the span (arena.c: span_cycling) */
+    uint32_t emptied_at;        /* the owner's st.frees when a local free last emptied the span
+                                   (arena.c: span_cycling) */
 } lab_span_t;
 
 /* A heap's reuse list of a class: what malloc's fast path reads of a span through a direct slot
@@ -323,19 +323,16 @@ typedef struct lab_heap {
     uintptr_t msgs;                          /* atomic: messages of blocks other threads freed */
     uint64_t kept_mask;                      /* the owner's: bit c set when kept[c] may be set */
     size_t kept_bytes;                       /* atomic: the bytes of the kept spans (<= LAB_KEPT_MAX) */
-    uint64_t spare_mask;                     /* the owner's: bit c set when spare[c] is (spare[] is
-                                                read only where it is: arena.c, spare_of) */
     uint32_t reclaimed_at[LAB_NR_CLASSES];   /* the owner's: lab_heap_calls | 1 when heap_reclaim
                                                 last took c's empty listed span (0: not since) */
     uint32_t held_to[LAB_NR_CLASSES];        /* the owner's: heap_reclaim leaves c's empty listed
                                                 spans alone until st.spans reaches it (arena.c) */
     /* the fields above are all a thread's first calls touch (2.7 KiB, on the page of its rooms:
-     * lab_heap_get_slow); those below are read and written later if ever (the spare and kept
-     * lists only where the masks say they are set) */
+     * lab_heap_get_slow); those below are read and written later if ever (the kept lists only
+     * where kept_mask says they are set) */
     struct lab_heap *rb_to[LAB_RB_SLOTS];    /* this thread's open messages: destinations */
     lab_rmsg_t *rb[LAB_RB_SLOTS];            /* ... and the messages (NULL: none open) */
     uint32_t rb_last;                        /* the slot a block last went into */
-    lab_span_t *spare[LAB_NR_CLASSES];       /* an empty span kept listed (NULL: none) */
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
