@@ -288,11 +288,12 @@ static bool span_release_idle(lab_heap_t *h, lab_span_t *s)
 }
 
 /* ---- kept spans ----
- * A span whose last block is freed (but the current span of a class that cycles: span_cycling)
- * is kept off the lists with its free list whole, up to lab_kept_max bytes a heap
- * (LABYRINTH_KEPT_KIB), and the class's next new span is the last one kept: no trip through the pool, no carving, no descriptor to fill in. Without it a
- * program that allocates a few hundred blocks of 4 or 16 KiB and frees them all (spans of 4 to 8
- * such blocks) sends every span back to the pool and carves it again next round (callgrind,
+ * A span whose last block is freed (but one that cycles, span_cycling, which stays listed) is kept
+ * off the lists with its free list whole, up to lab_kept_max bytes a heap (LABYRINTH_KEPT_KIB),
+ * and the class's next new span is the last one kept: no trip through the pool, no carving, no
+ * descriptor to fill in. Without it a program that allocates a few hundred blocks of 4 or 16 KiB
+ * and frees them all (spans of 4 to 8 such blocks) sends every span back to the pool and carves
+ * it again next round (callgrind,
  * 256 blocks of 16 KiB: 376 instructions per malloc+free before, 125 with kept spans).
  * Each class's list is one atomic word: the owner takes it by exchange and stores it back, so
  * that another thread may take a whole list by exchange at any time and give its spans back to
@@ -373,7 +374,7 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
  * exchanged (held too, gcc's peak RSS grew by 2 %, for 12 000 exchanges of 1.5 M mallocs; held up
  * to 8 KiB, it did not, and 1 318 spans were made instead of 12 190). */
 #define RECLAIM_BACK 512u
-#define SPAN_CYCLE 64u /* span_cycling */
+#define SPAN_CYCLE 128u /* span_cycling */
 #define RECLAIM_HOLD 256u
 #define RECLAIM_HELD_MAX 8192u
 
@@ -507,7 +508,7 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     s->base_lo = s->base_lo_l = (uint32_t)lab_desc_addr(d);
     s->carved = 0;
     s->flim_l = 0;
-    s->emptied_at = (uint32_t)h->st.frees - SPAN_CYCLE; /* its first emptying is no cycle */
+    s->emptied_at = (uint32_t)h->st.frees - 0x80000000u; /* its first emptying is no cycle */
     s->next = s->prev = NULL;
     s->heap = h;
     if (tag && h->ftag)
@@ -622,6 +623,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
     return b;
 }
 
+static inline bool span_cycling(lab_heap_t *h, lab_span_t *s);
+
 /* A local free that emptied the span or found it full (the caller marks the heap in_slow). */
 static void span_free_local(lab_heap_t *h, lab_span_t *s)
 {
@@ -637,9 +640,10 @@ static void span_free_local(lab_heap_t *h, lab_span_t *s)
         }
         /* else a remote free took the notice and puts the span on the inbox: it relists it */
     }
-    if (s->usedf == 0) {
-        /* empty: to the kept spans (span_cycling), its class's next span unless the purge or a
-         * reclaim gives it back first */
+    /* empty: to the kept spans, its class's next span unless the purge or a reclaim gives it back
+     * first; but another span than the current one that cycles stays listed (span_cycling; the
+     * current one comes here when it does not: lab_span_free_local_slow) */
+    if (s->usedf == 0 && (h->cur[s->cls] == s || !span_cycling(h, s))) {
         list_remove(h, s);
         span_retire(h, s);
     }
@@ -652,17 +656,21 @@ static lab_noinline void span_free_local_marked(lab_heap_t *h, lab_span_t *s)
     h->in_slow = 0;
 }
 
-/* The class's current span emptied again soon after it last did (fewer than SPAN_CYCLE (64)
- * frees of the heap since): it is cycling (a scratch buffer allocated and freed in a loop) and
- * stays in use. Else it goes to the heap's kept spans like any other span that empties, which the
- * purge thread gives back once they stay idle past the purge delay (and malloc_trim at once): an
- * empty current span is the owner's alone, so a thread that goes idle (a pool's worker waiting for
- * work) kept one per class it used, all its pages resident, for good (32 threads that each
- * allocated and freed 400 blocks of 16 B to 32 KiB held 122 MiB after 3 s idle and after
- * malloc_trim; 42 with spans of blocks over 8 KiB kept so, 5 with all: scripts/idle_rss.sh). A
- * span going and coming back through the kept spans costs about 300 instructions, which a scratch
- * block would pay at every free: with the cycle test it pays 6 (callgrind --size 48 --live 1). A
- * span that empties for the first time is no cycle (span_new). */
+/* A span that empties again soon after it last did (fewer than SPAN_CYCLE (128) frees of the heap
+ * since) is cycling (a scratch buffer allocated and freed in a loop, a ring of blocks freed and
+ * allocated again) and stays listed, the class's current span in use. Else it goes to the heap's
+ * kept spans, which the purge thread gives back once they stay idle past the purge delay (and
+ * malloc_trim at once): an empty listed span is the owner's alone, so a thread that goes idle (a
+ * pool's worker waiting for work) kept one per class it used (the current span, and a spare),
+ * all its pages resident, for good (32 threads that each allocated and freed 400 blocks of 16 B
+ * to 32 KiB held 122 MiB after 3 s idle and after malloc_trim; 42 with spans of blocks over
+ * 8 KiB kept so, 5 with all: scripts/idle_rss.sh). A span going and coming back through the kept
+ * spans costs about 300 instructions and four atomic exchanges, which a scratch block would pay
+ * at every free (the cycle test costs it 4 instructions, callgrind --size 48 --live 1), and a
+ * ring of 64 blocks of 1 KiB (two spans) at every 32 frees (--size 1024 --live 64: 77 a pair with
+ * the test on every span, 81 with it on the current span alone, and malloc_free/1024 of the micro
+ * suite 45 % slower; a window of 64 frees was too short for it, 256 kept 10 MiB more in the idle
+ * threads above). A span that empties for the first time is no cycle (span_new). */
 static inline bool span_cycling(lab_heap_t *h, lab_span_t *s)
 {
     uint32_t now = (uint32_t)h->st.frees, then = s->emptied_at;
@@ -1604,7 +1612,10 @@ static lab_noinline void sig_heap_setup(lab_heap_t *h, unsigned i)
     __atomic_fetch_or(&sig_ready, 1ull << i, __ATOMIC_RELEASE);
 }
 
-unsigned lab_sig_heaps_set_up(void) { return (unsigned)__builtin_popcountll(__atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE)); }
+unsigned lab_sig_heaps_set_up(void)
+{
+    return (unsigned)__builtin_popcountll(__atomic_load_n(&sig_ready, __ATOMIC_ACQUIRE));
+}
 
 /* lab_heap_none's fields (any thread, in a handler): the same values whoever writes them, each
  * store atomic, so handlers racing here on two threads need no lock; its state last. */

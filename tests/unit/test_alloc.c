@@ -365,10 +365,10 @@ static void test_full_span_waits(void **state)
         lab_free(p[i]);
 }
 
-/* A free that empties a span: the span goes to the kept spans, but the class's current span
- * that empties again within a few frees of its last emptying (a scratch block allocated and
- * freed again, one live of its class) stays as it is (no list change, no span given back or
- * made), and is found so without the general path; any other span emptied is kept too. */
+/* A free that empties a span: the span goes to the kept spans, unless it empties again within
+ * SPAN_CYCLE frees of its last emptying: a scratch block allocated and freed again (one live of
+ * its class) leaves the class's current span as it is (no list change, no span given back or
+ * made), found so without the general path; another span emptied that soon stays listed. */
 static void test_emptied_spans(void **state)
 {
     (void)state;
@@ -391,27 +391,36 @@ static void test_emptied_spans(void **state)
     assert_true(h->st.spans - spans <= 1);
     assert_int_equal(h->st.span_releases, releases);
 
-    /* fill s and go on into another span t (the class's current one), then empty s */
+    /* fill a span s and go on into another span u (the class's current one), then empty s: after
+     * SPAN_CYCLE frees of another class (kept), then soon after its last emptying (cycling: it
+     * stays listed), then again after a pause (kept) */
     enum { N = 64 };
     void *a[N];
-    int k = 0;
-    lab_span_t *t = NULL;
-    while (k < N) {
-        a[k] = lab_malloc(n);
-        if (span_of(a[k]) != s) {
-            t = span_of(a[k++]);
-            break;
+    for (int round = 0; round < 3; round++) {
+        a[0] = lab_malloc(n);
+        lab_span_t *sr = span_of(a[0]), *u = NULL;
+        int k = 1;
+        while (k < N && !u) {
+            a[k] = lab_malloc(n);
+            if (span_of(a[k++]) != sr)
+                u = span_of(a[k - 1]);
         }
-        k++;
+        assert_non_null(u);
+        assert_ptr_equal(h->cur[cls], u);
+        if (round != 1)
+            for (int i = 0; i < 200; i++)
+                lab_free(lab_malloc(48));
+        for (int i = 0; i < k - 1; i++)
+            lab_free(a[i]);
+        assert_int_equal(sr->usedf, 0);
+        if (round == 1) {
+            assert_ptr_not_equal((lab_span_t *)h->kept[cls], sr); /* cycling: still listed */
+            assert_ptr_equal(sr->prev, u);
+        } else
+            assert_ptr_equal((lab_span_t *)h->kept[cls], sr); /* the general way: kept */
+        assert_ptr_equal(h->cur[cls], u);
+        lab_free(a[k - 1]);
     }
-    assert_non_null(t);
-    assert_ptr_equal(h->cur[cls], t);
-    for (int i = 0; i < k - 1; i++)
-        lab_free(a[i]);
-    assert_int_equal(s->usedf, 0);
-    assert_ptr_equal((lab_span_t *)h->kept[cls], s); /* s went the general way: kept */
-    assert_ptr_equal(h->cur[cls], t);
-    lab_free(a[k - 1]);
 }
 
 static void test_page_sized_and_huge(void **state)
