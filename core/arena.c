@@ -641,8 +641,9 @@ static void span_free_local(lab_heap_t *h, lab_span_t *s)
         /* else a remote free took the notice and puts the span on the inbox: it relists it */
     }
     /* empty: to the kept spans, its class's next span unless the purge or a reclaim gives it back
-     * first; but another span than the current one that cycles stays listed (span_cycling; the
-     * current one comes here when it does not: lab_span_free_local_slow) */
+     * first; but another span than the current one that cycles stays listed (span_cycling). The
+     * current one comes here from lab_span_free_local_slow only when it does not cycle, or when
+     * the owner's messages (blocks other threads freed) or secure mode's batches emptied it. */
     if (s->usedf == 0 && (h->cur[s->cls] == s || !span_cycling(h, s))) {
         list_remove(h, s);
         span_retire(h, s);
@@ -680,8 +681,8 @@ static inline bool span_cycling(lab_heap_t *h, lab_span_t *s)
 
 void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
 {
-    /* the class's current span emptied: nothing to do (it stays in use), and no stack frame to
-     * find that out. A block allocated and freed again while no other of its class lives (a
+    /* the class's current span emptied again soon after it last did (span_cycling): nothing to do
+     * (it stays in use), and no stack frame to find that out. A block allocated and freed again while no other of its class lives (a
      * scratch buffer; posix_memalign and free in a loop) empties the span at every free: 26
      * instructions of the pair went into the general case */
     if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s) && lab_likely(span_cycling(h, s)))
