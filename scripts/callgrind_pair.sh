@@ -37,7 +37,7 @@ libs=("$@")
 if [ ${#libs[@]} -eq 0 ]; then
   libs=("$PWD/build/liblabyrinth.so")
   for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-    p=$(ldconfig -p | awk -v s="$so" '$1 == s {print $NF; exit}')
+    p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
     [ -n "$p" ] && libs+=("$p")
   done
   libs+=(glibc)

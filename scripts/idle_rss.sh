@@ -15,7 +15,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -pthread -o "$tmp/idle_rss" bench/tools/idle_rss.c
 libs=(glibc "$PWD/build/liblabyrinth.so")
 for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-  p=$(ldconfig -p | awk -v s="$so" '$1 == s {print $NF; exit}')
+  p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
   [ -n "$p" ] && libs+=("$p")
 done
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }

@@ -44,7 +44,7 @@ echo "trace: $(grep -c '^[mcraf] ' "$trace") calls of process ${trace##*.} ($(ls
 
 libs=(glibc "$PWD/$BUILD_DIR/liblabyrinth.so")
 for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-  p=$(ldconfig -p | awk -v s="$so" '$1 == s {print $NF; exit}')
+  p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
   [ -n "$p" ] && libs+=("$p")
 done
 declare -A T F R

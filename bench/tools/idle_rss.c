@@ -3,7 +3,7 @@
  * 32 KiB), write them, free them all, ROUNDS times; then they wait, alive, as a server's workers
  * wait for the next request. Prints the process's RSS (KiB, /proc/self/statm) after the work, every
  * half second of IDLE_S seconds of waiting, and after malloc_trim(0).
- *   idle_rss [THREADS [ROUNDS [BLOCKS [IDLE_S]]]]   (defaults 32 20 400 4)
+ *   idle_rss [THREADS [ROUNDS [BLOCKS [IDLE_S]]]]   (defaults 32 20 400 6)
  * scripts/idle_rss.sh runs it under each allocator. */
 #include <malloc.h>
 #include <pthread.h>
@@ -51,7 +51,7 @@ static long rss_kib(void)
 
 int main(int argc, char **argv)
 {
-    int threads = argc > 1 ? atoi(argv[1]) : 32, idle = argc > 4 ? atoi(argv[4]) : 4;
+    int threads = argc > 1 ? atoi(argv[1]) : 32, idle = argc > 4 ? atoi(argv[4]) : 6;
     if (argc > 2)
         rounds = atoi(argv[2]);
     if (argc > 3)
