@@ -15,6 +15,7 @@
 # free); --align A: posix_memalign(A) instead of malloc. Any of the three alone counts that loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/rivals.sh
 env_extra=()
 batch=
 live=
@@ -36,10 +37,7 @@ command -v valgrind >/dev/null || { echo "callgrind_pair.sh: valgrind missing (a
 libs=("$@")
 if [ ${#libs[@]} -eq 0 ]; then
   libs=("$PWD/build/liblabyrinth.so")
-  for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-    p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
-    [ -n "$p" ] && libs+=("$p")
-  done
+  mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
   libs+=(glibc)
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

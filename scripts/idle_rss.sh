@@ -6,6 +6,7 @@
 #   scripts/idle_rss.sh [-n RUNS] [THREADS [ROUNDS [BLOCKS [IDLE_S]]]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/rivals.sh
 runs=3
 case ${1:-} in -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 if [ "${1:-}" = -n ]; then runs=$2; shift 2; fi
@@ -14,10 +15,7 @@ args=("${@:-32}")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -pthread -o "$tmp/idle_rss" bench/tools/idle_rss.c
 libs=(glibc "$PWD/build/liblabyrinth.so")
-for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-  p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
-  [ -n "$p" ] && libs+=("$p")
-done
+mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 printf '%-28s %10s %10s %10s\n' allocator "work MiB" "idle MiB" "trim MiB"
 for lib in "${libs[@]}"; do

@@ -12,6 +12,7 @@
 #   e.g. scripts/trace_replay.sh -- /usr/bin/python3 -c 'import json'
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/rivals.sh
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 help() { sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0; }
 touch=all; runs=5; keep=""
@@ -43,10 +44,7 @@ echo "command: $*"
 echo "trace: $(grep -c '^[mcraf] ' "$trace") calls of process ${trace##*.} ($(ls "$dir"/trace.* | wc -l) process(es) recorded); touch: $touch; $runs run(s), medians"
 
 libs=(glibc "$PWD/$BUILD_DIR/liblabyrinth.so")
-for so in libjemalloc.so.2 libmimalloc.so.2 libtcmalloc_minimal.so.4; do
-  p=$(ldconfig -p | awk -v s="$so" '$1 == s && !f {print $NF; f = 1}')
-  [ -n "$p" ] && libs+=("$p")
-done
+mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
 declare -A T F R
 for ((r = 0; r < runs; r++)); do
   for lib in "${libs[@]}"; do # interleaved: a shift of the host's speed hits every allocator
