@@ -37,6 +37,8 @@ static inline void *alloc_class(unsigned cls)
         return lab_heap_alloc_secure(h, cls);
     lab_span_t *s = h->cur[cls];
     void *b;
+    if (lab_unlikely((h->parked_mask >> cls) & 1))
+        return lab_heap_unpark_take(h, cls);
     if (lab_likely(s && (b = lab_span_take(h, s))))
         return b;
     return lab_heap_alloc_small_slow(h, cls);
@@ -130,7 +132,10 @@ lab_inline uint64_t nursery_tag(uintptr_t p) { return lab_load_relaxed(&lab_free
 static lab_noinline void *nursery_alloc(size_t n)
 {
     lab_heap_t *h = lab_tls_heap;
-    if (!lab_load_relaxed(&lab_nursery_on) || lab_load_relaxed(&lab_secure) || h->gfp || h->state == LAB_HEAP_NONE)
+    /* first what answers most calls: a heap that has had its nursery (a class whose span is
+     * parked comes here at every round) */
+    if ((h->nursery_used && !h->nursery) || !lab_load_relaxed(&lab_nursery_on) || lab_load_relaxed(&lab_secure) ||
+        h->gfp || h->state == LAB_HEAP_NONE)
         return NULL;
     int e = errno;
     if (h->state != LAB_HEAP_LIVE && !(h = lab_heap_get_slow())) {
@@ -213,8 +218,13 @@ lab_inline void *malloc_slow(size_t n)
         lab_span_t *d = h->direct[(n + 15) >> 4];
         if (d->flags & LAB_SPAN_REUSE)
             return malloc_reuse_off(h, lab_heap_reuse_cls(h, d));
-        /* no span for the class yet (or a thread's first call: no heap yet) */
+        /* no span for the class yet (or a thread's first call: no heap yet), or it is parked */
         if (d == &lab_span_empty) {
+            if (h->parked_mask) {
+                unsigned cls = lab_size_class(n);
+                if ((h->parked_mask >> cls) & 1)
+                    return lab_heap_unpark_take(h, cls);
+            }
             void *p = nursery_alloc(n);
             if (p)
                 return p;

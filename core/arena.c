@@ -95,9 +95,54 @@ static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
         h->direct[i] = s;
 }
 
+/* ---- parked spans ----
+ * A class's current span that a free empties (and that does not cycle, span_cycling) went to
+ * the kept spans, and the class's next malloc took it back: some 480 instructions a round trip
+ * (the kept word twice, the list, an aside heap's fast map tags twice, the slow paths), which a
+ * thread that allocates a batch and frees it all, round after round, paid for every class it
+ * used at every round (`wl ring 1`: 42 spans a round of 512 blocks). Kept, a span is within the
+ * purge's reach (an idle thread's memory goes back); listed, it is its owner's alone. Parked, it
+ * is both: it stays its class's current span, its free list whole, but the direct slots leave it
+ * (malloc's fast path no longer reads it: the class's next malloc takes the slow path, which
+ * takes it back), and the word parked[c] holds it. Whoever takes the word by exchange holds the
+ * span: the owner before it touches the span again (park_claim), or the purge thread and
+ * malloc_trim, which give its pages back (MADV_DONTNEED) once it has stayed parked a whole purge
+ * delay, empty its free list and carved count (its pages read zero: it is carved anew) and store
+ * it back marked PARK_PURGED. The owner waits out such a hold (one madvise). No block of a
+ * parked span is out, so only a double or invalid free may reach it: lab_span_free_suspect
+ * claims it before it looks, and the slow paths abort on what the purge left (nothing carved,
+ * or a count gone below zero). Secure mode, signal heaps and ending threads park nothing. */
+#define PARK_PURGED 1u
+#define PARK_GEN_SHIFT 1
+#define PARK_GEN_MASK 62u /* a generation per parking: the purge's watch tells a span parked
+                             again between two of its looks from one that stayed parked */
+_Static_assert(sizeof(lab_page_t) >= 64, "span descriptors leave the six low bits of a parked word free");
+/* Held by whoever holds a parked span but its owner (lab_arena_fork_prepare takes it: a fork
+ * child's thread never waits for a purge that is not there). */
+static lab_lock_t park_lock = LAB_LOCK_INIT;
+
+lab_inline bool heap_parked(const lab_heap_t *h, unsigned cls) { return (h->parked_mask >> cls) & 1; }
+
+/* The owner takes cls's parked span back (still the class's current span; direct slots untouched). */
+static lab_noinline void park_claim(lab_heap_t *h, unsigned cls)
+{
+    uintptr_t *w = &h->parked[cls];
+    /* acquire: pairs with the holder's release store (the purge's writes to the span) */
+    for (unsigned spin = 0; !__atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE); spin++) {
+        if (spin < 256) /* the purge holds it, for one madvise */
+            __builtin_ia32_pause();
+        else /* the word's low half is 0 while held, never once stored back (a span is not the
+                first descriptor of a chunk) */
+            lab_os_futex_wait_ms((int *)(void *)w, 0, 1);
+    }
+    h->parked_mask &= ~((uint64_t)1 << cls);
+}
+
 /* Point the direct slots of cls at the class's current span. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
+    if (lab_unlikely(heap_parked(h, cls)))
+        park_claim(h, cls);
     lab_span_t *old = h->cur[cls];
     /* an aside heap tags its current span alone (heap_aside_on); both spans are the heap's */
     if (lab_unlikely(h->aside) && old != s && cls < LAB_DIRECT_CLASSES) {
@@ -359,6 +404,75 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
     }
 }
 
+/* Whether h may park its class's current span s, just emptied: an ordinary live heap whose
+ * direct slots for the class point at the span, a span of 32 KiB or less. Not while they point at
+ * the class's reuse list (malloc takes other heaps' blocks first, for as long as they come: `wl
+ * larson 2`, whose lists seldom run dry, kept such spans parked while other classes mapped pages
+ * for theirs, 1 MiB more at its peak), nor a span of 128 or 256 KiB (blocks over 8 KiB, eight to
+ * a span: its trip through the kept spans is paid by few blocks, and a span parked per class held
+ * more than kept ones, which any class of their length takes: scripts/idle_rss.sh's threads,
+ * 1 MiB more after their work): those go to the kept spans. */
+lab_inline bool span_parks(const lab_heap_t *h, const lab_span_t *s)
+{
+    return h->state == LAB_HEAP_LIVE && !h->gfp && !lab_load_relaxed(&lab_secure) && s->h.order <= 3 &&
+           !(s->cls < LAB_DIRECT_CLASSES && h->reuse[s->cls].flags);
+}
+
+/* s, its class's current span, has just emptied: park it (parked spans, above; span_parks). */
+static void span_park(lab_heap_t *h, lab_span_t *s)
+{
+    unsigned cls = s->cls;
+    heap_point_direct(h, cls, &lab_span_empty);
+    bool first = !h->parked_mask;
+    h->parked_mask |= (uint64_t)1 << cls;
+    uintptr_t gen = ((uintptr_t)h->park_gen++ << PARK_GEN_SHIFT) & PARK_GEN_MASK;
+    /* release: the span's last writes (its free list) are visible to whoever takes it */
+    __atomic_store_n(&h->parked[cls], (uintptr_t)s | gen, __ATOMIC_RELEASE);
+    /* a purge thread asleep with nothing to wait for must come and watch, as for kept spans */
+    if (first)
+        lab_pool_background_poke();
+}
+
+void *lab_heap_unpark_take(lab_heap_t *h, unsigned cls)
+{
+    h->in_slow = 1;
+    park_claim(h, cls);
+    lab_span_t *s = h->cur[cls];
+    /* the slots as heap_set_cur points them (secure mode parks nothing) */
+    if (!(cls < LAB_DIRECT_CLASSES && h->reuse[cls].flags))
+        heap_point_direct(h, cls, s);
+    h->in_slow = 0;
+    void *b = lab_span_take(h, s);
+    return lab_likely(b != NULL) ? b : lab_heap_alloc_small_slow(h, cls); /* purged: carved anew */
+}
+
+/* The hold of h's parked span of cls by another thread than its owner (the purge thread,
+ * malloc_trim): its pages go back to the OS and it is left empty, unless it is no longer parked
+ * or, with want, no longer the same parking. True: pages were given back. */
+static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
+{
+    uintptr_t *w = &h->parked[cls];
+    bool gave = false;
+    lab_lock(&park_lock);
+    /* acquire: pairs with span_park's release (the owner's writes to the span) */
+    uintptr_t v = __atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE);
+    if (v && !(v & PARK_PURGED) && (!want || v == want)) {
+        lab_span_t *s = (lab_span_t *)(v & ~(uintptr_t)63);
+        /* first what says no block is carved (other threads' ownership checks read carved,
+         * relaxed; the owner's free reads flim_l): a late free aborts instead of linking a
+         * block into pages going away */
+        lab_store_relaxed(&s->carved, 0);
+        s->flim_l = 0;
+        s->free = NULL;
+        gave = lab_pool_run_purge_held((lab_page_t *)s, s->h.order);
+        v |= PARK_PURGED; /* purged, or refused (a huge page): not tried again */
+    }
+    if (v) /* release: the span's new state before the owner takes it back */
+        __atomic_store_n(w, v, __ATOMIC_RELEASE);
+    lab_unlock(&park_lock);
+    return gave;
+}
+
 /* A class that makes a span again within RECLAIM_BACK calls of the heap's (lab_heap_calls) after
  * heap_reclaim took its empty listed one is held: its empty listed spans stay for the next
  * RECLAIM_HOLD spans the heap makes (or until it is tidied: malloc_trim, thread exit). Such an
@@ -379,12 +493,14 @@ static void kept_release(lab_heap_t *h, unsigned cls, bool owner)
 #define RECLAIM_HELD_MAX 8192u
 
 /* The current span of cls if it is empty (no block out, none waiting to come back: a class that
- * cycles, span_cycling), or NULL; NULL too while the class is held (above). */
+ * cycles, span_cycling, or a parked span whose pages the purge has not taken), or NULL; NULL too
+ * while the class is held (above). */
 static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 {
     lab_span_t *s = h->cur[cls];
     bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
-    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
+    bool purged = heap_parked(h, cls) && (lab_load_relaxed(&h->parked[cls]) & PARK_PURGED);
+    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held && !purged ? s : NULL;
 }
 
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
@@ -458,6 +574,24 @@ static lab_span_t *kept_take_other(lab_heap_t *h, unsigned order)
     return NULL;
 }
 
+/* Failing that, another class's parked span of that length that the purge has found idle a whole
+ * delay (its pages given back), taken off its class. Not one parked more recently: a class that
+ * needs a second span in a round would take another's, that one a third's at its next malloc,
+ * and so on, a span made at every step (`wl ring 1`: 52 000 spans for 8 M mallocs, 750 without);
+ * heap_reclaim gives such spans back to the pool when it would otherwise hand out fresh pages. */
+static lab_span_t *park_take_other(lab_heap_t *h, unsigned cls, unsigned order)
+{
+    for (uint64_t m = h->parked_mask & ~((uint64_t)1 << cls); m; m &= m - 1) {
+        unsigned c = (unsigned)__builtin_ctzll(m);
+        lab_span_t *s = h->cur[c];
+        if (s->h.order == order && (lab_load_relaxed(&h->parked[c]) & PARK_PURGED)) {
+            list_remove(h, s); /* claims it (heap_set_cur) */
+            return s;
+        }
+    }
+    return NULL;
+}
+
 static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
 {
     uint32_t at = h->reclaimed_at[cls];
@@ -471,6 +605,8 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
+    if (!d && h->parked_mask)
+        d = (lab_page_t *)park_take_other(h, cls, order);
     /* a kept span carries h's tag already, unless h is aside: one of a class up to 1 KiB lost it
      * when it stopped being current (heap_set_cur), and one of another class would not get it */
     bool tag = !d || h->aside;
@@ -577,6 +713,9 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         heap_take_msgs(h);
     if (lab_load_relaxed(&h->inbox))
         heap_take_inbox(h);
+    /* a parked span: taken back, the direct slots on it again */
+    if (heap_parked(h, cls))
+        heap_set_cur(h, cls, h->cur[cls]);
     lab_span_t *s;
     while ((s = h->cur[cls])) {
         if (s->free)
@@ -640,14 +779,27 @@ static void span_free_local(lab_heap_t *h, lab_span_t *s)
         }
         /* else a remote free took the notice and puts the span on the inbox: it relists it */
     }
-    /* empty: to the kept spans, its class's next span unless the purge or a reclaim gives it back
-     * first; but another span than the current one that cycles stays listed (span_cycling). The
-     * current one comes here from lab_span_free_local_slow only when it does not cycle, or when
-     * the owner's messages (blocks other threads freed) or secure mode's batches emptied it. */
-    if (s->usedf == 0 && (h->cur[s->cls] == s || !span_cycling(h, s))) {
+    /* empty: the current span is parked (parked spans, above); another to the kept spans, its
+     * class's next span unless the purge or a reclaim gives it back first, but one that cycles
+     * stays listed (span_cycling). The current one comes here from lab_span_free_local_slow only
+     * when it does not cycle, or when the owner's messages (blocks other threads freed) or secure
+     * mode's batches emptied it. */
+    if (s->usedf == 0) {
+        if (h->cur[s->cls] == s) {
+            if (span_parks(h, s))
+                return span_park(h, s);
+        } else if (span_cycling(h, s))
+            return;
         list_remove(h, s);
         span_retire(h, s);
     }
+}
+
+static lab_noinline void span_park_marked(lab_heap_t *h, lab_span_t *s)
+{
+    h->in_slow = 1;
+    span_park(h, s);
+    h->in_slow = 0;
 }
 
 static lab_noinline void span_free_local_marked(lab_heap_t *h, lab_span_t *s)
@@ -685,8 +837,19 @@ void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s)
      * (it stays in use), and no stack frame to find that out. A block allocated and freed again while no other of its class lives (a
      * scratch buffer; posix_memalign and free in a loop) empties the span at every free: 26
      * instructions of the pair went into the general case */
-    if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s) && lab_likely(span_cycling(h, s)))
-        return;
+    if (lab_likely(s->usedf == 0 && h->cur[s->cls] == s)) {
+        if (lab_likely(span_cycling(h, s)))
+            return;
+        /* the common case of span_free_local's, without its tests for full and waiting spans
+         * (a tail call: no stack frame on the way to the return above) */
+        if (span_parks(h, s))
+            return span_park_marked(h, s);
+    }
+    /* a free into a span with nothing out (its count, or a waiting span's countdown, never goes
+     * below 0 otherwise): a double free whose block's key the program overwrote, or a free racing
+     * the purge of its parked span; the block is on the list now, so no later malloc may run */
+    if (lab_unlikely(s->used == -1))
+        lab_fatal("double free of", s->free);
     span_free_local_marked(h, s);
 }
 
@@ -815,6 +978,12 @@ static bool ready_has(lab_heap_t *h, unsigned cls, const lab_block_t *b);
 
 void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
+    /* a parked span's lists are read only once it is taken back (the purge may empty them) */
+    if (heap_parked(h, s->cls) && h->cur[s->cls] == s)
+        heap_set_cur(h, s->cls, s);
+    /* nothing out: every block of it is free (or the purge took its pages) */
+    if (s->usedf == 0)
+        lab_fatal("double free of", b);
     /* secure mode: a block waiting in the class's shuffled batch keeps its free key (below) */
     if (h->ready && ready_has(h, s->cls, b))
         lab_fatal("double free of", b);
@@ -1429,7 +1598,34 @@ void lab_arena_return_idle(void)
         if (lab_load_relaxed(&h->kept_bytes))
             for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
                 kept_release(h, cls, false);
+        for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+            uintptr_t v = lab_load_relaxed(&h->parked[cls]);
+            if (v && !(v & PARK_PURGED))
+                (void)park_purge(h, cls, 0);
+        }
     }
+}
+
+/* The background thread's watch over h's parked spans: one parked for a whole delay (the same
+ * word, generation and all) gives its pages back. Returns when to look again. */
+static uint64_t park_watch(lab_heap_t *h, uint64_t now, unsigned delay)
+{
+    uint64_t next = UINT64_MAX;
+    struct lab_kept_watch *w = h->bg_kept;
+    for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+        uintptr_t v = lab_load_relaxed(&h->parked[cls]);
+        if (v & PARK_PURGED)
+            v = 0; /* nothing left to give back */
+        if (!w) {
+            if (!v)
+                continue;
+            if (!(w = h->bg_kept = lab_meta_alloc(sizeof *w)))
+                return next; /* no memory for the watch: the span waits for its owner or a trim */
+        }
+        if (lab_idle_watch(v, &w->park_seen[cls], &w->park_ms[cls], now, delay, &next))
+            (void)park_purge(h, cls, v);
+    }
+    return next;
 }
 
 /* The background thread's watch over h's kept spans: a class list unchanged for a whole delay
@@ -1472,6 +1668,7 @@ uint64_t lab_arena_return_idle_aged(void)
             continue;
         bool gave = false;
         next = lab_min(next, kept_watch(h, now, delay, &gave));
+        next = lab_min(next, park_watch(h, now, delay));
         if (gave)
             pool = h->pool;
         uintptr_t m = lab_load_relaxed(&h->msgs), ib = lab_load_relaxed(&h->inbox);
@@ -1682,11 +1879,21 @@ void lab_defer_free(void *p)
                                           __ATOMIC_RELAXED));
 }
 
-void lab_arena_fork_prepare(void) { lab_lock(&heaps_lock); }
-void lab_arena_fork_parent(void) { lab_unlock(&heaps_lock); }
+void lab_arena_fork_prepare(void)
+{
+    lab_lock(&heaps_lock);
+    lab_lock(&park_lock);
+}
+
+void lab_arena_fork_parent(void)
+{
+    lab_unlock(&park_lock);
+    lab_unlock(&heaps_lock);
+}
 
 void lab_arena_fork_child(void)
 {
+    lab_lock_reset(&park_lock);
     lab_lock_reset(&heaps_lock);
     /* heaps of threads that do not exist in the child are abandoned, so new threads adopt them;
      * one that was mid-change in a slow path cannot be trusted and is left alone (leaked). A fork
@@ -1704,6 +1911,11 @@ void lab_arena_fork_child(void)
             sig_idle |= 1ull << i;
     lab_store_relaxed(&sig_free, sig_idle);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
+        /* a parked word at 0 was being taken back by its owner (no purge holds one at a fork):
+         * the span is the owner's, or whoever adopts the heap would wait for it for good */
+        for (uint64_t m = h->parked_mask; m; m &= m - 1)
+            if (!h->parked[__builtin_ctzll(m)])
+                h->parked_mask &= ~(m & -m);
         if (h != me && h != own && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
             if (!h->in_slow) {

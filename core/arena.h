@@ -293,6 +293,8 @@ lab_inline size_t lab_direct_slot(size_t n) /* size_t: no zero-extension on the 
 struct lab_kept_watch {
     uint64_t seen[LAB_NR_CLASSES];    /* the kept lists it saw */
     uint64_t seen_ms[LAB_NR_CLASSES]; /* ... and since when (0: not watching) */
+    uint64_t park_seen[LAB_NR_CLASSES]; /* the parked words it saw (arena.c: parked spans) */
+    uint64_t park_ms[LAB_NR_CLASSES];   /* ... and since when (0: not watching) */
 };
 
 typedef struct lab_heap {
@@ -322,6 +324,8 @@ typedef struct lab_heap {
     uintptr_t inbox;                         /* atomic: spans made non-full by remote frees */
     uintptr_t msgs;                          /* atomic: messages of blocks other threads freed */
     uint64_t kept_mask;                      /* the owner's: bit c set when kept[c] may be set */
+    uint64_t parked_mask;                    /* the owner's: bit c set while c's current span is
+                                                parked (parked[c] holds it; arena.c) */
     size_t kept_bytes;                       /* atomic: the bytes of the kept spans (<= LAB_KEPT_MAX) */
     uint32_t reclaimed_at[LAB_NR_CLASSES];   /* the owner's: lab_heap_calls | 1 when heap_reclaim
                                                 last took c's empty listed span (0: not since) */
@@ -335,6 +339,10 @@ typedef struct lab_heap {
     uint32_t rb_last;                        /* the slot a block last went into */
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
+    uintptr_t parked[LAB_NR_CLASSES];        /* atomic: each class's current span while it is
+                                                parked, with a generation and PARK_PURGED; 0
+                                                while the owner, or the purge, holds it */
+    uint8_t park_gen;                        /* the owner's: the next parking's generation */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */
     uintptr_t bg_msgs, bg_inbox;             /* the background thread's alone: msgs and inbox */
@@ -403,6 +411,9 @@ lab_internal void lab_arena_set_secure(void);
 lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
+/* The class's next block after its current span was parked (arena.c: parked spans): the owner
+ * takes the span back, its direct slots on it again. */
+lab_internal void *lab_heap_unpark_take(lab_heap_t *h, unsigned cls);
 /* A local free that emptied the span or hit a full one. */
 lab_internal void lab_span_free_local_slow(lab_heap_t *h, lab_span_t *s);
 /* The owner's free of b (key checked; bkey its free key) outside the inline fast path: counted,

@@ -365,10 +365,11 @@ static void test_full_span_waits(void **state)
         lab_free(p[i]);
 }
 
-/* A free that empties a span: the span goes to the kept spans, unless it empties again within
- * SPAN_CYCLE frees of its last emptying: a scratch block allocated and freed again (one live of
- * its class) leaves the class's current span as it is (no list change, no span given back or
- * made), found so without the general path; another span emptied that soon stays listed. */
+/* A free that empties a span: the class's current span is parked, another goes to the kept
+ * spans, unless it empties again within SPAN_CYCLE frees of its last emptying: a scratch block
+ * allocated and freed again (one live of its class) leaves the class's current span as it is
+ * (not parked, no list change, no span given back or made), found so without the general path;
+ * another span emptied that soon stays listed. */
 static void test_emptied_spans(void **state)
 {
     (void)state;
@@ -378,12 +379,17 @@ static void test_emptied_spans(void **state)
     uint64_t spans = h->st.spans, releases = h->st.span_releases;
     void *p = lab_malloc(n);
     lab_span_t *s = span_of(p);
-    lab_free(p); /* its first emptying: no cycle, kept */
-    assert_ptr_not_equal(h->cur[cls], s);
-    assert_ptr_equal((lab_span_t *)h->kept[cls], s);
+    lab_free(p); /* its first emptying: no cycle, parked */
+    assert_ptr_equal(h->cur[cls], s);
+    assert_true((h->parked_mask >> cls) & 1);
+    assert_ptr_equal((lab_span_t *)(h->parked[cls] & ~(uintptr_t)63), s);
+    assert_ptr_equal(h->direct[lab_direct_slot(n)], &lab_span_empty); /* malloc's fast path misses */
+    assert_int_equal(h->kept[cls], 0);
     for (int i = 0; i < 1000; i++) {
         void *q = lab_malloc(n);
-        assert_ptr_equal(q, p); /* the same block: the kept span came back, then stayed in use */
+        assert_ptr_equal(q, p); /* the same block: the parked span came back, then stayed in use */
+        assert_false((h->parked_mask >> cls) & 1);
+        assert_int_equal(h->parked[cls], 0);
         lab_free(q);
         assert_int_equal(s->usedf, 0);
         assert_ptr_equal(h->cur[cls], s);
@@ -3405,16 +3411,16 @@ static void test_empty_spans_reclaimed_other_length(void **state)
     lab_trim();
 }
 
-/* A span the last local free empties goes to the heap's kept spans (which malloc_trim and the
- * purge thread can take from a thread gone idle), unless it empties again within SPAN_CYCLE frees
- * of the last time (a scratch buffer freed and allocated in a loop), when it stays the class's
- * span. The kept span comes back for the class, or (size b, not 0) for another class of its
- * length, at the same address. */
+/* The class's current span that the last local free empties is parked (malloc_trim and the
+ * purge thread can take its pages from a thread gone idle), unless it empties again within
+ * SPAN_CYCLE frees of the last time (a scratch buffer freed and allocated in a loop), when it
+ * stays in use. The parked span comes back for its class at the same address; another class of
+ * its length (size b, not 0) takes it when the pool would otherwise hand out fresh pages. */
 static void span_kept_when_emptied(size_t size_a, size_t size_b)
 {
     lab_trim();
     lab_heap_t *h = lab_tls_heap;
-    unsigned ca = lab_size_class(size_a), cb = lab_size_class(size_b ? size_b : size_a);
+    unsigned ca = lab_size_class(size_a);
     assert_null(h->cur[ca]);
     uint8_t *a = lab_malloc(size_a);
     assert_non_null(a);
@@ -3422,20 +3428,60 @@ static void span_kept_when_emptied(size_t size_a, size_t size_b)
     lab_span_t *sa = h->cur[ca];
     assert_non_null(sa);
     lab_free(a);
-    assert_null(h->cur[ca]); /* off the class: kept */
-    assert_int_equal(lab_load_relaxed(&h->kept[ca]), (uintptr_t)sa);
-    assert_true(lab_load_relaxed(&h->kept_bytes) >= (size_t)1 << (sa->h.order + LAB_PAGE_SHIFT));
-    /* the class itself, or another class of spans of that length, takes it */
+    if (sa->h.order > 3) {
+        /* spans over 32 KiB are not parked: off the class, kept */
+        assert_null(h->cur[ca]);
+        assert_false((h->parked_mask >> ca) & 1);
+        assert_int_equal(lab_load_relaxed(&h->kept[ca]), (uintptr_t)sa);
+        assert_true(lab_load_relaxed(&h->kept_bytes) >= (size_t)1 << (sa->h.order + LAB_PAGE_SHIFT));
+        /* the class itself, or another class of spans of that length, takes it */
+        unsigned cb = lab_size_class(size_b ? size_b : size_a);
+        uint8_t *b = lab_malloc(size_b ? size_b : size_a);
+        assert_ptr_equal(b, a);
+        assert_ptr_equal(h->cur[cb], sa);
+        fill(b, size_b ? size_b : size_a, 10);
+        lab_free(b);
+        if (size_b)
+            assert_null(h->cur[cb]); /* a new life in another class: its first emptying is no cycle */
+        else
+            assert_ptr_equal(h->cur[ca], sa); /* emptied again one free later: cycling */
+        lab_trim();
+        assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
+        return;
+    }
+    /* the class's current span still, parked: out of the fast path's reach, in the purge's */
+    assert_ptr_equal(h->cur[ca], sa);
+    assert_true((h->parked_mask >> ca) & 1);
+    assert_int_equal(lab_load_relaxed(&h->parked[ca]) & ~(uintptr_t)63, (uintptr_t)sa);
+    assert_int_equal(lab_load_relaxed(&h->kept[ca]), 0);
+    if (size_b) {
+        /* after lab_trim the pool's free pages are all purged: rather than fault in one, it has
+         * the heap give back its empty spans (heap_reclaim), the parked one too */
+        unsigned cb = lab_size_class(size_b);
+        uint8_t *o = lab_malloc(size_b);
+        assert_non_null(o);
+        assert_ptr_equal(h->cur[cb], sa);
+        assert_ptr_equal(o, a);
+        assert_null(h->cur[ca]);
+        assert_false((h->parked_mask >> ca) & 1);
+        assert_int_equal(lab_load_relaxed(&h->parked[ca]), 0);
+        lab_free(o);
+        assert_true((h->parked_mask >> cb) & 1);
+        assert_ptr_equal(h->cur[cb], sa);
+        return span_kept_when_emptied(size_a, 0);
+    }
     uint64_t spans = h->st.spans;
-    uint8_t *b = lab_malloc(size_b ? size_b : size_a);
+    uint8_t *b = lab_malloc(size_a);
     assert_ptr_equal(b, a);
-    assert_ptr_equal(h->cur[cb], sa);
-    fill(b, size_b ? size_b : size_a, 10);
+    assert_ptr_equal(h->cur[ca], sa);
+    assert_false((h->parked_mask >> ca) & 1);
+    assert_int_equal(lab_load_relaxed(&h->parked[ca]), 0);
+    assert_ptr_not_equal(h->direct[lab_direct_slot(size_a)], &lab_span_empty); /* the fast path's again */
+    fill(b, size_a, 10);
     lab_free(b);
-    if (size_b)
-        assert_null(h->cur[cb]); /* a new life in another class: its first emptying is no cycle */
-    else
-        assert_ptr_equal(h->cur[ca], sa); /* emptied again one free later: cycling */
+    /* emptied again one free later: cycling, in use */
+    assert_false((h->parked_mask >> ca) & 1);
+    assert_ptr_equal(h->cur[ca], sa);
     /* a scratch buffer: the first free keeps the span, the next ones leave it in use */
     for (int i = 0; i < 1000; i++) {
         uint8_t *c = lab_malloc(size_a);
@@ -3447,20 +3493,23 @@ static void span_kept_when_emptied(size_t size_a, size_t size_b)
     assert_non_null(sc);
     assert_int_equal(sc->usedf, 0);
     assert_int_equal(lab_load_relaxed(&h->kept[ca]), 0);
+    assert_false((h->parked_mask >> ca) & 1);
     print_message("%llu spans made for a block of %zu B in a loop\n", (unsigned long long)(h->st.spans - spans),
                   size_a);
     assert_true(h->st.spans - spans <= 3);
     lab_trim();
     assert_null(h->cur[ca]);
+    assert_int_equal(h->parked_mask, 0);
     assert_int_equal(lab_load_relaxed(&h->kept_bytes), 0);
 }
 
-/* ... for blocks over 8 KiB (spans of 256 KiB, two classes), of 5 KiB and of 640 B (a class
- * with a reuse list) */
+/* ... for blocks over 8 KiB (spans of 256 KiB, two classes: kept, not parked), of 5 KiB and of
+ * 640 B (a class with a reuse list), and of 3 KiB and 2 KiB (32 KiB spans, two classes) */
 static void test_span_kept_when_emptied(void **state)
 {
     (void)state;
     span_kept_when_emptied(20 * KiB, 28 * KiB);
+    span_kept_when_emptied(3 * KiB, 2 * KiB);
     span_kept_when_emptied(5 * KiB, 0);
     span_kept_when_emptied(640, 0);
 }
@@ -3627,6 +3676,44 @@ static void test_kept_double_free_aborts(void **state)
     expect_abort(misuse_double_free_kept, "double free of a block in a kept span");
 }
 
+/* A double free into a parked span (its only block freed twice), before and after the purge
+ * took its pages (another thread's malloc_trim): both abort, nothing linked. */
+static uint8_t *misuse_parked_block;
+static void *misuse_parked_trim(void *arg)
+{
+    (void)arg;
+    lab_trim();
+    return NULL;
+}
+
+static void misuse_double_free_parked(void)
+{
+    uint8_t *p = lab_malloc(3000);
+    lab_free(p);
+    if (!((lab_tls_heap->parked_mask >> lab_size_class(3000)) & 1))
+        _exit(2);
+    lab_free(p); /* aborts */
+}
+
+static void misuse_double_free_parked_purged(void)
+{
+    misuse_parked_block = lab_malloc(3000);
+    lab_free(misuse_parked_block);
+    pthread_t t;
+    if (pthread_create(&t, NULL, misuse_parked_trim, NULL) || pthread_join(t, NULL))
+        _exit(2);
+    if (!(lab_tls_heap->parked[lab_size_class(3000)] & 1)) /* purged */
+        _exit(3);
+    lab_free(misuse_parked_block); /* aborts */
+}
+
+static void test_parked_double_free_aborts(void **state)
+{
+    (void)state;
+    expect_abort(misuse_double_free_parked, "double free of a block in a parked span");
+    expect_abort(misuse_double_free_parked_purged, "double free of a block in a parked span, purged");
+}
+
 /* An owner that keeps spans and then idles: malloc_trim from another thread, and the background
  * thread's watch after a purge delay, give them back without it; the owner allocates again
  * afterwards as if nothing happened. */
@@ -3680,6 +3767,186 @@ static void test_kept_spans_taken_from_idle_owner(void **state)
     assert_int_equal(lab_load_relaxed(&kept_owner->kept_bytes), 0);
     __atomic_store_n(&kept_stage, 2, __ATOMIC_RELEASE);
     kept_wait_stage(3);
+    pthread_join(t, NULL);
+}
+
+/* A class whose direct slots point at its reuse list (blocks of other heaps this thread freed):
+ * its current span, emptied, is not parked (malloc takes the list's blocks first, for as long as
+ * they come) but kept, where any class of its span length takes it. */
+enum { REUSE_PARK_SIZE = 700, REUSE_PARK_N = 8 };
+static void *reuse_park_blocks(void *arg)
+{
+    void **b = arg;
+    for (int i = 0; i < REUSE_PARK_N; i++)
+        b[i] = lab_malloc(REUSE_PARK_SIZE);
+    return NULL;
+}
+
+static void test_span_not_parked_under_reuse_list(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_heap_t *h = lab_tls_heap;
+    unsigned cls = lab_size_class(REUSE_PARK_SIZE);
+    assert_true(cls < LAB_DIRECT_CLASSES);
+    uint8_t *x = lab_malloc(REUSE_PARK_SIZE);
+    assert_non_null(x);
+    lab_span_t *s = h->cur[cls];
+    assert_ptr_equal(span_of(x), s);
+    assert_int_equal(s->usedf, 1);
+    void *other[REUSE_PARK_N];
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reuse_park_blocks, other), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int i = 0; i < REUSE_PARK_N; i++) {
+        assert_non_null(other[i]);
+        lab_free(other[i]); /* onto this thread's reuse list of the class */
+    }
+    assert_true(h->reuse[cls].flags);
+    assert_ptr_equal(h->direct[lab_direct_slot(REUSE_PARK_SIZE)], lab_heap_reuse(h, cls));
+    lab_free(x); /* s empties: kept, not parked */
+    assert_false((h->parked_mask >> cls) & 1);
+    assert_int_equal(lab_load_relaxed(&h->parked[cls]), 0);
+    assert_ptr_equal((lab_span_t *)lab_load_relaxed(&h->kept[cls]), s);
+    assert_ptr_not_equal(h->cur[cls], s);
+    lab_trim();
+}
+
+/* A parked span (the class's current span, emptied: arena.c, parked spans) of a thread that
+ * idles: malloc_trim from another thread, and the background thread's watch once it has stayed
+ * parked a purge delay, give its pages back (mincore: none resident) and leave it empty; the
+ * owner's next malloc of the class carves it anew (its bytes read zero), and another class of its
+ * span length takes a purged one whole. */
+enum { PARK_SIZE = 3000, PARK_OTHER = 2000, PARK_N = 9 }; /* classes 3 072 and 2 048: 32 KiB spans */
+static int park_stage; /* the idler's: 1 parked; main's: 2 go on */
+static lab_heap_t *park_owner;
+static lab_span_t *park_span;
+static uint8_t *park_first;
+
+static int park_failed; /* the idler's failed check's line (cmocka's checks are the main thread's) */
+#define PARK_CHECK(c)                                                                                   \
+    do {                                                                                                \
+        if (!(c)) {                                                                                     \
+            park_failed = __LINE__;                                                                     \
+            __atomic_store_n(&park_stage, -1, __ATOMIC_RELEASE);                                        \
+            return NULL;                                                                                \
+        }                                                                                               \
+    } while (0)
+
+static void park_wait(int want)
+{
+    int st;
+    while ((st = __atomic_load_n(&park_stage, __ATOMIC_ACQUIRE)) != want)
+        if (st == -1)
+            fail_msg("the idle thread's check at line %d failed", park_failed);
+        else
+            usleep(1000);
+}
+
+static void park_step(int stage)
+{
+    __atomic_store_n(&park_stage, stage, __ATOMIC_RELEASE);
+    park_wait(2);
+}
+
+static void *park_idler(void *arg)
+{
+    (void)arg;
+    unsigned cls = lab_size_class(PARK_SIZE);
+    uint8_t *p[PARK_N];
+    lab_free(lab_malloc(48)); /* the thread's heap, made at its first call */
+    park_owner = lab_tls_heap;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < PARK_N; i++) {
+            p[i] = lab_malloc(PARK_SIZE);
+            PARK_CHECK(p[i] != NULL);
+            if (round > 0 && i == 0) {
+                /* carved anew from pages the purge gave back: the first block again, zero past
+                 * the free list's link and key */
+                PARK_CHECK(p[0] == park_first);
+                for (size_t k = 16; k < PARK_SIZE; k++)
+                    PARK_CHECK(p[0][k] == 0);
+            }
+            memset(p[i], 0xa5, PARK_SIZE);
+        }
+        park_first = p[0];
+        park_span = park_owner->cur[cls];
+        /* more frees since the span last emptied than a cycle has (span_cycling) */
+        for (int i = 0; i < 200; i++)
+            lab_free(lab_malloc(48));
+        for (int i = PARK_N - 1; i >= 0; i--)
+            lab_free(p[i]);
+        PARK_CHECK((park_owner->parked_mask >> cls) & 1);
+        park_step(1);
+        __atomic_store_n(&park_stage, 0, __ATOMIC_RELEASE);
+    }
+    /* purged again (main): another class of its length takes it whole */
+    uint8_t *q = lab_malloc(PARK_OTHER);
+    PARK_CHECK(q == park_first);
+    PARK_CHECK(park_owner->cur[lab_size_class(PARK_OTHER)] == park_span);
+    PARK_CHECK(!((park_owner->parked_mask >> cls) & 1));
+    lab_free(q);
+    __atomic_store_n(&park_stage, 3, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* How many pages of span s are resident. */
+static size_t span_resident(const lab_span_t *s)
+{
+    size_t n = (size_t)1 << s->h.order;
+    unsigned char vec[64];
+    assert_true(n <= sizeof vec);
+    assert_int_equal(mincore((void *)lab_desc_addr((const lab_page_t *)s), n * LAB_PAGE_SIZE, vec), 0);
+    size_t in = 0;
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    return in;
+}
+
+static void park_check_purged(unsigned cls)
+{
+    uintptr_t v = lab_load_relaxed(&park_owner->parked[cls]);
+    assert_int_equal(v & ~(uintptr_t)63, (uintptr_t)park_span);
+    assert_true(v & 1); /* PARK_PURGED */
+    assert_int_equal(lab_load_relaxed(&park_span->carved), 0);
+    assert_null(park_span->free);
+    assert_int_equal(span_resident(park_span), 0);
+}
+
+static void test_parked_span_purged(void **state)
+{
+    (void)state;
+    unsigned cls = lab_size_class(PARK_SIZE);
+    assert_int_equal(lab_size_class(PARK_OTHER) != cls, 1);
+    pthread_t t;
+    park_stage = 0;
+    assert_int_equal(pthread_create(&t, NULL, park_idler, NULL), 0);
+    /* malloc_trim */
+    park_wait(1);
+    assert_true(span_resident(park_span) >= 7); /* 9 blocks of 3 KiB written */
+    struct labyrinth_pool_stats st0, st1;
+    assert_int_equal(labyrinth_pool_stats(labyrinth_default(), &st0), 0);
+    lab_trim();
+    park_check_purged(cls);
+    assert_int_equal(labyrinth_pool_stats(labyrinth_default(), &st1), 0);
+    assert_true(st1.purged_pages >= st0.purged_pages + 8); /* counted as purged */
+    __atomic_store_n(&park_stage, 2, __ATOMIC_RELEASE);
+    /* the background thread's watch: the first look starts it, a look a delay later purges */
+    park_wait(1);
+    unsigned delay = lab_pool_default_delay();
+    uint64_t next = lab_arena_return_idle_aged();
+    assert_true(next <= (uint64_t)delay + 1);
+    assert_true(span_resident(park_span) >= 7); /* not before the delay */
+    assert_false(lab_load_relaxed(&park_owner->parked[cls]) & 1);
+    usleep((delay + 50) * 1000u);
+    lab_arena_return_idle_aged();
+    park_check_purged(cls);
+    __atomic_store_n(&park_stage, 2, __ATOMIC_RELEASE);
+    park_wait(1);
+    lab_trim();
+    park_check_purged(cls);
+    __atomic_store_n(&park_stage, 2, __ATOMIC_RELEASE);
+    park_wait(3);
     pthread_join(t, NULL);
 }
 
@@ -3908,6 +4175,9 @@ int main(void)
         cmocka_unit_test(test_reclaim_no_exchange),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
+        cmocka_unit_test(test_parked_double_free_aborts),
+        cmocka_unit_test(test_parked_span_purged),
+        cmocka_unit_test(test_span_not_parked_under_reuse_list),
         cmocka_unit_test(test_untagged_heap_frees),
         cmocka_unit_test(test_kept_spans_taken_from_idle_owner),
         cmocka_unit_test(test_injected_map_failures),
