@@ -105,14 +105,15 @@ static void heap_point_direct(lab_heap_t *h, unsigned cls, lab_span_t *s)
  * is both: it stays its class's current span, its free list whole, but the direct slots leave it
  * (malloc's fast path no longer reads it: the class's next malloc takes the slow path, which
  * takes it back), and the word parked[c] holds it. Whoever takes the word by exchange holds the
- * span: the owner before it touches the span again (park_claim), or the purge thread and
- * malloc_trim, which give its pages back (MADV_DONTNEED) once it has stayed parked a whole purge
- * delay, empty its free list and carved count (its pages read zero: it is carved anew) and store
- * it back marked PARK_PURGED. The owner waits out such a hold (one madvise). No block of a
+ * span: the owner before it touches the span or its class list again (park_claim: every list
+ * change claims first, so the list stays as it was while the span is parked), or the purge
+ * thread and malloc_trim, which give it back to the pool once it has stayed parked a whole purge
+ * delay, as they do kept spans, and store PARK_GONE: the owner's claim then takes the span off
+ * its list (park_next holds what was behind it). The owner waits out such a hold. No block of a
  * parked span is out, so only a double or invalid free may reach it: lab_span_free_suspect
- * claims it before it looks, and the slow paths abort on what the purge left (nothing carved,
- * or a count gone below zero). Secure mode, signal heaps and ending threads park nothing. */
-#define PARK_PURGED 1u
+ * claims first, the slow paths abort on a span given back, and a count gone below zero aborts.
+ * Secure mode, signal heaps and ending threads park nothing. */
+#define PARK_GONE 1u
 #define PARK_GEN_SHIFT 1
 #define PARK_GEN_MASK 62u /* a generation per parking: the purge's watch tells a span parked
                              again between two of its looks from one that stayed parked */
@@ -123,27 +124,43 @@ static lab_lock_t park_lock = LAB_LOCK_INIT;
 
 lab_inline bool heap_parked(const lab_heap_t *h, unsigned cls) { return (h->parked_mask >> cls) & 1; }
 
-/* The owner takes cls's parked span back (still the class's current span; direct slots untouched). */
-static lab_noinline void park_claim(lab_heap_t *h, unsigned cls)
+/* The owner takes cls's parked span back: true if it is still its class's current span (direct
+ * slots untouched); false if the purge gave it back, its list then headed by what was behind it. */
+static lab_noinline bool park_claim(lab_heap_t *h, unsigned cls)
 {
-    uintptr_t *w = &h->parked[cls];
-    /* acquire: pairs with the holder's release store (the purge's writes to the span) */
-    for (unsigned spin = 0; !__atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE); spin++) {
-        if (spin < 256) /* the purge holds it, for one madvise */
+    uintptr_t *w = &h->parked[cls], v;
+    int was = h->in_slow; /* a fork meanwhile leaves the heap alone (lab_arena_fork_child) */
+    h->in_slow = 1;
+    /* acquire: pairs with the holder's release store */
+    for (unsigned spin = 0; !(v = __atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE)); spin++) {
+        if (spin < 256) /* the purge holds it, for one release to the pool */
             __builtin_ia32_pause();
         else /* the word's low half is 0 while held, never once stored back (a span is not the
                 first descriptor of a chunk) */
             lab_os_futex_wait_ms((int *)(void *)w, 0, 1);
     }
     h->parked_mask &= ~((uint64_t)1 << cls);
+    bool kept = v != PARK_GONE;
+    if (!kept) {
+        lab_span_t *next = h->park_next[cls];
+        h->cur[cls] = next; /* the direct slots: heap_set_cur, by the caller */
+        if (next)
+            next->prev = NULL;
+    }
+    h->in_slow = was;
+    return kept;
 }
 
-/* Point the direct slots of cls at the class's current span. */
+/* Point the direct slots of cls at the class's current span. A parked span is claimed first;
+ * one the purge gave back (s, read from cur[cls] before, is then that span) is off the list. */
 static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
-    if (lab_unlikely(heap_parked(h, cls)))
-        park_claim(h, cls);
     lab_span_t *old = h->cur[cls];
+    if (lab_unlikely(heap_parked(h, cls)) && !park_claim(h, cls)) {
+        if (s == old)
+            s = h->cur[cls];
+        old = NULL; /* the pool's again, its tag taken off */
+    }
     /* an aside heap tags its current span alone (heap_aside_on); both spans are the heap's */
     if (lab_unlikely(h->aside) && old != s && cls < LAB_DIRECT_CLASSES) {
         /* (a tag is a hint for free(): a span without it is freed the slow way, correctly) */
@@ -160,6 +177,17 @@ static void heap_set_cur(lab_heap_t *h, unsigned cls, lab_span_t *s)
         (cls < LAB_DIRECT_CLASSES && h->reuse[cls].flags))
         return;
     heap_point_direct(h, cls, s ? s : &lab_span_empty);
+}
+
+/* cls's parked span, if any, its owner's again (claimed, slots on the class's current span):
+ * false if the purge had given it back. */
+static bool heap_unpark(lab_heap_t *h, unsigned cls)
+{
+    if (!heap_parked(h, cls))
+        return true;
+    lab_span_t *was = h->cur[cls];
+    heap_set_cur(h, cls, was);
+    return h->cur[cls] == was;
 }
 
 #ifdef LAB_DEBUG
@@ -187,6 +215,7 @@ static inline void list_check(lab_heap_t *h, unsigned cls, const char *where)
 
 static void list_push_head(lab_heap_t *h, lab_span_t *s)
 {
+    (void)heap_unpark(h, s->cls); /* the list is left alone while its head is parked */
     lab_span_t *head = h->cur[s->cls];
     s->prev = NULL;
     s->next = head;
@@ -199,6 +228,7 @@ static void list_push_head(lab_heap_t *h, lab_span_t *s)
 /* Insert behind the head, so the span in use stays in use. */
 static void list_push_second(lab_heap_t *h, lab_span_t *s)
 {
+    (void)heap_unpark(h, s->cls);
     lab_span_t *head = h->cur[s->cls];
     if (!head) {
         list_push_head(h, s);
@@ -214,6 +244,7 @@ static void list_push_second(lab_heap_t *h, lab_span_t *s)
 
 static void list_remove(lab_heap_t *h, lab_span_t *s)
 {
+    (void)heap_unpark(h, s->cls); /* (s itself is a claimed span: its callers claim first) */
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -425,6 +456,7 @@ static void span_park(lab_heap_t *h, lab_span_t *s)
     heap_point_direct(h, cls, &lab_span_empty);
     bool first = !h->parked_mask;
     h->parked_mask |= (uint64_t)1 << cls;
+    h->park_next[cls] = s->next;
     uintptr_t gen = ((uintptr_t)h->park_gen++ << PARK_GEN_SHIFT) & PARK_GEN_MASK;
     /* release: the span's last writes (its free list) are visible to whoever takes it */
     __atomic_store_n(&h->parked[cls], (uintptr_t)s | gen, __ATOMIC_RELEASE);
@@ -436,19 +468,25 @@ static void span_park(lab_heap_t *h, lab_span_t *s)
 void *lab_heap_unpark_take(lab_heap_t *h, unsigned cls)
 {
     h->in_slow = 1;
-    park_claim(h, cls);
     lab_span_t *s = h->cur[cls];
-    /* the slots as heap_set_cur points them (secure mode parks nothing) */
-    if (!(cls < LAB_DIRECT_CLASSES && h->reuse[cls].flags))
-        heap_point_direct(h, cls, s);
-    h->in_slow = 0;
-    void *b = lab_span_take(h, s);
-    return lab_likely(b != NULL) ? b : lab_heap_alloc_small_slow(h, cls); /* purged: carved anew */
+    if (lab_likely(park_claim(h, cls))) {
+        /* the slots as heap_set_cur points them (secure mode parks nothing) */
+        if (!(cls < LAB_DIRECT_CLASSES && h->reuse[cls].flags))
+            heap_point_direct(h, cls, s);
+        h->in_slow = 0;
+        void *b = lab_span_take(h, s);
+        if (lab_likely(b != NULL))
+            return b;
+    } else {
+        heap_set_cur(h, cls, h->cur[cls]); /* given back: the list's next span, or none */
+        h->in_slow = 0;
+    }
+    return lab_heap_alloc_small_slow(h, cls);
 }
 
 /* The hold of h's parked span of cls by another thread than its owner (the purge thread,
- * malloc_trim): its pages go back to the OS and it is left empty, unless it is no longer parked
- * or, with want, no longer the same parking. True: pages were given back. */
+ * malloc_trim): back to the pool, unless it is no longer parked or, with want, no longer the same
+ * parking. True: a span was given back. */
 static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
 {
     uintptr_t *w = &h->parked[cls];
@@ -456,18 +494,10 @@ static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
     lab_lock(&park_lock);
     /* acquire: pairs with span_park's release (the owner's writes to the span) */
     uintptr_t v = __atomic_exchange_n(w, 0, __ATOMIC_ACQUIRE);
-    if (v && !(v & PARK_PURGED) && (!want || v == want)) {
-        lab_span_t *s = (lab_span_t *)(v & ~(uintptr_t)63);
-        /* first what says no block is carved (other threads' ownership checks read carved,
-         * relaxed; the owner's free reads flim_l): a late free aborts instead of linking a
-         * block into pages going away */
-        lab_store_relaxed(&s->carved, 0);
-        s->flim_l = 0;
-        s->free = NULL;
-        gave = lab_pool_run_purge_held((lab_page_t *)s, s->h.order);
-        v |= PARK_PURGED; /* purged, or refused (a huge page): not tried again */
-    }
-    if (v) /* release: the span's new state before the owner takes it back */
+    if (v && v != PARK_GONE && (!want || v == want) &&
+        span_release_idle(h, (lab_span_t *)(v & ~(uintptr_t)63))) /* as a kept span */
+        v = PARK_GONE, gave = true;
+    if (v) /* release: the pool's writes before the owner reads PARK_GONE */
         __atomic_store_n(w, v, __ATOMIC_RELEASE);
     lab_unlock(&park_lock);
     return gave;
@@ -493,14 +523,13 @@ static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
 #define RECLAIM_HELD_MAX 8192u
 
 /* The current span of cls if it is empty (no block out, none waiting to come back: a class that
- * cycles, span_cycling, or a parked span whose pages the purge has not taken), or NULL; NULL too
- * while the class is held (above). */
+ * cycles, span_cycling, or a parked span, which the caller has claimed), or NULL; NULL too while
+ * the class is held (above). */
 static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 {
     lab_span_t *s = h->cur[cls];
     bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
-    bool purged = heap_parked(h, cls) && (lab_load_relaxed(&h->parked[cls]) & PARK_PURGED);
-    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held && !purged ? s : NULL;
+    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
 }
 
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
@@ -523,6 +552,12 @@ static size_t heap_reclaim(size_t pages)
     if (!pages) {
         size_t n = lab_load_relaxed(&h->kept_bytes) >> LAB_PAGE_SHIFT;
         for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES; cls++) {
+            /* a parked span, not read without its claim (the purge may be giving it back), as
+             * the 8 pages it has at most (span_parks): the count is a hint */
+            if (heap_parked(h, cls)) {
+                n += 8;
+                continue;
+            }
             lab_span_t *cur = empty_listed(h, cls);
             if (cur)
                 n += (size_t)1 << cur->h.order;
@@ -544,6 +579,7 @@ static size_t heap_reclaim(size_t pages)
         span_release(h, s);
     }
     for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES && given < pages; cls++) {
+        (void)heap_unpark(h, cls);
         lab_span_t *s = empty_listed(h, cls);
         if (!s)
             continue;
@@ -574,24 +610,6 @@ static lab_span_t *kept_take_other(lab_heap_t *h, unsigned order)
     return NULL;
 }
 
-/* Failing that, another class's parked span of that length that the purge has found idle a whole
- * delay (its pages given back), taken off its class. Not one parked more recently: a class that
- * needs a second span in a round would take another's, that one a third's at its next malloc,
- * and so on, a span made at every step (`wl ring 1`: 52 000 spans for 8 M mallocs, 750 without);
- * heap_reclaim gives such spans back to the pool when it would otherwise hand out fresh pages. */
-static lab_span_t *park_take_other(lab_heap_t *h, unsigned cls, unsigned order)
-{
-    for (uint64_t m = h->parked_mask & ~((uint64_t)1 << cls); m; m &= m - 1) {
-        unsigned c = (unsigned)__builtin_ctzll(m);
-        lab_span_t *s = h->cur[c];
-        if (s->h.order == order && (lab_load_relaxed(&h->parked[c]) & PARK_PURGED)) {
-            list_remove(h, s); /* claims it (heap_set_cur) */
-            return s;
-        }
-    }
-    return NULL;
-}
-
 static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
 {
     uint32_t at = h->reclaimed_at[cls];
@@ -605,8 +623,6 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
-    if (!d && h->parked_mask)
-        d = (lab_page_t *)park_take_other(h, cls, order);
     /* a kept span carries h's tag already, unless h is aside: one of a class up to 1 KiB lost it
      * when it stopped being current (heap_set_cur), and one of another class would not get it */
     bool tag = !d || h->aside;
@@ -713,9 +729,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         heap_take_msgs(h);
     if (lab_load_relaxed(&h->inbox))
         heap_take_inbox(h);
-    /* a parked span: taken back, the direct slots on it again */
-    if (heap_parked(h, cls))
-        heap_set_cur(h, cls, h->cur[cls]);
+    /* a parked span: taken back, the direct slots on it again (or on what was behind it) */
+    (void)heap_unpark(h, cls);
     lab_span_t *s;
     while ((s = h->cur[cls])) {
         if (s->free)
@@ -978,9 +993,11 @@ static bool ready_has(lab_heap_t *h, unsigned cls, const lab_block_t *b);
 
 void lab_span_free_suspect(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
-    /* a parked span's lists are read only once it is taken back (the purge may empty them) */
-    if (heap_parked(h, s->cls) && h->cur[s->cls] == s)
-        heap_set_cur(h, s->cls, s);
+    /* a parked span's list is read only once it is taken back; one the purge gave back holds
+     * no block */
+    unsigned c = s->cls;
+    if (heap_parked(h, c) && h->cur[c] == s && !heap_unpark(h, c))
+        lab_fatal("double free of", b);
     /* nothing out: every block of it is free (or the purge took its pages) */
     if (s->usedf == 0)
         lab_fatal("double free of", b);
@@ -1109,9 +1126,11 @@ void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 static void heap_aside_on(lab_heap_t *h)
 {
     h->aside = 1;
-    for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++)
+    for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
+        (void)heap_unpark(h, cls);
         for (lab_span_t *s = h->cur[cls] ? h->cur[cls]->next : NULL; s; s = s->next)
             lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
+    }
 }
 
 /* lab_span_free_aside's other case: the list at half its bound (or a class above 1 KiB). */
@@ -1500,6 +1519,7 @@ static void heap_tidy(lab_heap_t *h)
     if (lab_load_relaxed(&h->inbox))
         heap_take_inbox(h);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
+        (void)heap_unpark(h, cls);
         lab_span_t *s = h->cur[cls];
         while (s) {
             lab_span_t *next = s->next;
@@ -1600,21 +1620,21 @@ void lab_arena_return_idle(void)
                 kept_release(h, cls, false);
         for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
             uintptr_t v = lab_load_relaxed(&h->parked[cls]);
-            if (v && !(v & PARK_PURGED))
+            if (v && v != PARK_GONE)
                 (void)park_purge(h, cls, 0);
         }
     }
 }
 
 /* The background thread's watch over h's parked spans: one parked for a whole delay (the same
- * word, generation and all) gives its pages back. Returns when to look again. */
+ * word, generation and all) goes back to the pool. Returns when to look again. */
 static uint64_t park_watch(lab_heap_t *h, uint64_t now, unsigned delay)
 {
     uint64_t next = UINT64_MAX;
     struct lab_kept_watch *w = h->bg_kept;
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         uintptr_t v = lab_load_relaxed(&h->parked[cls]);
-        if (v & PARK_PURGED)
+        if (v == PARK_GONE)
             v = 0; /* nothing left to give back */
         if (!w) {
             if (!v)
@@ -1911,11 +1931,6 @@ void lab_arena_fork_child(void)
             sig_idle |= 1ull << i;
     lab_store_relaxed(&sig_free, sig_idle);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
-        /* a parked word at 0 was being taken back by its owner (no purge holds one at a fork):
-         * the span is the owner's, or whoever adopts the heap would wait for it for good */
-        for (uint64_t m = h->parked_mask; m; m &= m - 1)
-            if (!h->parked[__builtin_ctzll(m)])
-                h->parked_mask &= ~(m & -m);
         if (h != me && h != own && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
             if (!h->in_slow) {

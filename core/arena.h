@@ -340,8 +340,10 @@ typedef struct lab_heap {
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
     uintptr_t parked[LAB_NR_CLASSES];        /* atomic: each class's current span while it is
-                                                parked, with a generation and PARK_PURGED; 0
-                                                while the owner, or the purge, holds it */
+                                                parked, with a generation; PARK_GONE once the
+                                                purge gave it back; 0 while the owner, or the
+                                                purge, holds it */
+    lab_span_t *park_next[LAB_NR_CLASSES];   /* the owner's: the span behind a parked one */
     uint8_t park_gen;                        /* the owner's: the next parking's generation */
     struct lab_ready *ready;                 /* secure mode: shuffled batches, per class */
     uint64_t rng;                            /* secure mode: the shuffle's state */

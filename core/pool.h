@@ -251,10 +251,6 @@ lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
-/* Give the pages of run d (2^order pages, in use by a caller that holds it and keeps no data in
- * it) back to the OS: they read zero from then on. Counted as purged. False when it did not: the
- * chunk is backed by a huge page (which only the store's purge splits), or the kernel refused. */
-lab_internal bool  lab_pool_run_purge_held(lab_page_t *d, unsigned order);
 /* A run of any page count 1..512 (page aligned only), head[] of every page set: from the calling
  * thread's run room (the default pool's; up to npages/8 pages more than asked) or the store. */
 lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,

@@ -18,7 +18,7 @@ bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
         /* the purge splits the huge page: small pages from now on, and khugepaged told to keep
          * away, or it would fill the purged pages in again */
         lab_os_madvise((void *)c->base, LAB_CHUNK_SIZE, MADV_NOHUGEPAGE);
-        lab_store_relaxed(&c->thp, 0); /* relaxed: lab_pool_run_purge_held reads it unlocked */
+        c->thp = 0;
         lab_add_relaxed(&pool->thp_demoted, 1);
     }
     if (lab_os_purge((void *)lab_desc_addr(d), (size_t)b << LAB_PAGE_SHIFT) != 0) {
@@ -32,17 +32,6 @@ bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
                                                                      (unsigned)(d - c->page) + b));
     lab_dirty_mark(c, (unsigned)(d - c->page), b, false);
     d->h.clean = 1;
-    return true;
-}
-
-bool lab_pool_run_purge_held(lab_page_t *d, unsigned order)
-{
-    lab_chunk_t *c = lab_desc_chunk(d);
-    /* relaxed: a huge page's chunk is demoted under its zone's lock; one read as still huge is
-     * left alone this time */
-    if (lab_load_relaxed(&c->thp) || lab_os_purge((void *)lab_desc_addr(d), (size_t)LAB_PAGE_SIZE << order) != 0)
-        return false;
-    lab_add_relaxed(&c->pool->purged_pages, (size_t)1 << order);
     return true;
 }
 

@@ -1,11 +1,12 @@
 /* park_race.c — threads that allocate a batch of blocks and free it all, round after round (each
  * round's frees empty their classes' current spans, which Labyrinth parks: core/arena.c, parked
- * spans), while another thread calls malloc_trim(0) without pause, which gives the pages of every
- * other thread's parked spans back and empties them (lab_arena_return_idle), racing the owners
- * taking them back for their next round. Some rounds end with a short sleep, so that a trim finds
- * the spans parked. Every block carries a canary, checked before it is freed: a span emptied or
- * purged under an owner that had taken it back shows up as damage (or as a block handed out
- * twice, whose canaries then overwrite each other).
+ * spans), while another thread calls malloc_trim(0) without pause, which gives every other
+ * thread's parked spans back to the pool (lab_arena_return_idle), racing the owners taking them
+ * back for their next round. Some rounds end with a short sleep, so that a trim finds the spans
+ * parked. Every block carries a canary, checked before it is freed: a span given back under an
+ * owner that had taken it back shows up as damage (or as a block handed out twice, whose canaries
+ * then overwrite each other); a version whose trims took the parked word without the exchange
+ * crashed in its first second.
  * Usage: stress_park_race [threads] [seconds]. */
 #define _GNU_SOURCE
 #include <malloc.h>
