@@ -601,8 +601,9 @@ static size_t heap_reclaim(size_t pages)
         span_release(h, s);
     }
     for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES && given < pages; cls++) {
-        (void)heap_unpark(h, cls);
-        lab_span_t *s = empty_listed(h, cls);
+        /* a parked span is given back as a kept one would be, held class or not */
+        bool parked = heap_parked(h, cls);
+        lab_span_t *s = heap_unpark(h, cls) && parked ? h->cur[cls] : empty_listed(h, cls);
         if (!s)
             continue;
         given += (size_t)1 << s->h.order;
