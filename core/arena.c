@@ -557,7 +557,8 @@ static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
  * at a time until at least `pages` pages are back in the pool, when it would otherwise hand the
  * thread pages never used; 0: how many pages such spans hold. First the kept spans (smallest
- * classes first), then the empty current spans of classes that cycle (span_cycling). Those stay
+ * classes first), then the parked spans (taken as kept ones are, held or not) and the empty
+ * current spans of classes that cycle (span_cycling). Those stay
  * listed so that a scratch block allocated and freed in a loop does not move a span at every
  * free; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
  * freed as the next is made) leaves a dirty empty span per class behind, and a new size then
