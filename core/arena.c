@@ -144,8 +144,12 @@ static lab_noinline bool park_claim(lab_heap_t *h, unsigned cls)
     if (!kept) {
         lab_span_t *next = h->park_next[cls];
         h->cur[cls] = next; /* the direct slots: heap_set_cur, by the caller */
-        if (next)
+        if (next) {
             next->prev = NULL;
+            /* an aside heap tags its current span alone (heap_aside_on): this one was not */
+            if (h->aside && cls < LAB_DIRECT_CLASSES)
+                lab_pool_run_tag((lab_page_t *)next, next->h.order, h->ftag);
+        }
     }
     h->in_slow = was;
     return kept;
@@ -174,18 +178,14 @@ lab_inline void heap_set_cur_now(lab_heap_t *h, unsigned cls, lab_span_t *s)
 }
 
 /* heap_set_cur of a parked class: the span claimed first; one the purge gave back (s, read from
- * cur[cls] before, is then that span) is off the list, what was behind it current (and tagged, in
- * an aside heap, as it was not). Apart, so that heap_set_cur saves no more registers than it did
- * before parked spans (`--batch 16384`: 4 instructions a pair). */
+ * cur[cls] before, is then that span) is off the list, what was behind it current. Apart, so that
+ * heap_set_cur saves no more registers than it did before parked spans (`--batch 16384`: 4
+ * instructions a pair). */
 static lab_noinline void heap_set_cur_parked(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
     lab_span_t *was = h->cur[cls];
-    if (!park_claim(h, cls)) {
-        if (s == was)
-            s = h->cur[cls];
-        if (h->aside && s && s == h->cur[cls] && cls < LAB_DIRECT_CLASSES)
-            lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
-    }
+    if (!park_claim(h, cls) && s == was)
+        s = h->cur[cls];
     heap_set_cur_now(h, cls, s);
 }
 
@@ -558,8 +558,8 @@ static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
  * at a time until at least `pages` pages are back in the pool, when it would otherwise hand the
  * thread pages never used; 0: how many pages such spans hold. First the kept spans (smallest
  * classes first), then the parked spans (taken as kept ones are, held or not) and the empty
- * current spans of classes that cycle (span_cycling). Those stay
- * listed so that a scratch block allocated and freed in a loop does not move a span at every
+ * current spans of classes that cycle (span_cycling). The cycling ones stay listed so that a
+ * scratch block allocated and freed in a loop does not move a span at every
  * free; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
  * freed as the next is made) leaves a dirty empty span per class behind, and a new size then
  * faulted in fresh pages beside them: `python3 -c 1`'s calls replayed (scripts/trace_replay.sh)
