@@ -176,7 +176,10 @@ typedef struct lab_span {
         int32_t used;           /* the same, read signed: <= 0 when empty or full */
     };
     uint8_t flags;
-    uint8_t unused3[3];
+    uint8_t unused3;
+    uint16_t orphan_out;        /* atomic (relaxed): blocks out when the span's heap was abandoned
+                                   and the span went from its list to the inbox (arena.c:
+                                   heap_orphan); 0 otherwise */
     /* here, not beside `heap`: the owner relinks its lists whenever a span fills or comes back,
      * and on the first line every relink took the line from the cores freeing into the span
      * and its neighbours */

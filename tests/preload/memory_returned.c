@@ -14,6 +14,11 @@
  *                          malloc_trim moves them on without the owner (lab_arena_return_idle).
  *   memory_returned exited the same, but the owner thread has exited before the frees (its heap
  *                          abandoned, adopted by no thread since): malloc_trim(0) tidies it.
+ *   memory_returned exited_idle
+ *                          the owner frees every other block itself before it exits (its spans
+ *                          half used, on its lists), the main thread the rest, then no allocator
+ *                          call, only sleep: the spans must go back once their blocks are all
+ *                          freed, without a thread to adopt the heap (Labyrinth only).
  *   memory_returned remote_idle
  *                          as remote, but no allocator call after the frees, only sleep: the
  *                          background thread moves the messages on once they have waited a
@@ -103,10 +108,23 @@ static void *owner_chain;
 
 static int owner_exits; /* the owner leaves as soon as its blocks are made */
 static int no_trim;     /* remote_idle: sleep instead of malloc_trim */
+static int owner_half;  /* exited_idle: the owner frees every other block before it exits */
+
+/* Free every other block of the chain (each kept block's successor). */
+static void halve(void *head)
+{
+    for (void **b = head; b && *b; b = *b) {
+        void **next = *b;
+        *b = *next;
+        free(next);
+    }
+}
 
 static void *owner(void *arg)
 {
     owner_chain = fill((size_t)(uintptr_t)arg);
+    if (owner_half)
+        halve(owner_chain);
     if (owner_exits)
         return NULL;
     pthread_mutex_lock(&owner_lock);
@@ -122,7 +140,8 @@ static void *owner(void *arg)
  * freed by another. */
 static int remote(void)
 {
-    const char *name = owner_exits ? "memory_returned exited"
+    const char *name = owner_half  ? "memory_returned exited_idle"
+                       : owner_exits ? "memory_returned exited"
                        : no_trim   ? "memory_returned remote_idle"
                                    : "memory_returned remote";
     if (no_trim ? !lab_expect_labyrinth() : !lab_provided("malloc_trim")) {
@@ -132,7 +151,7 @@ static int remote(void)
     }
     const size_t total = 256 * MiB;
     SAY("256 MiB in %d-byte blocks from a thread that then %s, freed by another thread, then %s: RSS "
-        "must fall below %d MiB", BLOCK, owner_exits ? "exits" : "idles",
+        "must fall below %d MiB", BLOCK, owner_half ? "frees every other one and exits" : owner_exits ? "exits" : "idles",
         no_trim ? "no allocator call, only sleep" : "malloc_trim(0)", LIMIT_MIB);
     pthread_t t;
     if (pthread_create(&t, NULL, owner, (void *)(uintptr_t)total) != 0) {
@@ -405,14 +424,16 @@ int main(int argc, char **argv)
         if (trim || late || quiet || !strcmp(argv[1], "rooms_idle"))
             return rooms(trim, quiet, late);
     }
-    if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle"))) {
-        owner_exits = !strcmp(argv[1], "exited");
-        no_trim = !strcmp(argv[1], "remote_idle");
+    if (argc > 1 && (!strcmp(argv[1], "remote") || !strcmp(argv[1], "exited") || !strcmp(argv[1], "remote_idle") ||
+                     !strcmp(argv[1], "exited_idle"))) {
+        owner_half = !strcmp(argv[1], "exited_idle");
+        owner_exits = owner_half || !strcmp(argv[1], "exited");
+        no_trim = owner_half || !strcmp(argv[1], "remote_idle");
         return remote();
     }
     int idle = argc > 1 && !strcmp(argv[1], "idle");
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|remote_idle|kept|kept_idle|rooms_idle|rooms_trim|rooms_quiet|rooms_late\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|trim|remote|exited|exited_idle|remote_idle|kept|kept_idle|rooms_idle|rooms_trim|rooms_quiet|rooms_late\n", argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {

@@ -1703,26 +1703,32 @@ static void *xh_thread(void *arg)
     return NULL;
 }
 
-static void test_frees_to_ended_thread_return(void **state)
+static void *xp_thread(void *arg);
+
+/* The run of both tests: fn allocates the blocks on a thread that ends; this thread frees those
+ * from `first` on, every `step`-th one (the thread freed the others), and counts the spans they
+ * were in that the ended thread's heap still holds. */
+static void ended_thread_frees(void *(*fn)(void *), int first, int step)
 {
-    (void)state;
-    if (lab_load_relaxed(&lab_secure))
-        skip(); /* shuffled batches: the thread's blocks are not all in full spans */
     lab_arena_thread_key_init();
     lab_free(lab_malloc(16)); /* this thread's heap is live: its frees of others' blocks travel */
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, xh_thread, NULL), 0);
+    assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     static lab_span_t *span[XH_N];
-    size_t nspans = 0;
-    for (int i = 0; i < XH_N; i++) {
+    size_t nspans = 0, orphans = 0;
+    for (int i = first; i < XH_N; i += step) {
         assert_non_null(xh_block[i]);
         lab_span_t *s = (lab_span_t *)lab_own_desc((uintptr_t)xh_block[i]);
-        if (!nspans || span[nspans - 1] != s)
+        if (!nspans || span[nspans - 1] != s) {
             span[nspans++] = s;
+            orphans += s->orphan_out == s->capacity / step;
+        }
     }
     assert_int_equal(xh_heap->state, LAB_HEAP_ABANDONED);
-    for (int i = 0; i < XH_N; i++) {
+    if (step > 1)
+        assert_true(orphans > nspans / 2); /* orphaned, with half their blocks out */
+    for (int i = first; i < XH_N; i += step) {
         assert_int_equal(((uint8_t *)xh_block[i])[XH_SIZE - 1], i & 0xff);
         lab_free(xh_block[i]);
     }
@@ -1732,6 +1738,36 @@ static void test_frees_to_ended_thread_return(void **state)
     print_message("spans of the ended thread still held: %zu of %zu\n", whole, nspans);
     assert_true(nspans > 100);
     assert_true(whole <= 10);
+}
+
+static void test_frees_to_ended_thread_return(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip(); /* shuffled batches: the thread's blocks are not all in full spans */
+    ended_thread_frees(xh_thread, 0, 1);
+}
+
+/* The same with spans the thread left half used: it allocates 16 384 blocks of 512 bytes, frees
+ * every other one itself and ends; its spans stay on its lists (half their blocks out), and the
+ * main thread frees the rest. Such spans stayed whole until a new thread adopted the heap, or
+ * malloc_trim; now the ending thread orphans them (arena.c: heap_orphan) and the senders give
+ * each back once its blocks are all home: all but those of the open messages and of this
+ * thread's reuse list. */
+static void *xp_thread(void *arg)
+{
+    xh_thread(arg);
+    for (int i = 0; i < XH_N; i += 2)
+        lab_free(xh_block[i]), xh_block[i] = NULL;
+    return NULL;
+}
+
+static void test_frees_to_ended_thread_partial(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip(); /* shuffled batches: the blocks of a span are not every other one of the array */
+    ended_thread_frees(xp_thread, 1, 2);
 }
 
 /* fn on a new thread with the nursery on (secure mode has none: skipped); its exit closes the
@@ -4161,6 +4197,7 @@ int main(void)
         cmocka_unit_test(test_nursery_misuse_aborts),
         /* last: the heap it leaves ended shifts which heap later tests' threads adopt */
         cmocka_unit_test(test_frees_to_ended_thread_return),
+        cmocka_unit_test(test_frees_to_ended_thread_partial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
