@@ -78,9 +78,26 @@ static uint64_t remote_frees_heapless; /* remote frees of threads without a live
  * than these at no measured gain in time; 128 and 256 KiB above (8 blocks). */
 static inline unsigned span_order(size_t bs) { return bs <= 8192 ? 3 : bs <= 16384 ? 5 : 6; }
 /* The shortest span of a class (two blocks or more, 8 pages or more): what span_new settles for
- * before the pool maps a chunk because its free pages hold no aligned run of span_order's length.
- * Every class of one span_order has the same shortest span, so a kept span fits any of them. */
+ * before the pool maps a chunk because its free pages hold no aligned run of span_order's length,
+ * and what a class that seldom makes a span gets (span_class_cold). Every class of one span_order
+ * has the same shortest span, so a kept span fits any of them. */
 static inline unsigned span_order_min(size_t bs) { return bs <= 16384 ? 3 : 4; }
+
+/* A class of blocks over 8 KiB that the heap seldom makes a span for gets the shortest span
+ * (span_order_min: two to four blocks), not one of 128 or 256 KiB (eight): `wl churn`, where
+ * one block in a few thousand is that large, held such a span per class and thread with a block
+ * or two of it in use (peak RSS 13.8 -> 12.0 MiB). A class that makes one again within
+ * SPAN_HOT_CALLS calls of the heap (lab_heap_calls) of its last one gets full ones: batches of
+ * such blocks pay a span's trip per eight blocks, not per two (`scripts/callgrind_pair.sh
+ * --batch 16384`: 288 instructions a pair with short spans only). Spans from the kept ones
+ * (whichever length) come first and leave the clock alone. */
+#define SPAN_HOT_CALLS 4096u
+static bool span_class_cold(lab_heap_t *h, unsigned cls)
+{
+    uint32_t now = lab_heap_calls(h) | 1, then = h->span_made[cls];
+    h->span_made[cls] = now;
+    return !then || now - then >= SPAN_HOT_CALLS;
+}
 
 /* The first direct slot of each class (lab_direct_slot of its smallest size), and one past the
  * last class's (LAB_SLOTS_ALL): filled where the free key is drawn, before any heap exists. */
@@ -647,6 +664,8 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
+    if (!d && order > span_order_min(bs) && span_class_cold(h, cls) && !h->gfp && !lab_load_relaxed(&lab_secure))
+        order = span_order_min(bs);
     /* a kept span carries h's tag already, unless h is aside: one of a class up to 1 KiB lost it
      * when it stopped being current (heap_set_cur), and one of another class would not get it */
     bool tag = !d || h->aside;

@@ -3550,6 +3550,39 @@ static void test_span_kept_when_emptied(void **state)
     span_kept_when_emptied(640, 0);
 }
 
+/* Blocks over 8 KiB: a class the heap has not taken a span of for a while gets the shortest span
+ * (two blocks of 16 KiB in 32 KiB, where a full one holds eight in 128 KiB); one that takes spans
+ * again soon after (a batch of such blocks) gets full ones. */
+static void test_big_class_spans_short_when_cold(void **state)
+{
+    (void)state;
+    enum { BS = 16 * KiB, NB = 64 };
+    static void *b[NB];
+    lab_trim(); /* no kept span to take instead */
+    for (int i = 0; i < 5000; i++) /* more calls of the heap than SPAN_HOT_CALLS */
+        lab_free(lab_malloc(32));
+    b[0] = lab_malloc(BS);
+    assert_non_null(b[0]);
+    lab_span_t *first = span_of(b[0]);
+    for (int i = 1; i < NB; i++) {
+        b[i] = lab_malloc(BS);
+        assert_non_null(b[i]);
+        fill(b[i], BS, (unsigned)i);
+    }
+    lab_span_t *last = span_of(b[NB - 1]);
+    print_message("first span %zu KiB (%u blocks), last %zu KiB (%u blocks)\n",
+                  ((size_t)LAB_PAGE_SIZE << first->h.order) >> 10, first->capacity,
+                  ((size_t)LAB_PAGE_SIZE << last->h.order) >> 10, last->capacity);
+    assert_int_equal((size_t)LAB_PAGE_SIZE << first->h.order, 32 * KiB);
+    assert_int_equal(first->capacity, 2);
+    assert_int_equal((size_t)LAB_PAGE_SIZE << last->h.order, 128 * KiB);
+    for (int i = 1; i < NB; i++)
+        assert_pattern(b[i], BS, (unsigned)i);
+    for (int i = 0; i < NB; i++)
+        lab_free(b[i]);
+    lab_trim();
+}
+
 /* sqlite3 inserting rows: each row takes a few blocks of three scratch classes and frees them
  * (their spans empty but listed), and keeps one block of a fourth that needs a new span now and
  * then, from pages never used (the database grows). Each such span took a scratch class's empty
@@ -4177,6 +4210,7 @@ int main(void)
         cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
         cmocka_unit_test(test_span_kept_when_emptied),
+        cmocka_unit_test(test_big_class_spans_short_when_cold),
         cmocka_unit_test(test_reclaim_no_exchange),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
