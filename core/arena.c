@@ -86,7 +86,7 @@ static inline unsigned span_order_min(size_t bs) { return bs <= 16384 ? 3 : 4; }
 /* A class of blocks over 8 KiB that the heap seldom makes a span for gets the shortest span
  * (span_order_min: two to four blocks), not one of 128 or 256 KiB (eight): `wl churn`, where
  * one block in a few thousand is that large, held such a span per class and thread with a block
- * or two of it in use (peak RSS 13.8 -> 12.0 MiB). A class that makes one again within
+ * or two of it in use (peak RSS 13.8 -> 12.4 MiB). A class that makes one again within
  * SPAN_HOT_CALLS calls of the heap (lab_heap_calls) of its last one gets full ones: batches of
  * such blocks pay a span's trip per eight blocks, not per two (`scripts/callgrind_pair.sh
  * --batch 16384`: 288 instructions a pair with short spans only). Spans from the kept ones
@@ -420,7 +420,12 @@ static inline size_t span_bytes(const lab_span_t *s) { return (size_t)1 << (s->h
 static void span_retire(lab_heap_t *h, lab_span_t *s)
 {
     size_t bytes = span_bytes(s);
+    /* a span shorter than its class's goes back too (a cold class's, span_class_cold, or one
+     * settled for when the pool held no longer run): kept, such spans lay between the full ones
+     * in the chunks that malloc_trim could not give back (scripts/idle_rss.sh, 32 idle threads:
+     * 5.1-5.4 MiB after malloc_trim, 4.1 given back) */
     if (h->gfp || h->state != LAB_HEAP_LIVE || lab_load_relaxed(&lab_secure) ||
+        s->h.order < span_order(s->block_size) ||
         lab_load_relaxed(&h->kept_bytes) + bytes > lab_load_relaxed(&lab_kept_max))
         return span_release(h, s);
     uintptr_t *w = &h->kept[s->cls];

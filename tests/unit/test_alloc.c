@@ -3550,9 +3550,10 @@ static void test_span_kept_when_emptied(void **state)
     span_kept_when_emptied(640, 0);
 }
 
-/* Blocks over 8 KiB: a class the heap has not taken a span of for a while gets the shortest span
- * (two blocks of 16 KiB in 32 KiB, where a full one holds eight in 128 KiB); one that takes spans
- * again soon after (a batch of such blocks) gets full ones. */
+/* Blocks over 8 KiB: a class the heap has not made a span for in a while gets the shortest span
+ * (two blocks of 16 KiB in 32 KiB, where a full one holds eight in 128 KiB), which goes back to
+ * the pool when it empties; one that makes spans again soon after (a batch of such blocks) gets
+ * full ones. */
 static void test_big_class_spans_short_when_cold(void **state)
 {
     (void)state;
@@ -3580,6 +3581,8 @@ static void test_big_class_spans_short_when_cold(void **state)
         assert_pattern(b[i], BS, (unsigned)i);
     for (int i = 0; i < NB; i++)
         lab_free(b[i]);
+    /* the short span, emptied, went back to the pool rather than to the kept spans */
+    assert_int_not_equal(lab_load_relaxed(&first->h.state), LAB_PAGE_SPAN);
     lab_trim();
 }
 
