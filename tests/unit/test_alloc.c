@@ -3551,38 +3551,55 @@ static void test_span_kept_when_emptied(void **state)
 }
 
 /* Blocks over 8 KiB: a class the heap has not made a span for in a while gets the shortest span
- * (two blocks of 16 KiB in 32 KiB, where a full one holds eight in 128 KiB), which goes back to
- * the pool when it empties; one that makes spans again soon after (a batch of such blocks) gets
- * full ones. */
-static void test_big_class_spans_short_when_cold(void **state)
+ * (two blocks of 16 KiB in 32 KiB, where a full one holds eight in 128 KiB); one that makes spans
+ * again soon after (a batch of such blocks) gets full ones. An emptied short span is kept only
+ * while its class has no span kept, else it goes back to the pool. */
+static lab_span_t *cold_short_span(void **b, int n)
 {
-    (void)state;
-    enum { BS = 16 * KiB, NB = 64 };
-    static void *b[NB];
     lab_trim(); /* no kept span to take instead */
     for (int i = 0; i < 5000; i++) /* more calls of the heap than SPAN_HOT_CALLS */
         lab_free(lab_malloc(32));
-    b[0] = lab_malloc(BS);
-    assert_non_null(b[0]);
-    lab_span_t *first = span_of(b[0]);
-    for (int i = 1; i < NB; i++) {
-        b[i] = lab_malloc(BS);
+    for (int i = 0; i < n; i++) {
+        b[i] = lab_malloc(16 * KiB);
         assert_non_null(b[i]);
-        fill(b[i], BS, (unsigned)i);
+        fill(b[i], 16 * KiB, (unsigned)i);
     }
-    lab_span_t *last = span_of(b[NB - 1]);
+    lab_span_t *first = span_of(b[0]);
+    assert_int_equal((size_t)LAB_PAGE_SIZE << first->h.order, 32 * KiB);
+    assert_int_equal(first->capacity, 2);
+    return first;
+}
+
+static void test_big_class_spans_short_when_cold(void **state)
+{
+    (void)state;
+    enum { NB = 64 };
+    static void *b[NB];
+    lab_heap_t *h = lab_tls_heap;
+    unsigned cls = lab_size_class(16 * KiB);
+    /* a batch: the short span first, then full ones. The full spans but the current one freed
+     * first are kept; the short span freed then goes back */
+    lab_span_t *first = cold_short_span(b, NB), *last = span_of(b[NB - 1]);
     print_message("first span %zu KiB (%u blocks), last %zu KiB (%u blocks)\n",
                   ((size_t)LAB_PAGE_SIZE << first->h.order) >> 10, first->capacity,
                   ((size_t)LAB_PAGE_SIZE << last->h.order) >> 10, last->capacity);
-    assert_int_equal((size_t)LAB_PAGE_SIZE << first->h.order, 32 * KiB);
-    assert_int_equal(first->capacity, 2);
     assert_int_equal((size_t)LAB_PAGE_SIZE << last->h.order, 128 * KiB);
-    for (int i = 1; i < NB; i++)
-        assert_pattern(b[i], BS, (unsigned)i);
-    for (int i = 0; i < NB; i++)
-        lab_free(b[i]);
-    /* the short span, emptied, went back to the pool rather than to the kept spans */
+    for (int i = 2; i < NB; i++)
+        if (span_of(b[i]) != last)
+            assert_pattern(b[i], 16 * KiB, (unsigned)i), lab_free(b[i]), b[i] = NULL;
+    assert_true(lab_load_relaxed(&h->kept[cls]) != 0);
+    lab_free(b[0]);
+    lab_free(b[1]);
     assert_int_not_equal(lab_load_relaxed(&first->h.state), LAB_PAGE_SPAN);
+    for (int i = 2; i < NB; i++)
+        lab_free(b[i]);
+    /* three blocks: the short span and a full one; the short span emptied first is kept */
+    first = cold_short_span(b, 3);
+    assert_ptr_not_equal(span_of(b[2]), first);
+    lab_free(b[0]);
+    lab_free(b[1]);
+    assert_int_equal(lab_load_relaxed(&h->kept[cls]), (uintptr_t)first);
+    lab_free(b[2]);
     lab_trim();
 }
 
