@@ -272,6 +272,16 @@ static inline uint64_t lab_rand(uint64_t *state)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/* The stress tests' trimmer threads: malloc_trim(0) without pause while *busy (the threads still
+ * at work) is positive; returns how many calls it made. */
+static inline long lab_trim_while(atomic_int *busy)
+{
+    long n = 0;
+    while (atomic_load(busy) > 0)
+        malloc_trim(0), n++;
+    return n;
+}
+
 /* Resident set size in KiB from /proc/self/statm, read with raw read(2) (stdio would allocate
  * through the allocator being measured); -1 if it cannot be read. */
 static inline long lab_rss_kib(void)

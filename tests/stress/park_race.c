@@ -65,10 +65,7 @@ static void *worker(void *arg)
 static void *trimmer(void *arg)
 {
     (void)arg;
-    while (atomic_load(&workers_left) > 0) {
-        malloc_trim(0);
-        atomic_fetch_add(&trims, 1);
-    }
+    atomic_store(&trims, lab_trim_while(&workers_left));
     return NULL;
 }
 

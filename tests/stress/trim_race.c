@@ -161,10 +161,7 @@ static void *consumer(void *arg)
 static void *trimmer(void *arg)
 {
     (void)arg;
-    while (atomic_load(&producers_left) > 0) {
-        malloc_trim(0);
-        atomic_fetch_add(&trims, 1);
-    }
+    atomic_store(&trims, lab_trim_while(&producers_left));
     return NULL;
 }
 
