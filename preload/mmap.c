@@ -41,8 +41,10 @@
  * A signal handler that interrupted this thread inside one of these calls never takes the lock
  * nor waits for pages: its mmap goes to the kernel, its munmap of pooled pages unmaps them for
  * real (they stay FOREIGN), and the rare calls that would need the free lists (MAP_FIXED or
- * MREMAP_FIXED over free pooled pages) abort with a message. A call whose wait for the lock runs
- * out (its holder stopped: mm_enter_bounded) does the same, but for MAP_FIXED and mremap. */
+ * MREMAP_FIXED over free pooled pages) abort with a message. No handler runs while a thread holds
+ * the lock (mmap_pool.c: lab_mmpool_defer_signal puts it off until the lock is dropped), so a
+ * thread a collector stops with a signal (Boehm, Mono) never keeps the others waiting; a new
+ * mapping still goes to the kernel when the lock does not come soon (mm_enter_bounded). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -133,12 +135,9 @@ static inline bool mm_enter(void)
 }
 
 /* mm_enter, false too when the lock does not come soon (lab_mmpool_lock_take_bounded): its holder
- * may be a thread stopped by a collector that maps, unmaps, protects or advises memory meanwhile
- * (Boehm, Mono), and waiting for it would wait for good. A new mapping then goes to the kernel;
- * munmap, mprotect & co. and madvise take the path a handler that interrupted this thread's own
- * call takes (the *_nested ones: the kernel's call on the pages, no list changed, unmapped pooled
- * pages lost to the pool as FOREIGN), which touches no page but the call's own, so it is safe
- * beside a holder that is only slow. MAP_FIXED and mremap, which may need the free lists, wait. */
+ * is off the CPU. For a new mapping only, which then goes to the kernel. Any other call waits:
+ * acting without the lock on pages another thread's call holds lost that call's bookkeeping (a
+ * taint written over pages just cached left them LIVE for good: stop 47's CI). */
 static inline bool mm_enter_bounded(void)
 {
     if (mm_depth)
@@ -639,7 +638,7 @@ static long mm_unmap(uintptr_t a, size_t len)
     check_not_malloc("munmap of memory that malloc owns", a, end);
     if (!lab_mmpool_touches(a, end))
         return k_munmap(a, len);
-    return mm_enter_bounded() ? unmap_locked(a, end) : unmap_nested(a, end);
+    return mm_enter() ? unmap_locked(a, end) : unmap_nested(a, end);
 }
 
 static lab_noinline int munmap_slow(void *addr, size_t len) { return ret_int(mm_unmap((uintptr_t)addr, len)); }
@@ -1168,7 +1167,7 @@ static long pkey_check(uintptr_t a, long pkey, uint64_t mark)
  * taint: even on failure, as a reset where a cache would do is always safe. */
 static long mm_upto_hole(long nr, uintptr_t a, uintptr_t end, long arg, long pkey, bool taint)
 {
-    if (!mm_enter_bounded()) {
+    if (!mm_enter()) { /* a handler that interrupted this thread's call */
         uintptr_t hole = first_hole(a, end, UINT64_MAX);
         if (taint)
             lab_mmpool_taint(a, hole);
@@ -1324,7 +1323,7 @@ static long mm_advise(uintptr_t a, size_t len, int adv)
     if (r)
         return r;
     bool taint = !advice_benign(adv);
-    if (!mm_enter_bounded()) {
+    if (!mm_enter()) { /* a handler that interrupted this thread's call */
         if (taint)
             lab_mmpool_taint(a, end);
         return advise_run(a, end, adv, UINT64_MAX);

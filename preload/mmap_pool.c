@@ -20,9 +20,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 
 #include "mmap_pool.h"
 
@@ -130,6 +132,18 @@ static void st_fill(uint8_t *s, size_t n, unsigned keep, unsigned v)
         st_put(&s[i], (st_get(&s[i]) & keep) | v);
 }
 
+/* Signals a handler put off while this thread held or took the lock (lab_mmpool_defer_signal):
+ * bit sig-1, blocked in this thread's mask until it lets go (mm_undefer). */
+static __thread uint64_t mm_deferred;
+
+/* The deferred signals unblocked: each was queued again, and is delivered now, with its siginfo. */
+static lab_noinline void mm_undefer(void)
+{
+    uint64_t set = mm_deferred;
+    mm_deferred = 0;
+    mm_sys(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&set, 0, sizeof set, 0, 0);
+}
+
 void lab_mmpool_lock_take(void)
 {
     mm_self_locks = true;
@@ -137,12 +151,10 @@ void lab_mmpool_lock_take(void)
     lab_lock(&lab_mmpool_lock);
 }
 
-/* For a call that can do without the lock (a new mapping: the kernel; munmap, mprotect, madvise:
- * the kernel on its own pages, mmap.c): the lock if it comes within a bounded wait, else false. A
- * thread stopped while it holds the lock (a collector that suspends threads with signals, then
- * maps memory: Boehm, Mono) would keep a waiter waiting for good (found by review). No system
- * call with the lock held, so a running holder lets go in far less than the wait: a miss means a
- * holder off the CPU, and then the kernel is the faster way too. */
+/* For a new mapping, which can do without the pool (mmap.c: the kernel then maps it): the lock if
+ * it comes within a bounded wait, else false. No system call is made with the lock held and no
+ * handler runs while it is (lab_mmpool_defer_signal), so a holder lets go in far less than the
+ * wait unless it is off the CPU, and then the kernel is the faster way. */
 bool lab_mmpool_lock_take_bounded(void)
 {
     mm_self_locks = true;
@@ -157,6 +169,9 @@ bool lab_mmpool_lock_take_bounded(void)
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     mm_self_locks = false;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* a handler from here on runs at once */
+    if (lab_unlikely(mm_deferred))
+        mm_undefer();
     return false;
 }
 
@@ -165,6 +180,36 @@ void lab_mmpool_lock_drop(void)
     lab_unlock(&lab_mmpool_lock);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     mm_self_locks = false;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* as in lab_mmpool_lock_take_bounded */
+    if (lab_unlikely(mm_deferred))
+        mm_undefer();
+}
+
+/* A handler for sig that interrupted this thread while it held or took the lock does not run
+ * there: a collector's stop signal (Boehm, Mono) would park the holder, and every other thread's
+ * call would wait on it for good (found by review: the bounded waits that did without the lock
+ * instead raced with other threads' calls on the same pages; stop 47's CI, the race section). The
+ * signal is queued again to this thread with its siginfo (the kernel lets a thread send itself
+ * any), blocked in the mask the interrupted code resumes with, and unblocked when the lock is
+ * dropped: its handler then runs, with the lock free. False when it must run now (not held, no
+ * context, a fault's signal, which would only come again, or the kernel refused to queue it: a
+ * full real-time queue). */
+bool lab_mmpool_defer_signal(int sig, void *info, void *uctx)
+{
+    if (!mm_self_locks || !uctx || sig < 1 || sig > 64)
+        return false;
+    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS)
+        return false;
+    uint64_t bit = (uint64_t)1 << (sig - 1);
+    /* blocked now, as well: with SA_NODEFER the copy queued below would interrupt this handler */
+    if (MM_ERR(mm_sys(SYS_rt_sigprocmask, SIG_BLOCK, (long)&bit, 0, sizeof bit, 0, 0)))
+        return false;
+    long pid = mm_sys(SYS_getpid, 0, 0, 0, 0, 0, 0), tid = mm_sys(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    if (MM_ERR(mm_sys(SYS_rt_tgsigqueueinfo, pid, tid, sig, (long)info, 0, 0)))
+        return false; /* the handler runs now; the mask it returns to is the interrupted one */
+    sigaddset(&((ucontext_t *)uctx)->uc_sigmask, sig);
+    mm_deferred |= bit;
+    return true;
 }
 
 bool lab_mmpool_lock_mine(void) { return mm_self_locks; }
@@ -590,6 +635,8 @@ void lab_mmpool_fork_child(bool took)
      * if its call was interrupted: the sweep then waits for it to end). */
     lab_lock_reset(&lab_mmpool_lock);
     mm_self_locks = false;
+    if (mm_deferred) /* the parent's signals stay with the parent: the child's mask is as before */
+        mm_undefer();
     if (mm_self_busy)
         mm_sweep_due = true;
     else
@@ -655,12 +702,22 @@ void lab_mmpool_mark(uintptr_t a, uintptr_t end, unsigned state)
     st_fill(c->state + ((a - c->base) >> LAB_PAGE_SHIFT), (end - a) >> LAB_PAGE_SHIFT, LAB_MM_BUSY, state);
 }
 
+/* Byte by byte, and only where the byte still says LIVE when written: from a handler's call the
+ * pages may be another thread's operation's, which may make them TRANSIT or CACHED meanwhile. */
 void lab_mmpool_taint(uintptr_t a, uintptr_t end)
 {
     for (uintptr_t p = a, q; p < end; p = q) {
         unsigned s = lab_mmpool_segment(p, end, &q, UINT64_MAX);
-        if (!(s & LAB_MM_OUTSIDE) && (s & LAB_MM_KIND) == LAB_MM_LIVE)
-            lab_mmpool_mark(p, q, LAB_MM_LIVE | LAB_MM_TAINT);
+        if ((s & LAB_MM_OUTSIDE) || (s & LAB_MM_KIND) != LAB_MM_LIVE)
+            continue;
+        mm_chunk_t *c = chunk_lookup(p);
+        for (size_t i = (p - c->base) >> LAB_PAGE_SHIFT, e = (q - c->base) >> LAB_PAGE_SHIFT; i < e; i++) {
+            uint8_t v = st_get(&c->state[i]);
+            while ((v & (LAB_MM_KIND | LAB_MM_TAINT)) == LAB_MM_LIVE &&
+                   !__atomic_compare_exchange_n(&c->state[i], &v, (uint8_t)(v | LAB_MM_TAINT), true,
+                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            }
+        }
     }
 }
 

@@ -54,10 +54,13 @@ lab_internal extern lab_lock_t lab_mmpool_lock;
 /* Take or drop lab_mmpool_lock (always through these: a fork handler asks lab_mmpool_lock_mine).
  * lab_mmpool_lock_mine: this thread may hold it (it holds it, or is taking or dropping it). */
 lab_internal void lab_mmpool_lock_take(void);
-/* lab_mmpool_lock_take, but false instead of a long wait (its holder may be stopped). */
+/* lab_mmpool_lock_take, but false instead of a long wait (its holder may be off the CPU). */
 lab_internal bool lab_mmpool_lock_take_bounded(void);
 lab_internal void lab_mmpool_lock_drop(void);
 lab_internal bool lab_mmpool_lock_mine(void);
+/* From the signal wrapper (signals.c), uctx its ucontext_t: true if this thread holds or takes
+ * the lock, and the signal was put off until it drops it (the handler must not run now). */
+lab_internal bool lab_mmpool_defer_signal(int sig, void *info, void *uctx);
 
 /* Chunk size: 8 MiB, or four times the largest pooled request when that is bigger. */
 lab_internal void lab_mmpool_setup(size_t max_bytes, size_t cache_bytes, unsigned purge_delay_ms);

@@ -15,6 +15,7 @@
 #include <ucontext.h>
 
 #include "alloc.h"
+#include "mmap_pool.h"
 
 #define LAB_EXPORT __attribute__((visibility("default")))
 
@@ -44,6 +45,10 @@ static bool interrupted_allocator(void *uctx)
 static void wrapper(int sig, siginfo_t *info, void *uctx)
 {
     int saved_errno = errno;
+    if (lab_unlikely(lab_mmpool_defer_signal(sig, info, uctx))) {
+        errno = saved_errno;
+        return;
+    }
     void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
     int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
     bool nested = interrupted_allocator(uctx);
