@@ -45,12 +45,14 @@ static bool interrupted_allocator(void *uctx)
 static void wrapper(int sig, siginfo_t *info, void *uctx)
 {
     int saved_errno = errno;
-    if (lab_unlikely(lab_mmpool_defer_signal(sig, info, uctx))) {
+    void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
+    int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
+    /* not while this thread holds pooled mmap's lock (mmap_pool.c); a one-shot handler runs now:
+     * its disposition is the default already, which the signal queued again would meet */
+    if (lab_unlikely(!(flags & SA_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
         errno = saved_errno;
         return;
     }
-    void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
-    int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
     bool nested = interrupted_allocator(uctx);
     lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
     lab_pool_handler_depth++; /* no purge and no thread start from a handler (core/pool.h) */

@@ -1551,6 +1551,131 @@ static void t_suspend(void)
     signal(SIGALRM, SIG_DFL);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * queued: real-time signals, each with its own value, sent to a thread that maps and unmaps
+ * pooled memory all the time. Those that come while it holds the pool's lock are put off until it
+ * drops it (lab_mmpool_defer_signal): each must still arrive once, with its value, and the
+ * thread's mask must be as before at the end. */
+
+#define Q_SIGNALS 20000
+static atomic_int q_stop;
+static atomic_long q_sum;
+static atomic_int q_count, q_bad;
+
+static void q_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (sig != SIGRTMIN || si->si_code != SI_QUEUE || si->si_value.sival_int < 1 ||
+        si->si_value.sival_int > Q_SIGNALS)
+        atomic_fetch_add(&q_bad, 1);
+    atomic_fetch_add(&q_sum, si->si_value.sival_int);
+    atomic_fetch_add(&q_count, 1);
+}
+
+/* A one-shot handler (SA_RESETHAND), which sets itself again: its signal is never put off, since
+ * the copy queued again would meet the default action (for SIGUSR1: the end of the process). */
+static void q_oneshot_arm(void);
+static void q_oneshot(int sig)
+{
+    (void)sig;
+    q_oneshot_arm();
+    atomic_fetch_add(&q_count, 1);
+}
+
+static void q_oneshot_arm(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = q_oneshot;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static void *q_mapper(void *arg)
+{
+    (void)arg;
+    sigset_t before, after;
+    pthread_sigmask(SIG_SETMASK, NULL, &before);
+    /* the pool's statistics: a walk of its page states under its lock, so that many signals come
+     * while the lock is held */
+    int (*stats)(struct labyrinth_mmap_stats *) =
+        (int (*)(struct labyrinth_mmap_stats *))dlsym(RTLD_DEFAULT, "labyrinth_mmap_stats");
+    struct labyrinth_mmap_stats st;
+    static char *held[2048]; /* 32 MiB pooled: a longer walk */
+    for (int k = 0; k < 2048; k++)
+        held[k] = map_rw(4 * PG);
+    for (unsigned i = 0; !atomic_load(&q_stop); i++) {
+        size_t len = (1 + i % 4) * PG;
+        char *p = map_rw(len);
+        if (p) {
+            p[0] = 1;
+            munmap(p, len);
+        }
+        if (stats)
+            stats(&st);
+    }
+    for (int k = 0; k < 2048; k++)
+        if (held[k])
+            munmap(held[k], 4 * PG);
+    /* every signal handled by now (the sender waited for them): the mask the thread began with */
+    pthread_sigmask(SIG_SETMASK, NULL, &after);
+    return (void *)(uintptr_t)(sigismember(&after, SIGRTMIN) != sigismember(&before, SIGRTMIN));
+}
+
+static void t_queued(void)
+{
+    SAY("queued: %d real-time signals with values to a thread that maps and unmaps meanwhile", Q_SIGNALS);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = q_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGRTMIN, &sa, NULL);
+    atomic_store(&q_stop, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, q_mapper, NULL) == 0, "pthread_create");
+    long want = 0;
+    for (int i = 1; i <= Q_SIGNALS; i++) {
+        union sigval v = {.sival_int = i};
+        while (pthread_sigqueue(t, SIGRTMIN, v) != 0) /* EAGAIN: the queue is full, wait */
+            sched_yield();
+        want += i;
+        /* one at a time, each after a pause of its own: they come at any point of the thread's
+         * work, not at its return from the last one's handler */
+        while (i - atomic_load(&q_count) > 0)
+            sched_yield();
+        for (volatile unsigned d = (unsigned)(i * 2654435761u) % 4096; d; d--) {
+        }
+    }
+    for (int w = 0; w < 10000 && atomic_load(&q_count) < Q_SIGNALS; w++)
+        usleep(1000);
+    atomic_store(&q_stop, 1);
+    void *mask_changed = NULL;
+    pthread_join(t, &mask_changed);
+    CHECK(atomic_load(&q_count) == Q_SIGNALS && atomic_load(&q_sum) == want && !atomic_load(&q_bad),
+          "queued: %d of %d signals arrived (%d with a wrong code or value), values sum %ld, want %ld",
+          atomic_load(&q_count), Q_SIGNALS, atomic_load(&q_bad), (long)atomic_load(&q_sum), want);
+    CHECK(!mask_changed, "queued: the thread's signal mask lost or kept SIGRTMIN");
+    signal(SIGRTMIN, SIG_DFL);
+
+    /* one-shot handlers: each signal handled before the next is sent */
+    q_oneshot_arm();
+    atomic_store(&q_count, 0);
+    atomic_store(&q_stop, 0);
+    CHECK(pthread_create(&t, NULL, q_mapper, NULL) == 0, "pthread_create");
+    int sent = 0;
+    for (; sent < Q_SIGNALS / 4; sent++) {
+        pthread_kill(t, SIGUSR1);
+        for (int w = 0; w < 1000000 && atomic_load(&q_count) <= sent; w++)
+            sched_yield();
+    }
+    atomic_store(&q_stop, 1);
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&q_count) == sent, "queued: %d of %d one-shot signals handled", atomic_load(&q_count), sent);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1559,7 +1684,7 @@ static const struct {
     {"fixed", t_map_fixed},     {"fork", t_fork},          {"madvise", t_madvise}, {"mlock", t_mlock},
     {"errors", t_errors},       {"malloc", t_malloc_munmap}, {"threads", t_threads}, {"race", t_race},
     {"signals", t_signals},     {"edges", t_edges},        {"idle", t_idle},       {"suspend", t_suspend},
-    {"process_madvise", t_process_madvise},
+    {"process_madvise", t_process_madvise}, {"queued", t_queued},
 };
 
 int main(int argc, char **argv)
