@@ -187,13 +187,13 @@ void lab_mmpool_lock_drop(void)
 
 /* A handler for sig that interrupted this thread while it held or took the lock does not run
  * there: a collector's stop signal (Boehm, Mono) would park the holder, and every other thread's
- * call would wait on it for good (found by review: the bounded waits that did without the lock
- * instead raced with other threads' calls on the same pages; stop 47's CI, the race section). The
- * signal is queued again to this thread with its siginfo (the kernel lets a thread send itself
- * any), blocked in the mask the interrupted code resumes with, and unblocked when the lock is
- * dropped: its handler then runs, with the lock free. False when it must run now (not held, no
- * context, a fault's signal, which would only come again, or the kernel refused to queue it: a
- * full real-time queue). */
+ * call would wait on it for good. (Calls that gave up waiting and did without the lock instead
+ * raced with other threads' calls on the same pages: stop 47's CI, the race section.) The signal
+ * is queued again to this thread with its siginfo (the kernel lets a thread send itself any),
+ * blocked in the mask the interrupted code resumes with, and unblocked when the lock is dropped:
+ * its handler then runs, with the lock free. False when it must run now (not held, no context, a
+ * fault's signal, which would only come again, or the kernel refused to queue it: a full
+ * real-time queue). */
 bool lab_mmpool_defer_signal(int sig, void *info, void *uctx)
 {
     if (!mm_self_locks || !uctx || sig < 1 || sig > 64)
