@@ -65,30 +65,31 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     raise(sig);
 }
 
-static void faults_install(void)
+/* fn (or, with SA_SIGINFO in flags, fn3) for sig; block_all: every other signal blocked meanwhile. */
+static void handle_with(int sig, void (*fn)(int), void (*fn3)(int, siginfo_t *, void *), int flags, bool block_all)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
-}
-
-/* fn for sig, restarting interrupted calls; block_all: every other signal blocked meanwhile. */
-static void handle(int sig, void (*fn)(int), bool block_all)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fn;
-    sa.sa_flags = SA_RESTART;
+    if (flags & SA_SIGINFO)
+        sa.sa_sigaction = fn3;
+    else
+        sa.sa_handler = fn;
+    sa.sa_flags = flags;
     if (block_all)
         sigfillset(&sa.sa_mask);
     else
         sigemptyset(&sa.sa_mask);
     sigaction(sig, &sa, NULL);
 }
+
+static void faults_install(void)
+{
+    handle_with(SIGSEGV, NULL, on_fault, SA_SIGINFO | SA_NODEFER, false);
+    handle_with(SIGBUS, NULL, on_fault, SA_SIGINFO | SA_NODEFER, false);
+}
+
+/* fn for sig, restarting interrupted calls; block_all: every other signal blocked meanwhile. */
+static void handle(int sig, void (*fn)(int), bool block_all) { handle_with(sig, fn, NULL, SA_RESTART, block_all); }
 
 /* 1 if the byte at p can be read (write: read and written back unchanged). */
 static int accessible(volatile char *p, int write)
@@ -1582,15 +1583,7 @@ static void q_oneshot(int sig)
     atomic_fetch_add(&q_count, 1);
 }
 
-static void q_oneshot_arm(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = q_oneshot;
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-}
+static void q_oneshot_arm(void) { handle_with(SIGUSR1, q_oneshot, NULL, SA_RESETHAND | SA_RESTART, false); }
 
 static void *q_mapper(void *arg)
 {
@@ -1626,12 +1619,7 @@ static void *q_mapper(void *arg)
 static void t_queued(void)
 {
     SAY("queued: %d real-time signals with values to a thread that maps and unmaps meanwhile", Q_SIGNALS);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = q_handler;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGRTMIN, &sa, NULL);
+    handle_with(SIGRTMIN, NULL, q_handler, SA_SIGINFO | SA_RESTART, false);
     atomic_store(&q_stop, 0);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, q_mapper, NULL) == 0, "pthread_create");
