@@ -1558,10 +1558,24 @@ static void t_suspend(void)
  * drops it (lab_mmpool_defer_signal): each must still arrive once, with its value, and the
  * thread's mask must be as before at the end. */
 
-#define Q_SIGNALS 20000
+#define Q_SIGNALS 4000
 static atomic_int q_stop;
 static atomic_long q_sum;
 static atomic_int q_count, q_bad;
+static sem_t q_handled; /* posted by each handler (sem_post is async-signal-safe) */
+
+/* Wait until the handler of the signal just sent ran: false after 10 s (a signal lost). Sleeping,
+ * so that on a loaded machine the thread that must handle it gets the CPU. */
+static bool q_wait(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    while (sem_timedwait(&q_handled, &ts) != 0)
+        if (errno != EINTR)
+            return false;
+    return true;
+}
 
 static void q_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -1571,6 +1585,7 @@ static void q_handler(int sig, siginfo_t *si, void *uc)
         atomic_fetch_add(&q_bad, 1);
     atomic_fetch_add(&q_sum, si->si_value.sival_int);
     atomic_fetch_add(&q_count, 1);
+    sem_post(&q_handled);
 }
 
 /* A one-shot handler (SA_RESETHAND), which sets itself again: its signal is never put off, since
@@ -1581,6 +1596,7 @@ static void q_oneshot(int sig)
     (void)sig;
     q_oneshot_arm();
     atomic_fetch_add(&q_count, 1);
+    sem_post(&q_handled);
 }
 
 static void q_oneshot_arm(void) { handle_with(SIGUSR1, q_oneshot, NULL, SA_RESETHAND | SA_RESTART, false); }
@@ -1619,6 +1635,7 @@ static void *q_mapper(void *arg)
 static void t_queued(void)
 {
     SAY("queued: %d real-time signals with values to a thread that maps and unmaps meanwhile", Q_SIGNALS);
+    sem_init(&q_handled, 0, 0);
     handle_with(SIGRTMIN, NULL, q_handler, SA_SIGINFO | SA_RESTART, false);
     atomic_store(&q_stop, 0);
     pthread_t t;
@@ -1631,13 +1648,11 @@ static void t_queued(void)
         want += i;
         /* one at a time, each after a pause of its own: they come at any point of the thread's
          * work, not at its return from the last one's handler */
-        while (i - atomic_load(&q_count) > 0)
-            sched_yield();
+        if (!q_wait())
+            break;
         for (volatile unsigned d = (unsigned)(i * 2654435761u) % 4096; d; d--) {
         }
     }
-    for (int w = 0; w < 10000 && atomic_load(&q_count) < Q_SIGNALS; w++)
-        usleep(1000);
     atomic_store(&q_stop, 1);
     void *mask_changed = NULL;
     pthread_join(t, &mask_changed);
@@ -1653,15 +1668,17 @@ static void t_queued(void)
     atomic_store(&q_stop, 0);
     CHECK(pthread_create(&t, NULL, q_mapper, NULL) == 0, "pthread_create");
     int sent = 0;
-    for (; sent < Q_SIGNALS / 4; sent++) {
+    while (sent < Q_SIGNALS / 4) {
         pthread_kill(t, SIGUSR1);
-        for (int w = 0; w < 1000000 && atomic_load(&q_count) <= sent; w++)
-            sched_yield();
+        sent++;
+        if (!q_wait())
+            break;
     }
     atomic_store(&q_stop, 1);
     pthread_join(t, NULL);
     CHECK(atomic_load(&q_count) == sent, "queued: %d of %d one-shot signals handled", atomic_load(&q_count), sent);
     signal(SIGUSR1, SIG_DFL);
+    sem_destroy(&q_handled);
 }
 
 static const struct {
