@@ -529,9 +529,7 @@ static long fixed_nested(uintptr_t a, uintptr_t end, size_t len, int prot, int f
     }
     if ((flags & MAP_FIXED_NOREPLACE) && live)
         return -EEXIST;
-    for (uintptr_t p = a, q; p < end; p = q)
-        if (kind_of(lab_mmpool_segment(p, end, &q, UINT64_MAX)) == LAB_MM_LIVE)
-            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+    lab_mmpool_mark_live(a, end);
     return k_mmap(a, len, prot, flags, fd, off);
 }
 
@@ -613,7 +611,7 @@ static long unmap_nested(uintptr_t a, uintptr_t end)
         switch (kind_of(lab_mmpool_segment(p, end, &q, UINT64_MAX))) {
         case LAB_MM_LIVE:
             if ((r = k_munmap(p, q - p)) == 0) {
-                lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+                lab_mmpool_mark_live(p, q);
                 gave = true;
             }
             break;
@@ -1060,7 +1058,7 @@ static long remap_nested(uintptr_t old, size_t old_len, size_t new_len, int flag
             if (is_hole(s))
                 lab_fatal("MREMAP_FIXED over free pooled pages in a signal handler that interrupted mmap", (void *)p);
             if (kind_of(s) == LAB_MM_LIVE)
-                lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+                lab_mmpool_mark_live(p, q);
         }
     r = k_mremap(old, old_len, new_len, flags, nw); /* not in pieces: a handler takes no run */
     if (MM_ERR(r))
@@ -1069,9 +1067,7 @@ static long remap_nested(uintptr_t old, size_t old_len, size_t new_len, int flag
     remap_gone(old, ol, nl, flags, r, gone);
     if ((uintptr_t)r != old && (flags & MREMAP_DONTUNMAP))
         lab_mmpool_taint(old, oend);
-    for (uintptr_t p = gone[0]; p < gone[1]; p = q)
-        if (kind_of(lab_mmpool_segment(p, gone[1], &q, UINT64_MAX)) == LAB_MM_LIVE)
-            lab_mmpool_mark(p, q, LAB_MM_FOREIGN);
+    lab_mmpool_mark_live(gone[0], gone[1]);
     return r;
 }
 

@@ -132,6 +132,57 @@ static void st_fill(uint8_t *s, size_t n, unsigned keep, unsigned v)
         st_put(&s[i], (st_get(&s[i]) & keep) | v);
 }
 
+/* State bytes that a handler's call (the *_nested paths of mmap.c, which take no lock) may change
+ * at the same moment are changed by compare-and-swap (or an atomic OR), so that neither write is
+ * lost: an operation's claim and publication, and those calls' own marks. */
+enum { ST_BUSY, ST_PUBLISHED, ST_LIVE_TO_FOREIGN };
+
+static inline __attribute__((always_inline)) uint8_t st_new(uint8_t v, int how)
+{
+    unsigned k = v & LAB_MM_KIND;
+    if (how == ST_BUSY)
+        return (uint8_t)(v | LAB_MM_BUSY);
+    if (how == ST_LIVE_TO_FOREIGN)
+        return k == LAB_MM_LIVE ? (uint8_t)((v & LAB_MM_BUSY) | LAB_MM_FOREIGN) : v;
+    if (!(v & LAB_MM_BUSY)) /* ST_PUBLISHED: an operation's page as it publishes it, free ones aside */
+        return v;
+    /* TRANSIT, FOREIGN|TAINT: left by an operation that never finished (a fork child's sweep) */
+    return (uint8_t)(k == LAB_MM_TRANSIT ? LAB_MM_LIVE | LAB_MM_TAINT
+                     : k == LAB_MM_FOREIGN ? LAB_MM_FOREIGN
+                                           : v & ~LAB_MM_BUSY);
+}
+
+static inline __attribute__((always_inline)) void st_update_byte(uint8_t *b, int how)
+{
+    uint8_t v = st_get(b);
+    while (!__atomic_compare_exchange_n(b, &v, st_new(v, how), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Every state byte of s[0, n) becomes st_new(old, how); whole words where the range holds them,
+ * for the common cases (every byte LIVE|BUSY, or an OR), bytes otherwise. */
+static void st_update(uint8_t *s, size_t n, int how)
+{
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(s + i) & 7); i++)
+        st_update_byte(&s[i], how);
+    for (; i + 8 <= n; i += 8) {
+        if (how == ST_BUSY) {
+            __atomic_fetch_or((mm_word_t *)&s[i], MM_BYTES(LAB_MM_BUSY), __ATOMIC_RELAXED);
+            continue;
+        }
+        uint64_t w = st_word(&s[i]), live = MM_BYTES(LAB_MM_LIVE | LAB_MM_BUSY);
+        if (how == ST_PUBLISHED && w == live &&
+            __atomic_compare_exchange_n((mm_word_t *)&s[i], &w, MM_BYTES(LAB_MM_LIVE), false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            continue;
+        for (size_t j = i; j < i + 8; j++)
+            st_update_byte(&s[j], how);
+    }
+    for (; i < n; i++)
+        st_update_byte(&s[i], how);
+}
+
 /* Signals a handler put off while this thread held or took the lock (lab_mmpool_defer_signal):
  * bit sig-1, blocked in this thread's mask until it lets go (mm_undefer). */
 static __thread uint64_t mm_deferred;
@@ -530,13 +581,9 @@ void lab_mmpool_publish(uintptr_t a, uintptr_t end, uint64_t mark)
         unsigned k = s & LAB_MM_KIND;
         if (k == LAB_MM_FRESH || k == LAB_MM_CACHED) {
             run_put(p, q, k);
-        } else {
+        } else { /* LIVE or FOREIGN pages a handler's call may make FOREIGN meanwhile */
             mm_chunk_t *c = chunk_lookup(p);
-            /* TRANSIT, FOREIGN|TAINT: left by an operation that never finished (a fork child's sweep) */
-            unsigned v = k == LAB_MM_TRANSIT ? LAB_MM_LIVE | LAB_MM_TAINT
-                         : k == LAB_MM_FOREIGN ? LAB_MM_FOREIGN
-                                               : s & ~(unsigned)LAB_MM_BUSY;
-            state_set(c, (p - c->base) >> LAB_PAGE_SHIFT, (q - p) >> LAB_PAGE_SHIFT, v);
+            st_update(c->state + ((p - c->base) >> LAB_PAGE_SHIFT), (q - p) >> LAB_PAGE_SHIFT, ST_PUBLISHED);
         }
     }
 }
@@ -598,8 +645,8 @@ void lab_mmpool_claim(uintptr_t a, uintptr_t end)
         size_t i = (p - c->base) >> LAB_PAGE_SHIFT, e = (q - c->base) >> LAB_PAGE_SHIFT;
         if (s == LAB_MM_FRESH || s == LAB_MM_CACHED)
             run_cut(c, i, e, s);
-        else
-            state_set(c, i, e - i, s | LAB_MM_BUSY);
+        else /* as in lab_mmpool_publish */
+            st_update(c->state + i, e - i, ST_BUSY);
     }
 }
 
@@ -700,6 +747,17 @@ void lab_mmpool_mark(uintptr_t a, uintptr_t end, unsigned state)
     if (!c || a >= end)
         return;
     st_fill(c->state + ((a - c->base) >> LAB_PAGE_SHIFT), (end - a) >> LAB_PAGE_SHIFT, LAB_MM_BUSY, state);
+}
+
+void lab_mmpool_mark_live(uintptr_t a, uintptr_t end)
+{
+    for (uintptr_t p = a, q; p < end; p = q) {
+        unsigned s = lab_mmpool_segment(p, end, &q, UINT64_MAX);
+        if (s & LAB_MM_OUTSIDE)
+            continue;
+        mm_chunk_t *c = chunk_lookup(p);
+        st_update(c->state + ((p - c->base) >> LAB_PAGE_SHIFT), (q - p) >> LAB_PAGE_SHIFT, ST_LIVE_TO_FOREIGN);
+    }
 }
 
 /* Byte by byte, and only where the byte still says LIVE when written: from a handler's call the

@@ -94,7 +94,11 @@ lab_internal unsigned lab_mmpool_segment(uintptr_t a, uintptr_t end, uintptr_t *
 /* Lock-free, on pages the caller holds BUSY (or, in a signal handler, pages that are not free):
  * every page of [a, end), which must lie in one chunk, takes the state `state`; BUSY is kept. */
 lab_internal void lab_mmpool_mark(uintptr_t a, uintptr_t end, unsigned state);
-/* Lock-free, as lab_mmpool_mark: OR LAB_MM_TAINT into the LIVE pages of [a, end) (any range). */
+/* Lock-free, from a handler's call: the pages of [a, end) (any range) that are LIVE when written
+ * become FOREIGN (BUSY kept); each byte by a compare-and-swap, as the claims and publications of
+ * other threads' operations on the same pages are, so that neither side's write is lost. */
+lab_internal void lab_mmpool_mark_live(uintptr_t a, uintptr_t end);
+/* Lock-free, as lab_mmpool_mark_live: OR LAB_MM_TAINT into the LIVE pages of [a, end). */
 lab_internal void lab_mmpool_taint(uintptr_t a, uintptr_t end);
 
 /* ---- handing out and taking back ---- */
