@@ -135,7 +135,7 @@ static void st_fill(uint8_t *s, size_t n, unsigned keep, unsigned v)
 /* State bytes that a handler's call (the *_nested paths of mmap.c, which take no lock) may change
  * at the same moment are changed by compare-and-swap (or an atomic OR), so that neither write is
  * lost: an operation's claim and publication, and those calls' own marks. */
-enum { ST_BUSY, ST_PUBLISHED, ST_LIVE_TO_FOREIGN };
+enum { ST_BUSY, ST_PUBLISHED, ST_LIVE_TO_FOREIGN, ST_TAINT };
 
 static inline __attribute__((always_inline)) uint8_t st_new(uint8_t v, int how)
 {
@@ -144,6 +144,8 @@ static inline __attribute__((always_inline)) uint8_t st_new(uint8_t v, int how)
         return (uint8_t)(v | LAB_MM_BUSY);
     if (how == ST_LIVE_TO_FOREIGN)
         return k == LAB_MM_LIVE ? (uint8_t)((v & LAB_MM_BUSY) | LAB_MM_FOREIGN) : v;
+    if (how == ST_TAINT)
+        return k == LAB_MM_LIVE ? (uint8_t)(v | LAB_MM_TAINT) : v;
     if (!(v & LAB_MM_BUSY)) /* ST_PUBLISHED: an operation's page as it publishes it, free ones aside */
         return v;
     /* TRANSIT, FOREIGN|TAINT: left by an operation that never finished (a fork child's sweep) */
@@ -749,35 +751,23 @@ void lab_mmpool_mark(uintptr_t a, uintptr_t end, unsigned state)
     st_fill(c->state + ((a - c->base) >> LAB_PAGE_SHIFT), (end - a) >> LAB_PAGE_SHIFT, LAB_MM_BUSY, state);
 }
 
-void lab_mmpool_mark_live(uintptr_t a, uintptr_t end)
+/* Every pooled page of [a, end) (any range) as st_update makes it. */
+static void st_update_range(uintptr_t a, uintptr_t end, int how)
 {
     for (uintptr_t p = a, q; p < end; p = q) {
         unsigned s = lab_mmpool_segment(p, end, &q, UINT64_MAX);
         if (s & LAB_MM_OUTSIDE)
             continue;
         mm_chunk_t *c = chunk_lookup(p);
-        st_update(c->state + ((p - c->base) >> LAB_PAGE_SHIFT), (q - p) >> LAB_PAGE_SHIFT, ST_LIVE_TO_FOREIGN);
+        st_update(c->state + ((p - c->base) >> LAB_PAGE_SHIFT), (q - p) >> LAB_PAGE_SHIFT, how);
     }
 }
 
-/* Byte by byte, and only where the byte still says LIVE when written: from a handler's call the
- * pages may be another thread's operation's, which may make them TRANSIT or CACHED meanwhile. */
-void lab_mmpool_taint(uintptr_t a, uintptr_t end)
-{
-    for (uintptr_t p = a, q; p < end; p = q) {
-        unsigned s = lab_mmpool_segment(p, end, &q, UINT64_MAX);
-        if ((s & LAB_MM_OUTSIDE) || (s & LAB_MM_KIND) != LAB_MM_LIVE)
-            continue;
-        mm_chunk_t *c = chunk_lookup(p);
-        for (size_t i = (p - c->base) >> LAB_PAGE_SHIFT, e = (q - c->base) >> LAB_PAGE_SHIFT; i < e; i++) {
-            uint8_t v = st_get(&c->state[i]);
-            while ((v & (LAB_MM_KIND | LAB_MM_TAINT)) == LAB_MM_LIVE &&
-                   !__atomic_compare_exchange_n(&c->state[i], &v, (uint8_t)(v | LAB_MM_TAINT), true,
-                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            }
-        }
-    }
-}
+void lab_mmpool_mark_live(uintptr_t a, uintptr_t end) { st_update_range(a, end, ST_LIVE_TO_FOREIGN); }
+
+/* Only where the byte still says LIVE when written: from a handler's call the pages may be
+ * another thread's operation's, which may make them TRANSIT or CACHED meanwhile. */
+void lab_mmpool_taint(uintptr_t a, uintptr_t end) { st_update_range(a, end, ST_TAINT); }
 
 uintptr_t lab_mmpool_take(size_t npages, unsigned *kind)
 {
