@@ -14,9 +14,11 @@
  * an LRU list, oldest at the tail, for purging.
  *
  * State bytes are read without the lock (a signal handler's call, the scan of another operation
- * over pages this one holds BUSY) and written without it (an operation's own BUSY pages), so the
- * bytes that may be shared that way are read and written as relaxed atomics: no ordering is
- * needed, since the lock orders every decision that depends on them. */
+ * over pages this one holds BUSY) and written without it (an operation's own BUSY pages, and a
+ * handler's call, which marks LIVE pages it unmapped or tainted), so the bytes that may be shared
+ * that way are read and written as relaxed atomics, and those a handler may write are claimed,
+ * published and marked by compare-and-swap (st_update): no ordering is needed, since the lock
+ * orders every decision that depends on them. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
