@@ -1,5 +1,7 @@
 /* signals.c — malloc, free, calloc and realloc made safe to call from signal handlers. Layer 5.
- * sigaction() and signal() are interposed: the program's handler is run through a wrapper that
+ * sigaction() and signal() are interposed, and every other name of libc's that installs a
+ * handler (below: they call libc's sigaction from inside libc, past an interposed one): the
+ * program's handler is run through a wrapper that
  * checks whether the signal interrupted this thread inside the allocator (its program counter
  * in liblabyrinth's code, a lock held, a room or heap list being changed). Only then does the
  * handler run on a signal heap (core/arena.h: LAB_GFP_ATOMIC refills, remote frees), so a
@@ -173,4 +175,64 @@ LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
     if (sigaction(sig, &act, &old) != 0)
         return SIG_ERR;
     return old.sa_handler;
+}
+
+/* The other names of libc that install a handler. Inside libc each calls libc's own sigaction,
+ * which an interposed one does not replace: a handler set through them ran without the wrapper
+ * (found by review: malloc in a sigset() handler that interrupted malloc broke the thread's heap),
+ * and they reported the wrapper as the handler in force, which set back through them would run
+ * with arguments it does not expect. So they are rebuilt here on the sigaction above, with the
+ * semantics glibc documents for each. */
+LAB_EXPORT int __sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    return sigaction(sig, act, old);
+}
+
+/* glibc's signal() is BSD's */
+LAB_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
+LAB_EXPORT sighandler_t ssignal(int sig, sighandler_t handler) { return signal(sig, handler); }
+
+/* System V's signal(): the disposition back to the default as the handler starts (SA_RESETHAND),
+ * the signal not blocked while it runs (SA_NODEFER), interrupted calls not restarted. */
+LAB_EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler)
+{
+    if (handler == SIG_ERR || sig <= 0 || sig >= NSIG) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    sigemptyset(&act.sa_mask);
+    act.sa_flags = SA_RESETHAND | SA_NODEFER;
+    return sigaction(sig, &act, &old) != 0 ? SIG_ERR : old.sa_handler;
+}
+LAB_EXPORT sighandler_t __sysv_signal(int sig, sighandler_t handler) { return sysv_signal(sig, handler); }
+
+/* X/Open's sigset(): SIG_HOLD adds the signal to the thread's mask; any other disposition is set
+ * (an empty mask, no flags) and the signal taken out of the mask. The result is SIG_HOLD if the
+ * signal was blocked before, else the disposition it had. */
+LAB_EXPORT sighandler_t sigset(int sig, sighandler_t disp)
+{
+    if (disp == SIG_ERR || sig <= 0 || sig >= NSIG) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    sigset_t one, was;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    struct sigaction act, old;
+    if (disp == SIG_HOLD) {
+        if (sigprocmask(SIG_BLOCK, &one, &was) != 0)
+            return SIG_ERR;
+        if (sigismember(&was, sig))
+            return SIG_HOLD;
+        return sigaction(sig, NULL, &old) != 0 ? SIG_ERR : old.sa_handler;
+    }
+    memset(&act, 0, sizeof act);
+    act.sa_handler = disp;
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) != 0 || sigprocmask(SIG_UNBLOCK, &one, &was) != 0)
+        return SIG_ERR;
+    return sigismember(&was, sig) ? SIG_HOLD : old.sa_handler;
 }
