@@ -1503,7 +1503,13 @@ static void heap_init(lab_heap_t *h, lab_pool_t *pool)
  * cost three until they were set up by the handler that first takes each (sig_heap_setup). */
 static unsigned sig_want, heaps_made;
 /* Ordinary heaps with a thread (under heaps_lock): the pool's count of sharers (its huge pages). */
-static size_t heaps_live;
+static size_t heaps_live; /* (written under heaps_lock, read without it: lab_arena_heaps_live) */
+static size_t heaps_live_add(int d)
+{
+    size_t n = heaps_live + (size_t)(ptrdiff_t)d;
+    lab_store_relaxed(&heaps_live, n);
+    return n;
+}
 
 static void sig_top_up(void); /* signal heaps, below */
 
@@ -1524,7 +1530,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
     h = heaps_abandoned;
     if (h) {
         heaps_abandoned = h->next_abandoned;
-        lab_pool_set_sharers(pool, ++heaps_live);
+        lab_pool_set_sharers(pool, heaps_live_add(1));
     }
     lab_unlock(&heaps_lock);
     if (!h) {
@@ -1543,7 +1549,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         h->next_all = heaps_all;
         heaps_all = h;
         lab_store_relaxed(&heaps_made, heaps_made + 1); /* (read without the lock: lab_sig_reserve) */
-        lab_pool_set_sharers(pool, ++heaps_live);
+        lab_pool_set_sharers(pool, heaps_live_add(1));
         bool more = sig_want != 0; /* handlers installed: maybe one signal heap more */
         lab_unlock(&heaps_lock);
         if (more)
@@ -1844,11 +1850,17 @@ void lab_heap_thread_exit(void)
         lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
         h->next_abandoned = heaps_abandoned;
         heaps_abandoned = h;
-        lab_pool_set_sharers(h->pool, --heaps_live);
+        bool last = heaps_live_add(-1) == 0;
+        lab_pool_set_sharers(h->pool, heaps_live);
         lab_unlock(&heaps_lock);
+        /* maybe the program's last thread: the purge thread looks whether it is alone (purge.c) */
+        if (last)
+            lab_pool_background_wake();
     }
     lab_pool_thread_exit();
 }
+
+size_t lab_arena_heaps_live(void) { return lab_load_relaxed(&heaps_live); }
 
 /* ------------------------------------------------------------------------------------------
  * signal heaps */
@@ -2011,7 +2023,7 @@ void lab_arena_fork_child(void)
      * returns to it. The signal heaps other threads' handlers held are free again (those caught
      * mid-change aside). */
     lab_heap_t *me = lab_tls_heap, *own = me->signal_slot || me == &lab_heap_none ? sig_outer : me;
-    heaps_live = own && own->state == LAB_HEAP_LIVE && !own->signal_slot;
+    lab_store_relaxed(&heaps_live, (size_t)(own && own->state == LAB_HEAP_LIVE && !own->signal_slot));
     if (heaps_all) /* every heap's pool is the default pool */
         lab_pool_set_sharers(heaps_all->pool, heaps_live);
     uint64_t sig_idle = 0;

@@ -592,6 +592,8 @@ lab_internal void lab_arena_return_idle(void);
  * unchanged, for a purge delay (their owner idles). Returns the ms until another look is worth
  * making (UINT64_MAX: nothing waits). */
 lab_internal uint64_t lab_arena_return_idle_aged(void);
+/* Ordinary heaps with a thread (a relaxed read): 0 once every thread that allocated has ended. */
+lab_internal size_t lab_arena_heaps_live(void);
 /* Spans those two have given back (also counted in span_releases). */
 lab_internal size_t lab_arena_idle_returns(void);
 /* Bytes of kept spans over every heap (relaxed reads: a snapshot). */

@@ -344,6 +344,8 @@ lab_internal uint64_t lab_pool_background_gen(void);
 /* Something for the thread to look at (the arena: messages for a heap): counted, and a wake-up
  * if the thread sleeps with nothing to wait for. No-op without a thread. */
 lab_internal void lab_pool_background_poke(void);
+/* Wake the background thread from any wait (a thread's exit: preload/purge.c). */
+lab_internal void lab_pool_background_wake(void);
 /* Used pages the layer above holds back: the arena's kept spans (whole empty spans a heap keeps
  * for its next ones) and the empty spans its classes still list, which the pool cannot hand to
  * anyone else. fn(0) says how many pages the calling thread holds so (it only reads: the pool may

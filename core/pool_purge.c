@@ -163,6 +163,15 @@ void lab_pool_background_poke(void)
         lab_bg_kick();
 }
 
+void lab_pool_background_wake(void)
+{
+    /* whatever the thread waits for: the count first, which its futex wait compares */
+    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth) {
+        lab_add_relaxed(&lab_bg.seq, 1);
+        lab_os_futex_wake(&lab_bg.seq, 1);
+    }
+}
+
 uint64_t lab_pool_background_gen(void) { return __atomic_load_n(&lab_bg.frees, __ATOMIC_SEQ_CST); }
 
 void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)

@@ -12,13 +12,55 @@
  * small stack, and is detached; the child of a fork starts its own when it next allocates. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "mmap.h"
 #include "purge.h"
+
+/* Whether the purge thread is the process's only live thread: /proc/self/stat's num_threads (the
+ * 18th field after the command's closing parenthesis) is 1, or 2 with the main thread ended (the
+ * state, the first field, is the main thread's: Z). false when it cannot be read. */
+static bool purge_alone(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    char state = p && p[1] == ' ' ? p[2] : 0;
+    for (int field = 0; p && field < 18; field++)
+        p = strchr(p + 1, ' ');
+    long threads = p ? strtol(p + 1, NULL, 10) : 0;
+    return threads == 1 || (threads == 2 && state == 'Z');
+}
+
+/* A process ends when its last thread does, and glibc's pthread_exit (or a thread's return) of
+ * the last thread calls exit(0). This thread is a thread too: with it alive, a program whose
+ * last thread ended that way never ended (found by review: `pthread_exit` at the end of main, a
+ * thread that forks and returns in the child; no signal reached it, all blocked here). So once
+ * no thread with a heap is left (the last one's exit wakes this one), it looks whether it is
+ * alone, again after 2, 4, ... up to 1 000 ms while that lasts (a thread that never allocated
+ * may still run), and does what glibc would have done. */
+static unsigned purge_watch_alone(unsigned wait_ms)
+{
+    if (lab_arena_heaps_live())
+        return 0;
+    if (purge_alone())
+        exit(0);
+    return wait_ms ? lab_min(2 * wait_ms, 1000u) : 2;
+}
 
 static void *purge_main(void *arg)
 {
@@ -29,7 +71,9 @@ static void *purge_main(void *arg)
      * nothing was freed or poked: a program whose messages come and go wakes it once a delay,
      * not at every message. */
     uint64_t last = lab_pool_background_gen();
+    unsigned alone_ms = 0;
     for (;;) {
+        alone_ms = purge_watch_alone(alone_ms);
         uint64_t gen = lab_pool_background_gen();
         uint64_t wake = lab_arena_return_idle_aged();
         if (wake == UINT64_MAX && gen != last)
@@ -39,6 +83,8 @@ static void *purge_main(void *arg)
         wake = lab_min(wake, lab_mmap_purge_idle());
         /* runs cached in the rooms of threads that make no call any more */
         wake = lab_min(wake, lab_pool_rooms_return_idle());
+        if (alone_ms)
+            wake = lab_min(wake, alone_ms);
         last = gen;
         lab_pool_background_round(wake, gen);
     }
