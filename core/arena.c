@@ -1987,6 +1987,7 @@ void lab_sig_exit(lab_heap_t *prev)
 }
 
 bool lab_heap_busy(void) { return lab_tls_heap->in_slow != 0; }
+bool lab_sig_on_signal_heap(void) { return lab_tls_heap->signal_slot != 0; }
 
 uintptr_t lab_deferred;
 

@@ -548,6 +548,8 @@ lab_internal lab_heap_t *lab_sig_enter(void);
 lab_internal void lab_sig_exit(lab_heap_t *prev);
 /* True if the calling thread is inside the allocator's slow paths (lists being changed). */
 lab_internal bool lab_heap_busy(void);
+/* Whether the calling thread runs on a signal heap (a handler's, lab_sig_enter). */
+lab_internal bool lab_sig_on_signal_heap(void);
 /* Frees that could not run where they were asked for (a page-sized or huge block freed in a
  * signal handler): kept on a lock-free list and done by the next ordinary slow path. */
 lab_internal void lab_defer_free(void *p);

@@ -34,18 +34,41 @@ static struct {
     int flags;
 } user[NSIG];
 
+/* Wrappers of this thread running for a handler that interrupted the allocator (nested), from
+ * their first instruction to their last: the thread's heap may be half changed under them. */
+static __thread unsigned sig_unsafe;
+/* Where handlers return to: libc's sigreturn trampoline (the wrapper's return address). */
+static uintptr_t sig_restorer;
+
+/* Whether a handler must not use the heap the thread is on: the signal interrupted the allocator
+ * (its code, a lock held, a heap or room being changed), or interrupted the wrapper of a handler
+ * that did, before it switched to a signal heap or after it switched back, where the program
+ * counter is in libc (errno's address, the sigreturn trampoline) while the heap below is still
+ * half changed (found by review: a sigset-free storm of three signals, whose handlers nest,
+ * corrupted heaps under LABYRINTH_SECURE=1, whose batch refill is a long window). No libc call
+ * in here: a signal may land anywhere in it. */
 static bool interrupted_allocator(void *uctx)
 {
     if (lab_locks_held || lab_heap_busy() || lab_pool_room_busy())
         return true;
+    if (sig_unsafe && !lab_sig_on_signal_heap())
+        return true;
     if (!uctx)
         return true;
     uintptr_t pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+    uintptr_t ret = __atomic_load_n(&sig_restorer, __ATOMIC_RELAXED);
+    if (ret && pc - ret < 16)
+        return true; /* between two handlers: what it returns to is not known here */
     return pc >= (uintptr_t)__ehdr_start && pc < (uintptr_t)etext;
 }
 
 static void wrapper(int sig, siginfo_t *info, void *uctx)
 {
+    /* decided first, before any call out of this library (then errno's) */
+    bool nested = interrupted_allocator(uctx);
+    sig_unsafe += nested;
+    if (lab_unlikely(!__atomic_load_n(&sig_restorer, __ATOMIC_RELAXED)))
+        __atomic_store_n(&sig_restorer, (uintptr_t)__builtin_return_address(0), __ATOMIC_RELAXED);
     int saved_errno = errno;
     void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
     int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
@@ -53,9 +76,9 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
      * its disposition is the default already, which the signal queued again would meet */
     if (lab_unlikely(!(flags & SA_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
         errno = saved_errno;
+        sig_unsafe -= nested;
         return;
     }
-    bool nested = interrupted_allocator(uctx);
     lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
     lab_pool_handler_depth++; /* no purge and no thread start from a handler (core/pool.h) */
     /* on a signal heap (ATOMIC: no system call), no futex call when it gives a lock back either
@@ -73,6 +96,7 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
     if (nested)
         lab_sig_exit(prev);
     errno = saved_errno;
+    sig_unsafe -= nested;
 }
 
 static int call_real(int sig, const struct sigaction *act, struct sigaction *old)
