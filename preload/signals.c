@@ -44,9 +44,9 @@ static uintptr_t sig_restorer;
  * (its code, a lock held, a heap or room being changed), or interrupted the wrapper of a handler
  * that did, before it switched to a signal heap or after it switched back, where the program
  * counter is in libc (errno's address, the sigreturn trampoline) while the heap below is still
- * half changed (found by review: a sigset-free storm of three signals, whose handlers nest,
- * corrupted heaps under LABYRINTH_SECURE=1, whose batch refill is a long window). No libc call
- * in here: a signal may land anywhere in it. */
+ * half changed (found by review: three timers whose handlers nest over two threads corrupted
+ * heaps under LABYRINTH_SECURE=1, whose batch refill is a long window). No libc call in here:
+ * a signal may land anywhere in it. */
 static bool interrupted_allocator(void *uctx)
 {
     if (lab_locks_held || lab_heap_busy() || lab_pool_room_busy())
