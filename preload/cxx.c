@@ -147,13 +147,20 @@ static lab_noinline void *znam_nt_slow(size_t n, const void *nt)
 
 static inline void *new_aligned(size_t n, size_t align)
 {
-    /* the standard requires a power of two: anything else is the caller's bug, refused here */
-    if (align & (align - 1)) {
+    /* the standard requires a power of two: anything else (0 too: found by review) is the
+     * caller's bug, refused here */
+    if (!align || (align & (align - 1))) {
         errno = EINVAL;
         return NULL;
     }
     return lab_malloc_aligned(align, n);
 }
+
+/* The size an aligned new that failed passes on to the runtime's, for its new_handler loop and
+ * its bad_alloc: libstdc++ 12 rounds the size up to the alignment first, and a size near
+ * SIZE_MAX wrapped to 0 there, whose block it returned (found by review; glibc alone too). Any
+ * size no block can have fails the same way. */
+static inline size_t new_aligned_size(size_t n) { return n > PTRDIFF_MAX ? (size_t)PTRDIFF_MAX + 1 : n; }
 
 /* ---- new ---- */
 LAB_EXPORT void *_Znwm(size_t n)
@@ -192,18 +199,20 @@ DERIVED_NEW(_ZnamRKSt9nothrow_t, F_ZNAM_NT, new_nt_fn, P(size_t n, const void *n
 LAB_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al)
 {
     void *p = new_aligned(n, al);
-    return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnwmSt11align_val_t", n, al);
+    return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnwmSt11align_val_t", new_aligned_size(n), al);
 }
 
 DERIVED_NEW(_ZnamSt11align_val_t, F_ZNAM_AL, new_al_fn, P(size_t n, size_t al), P(n, al),
             void *p = new_aligned(n, al);
-            return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnamSt11align_val_t", n, al);)
+            return lab_likely(p != NULL) ? p : NEXT(new_al_fn, "_ZnamSt11align_val_t", new_aligned_size(n), al);)
 DERIVED_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, F_ZNWM_AL_NT, new_al_nt_fn, P(size_t n, size_t al, const void *nt),
             P(n, al, nt), void *p = new_aligned(n, al);
-            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", n, al, nt);)
+            size_t m = new_aligned_size(n);
+            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnwmSt11align_val_tRKSt9nothrow_t", m, al, nt);)
 DERIVED_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, F_ZNAM_AL_NT, new_al_nt_fn, P(size_t n, size_t al, const void *nt),
             P(n, al, nt), void *p = new_aligned(n, al);
-            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", n, al, nt);)
+            size_t m = new_aligned_size(n);
+            return lab_likely(p != NULL) ? p : NEXT_NT(new_al_nt_fn, "_ZnamSt11align_val_tRKSt9nothrow_t", m, al, nt);)
 
 /* ---- delete: every form is free; sizes and alignments are not trusted ---- */
 typedef void (*del_fn)(void *);

@@ -89,6 +89,29 @@ int main()
         threw = true;
     }
     CHECK(threw);
+    // alignment 0 is no power of two: refused (bad_alloc, nullptr), as libstdc++ does
+    threw = false;
+    try {
+        void *p = ::operator new(100, std::align_val_t(0));
+        std::printf("operator new(100, align 0) returned %p\n", p);
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    CHECK(threw);
+    CHECK(::operator new(100, std::align_val_t(0), std::nothrow) == nullptr);
+    // a size near SIZE_MAX, aligned: libstdc++ 12 rounds it up to the alignment, wraps to 0
+    // and returns that block (with glibc alone too); Labyrinth passes it a size that fails
+    if (ours) {
+        threw = false;
+        try {
+            void *p = ::operator new(SIZE_MAX, std::align_val_t(4096));
+            std::printf("operator new(SIZE_MAX, align 4096) returned %p\n", p);
+        } catch (const std::bad_alloc &) {
+            threw = true;
+        }
+        CHECK(threw);
+        CHECK(::operator new[](SIZE_MAX - 100, std::align_val_t(64), std::nothrow) == nullptr);
+    }
     std::printf("cxx_new: %d failures\n", failures);
     return failures ? 1 : 0;
 }
