@@ -996,7 +996,7 @@ static lab_page_t *shared_split(lab_pool_t *pool, lab_zone_t *z, unsigned order,
 static inline void bg_room_filled(void)
 {
     lab_barrier();
-    if (lab_unlikely(lab_load_relaxed(&lab_bg.idle)) && !lab_pool_handler_depth)
+    if (lab_unlikely(lab_load_relaxed(&lab_bg.idle)) && !lab_pool_in_handler())
         lab_bg_kick();
 }
 
@@ -1749,7 +1749,7 @@ static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsig
 void lab_store_trim_huge(lab_pool_t *pool, size_t pages)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR || lab_pool_handler_depth)
+    if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR || lab_pool_in_handler())
         return;
     lab_lock(&z->lock);
     store_trim_dirty(pool, z, pages);

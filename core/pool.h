@@ -366,9 +366,37 @@ lab_internal uint64_t lab_pool_rooms_return_idle(void);
 /* malloc_trim, labyrinth_pool_trim: the runs in every other thread's rooms of the pool go to the
  * shared lists (a room its owner is changing at that moment is skipped); the pages moved. */
 lab_internal size_t lab_pool_rooms_take(lab_pool_t *pool);
-/* Signal handlers running on the calling thread (preload/signals.c counts them): while non-zero
- * the pool's free paths neither purge (no lock waited on, no system call) nor start a thread. */
+/* Signal handlers running on the calling thread (preload/signals.c counts them): while there is
+ * one the pool's free paths neither purge (no lock waited on, no system call) nor start a thread.
+ * A handler may leave by longjmp, never returning to the code that counted it: each is recorded
+ * by the address of its wrapper's frame (frame) and, when it runs on the alternate signal stack,
+ * that stack's bounds [alt_lo, alt_hi) (else 0, 0), so that lab_pool_in_handler can tell one
+ * left that way from one still running: the code that runs a handler is deeper on its stack
+ * than the wrapper's frame, on the alternate stack if that is where the handler began, while
+ * code a longjmp has gone back to is above it (a longjmp only goes to frames still live) or off
+ * that stack. A count that stayed raised for good kept a thread that had run such a handler (a
+ * timeout's siglongjmp) from ever purging again, or starting the purge thread: memory freed
+ * after it stayed resident (preload.memory_returned_idle_longjmp). */
 lab_internal extern __thread int lab_pool_handler_depth;
+/* kept: the record is never dropped so (a handler that interrupted the allocator, and left by
+ * longjmp, leaves its thread's heap half changed: out of the promise, and its thread held as in
+ * a handler, as it was before records). sp: the interrupted code's stack pointer (0: unknown),
+ * from where the records of handlers left by longjmp are dropped first, so that a program that
+ * leaves every handler so (a timeout at every request) keeps its records up to date. */
+lab_internal void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, bool kept,
+                                         uintptr_t sp);
+/* The handler whose wrapper's frame is `frame` returns (any record above it is of a handler that
+ * left by longjmp into it: dropped too). */
+lab_internal void lab_pool_handler_leave(uintptr_t frame);
+/* lab_pool_in_handler once a handler is counted: drops the records of handlers that were left
+ * by longjmp (as seen from the caller's stack), then says whether one is left. */
+lab_internal bool lab_pool_in_handler_slow(void);
+/* Whether the calling thread runs a signal handler (no lock waited on, no system call, no thread
+ * started). Async-signal-safe. */
+lab_inline bool lab_pool_in_handler(void)
+{
+    return lab_unlikely(lab_pool_handler_depth != 0) && lab_pool_in_handler_slow();
+}
 
 /* Counters of the default pool for malloc statistics. */
 lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);

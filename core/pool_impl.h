@@ -284,7 +284,7 @@ lab_internal bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned 
 lab_internal void lab_pool_tick_slow(lab_pool_t *pool, bool from_free);
 lab_inline void lab_pool_tick(lab_pool_t *pool, bool from_free)
 {
-    if (lab_pool_handler_depth)
+    if (lab_pool_in_handler())
         return; /* in a signal handler: no lock waited on, no system call */
     lab_pool_tick_slow(pool, from_free);
 }

@@ -115,6 +115,61 @@ lab_bg_t lab_bg;
 
 __thread int lab_pool_handler_depth;
 
+/* The records of the calling thread's innermost running handlers (pool.h), by depth; deeper ones
+ * are counted only (nested that deep, a longjmp out of them is not seen). */
+#define HANDLER_RECORDS 4
+static __thread struct handler_rec {
+    uintptr_t frame, alt_lo, alt_hi;
+    bool kept;
+} handler_rec[HANDLER_RECORDS];
+
+/* Whether the handler of record r has been left by longjmp, as seen from stack address sp. */
+static inline bool handler_left(const struct handler_rec *r, uintptr_t sp)
+{
+    if (r->kept)
+        return false;
+    if (r->alt_lo != r->alt_hi && (sp < r->alt_lo || sp >= r->alt_hi))
+        return true;
+    return sp > r->frame;
+}
+
+/* Drop the records of handlers left by longjmp, as seen from code running at stack address sp;
+ * returns the depth left. A signal landing in here runs its handler on the records as they are
+ * (each step leaves them whole) and leaves them as it found them. */
+static int handler_drop_left(uintptr_t sp)
+{
+    int d = lab_pool_handler_depth;
+    while (d > 0 && d <= HANDLER_RECORDS && handler_left(&handler_rec[d - 1], sp))
+        lab_pool_handler_depth = --d;
+    return d;
+}
+
+void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, bool kept, uintptr_t sp)
+{
+    int d = sp ? handler_drop_left(sp) : lab_pool_handler_depth;
+    if (d >= 0 && d < HANDLER_RECORDS)
+        handler_rec[d] = (struct handler_rec){frame, alt_lo, alt_hi, kept};
+    /* the record before the count: a signal landing between them finds no half-made record */
+    lab_barrier();
+    lab_pool_handler_depth = d + 1;
+}
+
+void lab_pool_handler_leave(uintptr_t frame)
+{
+    int d = lab_pool_handler_depth;
+    while (d > 0) {
+        d--;
+        if (d >= HANDLER_RECORDS || handler_rec[d].frame == frame)
+            break;
+    }
+    lab_pool_handler_depth = d;
+}
+
+lab_noinline bool lab_pool_in_handler_slow(void)
+{
+    return handler_drop_left((uintptr_t)__builtin_frame_address(0)) != 0;
+}
+
 void lab_pool_background_init(bool (*start)(void), size_t start_pages)
 {
     lab_bg.start_pages = start_pages;
@@ -159,14 +214,14 @@ void lab_pool_background_poke(void)
     /* counted always (the thread compares the count before it sleeps for good); a wake-up
      * (system call) only when it sleeps with nothing to wait for, which it does only after a
      * whole delay without a poke (preload/purge.c), so pokes cannot keep it busy */
-    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth)
+    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_in_handler())
         lab_bg_kick();
 }
 
 void lab_pool_background_wake(void)
 {
     /* whatever the thread waits for: the count first, which its futex wait compares */
-    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_handler_depth) {
+    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) == BG_RUNNING && !lab_pool_in_handler()) {
         lab_add_relaxed(&lab_bg.seq, 1);
         lab_os_futex_wake(&lab_bg.seq, 1);
     }

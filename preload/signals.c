@@ -80,7 +80,19 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
         return;
     }
     lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
-    lab_pool_handler_depth++; /* no purge and no thread start from a handler (core/pool.h) */
+    /* no purge and no thread start from a handler (core/pool.h); the handler recorded by this
+     * frame and, when it began on the alternate signal stack, that stack (uc_stack: the thread's
+     * at delivery), so that one left by longjmp is not taken as running for good */
+    uintptr_t frame = (uintptr_t)__builtin_frame_address(0), alt_lo = 0, alt_hi = 0, sp = 0;
+    if (uctx) {
+        sp = (uintptr_t)((const ucontext_t *)uctx)->uc_mcontext.gregs[REG_RSP];
+        const stack_t *ss = &((const ucontext_t *)uctx)->uc_stack;
+        if (!(ss->ss_flags & SS_DISABLE) && frame - (uintptr_t)ss->ss_sp < ss->ss_size) {
+            alt_lo = (uintptr_t)ss->ss_sp;
+            alt_hi = alt_lo + ss->ss_size;
+        }
+    }
+    lab_pool_handler_enter(frame, alt_lo, alt_hi, nested, sp);
     /* on a signal heap (ATOMIC: no system call), no futex call when it gives a lock back either
      * (core/lock.h); not for every handler: one that longjmps out would leave it raised, and its
      * thread's unlocks would wake no waiter for good (found by review) */
@@ -92,7 +104,7 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
             ((void (*)(int))h)(sig);
     }
     lab_lock_quiet -= nested;
-    lab_pool_handler_depth--;
+    lab_pool_handler_leave(frame);
     if (nested)
         lab_sig_exit(prev);
     errno = saved_errno;
@@ -123,7 +135,7 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
         /* ready before the first delivery; not from a handler (a handler that re-arms itself
          * with signal() may have interrupted the making of a heap, under the lock this takes:
          * the signal heaps made so far serve) */
-        if (!lab_pool_handler_depth)
+        if (!lab_pool_in_handler())
             lab_sig_reserve(16);
         void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
         /* written only when they change: a shell sets the same handlers around every command it

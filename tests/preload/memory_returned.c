@@ -5,6 +5,12 @@
  *                          ctest sets LABYRINTH_PURGE_DELAY_MS=200). Labyrinth only: glibc keeps
  *                          the blocks in its bins (about 1.3 GiB), as jemalloc, mimalloc and
  *                          tcmalloc keep about 1 GiB.
+ *   memory_returned idle_longjmp
+ *                          idle, after a signal handler has left by siglongjmp (a timeout's
+ *                          classic shape) six times, from the thread's stack and from an
+ *                          alternate signal stack: the thread that ran it must still purge,
+ *                          wake and start the background thread (the wrapper's count of running handlers
+ *                          once stayed raised for good, and the memory with it). Labyrinth only.
  *   memory_returned trim   malloc_trim(0) right after the last free: RSS below 64 MiB at once
  *                          (ctest sets a 60 s delay and no background thread, so only the trim
  *                          can have done it). Wherever malloc_trim is the allocator's own.
@@ -59,6 +65,8 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -194,6 +202,14 @@ static int remote(void)
         pthread_join(t, NULL);
     }
     return lab_finish(name);
+}
+
+/* idle_longjmp: a handler that leaves by siglongjmp, never returning to its wrapper */
+static sigjmp_buf jump_out;
+static void leave_by_longjmp(int sig)
+{
+    (void)sig;
+    siglongjmp(jump_out, 1);
 }
 
 static int kept_done; /* idlers at their idle point */
@@ -431,14 +447,39 @@ int main(int argc, char **argv)
         no_trim = owner_half || !strcmp(argv[1], "remote_idle");
         return remote();
     }
-    int idle = argc > 1 && !strcmp(argv[1], "idle");
+    int jumped = argc > 1 && !strcmp(argv[1], "idle_longjmp");
+    int idle = jumped || (argc > 1 && !strcmp(argv[1], "idle"));
     if (argc < 2 || (!idle && strcmp(argv[1], "trim"))) {
-        fprintf(stderr, "usage: %s idle|trim|remote|exited|exited_idle|remote_idle|kept|kept_idle|rooms_idle|rooms_trim|rooms_quiet|rooms_late\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s idle|idle_longjmp|trim|remote|exited|exited_idle|remote_idle|kept|kept_idle|rooms_idle|"
+                "rooms_trim|rooms_quiet|rooms_late\n",
+                argv[0]);
         return 2;
     }
     if (idle && !lab_expect_labyrinth()) {
-        SAY("memory_returned idle: promised by Labyrinth's background purge only; skipped");
+        SAY("memory_returned %s: promised by Labyrinth's background purge only; skipped", argv[1]);
         return LAB_SKIP;
+    }
+    if (jumped) {
+        /* six times (more than the four handlers the allocator records at once), on the
+         * thread's stack and on an alternate signal stack in turn */
+        static char alt[64 << 10];
+        stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+        CHECK(sigaltstack(&ss, NULL) == 0, "sigaltstack");
+        volatile int left = 0;
+        for (volatile int i = 0; i < 6; i++) {
+            struct sigaction sa = {0};
+            sa.sa_handler = leave_by_longjmp;
+            sa.sa_flags = i % 2 ? SA_ONSTACK : 0;
+            sigemptyset(&sa.sa_mask);
+            CHECK(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction");
+            if (!sigsetjmp(jump_out, 1))
+                raise(SIGUSR1);
+            else
+                left++;
+        }
+        CHECK(left == 6, "the handler left by siglongjmp %d times of 6", (int)left);
+        SAY("a SIGUSR1 handler ran and left by siglongjmp 6 times, 3 of them from an alternate stack");
     }
     if (!idle && !lab_provided("malloc_trim")) {
         SAY("memory_returned trim: malloc_trim is not the allocator's own; skipped");
@@ -482,5 +523,5 @@ int main(int argc, char **argv)
           LIMIT_MIB, idle ? "idle past the purge delay" : "after malloc_trim(0)");
     if (idle) /* measured; now the mechanism (opendir and stdio allocate) */
         CHECK(lab_wait_threads_named("labyrinth-purge", 1, 10000) == 1, "no labyrinth-purge thread");
-    return lab_finish(idle ? "memory_returned idle" : "memory_returned trim");
+    return lab_finish(jumped ? "memory_returned idle_longjmp" : idle ? "memory_returned idle" : "memory_returned trim");
 }
