@@ -277,6 +277,7 @@ static void free_foreign(const void *p) { foreign(p, "free() of a pointer that i
 
 /* The state of p's run, checked: the descriptor of a live block's run, or abort with a message
  * that names the call (re: realloc, else free). */
+static __attribute__((noreturn)) lab_cold void block_abort(lab_chunk_t *c, uintptr_t a, bool re, const char *what);
 static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, bool re)
 {
     const char *invalid =
@@ -299,32 +300,44 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, bool re)
         /* the divisibility test by multiplication: this runs on every cross-thread free */
         if (!lab_span_offset_ok((uint32_t)off, s->cls) ||
             off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
-            lab_fatal(invalid, (void *)a);
+            block_abort(c, a, re, invalid);
         return d;
     }
     case LAB_PAGE_LARGE:
         if (a != base)
-            lab_fatal(invalid, (void *)a);
+            block_abort(c, a, re, invalid);
         return d;
     case LAB_PAGE_NURSERY: {
         int st = nursery_state(d, a);
         if (st == 2)
-            lab_fatal(twice, (void *)a);
+            block_abort(c, a, re, twice);
         if (st == 0) /* a nursery block's 16-byte header is just before it: a write before the
                         block (an underflow of its neighbour's overflow) looks the same */
-            lab_fatal(re ? "invalid realloc (not the start of a block, or the 16 bytes before it overwritten):"
-                         : "invalid free (not the start of a block, or the 16 bytes before it overwritten):",
-                      (void *)a);
+            block_abort(c, a, re,
+                        re ? "invalid realloc (not the start of a block, or the 16 bytes before it overwritten):"
+                           : "invalid free (not the start of a block, or the 16 bytes before it overwritten):");
         return d;
     }
     case LAB_PAGE_USER:
         lab_fatal(re ? "realloc() of pages from labyrinth_alloc_pages:" : "free() of pages from labyrinth_alloc_pages:",
                   (void *)a);
     default:
-        lab_fatal(re ? "realloc of a freed block (or of a pointer never allocated):"
-                     : "double free (or free of a pointer never allocated) of",
-                  (void *)a);
+        block_abort(c, a, re,
+                    re ? "realloc of a freed block (or of a pointer never allocated):"
+                       : "double free (or free of a pointer never allocated) of");
     }
+}
+
+/* block_desc's aborts. Pages of the page API keep the heads their pages had before (a run taken
+ * again needs no rewrite: pool.c), so p's run may be found through a stale head; the descriptor
+ * of p's own page says whether p is the start of such pages, the message users are told of
+ * (found by review: a free() of them said "double free (or free of a pointer never allocated)"). */
+static void block_abort(lab_chunk_t *c, uintptr_t a, bool re, const char *what)
+{
+    lab_page_t *own = &c->page[(a - c->base) >> LAB_PAGE_SHIFT];
+    if (own->h.state == LAB_PAGE_USER && lab_desc_addr(own) == a)
+        what = re ? "realloc() of pages from labyrinth_alloc_pages:" : "free() of pages from labyrinth_alloc_pages:";
+    lab_fatal(what, (void *)a);
 }
 
 /* A free of a block of the caller's own span that the inline fast path did not take: the span's
@@ -559,13 +572,28 @@ lab_inline bool small_stays(size_t n, size_t usable) { return n <= usable && (n 
 
 static lab_noinline void *realloc_slow(void *p, size_t n, lab_span_t *s);
 
+/* A block of a span that carries its free key (or the transit form, bit 0 clear): on a free list,
+ * in transit to its owner or carved and never handed out, as a free takes it (lab_free). */
+lab_inline bool span_block_keyed(const void *p)
+{
+    const lab_block_t *b = p;
+    return (b->key | 1) == lab_block_key(b, lab_load_relaxed(&lab_free_key));
+}
+
+/* realloc of such a block: it would go on as a live block, handed out again by the next malloc
+ * of its size (found by review: the in-place path returned it as it was). */
+static lab_noinline lab_cold void realloc_freed(const void *p) { lab_fatal("realloc of a freed block:", p); }
+
 /* A small block that keeps its class: no frame, no call (a realloc that changes nothing
  * measurable is common: strings and vectors grown in small steps). n == 0 frees: slow path. */
 void *lab_realloc(void *p, size_t n)
 {
     lab_span_t *s = span_block((uintptr_t)p);
-    if (lab_likely(s != NULL) && n != 0 && small_stays(n, s->block_size))
+    if (lab_likely(s != NULL) && n != 0 && small_stays(n, s->block_size)) {
+        if (lab_unlikely(span_block_keyed(p)))
+            realloc_freed(p);
         return p;
+    }
     return realloc_slow(p, n, s);
 }
 
@@ -593,6 +621,8 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
     lab_chunk_t *c = NULL;
     lab_page_t *d = NULL;
     if (s) { /* a small block that does not stay where it is */
+        if (span_block_keyed(p))
+            realloc_freed(p);
         usable = s->block_size;
         goto move;
     }
@@ -656,6 +686,8 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
         }
         break;
     default:
+        if (d->h.state == LAB_PAGE_SPAN && span_block_keyed(p))
+            realloc_freed(p);
         if (small_stays(n, usable))
             return p;
         break;

@@ -335,10 +335,16 @@ static void span_carve(lab_span_t *s)
     uint32_t bs = s->block_size;
     uint32_t n = lab_max(1u, 4096u / bs);
     n = lab_min(n, (uint32_t)s->capacity - (uint32_t)s->carved);
-    uintptr_t first = base + (uintptr_t)s->carved * bs;
-    for (uint32_t i = 0; i + 1 < n; i++)
-        lab_link_set((lab_block_t *)(first + (uintptr_t)i * bs), (lab_block_t *)(first + (uintptr_t)(i + 1) * bs));
-    lab_link_set((lab_block_t *)(first + (uintptr_t)(n - 1) * bs), s->free);
+    uintptr_t first = base + (uintptr_t)s->carved * bs, key = lab_load_relaxed(&lab_free_key);
+    /* each block with its free key, as a freed one: a free() of a block carved but never handed
+     * out (a neighbour's start, computed) is then caught as a double free, where it went on the
+     * list a second time and the list looped, malloc handing the block out again and again
+     * (found by review); handing a block out clears its key */
+    for (uint32_t i = 0; i < n; i++) {
+        lab_block_t *b = (lab_block_t *)(first + (uintptr_t)i * bs);
+        b->key = lab_block_key(b, key);
+        lab_link_set(b, i + 1 < n ? (lab_block_t *)(first + (uintptr_t)(i + 1) * bs) : s->free);
+    }
     s->free = (lab_block_t *)first;
     /* relaxed store: other threads' ownership checks read it (core/alloc.c) */
     lab_store_relaxed(&s->carved, (uint16_t)(s->carved + n));

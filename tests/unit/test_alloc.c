@@ -1382,6 +1382,24 @@ static void misuse_not_carved(void)
     lab_free((uint8_t *)lab_desc_addr((lab_page_t *)s) + (size_t)s->carved * bs);
 }
 
+/* the next block on the free list of p's span is p's neighbour, carved with p's page of blocks
+ * and never handed out: its free pushed it a second time and the list looped (found by review) */
+static void misuse_carved_not_handed(void)
+{
+    const size_t bs = 48;
+    uint8_t *p = NULL;
+    lab_span_t *s = NULL;
+    for (int i = 0; i < 5000; i++) {
+        p = lab_malloc(bs);
+        s = span_of(p);
+        if ((uint8_t *)s->free == p + bs)
+            break;
+    }
+    if ((uint8_t *)s->free != p + bs)
+        _exit(3);
+    lab_free(p + bs);
+}
+
 static void misuse_interior_large(void)
 {
     uint8_t *p = lab_malloc(100 * KiB);
@@ -1584,6 +1602,7 @@ static void test_free_never_handed_out(void **state)
     (void)state;
     expect_abort(misuse_past_last_block, "free past a span's last block (owner thread)");
     expect_abort(misuse_not_carved, "free of a block not carved yet (owner thread)");
+    expect_abort(misuse_carved_not_handed, "free of a block carved, never handed out (owner thread)");
 }
 
 /* ---- the nursery (alloc.c) ----
