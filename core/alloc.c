@@ -23,6 +23,15 @@ static lab_heap_stats_t heapless;
     } while (0)
 int lab_report_foreign;               /* how many more foreign frees to report (options) */
 
+/* A block that is no span's (a nursery block, a page-sized run, a huge mapping) handed out over
+ * memory used before: its second word may still hold the free key a span block at the same address had
+ * (freed, or carved and never handed out), which a program that never writes it would carry
+ * along: realloc copies it, and a copy that lands back at that address (a span's first block,
+ * where a run's first page was) looked freed to realloc and to another thread's free (found by
+ * review: a valid program's realloc aborted, one run in four). Span blocks clear theirs as they
+ * are handed out (lab_span_take); these are cleared here. */
+lab_inline void lab_clear_stale_key(void *p) { ((lab_block_t *)p)->key = 0; }
+
 lab_inline lab_pool_t *alloc_pool(void)
 {
     lab_heap_t *h = lab_tls_heap;
@@ -65,12 +74,17 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
             (p = lab_pool_alloc_run_used(pool, np, gfp, LAB_PAGE_LARGE, &d))) {
             d->above[0] = 0;
+            if (!(gfp & LAB_GFP_ZERO))
+                lab_clear_stale_key(p);
             COUNT(large);
             return p;
         }
         p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
-        if (p)
+        if (p) {
+            if (!(gfp & LAB_GFP_ZERO)) /* (a cached mapping's last block's data, else zero) */
+                lab_clear_stale_key(p);
             COUNT(huge);
+        }
         return p;
     }
     size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
@@ -87,8 +101,11 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         if (p)
             d->above[0] = 0;
     }
-    if (p)
+    if (p) {
+        if (!(gfp & LAB_GFP_ZERO)) /* (zeroed, or known to read zero) */
+            lab_clear_stale_key(p);
         COUNT(large);
+    }
     return p;
 }
 
@@ -172,6 +189,7 @@ static lab_noinline void *nursery_alloc(size_t n)
     __atomic_fetch_add(&d->above[2], 1, __ATOMIC_RELAXED);
     ((uint64_t *)b)[0] = sz;
     ((uint64_t *)b)[1] = nursery_tag(b + 16);
+    lab_clear_stale_key((void *)(b + 16));
     /* relaxed store: other threads' checks read it (nursery_state) */
     lab_store_relaxed(&d->above[0], b + 16 + sz);
     h->nursery_n[cls]++;

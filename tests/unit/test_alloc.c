@@ -1805,6 +1805,57 @@ static void nursery_in_thread(void *(*fn)(void *))
     lab_nursery_class_bytes = LAB_NURSERY_CLASS_BYTES;
 }
 
+/* Blocks that are no span's, handed out over memory a span block's free key may still sit in:
+ * handed out without it (a copy of such a word that lands back at its address looked freed to
+ * realloc and to other threads' frees: found by review). The stale keys are written here into
+ * the freed runs, as a span's freed or never handed out blocks would have left them. */
+static void seed_stale_keys(uint64_t *p, size_t bytes)
+{
+    for (size_t w = 0; w + 1 < bytes / 8; w += 2)
+        p[w + 1] = lab_block_key(&p[w], lab_free_key);
+}
+
+static void test_stale_key_page_sized(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {40 * KiB, 64 * KiB, 1536 * KiB}; /* a run, an order run, a huge one */
+    for (int i = 0; i < 3; i++) {
+        uint64_t *p = lab_malloc(sizes[i]);
+        assert_non_null(p);
+        lab_free(p);
+        seed_stale_keys(p, 64);
+        uint64_t *q = lab_malloc(sizes[i]);
+        assert_ptr_equal(q, p); /* the same run back (the thread's room, or the pool's used pages) */
+        if (q[1] == lab_block_key(q, lab_free_key))
+            fail_msg("a block of %zu bytes handed out with a stale free key (state %d)", sizes[i], desc_state(q));
+        lab_free(q);
+    }
+}
+
+static void *stale_key_nursery(void *arg)
+{
+    (void)arg;
+    nursery_fresh();
+    /* a run of the nursery's length, freed into this thread's room with stale keys all over */
+    uint64_t *run = lab_malloc((size_t)LAB_PAGE_SIZE << LAB_NURSERY_ORDER);
+    assert_non_null(run);
+    lab_free(run);
+    seed_stale_keys(run, (size_t)LAB_PAGE_SIZE << LAB_NURSERY_ORDER);
+    for (int i = 0; i < 8; i++) {
+        uint64_t *b = lab_malloc(48);
+        assert_int_equal(desc_state(b), LAB_PAGE_NURSERY);
+        assert_ptr_equal(lab_desc_addr(lab_own_desc((uintptr_t)b)), (uintptr_t)run); /* that run */
+        assert_int_not_equal(b[1], lab_block_key(b, lab_free_key));
+    }
+    return NULL;
+}
+
+static void test_stale_key_nursery(void **state)
+{
+    (void)state;
+    nursery_in_thread(stale_key_nursery);
+}
+
 static void test_nursery_blocks(void **state)
 {
     (void)state;
@@ -4265,6 +4316,8 @@ int main(void)
         cmocka_unit_test(test_span_div_exact),
         cmocka_unit_test(test_span_fdiv_exact),
         cmocka_unit_test(test_nursery_blocks),
+        cmocka_unit_test(test_stale_key_page_sized),
+        cmocka_unit_test(test_stale_key_nursery),
         cmocka_unit_test(test_nursery_full_closes),
         cmocka_unit_test(test_nursery_trim_closes),
         cmocka_unit_test(test_nursery_misuse_aborts),
