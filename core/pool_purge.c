@@ -139,8 +139,15 @@ static inline bool handler_left(const struct handler_rec *r, uintptr_t sp)
 static int handler_drop_left(uintptr_t sp)
 {
     int d = lab_pool_handler_depth;
-    while (d > 0 && d <= HANDLER_RECORDS && handler_left(&handler_rec[d - 1], sp))
-        lab_pool_handler_depth = --d;
+    while (d > 0) {
+        /* past the records, the deepest one stands for those beyond it: they began while it ran,
+         * so a longjmp that left it left them too (found by review: five nested handlers and a
+         * longjmp out of them all held the thread as in a handler for good) */
+        int top = d <= HANDLER_RECORDS ? d - 1 : HANDLER_RECORDS - 1;
+        if (!handler_left(&handler_rec[top], sp))
+            break;
+        lab_pool_handler_depth = d = top;
+    }
     return d;
 }
 

@@ -60,6 +60,10 @@
 #include "pool.h"
 
 #define LAB_EXPORT __attribute__((visibility("default")))
+/* The entry points whose work, with pooling off, is one system call for the program: in a
+ * section of their own (mmap.h: lab_sys_entry_pc), so that a signal landing in them is not taken
+ * for one that interrupted the allocator. */
+#define LAB_SYS_ENTRY __attribute__((section("lab_sys_entry"), noinline))
 #define PS LAB_PAGE_SIZE
 #define MM_ERR(r) ((unsigned long)(r) > -4096ul)
 #define RW (PROT_READ | PROT_WRITE)
@@ -570,7 +574,7 @@ static lab_noinline void *mmap_slow(void *addr, size_t len, int prot, int flags,
 }
 
 /* Off: the flag test and the system call. On: the out-of-line path, as a tail call. */
-LAB_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+LAB_EXPORT LAB_SYS_ENTRY void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_ptr(k_mmap((uintptr_t)addr, len, prot, flags, fd, off));
@@ -641,7 +645,7 @@ static long mm_unmap(uintptr_t a, size_t len)
 
 static lab_noinline int munmap_slow(void *addr, size_t len) { return ret_int(mm_unmap((uintptr_t)addr, len)); }
 
-LAB_EXPORT int munmap(void *addr, size_t len)
+LAB_EXPORT LAB_SYS_ENTRY int munmap(void *addr, size_t len)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(k_munmap((uintptr_t)addr, len));
@@ -1102,7 +1106,7 @@ static lab_noinline void *mremap_slow(void *old, size_t old_len, size_t new_len,
     return ret_ptr(mm_remap((uintptr_t)old, old_len, new_len, flags, (uintptr_t)nw));
 }
 
-LAB_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+LAB_EXPORT LAB_SYS_ENTRY void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
     void *nw = NULL;
     if ((unsigned)flags > 7) /* as glibc 2.36: unknown flags fail before the system call */
@@ -1198,14 +1202,14 @@ static lab_noinline int protect_slow(long nr, void *addr, size_t len, int prot, 
     return ret_int(mm_protect(nr, (uintptr_t)addr, len, prot, pkey));
 }
 
-LAB_EXPORT int mprotect(void *addr, size_t len, int prot)
+LAB_EXPORT LAB_SYS_ENTRY int mprotect(void *addr, size_t len, int prot)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(k_mprotect((uintptr_t)addr, len, prot));
     return protect_slow(SYS_mprotect, addr, len, prot, -1);
 }
 
-LAB_EXPORT int pkey_mprotect(void *addr, size_t len, int prot, int pkey)
+LAB_EXPORT LAB_SYS_ENTRY int pkey_mprotect(void *addr, size_t len, int prot, int pkey)
 {
     long nr = pkey == -1 ? SYS_mprotect : SYS_pkey_mprotect; /* as glibc: -1 is plain mprotect */
     if (lab_likely(!lab_load_relaxed(&mm_on)))
@@ -1230,21 +1234,21 @@ static lab_noinline int lockop_slow(long nr, uintptr_t addr, size_t len, long fl
     return ret_int(mm_lockop(nr, addr, len, flags));
 }
 
-LAB_EXPORT int mlock(const void *addr, size_t len)
+LAB_EXPORT LAB_SYS_ENTRY int mlock(const void *addr, size_t len)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(sys6(SYS_mlock, (long)addr, (long)len, 0, 0, 0, 0));
     return lockop_slow(SYS_mlock, (uintptr_t)addr, len, 0);
 }
 
-LAB_EXPORT int mlock2(const void *addr, size_t len, unsigned int flags)
+LAB_EXPORT LAB_SYS_ENTRY int mlock2(const void *addr, size_t len, unsigned int flags)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(sys6(SYS_mlock2, (long)addr, (long)len, flags, 0, 0, 0));
     return lockop_slow(SYS_mlock2, (uintptr_t)addr, len, flags);
 }
 
-LAB_EXPORT int munlock(const void *addr, size_t len)
+LAB_EXPORT LAB_SYS_ENTRY int munlock(const void *addr, size_t len)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(sys6(SYS_munlock, (long)addr, (long)len, 0, 0, 0, 0));
@@ -1253,7 +1257,7 @@ LAB_EXPORT int munlock(const void *addr, size_t len)
 
 /* While mlockall is in force, new mappings go to the kernel (MCL_FUTURE must lock them) and
  * unmapped pooled pages are reset rather than cached (MCL_CURRENT locked them). */
-LAB_EXPORT int mlockall(int flags)
+LAB_EXPORT LAB_SYS_ENTRY int mlockall(int flags)
 {
     long r = sys6(SYS_mlockall, flags, 0, 0, 0, 0, 0);
     if (r == 0)
@@ -1261,7 +1265,7 @@ LAB_EXPORT int mlockall(int flags)
     return ret_int(r);
 }
 
-LAB_EXPORT int munlockall(void)
+LAB_EXPORT LAB_SYS_ENTRY int munlockall(void)
 {
     long r = sys6(SYS_munlockall, 0, 0, 0, 0, 0, 0);
     if (r == 0)
@@ -1342,7 +1346,7 @@ static lab_noinline int madvise_slow(void *addr, size_t len, int adv)
     return ret_int(mm_advise((uintptr_t)addr, len, adv));
 }
 
-LAB_EXPORT int madvise(void *addr, size_t len, int adv)
+LAB_EXPORT LAB_SYS_ENTRY int madvise(void *addr, size_t len, int adv)
 {
     if (lab_likely(!lab_load_relaxed(&mm_on)))
         return ret_int(k_madvise((uintptr_t)addr, len, adv));

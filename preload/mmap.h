@@ -17,5 +17,16 @@ lab_internal void lab_mmap_trim(void);
 /* The purge thread's share: purge the cached pages idle past the delay; returns the ms until the
  * next cached run is due (UINT64_MAX: none, or pooling off). */
 lab_internal uint64_t lab_mmap_purge_idle(void);
+/* Whether pc is in one of the interposed memory-mapping names' own entry points (mmap.c's
+ * LAB_SYS_ENTRY: with pooling off, the program's system call and nothing of the allocator's;
+ * with it on, a test and a jump to the work, which is elsewhere): a signal that lands there
+ * did not interrupt the allocator (found by review: a timeout's siglongjmp out of a handler that
+ * interrupted mprotect left the thread on a signal heap for good, its large mallocs failing). */
+extern const char __start_lab_sys_entry[] __attribute__((visibility("hidden")));
+extern const char __stop_lab_sys_entry[] __attribute__((visibility("hidden")));
+static inline bool lab_sys_entry_pc(uintptr_t pc)
+{
+    return pc >= (uintptr_t)__start_lab_sys_entry && pc < (uintptr_t)__stop_lab_sys_entry;
+}
 
 #endif

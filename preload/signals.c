@@ -17,6 +17,7 @@
 #include <ucontext.h>
 
 #include "alloc.h"
+#include "mmap.h"
 #include "mmap_pool.h"
 
 #define LAB_EXPORT __attribute__((visibility("default")))
@@ -56,6 +57,8 @@ static bool interrupted_allocator(void *uctx)
     if (!uctx)
         return true;
     uintptr_t pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+    if (lab_sys_entry_pc(pc))
+        return false; /* the program's mmap, mprotect, madvise, ... (mmap.h) */
     uintptr_t ret = __atomic_load_n(&sig_restorer, __ATOMIC_RELAXED);
     if (ret && pc - ret < 16)
         return true; /* between two handlers: what it returns to is not known here */

@@ -8,8 +8,9 @@
  *   memory_returned idle_longjmp
  *                          idle, after a signal handler has left by siglongjmp (a timeout's
  *                          classic shape) six times, from the thread's stack and from an
- *                          alternate signal stack: the thread that ran it must still purge,
- *                          wake and start the background thread (the wrapper's count of running handlers
+ *                          alternate signal stack, and out of six handlers nested in each
+ *                          other: the thread that ran them must still purge, wake and start
+ *                          the background thread (the wrapper's count of running handlers
  *                          once stayed raised for good, and the memory with it). Labyrinth only.
  *   memory_returned trim   malloc_trim(0) right after the last free: RSS below 64 MiB at once
  *                          (ctest sets a 60 s delay and no background thread, so only the trim
@@ -210,6 +211,17 @@ static void leave_by_longjmp(int sig)
 {
     (void)sig;
     siglongjmp(jump_out, 1);
+}
+
+/* ... and handlers nested NEST deep (each raises the next signal), the innermost leaving them
+ * all so: more than the allocator keeps records of */
+enum { NEST = 6 };
+static void nest_deeper(int sig)
+{
+    if (sig - SIGRTMIN + 1 < NEST)
+        raise(sig + 1);
+    else
+        siglongjmp(jump_out, 1);
 }
 
 static int kept_done; /* idlers at their idle point */
@@ -480,6 +492,18 @@ int main(int argc, char **argv)
         }
         CHECK(left == 6, "the handler left by siglongjmp %d times of 6", (int)left);
         SAY("a SIGUSR1 handler ran and left by siglongjmp 6 times, 3 of them from an alternate stack");
+        for (int i = 0; i < NEST; i++) {
+            struct sigaction sa = {0};
+            sa.sa_handler = nest_deeper;
+            sigemptyset(&sa.sa_mask);
+            CHECK(sigaction(SIGRTMIN + i, &sa, NULL) == 0, "sigaction");
+        }
+        if (!sigsetjmp(jump_out, 1))
+            raise(SIGRTMIN);
+        else
+            left++;
+        CHECK(left == 7, "the nested handlers did not leave by siglongjmp");
+        SAY("%d handlers nested in each other, the innermost left them all by siglongjmp", NEST);
     }
     if (!idle && !lab_provided("malloc_trim")) {
         SAY("memory_returned trim: malloc_trim is not the allocator's own; skipped");
