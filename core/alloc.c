@@ -57,6 +57,8 @@ static inline void *alloc_class(unsigned cls)
  * naturally aligned runs, through the thread's room), above LAB_LARGE_MAX a huge mapping. */
 static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
 {
+    if (lab_unlikely(lab_tls_heap->gfp) && lab_pool_handler_depth)
+        lab_pool_handler_safe_point(); /* (as in lab_heap_alloc_small_slow) */
     lab_pool_t *pool = alloc_pool();
     if (lab_unlikely(!pool || n > PTRDIFF_MAX)) {
         errno = ENOMEM;

@@ -771,6 +771,13 @@ static void heap_take_inbox(lab_heap_t *h)
 
 void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
 {
+    /* on a signal heap, or none: a handler that put the thread there may have been left by
+     * longjmp; a safe point (core/pool.h), and the heap it was on before is the caller's now */
+    if (lab_unlikely(h->gfp || h->state == LAB_HEAP_NONE) && lab_pool_handler_depth) {
+        lab_pool_handler_safe_point();
+        if (lab_tls_heap != h)
+            return lab_heap_alloc_small_slow(lab_tls_heap, cls);
+    }
     if (lab_unlikely(h->state == LAB_HEAP_NONE)) {
         errno = ENOMEM;
         return NULL;

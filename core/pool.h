@@ -378,13 +378,30 @@ lab_internal size_t lab_pool_rooms_take(lab_pool_t *pool);
  * timeout's siglongjmp) from ever purging again, or starting the purge thread: memory freed
  * after it stayed resident (preload.memory_returned_idle_longjmp). */
 lab_internal extern __thread int lab_pool_handler_depth;
-/* kept: the record is never dropped so (a handler that interrupted the allocator, and left by
- * longjmp, leaves its thread's heap half changed: out of the promise, and its thread held as in
- * a handler, as it was before records). sp: the interrupted code's stack pointer (0: unknown),
- * from where the records of handlers left by longjmp are dropped first, so that a program that
- * leaves every handler so (a timeout at every request) keeps its records up to date. */
-lab_internal void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, bool kept,
-                                         uintptr_t sp);
+/* What a handler's record holds it to (kind): PLAIN, a handler that interrupted ordinary code;
+ * HARD, one that interrupted the allocator in the middle of a change (a lock held, a heap or room
+ * being changed): left by longjmp, the thread's heap stays half changed and the record is never
+ * dropped (out of the promise: the thread stays on its signal heap, held as in a handler); SOFT,
+ * one run on a signal heap because it might have (its program counter in this library's code, a
+ * handler's wrapper, the sigreturn trampoline) with nothing in the middle of a change: left by
+ * longjmp, it is undone at the next safe point, an allocator call on the signal heap or the next
+ * handler's start, by the function lab_pool_set_handler_undo gave, with prev (the wrapper's:
+ * the thread back on the heap it was on, the counts it raised taken back). Found by review: a
+ * timeout's siglongjmp out of a handler that a profiler's signal nested in left the thread on a
+ * signal heap for good, its 2 MiB mallocs all failing. */
+#define LAB_HANDLER_PLAIN 0u
+#define LAB_HANDLER_SOFT  1u
+#define LAB_HANDLER_HARD  2u
+lab_internal void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind,
+                                         void *prev);
+lab_internal void lab_pool_set_handler_undo(void (*fn)(void *prev));
+/* At a handler's start (sp: the interrupted code's stack pointer; it interrupted no allocator
+ * code), or at an allocator call on a signal heap before any heap is used: drop the records of
+ * handlers left by longjmp, undoing SOFT ones, so that a program that leaves every handler so (a
+ * timeout at every request) keeps them current. Returns the depth left. */
+lab_internal int lab_pool_handler_recover(uintptr_t sp);
+/* lab_pool_handler_recover from the caller's frame. */
+lab_internal void lab_pool_handler_safe_point(void);
 /* The handler whose wrapper's frame is `frame` returns (any record above it is of a handler that
  * left by longjmp into it: dropped too). */
 lab_internal void lab_pool_handler_leave(uintptr_t frame);

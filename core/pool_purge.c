@@ -116,27 +116,38 @@ lab_bg_t lab_bg;
 __thread int lab_pool_handler_depth;
 
 /* The records of the calling thread's innermost running handlers (pool.h), by depth; deeper ones
- * are counted only (nested that deep, a longjmp out of them is not seen). */
+ * are counted only (nested that deep, a longjmp out of them is seen through the deepest
+ * record, which stands for them). */
 #define HANDLER_RECORDS 4
 static __thread struct handler_rec {
     uintptr_t frame, alt_lo, alt_hi;
-    bool kept;
+    void *prev;   /* LAB_HANDLER_SOFT: what the undo gets */
+    uint8_t kind; /* LAB_HANDLER_* */
 } handler_rec[HANDLER_RECORDS];
+
+static void (*handler_undo)(void *prev); /* lab_pool_set_handler_undo */
+
+void lab_pool_set_handler_undo(void (*fn)(void *prev))
+{
+    if (lab_load_relaxed(&handler_undo) != fn) /* (no page written when it is set: a fork child's
+                                                   copy stays shared) */
+        lab_store_relaxed(&handler_undo, fn);
+}
 
 /* Whether the handler of record r has been left by longjmp, as seen from stack address sp. */
 static inline bool handler_left(const struct handler_rec *r, uintptr_t sp)
 {
-    if (r->kept)
-        return false;
     if (r->alt_lo != r->alt_hi && (sp < r->alt_lo || sp >= r->alt_hi))
         return true;
     return sp > r->frame;
 }
 
 /* Drop the records of handlers left by longjmp, as seen from code running at stack address sp;
- * returns the depth left. A signal landing in here runs its handler on the records as they are
+ * returns the depth left. A handler that interrupted the allocator (HARD) holds the rest; one
+ * that only looked as if it had (SOFT) is undone when `undo` (a safe point: no heap in use),
+ * else holds them too. A signal landing in here runs its handler on the records as they are
  * (each step leaves them whole) and leaves them as it found them. */
-static int handler_drop_left(uintptr_t sp)
+static int handler_drop_left(uintptr_t sp, bool undo)
 {
     int d = lab_pool_handler_depth;
     while (d > 0) {
@@ -144,22 +155,34 @@ static int handler_drop_left(uintptr_t sp)
          * so a longjmp that left it left them too (found by review: five nested handlers and a
          * longjmp out of them all held the thread as in a handler for good) */
         int top = d <= HANDLER_RECORDS ? d - 1 : HANDLER_RECORDS - 1;
-        if (!handler_left(&handler_rec[top], sp))
+        struct handler_rec *r = &handler_rec[top];
+        if (r->kind == LAB_HANDLER_HARD || !handler_left(r, sp))
             break;
+        if (r->kind == LAB_HANDLER_SOFT) {
+            void (*fn)(void *) = lab_load_relaxed(&handler_undo);
+            if (!undo || !fn || d > HANDLER_RECORDS)
+                break;
+            fn(r->prev);
+        }
         lab_pool_handler_depth = d = top;
     }
     return d;
 }
 
-void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, bool kept, uintptr_t sp)
+void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind, void *prev)
 {
-    int d = sp ? handler_drop_left(sp) : lab_pool_handler_depth;
+    int d = lab_pool_handler_depth;
     if (d >= 0 && d < HANDLER_RECORDS)
-        handler_rec[d] = (struct handler_rec){frame, alt_lo, alt_hi, kept};
+        handler_rec[d] = (struct handler_rec){frame, alt_lo, alt_hi, prev, (uint8_t)kind};
+    else if (kind != LAB_HANDLER_PLAIN)
+        handler_rec[HANDLER_RECORDS - 1].kind = LAB_HANDLER_HARD; /* one beyond, not undone: the
+                                                                      deepest record holds */
     /* the record before the count: a signal landing between them finds no half-made record */
     lab_barrier();
     lab_pool_handler_depth = d + 1;
 }
+
+int lab_pool_handler_recover(uintptr_t sp) { return handler_drop_left(sp, true); }
 
 void lab_pool_handler_leave(uintptr_t frame)
 {
@@ -168,13 +191,24 @@ void lab_pool_handler_leave(uintptr_t frame)
         d--;
         if (d >= HANDLER_RECORDS || handler_rec[d].frame == frame)
             break;
+        /* a handler above this one, left by longjmp into this one's body: undone if SOFT (no
+         * allocator call of this thread is under way here) */
+        void (*fn)(void *) = lab_load_relaxed(&handler_undo);
+        if (handler_rec[d].kind == LAB_HANDLER_SOFT && fn)
+            fn(handler_rec[d].prev);
+        lab_pool_handler_depth = d;
     }
     lab_pool_handler_depth = d;
 }
 
 lab_noinline bool lab_pool_in_handler_slow(void)
 {
-    return handler_drop_left((uintptr_t)__builtin_frame_address(0)) != 0;
+    return handler_drop_left((uintptr_t)__builtin_frame_address(0), false) != 0;
+}
+
+lab_noinline void lab_pool_handler_safe_point(void)
+{
+    (void)handler_drop_left((uintptr_t)__builtin_frame_address(0), true);
 }
 
 void lab_pool_background_init(bool (*start)(void), size_t start_pages)

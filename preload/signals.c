@@ -41,34 +41,45 @@ static __thread unsigned sig_unsafe;
 /* Where handlers return to: libc's sigreturn trampoline (the wrapper's return address). */
 static uintptr_t sig_restorer;
 
-/* Whether a handler must not use the heap the thread is on: the signal interrupted the allocator
- * (its code, a lock held, a heap or room being changed), or interrupted the wrapper of a handler
- * that did, before it switched to a signal heap or after it switched back, where the program
- * counter is in libc (errno's address, the sigreturn trampoline) while the heap below is still
- * half changed (found by review: three timers whose handlers nest over two threads corrupted
- * heaps under LABYRINTH_SECURE=1, whose batch refill is a long window). No libc call in here:
- * a signal may land anywhere in it. */
-static bool interrupted_allocator(void *uctx)
+/* Whether a handler must not use the heap the thread is on (core/pool.h: LAB_HANDLER_*): HARD, the
+ * signal interrupted the allocator in the middle of a change (a lock held, a heap or room being
+ * changed); SOFT, it may have: its program counter in this library's code (a fast path has no
+ * flag), or in the wrapper of a handler that did, before it switched to a signal heap or after it
+ * switched back, where the program counter is in libc (errno's address, the sigreturn
+ * trampoline) while the heap below is still half changed (found by review: three timers whose
+ * handlers nest over two threads corrupted heaps under LABYRINTH_SECURE=1, whose batch refill is
+ * a long window); PLAIN, it did not. No libc call in here: a signal may land anywhere in it. */
+static unsigned interrupted_allocator(void *uctx)
 {
     if (lab_locks_held || lab_heap_busy() || lab_pool_room_busy())
-        return true;
+        return LAB_HANDLER_HARD;
     if (sig_unsafe && !lab_sig_on_signal_heap())
-        return true;
+        return LAB_HANDLER_SOFT;
     if (!uctx)
-        return true;
+        return LAB_HANDLER_SOFT;
     uintptr_t pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
     if (lab_sys_entry_pc(pc))
-        return false; /* the program's mmap, mprotect, madvise, ... (mmap.h) */
+        return LAB_HANDLER_PLAIN; /* the program's mmap, mprotect, madvise, ... (mmap.h) */
     uintptr_t ret = __atomic_load_n(&sig_restorer, __ATOMIC_RELAXED);
     if (ret && pc - ret < 16)
-        return true; /* between two handlers: what it returns to is not known here */
-    return pc >= (uintptr_t)__ehdr_start && pc < (uintptr_t)etext;
+        return LAB_HANDLER_SOFT; /* between two handlers: what it returns to is not known here */
+    return pc >= (uintptr_t)__ehdr_start && pc < (uintptr_t)etext ? LAB_HANDLER_SOFT : LAB_HANDLER_PLAIN;
+}
+
+/* A SOFT handler (above) left by longjmp, undone at a safe point (core/pool.h): the thread back
+ * on the heap it was on, the counts its wrapper raised taken back. */
+static void handler_undo(void *prev)
+{
+    lab_sig_exit(prev);
+    lab_lock_quiet--;
+    sig_unsafe--;
 }
 
 static void wrapper(int sig, siginfo_t *info, void *uctx)
 {
     /* decided first, before any call out of this library (then errno's) */
-    bool nested = interrupted_allocator(uctx);
+    unsigned kind = interrupted_allocator(uctx);
+    bool nested = kind != LAB_HANDLER_PLAIN;
     sig_unsafe += nested;
     if (lab_unlikely(!__atomic_load_n(&sig_restorer, __ATOMIC_RELAXED)))
         __atomic_store_n(&sig_restorer, (uintptr_t)__builtin_return_address(0), __ATOMIC_RELAXED);
@@ -82,7 +93,6 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
         sig_unsafe -= nested;
         return;
     }
-    lab_heap_t *prev = nested ? lab_sig_enter() : NULL;
     /* no purge and no thread start from a handler (core/pool.h); the handler recorded by this
      * frame and, when it began on the alternate signal stack, that stack (uc_stack: the thread's
      * at delivery), so that one left by longjmp is not taken as running for good */
@@ -95,7 +105,16 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
             alt_hi = alt_lo + ss->ss_size;
         }
     }
-    lab_pool_handler_enter(frame, alt_lo, alt_hi, nested, sp);
+    /* a safe point when it interrupted no allocator code: handlers left by longjmp before are
+     * dropped (SOFT ones undone: the heap read next may change) */
+    if (!nested && sp && lab_pool_handler_depth)
+        (void)lab_pool_handler_recover(sp);
+    lab_heap_t *prev = lab_tls_heap;
+    /* the record first, with the heap to go back to: a longjmp out of the handler from anywhere
+     * below finds it */
+    lab_pool_handler_enter(frame, alt_lo, alt_hi, kind, prev);
+    if (nested)
+        (void)lab_sig_enter();
     /* on a signal heap (ATOMIC: no system call), no futex call when it gives a lock back either
      * (core/lock.h); not for every handler: one that longjmps out would leave it raised, and its
      * thread's unlocks would wake no waiter for good (found by review) */
@@ -138,8 +157,10 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
         /* ready before the first delivery; not from a handler (a handler that re-arms itself
          * with signal() may have interrupted the making of a heap, under the lock this takes:
          * the signal heaps made so far serve) */
-        if (!lab_pool_in_handler())
+        if (!lab_pool_in_handler()) {
             lab_sig_reserve(16);
+            lab_pool_set_handler_undo(handler_undo);
+        }
         void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
         /* written only when they change: a shell sets the same handlers around every command it
          * forks, and each write after a fork copies the table's page */
