@@ -565,8 +565,8 @@ static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
  * used, and one class's new span was paid with another's current one, which came back at its next
  * malloc by taking a third's), 1.8 M spans for 14.5 M mallocs, twice the instructions, 1.3 times
  * glibc's time. A class whose size the program has moved on from (python's dicts growing), or
- * comes back to only after much else (realloc growth in rounds), still gives its span to the next
- * size; so does one of blocks over 8 KiB, whose spans (128 and 256 KiB) cost more kept than
+ * comes back to only after much else, still gives its span to the next size (realloc growth in
+ * rounds of 256 steps comes back in time: held); so does one of blocks over 8 KiB, whose spans (128 and 256 KiB) cost more kept than
  * exchanged (held too, gcc's peak RSS grew by 2 %, for 12 000 exchanges of 1.5 M mallocs; held up
  * to 8 KiB, it did not, and 1 318 spans were made instead of 12 190). */
 #define RECLAIM_BACK 512u
@@ -587,7 +587,7 @@ static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
  * at a time until at least `pages` pages are back in the pool, when it would otherwise hand the
  * thread pages never used; 0: how many pages such spans hold. First the kept spans (smallest
- * classes first), then the parked spans (taken as kept ones are, held or not) and the empty
+ * classes first), then the parked spans (taken as kept ones are, unless held) and the empty
  * current spans of classes that cycle (span_cycling). The cycling ones stay listed so that a
  * scratch block allocated and freed in a loop does not move a span at every
  * free; but a program whose sizes move on (python's dicts grow 6.5, 13, 26, 52 KiB, each
@@ -632,8 +632,14 @@ static size_t heap_reclaim(size_t pages)
         span_release(h, s);
     }
     for (unsigned cls = 1; listed && cls < LAB_NR_CLASSES && given < pages; cls++) {
-        /* a parked span is given back as a kept one would be, held class or not */
+        /* a parked span is given back as a kept one would be, unless its class is held: a
+         * class's span empties when it parks, so the hold (above) must cover it too (it once
+         * did not: a buffer grown by realloc through the classes, round after round, made a span
+         * and gave one back at nearly every step, twelve times glibc's time;
+         * preload.realloc_rounds) */
         bool parked = heap_parked(h, cls);
+        if (parked && (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0)
+            continue;
         lab_span_t *s = heap_unpark(h, cls) && parked ? h->cur[cls] : empty_listed(h, cls);
         if (!s)
             continue;

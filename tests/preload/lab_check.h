@@ -145,6 +145,15 @@ static inline long lab_malloc_stats_text(char *text, size_t size)
     return got;
 }
 
+/* The number after " key " in a summary line of malloc_stats() (-1: none). */
+static inline long lab_stats_field(const char *text, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, " %s ", key);
+    const char *p = strstr(text, k);
+    return p ? strtol(p + strlen(k), NULL, 10) : -1;
+}
+
 static inline int lab_finish(const char *name)
 {
     int n = atomic_load(&lab_failures);

@@ -34,13 +34,7 @@ static void *big_only(void *arg)
 }
 
 /* The number after "key " in text (a field of the summary), or -1. */
-static long field(const char *text, const char *key)
-{
-    char k[64];
-    snprintf(k, sizeof k, " %s ", key);
-    const char *p = strstr(text, k);
-    return p ? strtol(p + strlen(k), NULL, 10) : -1;
-}
+static long field(const char *text, const char *key) { return lab_stats_field(text, key); }
 
 int main(void)
 {
