@@ -1855,6 +1855,8 @@ void lab_nursery_close(lab_heap_t *h)
 
 void lab_heap_thread_exit(void)
 {
+    if (lab_pool_handler_depth)
+        lab_pool_handler_thread_exit();
     lab_heap_t *h = lab_tls_heap;
     if (h->state == LAB_HEAP_LIVE) {
         heap_tidy(h);

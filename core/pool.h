@@ -402,6 +402,11 @@ lab_internal void lab_pool_set_handler_undo(void (*fn)(void *prev));
 lab_internal int lab_pool_handler_recover(uintptr_t sp);
 /* lab_pool_handler_recover from the caller's frame. */
 lab_internal void lab_pool_handler_safe_point(void);
+/* The calling thread is ending (its heap's exit, before anything else): its SOFT handlers are
+ * undone, left or not, so that it ends on its own heap (found by review: a thread that ended
+ * after a longjmp out of such a handler kept a signal heap, and its own heap, for good, and 16
+ * such threads had them all). */
+lab_internal void lab_pool_handler_thread_exit(void);
 /* The handler whose wrapper's frame is `frame` returns (any record above it is of a handler that
  * left by longjmp into it: dropped too). */
 lab_internal void lab_pool_handler_leave(uintptr_t frame);

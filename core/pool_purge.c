@@ -118,7 +118,7 @@ __thread int lab_pool_handler_depth;
 /* The records of the calling thread's innermost running handlers (pool.h), by depth; deeper ones
  * are counted only (nested that deep, a longjmp out of them is seen through the deepest
  * record, which stands for them). */
-#define HANDLER_RECORDS 4
+#define HANDLER_RECORDS 8 /* (static TLS: 40 bytes each; dlopen of the library needs it small) */
 static __thread struct handler_rec {
     uintptr_t frame, alt_lo, alt_hi;
     void *prev;   /* LAB_HANDLER_SOFT: what the undo gets */
@@ -199,6 +199,19 @@ void lab_pool_handler_leave(uintptr_t frame)
         lab_pool_handler_depth = d;
     }
     lab_pool_handler_depth = d;
+}
+
+void lab_pool_handler_thread_exit(void)
+{
+    /* no handler of the thread runs again: every SOFT one is undone, left or not (one that ends
+     * the thread from inside runs no more either) */
+    void (*fn)(void *) = lab_load_relaxed(&handler_undo);
+    int d = lab_pool_handler_depth;
+    while (d > 0 && d <= HANDLER_RECORDS && fn && handler_rec[d - 1].kind != LAB_HANDLER_HARD) {
+        if (handler_rec[d - 1].kind == LAB_HANDLER_SOFT)
+            fn(handler_rec[d - 1].prev);
+        lab_pool_handler_depth = --d;
+    }
 }
 
 lab_noinline bool lab_pool_in_handler_slow(void)
