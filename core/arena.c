@@ -566,9 +566,10 @@ static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
  * malloc by taking a third's), 1.8 M spans for 14.5 M mallocs, twice the instructions, 1.3 times
  * glibc's time. A class whose size the program has moved on from (python's dicts growing), or
  * comes back to only after much else, still gives its span to the next size (realloc growth in
- * rounds of 256 steps comes back in time: held); so does one of blocks over 8 KiB, whose spans (128 and 256 KiB) cost more kept than
- * exchanged (held too, gcc's peak RSS grew by 2 %, for 12 000 exchanges of 1.5 M mallocs; held up
- * to 8 KiB, it did not, and 1 318 spans were made instead of 12 190). */
+ * rounds of 256 steps comes back in time: held); so does one of blocks over 8 KiB, whose spans
+ * (128 and 256 KiB) cost more kept than exchanged (held too, gcc's peak RSS grew by 2 %, for
+ * 12 000 exchanges of 1.5 M mallocs; held up to 8 KiB, it did not, and 1 318 spans were made
+ * instead of 12 190). */
 #define RECLAIM_BACK 512u
 #define SPAN_CYCLE 128u /* span_cycling */
 #define RECLAIM_HOLD 256u
