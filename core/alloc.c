@@ -24,12 +24,13 @@ static lab_heap_stats_t heapless;
 int lab_report_foreign;               /* how many more foreign frees to report (options) */
 
 /* A block that is no span's (a nursery block, a page-sized run, a huge mapping) handed out over
- * memory used before: its second word may still hold the free key a span block at the same address had
- * (freed, or carved and never handed out), which a program that never writes it would carry
- * along: realloc copies it, and a copy that lands back at that address (a span's first block,
- * where a run's first page was) looked freed to realloc and to another thread's free (found by
- * review: a valid program's realloc aborted, one run in four). Span blocks clear theirs as they
- * are handed out (lab_span_take); these are cleared here. */
+ * memory used before: its second word may still hold the free key a span block at the same
+ * address had (freed, or carved and never handed out), which a program that never writes it
+ * would carry along: realloc copies it, and a copy that lands back at that address (a span's
+ * first block, where a run's first page was) looked freed to realloc and to another thread's
+ * free (found by review: a valid program's realloc aborted, one run in four). Span blocks clear
+ * theirs as they are handed out (lab_span_take); these are cleared here (alloc_large and
+ * nursery_alloc). */
 lab_inline void lab_clear_stale_key(void *p) { ((lab_block_t *)p)->key = 0; }
 
 lab_inline lab_pool_t *alloc_pool(void)
@@ -66,33 +67,27 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     }
     lab_heap_t *h = lab_tls_heap;
     gfp |= h->gfp; /* ATOMIC on a signal heap: no lock waited on, no system call */
+    lab_page_t *d;
+    void *p;
     if (n > LAB_LARGE_MAX || align > LAB_CHUNK_SIZE) {
         lab_chunk_t *c;
-        lab_page_t *d;
-        void *p;
         /* up to a chunk, first from pages the pool's page-sized blocks used before (never a
          * fault or a mapping there; lab_pool_alloc_run_used) */
         size_t np = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
         if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
             (p = lab_pool_alloc_run_used(pool, np, gfp, LAB_PAGE_LARGE, &d))) {
             d->above[0] = 0;
-            if (!(gfp & LAB_GFP_ZERO))
-                lab_clear_stale_key(p);
             COUNT(large);
-            return p;
+            goto handed;
         }
         p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
-        if (p) {
-            if (!(gfp & LAB_GFP_ZERO)) /* (a cached mapping's last block's data, else zero) */
-                lab_clear_stale_key(p);
-            COUNT(huge);
-        }
-        return p;
+        if (!p)
+            return NULL;
+        COUNT(huge);
+        goto handed;
     }
     size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
     unsigned align_order = align > LAB_PAGE_SIZE ? lab_log2_ceil(align >> LAB_PAGE_SHIFT) : 0;
-    lab_page_t *d;
-    void *p;
     if ((npages & (npages - 1)) == 0 || align_order) {
         unsigned order = lab_max(lab_log2_ceil(npages), align_order);
         p = lab_pool_alloc_order(pool, order, gfp, LAB_PAGE_LARGE, &d);
@@ -103,11 +98,12 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
         if (p)
             d->above[0] = 0;
     }
-    if (p) {
-        if (!(gfp & LAB_GFP_ZERO)) /* (zeroed, or known to read zero) */
-            lab_clear_stale_key(p);
-        COUNT(large);
-    }
+    if (!p)
+        return NULL;
+    COUNT(large);
+handed:
+    if (!(gfp & LAB_GFP_ZERO)) /* (zeroed, or known to read zero) */
+        lab_clear_stale_key(p);
     return p;
 }
 

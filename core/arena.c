@@ -575,14 +575,19 @@ static bool park_purge(lab_heap_t *h, unsigned cls, uintptr_t want)
 #define RECLAIM_HOLD 256u
 #define RECLAIM_HELD_MAX 8192u
 
+/* Whether cls is held (above): heap_reclaim leaves its empty span, listed or parked. */
+lab_inline bool class_held(const lab_heap_t *h, unsigned cls)
+{
+    return (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
+}
+
 /* The current span of cls if it is empty (no block out, none waiting to come back: a class that
  * cycles, span_cycling, or a parked span, which the caller has claimed), or NULL; NULL too while
  * the class is held (above). */
 static lab_span_t *empty_listed(lab_heap_t *h, unsigned cls)
 {
     lab_span_t *s = h->cur[cls];
-    bool held = (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0;
-    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !held ? s : NULL;
+    return s && s->usedf == 0 && !(s->flags & LAB_SPAN_WAIT) && !class_held(h, cls) ? s : NULL;
 }
 
 /* The pool's reclaim (lab_pool_set_reclaim): spans of the calling thread that hold no block, one
@@ -639,7 +644,7 @@ static size_t heap_reclaim(size_t pages)
          * and gave one back at nearly every step, twelve times glibc's time;
          * preload.realloc_rounds) */
         bool parked = heap_parked(h, cls);
-        if (parked && (int32_t)(h->held_to[cls] - (uint32_t)h->st.spans) > 0)
+        if (parked && class_held(h, cls))
             continue;
         lab_span_t *s = heap_unpark(h, cls) && parked ? h->cur[cls] : empty_listed(h, cls);
         if (!s)
