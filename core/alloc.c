@@ -268,6 +268,32 @@ static lab_noinline void *malloc_slow_checked(size_t n)
     return malloc_slow(n);
 }
 
+/* Page-sized blocks up to LAB_LARGE_MAX, malloc's common case past the size classes: no signal
+ * heap and no deferred frees waiting, so none of alloc_large's other tests is needed
+ * (alignment, huge sizes, ATOMIC); the rest goes that way. With the pool's call compiled for
+ * this case (lab_pool_alloc_large), a 64 KiB malloc+free went from 318 instructions to 254
+ * (scripts/callgrind_pair.sh --size 65536). */
+static lab_noinline void *alloc_page_sized(size_t n)
+{
+    lab_pool_t *pool;
+    if (lab_unlikely(lab_tls_heap->gfp || lab_load_relaxed(&lab_deferred)) || lab_unlikely(!(pool = alloc_pool())))
+        return malloc_slow_checked(n);
+    size_t np = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
+    lab_page_t *d;
+    void *p;
+    uint8_t pow2 = (np & (np - 1)) == 0;
+    if (pow2)
+        p = lab_pool_alloc_large(pool, lab_log2_floor(np), &d);
+    else
+        p = lab_pool_alloc_run(pool, np, LAB_GFP_DEFAULT, LAB_PAGE_LARGE, &d);
+    if (lab_unlikely(!p))
+        return NULL;
+    d->above[0] = pow2;
+    COUNT(large);
+    lab_clear_stale_key(p);
+    return p;
+}
+
 void *lab_malloc_slow(size_t n)
 {
     /* above 1 KiB, up to LAB_SMALL_MAX: the direct slots' pop, as lab_malloc's (no class
@@ -276,6 +302,8 @@ void *lab_malloc_slow(size_t n)
         void *p = lab_slot_take(n);
         if (lab_likely(p != NULL))
             return p;
+    } else if (n - (LAB_SMALL_MAX + 1) < LAB_LARGE_MAX - LAB_SMALL_MAX) {
+        return alloc_page_sized(n);
     }
     return malloc_slow_checked(n);
 }
@@ -379,7 +407,7 @@ static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
 }
 
 /* A page-sized block's run back to the pool (d: its descriptor, state LARGE). */
-static void free_large(lab_page_t *d)
+lab_inline void free_large(lab_page_t *d)
 {
     COUNT(large_frees);
     lab_pool_t *pool = lab_desc_chunk(d)->pool;

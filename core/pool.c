@@ -1395,7 +1395,7 @@ static inline void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t g
     lab_huge_cache_yield(pool, d);
 }
 
-void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+lab_inline void *pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
     lab_page_t *d = (gfp & LAB_GFP_EXCLUSIVE) ? NULL : room_pop(pool, order);
     /* the common case: a run from the room whose heads need no rewrite, nothing to clear */
@@ -1413,6 +1413,18 @@ void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint
         }
     }
     return alloc_order_finish(pool, d, order, gfp, state, desc);
+}
+
+void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+{
+    return pool_alloc_order(pool, order, gfp, state, desc);
+}
+
+/* malloc's page-sized runs of 2^order pages (alloc.c): lab_pool_alloc_order with no flag,
+ * compiled for that case */
+void *lab_pool_alloc_large(lab_pool_t *pool, unsigned order, lab_page_t **desc)
+{
+    return pool_alloc_order(pool, order, LAB_GFP_DEFAULT, LAB_PAGE_LARGE, desc);
 }
 
 /* lab_pool_alloc_order's rest: d from the room (or NULL: from the shared lists or the store),
@@ -1453,7 +1465,7 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
 
-static bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+lab_inline bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
     /* The heads stay while the run sits in a room (a 1 MiB run has 256 of them to write): a

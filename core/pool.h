@@ -248,6 +248,7 @@ lab_internal lab_pool_t *lab_pool_of(labyrinth_t *p);  /* NULL if not initialise
 lab_internal void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp,
                                         uint8_t state, lab_page_t **desc);
 lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order);
+lab_internal void *lab_pool_alloc_large(lab_pool_t *pool, unsigned order, lab_page_t **desc);
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
