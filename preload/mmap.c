@@ -542,6 +542,10 @@ static long map_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, long
     uintptr_t end;
     if ((a & (PS - 1)) || !len || !mm_end(a, len, &end))
         return k_mmap(a, len, prot, flags, fd, off); /* the kernel's EINVAL */
+    /* NOREPLACE over malloc's pages: mapped, so the kernel's answer (a program probing for free
+     * addresses gets it; found by review: it aborted here) */
+    if ((flags & MAP_FIXED_NOREPLACE) && malloc_owns(a, end))
+        return -EEXIST;
     check_not_malloc("mmap(MAP_FIXED) over memory that malloc owns", a, end);
     if (!lab_mmpool_touches(a, end))
         return k_mmap(a, len, prot, flags, fd, off);
