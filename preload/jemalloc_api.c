@@ -31,11 +31,14 @@ static void *je_alloc(size_t n, int flags)
     if (align >= (size_t)1 << 62)
         return NULL;
     if (flags & JE_ZERO) {
-        if (!align)
-            return lab_calloc(1, n);
-        void *p = lab_malloc_aligned(align, n);
-        if (p)
-            memset(p, 0, lab_usable_size(p));
+        /* the whole usable size, as jemalloc's (rallocx counts on it): calloc clears only n
+         * bytes, and a block's tail past them may hold a freed block's data (a page-sized one
+         * from the thread's run room is up to an eighth longer than asked; found by review) */
+        void *p = align ? lab_malloc_aligned(align, n) : lab_calloc(1, n);
+        if (p) {
+            size_t done = align ? 0 : n;
+            memset((char *)p + done, 0, lab_usable_size(p) - done);
+        }
         return p;
     }
     return align ? lab_malloc_aligned(align, n) : lab_malloc(n);

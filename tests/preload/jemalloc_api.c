@@ -81,6 +81,23 @@ int main(void)
               m ? sallocx(m, 0) : 0);
         dallocx(m, 0);
     }
+    /* zeroed without an alignment, over memory a freed block wrote: every byte up to sallocx
+     * reads zero, before and after rallocx grows it (a page-sized block from the run room can
+     * be longer than asked, and calloc clears only what was asked) */
+    static const size_t zsizes[][2] = {{294912, 266240}, {4096, 3900}, {40000, 36000}};
+    for (unsigned i = 0; i < sizeof zsizes / sizeof zsizes[0]; i++) {
+        unsigned char *d = malloc(zsizes[i][0]);
+        CHECK(d != NULL, "malloc(%zu)", zsizes[i][0]);
+        if (d)
+            memset(d, 0xee, zsizes[i][0]);
+        free(d);
+        unsigned char *z = mallocx(zsizes[i][1], ZERO);
+        CHECK(z && all_zero(z, sallocx(z, 0)), "mallocx(%zu, ZERO) over a freed block's data: not all of its %zu "
+              "bytes read zero", zsizes[i][1], z ? sallocx(z, 0) : 0);
+        z = z ? rallocx(z, zsizes[i][0] + 5000, ZERO) : NULL;
+        CHECK(z && all_zero(z, zsizes[i][0] + 5000), "rallocx(%zu, ZERO): not all zero", zsizes[i][0] + 5000);
+        dallocx(z, 0);
+    }
     /* a block of mallocx goes to free and malloc_usable_size too */
     void *r = mallocx(777, 0);
     CHECK(r && malloc_usable_size(r) >= 777, "malloc_usable_size of mallocx's block");
