@@ -449,6 +449,8 @@ void lab_free_slow(void *p)
     uintptr_t a = (uintptr_t)p;
     lab_chunk_t *c = lab_pagemap_lookup(a);
     if (!lab_chunk_is_ours(c)) {
+        if (lab_unlikely(lab_huge_gone(a)))
+            lab_fatal("double free of", p); /* a huge block freed before, its mapping gone */
         free_foreign(p);
         return;
     }
@@ -672,6 +674,8 @@ static void *realloc_slow(void *p, size_t n, lab_span_t *s)
     }
     c = lab_pagemap_lookup(a);
     if (!lab_chunk_is_ours(c)) {
+        if (lab_unlikely(lab_huge_gone(a)))
+            realloc_freed(p);
         foreign(p, "realloc() of a pointer that is not ours, NULL returned (errno EINVAL):");
         errno = EINVAL; /* not ours: leave it untouched */
         return NULL;

@@ -220,6 +220,15 @@ int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held)
     return r < 0 ? (int)r : 0;
 }
 
+bool lab_os_mapped(const void *addr)
+{
+    unsigned char v;
+    lab_add_relaxed(&os_calls, 1);
+    long r = os_syscall6(SYS_mincore, (long)lab_align_down((uintptr_t)addr, LAB_PAGE_SIZE), LAB_PAGE_SIZE, (long)&v,
+                         0, 0, 0);
+    return r != -ENOMEM;
+}
+
 void lab_os_counters(struct lab_os_counters *out)
 {
     out->calls = lab_load_relaxed(&os_calls);

@@ -59,6 +59,9 @@ lab_internal int lab_os_purge(void *addr, size_t len);
  * must then take every page as holding data. Three system calls. */
 lab_internal int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held);
 
+/* Whether anything is mapped at the page holding addr (mincore: ENOMEM on a hole). */
+lab_internal bool lab_os_mapped(const void *addr);
+
 /* Counters and fault injection (tests). Every call above counts; a test may make the Nth and
  * every Nth mapping fail with ENOMEM, or every mapping once more than a byte budget is mapped. */
 struct lab_os_counters {

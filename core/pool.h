@@ -249,6 +249,9 @@ lab_internal void *lab_pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gf
                                         uint8_t state, lab_page_t **desc);
 lab_internal void  lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order);
 lab_internal void *lab_pool_alloc_large(lab_pool_t *pool, unsigned order, lab_page_t **desc);
+/* Whether a was a huge block whose mapping went back to the OS (one of the last few) and nothing
+ * is mapped there now: a pointer freed before, not a foreign one (pool_huge.c). */
+lab_internal bool lab_huge_gone(uintptr_t a);
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);

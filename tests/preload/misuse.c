@@ -6,7 +6,9 @@
  * pointer of a page-sized block; a free of a small block's neighbour the program never got (a
  * block start carved but not handed out: its free pushed it a second time and the free list
  * looped), by the owner and by another thread; realloc of a freed small block, in place and
- * moving; free() and realloc() of pages from labyrinth_alloc_pages (with that message). A
+ * moving; free() and realloc() of pages from labyrinth_alloc_pages (with that message); a huge
+ * block freed again after its mapping went back to the OS (at malloc_trim, for fresh pages) and
+ * realloc of a huge block's old address after realloc moved it. A
  * program that overwrites a freed block's key word with its own
  * data must not be stopped (no false positive). Skips (77) without LAB_EXPECT_LABYRINTH. */
 #define _GNU_SOURCE
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +147,32 @@ static void run(int mode)
     case 13: { char *x = span_block(); free(x); sink = realloc(x, 400); break; } /* moving */
     case 14: free(alloc_pages(default_pool(), 0, 0)); break;
     case 15: sink = realloc(alloc_pages(default_pool(), 0, 0), 10); break;
+    /* a huge block freed twice after its cached mapping went back to the OS: the second free
+     * found no chunk of ours and was ignored as a foreign pointer */
+    case 16: { void *p = malloc(3 << 20); free(p); malloc_trim(0); free(p); break; }
+    case 17: { /* the cache gives the mapping up for fresh pages that page-sized blocks need */
+        void *p = malloc(3 << 20);
+        free(p);
+        for (int i = 0; i < 80; i++)
+            sink = malloc(40 << 10);
+        free(p);
+        break;
+    }
+    case 18: { /* realloc moved the block (a larger mapping elsewhere): its old address freed */
+        char *p = malloc(3 << 20);
+        /* a page of the program's right past the block's mapping (the first free page after
+         * it), so that the mapping cannot grow in place */
+        for (size_t off = 3 << 20; off <= (8 << 20); off += 4096)
+            if (mmap(p + off, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != MAP_FAILED)
+                break;
+        char *q = realloc(p, 64 << 20);
+        if (q == p || !q) {
+            fprintf(stderr, "misuse mode 18: realloc did not move the block (%p -> %p)\n", (void *)p, (void *)q);
+            _exit(3); /* a failure of the test (no abort) */
+        }
+        sink = realloc(p, 100);
+        break;
+    }
     case 7: {        /* another thread first (the block travels to us), then the owner again */
         shared_block = a;
         pthread_t t;
@@ -161,7 +190,8 @@ static void run(int mode)
 static const char *expected_words(int mode)
 {
     switch (mode) {
-    case 12: case 13: return "realloc of a freed block";
+    case 12: case 13: case 18: return "realloc of a freed block";
+    case 16: case 17: return "double free of";
     case 14: case 15: return "of pages from labyrinth_alloc_pages";
     default: return "labyrinth: ";
     }
@@ -206,7 +236,7 @@ int main(void)
     int bad = 0;
     /* secure mode hands blocks out in random order: the neighbour may be a live block */
     int secure = getenv("LABYRINTH_SECURE") && !strcmp(getenv("LABYRINTH_SECURE"), "1");
-    for (int m = 0; m <= 15; m++)
+    for (int m = 0; m <= 18; m++)
         if (secure && (m == 10 || m == 11))
             printf("misuse mode %d: skipped in secure mode (random allocation order)\n", m);
         else
