@@ -419,6 +419,8 @@ lab_internal void lab_arena_set_secure(void);
 lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
+/* Whether the calling thread's heap was retired at its exit (its key destructor has run). */
+lab_internal bool lab_heap_retired(void);
 /* The class's next block after its current span was parked (arena.c: parked spans): the owner
  * takes the span back, its direct slots on it again. */
 lab_internal void *lab_heap_unpark_take(lab_heap_t *h, unsigned cls);

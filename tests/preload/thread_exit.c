@@ -5,6 +5,7 @@
  * (DESIGN.md: "frees that arrive after the thread's TLS is torn down still work"), and frees
  * that come after every key destructor (glibc's own per-thread buffers) without memory growth. */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -103,6 +104,39 @@ static void *freeres_thread(void *arg)
 
 enum { FREERES_THREADS = 1000 };
 
+/* A key destructor that sets itself again up to glibc's last round and allocates in every
+ * round: after the allocator's own destructor had run in that round, the malloc took a heap
+ * that no destructor retired any more, and the heap, with the spans it had listed, stayed with
+ * the ended thread (found by review: a heap and about 380 KiB for every such thread). */
+static pthread_key_t late_key;
+
+static void late_destructor(void *value)
+{
+    uintptr_t round = (uintptr_t)value;
+    void *volatile p = malloc(64 + 200 * round);
+    CHECK(p != NULL, "malloc in destructor round %lu", (unsigned long)round);
+    memset(p, 1, 64);
+    free(p);
+    if (round < PTHREAD_DESTRUCTOR_ITERATIONS + 1)
+        pthread_setspecific(late_key, (void *)(round + 1));
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    void *v[64];
+    for (int i = 0; i < 64; i++) /* spans of a few classes listed in the heap */
+        v[i] = malloc(16 + 48 * (size_t)i);
+    for (int i = 0; i < 64; i += 2)
+        free(v[i]);
+    for (int i = 1; i < 64; i += 2)
+        free(v[i]);
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+enum { LATE_THREADS = 500 };
+
 int main(void)
 {
     SAY("%d threads whose key and thread_local destructors allocate and free during exit", THREADS);
@@ -136,6 +170,21 @@ int main(void)
     SAY("%d threads whose libc frees a buffer after the key destructors: in use %zu -> %zu KiB",
         FREERES_THREADS, before >> 10, after >> 10);
     CHECK(after < before + ((size_t)8 << 20), "memory in use grew by %zu KiB", (after - before) >> 10);
+    CHECK(pthread_key_create(&late_key, late_destructor) == 0, "pthread_key_create");
+    for (int i = 0; i < LATE_THREADS; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, late_thread, NULL) == 0, "pthread_create");
+        pthread_join(t, NULL);
+    }
+    if (lab_expect_labyrinth()) {
+        /* one after another: each adopts the heap the one before gave up */
+        char text[16384];
+        CHECK(lab_malloc_stats_text(text, sizeof text) > 0, "malloc_stats: nothing caught");
+        long heaps = lab_stats_field(text, "heaps");
+        SAY("%d threads that allocate in every round of key destructors, the last too: %ld heaps made",
+            LATE_THREADS, heaps);
+        CHECK(heaps >= 1 && heaps < 64, "%ld heaps made: the threads' heaps were not given up", heaps);
+    }
     SAY("an atexit handler allocates 16 B .. 4 MiB after main returns");
     return lab_finish("thread_exit");
 }
