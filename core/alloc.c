@@ -150,8 +150,8 @@ static lab_noinline void *nursery_alloc(size_t n)
     /* first what answers most calls: a heap that has had its nursery (a class whose span is
      * parked comes here at every round) */
     if ((h->nursery_used && !h->nursery) || !lab_load_relaxed(&lab_nursery_on) || lab_load_relaxed(&lab_secure) ||
-        h->gfp || h->state == LAB_HEAP_NONE || (h->state != LAB_HEAP_LIVE && lab_heap_retired()))
-        return NULL; /* (past the thread's exit: a heap for the block alone, arena.c) */
+        h->gfp || h->state == LAB_HEAP_NONE || (h->state != LAB_HEAP_LIVE && lab_heap_past_last_round()))
+        return NULL; /* (in the last round of key destructors: a heap for the block alone, arena.c) */
     int e = errno;
     if (h->state != LAB_HEAP_LIVE && !(h = lab_heap_get_slow())) {
         errno = e;

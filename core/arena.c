@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 
@@ -19,23 +20,34 @@ uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at t
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
 lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
-/* The thread's heap was retired at its exit (lab_heap_thread_exit). Frees after that (glibc frees
- * its own per-thread buffers after every key destructor has run) go straight to their spans: a
- * heap taken for them would never be retired again. An allocation after it takes a heap for
- * itself alone (alloc_after_exit). */
-static __thread char heap_retired;
+/* The thread's heap was retired at its exit (lab_heap_thread_exit): how many times (saturated).
+ * Frees after that (glibc frees its own per-thread buffers after every key destructor has run)
+ * go straight to their spans: a heap taken for them would never be retired again. */
+static __thread unsigned char heap_retired;
 
-bool lab_heap_retired(void) { return heap_retired != 0; }
+/* The rounds of key destructors our destructor has run in on this thread (heap_destructor). It
+ * sets our key again each time, so that it runs in every round up to glibc's last
+ * (PTHREAD_DESTRUCTOR_ITERATIONS) and the count is the round's number. */
+static __thread unsigned char key_rounds;
 
-/* A small block asked for after the thread's heap was retired (another key destructor, after
- * ours): a heap is taken for it and given up again at once. Kept, it waited for our destructor
- * in the next round of destructors, and in glibc's last round (PTHREAD_DESTRUCTOR_ITERATIONS)
- * there is none: the heap, and the spans it had listed, stayed with the ended thread for good,
- * out of malloc_trim's reach, so a program whose threads allocate there grew with each thread
- * (found by review: 1 000 threads one after another, 1.1 GB held). The round cannot be told
- * from here (our destructor runs only in the rounds where our key is set), so every such
- * allocation pays a retirement; they are few (destructors mostly free). */
-static lab_noinline void *alloc_after_exit(unsigned cls)
+/* A heap taken after the retirement sets our key again, so that the next round of key
+ * destructors retires it once more; the last round has no next one, and a heap taken there
+ * stayed with the ended thread for good, with the spans it had listed, out of malloc_trim's
+ * reach: a program whose threads allocate in that round grew with each thread (found by
+ * review: 1 000 threads one after another, 1 001 heaps, RSS 389 MB against 3 MB). There, a heap
+ * is taken for each block alone and retired again at once; earlier rounds keep theirs until our
+ * destructor's next call (an allocation each way was 50 times slower: review). Not in a signal
+ * handler (a retirement is no handler's work). */
+bool lab_heap_past_last_round(void)
+{
+    return key_rounds >= PTHREAD_DESTRUCTOR_ITERATIONS && !lab_pool_in_handler();
+}
+
+static void heap_retire(lab_heap_t *h);
+
+/* A small block asked for in the last round, after our destructor: a heap taken for it alone
+ * and retired again at once (a full retirement each time: such blocks are few). */
+static lab_noinline void *alloc_past_last_round(unsigned cls)
 {
     lab_heap_t *h = lab_heap_get_slow();
     if (!h) {
@@ -44,10 +56,11 @@ static lab_noinline void *alloc_after_exit(unsigned cls)
     }
     void *b = lab_load_relaxed(&lab_secure) ? lab_heap_alloc_secure(h, cls) : lab_heap_alloc_small_slow(h, cls);
     int e = errno;
-    lab_heap_thread_exit();
+    heap_retire(h);
     errno = e;
     return b;
 }
+
 /* The heap a signal handler gets when no signal heap is free: every allocation fails. Zero, in
  * .lbss, and set up by the first handler that finds no signal heap (heap_none_setup): initialised
  * data, its 133 slots were relocated by the dynamic loader in every process, a page written (and
@@ -820,8 +833,8 @@ void *lab_heap_alloc_small_slow(lab_heap_t *h, unsigned cls)
         return NULL;
     }
     if (lab_unlikely(h->state != LAB_HEAP_LIVE)) {
-        if (heap_retired)
-            return alloc_after_exit(cls);
+        if (lab_unlikely(heap_retired) && lab_heap_past_last_round())
+            return alloc_past_last_round(cls);
         h = lab_heap_get_slow();
         if (!h) {
             errno = ENOMEM;
@@ -1395,8 +1408,8 @@ static inline uint64_t heap_rand(lab_heap_t *h)
 void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls)
 {
     if (lab_unlikely(h->state != LAB_HEAP_LIVE)) {
-        if (h->state != LAB_HEAP_NONE && heap_retired)
-            return alloc_after_exit(cls);
+        if (h->state != LAB_HEAP_NONE && heap_retired && lab_heap_past_last_round())
+            return alloc_past_last_round(cls);
         if (h->state == LAB_HEAP_NONE || !(h = lab_heap_get_slow())) {
             errno = ENOMEM;
             return NULL;
@@ -1495,7 +1508,14 @@ void lab_arena_set_secure(void)
 static void heap_destructor(void *arg)
 {
     (void)arg;
+    if (key_rounds < UCHAR_MAX)
+        key_rounds++;
     lab_heap_thread_exit();
+    /* set again (a value of no heap): our destructor then runs in every round, and knows the
+     * last (lab_heap_past_last_round); glibc runs every round for such a thread, a look over
+     * the keys' values each */
+    if (key_rounds < PTHREAD_DESTRUCTOR_ITERATIONS)
+        pthread_setspecific(heap_key, &key_rounds);
 }
 
 void lab_arena_thread_key_init(void)
@@ -1888,31 +1908,38 @@ void lab_nursery_close(lab_heap_t *h)
         lab_nursery_release(d);
 }
 
+/* The calling thread's live heap h given up: tidied, its spans orphaned, abandoned for the next
+ * thread to adopt. */
+static void heap_retire(lab_heap_t *h)
+{
+    heap_tidy(h);
+    heap_orphan(h);
+    lab_nursery_close(h);
+    lab_tls_heap = &lab_heap_empty;
+    if (heap_retired < UCHAR_MAX)
+        heap_retired++;
+    heap_reuse_bound(h, 0);
+    lab_store_relaxed(&h->x_drained, 0);
+    lab_store_relaxed(&h->x_left, 0);
+    lab_lock(&heaps_lock);
+    lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
+    h->next_abandoned = heaps_abandoned;
+    heaps_abandoned = h;
+    bool last = heaps_live_add(-1) == 0;
+    lab_pool_set_sharers(h->pool, heaps_live);
+    lab_unlock(&heaps_lock);
+    /* maybe the program's last thread: the purge thread looks whether it is alone (purge.c) */
+    if (last)
+        lab_pool_background_wake();
+}
+
 void lab_heap_thread_exit(void)
 {
     if (lab_pool_handler_depth)
         lab_pool_handler_thread_exit();
     lab_heap_t *h = lab_tls_heap;
-    if (h->state == LAB_HEAP_LIVE) {
-        heap_tidy(h);
-        heap_orphan(h);
-        lab_nursery_close(h);
-        lab_tls_heap = &lab_heap_empty;
-        heap_retired = 1;
-        heap_reuse_bound(h, 0);
-        lab_store_relaxed(&h->x_drained, 0);
-        lab_store_relaxed(&h->x_left, 0);
-        lab_lock(&heaps_lock);
-        lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
-        h->next_abandoned = heaps_abandoned;
-        heaps_abandoned = h;
-        bool last = heaps_live_add(-1) == 0;
-        lab_pool_set_sharers(h->pool, heaps_live);
-        lab_unlock(&heaps_lock);
-        /* maybe the program's last thread: the purge thread looks whether it is alone (purge.c) */
-        if (last)
-            lab_pool_background_wake();
-    }
+    if (h->state == LAB_HEAP_LIVE)
+        heap_retire(h);
     lab_pool_thread_exit();
 }
 

@@ -419,8 +419,9 @@ lab_internal void lab_arena_set_secure(void);
 lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
-/* Whether the calling thread's heap was retired at its exit (its key destructor has run). */
-lab_internal bool lab_heap_retired(void);
+/* Whether the calling thread is past its heap's retirement in glibc's last round of key
+ * destructors, where a heap taken is retired again at once (arena.c). */
+lab_internal bool lab_heap_past_last_round(void);
 /* The class's next block after its current span was parked (arena.c: parked spans): the owner
  * takes the span back, its direct slots on it again. */
 lab_internal void *lab_heap_unpark_take(lab_heap_t *h, unsigned cls);
