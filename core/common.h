@@ -20,6 +20,19 @@
  * of its own (three page faults more at every start, at about 10 us each on these VMs). */
 #define lab_big_bss     __attribute__((section(".lbss")))
 
+/* 1 in ThreadSanitizer's builds (the unit tests'), which change a few protocols (pool_impl.h,
+ * arena.c). */
+#if defined(__SANITIZE_THREAD__)
+#define LAB_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LAB_TSAN 1
+#endif
+#endif
+#ifndef LAB_TSAN
+#define LAB_TSAN 0
+#endif
+
 #define LAB_CACHE_LINE   64
 #define LAB_CHUNK_SHIFT  21
 #define LAB_CHUNK_SIZE   ((size_t)1 << LAB_CHUNK_SHIFT)              /* 2 MiB */

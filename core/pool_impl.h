@@ -168,16 +168,7 @@ typedef struct lab_rooms {
  * (membarrier) and only then looks at busy: an owner that had marked its rooms before the
  * barrier is seen busy and left alone, and one that had not sees the taker's mark and keeps out.
  * ThreadSanitizer knows no membarrier: its builds make both sides a try-lock on busy. */
-#if defined(__SANITIZE_THREAD__)
-#define LAB_ROOMS_LOCKED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LAB_ROOMS_LOCKED 1
-#endif
-#endif
-#ifndef LAB_ROOMS_LOCKED
-#define LAB_ROOMS_LOCKED 0
-#endif
+#define LAB_ROOMS_LOCKED LAB_TSAN
 
 lab_internal extern __thread lab_rooms_t *lab_tls_rooms;
 lab_internal extern __thread int lab_tls_rooms_dead; /* the thread has exited: no set again */
