@@ -92,16 +92,36 @@ extern void *own_znwm_al(size_t n, size_t al) __attribute__((alias("_ZnwmSt11ali
 extern void own_zdlpv(void *p) __attribute__((alias("_ZdlPv"), visibility("hidden")));
 extern void own_zdlpv_al(void *p, size_t al) __attribute__((alias("_ZdlPvSt11align_val_t"), visibility("hidden")));
 
-/* The base forms' addresses as bound (through the GOT: they are exported, so interposable) */
+/* The array forms may be replaced alone too ([new.delete.array]): the runtime's sized and
+ * nothrow array forms then call the program's (found by review: a program replacing only new[]
+ * and delete[] had `delete[]` of a class with a destructor, a sized delete[], freed through us,
+ * and `new (std::nothrow) char[n]` made by us, its delete[] freeing 16 bytes before the block: an
+ * abort, or a live neighbour freed with no word). */
+void *_Znam(size_t n);
+void *_ZnamSt11align_val_t(size_t n, size_t al);
+void _ZdaPv(void *p);
+void _ZdaPvSt11align_val_t(void *p, size_t al);
+extern void *own_znam(size_t n) __attribute__((alias("_Znam"), visibility("hidden")));
+extern void *own_znam_al(size_t n, size_t al) __attribute__((alias("_ZnamSt11align_val_t"), visibility("hidden")));
+extern void own_zdapv(void *p) __attribute__((alias("_ZdaPv"), visibility("hidden")));
+extern void own_zdapv_al(void *p, size_t al) __attribute__((alias("_ZdaPvSt11align_val_t"), visibility("hidden")));
+
+/* The replaceable forms' addresses as bound (through the GOT: they are exported, so
+ * interposable) */
 static void *(*volatile bound_znwm)(size_t) = _Znwm;
 static void *(*volatile bound_znwm_al)(size_t, size_t) = _ZnwmSt11align_val_t;
 static void (*volatile bound_zdlpv)(void *) = _ZdlPv;
 static void (*volatile bound_zdlpv_al)(void *, size_t) = _ZdlPvSt11align_val_t;
+static void *(*volatile bound_znam)(size_t) = _Znam;
+static void *(*volatile bound_znam_al)(size_t, size_t) = _ZnamSt11align_val_t;
+static void (*volatile bound_zdapv)(void *) = _ZdaPv;
+static void (*volatile bound_zdapv_al)(void *, size_t) = _ZdaPvSt11align_val_t;
 
 static lab_noinline lab_cold bool fwd_look(void)
 {
     int st = bound_znwm != own_znwm || bound_znwm_al != own_znwm_al || bound_zdlpv != own_zdlpv ||
-             bound_zdlpv_al != own_zdlpv_al;
+             bound_zdlpv_al != own_zdlpv_al || bound_znam != own_znam || bound_znam_al != own_znam_al ||
+             bound_zdapv != own_zdapv || bound_zdapv_al != own_zdapv_al;
     lab_store_relaxed(&fwd_state, st);
     return st;
 }
