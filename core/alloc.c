@@ -54,8 +54,32 @@ static inline void *alloc_class(unsigned cls)
     return lab_heap_alloc_small_slow(h, cls);
 }
 
-/* Page-sized blocks: a run from the pool (power-of-two page counts and aligned requests as
- * naturally aligned runs, through the thread's room), above LAB_LARGE_MAX a huge mapping. */
+/* A page-sized block of npages (up to LAB_LARGE_MAX) from pool: a power-of-two count, or one
+ * aligned past a page (align_order), as a naturally aligned run through the thread's room, any
+ * other as a run of its length. Inline in alloc_large and in malloc's own entry
+ * (alloc_page_sized), where gfp and align_order are constants. */
+lab_inline void *large_run(lab_pool_t *pool, size_t npages, unsigned align_order, lab_gfp_t gfp)
+{
+    lab_page_t *d;
+    void *p;
+    bool exact = (npages & (npages - 1)) == 0, pow2 = exact || align_order;
+    if (pow2) {
+        unsigned order = lab_max(exact ? lab_log2_floor(npages) : lab_log2_ceil(npages), align_order);
+        p = gfp == LAB_GFP_DEFAULT ? lab_pool_alloc_large(pool, order, &d)
+                                   : lab_pool_alloc_order(pool, order, gfp, LAB_PAGE_LARGE, &d);
+    } else {
+        p = lab_pool_alloc_run(pool, npages, gfp, LAB_PAGE_LARGE, &d);
+    }
+    if (lab_unlikely(!p))
+        return NULL;
+    d->above[0] = pow2;
+    COUNT(large);
+    if (!(gfp & LAB_GFP_ZERO)) /* (zeroed, or known to read zero) */
+        lab_clear_stale_key(p);
+    return p;
+}
+
+/* Page-sized blocks: a run from the pool (large_run), above LAB_LARGE_MAX a huge mapping. */
 static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
 {
     if (lab_unlikely(lab_tls_heap->gfp) && lab_pool_handler_depth)
@@ -67,42 +91,25 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     }
     lab_heap_t *h = lab_tls_heap;
     gfp |= h->gfp; /* ATOMIC on a signal heap: no lock waited on, no system call */
+    size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
+    if (n <= LAB_LARGE_MAX && align <= LAB_CHUNK_SIZE)
+        return large_run(pool, npages, align > LAB_PAGE_SIZE ? lab_log2_ceil(align >> LAB_PAGE_SHIFT) : 0, gfp);
     lab_page_t *d;
+    lab_chunk_t *c;
     void *p;
-    if (n > LAB_LARGE_MAX || align > LAB_CHUNK_SIZE) {
-        lab_chunk_t *c;
-        /* up to a chunk, first from pages the pool's page-sized blocks used before (never a
-         * fault or a mapping there; lab_pool_alloc_run_used) */
-        size_t np = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
-        if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
-            (p = lab_pool_alloc_run_used(pool, np, gfp, LAB_PAGE_LARGE, &d))) {
-            d->above[0] = 0;
-            COUNT(large);
-            goto handed;
-        }
+    /* up to a chunk, first from pages the pool's page-sized blocks used before (never a fault or
+     * a mapping there; lab_pool_alloc_run_used) */
+    if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
+        (p = lab_pool_alloc_run_used(pool, npages, gfp, LAB_PAGE_LARGE, &d))) {
+        d->above[0] = 0;
+        COUNT(large);
+    } else {
         p = lab_pool_alloc_huge(pool, n, lab_max(align, LAB_CHUNK_SIZE), gfp, &c);
         if (!p)
             return NULL;
         COUNT(huge);
-        goto handed;
     }
-    size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
-    unsigned align_order = align > LAB_PAGE_SIZE ? lab_log2_ceil(align >> LAB_PAGE_SHIFT) : 0;
-    if ((npages & (npages - 1)) == 0 || align_order) {
-        unsigned order = lab_max(lab_log2_ceil(npages), align_order);
-        p = lab_pool_alloc_order(pool, order, gfp, LAB_PAGE_LARGE, &d);
-        if (p)
-            d->above[0] = 1;
-    } else {
-        p = lab_pool_alloc_run(pool, npages, gfp, LAB_PAGE_LARGE, &d);
-        if (p)
-            d->above[0] = 0;
-    }
-    if (!p)
-        return NULL;
-    COUNT(large);
-handed:
-    if (!(gfp & LAB_GFP_ZERO)) /* (zeroed, or known to read zero) */
+    if (!(gfp & LAB_GFP_ZERO))
         lab_clear_stale_key(p);
     return p;
 }
@@ -278,20 +285,7 @@ static lab_noinline void *alloc_page_sized(size_t n)
     lab_pool_t *pool;
     if (lab_unlikely(lab_tls_heap->gfp || lab_load_relaxed(&lab_deferred)) || lab_unlikely(!(pool = alloc_pool())))
         return malloc_slow_checked(n);
-    size_t np = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
-    lab_page_t *d;
-    void *p;
-    uint8_t pow2 = (np & (np - 1)) == 0;
-    if (pow2)
-        p = lab_pool_alloc_large(pool, lab_log2_floor(np), &d);
-    else
-        p = lab_pool_alloc_run(pool, np, LAB_GFP_DEFAULT, LAB_PAGE_LARGE, &d);
-    if (lab_unlikely(!p))
-        return NULL;
-    d->above[0] = pow2;
-    COUNT(large);
-    lab_clear_stale_key(p);
-    return p;
+    return large_run(pool, (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT, 0, LAB_GFP_DEFAULT);
 }
 
 void *lab_malloc_slow(size_t n)

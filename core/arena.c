@@ -20,10 +20,10 @@ uintptr_t lab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random value at t
 lab_span_t lab_span_empty; /* free == NULL: sends every first call to the slow path */
 lab_heap_t lab_heap_empty = {.direct = {[0 ... LAB_SLOTS_ALL - 1] = &lab_span_empty}};
 __thread lab_heap_t *lab_tls_heap = &lab_heap_empty;
-/* The thread's heap was retired at its exit (lab_heap_thread_exit): how many times (saturated).
- * Frees after that (glibc frees its own per-thread buffers after every key destructor has run)
- * go straight to their spans: a heap taken for them would never be retired again. */
-static __thread unsigned char heap_retired;
+/* The thread's heap was retired at its exit (lab_heap_thread_exit). Frees after that (glibc frees
+ * its own per-thread buffers after every key destructor has run) go straight to their spans: a
+ * heap taken for them would never be retired again. */
+static __thread char heap_retired;
 
 /* The rounds of key destructors our destructor has run in on this thread (heap_destructor). It
  * sets our key again each time, up to glibc's last round (PTHREAD_DESTRUCTOR_ITERATIONS), so
@@ -1923,8 +1923,7 @@ static void heap_retire(lab_heap_t *h)
     heap_orphan(h);
     lab_nursery_close(h);
     lab_tls_heap = &lab_heap_empty;
-    if (heap_retired < UCHAR_MAX)
-        heap_retired++;
+    heap_retired = 1;
     heap_reuse_bound(h, 0);
     lab_store_relaxed(&h->x_drained, 0);
     lab_store_relaxed(&h->x_left, 0);
