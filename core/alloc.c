@@ -278,7 +278,7 @@ static lab_noinline void *malloc_slow_checked(size_t n)
 /* Page-sized blocks up to LAB_LARGE_MAX, malloc's common case past the size classes: no signal
  * heap and no deferred frees waiting, so none of alloc_large's other tests is needed
  * (alignment, huge sizes, ATOMIC); the rest goes that way. With the pool's call compiled for
- * this case (lab_pool_alloc_large), a 64 KiB malloc+free went from 318 instructions to 254
+ * this case (lab_pool_alloc_large), a 64 KiB malloc+free went from 318 instructions to 253
  * (scripts/callgrind_pair.sh --size 65536). */
 static lab_noinline void *alloc_page_sized(size_t n)
 {
