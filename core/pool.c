@@ -357,6 +357,8 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
         lab_store_relaxed(&z->store_dirty, z->store_dirty + lab_dirty_count(c, idx, idx + n));
     if (c->zone == ZONE_NORMAL)
         lab_add_relaxed(&pool->nr_free, n);
+    else
+        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Take the store run d out of its bin (its pages leave the free count). */
@@ -375,6 +377,8 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
                                                                          (unsigned)(d - c->page) + n));
     if (c->zone == ZONE_NORMAL)
         lab_sub_relaxed(&pool->nr_free, n);
+    else
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Before a run or a huge mapping faults fresh pages in (below, with the purge) */
@@ -771,6 +775,8 @@ static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chai
     lab_sub_relaxed(&z->shared[order].pages, pages);
     if (z == &pool->zone[ZONE_NORMAL])
         lab_sub_relaxed(&pool->nr_free, pages);
+    else
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
 }
 
 /* Drain every shared list of z into the store (lock held). */
@@ -861,6 +867,8 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
     if (z == &pool->zone[ZONE_NORMAL])
         lab_add_relaxed(&pool->nr_free, pages);
+    else
+        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)pages);
     stack_push_chain(&z->shared[order].s, first, last);
     if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
         /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
@@ -928,6 +936,8 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         size_t left = lab_sub_relaxed(&pool->nr_free, pages) - pages;
         if (left < pool->reserve)
             lab_add_relaxed(&pool->hits_reserve, 1);
+    } else {
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
     }
     *count = k;
     return head;
@@ -997,6 +1007,22 @@ static inline void bg_room_filled(void)
 {
     lab_barrier();
     if (lab_unlikely(lab_load_relaxed(&lab_bg.idle)) && !lab_pool_in_handler())
+        lab_bg_kick();
+}
+
+/* A page-API free put pages on the shared lists: that free makes no purge of its own (it may run
+ * in a signal handler), so it does what lab_pool_tick's does for the purge thread: bumps the
+ * count the thread compares before it sleeps for good, and wakes it if it already does (not in
+ * a handler, where a wake-up is a system call: the thread sees them when next woken). Before,
+ * an idle program's frees of EXCLUSIVE runs, or of a pool past the rooms' eight, stayed resident
+ * for good (found by review: 64 MiB after 10 s). */
+static void bg_pages_shared(void)
+{
+    if (__atomic_load_n(&lab_bg.state, __ATOMIC_ACQUIRE) != BG_RUNNING)
+        return;
+    if (lab_pool_in_handler())
+        __atomic_fetch_add(&lab_bg.frees, 1, __ATOMIC_SEQ_CST);
+    else
         lab_bg_kick();
 }
 
@@ -1195,7 +1221,7 @@ lab_noinline lab_cold void lab_pool_fail(lab_pool_t *pool)
  * call (a peak only a stats call saw was reported once and then fell back: found by review). */
 void lab_pool_note_peak(lab_pool_t *pool)
 {
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_pool_free_all(pool);
     size_t used = mapped > nfree ? mapped - nfree : 0, peak = lab_load_relaxed(&pool->peak_used);
     while (used > peak &&
            !__atomic_compare_exchange_n(&pool->peak_used, &peak, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -1515,9 +1541,14 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
                 ;
         }
         room_leave(rs);
-        if (spill)
-            shared_push(pool, &pool->zone[zi], spill, last, order, nspill);
-        return spill != NULL;
+        if (!spill) {
+            /* a room just made, or a slot of a pool gone that room_of reset: as room_push's
+             * (found by review: threads whose first page call was a free kept their runs) */
+            bg_room_filled();
+            return false;
+        }
+        shared_push(pool, &pool->zone[zi], spill, last, order, nspill);
+        return true;
     }
     shared_push(pool, &pool->zone[zi], d, d, order, 1);
     return true;
@@ -1706,7 +1737,7 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
 
 static size_t store_dirty_budget(lab_pool_t *pool)
 {
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_load_relaxed(&pool->nr_free);
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_pool_free_all(pool);
     size_t used = mapped > nfree ? mapped - nfree : 0;
     return lab_max(STORE_DIRTY_FLOOR, used / STORE_DIRTY_SHARE);
 }
@@ -1963,9 +1994,11 @@ static lab_noinline void free_pages_general(labyrinth_t *pool, void *pages, unsi
         lab_fatal("labyrinth_free_pages: wrong order for", pages);
     if (d->owner && d->owner != thread_serial())
         lab_fatal("labyrinth_free_pages: LAB_GFP_EXCLUSIVE pages freed by another thread:", pages);
-    lab_lock_quiet++; /* a page free makes no system call: locks only tried, no wake-up call */
-    pool_free_order(p, d, order);
+    lab_lock_quiet++; /* locks only tried; a wake-up only for a purge thread asleep for good */
+    bool shared = pool_free_order(p, d, order);
     lab_lock_quiet--;
+    if (shared)
+        bg_pages_shared();
 }
 
 void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
@@ -1989,6 +2022,8 @@ void labyrinth_free_pages(labyrinth_t *pool, void *pages, unsigned order)
     }
     lab_store_relaxed(&d->h.state, LAB_PAGE_USER);
     lab_lock_quiet++;
-    pool_free_order(p, d, order);
+    bool shared = pool_free_order(p, d, order);
     lab_lock_quiet--;
+    if (shared)
+        bg_pages_shared();
 }

@@ -84,6 +84,9 @@ struct lab_pool {
     bool is_default;
     size_t reserve, low, high, max;
     unsigned delay_ms;
+    uint32_t nr_free_excl;           /* the exclusive zone's shared + store pages, for statistics
+                                        (in use: mapped less both zones' free); in the hole here,
+                                        which leaves the store's lists where they were */
     /* here, not last: set up with the rest of this line, so that a process's first allocation
        does not touch the struct's third page (the zones' bins fill the second) */
     lab_pool_t *next_pool;
@@ -217,6 +220,11 @@ lab_internal unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end);
 lab_internal void lab_pool_zero_ask_reset(void);
 /* The pages in use now, kept as the peak when more than any seen. */
 lab_internal void lab_pool_note_peak(lab_pool_t *pool);
+/* Free pages of both zones (handed out: mapped less these). */
+lab_inline size_t lab_pool_free_all(lab_pool_t *pool)
+{
+    return lab_load_relaxed(&pool->nr_free) + lab_load_relaxed(&pool->nr_free_excl);
+}
 /* Runs of a room to the shared list of their order, stamped `stamp`. */
 lab_internal void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,
                                      unsigned order, unsigned count, uint64_t stamp);

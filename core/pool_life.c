@@ -329,7 +329,7 @@ static int pool_setup(lab_pool_t *pool, const struct labyrinth_pool_opts *o, boo
     pool->delay_ms = o && o->purge_delay_ms ? o->purge_delay_ms : 1000;
     pool->thp = o && (o->flags & LAB_POOL_HUGE);
     pool->thp_after = o ? o->huge_after_pages : 0;
-    if (pool->low < pool->reserve || pool->high < pool->low ||
+    if ((o && (o->flags & ~LAB_POOL_HUGE)) || pool->low < pool->reserve || pool->high < pool->low ||
         (pool->max && pool->max < pool->reserve))
         return -EINVAL;
     pool->is_default = is_default;
@@ -474,12 +474,16 @@ void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t
 void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
-    for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
-        out->free_pages[o] = lab_load_relaxed(&pool->zone[ZONE_NORMAL].shared[o].pages);
-    out->free_runs_pages = pool->zone[ZONE_NORMAL].store_pages;
-    out->free_total = lab_load_relaxed(&pool->nr_free);
+    /* both zones: EXCLUSIVE pages free are the pool's to hand out too (found by review: with
+     * them counted as in use, one EXCLUSIVE page freed showed a peak of 512 pages) */
+    for (unsigned z = 0; z < 2; z++) {
+        for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
+            out->free_pages[o] += lab_load_relaxed(&pool->zone[z].shared[o].pages);
+        out->free_runs_pages += pool->zone[z].store_pages;
+    }
+    out->free_total = lab_pool_free_all(pool);
     out->reserve_pages = pool->reserve;
-    out->reserve_level = lab_min(out->free_total, pool->reserve);
+    out->reserve_level = lab_min(lab_load_relaxed(&pool->nr_free), pool->reserve);
     out->low_pages = pool->low;
     out->high_pages = pool->high;
     out->max_pages = pool->max;

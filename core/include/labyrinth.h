@@ -35,7 +35,9 @@ extern "C" {
 typedef unsigned lab_gfp_t;
 #define LAB_GFP_DEFAULT   0u      /* may take locks, map memory, purge; never uses the reserve   */
 #define LAB_GFP_ATOMIC    (1u<<0) /* never blocks, never makes a system call; may use the reserve;
-                                     async-signal-safe; NULL (errno ENOMEM) when nothing is free */
+                                     async-signal-safe; NULL (errno ENOMEM) when nothing is free
+                                     without a wait: the store's lock is only tried, so a call
+                                     may fail while another thread holds it with pages there */
 #define LAB_GFP_ZERO      (1u<<1) /* the pages read as zero                                       */
 #define LAB_GFP_EXCLUSIVE (1u<<2) /* the pages belong to the calling thread: only it frees them,
                                      and a fork()ed child sees them wiped, never their contents  */

@@ -8,6 +8,15 @@
  *                    failed.) ctest sets LABYRINTH_BACKGROUND_PURGE=1, and again 16
  *                    (preload.user_pool_starts_thread): then only the user pool maps enough to
  *                    start the thread, which it must do.
+ *   user_pool idle_senders
+ *                    as idle, but the purge thread asleep with nothing to do first (the pool's
+ *                    runs all handed out, then 1.5 s of sleep), and the 32 MiB freed by 16
+ *                    threads whose first page-API call is that free: each gets its room then,
+ *                    and the run in it must wake the thread (before, nothing did, and the pages
+ *                    stayed resident for good: found by review).
+ *   user_pool idle_exclusive
+ *                    the same with LAB_GFP_EXCLUSIVE runs freed by the main thread: they go to
+ *                    their zone's shared lists, not to a room, and that must wake it too.
  *   user_pool churn  300 user pools made, used and destroyed while the purge thread purges them
  *                    every few milliseconds (delay 1 ms): destroy must wait for a purge in
  *                    progress, and a purge must never reach a pool being torn down.
@@ -20,6 +29,7 @@
  * Labyrinth only (the pool API is its own): skipped where labyrinth_pool_init is not provided. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -99,6 +109,64 @@ static void idle_mode(void)
     p_destroy(&pool);
 }
 
+/* idle_senders / idle_exclusive */
+#define SENDERS 16
+static labyrinth_t quiet_pool;
+static void *quiet_runs[SENDERS];
+static pthread_barrier_t quiet_bar;
+
+static void *quiet_sender(void *arg)
+{
+    pthread_barrier_wait(&quiet_bar); /* the purge thread asleep */
+    p_free(&quiet_pool, quiet_runs[(uintptr_t)arg], RUN_ORDER); /* this thread's first page call */
+    pthread_barrier_wait(&quiet_bar); /* freed; then alive and idle until the check is done */
+    pthread_barrier_wait(&quiet_bar);
+    return NULL;
+}
+
+static void quiet_mode(bool exclusive)
+{
+    struct labyrinth_pool_opts o = {.purge_delay_ms = 100};
+    CHECK(p_init(&quiet_pool, &o) == 0, "labyrinth_pool_init failed");
+    for (int i = 0; i < SENDERS; i++) {
+        quiet_runs[i] = p_alloc(&quiet_pool, RUN_ORDER, exclusive ? LAB_GFP_EXCLUSIVE : 0);
+        CHECK(quiet_runs[i] != NULL, "run %d of 2 MiB: no memory", i);
+        if (!quiet_runs[i])
+            return;
+        memset(quiet_runs[i], 0x5a, RUN_BYTES);
+    }
+    size_t all = (size_t)SENDERS * (RUN_BYTES / LAB_PAGE_SIZE), before = resident_pages(quiet_runs, SENDERS);
+    CHECK(before >= all * 7 / 8, "the written runs are not resident (%zu of %zu pages)", before, all);
+    pthread_t t[SENDERS];
+    pthread_barrier_init(&quiet_bar, NULL, exclusive ? 1 : SENDERS + 1);
+    for (uintptr_t i = 0; !exclusive && i < SENDERS; i++)
+        CHECK(pthread_create(&t[i], NULL, quiet_sender, (void *)i) == 0, "pthread_create");
+    CHECK(lab_wait_threads_named("labyrinth-purge", 1, 2000) == 1, "no purge thread running");
+    sleep_ms(1500); /* nothing to purge: the thread goes to sleep with no deadline */
+    if (exclusive) {
+        for (int i = 0; i < SENDERS; i++)
+            p_free(&quiet_pool, quiet_runs[i], RUN_ORDER);
+    } else {
+        pthread_barrier_wait(&quiet_bar);
+        pthread_barrier_wait(&quiet_bar);
+    }
+    size_t left = before;
+    int waited = 0;
+    while (waited < 3000 && (left = resident_pages(quiet_runs, SENDERS)) >= all / 8) {
+        sleep_ms(20);
+        waited += 20;
+    }
+    SAY("%s freed 32 MiB, then idle: %zu of %zu pages resident after %d ms",
+        exclusive ? "EXCLUSIVE runs" : "16 threads' first calls", left, all, waited);
+    CHECK(left < all / 8, "the freed runs stayed resident (%zu of %zu pages after 3 s)", left, all);
+    if (!exclusive) {
+        pthread_barrier_wait(&quiet_bar);
+        for (int i = 0; i < SENDERS; i++)
+            pthread_join(t[i], NULL);
+    }
+    p_destroy(&quiet_pool);
+}
+
 static void churn_mode(int rounds)
 {
     static labyrinth_t pool;
@@ -146,6 +214,8 @@ int main(int argc, char **argv)
         churn_mode(300);
     else if (strcmp(mode, "churn_rooms") == 0)
         churn_mode(1500);
+    else if (strcmp(mode, "idle_senders") == 0 || strcmp(mode, "idle_exclusive") == 0)
+        quiet_mode(strcmp(mode, "idle_exclusive") == 0);
     else
         idle_mode();
     return lab_finish(argv[0]);
