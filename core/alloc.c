@@ -91,6 +91,10 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     }
     lab_heap_t *h = lab_tls_heap;
     gfp |= h->gfp; /* ATOMIC on a signal heap: no lock waited on, no system call */
+    /* a block of 0 bytes aligned past a page: a page of its own (found by review: no page, and
+     * the run's order the log of 0, undefined: a crash where clz is lzcnt; above 2 MiB a huge
+     * block whose usable size read 0, the answer for a pointer not ours) */
+    n += n == 0;
     size_t npages = (n + LAB_PAGE_SIZE - 1) >> LAB_PAGE_SHIFT;
     if (n <= LAB_LARGE_MAX && align <= LAB_CHUNK_SIZE)
         return large_run(pool, npages, align > LAB_PAGE_SIZE ? lab_log2_ceil(align >> LAB_PAGE_SHIFT) : 0, gfp);

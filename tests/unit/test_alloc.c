@@ -872,6 +872,24 @@ static void test_huge_slack_bounded(void **state)
     }
 }
 
+/* Zero bytes aligned past a page (posix_memalign, aligned_alloc, memalign, aligned new): a block
+ * like any other, its usable size above 0 (found by review: the run's page count was 0, its order
+ * the log of 0, undefined (a crash with lzcnt, UBSan's "passing zero to clz"), and above 2 MiB
+ * the block's usable size read 0, what a pointer not ours gets). */
+static void test_aligned_zero_bytes(void **state)
+{
+    (void)state;
+    for (size_t align = 2 * LAB_PAGE_SIZE; align <= 8 * MiB; align *= 2) {
+        uint8_t *p = lab_malloc_aligned(align, 0);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % align, 0);
+        size_t u = lab_usable_size(p);
+        assert_true(u > 0);
+        memset(p, 0x5a, u);
+        lab_free(p);
+    }
+}
+
 /* Buffers grown by realloc in turn, 4 KiB a step: each move leaves its run in the store, where
  * runs of that length are too short for any buffer's next size. The store's written pages stay
  * within their budget (what it may keep while fresh pages fault in), and its count of them
@@ -4267,6 +4285,7 @@ int main(void)
         cmocka_unit_test(test_huge_cut_keeps_tail),
         cmocka_unit_test(test_idle_rooms_before_fresh),
         cmocka_unit_test(test_store_dirty_bounded),
+        cmocka_unit_test(test_aligned_zero_bytes),
         cmocka_unit_test(test_span_search_bounded),
         cmocka_unit_test(test_aligned_every_power),
         cmocka_unit_test(test_aligned_tightest_class),
