@@ -1597,6 +1597,55 @@ static void sig_top_up(void); /* signal heaps, below */
 _Static_assert(__builtin_offsetof(lab_heap_t, rb_to) + LAB_ROOMS_META <= 4096,
                "the heap's fields a thread's first calls write fit beside its rooms on a page");
 
+/* Heaps whose thread ended without retiring them. Our key destructor learns glibc's last round
+ * by counting its own calls from the first, which comes a round after the heap is taken: a
+ * thread whose first allocator call is in a key destructor (a library's cleanup that frees or
+ * allocates; the thread itself never did) counts short, and a heap taken in the last round is
+ * never retired. It stays LIVE with no thread (found by review: 8 000 such threads one after
+ * another, 86-90 MB against glibc's 1.7, a heap for each). So with HEAP_SCAN_MIN heaps live a
+ * heap records its thread's id when taken, and a thread about to make a heap first asks the
+ * kernel about the owners of a few live ones (tgkill with signal 0: ESRCH once a thread has
+ * ended) and adopts the heap of one that ended, as it would an abandoned heap: spans, lists and
+ * messages as their owner left them between two calls, the way any idle owner resumes. An id
+ * the kernel gave a new thread since only delays that; a heap caught mid-change (in_slow) stays
+ * put, and those a fork child inherits have no id (0). Few threads: no system call at all. */
+#define HEAP_SCAN_MIN  16u
+#define HEAP_SCAN_EACH 4u
+unsigned lab_heap_scan_min = HEAP_SCAN_MIN; /* (a variable: tests that need a fresh heap lift it) */
+static lab_heap_t *heap_scan_at; /* the walk's place in heaps_all (relaxed; heaps are never freed) */
+
+static void heap_tidy(lab_heap_t *h);
+static void heap_orphan(lab_heap_t *h);
+
+static lab_noinline lab_heap_t *heap_adopt_ended(void)
+{
+    lab_heap_t *h = lab_load_relaxed(&heap_scan_at);
+    /* HEAP_SCAN_EACH questions to the kernel, over at most 16 times as many heaps */
+    for (unsigned k = 0, steps = 0; k < HEAP_SCAN_EACH && steps < 16 * HEAP_SCAN_EACH; steps++) {
+        h = h ? lab_load_relaxed(&h->next_all) : __atomic_load_n(&heaps_all, __ATOMIC_ACQUIRE);
+        if (!h)
+            continue; /* from the head again */
+        int tid = __atomic_load_n(&h->owner_tid, __ATOMIC_ACQUIRE);
+        if (tid <= 0 || lab_load_relaxed(&h->state) != LAB_HEAP_LIVE || h->signal_slot)
+            continue;
+        k++;
+        if (!lab_os_thread_ended(tid) || lab_load_relaxed(&h->in_slow))
+            continue;
+        /* one adopter: -1 while it decides */
+        if (!__atomic_compare_exchange_n(&h->owner_tid, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        /* the id reused by a thread that took this heap (abandoned meanwhile) before the claim */
+        if (lab_load_relaxed(&h->state) != LAB_HEAP_LIVE || !lab_os_thread_ended(tid)) {
+            __atomic_store_n(&h->owner_tid, tid, __ATOMIC_RELEASE);
+            continue;
+        }
+        lab_store_relaxed(&heap_scan_at, h);
+        return h;
+    }
+    lab_store_relaxed(&heap_scan_at, h);
+    return NULL;
+}
+
 lab_noinline lab_heap_t *lab_heap_get_slow(void)
 {
     lab_heap_t *h = lab_tls_heap;
@@ -1614,7 +1663,17 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         lab_pool_set_sharers(pool, heaps_live_add(1));
     }
     lab_unlock(&heaps_lock);
-    if (!h) {
+    if (!h && lab_load_relaxed(&heaps_live) >= lab_heap_scan_min && (h = heap_adopt_ended())) {
+        /* LIVE already, and counted so: this thread retires it as its own thread would have
+         * (heap_retire, short of giving it up), then takes it as an abandoned heap is taken */
+        lab_tls_heap = h;
+        heap_tidy(h);
+        heap_orphan(h);
+        lab_nursery_close(h);
+        heap_reuse_bound(h, 0);
+        lab_store_relaxed(&h->x_drained, 0);
+        lab_store_relaxed(&h->x_left, 0);
+    } else if (!h) {
         /* the thread's rooms first: they and the heap are the first metadata a thread writes,
          * and the heap's fields up to its reuse lists (all its first calls touch, 2.2 KiB: the
          * struct puts them first) fit beside the rooms on one page. Made after the heap, the
@@ -1637,6 +1696,9 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
             sig_top_up(); /* (a thread heap is never made in a signal handler) */
     }
     h->next_abandoned = NULL;
+    /* (every take: the id of a thread gone since must not stay with the heap) */
+    int tid = lab_load_relaxed(&heaps_live) >= lab_heap_scan_min / 2 ? (int)lab_os_gettid() : 0;
+    __atomic_store_n(&h->owner_tid, tid, __ATOMIC_RELEASE);
     lab_store_relaxed(&h->state, LAB_HEAP_LIVE); /* relaxed: msg_send reads it (other threads) */
     heap_reuse_bound(h, lab_load_relaxed(&lab_secure) ? 0 : LAB_REUSE_MIN);
     lab_tls_heap = h;
@@ -2123,6 +2185,7 @@ void lab_arena_fork_child(void)
             sig_idle |= 1ull << i;
     lab_store_relaxed(&sig_free, sig_idle);
     for (lab_heap_t *h = heaps_all; h; h = h->next_all) {
+        h->owner_tid = 0; /* the parent's ids: none is this process's (heap_adopt_ended) */
         if (h != me && h != own && h->state == LAB_HEAP_LIVE && !h->signal_slot) {
             lab_store_relaxed(&h->state, LAB_HEAP_ABANDONED);
             if (!h->in_slow) {

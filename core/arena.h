@@ -361,6 +361,8 @@ typedef struct lab_heap {
     size_t x_drained;                        /* ended thread's heap: blocks its senders returned
                                                 since its inbox was last looked through (atomic) */
     size_t x_left;                           /* ... the spans that look left there (relaxed) */
+    int owner_tid;                           /* atomic: the kernel's id of the live heap's thread
+                                                (arena.c: heap_adopt_ended); 0: never looked at */
 } lab_heap_t;
 
 _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
@@ -419,6 +421,9 @@ lab_internal void lab_arena_set_secure(void);
 lab_internal void *lab_heap_alloc_secure(lab_heap_t *h, unsigned cls);
 /* The calling thread's heap, creating (or adopting) one; NULL on ENOMEM. */
 lab_internal lab_heap_t *lab_heap_get_slow(void);
+/* Live heaps past which a thread about to make a heap looks for one whose thread ended without
+ * retiring it (arena.c: heap_adopt_ended); a variable so that tests can lift it. */
+lab_internal extern unsigned lab_heap_scan_min;
 /* Whether the calling thread is past its heap's retirement in glibc's last round of key
  * destructors, where a heap taken is retired again at once (arena.c). */
 lab_internal bool lab_heap_past_last_round(void);

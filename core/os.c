@@ -106,6 +106,14 @@ long lab_os_gettid(void)
     return os_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 }
 
+bool lab_os_thread_ended(int tid)
+{
+    /* signal 0: only the checks; ESRCH: no thread of that id in this process (the pid asked
+     * each time: a fork child has its own) */
+    long pid = os_syscall6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    return os_syscall6(SYS_tgkill, pid, tid, 0, 0, 0, 0) == -ESRCH;
+}
+
 static inline bool os_is_err(long r) { return r < 0 && r >= -4095; }
 
 void *lab_os_map_aligned(size_t size, size_t align, int *err)

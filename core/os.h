@@ -17,6 +17,8 @@ lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
 lab_internal size_t lab_os_max_map_count(void);
 lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
+/* Whether no thread of id tid is left in this process (false when the kernel cannot tell). */
+lab_internal bool lab_os_thread_ended(int tid);
 
 /* One system call, inline, uncounted and never failed on purpose: for passing a program's own
  * memory calls through to the kernel (preload/mmap.c), where the cost must stay the bare call's.

@@ -164,6 +164,7 @@ typedef struct lab_rooms {
     struct lab_rooms *take_next;
     uint64_t bg_sig, bg_seen_ms;
     uint64_t press_sig;            /* rooms_sig at the last rooms_take_stale (0: none) */
+    int owner_tid;                 /* atomic: its thread's id, with many sets in use (0: none) */
 } lab_rooms_t;
 
 /* The owner changes its rooms with no atomic: it marks them busy, then looks for a taker's mark.
