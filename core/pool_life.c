@@ -114,7 +114,7 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
         lab_tls_rooms = rs;
         __atomic_store_n(&rs->owner_tid, tid, __ATOMIC_RELEASE);
     } else if (!rs && (rs = rooms_free)) {
-        rooms_free = rs->next_free;
+        lab_store_relaxed(&rooms_free, rs->next_free); /* (stores relaxed: lab_rooms_create peeks) */
         memset(rs->slot, 0, sizeof rs->slot);
         rs->busy = 0;
         lab_tls_rooms = rs;
@@ -133,7 +133,7 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
         rooms_flush(adopted);
         __atomic_store_n(&adopted->owner_tid, 0, __ATOMIC_RELEASE);
         adopted->next_free = rooms_free;
-        rooms_free = adopted;
+        lab_store_relaxed(&rooms_free, adopted);
         lab_store_relaxed(&rooms_in_use, rooms_in_use - 1);
     }
     lab_unlock(&rooms_lock);
@@ -371,7 +371,7 @@ void lab_pool_thread_exit(void)
     rooms_flush(rs);
     __atomic_store_n(&rs->owner_tid, 0, __ATOMIC_RELEASE);
     rs->next_free = rooms_free;
-    rooms_free = rs;
+    lab_store_relaxed(&rooms_free, rs);
     lab_store_relaxed(&rooms_in_use, rooms_in_use - 1);
     lab_unlock(&rooms_lock);
     /* the rooms' runs are on the shared lists now: a purge may take them */
@@ -624,7 +624,7 @@ void lab_pool_fork_child(void)
     /* rooms of threads that do not exist in the child: hand their runs back, and the sets to the
      * free list, rebuilt from all (skip a set that was being changed when the fork happened: its
      * list may be half-written; left off the free list, it was a set lost for every fork) */
-    rooms_free = NULL;
+    lab_store_relaxed(&rooms_free, NULL);
     rooms_in_use = 0;
     for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all) {
         rs->owner_tid = 0; /* the parent's ids: none is this process's */
@@ -632,7 +632,7 @@ void lab_pool_fork_child(void)
         if (rs != lab_tls_rooms && !rs->busy) {
             rooms_flush(rs);
             rs->next_free = rooms_free;
-            rooms_free = rs;
+            lab_store_relaxed(&rooms_free, rs);
         }
     }
 }

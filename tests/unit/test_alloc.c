@@ -5,6 +5,7 @@
  * cross-thread frees and thread exit, trim returning RSS, and injected mapping failures. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -2572,12 +2573,7 @@ static void test_reuse_aside_walk(void **state)
     if (lab_load_relaxed(&lab_secure))
         skip();
     static struct ra_walk w;
-    /* a fresh heap: not one of the heaps earlier tests' threads left live (this binary sets no
-     * thread-exit key before its last tests), which the thread would adopt */
-    unsigned scan_min = lab_heap_scan_min;
-    lab_heap_scan_min = ~0u;
     ra_in_thread(ra_walk_thread, &w);
-    lab_heap_scan_min = scan_min;
     for (int i = 0; i < w.n; i++)
         lab_free(w.blk[i]);
     if (w.fail)
@@ -4263,11 +4259,71 @@ static void test_injected_map_failures(void **state)
     lab_free(h);
 }
 
+/* A thread whose first allocator call comes in glibc's last round of key destructors: our
+ * destructor never runs for it, and the heap it took stays live with no thread. Threads after
+ * it adopt such heaps (arena.c: heap_adopt_ended) instead of making new ones; each adoption
+ * retires the heap first, so the block the ended thread left is still good, and freeable. */
+static pthread_key_t ae_key;
+static void *ae_left[64];
+static int ae_n;
+
+static void ae_destructor(void *value)
+{
+    uintptr_t round = (uintptr_t)value;
+    if (round == PTHREAD_DESTRUCTOR_ITERATIONS) {
+        void *p = lab_malloc(200);
+        if (p)
+            memset(p, (int)(ae_n & 0xff), 200);
+        ae_left[ae_n++] = p; /* (threads run one after another) */
+    } else {
+        pthread_setspecific(ae_key, (void *)(round + 1));
+    }
+}
+
+static void *ae_thread(void *arg)
+{
+    (void)arg;
+    pthread_setspecific(ae_key, (void *)1); /* no allocator call of its own */
+    return NULL;
+}
+
+static void test_adopt_ended_heaps(void **state)
+{
+    (void)state;
+    lab_arena_thread_key_init();
+    unsigned scan_min = lab_heap_scan_min;
+    lab_heap_scan_min = 2;
+    assert_int_equal(pthread_key_create(&ae_key, ae_destructor), 0);
+    size_t live0 = lab_arena_heaps_live();
+    for (int i = 0; i < 64; i++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, ae_thread, NULL), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+    }
+    size_t live = lab_arena_heaps_live();
+    print_message("64 threads whose first call came in the last key round: live heaps %zu -> %zu\n", live0, live);
+    /* without adoption, one more live heap for each */
+    assert_true(live < live0 + 16);
+    for (int i = 0; i < ae_n; i++) {
+        assert_non_null(ae_left[i]);
+        for (int k = 0; k < 200; k++)
+            assert_int_equal(((uint8_t *)ae_left[i])[k], (uint8_t)(i & 0xff));
+        lab_free(ae_left[i]);
+    }
+    assert_int_equal(ae_n, 64);
+    pthread_key_delete(ae_key);
+    lab_heap_scan_min = scan_min;
+}
+
 int main(void)
 {
     const char *q = getenv("LAB_TEST_QUICK");
     quick = q && *q && *q != '0';
-    lab_nursery_on = 0; /* the span tests expect a thread's first blocks from spans */
+    lab_nursery_on = 0;
+    /* this binary's threads keep their heaps live when they end until a test sets the thread-exit
+     * key (the preload sets it at start); tests that want a new thread on a heap of its own would
+     * find it adopting one of those (test_adopt_ended_heaps turns this on for itself) */
+    lab_heap_scan_min = ~0u; /* the span tests expect a thread's first blocks from spans */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_heaps_follow_threads),
         cmocka_unit_test(test_signal_heaps_set_up_lazily),
@@ -4354,6 +4410,7 @@ int main(void)
         /* last: the heap it leaves ended shifts which heap later tests' threads adopt */
         cmocka_unit_test(test_frees_to_ended_thread_return),
         cmocka_unit_test(test_frees_to_ended_thread_partial),
+        cmocka_unit_test(test_adopt_ended_heaps), /* last: it sets the thread-exit key */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
