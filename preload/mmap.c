@@ -1460,10 +1460,10 @@ void lab_mmap_init(bool on, size_t max_bytes, size_t cache_bytes, unsigned purge
  * handler returns. fork_took: 0, 1 (taken), 2 (taken under an interrupted call). */
 static __thread int fork_took;
 
-void lab_mmap_fork_prepare(void)
+void lab_mmap_fork_prepare(bool take)
 {
     fork_took = 0;
-    if (!lab_load_relaxed(&mm_on))
+    if (!take || !lab_load_relaxed(&mm_on))
         return;
     if (mm_enter()) {
         fork_took = 1;

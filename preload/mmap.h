@@ -9,7 +9,7 @@
  * Called once from the constructor, before any pooled call; verbose: say why it stays off. */
 lab_internal void lab_mmap_init(bool on, size_t max_bytes, size_t cache_bytes, unsigned purge_delay_ms,
                                 bool verbose);
-lab_internal void lab_mmap_fork_prepare(void);
+lab_internal void lab_mmap_fork_prepare(bool take); /* take: the pool's lock (else none) */
 lab_internal void lab_mmap_fork_parent(void);
 lab_internal void lab_mmap_fork_child(void);
 /* Purge every cached page now (malloc_trim, LABYRINTH_TRIM_ON_EXIT). */

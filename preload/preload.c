@@ -576,7 +576,11 @@ static void fork_prepare(void)
 {
     fork_held = lab_locks_held;
     fork_locked = (!&__libc_single_threaded || !__libc_single_threaded) && fork_held == 0;
-    lab_mmap_fork_prepare(); /* the mmap pool's lock, if the interposer is on: always */
+    /* the mmap pool's lock, if the interposer is on: first, as every fork takes it (before the
+     * zones'), but not with an allocator lock held: that order reversed, a handler that forks
+     * in a thread holding a zone lock waited for the pool's lock, held by another thread's fork
+     * that waited for the zone (found by review: preload.fork_in_handler_threads_mmap hung) */
+    lab_mmap_fork_prepare(fork_held == 0);
     if (!fork_locked)
         return;
     lab_arena_fork_prepare();

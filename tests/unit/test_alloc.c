@@ -4290,6 +4290,11 @@ static void *ae_thread(void *arg)
 static void test_adopt_ended_heaps(void **state)
 {
     (void)state;
+#if LAB_TSAN
+    /* ThreadSanitizer ends a thread's own state in the last round: a call there stops it
+     * ("CHECK failed ... thr->slot"; arena.c: key_rounds) */
+    skip();
+#endif
     lab_arena_thread_key_init();
     unsigned scan_min = lab_heap_scan_min;
     lab_heap_scan_min = 2;
