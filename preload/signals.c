@@ -29,11 +29,20 @@ extern const char etext[] __attribute__((visibility("hidden")));
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 static sigaction_fn real_sigaction;
 
-/* The program's handlers, by signal number; read in the wrapper, written by sigaction. */
-static struct {
-    void *handler;
-    int flags;
-} user[NSIG];
+/* The program's handlers, by signal number; read in the wrapper, written by sigaction. One word
+ * each, the handler with the two flags the wrapper reads in its top bits (no handler's address
+ * reaches them): apart, a wrapper could read one thread's handler with another's flags, and a
+ * handler set with SA_SIGINFO was called with no siginfo (found by review: a thread switching a
+ * signal between two handlers while another sent it, a few calls in 100 000). */
+#define USER_SIGINFO   ((uintptr_t)1 << 63)
+#define USER_RESETHAND ((uintptr_t)1 << 62)
+static uintptr_t user[NSIG];
+
+static inline uintptr_t user_word(void *h, int flags)
+{
+    return (uintptr_t)h | (flags & SA_SIGINFO ? USER_SIGINFO : 0) | (flags & SA_RESETHAND ? USER_RESETHAND : 0);
+}
+static inline void *user_handler(uintptr_t w) { return (void *)(w & ~(USER_SIGINFO | USER_RESETHAND)); }
 
 /* Wrappers of this thread running for a handler that interrupted the allocator (nested), from
  * their first instruction to their last: the thread's heap may be half changed under them. */
@@ -84,11 +93,11 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
     if (lab_unlikely(!__atomic_load_n(&sig_restorer, __ATOMIC_RELAXED)))
         __atomic_store_n(&sig_restorer, (uintptr_t)__builtin_return_address(0), __ATOMIC_RELAXED);
     int saved_errno = errno;
-    void *h = __atomic_load_n(&user[sig].handler, __ATOMIC_ACQUIRE);
-    int flags = __atomic_load_n(&user[sig].flags, __ATOMIC_RELAXED);
+    uintptr_t w = __atomic_load_n(&user[sig], __ATOMIC_ACQUIRE);
+    void *h = user_handler(w);
     /* not while this thread holds pooled mmap's lock (mmap_pool.c); a one-shot handler runs now:
      * its disposition is the default already, which the signal queued again would meet */
-    if (lab_unlikely(!(flags & SA_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
+    if (lab_unlikely(!(w & USER_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
         errno = saved_errno;
         sig_unsafe -= nested;
         return;
@@ -120,7 +129,7 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
      * thread's unlocks would wake no waiter for good (found by review) */
     lab_lock_quiet += nested;
     if (h != (void *)SIG_IGN && h != (void *)SIG_DFL && h) {
-        if (flags & SA_SIGINFO)
+        if (w & USER_SIGINFO)
             ((void (*)(int, siginfo_t *, void *))h)(sig, info, uctx);
         else
             ((void (*)(int))h)(sig);
@@ -149,8 +158,8 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
 {
     if (sig <= 0 || sig >= NSIG)
         return call_real(sig, act, old);
-    void *prev_user = user[sig].handler;
-    int prev_flags = user[sig].flags;
+    uintptr_t prev_word = __atomic_load_n(&user[sig], __ATOMIC_RELAXED);
+    void *prev_user = user_handler(prev_word);
     struct sigaction mine, prev;
     const struct sigaction *use = act;
     if (act && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
@@ -164,11 +173,8 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
         void *h = (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction : (void *)act->sa_handler;
         /* written only when they change: a shell sets the same handlers around every command it
          * forks, and each write after a fork copies the table's page */
-        if (prev_flags != act->sa_flags || prev_user != h) {
-            __atomic_store_n(&user[sig].flags, act->sa_flags, __ATOMIC_RELAXED);
-            /* release: the flags are visible before the handler that uses them */
-            __atomic_store_n(&user[sig].handler, h, __ATOMIC_RELEASE);
-        }
+        if (prev_word != user_word(h, act->sa_flags))
+            __atomic_store_n(&user[sig], user_word(h, act->sa_flags), __ATOMIC_RELEASE);
         mine = *act;
         mine.sa_sigaction = wrapper;
         mine.sa_flags |= SA_SIGINFO;
@@ -176,18 +182,17 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
     }
     int r = call_real(sig, use, &prev);
     if (r != 0) {
-        __atomic_store_n(&user[sig].handler, prev_user, __ATOMIC_RELEASE);
-        user[sig].flags = prev_flags;
+        __atomic_store_n(&user[sig], prev_word, __ATOMIC_RELEASE);
         return r;
     }
     if (old) {
         *old = prev;
         if (prev.sa_sigaction == wrapper) { /* report the program's handler, not ours */
-            if (prev_flags & SA_SIGINFO)
+            if (prev_word & USER_SIGINFO)
                 old->sa_sigaction = (void (*)(int, siginfo_t *, void *))prev_user;
             else
                 old->sa_handler = (sighandler_t)prev_user;
-            old->sa_flags = (prev.sa_flags & ~SA_SIGINFO) | (prev_flags & SA_SIGINFO);
+            old->sa_flags = (prev.sa_flags & ~SA_SIGINFO) | (prev_word & USER_SIGINFO ? SA_SIGINFO : 0);
         }
     }
     return r;
