@@ -1629,13 +1629,10 @@ static lab_noinline lab_heap_t *heap_adopt_ended(void)
         if (tid <= 0 || lab_load_relaxed(&h->state) != LAB_HEAP_LIVE || h->signal_slot)
             continue;
         k++;
-        if (!lab_os_thread_ended(tid) || lab_load_relaxed(&h->in_slow))
+        if (!lab_os_claim_ended(&h->owner_tid, tid)) /* one adopter: -1 while it decides */
             continue;
-        /* one adopter: -1 while it decides */
-        if (!__atomic_compare_exchange_n(&h->owner_tid, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            continue;
-        /* the id reused by a thread that took this heap (abandoned meanwhile) before the claim */
-        if (lab_load_relaxed(&h->state) != LAB_HEAP_LIVE || !lab_os_thread_ended(tid)) {
+        /* abandoned and taken again meanwhile, or caught mid-change */
+        if (lab_load_relaxed(&h->state) != LAB_HEAP_LIVE || lab_load_relaxed(&h->in_slow)) {
             __atomic_store_n(&h->owner_tid, tid, __ATOMIC_RELEASE);
             continue;
         }

@@ -106,6 +106,17 @@ long lab_os_gettid(void)
     return os_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 }
 
+bool lab_os_claim_ended(int *owner, int tid)
+{
+    if (!lab_os_thread_ended(tid) || !__atomic_compare_exchange_n(owner, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return false;
+    /* the id given to a new thread, which took what *owner guards before the claim */
+    if (lab_os_thread_ended(tid))
+        return true;
+    __atomic_store_n(owner, tid, __ATOMIC_RELEASE);
+    return false;
+}
+
 bool lab_os_thread_ended(int tid)
 {
     /* signal 0: only the checks; ESRCH: no thread of that id in this process (the pid asked

@@ -19,6 +19,9 @@ lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
 /* Whether no thread of id tid is left in this process (false when the kernel cannot tell). */
 lab_internal bool lab_os_thread_ended(int tid);
+/* The claim of something a thread owns, *owner its id (atomic), tid as read: true, with *owner
+ * -1, when that thread has ended and the caller won; false, *owner as it was, otherwise. */
+lab_internal bool lab_os_claim_ended(int *owner, int tid);
 
 /* One system call, inline, uncounted and never failed on purpose: for passing a program's own
  * memory calls through to the kernel (preload/mmap.c), where the cost must stay the bare call's.

@@ -74,11 +74,9 @@ static lab_noinline lab_rooms_t *rooms_adopt_ended(void)
         if (tid <= 0)
             continue;
         k++;
-        if (!lab_os_thread_ended(tid) || rs->busy ||
-            !__atomic_compare_exchange_n(&rs->owner_tid, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        if (!lab_os_claim_ended(&rs->owner_tid, tid))
             continue;
-        /* the id reused by a thread that took this set (given back meanwhile) before the claim */
-        if (!lab_os_thread_ended(tid)) {
+        if (rs->busy) { /* caught mid-change */
             __atomic_store_n(&rs->owner_tid, tid, __ATOMIC_RELEASE);
             continue;
         }
@@ -93,12 +91,15 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
 {
     /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
     bool key = __atomic_load_n(&rooms_key_state, __ATOMIC_ACQUIRE) == 2;
-    /* (a system call: not for an ATOMIC caller; a peek at the free list, read again below) */
-    lab_rooms_t *adopted = !atomic && !lab_tls_rooms && !lab_load_relaxed(&rooms_free) &&
+    /* system calls: not in a signal handler (an ATOMIC caller elsewhere, such as a free that
+     * gives the thread its set, may make them: the sets the ended threads left are made that
+     * way); a peek at the free list, read again below */
+    bool calls = !lab_pool_in_handler();
+    lab_rooms_t *adopted = calls && !lab_tls_rooms && !lab_load_relaxed(&rooms_free) &&
                                    lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN
                                ? rooms_adopt_ended()
                                : NULL;
-    int tid = !atomic && lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN / 2 ? (int)lab_os_gettid() : 0;
+    int tid = calls && lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN / 2 ? (int)lab_os_gettid() : 0;
     if (atomic) {
         if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock))
             return NULL;
