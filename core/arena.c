@@ -1684,7 +1684,7 @@ lab_noinline lab_heap_t *lab_heap_get_slow(void)
         heap_init(h, pool);
         lab_lock(&heaps_lock);
         h->next_all = heaps_all;
-        heaps_all = h;
+        __atomic_store_n(&heaps_all, h, __ATOMIC_RELEASE); /* heap_adopt_ended walks without the lock */
         lab_store_relaxed(&heaps_made, heaps_made + 1); /* (read without the lock: lab_sig_reserve) */
         lab_pool_set_sharers(pool, heaps_live_add(1));
         bool more = sig_want != 0; /* handlers installed: maybe one signal heap more */
