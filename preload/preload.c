@@ -69,7 +69,7 @@ static lab_noinline int posix_memalign_slow(void **memptr, size_t align, size_t 
     return 0;
 }
 
-LAB_EXPORT int posix_memalign(void **memptr, size_t align, size_t n)
+static inline int posix_memalign_impl(void **memptr, size_t align, size_t n)
 {
     if (!is_pow2(align) || align % sizeof(void *))
         return EINVAL;
@@ -91,7 +91,7 @@ LAB_EXPORT void *aligned_alloc(size_t align, size_t n)
 
 /* glibc's memalign rounds an alignment that is not a power of two up to one; past 2^63 there is
  * none to round to (EINVAL), up to it the alignment is valid and only unsatisfiable (ENOMEM). */
-LAB_EXPORT void *memalign(size_t align, size_t n)
+static inline void *memalign_impl(size_t align, size_t n)
 {
     if (align > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
@@ -104,7 +104,7 @@ LAB_EXPORT void *memalign(size_t align, size_t n)
 
 LAB_EXPORT void *valloc(size_t n) { return lab_malloc_aligned(LAB_PAGE_SIZE, n); }
 
-LAB_EXPORT void *pvalloc(size_t n)
+static inline void *pvalloc_impl(size_t n)
 {
     size_t r = lab_align_up(n, LAB_PAGE_SIZE);
     if (r < n) {
@@ -120,10 +120,16 @@ LAB_EXPORT void *__libc_malloc(size_t n) { return lab_malloc(n); }
 LAB_EXPORT void __libc_free(void *p) { lab_free(p); }
 LAB_EXPORT void *__libc_calloc(size_t n, size_t size) { return lab_calloc(n, size); }
 LAB_EXPORT void *__libc_realloc(void *p, size_t n) { return lab_realloc(p, n); }
-LAB_EXPORT void *__libc_memalign(size_t align, size_t n) { return memalign(align, n); }
-LAB_EXPORT void *__libc_valloc(size_t n) { return valloc(n); }
-LAB_EXPORT void *__libc_pvalloc(size_t n) { return pvalloc(n); }
-LAB_EXPORT int __posix_memalign(void **memptr, size_t align, size_t n) { return posix_memalign(memptr, align, n); }
+/* Each name on its body, never on another exported name: through the PLT that reached whatever
+ * the program defines under it, and a program's memalign that forwards to __libc_memalign (an old
+ * malloc hook's way) looped (the way Erlang's sigaction did through ours: signals.c). */
+LAB_EXPORT int posix_memalign(void **memptr, size_t align, size_t n) { return posix_memalign_impl(memptr, align, n); }
+LAB_EXPORT void *memalign(size_t align, size_t n) { return memalign_impl(align, n); }
+LAB_EXPORT void *pvalloc(size_t n) { return pvalloc_impl(n); }
+LAB_EXPORT void *__libc_memalign(size_t align, size_t n) { return memalign_impl(align, n); }
+LAB_EXPORT void *__libc_valloc(size_t n) { return lab_malloc_aligned(LAB_PAGE_SIZE, n); }
+LAB_EXPORT void *__libc_pvalloc(size_t n) { return pvalloc_impl(n); }
+LAB_EXPORT int __posix_memalign(void **memptr, size_t align, size_t n) { return posix_memalign_impl(memptr, align, n); }
 
 LAB_EXPORT int malloc_trim(size_t pad)
 {
@@ -161,7 +167,7 @@ static void fill_mallinfo(size_t *arena, size_t *hblks, size_t *hblkhd, size_t *
     *keep = *ford;
 }
 
-LAB_EXPORT struct mallinfo2 mallinfo2(void)
+static struct mallinfo2 mallinfo2_impl(void)
 {
     struct mallinfo2 m;
     memset(&m, 0, sizeof m);
@@ -169,11 +175,13 @@ LAB_EXPORT struct mallinfo2 mallinfo2(void)
     return m;
 }
 
+LAB_EXPORT struct mallinfo2 mallinfo2(void) { return mallinfo2_impl(); }
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 LAB_EXPORT struct mallinfo mallinfo(void)
 {
-    struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo2 m2 = mallinfo2_impl();
     struct mallinfo m;
     memset(&m, 0, sizeof m);
     m.arena = (int)lab_min(m2.arena, (size_t)INT32_MAX);
@@ -319,6 +327,13 @@ static void print_runs(outbuf_t *o, bool json)
         out_s(o, "}");
 }
 
+/* The program's name as it started, for the summary (LABYRINTH_STATS only): a program that
+ * rewrites its argv, as nginx's processes do, left program_invocation_short_name pointing into
+ * the new text ("ker process is shutting down": found by review). */
+static char prog_name[64];
+
+static const char *program_name(void) { return prog_name[0] ? prog_name : program_invocation_short_name; }
+
 /* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object, to fd. */
 static void print_stats(int mode, int fd)
 {
@@ -336,7 +351,7 @@ static void print_stats(int mode, int fd)
         out_s(&o, "{\"labyrinth_stats\":{");
         out_kv(&o, "pid", (uint64_t)getpid(), json, true);
         out_s(&o, ",\"program\":\"");
-        out_json_str(&o, program_invocation_short_name);
+        out_json_str(&o, program_name());
         out_s(&o, "\"");
     } else {
         out_s(&o, "labyrinth stats:");
@@ -359,7 +374,7 @@ static void print_stats(int mode, int fd)
     if (!json) {
         out_kv(&o, "pid", (uint64_t)getpid(), json, false);
         out_s(&o, ", program ");
-        out_s(&o, program_invocation_short_name);
+        out_s(&o, program_name());
         out_s(&o, "\nlabyrinth stats: pool");
         out_kv(&o, "current_kib", used * kib, json, true);
     } else {
@@ -676,6 +691,8 @@ __attribute__((constructor(101))) static void preload_init(void)
     lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)opts.PURGE_DELAY_MS, opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
+    if (opts.STATS && program_invocation_short_name)
+        strncpy(prog_name, program_invocation_short_name, sizeof prog_name - 1);
     if (opts.STATS_FILE && !opts.STATS) /* found by review: a summary silently missing */
         warn2("LABYRINTH_STATS_FILE is set but LABYRINTH_STATS is not: no summary is written to ", stats_file);
     lab_arena_thread_key_init();

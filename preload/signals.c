@@ -154,7 +154,13 @@ static int call_real(int sig, const struct sigaction *act, struct sigaction *old
     return real_sigaction(sig, act, old);
 }
 
-LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+/* sigaction's body. The library's other names call it directly, never the exported sigaction:
+ * through the PLT that reached whatever the program or a library loaded before us defines under
+ * that name. Erlang's beam.smp exports sigaction and __sigaction, which forward to the next
+ * __sigaction (ours): erl, erlc and escript recursed until the stack overflowed at start; the
+ * JDK's libjsig.so, preloaded ahead of us as the JDK documents, deadlocked on its own mutex at
+ * the first signal() (found by review). */
+static int lab_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     if (sig <= 0 || sig >= NSIG)
         return call_real(sig, act, old);
@@ -198,6 +204,11 @@ LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
     return r;
 }
 
+LAB_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    return lab_sigaction(sig, act, old);
+}
+
 /* Signals siginterrupt(sig, 1) asked to interrupt system calls: signal() leaves SA_RESTART off
  * for them, as glibc's does. glibc keeps that set inside libc, where its siginterrupt writes it
  * and its signal reads it; interposing signal alone, every handler restarted calls (a read()
@@ -212,7 +223,7 @@ LAB_EXPORT int siginterrupt(int sig, int interrupt)
         errno = EINVAL;
         return -1;
     }
-    if (sigaction(sig, NULL, &act) < 0)
+    if (lab_sigaction(sig, NULL, &act) < 0)
         return -1;
     uint64_t bit = (uint64_t)1 << (sig % 64);
     if (interrupt) {
@@ -222,10 +233,10 @@ LAB_EXPORT int siginterrupt(int sig, int interrupt)
         __atomic_fetch_and(&intr_set[sig / 64], ~bit, __ATOMIC_RELAXED);
         act.sa_flags |= SA_RESTART;
     }
-    return sigaction(sig, &act, NULL) < 0 ? -1 : 0;
+    return lab_sigaction(sig, &act, NULL) < 0 ? -1 : 0;
 }
 
-LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+static sighandler_t lab_signal(int sig, sighandler_t handler)
 {
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
@@ -237,7 +248,7 @@ LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
         if (!(__atomic_load_n(&intr_set[sig / 64], __ATOMIC_RELAXED) & ((uint64_t)1 << (sig % 64))))
             act.sa_flags = SA_RESTART;
     }
-    if (sigaction(sig, &act, &old) != 0)
+    if (lab_sigaction(sig, &act, &old) != 0)
         return SIG_ERR;
     return old.sa_handler;
 }
@@ -250,16 +261,17 @@ LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler)
  * semantics glibc documents for each. */
 LAB_EXPORT int __sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-    return sigaction(sig, act, old);
+    return lab_sigaction(sig, act, old);
 }
 
 /* glibc's signal() is BSD's */
-LAB_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
-LAB_EXPORT sighandler_t ssignal(int sig, sighandler_t handler) { return signal(sig, handler); }
+LAB_EXPORT sighandler_t signal(int sig, sighandler_t handler) { return lab_signal(sig, handler); }
+LAB_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return lab_signal(sig, handler); }
+LAB_EXPORT sighandler_t ssignal(int sig, sighandler_t handler) { return lab_signal(sig, handler); }
 
 /* System V's signal(): the disposition back to the default as the handler starts (SA_RESETHAND),
  * the signal not blocked while it runs (SA_NODEFER), interrupted calls not restarted. */
-LAB_EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler)
+static sighandler_t lab_sysv_signal(int sig, sighandler_t handler)
 {
     if (handler == SIG_ERR || sig <= 0 || sig >= NSIG) {
         errno = EINVAL;
@@ -270,9 +282,10 @@ LAB_EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler)
     act.sa_handler = handler;
     sigemptyset(&act.sa_mask);
     act.sa_flags = SA_RESETHAND | SA_NODEFER;
-    return sigaction(sig, &act, &old) != 0 ? SIG_ERR : old.sa_handler;
+    return lab_sigaction(sig, &act, &old) != 0 ? SIG_ERR : old.sa_handler;
 }
-LAB_EXPORT sighandler_t __sysv_signal(int sig, sighandler_t handler) { return sysv_signal(sig, handler); }
+LAB_EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler) { return lab_sysv_signal(sig, handler); }
+LAB_EXPORT sighandler_t __sysv_signal(int sig, sighandler_t handler) { return lab_sysv_signal(sig, handler); }
 
 /* X/Open's sigset(): SIG_HOLD adds the signal to the thread's mask; any other disposition is set
  * (an empty mask, no flags) and the signal taken out of the mask. The result is SIG_HOLD if the
@@ -292,12 +305,12 @@ LAB_EXPORT sighandler_t sigset(int sig, sighandler_t disp)
             return SIG_ERR;
         if (sigismember(&was, sig))
             return SIG_HOLD;
-        return sigaction(sig, NULL, &old) != 0 ? SIG_ERR : old.sa_handler;
+        return lab_sigaction(sig, NULL, &old) != 0 ? SIG_ERR : old.sa_handler;
     }
     memset(&act, 0, sizeof act);
     act.sa_handler = disp;
     sigemptyset(&act.sa_mask);
-    if (sigaction(sig, &act, &old) != 0 || sigprocmask(SIG_UNBLOCK, &one, &was) != 0)
+    if (lab_sigaction(sig, &act, &old) != 0 || sigprocmask(SIG_UNBLOCK, &one, &was) != 0)
         return SIG_ERR;
     return sigismember(&was, sig) ? SIG_HOLD : old.sa_handler;
 }

@@ -5,7 +5,8 @@
  * forward came back to Labyrinth's __sigaction, which called the program's again, until the stack
  * overflowed (found by review: erl, erlc and escript died at start; the JDK's libjsig.so deadlocked
  * the same way on its own mutex). Built with -rdynamic, so that the program's definitions are in
- * the global scope. Passes on glibc alone too. */
+ * the global scope. Passes on glibc alone too. It also defines memalign, forwarded to
+ * __libc_memalign (below). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -40,6 +41,20 @@ static int forward(int sig, const struct sigaction *act, struct sigaction *old)
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) { return forward(sig, act, old); }
 int __sigaction(int sig, const struct sigaction *act, struct sigaction *old) { return forward(sig, act, old); }
 
+/* The same with memalign forwarded to __libc_memalign, as old malloc hooks did: Labyrinth's
+ * __libc_memalign called memalign through the PLT too (and __libc_pvalloc, __posix_memalign). */
+extern void *__libc_memalign(size_t, size_t);
+static int m_depth, m_deepest;
+
+void *memalign(size_t align, size_t n)
+{
+    if (++m_depth > m_deepest)
+        m_deepest = m_depth;
+    void *p = m_depth > 8 ? NULL : __libc_memalign(align, n);
+    m_depth--;
+    return p;
+}
+
 static volatile sig_atomic_t got;
 static void on_usr1(int sig) { (void)sig; got++; }
 
@@ -47,6 +62,11 @@ extern sighandler_t bsd_signal(int, sighandler_t);
 
 int main(void)
 {
+    void *m = memalign(64, 100);
+    CHECK(m != NULL && ((uintptr_t)m & 63) == 0, "memalign(64, 100) through __libc_memalign: %p", m);
+    free(m);
+    SAY("memalign forwarded to __libc_memalign: nested %d deep at most", m_deepest);
+    CHECK(m_deepest == 1, "the program's memalign was re-entered %d deep: a loop", m_deepest);
     CHECK(signal(SIGUSR1, on_usr1) != SIG_ERR, "signal(): %s", strerror(errno));
     raise(SIGUSR1);
     CHECK(sigset(SIGUSR2, on_usr1) != SIG_ERR, "sigset(): %s", strerror(errno));
