@@ -47,10 +47,6 @@ _Static_assert(lab_align_up(sizeof(lab_rooms_t), 64) <= LAB_ROOMS_META, "a room 
  * allocates nothing (keys beyond get a table from calloc on first use). */
 #define LAB_KEY_STATIC 32
 
-/* atomic: for a LAB_GFP_ATOMIC caller (a thread that only ever allocates pages ATOMIC, such as a
- * receive loop, would otherwise take every page from the shared lists, one CAS each): no lock
- * waited for, no mapping, and only when the thread-exit key can be set without allocating;
- * otherwise NULL (no rooms, as before). */
 /* Sets given to threads and not given back (under rooms_lock). A thread whose first page-run
  * call comes in glibc's last round of key destructors sets our key too late for its destructor
  * to run: the set stayed with the ended thread (found by review: 1.25 KB a thread, 16 000
@@ -63,7 +59,8 @@ static lab_rooms_t *rooms_scan_at; /* the walk's place in rooms_all (relaxed; se
 
 static void rooms_flush(lab_rooms_t *rs);
 
-static lab_noinline lab_rooms_t *rooms_adopt_ended(void)
+/* A set whose thread ended, claimed (its id -1; *was the id), or NULL. */
+static lab_noinline lab_rooms_t *rooms_adopt_ended(int *was)
 {
     lab_rooms_t *rs = lab_load_relaxed(&rooms_scan_at);
     for (unsigned k = 0, steps = 0; k < 4 && steps < 64; steps++) {
@@ -81,12 +78,17 @@ static lab_noinline lab_rooms_t *rooms_adopt_ended(void)
             continue;
         }
         lab_store_relaxed(&rooms_scan_at, rs);
+        *was = tid;
         return rs;
     }
     lab_store_relaxed(&rooms_scan_at, rs);
     return NULL;
 }
 
+/* atomic: for a LAB_GFP_ATOMIC caller (a thread that only ever allocates pages ATOMIC, such as a
+ * receive loop, would otherwise take every page from the shared lists, one CAS each): no lock
+ * waited for, no mapping, and only when the thread-exit key can be set without allocating;
+ * otherwise NULL (no rooms, as before). */
 lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
 {
     /* acquire pairs with the release in key_init: the key is valid once the state reads 2 */
@@ -95,14 +97,18 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
      * gives the thread its set, may make them: the sets the ended threads left are made that
      * way); a peek at the free list, read again below */
     bool calls = !lab_pool_in_handler();
+    int ended = 0;
     lab_rooms_t *adopted = calls && !lab_tls_rooms && !lab_load_relaxed(&rooms_free) &&
                                    lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN
-                               ? rooms_adopt_ended()
+                               ? rooms_adopt_ended(&ended)
                                : NULL;
     int tid = calls && lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN / 2 ? (int)lab_os_gettid() : 0;
     if (atomic) {
-        if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock))
+        if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock)) {
+            if (adopted) /* the claim given back: the next thread may adopt the set */
+                __atomic_store_n(&adopted->owner_tid, ended, __ATOMIC_RELEASE);
             return NULL;
+        }
     } else {
         lab_lock(&rooms_lock);
     }
