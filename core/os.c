@@ -108,7 +108,8 @@ long lab_os_gettid(void)
 
 bool lab_os_claim_ended(int *owner, int tid)
 {
-    if (!lab_os_thread_ended(tid) || !__atomic_compare_exchange_n(owner, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    if (!lab_os_thread_ended(tid) ||
+        !__atomic_compare_exchange_n(owner, &tid, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return false;
     /* the id given to a new thread, which took what *owner guards before the claim */
     if (lab_os_thread_ended(tid))
