@@ -341,8 +341,16 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, bool re)
         uintptr_t off = a - base;
         /* the divisibility test by multiplication: this runs on every cross-thread free */
         if (!lab_span_offset_ok((uint32_t)off, s->cls) ||
-            off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size)
+            off >= (uintptr_t)lab_load_relaxed(&s->carved) * s->block_size) {
+            /* a page-sized block freed a second time after a span took its pages lands here too,
+               and on a page boundary, where an interior pointer seldom does: say both */
+            if (!(a & (LAB_PAGE_SIZE - 1)))
+                invalid = re ? "invalid realloc (not the start of a block; or of a page-sized block freed "
+                               "before, whose pages were reused):"
+                             : "invalid free (not the start of a block; or a page-sized block freed twice, "
+                               "whose pages were reused):";
             block_abort(c, a, re, invalid);
+        }
         return d;
     }
     case LAB_PAGE_LARGE:

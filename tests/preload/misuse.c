@@ -8,7 +8,8 @@
  * looped), by the owner and by another thread; realloc of a freed small block, in place and
  * moving; free() and realloc() of pages from labyrinth_alloc_pages (with that message); a huge
  * block freed again after its mapping went back to the OS (at malloc_trim, for fresh pages) and
- * realloc of a huge block's old address after realloc moved it. A
+ * realloc of a huge block's old address after realloc moved it; a page-sized block freed twice
+ * after a span took its pages (the message says it may be that). A
  * program that overwrites a freed block's key word with its own
  * data must not be stopped (no false positive). Skips (77) without LAB_EXPECT_LABYRINTH. */
 #define _GNU_SOURCE
@@ -173,6 +174,21 @@ static void run(int mode)
         sink = realloc(p, 100);
         break;
     }
+    case 19: { /* a page-sized block freed twice after a span of 48-byte blocks took its pages,
+                  its address not a block's start there: the message said "invalid free" alone */
+        char *p1 = malloc(40000), *p2 = malloc(40000);
+        free(p1);
+        free(p2);
+        int i = 0;
+        for (char *q = NULL; i < 1000000 && !(q > p2 && q < p2 + 40000); i++)
+            q = malloc(48);
+        if (i == 1000000 || malloc_usable_size(p2)) {
+            fprintf(stderr, "misuse mode 19: no span took %p's pages as arranged\n", (void *)p2);
+            _exit(3); /* a failure of the test (no abort) */
+        }
+        free(p2);
+        break;
+    }
     case 7: {        /* another thread first (the block travels to us), then the owner again */
         shared_block = a;
         pthread_t t;
@@ -192,6 +208,7 @@ static const char *expected_words(int mode)
     switch (mode) {
     case 12: case 13: case 18: return "realloc of a freed block";
     case 16: case 17: return "double free of";
+    case 19: return "page-sized block freed twice";
     case 14: case 15: return "of pages from labyrinth_alloc_pages";
     default: return "labyrinth: ";
     }
@@ -236,7 +253,7 @@ int main(void)
     int bad = 0;
     /* secure mode hands blocks out in random order: the neighbour may be a live block */
     int secure = getenv("LABYRINTH_SECURE") && !strcmp(getenv("LABYRINTH_SECURE"), "1");
-    for (int m = 0; m <= 18; m++)
+    for (int m = 0; m <= 19; m++)
         if (secure && (m == 10 || m == 11))
             printf("misuse mode %d: skipped in secure mode (random allocation order)\n", m);
         else
