@@ -501,9 +501,18 @@ void *lab_calloc(size_t n, size_t size)
         return NULL;
     }
     if (total <= LAB_SMALL_MAX) {
-        void *p = lab_malloc(total);
-        if (p)
-            memset(p, 0, total);
+        /* the whole usable size reads zero, as under glibc, jemalloc, mimalloc and tcmalloc (a
+           program may take malloc_usable_size as the block's size): a direct slot's block has its
+           class's size; a block of the slow path (nursery, secure mode) is asked */
+        void *p = lab_malloc_fast(total);
+        size_t u;
+        if (lab_likely(p != NULL))
+            u = lab_direct_block_size(total);
+        else if ((p = lab_malloc_slow(total)) != NULL)
+            u = lab_usable_size(p);
+        else
+            return NULL;
+        memset(p, 0, u);
         return p;
     }
     return alloc_large(total, 0, LAB_GFP_ZERO);

@@ -1635,8 +1635,10 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     if (!(gfp & LAB_GFP_EXCLUSIVE) && (d = run_room_pop(pool, npages)) != NULL) {
         /* heads and all as the run left them (its own, see run_room_push) */
         lab_store_relaxed(&d->h.state, state);
+        /* a room's run: clean 0, all of it; and all its pages, which may be up to an eighth more
+           than asked: they are the block's usable size (calloc clears that, as glibc's does) */
         if (gfp & LAB_GFP_ZERO)
-            run_zero(d, npages, gfp); /* a room's run: clean 0, all of it */
+            run_zero(d, d->h.npages, gfp);
         *desc = d;
         return (void *)lab_desc_addr(d);
     }

@@ -1,8 +1,10 @@
 /* calloc_zero.c — calloc returns zeroed memory even when it reuses blocks the program dirtied:
  * fill blocks with 0xAA, free them, calloc the same sizes and check every byte. An allocator that
- * trusts "fresh pages are zero" for recycled memory fails here. Small, page-sized and large sizes. */
+ * trusts "fresh pages are zero" for recycled memory fails here. Small, page-sized and large sizes.
+ * All of a block's usable size reads zero, not only the bytes asked for. */
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,14 @@ static size_t first_nonzero(const unsigned char *p, size_t n)
         if (p[i] != 0)
             return i;
     return SIZE_MAX;
+}
+
+/* memset that the compiler cannot drop as a dead store before a free */
+static void dirty(unsigned char *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    for (size_t i = 0; i < n; i++)
+        v[i] = 0xAA;
 }
 
 static void round_trip(const char *kind, size_t size, int count)
@@ -36,7 +46,9 @@ static void round_trip(const char *kind, size_t size, int count)
             blocks[i] = calloc(1, size);
             CHECK(blocks[i] != NULL, "%s: calloc(1, %zu)", kind, size);
             if (!blocks[i]) continue;
-            size_t bad = first_nonzero(blocks[i], size);
+            /* the whole usable size, as glibc, jemalloc, mimalloc and tcmalloc clear it: a
+             * program may take malloc_usable_size for the block's size */
+            size_t bad = first_nonzero(blocks[i], malloc_usable_size(blocks[i]));
             CHECK(bad == SIZE_MAX, "%s: calloc(1, %zu) round %d block %d: byte %zu is 0x%02x",
                   kind, size, r, i, bad, bad == SIZE_MAX ? 0 : blocks[i][bad]);
         }
@@ -46,6 +58,29 @@ static void round_trip(const char *kind, size_t size, int count)
             free(blocks[i]);
         }
     }
+}
+
+/* The page pool serves a length from a freed run up to an eighth longer: the run's surplus
+ * pages came back as the last block left them. */
+static void *shorter_than_freed(void *arg)
+{
+    (void)arg;
+    for (size_t pg = 9; pg <= 200; pg = pg * 3 / 2) {
+        size_t big = pg * 4096, n = big - 4096 - 100;
+        unsigned char *p = malloc(big), *after = malloc(big); /* after: p's run cannot grow */
+        CHECK(p && after, "malloc(%zu)", big);
+        if (!p || !after) continue;
+        dirty(p, malloc_usable_size(p));
+        free(p);
+        unsigned char *q = calloc(1, n);
+        CHECK(q != NULL, "calloc(1, %zu)", n);
+        size_t u = q ? malloc_usable_size(q) : 0, bad = q ? first_nonzero(q, u) : SIZE_MAX;
+        CHECK(bad == SIZE_MAX, "calloc(1, %zu) after a free of %zu: usable %zu, byte %zu is 0x%02x", n, big, u, bad,
+              bad == SIZE_MAX ? 0 : q[bad]);
+        free(q);
+        free(after);
+    }
+    return NULL;
 }
 
 int main(void)
@@ -62,6 +97,12 @@ int main(void)
     static const size_t large[] = {1u << 20, (3u << 20) + 100, 8u << 20};
     for (size_t i = 0; i < sizeof large / sizeof large[0]; i++)
         round_trip("large", large[i], 4);
+
+    SAY("calloc of a page-sized block a page shorter than a freed one: all of its usable size reads zero");
+    /* in a new thread: its page runs freed wait in its own room, not among this one's */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, shorter_than_freed, NULL) == 0, "pthread_create");
+    pthread_join(t, NULL);
 
     SAY("calloc after realloc-shrink: the shrunk tail is not leaked into the next calloc");
     for (int i = 0; i < 100; i++) {

@@ -241,6 +241,9 @@ static void test_class_boundaries(void **state)
         if (n > 256)
             assert_true((c - n) * (n <= LAB_MID_MAX ? 9 : 5) < c);
     }
+    /* calloc's short way to a direct size's block size */
+    for (size_t n = 0; n <= LAB_DIRECT_MAX; n++)
+        assert_int_equal(lab_direct_block_size(n), lab_class_size(lab_size_class(n)));
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++) {
         size_t cs = lab_class_size(cls);
         assert_int_equal(lab_size_class(cs), cls);
