@@ -595,6 +595,37 @@ size_t lab_usable_size(const void *p)
     return usable_size_slow(p);
 }
 
+size_t lab_good_size(size_t n, size_t align)
+{
+    if (n > PTRDIFF_MAX)
+        return 0;
+    size_t m = align > 16 ? lab_aligned_class_size(align, n) : 0;
+    if (m)
+        n = m;
+    if (n <= LAB_SMALL_MAX)
+        return lab_class_size(lab_size_class(n));
+    size_t bytes = lab_align_up(n, LAB_PAGE_SIZE);
+    if (align > LAB_PAGE_SIZE && n <= LAB_LARGE_MAX && align <= LAB_CHUNK_SIZE) {
+        /* large_run's power-of-two run, at least the alignment long */
+        size_t pages = (size_t)1 << lab_log2_ceil(bytes >> LAB_PAGE_SHIFT);
+        bytes = lab_max(pages << LAB_PAGE_SHIFT, align);
+    }
+    return bytes;
+}
+
+void lab_zero_range(void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p, first = lab_align_up(a, LAB_PAGE_SIZE), end = a + n;
+    if (n < 2 * LAB_PAGE_SIZE || lab_tls_heap->gfp) { /* (a signal heap makes no system call) */
+        memset(p, 0, n);
+        return;
+    }
+    uintptr_t last = lab_align_down(end, LAB_PAGE_SIZE);
+    memset(p, 0, first - a);
+    lab_pool_zero_pages(first, (last - first) >> LAB_PAGE_SHIFT, NULL, 0, LAB_ZERO_ASK_ALWAYS);
+    memset((void *)last, 0, end - last);
+}
+
 bool lab_owns(const void *p)
 {
     uintptr_t a = (uintptr_t)p;

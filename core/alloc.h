@@ -134,6 +134,14 @@ lab_internal void *lab_realloc(void *p, size_t n);
 
 /* Usable bytes of a block we own; 0 for NULL or a pointer that is not ours. */
 lab_internal size_t lab_usable_size(const void *p);
+/* The usable size a block asked for with n bytes (aligned to align, 0 or a power of two) gets at
+ * the least, computed without allocating (jemalloc's nallocx; 0 past PTRDIFF_MAX). A block
+ * asked for with this many bytes has exactly or at least as many usable. */
+lab_internal size_t lab_good_size(size_t n, size_t align);
+/* Zero [p, p + n) inside a block the caller owns: whole pages through the pool's zeroing, which
+ * leaves those the kernel says were never written (a grown huge block's fresh pages), the ends
+ * by memset. */
+lab_internal void lab_zero_range(void *p, size_t n);
 /* true if p is the start of a live block of ours (for realloc's foreign check). */
 lab_internal bool lab_owns(const void *p);
 /* Return idle memory to the OS now; returns the pages purged. */

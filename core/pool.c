@@ -268,13 +268,13 @@ void lab_pool_zero_ask_reset(void)
 
 /* Zero what may hold data of npages pages from a (LAB_GFP_ZERO): all of them, or those dc's
  * dirty map marks (dc: the chunk, from page di, for a run carved partly clean; NULL: any page
- * may hold data); of ZERO_ASK_PAGES or more and if `ask` (the caller may make system calls),
+ * may hold data); of ZERO_ASK_PAGES or more and if `how` (the caller may make system calls),
  * only those the kernel says were touched (lab_os_pages_held), unless the last answers were
- * that nearly all were. */
-void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask)
+ * that nearly all were and `how` is not LAB_ZERO_ASK_ALWAYS (whose answers do not count). */
+void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, unsigned how)
 {
-    ask = ask && npages >= ZERO_ASK_PAGES && lab_load_relaxed(&lab_pool_zero_ask);
-    if (ask) {
+    bool ask = how && npages >= ZERO_ASK_PAGES && lab_load_relaxed(&lab_pool_zero_ask);
+    if (ask && how != LAB_ZERO_ASK_ALWAYS) {
         unsigned skip = lab_load_relaxed(&zero_ask_skip);
         if (skip) {
             lab_store_relaxed(&zero_ask_skip, skip - 1);
@@ -310,7 +310,7 @@ void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned d
             i = j;
         }
     }
-    if (wanted) {
+    if (wanted && how != LAB_ZERO_ASK_ALWAYS) {
         unsigned b = 0;
         if (written * 4 >= wanted * 3) /* three quarters written: asking did not pay */
             b = lab_min(2 * lab_load_relaxed(&zero_ask_backoff) + 1, ZERO_ASK_BACKOFF_MAX);

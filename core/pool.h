@@ -264,6 +264,13 @@ lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t
  * too, and lab_pool_alloc_huge takes it). */
 lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
                                            lab_page_t **desc);
+/* LAB_GFP_ZERO's clearing of npages from a (dirty map of dc from page di, or NULL: all). `how`:
+ * 0, every page that may hold data; otherwise the caller may make system calls, and pages the
+ * kernel says were never written are left, unless (1) the last answers said nearly all were
+ * (calloc over reused runs); LAB_ZERO_ASK_ALWAYS asks anyway (alloc.c's lab_zero_range, for a
+ * block's growth: mostly fresh pages). */
+#define LAB_ZERO_ASK_ALWAYS 2u
+lab_internal void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, unsigned how);
 /* 0: LAB_GFP_ZERO never asks the kernel which pages were touched (LABYRINTH_PAGEMAP; pool.c's
  * lab_pool_zero_pages): every page that may hold data is cleared. */
 lab_internal extern int lab_pool_zero_ask;

@@ -207,8 +207,6 @@ lab_internal size_t lab_pool_count_mapped(lab_pool_t *pool, size_t n, size_t lea
 /* The OS refused a mapping: unmap what the pool only caches (`held`: a zone whose lock the caller
  * holds, or NULL). True if anything was released. */
 lab_internal bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held);
-/* LAB_GFP_ZERO's clearing of npages from a (dirty map of dc from page di, or NULL: all). */
-lab_internal void lab_pool_zero_pages(uintptr_t a, size_t npages, lab_chunk_t *dc, unsigned di, bool ask);
 /* A huge mapping of `pages` was mapped or grown (no lock held): the normal store trimmed. */
 lab_internal void lab_store_trim_huge(lab_pool_t *pool, size_t pages);
 /* Free runs and chunks as the purge walks them (zone lock held), and the dirty map's bits. */

@@ -9,6 +9,7 @@
  * to choose). mallctl and its family are not exported: a program that queries jemalloc still gets
  * the real jemalloc's answers (of its own, idle, heap), and one that looks for jemalloc by those
  * names does not take Labyrinth for it. */
+#include <errno.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -25,23 +26,32 @@ static inline size_t je_align(int flags)
     return lg ? (size_t)1 << lg : 0;
 }
 
+/* jemalloc's contract: mallocx(n) makes a block of nallocx(n) bytes, and programs write up to
+ * that many (found by review: nallocx made and freed a block, whose size depended on the
+ * thread's state, a nursery block's 944 bytes one time and a span's 960 the next; a program
+ * wrote 960 into a block of 944). So the request is nallocx's size, whatever path serves it. */
 static void *je_alloc(size_t n, int flags)
 {
     size_t align = je_align(flags);
     if (align >= (size_t)1 << 62)
         return NULL;
+    size_t good = lab_good_size(n, align);
+    if (!good) {
+        errno = ENOMEM;
+        return NULL;
+    }
     if (flags & JE_ZERO) {
-        /* the whole usable size, as jemalloc's (rallocx counts on it): calloc clears only n
-         * bytes, and a block's tail past them may hold a freed block's data (a page-sized one
-         * from the thread's run room is up to an eighth longer than asked; found by review) */
-        void *p = align ? lab_malloc_aligned(align, n) : lab_calloc(1, n);
-        if (p) {
-            size_t done = align ? 0 : n;
-            memset((char *)p + done, 0, lab_usable_size(p) - done);
-        }
+        /* the whole usable size, as jemalloc's (rallocx counts on it), as calloc clears it; an
+         * aligned block's pages that were never written are left as they are (an aligned 1 GiB
+         * block was faulted in whole: found by review) */
+        if (!align)
+            return lab_calloc(1, good);
+        void *p = lab_malloc_aligned(align, good);
+        if (p)
+            lab_zero_range(p, lab_usable_size(p));
         return p;
     }
-    return align ? lab_malloc_aligned(align, n) : lab_malloc(n);
+    return align ? lab_malloc_aligned(align, good) : lab_malloc(good);
 }
 
 /* size 0 is undefined in jemalloc; here it is malloc(0)'s unique block */
@@ -52,6 +62,11 @@ LAB_EXPORT void *rallocx(void *ptr, size_t size, int flags)
     size_t align = je_align(flags), old = lab_usable_size(ptr);
     if (!size)
         size = 1; /* never a free: rallocx always returns a block */
+    size = lab_good_size(size, align); /* nallocx's size (je_alloc) */
+    if (!size) {
+        errno = ENOMEM;
+        return NULL;
+    }
     void *q = NULL;
     if (!align || align <= 16) {
         q = lab_realloc(ptr, size);
@@ -66,8 +81,8 @@ LAB_EXPORT void *rallocx(void *ptr, size_t size, int flags)
     }
     if (q && (flags & JE_ZERO)) {
         size_t now = lab_usable_size(q);
-        if (now > old)
-            memset((char *)q + old, 0, now - old);
+        if (now > old) /* (pages a huge block grew by that were never written are left) */
+            lab_zero_range((char *)q + old, now - old);
     }
     return q;
 }
@@ -99,14 +114,9 @@ LAB_EXPORT void sdallocx(void *ptr, size_t size, int flags)
     lab_free(ptr);
 }
 
-/* What mallocx(size, flags) would make: a block made and given back (nothing is kept, and a
- * prediction apart from the allocator could drift from it); 0 if it cannot be made. */
+/* What mallocx(size, flags) makes (je_alloc asks for this size), computed: 0 past PTRDIFF_MAX. */
 LAB_EXPORT size_t nallocx(size_t size, int flags)
 {
-    void *p = je_alloc(size, flags & ~(int)JE_ZERO);
-    if (!p)
-        return 0;
-    size_t n = lab_usable_size(p);
-    lab_free(p);
-    return n;
+    size_t align = je_align(flags);
+    return align >= (size_t)1 << 62 ? 0 : lab_good_size(size, align);
 }

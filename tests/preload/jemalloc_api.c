@@ -6,6 +6,7 @@
  * Skipped where malloc's object does not define them (glibc alone). */
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <pthread.h>
 
 #include "lab_check.h"
 
@@ -28,6 +29,32 @@ static bool all_zero(const unsigned char *p, size_t n)
         if (p[i])
             return false;
     return true;
+}
+
+/* mallocx's blocks in a new thread against the sizes nallocx told the main thread: at least
+ * that usable, and written in full, then checked (an overrun shows in the neighbour's bytes) */
+static void *nallocx_thread(void *arg)
+{
+    const size_t *told = arg;
+    enum { NN = 300 };
+    static unsigned char *b[NN];
+    for (unsigned i = 0; i < NN; i++) {
+        size_t n = i < 200 ? 1 + i * 7 : 30000 + (i - 200) * 4099;
+        b[i] = mallocx(n, 0);
+        CHECK(b[i] && sallocx(b[i], 0) >= told[i], "mallocx(%zu) in a new thread: %zu usable, nallocx said %zu", n,
+              b[i] ? sallocx(b[i], 0) : 0, told[i]);
+        CHECK(nallocx(n, 0) == told[i], "nallocx(%zu) %zu here, %zu in the main thread", n, nallocx(n, 0), told[i]);
+        if (b[i])
+            memset(b[i], (int)(i & 0xff), told[i]);
+    }
+    for (unsigned i = 0; i < NN; i++) {
+        size_t bad = 0;
+        for (size_t k = 0; b[i] && k < told[i]; k++)
+            bad += b[i][k] != (unsigned char)(i & 0xff);
+        CHECK(bad == 0, "block %u: %zu bytes overwritten by a neighbour", i, bad);
+        dallocx(b[i], 0);
+    }
+    return NULL;
 }
 
 int main(void)
@@ -98,6 +125,18 @@ int main(void)
         CHECK(z && all_zero(z, zsizes[i][0] + 5000), "rallocx(%zu, ZERO): not all zero", zsizes[i][0] + 5000);
         dallocx(z, 0);
     }
+    /* nallocx is the size mallocx makes, whatever the thread's state: a new thread's first
+     * blocks (the nursery's, exact sizes) hold as many bytes as the main thread was told, and
+     * programs write that many (found by review: told 960, given 944, the heap corrupted) */
+    enum { NN = 300 };
+    static size_t told[NN];
+    for (unsigned i = 0; i < NN; i++)
+        told[i] = nallocx(i < 200 ? 1 + i * 7 : 30000 + (i - 200) * 4099, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, nallocx_thread, told) == 0, "pthread_create");
+    pthread_join(t, NULL);
+    CHECK(nallocx((size_t)1 << 36, 0) >= (size_t)1 << 36, "nallocx(2^36) %zu: a size, not made",
+          nallocx((size_t)1 << 36, 0));
     /* a block of mallocx goes to free and malloc_usable_size too */
     void *r = mallocx(777, 0);
     CHECK(r && malloc_usable_size(r) >= 777, "malloc_usable_size of mallocx's block");

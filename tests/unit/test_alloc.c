@@ -3341,6 +3341,25 @@ static void test_calloc_after_refused_purge(void **state)
     lab_free(q);
 }
 
+/* lab_zero_range (jemalloc's MALLOCX_ZERO with an alignment, rallocx's zeroed growth): the
+ * bytes read zero, and pages never written stay so (an aligned 1 GiB mallocx(ZERO) was faulted
+ * in whole: found by review). */
+static void test_zero_range_leaves_fresh_pages(void **state)
+{
+    (void)state;
+    const size_t n = 8 * MiB;
+    lab_trim(); /* no cached mapping: a fresh one */
+    uint8_t *p = lab_malloc_aligned(4096, n);
+    assert_non_null(p);
+    fill(p + 100, 3 * 4096, 7); /* three pages written, not on page boundaries */
+    lab_zero_range(p + 50, n - 100);
+    size_t absent = pages_absent(p, n); /* before the bytes are read (a read maps the zero page) */
+    print_message("zero range over %zu pages, 4 written: %zu absent\n", n / 4096, absent);
+    assert_true(absent >= n / 4096 - 8);
+    assert_int_equal(first_nonzero(p + 50, n - 100), n - 100);
+    lab_free(p);
+}
+
 /* calloc of a block that takes a cached huge mapping whole (at most HUGE_CUT_SLACK larger)
  * clears the block's pages, not the mapping's surplus: a 5 MiB mapping written in full, freed,
  * then calloc of 1.1 MiB at its address reads zero over the request while the surplus keeps its
@@ -4388,6 +4407,7 @@ int main(void)
         cmocka_unit_test(test_calloc_touches_written_pages_only),
         cmocka_unit_test(test_calloc_after_refused_purge),
         cmocka_unit_test(test_calloc_whole_mapping_clears_request),
+        cmocka_unit_test(test_zero_range_leaves_fresh_pages),
         cmocka_unit_test(test_calloc_dense_stops_asking),
         cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_yields_to_fresh_pages),
