@@ -1221,7 +1221,9 @@ lab_noinline lab_cold void lab_pool_fail(lab_pool_t *pool)
  * call (a peak only a stats call saw was reported once and then fell back: found by review). */
 void lab_pool_note_peak(lab_pool_t *pool)
 {
-    size_t mapped = lab_load_relaxed(&pool->mapped_pages), nfree = lab_pool_free_all(pool);
+    /* in use as the summary's current_kib counts it: not free pages, nor cached huge mappings */
+    size_t mapped = lab_load_relaxed(&pool->mapped_pages),
+           nfree = lab_pool_free_all(pool) + (lab_load_relaxed(&pool->huge_cache_bytes) >> LAB_PAGE_SHIFT);
     size_t used = mapped > nfree ? mapped - nfree : 0, peak = lab_load_relaxed(&pool->peak_used);
     while (used > peak &&
            !__atomic_compare_exchange_n(&pool->peak_used, &peak, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))

@@ -277,6 +277,9 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     if ((gfp & LAB_GFP_ZERO) && !c->page[0].h.clean)
         lab_pool_zero_pages(c->base, size >> LAB_PAGE_SHIFT, NULL, 0, !(gfp & LAB_GFP_ATOMIC));
     c->page[0].h.clean = 0;
+    /* the peak counts huge blocks too (found by review: a 100 MiB buffer left peak_kib at 0;
+     * pages were sampled only on the page paths) */
+    lab_pool_note_peak(pool);
     *out = c;
     return (void *)c->base;
 }
@@ -447,6 +450,7 @@ void *lab_pool_resize_huge(lab_pool_t *pool, lab_chunk_t *c, size_t bytes)
     } else {
         lab_add_relaxed(&pool->huge_pages, grow);
         lab_store_trim_huge(pool, grow);
+        lab_pool_note_peak(pool);
     }
     lab_store_relaxed(&c->size, size);
     c->page[0].h.npages = (uint32_t)(size >> LAB_PAGE_SHIFT);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -198,10 +199,14 @@ LAB_EXPORT struct mallinfo mallinfo(void)
  * writing without stdio */
 
 typedef struct {
-    char buf[2048];
-    size_t n;
+    char *buf;
+    size_t cap, n;
     int fd; /* where out_flush writes */
 } outbuf_t;
+/* An outbuf_t `name` over 2 KiB of the caller's stack. */
+#define OUTBUF(name, fd_)                                                                      \
+    char name##_mem[2048];                                                                     \
+    outbuf_t name = {name##_mem, sizeof name##_mem, 0, (fd_)}
 
 static void out_flush(outbuf_t *o);
 
@@ -209,7 +214,7 @@ static void out_flush(outbuf_t *o);
 static void out_s(outbuf_t *o, const char *s)
 {
     for (; *s; s++) {
-        if (o->n >= sizeof o->buf - 1) {
+        if (o->n >= o->cap - 1) {
             if (o->fd < 0)
                 return;
             out_flush(o);
@@ -225,11 +230,40 @@ static void out_u(outbuf_t *o, uint64_t v)
     out_s(o, t);
 }
 
-/* s inside a JSON string: quotes, backslashes and control characters escaped */
+/* The length of the well-formed UTF-8 character at s (1 to 4), or 0 if its bytes are not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* overlong forms, surrogates and past U+10FFFF */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* s inside a JSON string: quotes, backslashes and control characters escaped, and a byte that is
+ * not part of a well-formed UTF-8 character written as U+FFFD (JSON text is UTF-8: a program name
+ * cut inside a character, or in another encoding, made the object unreadable; found by review) */
 static void out_json_str(outbuf_t *o, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            size_t n = utf8_len((const unsigned char *)s);
+            if (!n) {
+                out_s(o, "\\ufffd");
+                continue;
+            }
+            char t[5] = {0};
+            memcpy(t, s, n);
+            out_s(o, t);
+            s += n - 1;
+            continue;
+        }
         char t[8] = {'\\', (char)c, 0};
         if (c < 0x20) {
             t[1] = 'u', t[2] = t[3] = '0', t[4] = "0123456789abcdef"[c >> 4], t[5] = "0123456789abcdef"[c & 15];
@@ -266,7 +300,14 @@ static void out_flush(outbuf_t *o)
     sigaddset(&quiet, SIGXFSZ);
     pthread_sigmask(SIG_BLOCK, &quiet, &was);
     sigpending(&before);
-    (void)!write(o->fd, o->buf, o->n);
+    for (size_t done = 0; done < o->n;) { /* one write as a rule; the rest if the kernel cut it */
+        ssize_t w = write(o->fd, o->buf + done, o->n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
     sigpending(&after);
     static const int sigs[] = {SIGPIPE, SIGXFSZ};
     for (int i = 0; i < 2; i++)
@@ -338,9 +379,39 @@ static const char *program_name(void) { return prog_name[0] ? prog_name : progra
 static void print_stats(int mode, int fd)
 {
     bool json = mode == LAB_STATS_JSON;
+    if (lab_locks_held) {
+        /* exit() from a signal handler that interrupted the allocator while it held a lock: the
+         * counts are summed under locks (the heaps', the rooms', the zones'), one of them this
+         * thread's own, and waiting for it hung the exit (found by review: 1 run in 8 with
+         * STATS=json). Which process, and why there are no counts. */
+        OUTBUF(o, fd);
+        if (json) {
+            out_s(&o, "{\"labyrinth_stats\":{");
+            out_kv(&o, "pid", (uint64_t)getpid(), json, true);
+            out_s(&o, ",\"program\":\"");
+            out_json_str(&o, program_name());
+            out_s(&o, "\",\"unavailable\":\"exit in a signal handler that interrupted the allocator\"}}\n");
+        } else {
+            out_s(&o, "labyrinth stats: unavailable (exit in a signal handler that interrupted the allocator), pid ");
+            out_u(&o, (uint64_t)getpid());
+            out_s(&o, ", program ");
+            out_s(&o, program_name());
+            out_s(&o, "\n");
+        }
+        out_flush(&o);
+        return;
+    }
     struct lab_alloc_stats st;
     lab_alloc_stats(&st);
-    outbuf_t o = {.n = 0, .fd = fd};
+    /* the whole summary in one buffer and one write: several processes appending JSON Lines to
+     * one LABYRINTH_STATS_FILE, or threads calling malloc_stats at once, wrote theirs in 2 KiB
+     * pieces, which interleaved (found by review: 2 lines of 12 unreadable). Mapped apart, not
+     * on the stack, which may be a signal handler's small one; 2 KiB pieces if that fails. */
+    enum { STATS_BUF = 64 << 10 };
+    long m = lab_os_mmap(NULL, STATS_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    OUTBUF(o, fd);
+    if (m >= 0)
+        o.buf = (char *)m, o.cap = STATS_BUF;
     size_t kib = LAB_PAGE_SIZE >> 10;
     /* pages that hold blocks: not the pool's free pages, nor freed huge mappings kept for reuse */
     size_t idle = st.pool.free_total + (st.huge_cached_bytes >> LAB_PAGE_SHIFT);
@@ -414,6 +485,8 @@ static void print_stats(int mode, int fd)
         print_runs(&o, json);
     out_s(&o, json ? "}}\n" : "\n");
     out_flush(&o);
+    if (o.cap == STATS_BUF)
+        lab_os_munmap(o.buf, STATS_BUF);
 }
 
 LAB_EXPORT void malloc_stats(void) { print_stats(LAB_STATS_CLASSES, 2); }
@@ -446,7 +519,7 @@ LAB_EXPORT int malloc_info(int options, FILE *stream)
     uint64_t mapped = (uint64_t)st.pool.mapped_pages << LAB_PAGE_SHIFT;
     uint64_t freeb = (uint64_t)st.pool.free_total << LAB_PAGE_SHIFT;
     uint64_t peak = (uint64_t)st.pool.peak_used_pages << LAB_PAGE_SHIFT;
-    outbuf_t o = {.n = 0, .fd = -1};
+    OUTBUF(o, -1);
     out_s(&o, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
     for (int pass = 0; pass < 2; pass++) {
         out_xml(&o, "total", "fast", true, 0);
@@ -482,7 +555,7 @@ LAB_EXPORT int malloc_info(int options, FILE *stream)
 
 static void warn2(const char *a, const char *b)
 {
-    outbuf_t o = {.n = 0, .fd = 2};
+    OUTBUF(o, 2);
     out_s(&o, "labyrinth: ");
     out_s(&o, a);
     out_s(&o, b); /* a long one written out in pieces (out_s) */
@@ -559,7 +632,7 @@ static void options_read(void)
 
 static void banner(void)
 {
-    outbuf_t o = {.n = 0, .fd = 2};
+    OUTBUF(o, 2);
     out_s(&o, "labyrinth ");
     out_s(&o, labyrinth_version());
 #ifdef LAB_DEBUG
@@ -691,8 +764,14 @@ __attribute__((constructor(101))) static void preload_init(void)
     lab_mmap_init(opts.MMAP, opts.MMAP_MAX, opts.MMAP_CACHE, (unsigned)opts.PURGE_DELAY_MS, opts.VERBOSE);
     if (opts.VERBOSE)
         lab_report_foreign = 8;
-    if (opts.STATS && program_invocation_short_name)
-        strncpy(prog_name, program_invocation_short_name, sizeof prog_name - 1);
+    if (opts.STATS && program_invocation_short_name) {
+        /* cut on a character's first byte (out_json_str writes a broken one as U+FFFD) */
+        size_t n = strnlen(program_invocation_short_name, sizeof prog_name - 1);
+        if (n == sizeof prog_name - 1)
+            while (n && ((unsigned char)program_invocation_short_name[n] & 0xc0) == 0x80)
+                n--;
+        memcpy(prog_name, program_invocation_short_name, n);
+    }
     if (opts.STATS_FILE && !opts.STATS) /* found by review: a summary silently missing */
         warn2("LABYRINTH_STATS_FILE is set but LABYRINTH_STATS is not: no summary is written to ", stats_file);
     lab_arena_thread_key_init();
