@@ -374,6 +374,9 @@ lab_internal void lab_pool_room_drain(lab_pool_t *pool);
  * made no page-run call) go to the shared lists, stamped as idle that long, so the round's purge
  * takes them. Returns when to look again (ms; UINT64_MAX: no room holds anything). */
 lab_internal uint64_t lab_pool_rooms_return_idle(void);
+/* Room sets held by threads other than the caller: a thread that made only page-sized blocks has
+ * one and no heap (purge.c: no thread is left while both this and the heaps' count are 0). */
+lab_internal size_t lab_pool_rooms_others(void);
 /* malloc_trim, labyrinth_pool_trim: the runs in every other thread's rooms of the pool go to the
  * shared lists (a room its owner is changing at that moment is skipped); the pages moved. */
 lab_internal size_t lab_pool_rooms_take(lab_pool_t *pool);

@@ -380,11 +380,22 @@ void lab_pool_thread_exit(void)
     rs->next_free = rooms_free;
     lab_store_relaxed(&rooms_free, rs);
     lab_store_relaxed(&rooms_in_use, rooms_in_use - 1);
+    bool last = rooms_in_use == 0;
     lab_unlock(&rooms_lock);
     /* the rooms' runs are on the shared lists now: a purge may take them */
     lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
     if (p)
         lab_pool_tick(p, true);
+    /* maybe the program's last thread, one without a heap: the purge thread looks whether it
+     * is alone (purge.c), as after the last heap's thread */
+    if (last)
+        lab_pool_background_wake();
+}
+
+size_t lab_pool_rooms_others(void)
+{
+    size_t n = lab_load_relaxed(&rooms_in_use), mine = lab_tls_rooms != NULL;
+    return n > mine ? n - mine : 0;
 }
 
 /* ------------------------------------------------------------------------------------------

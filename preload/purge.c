@@ -50,12 +50,14 @@ static bool purge_alone(void)
  * the last thread calls exit(0). This thread is a thread too: with it alive, a program whose
  * last thread ended that way never ended (found by review: `pthread_exit` at the end of main, a
  * thread that forks and returns in the child; no signal reached it, all blocked here). So once
- * no thread with a heap is left (the last one's exit wakes this one), it looks whether it is
- * alone, again after 2, 4, ... up to 1 000 ms while that lasts (a thread that never allocated
- * may still run), and does what glibc would have done. */
+ * no thread with a heap or a room set is left (the last one's exit wakes this one), it looks
+ * whether it is alone, again after 2, 4, ... up to 1 000 ms while that lasts (a thread that
+ * never allocated, or made only huge blocks, may still run), and does what glibc would have done. */
 static unsigned purge_watch_alone(unsigned wait_ms)
 {
-    if (lab_arena_heaps_live())
+    /* a thread that made only page-sized blocks has a room set and no heap: with such a thread
+     * alive the look came every second for as long as it lived (found by review) */
+    if (lab_arena_heaps_live() || lab_pool_rooms_others())
         return 0;
     if (purge_alone())
         exit(0);
