@@ -298,6 +298,7 @@ static void out_flush(outbuf_t *o)
     sigemptyset(&quiet);
     sigaddset(&quiet, SIGPIPE);
     sigaddset(&quiet, SIGXFSZ);
+    int saved = errno; /* (malloc_stats leaves the program's errno alone) */
     pthread_sigmask(SIG_BLOCK, &quiet, &was);
     sigpending(&before);
     for (size_t done = 0; done < o->n;) { /* one write as a rule; the rest if the kernel cut it */
@@ -319,6 +320,7 @@ static void out_flush(outbuf_t *o)
         }
     pthread_sigmask(SIG_SETMASK, &was, NULL);
     o->n = 0;
+    errno = saved;
 }
 
 /* What the pool's runs hold, per class (text: a line for each class that has spans, with `classes`
