@@ -168,6 +168,8 @@ WL = [
     ("mstress", 4, 400, 80, 3),
     ("large", 1, 200, 40, 4),
     ("bigbuf", 1, 2000, 400, 20),
+    # page-sized blocks of random lengths at 2 threads (found by review: the store's lock and purges)
+    ("pagemix", 2, 200000, 40000, 2000),
     ("maze", 2, 512, 96, 12),
     ("packets", 2, 1000000, 200000, 20000),
     ("strbuild", 1, 6000000, 1200000, 100000),

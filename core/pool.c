@@ -1732,16 +1732,21 @@ static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, un
         }
 }
 
-/* Written pages the store may keep idle while the pool faults fresh pages in: 8 MiB, or an eighth
+/* Written pages the store may keep idle while the pool faults fresh pages in: 8 MiB, or a third
  * of the pages in use if more. Past it, every page a carve or a huge mapping is about to fault in
  * has a written page of the store purged first (store_trim_dirty), so that the process's resident
  * pages stop growing by what the store holds and nothing asks for. The purge delay alone let them
  * wait a second: 1 000 buffers grown in turn by realloc, 4 KiB a step up to 200 KiB, each move
  * leaving the run it had in the store, too short for any buffer's next size, peaked at 304 MiB
  * (glibc 208, jemalloc 255). A program that reuses its freed runs takes them before it faults
- * anything in, and one whose store stays under the budget loses nothing to it. */
+ * anything in, and one whose store stays under the budget loses nothing to it. The share is a
+ * trade: with an eighth, blocks of random lengths from 33 KiB to 1 MiB (64 live, replaced at
+ * random; found by review) fragmented the store past the budget for good, and every carve
+ * purged pages the next one faulted in again: 1.9 GB purged in 0.3 s for a peak of 44 MB, twice
+ * glibc's time (with a third: 9 MB purged, 0.14 s against glibc's 0.12); the ladder above peaks
+ * at 278 MiB with a third, 238 with an eighth. */
 #define STORE_DIRTY_FLOOR ((size_t)8 << (20 - LAB_PAGE_SHIFT))
-#define STORE_DIRTY_SHARE 8u
+#define STORE_DIRTY_SHARE 3u
 #define STORE_TRIM_SCAN 256u        /* runs looked at per trim, a written one counting as ... */
 #define STORE_TRIM_DIRTY_COST 8u    /* ... this many (its purge is a system call) */
 

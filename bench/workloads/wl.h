@@ -101,6 +101,7 @@ int wl_churn(int threads, long n);
 int wl_mstress(int threads, long n);
 int wl_large(int threads, long n);
 int wl_bigbuf(int threads, long n);
+int wl_pagemix(int threads, long n);
 int wl_maze(int threads, long n);
 int wl_packets(int threads, long n);
 int wl_strbuild(int threads, long n);

@@ -88,6 +88,7 @@ static const struct {
     {"mstress", wl_mstress, "thread churn: short-lived threads hand blocks to each other"},
     {"large", wl_large, "64 KiB .. 32 MiB blocks and realloc growth"},
     {"bigbuf", wl_bigbuf, "0.25 .. 4.25 MiB buffers written in full, four live, one replaced a step"},
+    {"pagemix", wl_pagemix, "33 KiB .. 1 MiB blocks of random lengths, 64 live a thread, one replaced a step"},
     {"maze", wl_maze, "maze router (STAMP Labyrinth): Lee's BFS routing on a 3-D grid"},
     {"packets", wl_packets, "packet buffers: pairs of rx (a page per packet) and tx (frees) threads"},
     {"strbuild", wl_strbuild, "string builders that live on realloc"},
