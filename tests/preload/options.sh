@@ -176,6 +176,23 @@ if [ -x /usr/bin/python3 ]; then
         fail "STATS=1: peak_kib '$peak' after a 100 MiB block"
 fi
 
+# TRIM_ON_EXIT purges the free pages at exit: 64 MiB of page-sized blocks freed, with the purge
+# delay at a minute and no purge thread, so that nothing else purges them (no test could tell the
+# option from its absence: found by review)
+if [ -x /usr/bin/python3 ]; then
+    freed='b = [bytearray(256 << 10) for i in range(256)]
+for x in b: x[0] = 1
+del b'
+    for t in 1 0; do
+        run LABYRINTH_STATS=1 LABYRINTH_TRIM_ON_EXIT=$t LABYRINTH_PURGE_DELAY_MS=60000 LABYRINTH_BACKGROUND_PURGE=0 -- \
+            /usr/bin/python3 -c "$freed"
+        eval "purged$t=\$(sed -n 's/.* purged_kib \([0-9]*\),.*/\1/p' \"\$tmp/err\")"
+    done
+    [ -n "$purged1" ] && [ -n "$purged0" ] && [ "$purged1" -ge 60000 ] && [ "$purged0" -lt 60000 ] &&
+        ok "TRIM_ON_EXIT=1: purged_kib $purged1 at exit, $purged0 without" ||
+        fail "TRIM_ON_EXIT: purged_kib '$purged1' with it, '$purged0' without (64 MiB freed)"
+fi
+
 # JSON Lines from many processes into one fixed file, all exiting at once: each object whole on
 # its line (found by review: objects of 4-6 KiB went out in 2 KiB writes, which interleaved); and
 # a program name cut inside a UTF-8 character still gives valid JSON (it left a lone lead byte)

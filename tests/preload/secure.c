@@ -55,13 +55,21 @@ static void check_order(void)
 {
     enum { N = 64 };
     void *b[N];
-    int ascending = 0;
+    int ascending = 0, descending = 0, same_step = 0;
     for (int i = 0; i < N; i++)
         b[i] = malloc(200); /* a class nothing else here uses */
-    for (int i = 1; i < N; i++)
+    for (int i = 1; i < N; i++) {
         ascending += (uintptr_t)b[i] > (uintptr_t)b[i - 1];
-    printf("secure: %d of %d successive blocks ascending\n", ascending, N - 1);
+        descending += (uintptr_t)b[i] < (uintptr_t)b[i - 1];
+        same_step += (uintptr_t)b[i] - (uintptr_t)b[i - 1] == (uintptr_t)b[1] - (uintptr_t)b[0];
+    }
+    printf("secure: of %d successive blocks, %d ascending, %d descending, %d by the first step\n", N - 1,
+           ascending, descending, same_step);
+    /* any fixed order fails, not only ascending addresses (found by review: a batch handed out
+     * from the highest address down passed) */
     CHECK(ascending < (N - 1) * 8 / 10, "blocks come in address order (%d/%d ascending)", ascending, N - 1);
+    CHECK(descending < (N - 1) * 8 / 10, "blocks come in reverse address order (%d/%d)", descending, N - 1);
+    CHECK(same_step < (N - 1) / 2, "blocks come one step apart (%d/%d)", same_step, N - 1);
     for (int i = 0; i < N; i++)
         free(b[i]);
 }
