@@ -617,6 +617,10 @@ bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
 {
     unsigned n = 0;
     bool wait = !held && !lab_locks_held;
+    if (wait && pool->is_default) { /* the runs the threads' rooms hold pin their chunks too */
+        lab_pool_room_drain(pool);
+        lab_pool_rooms_take(pool);
+    }
     for (unsigned zi = 0; zi < 2; zi++) {
         lab_zone_t *z = &pool->zone[zi];
         if (wait)
@@ -681,8 +685,9 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     void *m = lab_chunk_map(&pm, &err);
     if (!m && err == -ENOMEM && *may_release) {
         *may_release = false;
-        if (lab_pool_release_cached(pool, z))
-            m = lab_chunk_map(&pm, &err);
+        lab_pool_release_cached(pool, z); /* tried again even if it found nothing: another
+                                             thread refused at once may have released it all */
+        m = lab_chunk_map(&pm, &err);
     }
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));

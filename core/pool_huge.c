@@ -228,6 +228,10 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             return NULL;
         }
         c = lab_meta_alloc(sizeof(lab_chunk_t));
+        if (!c) { /* its descriptor may need a mapping too (and another thread may have released) */
+            lab_pool_release_cached(pool, NULL);
+            c = lab_meta_alloc(sizeof(lab_chunk_t));
+        }
         if (!c) {
             lab_sub_relaxed(&pool->mapped_pages, np);
             lab_pool_fail(pool);
@@ -235,8 +239,15 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         }
         int err;
         void *m = lab_os_map_aligned(size, align, &err);
-        if (!m && err == -ENOMEM && lab_pool_release_cached(pool, NULL))
+        /* tried again after each release, even one that found nothing (another thread refused
+         * at the same moment may have released it all first), and again while releases find
+         * something (another thread may map what one gave back before this one does) */
+        for (int tries = 0; !m && err == -ENOMEM && tries < 4; tries++) {
+            bool released = lab_pool_release_cached(pool, NULL);
             m = lab_os_map_aligned(size, align, &err);
+            if (!released)
+                break;
+        }
         if (!m) {
             lab_meta_free(c, sizeof(lab_chunk_t));
             lab_sub_relaxed(&pool->mapped_pages, np);

@@ -135,7 +135,9 @@ static int grow_until_enomem(void)
 }
 
 static volatile int churn_stop;
-/* page-sized blocks allocated and freed, 8 at a time, until told to stop */
+/* page-sized blocks allocated and freed, 8 at a time, until told to stop (up to 1 MiB: a huge
+ * block may hold a cached mapping up to 4 MiB longer, and eight such took a third of the
+ * headroom) */
 static void *churn(void *arg)
 {
     (void)arg;
@@ -144,7 +146,7 @@ static void *churn(void *arg)
         void *p[8];
         for (int i = 0; i < 8; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            p[i] = malloc(32768 + (size_t)(x % (1 << 20)));
+            p[i] = malloc(32768 + (size_t)(x % ((1 << 20) - 32768)));
         }
         for (int i = 0; i < 8; i++)
             free(p[i]);
