@@ -682,12 +682,14 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     }
     int err;
     int64_t *pm;
+    size_t mapped0 = lab_load_relaxed(&pool->mapped_pages);
     void *m = lab_chunk_map(&pm, &err);
     if (!m && err == -ENOMEM && *may_release) {
         *may_release = false;
-        lab_pool_release_cached(pool, z); /* tried again even if it found nothing: another
-                                             thread refused at once may have released it all */
-        m = lab_chunk_map(&pm, &err);
+        /* or if another thread released since (fewer pages mapped than with this chunk counted):
+         * refused at the same moment, it may have released everything first */
+        if (lab_pool_release_cached(pool, z) || lab_load_relaxed(&pool->mapped_pages) < mapped0)
+            m = lab_chunk_map(&pm, &err);
     }
     if (!m) {
         lab_meta_free(c, sizeof(lab_chunk_t));

@@ -154,6 +154,15 @@ static void huge_join(lab_pool_t *pool, lab_chunk_t *c, size_t size, lab_chunk_t
     }
 }
 
+/* A huge block's mapping (or its descriptor's) was refused: release what the pool caches, and
+ * say whether trying again may succeed: this release found something, or another thread's has
+ * since the caller read `mapped0` (refused at the same moment, it released everything first:
+ * this one found nothing and gave up, 1 round in 30 of preload.address_limit under load). */
+static bool huge_release_retry(lab_pool_t *pool, size_t mapped0)
+{
+    return lab_pool_release_cached(pool, NULL) || lab_load_relaxed(&pool->mapped_pages) < mapped0;
+}
+
 void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_t gfp, lab_chunk_t **out)
 {
     /* a page at least: aligned_alloc(4 MiB, 0) comes here, and a mapping of no bytes fails */
@@ -227,11 +236,11 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
             lab_pool_fail(pool);
             return NULL;
         }
+        /* the pool's mapped pages now: a release by another thread shows as fewer */
+        size_t mapped0 = lab_load_relaxed(&pool->mapped_pages);
         c = lab_meta_alloc(sizeof(lab_chunk_t));
-        if (!c) { /* its descriptor may need a mapping too (and another thread may have released) */
-            lab_pool_release_cached(pool, NULL);
+        if (!c && huge_release_retry(pool, mapped0)) /* (its descriptor may need a mapping) */
             c = lab_meta_alloc(sizeof(lab_chunk_t));
-        }
         if (!c) {
             lab_sub_relaxed(&pool->mapped_pages, np);
             lab_pool_fail(pool);
@@ -239,15 +248,10 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
         }
         int err;
         void *m = lab_os_map_aligned(size, align, &err);
-        /* tried again after each release, even one that found nothing (another thread refused
-         * at the same moment may have released it all first), and again while releases find
-         * something (another thread may map what one gave back before this one does) */
-        for (int tries = 0; !m && err == -ENOMEM && tries < 4; tries++) {
-            bool released = lab_pool_release_cached(pool, NULL);
+        /* again while releases find something (another thread may map what one gave back
+         * before this one does), up to four times */
+        for (int tries = 0; !m && err == -ENOMEM && tries < 4 && huge_release_retry(pool, mapped0); tries++)
             m = lab_os_map_aligned(size, align, &err);
-            if (!released)
-                break;
-        }
         if (!m) {
             lab_meta_free(c, sizeof(lab_chunk_t));
             lab_sub_relaxed(&pool->mapped_pages, np);
