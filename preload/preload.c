@@ -377,6 +377,16 @@ static char prog_name[64];
 
 static const char *program_name(void) { return prog_name[0] ? prog_name : program_invocation_short_name; }
 
+/* The JSON summary's opening: which process (a program that runs others writes several). */
+static void stats_json_head(outbuf_t *o)
+{
+    out_s(o, "{\"labyrinth_stats\":{");
+    out_kv(o, "pid", (uint64_t)getpid(), true, true);
+    out_s(o, ",\"program\":\"");
+    out_json_str(o, program_name());
+    out_s(o, "\"");
+}
+
 /* The statistics summary: text (lines starting "labyrinth stats:") or one JSON object, to fd. */
 static void print_stats(int mode, int fd)
 {
@@ -388,11 +398,8 @@ static void print_stats(int mode, int fd)
          * STATS=json). Which process, and why there are no counts. */
         OUTBUF(o, fd);
         if (json) {
-            out_s(&o, "{\"labyrinth_stats\":{");
-            out_kv(&o, "pid", (uint64_t)getpid(), json, true);
-            out_s(&o, ",\"program\":\"");
-            out_json_str(&o, program_name());
-            out_s(&o, "\",\"unavailable\":\"exit in a signal handler that interrupted the allocator\"}}\n");
+            stats_json_head(&o);
+            out_s(&o, ",\"unavailable\":\"exit in a signal handler that interrupted the allocator\"}}\n");
         } else {
             out_s(&o, "labyrinth stats: unavailable (exit in a signal handler that interrupted the allocator), pid ");
             out_u(&o, (uint64_t)getpid());
@@ -420,15 +427,10 @@ static void print_stats(int mode, int fd)
     size_t used = st.pool.mapped_pages > idle ? st.pool.mapped_pages - idle : 0;
     /* which process: a program that runs others (make, a shell, gcc and cc1) writes several
      * (text: last on the first line, after the fields that scripts read by position) */
-    if (json) {
-        out_s(&o, "{\"labyrinth_stats\":{");
-        out_kv(&o, "pid", (uint64_t)getpid(), json, true);
-        out_s(&o, ",\"program\":\"");
-        out_json_str(&o, program_name());
-        out_s(&o, "\"");
-    } else {
+    if (json)
+        stats_json_head(&o);
+    else
         out_s(&o, "labyrinth stats:");
-    }
     out_kv(&o, "mallocs", st.heap.mallocs, json, !json);
     out_kv(&o, "frees", st.heap.frees, json, false);
     out_kv(&o, "remote_frees", st.heap.remote_frees, json, false);
