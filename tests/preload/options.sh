@@ -220,7 +220,8 @@ PY
     then
         ok "STATS=json: 24 processes into one file, 24 whole JSON lines, a long name cut whole"
     else
-        fail "STATS=json into one file from 24 processes: not 24 valid lines: $(head -c 300 "$tmp/lines" | tr -cd '[:print:]')"
+        fail "STATS=json into one file from 24 processes: not 24 valid lines:" \
+            "$(head -c 300 "$tmp/lines" | tr -cd '[:print:]')"
     fi
 fi
 run LABYRINTH_STATS=1 "LABYRINTH_STATS_FILE=$tmp/pct%%%p" -- "${prog[@]}"
