@@ -602,15 +602,17 @@ size_t lab_good_size(size_t n, size_t align)
     size_t m = align > 16 ? lab_aligned_class_size(align, n) : 0;
     if (m)
         n = m;
-    if (n <= LAB_SMALL_MAX)
+    if (n <= LAB_SMALL_MAX && align <= LAB_PAGE_SIZE)
         return lab_class_size(lab_size_class(n));
+    n += n == 0; /* (alloc_large's page for 0 bytes) */
     size_t bytes = lab_align_up(n, LAB_PAGE_SIZE);
     if (align > LAB_PAGE_SIZE && n <= LAB_LARGE_MAX && align <= LAB_CHUNK_SIZE) {
-        /* large_run's power-of-two run, at least the alignment long */
+        /* large_run's power-of-two run, at least the alignment long (small sizes too: found by
+         * review, nallocx(100, 8 KiB alignment) said 112 for a block of 8 KiB) */
         size_t pages = (size_t)1 << lab_log2_ceil(bytes >> LAB_PAGE_SHIFT);
         bytes = lab_max(pages << LAB_PAGE_SHIFT, align);
     }
-    return bytes;
+    return bytes > PTRDIFF_MAX ? 0 : bytes; /* (PTRDIFF_MAX itself rounds up past it) */
 }
 
 void lab_zero_range(void *p, size_t n)

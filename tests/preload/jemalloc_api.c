@@ -137,6 +137,13 @@ int main(void)
     pthread_join(t, NULL);
     CHECK(nallocx((size_t)1 << 36, 0) >= (size_t)1 << 36, "nallocx(2^36) %zu: a size, not made",
           nallocx((size_t)1 << 36, 0));
+    /* 0 for a size no block can have (PTRDIFF_MAX rounds up past it: found by review) */
+    CHECK(nallocx(PTRDIFF_MAX, 0) == 0, "nallocx(PTRDIFF_MAX) %zu", nallocx(PTRDIFF_MAX, 0));
+    /* a small size aligned past a page: the run's size, as mallocx makes it */
+    void *al = mallocx(100, LG_ALIGN(13));
+    CHECK(al && sallocx(al, 0) == nallocx(100, LG_ALIGN(13)), "nallocx(100, 8 KiB aligned) %zu, mallocx's %zu",
+          nallocx(100, LG_ALIGN(13)), al ? sallocx(al, 0) : 0);
+    dallocx(al, 0);
     /* a block of mallocx goes to free and malloc_usable_size too */
     void *r = mallocx(777, 0);
     CHECK(r && malloc_usable_size(r) >= 777, "malloc_usable_size of mallocx's block");
