@@ -355,7 +355,7 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     z->store_pages += n;
     if (!clean)
         lab_store_relaxed(&z->store_dirty, z->store_dirty + lab_dirty_count(c, idx, idx + n));
-    if (c->zone == ZONE_NORMAL)
+    if (c->zone != ZONE_EXCL)
         lab_add_relaxed(&pool->nr_free, n);
     else
         lab_add_relaxed(&pool->nr_free_excl, (uint32_t)n);
@@ -375,7 +375,7 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     if (d->h.clean != 1)
         lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
                                                                          (unsigned)(d - c->page) + n));
-    if (c->zone == ZONE_NORMAL)
+    if (c->zone != ZONE_EXCL)
         lab_sub_relaxed(&pool->nr_free, n);
     else
         lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)n);
@@ -621,8 +621,10 @@ bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
         lab_pool_room_drain(pool);
         lab_pool_rooms_take(pool);
     }
-    for (unsigned zi = 0; zi < 2; zi++) {
-        lab_zone_t *z = &pool->zone[zi];
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        if (!z)
+            continue;
         if (wait)
             lab_lock(&z->lock);
         else if (z != held && !lab_lock_try(&z->lock))
@@ -711,7 +713,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
      * blocks each mapped 194 MiB: peak RSS 213 MB with those chunks advised, 62 MB without), so
      * the pool also asks for a chunk's worth of mapped memory per heap drawing on it. */
     size_t mapped = lab_load_relaxed(&pool->mapped_pages) - usable; /* before this chunk */
-    if (pool->thp && zone == ZONE_NORMAL && mapped >= pool->thp_after &&
+    if (pool->thp && zone != ZONE_EXCL && mapped >= pool->thp_after &&
         mapped >= lab_load_relaxed(&pool->sharers) * LAB_CHUNK_PAGES &&
         lab_os_madvise(m, LAB_CHUNK_SIZE, MADV_HUGEPAGE) == 0) {
         c->thp = 1;
@@ -762,10 +764,10 @@ int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
     lab_add_relaxed(&pool->refills, 1);
     /* toward HIGH only (the callers that need a run take other threads' idle rooms first and
      * look again before they come here: lab_rooms_take_stale) */
-    if (!need && lab_load_relaxed(&pool->nr_free) < target && lab_rooms_take_stale(pool))
+    if (!need && lab_load_relaxed(&pool->nr_free) < target && lab_rooms_take_stale(pool, z))
         lab_zone_drain_shared(pool, z);
     while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
-        if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
+        if ((err = zone_map_chunk(pool, z, lab_zone_index(pool, z), &may_release)) != 0)
             break;
         mapped = true;
     }
@@ -786,7 +788,7 @@ static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chai
         pages += (size_t)1 << order;
     }
     lab_sub_relaxed(&z->shared[order].pages, pages);
-    if (z == &pool->zone[ZONE_NORMAL])
+    if (z != &pool->zone[ZONE_EXCL])
         lab_sub_relaxed(&pool->nr_free, pages);
     else
         lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
@@ -878,7 +880,7 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
      * after, a pop that took them at once subtracted them first, and the counts wrapped below
      * zero for a moment, which reserve and keep checks read as plenty (found by review) */
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
-    if (z == &pool->zone[ZONE_NORMAL])
+    if (z != &pool->zone[ZONE_EXCL])
         lab_add_relaxed(&pool->nr_free, pages);
     else
         lab_add_relaxed(&pool->nr_free_excl, (uint32_t)pages);
@@ -912,7 +914,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
                                     unsigned max, lab_page_t *onto, unsigned *count)
 {
     size_t n = (size_t)1 << order;
-    bool normal = z == &pool->zone[ZONE_NORMAL];
+    bool normal = z != &pool->zone[ZONE_EXCL];
     if (normal && !(gfp & LAB_GFP_ATOMIC)) {
         size_t free = lab_load_relaxed(&pool->nr_free);
         if (free < pool->reserve + n)
@@ -1039,6 +1041,117 @@ static void bg_pages_shared(void)
         lab_bg_kick();
 }
 
+/* ------------------------------------------------------------------------------------------
+ * run zones: the default pool's page-sized malloc blocks, spread over more stores when threads
+ * meet on one
+ *
+ * A page-sized block is carved from a store under its zone's lock and given back under it (what
+ * the run room does not keep). Threads that all make blocks of varying lengths at once wait on
+ * that lock: `wl pagemix 2` (64 blocks of 33 KiB-1 MiB per thread, replaced at random) spun on it
+ * for half its time, at 4 times glibc's time, whose threads each get an arena of their own. A
+ * thread whose try of its zone's lock keeps failing moves its page-sized blocks to the next run
+ * zone in turn (made on first use, up to LAB_RUN_ZONES): a store with chunks and a lock of its
+ * own. A block goes back to the zone that carved it (its chunk's), and a run room keeps runs of
+ * its thread's zone only (run_room_push), so that a room's runs go to one store under one lock.
+ * Spans and the page API stay in the normal zone. The cost is memory split between stores: a
+ * zone whose store has no fit maps a chunk though another may hold free pages (given back after
+ * the purge delay, as any zone's). Nothing moves while threads do not meet. */
+static __thread uint8_t tls_run_zone;  /* the zone of the thread's page-sized blocks (default pool) */
+static __thread uint8_t tls_run_press; /* +RUN_PRESS_MISS per failed try of its lock, -1 per success */
+#define RUN_PRESS_MISS 16u
+#define RUN_PRESS_MOVE 64u             /* four misses in a row; misses in one try of 16 that last */
+static unsigned long run_zone_moves;   /* threads moved (tests; relaxed, any pool) */
+unsigned long lab_pool_run_zone_moves(void) { return lab_load_relaxed(&run_zone_moves); }
+
+lab_lock_t *lab_pool_normal_lock(lab_pool_t *pool) { return &pool->zone[ZONE_NORMAL].lock; }
+
+size_t lab_pool_run_zones(lab_pool_t *pool, size_t *chunks)
+{
+    size_t n = 0, nc = 0;
+    for (unsigned zi = ZONE_RUN0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        if (!z)
+            continue;
+        n++;
+        if (!chunks)
+            continue;
+        lab_lock(&z->lock);
+        for (lab_chunk_t *c = z->chunks; c; c = c->next)
+            nc++;
+        lab_unlock(&z->lock);
+    }
+    if (chunks)
+        *chunks = nc;
+    return n;
+}
+
+/* The zone of the calling thread's page-sized blocks. */
+static inline lab_zone_t *run_zone(lab_pool_t *pool)
+{
+    return pool->is_default ? lab_zone_at(pool, tls_run_zone) : &pool->zone[ZONE_NORMAL];
+}
+
+static void run_chain_free(lab_pool_t *pool, lab_page_t *chain);
+
+/* The calling thread's page-sized blocks to the next zone in turn (made if need be; no lock
+ * held); its run room's runs go back to their store first. False if it stays. */
+static lab_noinline bool run_zone_move(lab_pool_t *pool)
+{
+    unsigned k = lab_add_relaxed(&pool->run_zone_next, 1), zi;
+    /* the run zones, then the normal zone, in turn; not the one the thread is in */
+    while ((zi = k % (LAB_RUN_ZONES + 1) < LAB_RUN_ZONES ? ZONE_RUN0 + k % (LAB_RUN_ZONES + 1) : ZONE_NORMAL) ==
+           tls_run_zone)
+        k++;
+    if (!lab_zone_at(pool, zi)) {
+        lab_zone_t *nz = lab_meta_alloc(sizeof(lab_zone_t)); /* zeroed */
+        if (!nz)
+            return false;
+        nz->index = zi;
+        /* under the lock the fork handler holds: it unlocks the zones it locked */
+        lab_lock(&lab_pools_lock);
+        if (!pool->run_zone[zi - ZONE_RUN0]) {
+            __atomic_store_n(&pool->run_zone[zi - ZONE_RUN0], nz, __ATOMIC_RELEASE);
+            nz = NULL;
+        }
+        lab_unlock(&lab_pools_lock);
+        if (nz)
+            lab_meta_free(nz, sizeof(lab_zone_t));
+    }
+    lab_rooms_t *rs = lab_tls_rooms;
+    lab_page_t *runs = NULL;
+    /* the room emptied and the zone changed in one entry: a signal handler's free in between
+       keeps out (room_enter), and its run cannot join the room under the other zone */
+    if (rs && !room_enter(rs))
+        return false;
+    if (rs)
+        runs = lab_run_room_detach(rs);
+    tls_run_zone = (uint8_t)zi;
+    if (rs)
+        room_leave(rs);
+    if (runs)
+        run_chain_free(pool, runs);
+    lab_add_relaxed(&run_zone_moves, 1);
+    return true;
+}
+
+/* Lock and return the zone of the calling thread's page-sized blocks (a caller that may wait),
+ * moving the thread on when it keeps finding the lock taken. */
+static lab_zone_t *run_zone_lock(lab_pool_t *pool)
+{
+    lab_zone_t *z = run_zone(pool);
+    if (lab_likely(lab_lock_try(&z->lock))) {
+        tls_run_press -= tls_run_press > 0;
+        return z;
+    }
+    tls_run_press = (uint8_t)lab_min(tls_run_press + RUN_PRESS_MISS, 255u);
+    if (pool->is_default && tls_run_press >= RUN_PRESS_MOVE && run_zone_move(pool)) {
+        tls_run_press = 0;
+        z = run_zone(pool);
+    }
+    lab_lock(&z->lock);
+    return z;
+}
+
 /* The run room's best fit for npages (at most npages/8 over, the size classes' bound), or NULL. */
 static inline lab_page_t *run_room_pop(lab_pool_t *pool, size_t npages)
 {
@@ -1075,8 +1188,13 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
     lab_rooms_t *rs = lab_tls_rooms;
     uint32_t n = d->h.npages;
     d->next = NULL;
-    if (!rs || !pool->is_default || d->h.zone != ZONE_NORMAL || n > LAB_RUN_ROOM_PAGES || !room_enter(rs))
+    if (!rs || !pool->is_default || n > LAB_RUN_ROOM_PAGES || !room_enter(rs))
         return d;
+    if (d->h.zone != tls_run_zone) { /* another zone's (another thread's block; read in the room:
+                                        run_zone_move changes it there) */
+        room_leave(rs);
+        return d;
+    }
     /* the heads stay: a stray free() into the run finds a CACHED descriptor and aborts */
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->owner = 0;
@@ -1106,7 +1224,7 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
  * stamped `stamp`; the caller holds the zone's lock. Returns the pages. */
 size_t lab_run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
 {
-    lab_zone_t *z = &pool->zone[chain->h.zone];
+    lab_zone_t *z = lab_zone_at(pool, chain->h.zone);
     size_t pages = 0;
     for (lab_page_t *d = chain, *next; d; d = next) {
         next = d->next; /* before store_free, which may write the descriptor */
@@ -1140,7 +1258,7 @@ static void room_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, uns
 
 /* Move the calling thread's room runs of this pool to the shared lists (zone lock may be held:
  * shared_push only ever try-locks), and its run room to the store: `held` is the zone whose lock
- * the caller holds, or NULL (the run room stays when it is the other zone's). */
+ * the caller holds, or NULL (the run room stays when it is another zone's). */
 static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
 {
     lab_rooms_t *rs = lab_tls_rooms;
@@ -1159,7 +1277,7 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
             shared_push(pool, &pool->zone[ZONE_NORMAL], first, last, o, cnt);
         }
     }
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_zone_t *z = run_zone(pool); /* the run room's runs' */
     lab_page_t *runs = pool->is_default && (!held || held == z) ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     if (runs) {
@@ -1213,7 +1331,7 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
         if (!fit && (1u << o) >= n)
             fit = got[o];
     }
-    lab_page_t *runs = pool->is_default ? lab_run_room_detach(rs) : NULL;
+    lab_page_t *runs = pool->is_default && run_zone(pool) == z ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
         if (got[o])
@@ -1352,7 +1470,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                 bool may_release = true;
                 if (zone_map_chunk(pool, z, ZONE_EXCL, &may_release) == 0)
                     d = store_take_order(pool, z, order);
-            } else if (!(gfp & LAB_GFP_NOGROW) && lab_rooms_take_stale(pool)) {
+            } else if (!(gfp & LAB_GFP_NOGROW) && lab_rooms_take_stale(pool, z)) {
                 lab_zone_drain_shared(pool, z);
                 if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
                     d = store_take_order(pool, z, order);
@@ -1664,7 +1782,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         }
     } else {
         lab_rooms_get(false); /* a thread whose first page calls are runs: its run room, for its frees */
-        lab_lock(&z->lock);
+        z = run_zone_lock(pool);
     }
     if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
         d = store_take_any(pool, z, (unsigned)npages);
@@ -1681,20 +1799,20 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
      * when the room holds as many pages as the carve would fault in (room_covers_fresh; joined
      * at every such carve, `wl bigbuf 1 2000` took 8 445 -> 9 490 page faults; so bounded,
      * 8 080). */
-    if (d && !atomic && pool->is_default && npages >= pool->run_peak) {
+    if (d && !atomic && pool->is_default && npages >= lab_load_relaxed(&pool->run_peak)) {
         d = store_join_room(pool, z, d, (unsigned)npages);
         store_trade_fresh(pool, z, d, (unsigned)npages);
     } else if (d && !atomic && pool->is_default && room_covers_fresh(d, (unsigned)npages)) {
         d = store_join_room(pool, z, d, (unsigned)npages);
     }
-    if (npages > pool->run_peak)
-        pool->run_peak = (unsigned)npages;
+    if (npages > lab_load_relaxed(&pool->run_peak)) /* relaxed: zones' locks apart, a hint */
+        lab_store_relaxed(&pool->run_peak, (unsigned)npages);
     if (!d && !atomic) {
         room_drain_self(pool, z);
         lab_zone_drain_shared(pool, z);
         if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
             d = store_take_any(pool, z, (unsigned)npages);
-        if (!d && lab_rooms_take_stale(pool)) {
+        if (!d && lab_rooms_take_stale(pool, z)) {
             lab_zone_drain_shared(pool, z);
             if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
                 d = store_take_any(pool, z, (unsigned)npages);
@@ -1856,7 +1974,7 @@ unsigned lab_pool_order_seen_max(void) { return lab_load_relaxed(&order_seen_max
  * pool's used pages come first then. */
 void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
 {
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
+    lab_zone_t *z = run_zone(pool);
     if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC) ||
         lab_huge_cache_holds(pool, npages << LAB_PAGE_SHIFT))
         return NULL;
@@ -1878,13 +1996,22 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     return d ? run_hand_out(pool, d, npages, gfp, state, desc) : NULL;
 }
 
-/* A chain of runs to the store under its zone's lock, then the free path's purge check. */
+/* A chain of runs to the store, each under its zone's lock (one at a time), then the free path's
+ * purge check. */
 static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
 {
-    lab_zone_t *z = &pool->zone[chain->h.zone];
-    lab_lock(&z->lock);
-    lab_run_chain_store(pool, chain, lab_clock_ms());
-    lab_unlock(&z->lock);
+    while (chain) {
+        lab_page_t *last = chain;
+        while (last->next && last->next->h.zone == chain->h.zone)
+            last = last->next;
+        lab_page_t *rest = last->next;
+        last->next = NULL;
+        lab_zone_t *z = lab_zone_at(pool, chain->h.zone);
+        lab_lock(&z->lock);
+        lab_run_chain_store(pool, chain, lab_clock_ms());
+        lab_unlock(&z->lock);
+        chain = rest;
+    }
     lab_pool_tick(pool, true);
 }
 
@@ -1904,7 +2031,7 @@ void lab_pool_free_run(lab_pool_t *pool, lab_page_t *d)
 
 void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
 {
-    lab_zone_t *z = &pool->zone[d->h.zone];
+    lab_zone_t *z = lab_zone_at(pool, d->h.zone);
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
     if (npages >= n || npages == 0)
@@ -1919,7 +2046,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
 
 bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
 {
-    lab_zone_t *z = &pool->zone[d->h.zone];
+    lab_zone_t *z = lab_zone_at(pool, d->h.zone);
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
     if (npages <= n)

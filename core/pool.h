@@ -443,6 +443,14 @@ lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_
 lab_internal unsigned lab_pool_order_seen_max(void);
 /* Batch pops of the shared lists that took two runs or more of one chain (tests). */
 lab_internal unsigned long lab_pool_chains_taken(void);
+/* Threads whose page-sized blocks moved to another zone, their zone's lock found taken too often
+ * (pool.c: run zones; tests). */
+lab_internal unsigned long lab_pool_run_zone_moves(void);
+/* The normal zone's lock (tests: a thread that finds it taken). */
+lab_internal lab_lock_t *lab_pool_normal_lock(lab_pool_t *pool);
+/* The run zones made in pool (statistics), and the chunks they have mapped (*chunks, if not NULL:
+ * each zone's lock taken in turn). */
+lab_internal size_t lab_pool_run_zones(lab_pool_t *pool, size_t *chunks);
 /* Purge delay of the default pool, before it is first used (options). */
 lab_internal void lab_pool_set_default_delay(unsigned ms);
 /* LAB_POOL_HUGE for the default pool from `mib` MiB mapped (0: never), before it is first used

@@ -21,6 +21,11 @@
 #define LAB_ROOM_POOLS 8                  /* pools with rooms; pools beyond go straight to lists */
 #define ZONE_NORMAL 0
 #define ZONE_EXCL 1
+/* Zones 2 .. 1 + LAB_RUN_ZONES: the default pool's page-sized malloc runs (lab_pool_alloc_run) of
+ * threads that found their zone's lock taken too often (pool.c: run zones). Made on first use. */
+#define ZONE_RUN0 2
+#define LAB_RUN_ZONES 8
+#define LAB_ZONES (ZONE_RUN0 + LAB_RUN_ZONES)
 
 /* ------------------------------------------------------------------------------------------
  * pool_map.c: metadata memory, the page map, the fast map's region */
@@ -56,6 +61,8 @@ typedef struct lab_zone {
     size_t store_pages;
     size_t store_dirty;                     /* of store_pages, those the dirty map marks */
     unsigned trim_bin;                      /* where store_trim_dirty goes on (0: the start) */
+    unsigned index;                         /* a run zone's number (in the hole before chunks;
+                                               the pool's own two are never written: lab_zone_index) */
     lab_chunk_t *chunks;                    /* NORMAL chunks of this zone */
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
     lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
@@ -102,7 +109,7 @@ struct lab_pool {
     size_t thp_after, thp_chunks, thp_demoted;
     size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
     size_t peak_used;
-    unsigned run_peak;                /* the longest run lab_pool_alloc_run was asked for (zone lock) */
+    unsigned run_peak;                /* the longest run lab_pool_alloc_run was asked for (relaxed) */
     /* before the zones, in the hole their alignment leaves: huge_cache_yield reads the cache's
        size whenever the pool hands out fresh pages, and after them it sat on the struct's
        third page (a page fault in every process, for a zero) */
@@ -113,12 +120,28 @@ struct lab_pool {
     size_t huge_pages;                /* ... their pages (relaxed; mallinfo) */
     size_t huge_slack;                /* the live huge blocks' slack, summed (relaxed) */
     lab_zone_t zone[2];
+    /* the run zones (ZONE_RUN0 + i), published under lab_pools_lock (which the fork handler
+       holds: the zones it locks are the zones it unlocks), read with acquire */
+    lab_zone_t *run_zone[LAB_RUN_ZONES];
+    unsigned run_zone_next;           /* relaxed: the next run zone a pressed thread moves to */
 };
 /* (ZBIN) The default pool is the first block of metadata, so it starts a page: there the lists
  * of runs of half a chunk or more, and of runs up to ZBIN_SHORT pages, are on its first page. */
 _Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES / 2 + ZBIN_SHORT]) +
                        sizeof(lab_page_t *) <= 4096,
                "the lists of long and of short store runs on the pool's first page");
+
+/* Zone zi of pool: NULL for a run zone not made yet (never for one a chunk or run names). */
+static inline lab_zone_t *lab_zone_at(lab_pool_t *pool, unsigned zi)
+{
+    return zi < ZONE_RUN0 ? &pool->zone[zi] : __atomic_load_n(&pool->run_zone[zi - ZONE_RUN0], __ATOMIC_ACQUIRE);
+}
+
+/* The number of zone z of pool (what its chunks' and runs' zone fields hold). */
+static inline unsigned lab_zone_index(lab_pool_t *pool, lab_zone_t *z)
+{
+    return z == &pool->zone[ZONE_NORMAL] ? ZONE_NORMAL : z == &pool->zone[ZONE_EXCL] ? ZONE_EXCL : z->index;
+}
 
 /* Smallest non-empty bin >= n, or 0. */
 static inline unsigned bin_find(lab_zone_t *z, unsigned n)
@@ -249,8 +272,9 @@ lab_internal bool lab_huge_cache_holds(lab_pool_t *pool, size_t bytes);
 lab_internal extern lab_lock_t lab_pools_lock;
 lab_internal extern lab_pool_t *lab_pools_all;
 /* Other threads' rooms that held the same runs since the last chunk mapped go to the shared
- * lists (default pool, zone lock held): the pages taken. */
-lab_internal size_t lab_rooms_take_stale(lab_pool_t *pool);
+ * lists, their run rooms to the stores (default pool; the caller holds the lock of zone `held`):
+ * the pages taken. */
+lab_internal size_t lab_rooms_take_stale(lab_pool_t *pool, lab_zone_t *held);
 /* Another thread's room holds runs (the purge thread, before it sleeps for good). */
 lab_internal bool lab_rooms_filled(void);
 

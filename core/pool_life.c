@@ -171,7 +171,7 @@ static bool room_pool_live(lab_rooms_t *rs, unsigned s)
 
 /* The runs of a set's rooms (of pool `only`, or of all) to the shared lists, stamped `stamp`;
  * the pages moved. By the owner, or by a taker that holds the set (rooms_take). */
-static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, bool held)
+static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, lab_zone_t *held)
 {
     size_t pages = 0;
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
@@ -199,13 +199,15 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, bool
             }
         }
     }
-    /* the run room: under rooms_lock the zone lock may only be tried (see the run rooms), unless
-     * the taker holds it already (held: lab_rooms_take_stale) */
+    /* the run room (its runs all of one zone, pool.c's run_room_push): under rooms_lock the zone
+     * lock may only be tried (see the run rooms), unless the taker holds it already (held:
+     * lab_rooms_take_stale) */
     lab_pool_t *dp = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
-    if (rs->runs && dp && (!only || only == dp) && (held || lab_lock_try(&dp->zone[ZONE_NORMAL].lock))) {
+    lab_zone_t *rz = rs->runs && dp ? lab_zone_at(dp, rs->runs->h.zone) : NULL;
+    if (rz && (!only || only == dp) && (rz == held || lab_lock_try(&rz->lock))) {
         pages += lab_run_chain_store(dp, lab_run_room_detach(rs), stamp);
-        if (!held)
-            lab_unlock(&dp->zone[ZONE_NORMAL].lock);
+        if (rz != held)
+            lab_unlock(&rz->lock);
     }
     return pages;
 }
@@ -215,7 +217,7 @@ static void rooms_flush(lab_rooms_t *rs)
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
         if (room_pool_live(rs, s))
             lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
-    rooms_move(rs, NULL, lab_clock_ms(), false);
+    rooms_move(rs, NULL, lab_clock_ms(), NULL);
     memset(rs->slot, 0, sizeof rs->slot);
 }
 
@@ -249,7 +251,7 @@ static int rooms_mb = 1; /* membarrier works (cleared at its first failure; unde
  * `stamp`. Under rooms_lock, which keeps takers apart and the sets from leaving (thread exit
  * flushes under it too). A set whose owner is changing it at that moment is skipped. Returns
  * the pages moved. */
-static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, bool held)
+static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, lab_zone_t *held)
 {
     size_t pages = 0;
 #if LAB_ROOMS_LOCKED
@@ -306,7 +308,7 @@ size_t lab_pool_rooms_take(lab_pool_t *pool)
             rs->take_next = chain;
             chain = rs;
         }
-    size_t pages = rooms_take(chain, pool, lab_clock_ms(), false);
+    size_t pages = rooms_take(chain, pool, lab_clock_ms(), NULL);
     lab_unlock(&rooms_lock);
     return pages;
 }
@@ -319,7 +321,7 @@ size_t lab_pool_rooms_take(lab_pool_t *pool)
  * thread takes rooms only once idle a whole purge delay). rooms_lock only tried: it comes after
  * the zone locks (the fork handler's order), but a taker holding it may be waiting for ours.
  * Returns the pages taken. */
-size_t lab_rooms_take_stale(lab_pool_t *pool)
+size_t lab_rooms_take_stale(lab_pool_t *pool, lab_zone_t *held)
 {
     if (!pool->is_default || !lab_lock_try(&rooms_lock))
         return 0;
@@ -334,7 +336,7 @@ size_t lab_rooms_take_stale(lab_pool_t *pool)
         }
         rs->press_sig = sig;
     }
-    size_t pages = rooms_take(chain, pool, lab_clock_ms(), true);
+    size_t pages = rooms_take(chain, pool, lab_clock_ms(), held);
     lab_unlock(&rooms_lock);
     return pages;
 }
@@ -357,7 +359,7 @@ uint64_t lab_pool_rooms_return_idle(void)
         }
     }
     /* stamped as idle a delay already: the purge that follows takes them */
-    rooms_take(chain, NULL, now > delay ? now - delay : 0, false);
+    rooms_take(chain, NULL, now > delay ? now - delay : 0, NULL);
     lab_unlock(&rooms_lock);
     return next;
 }
@@ -453,9 +455,9 @@ static void pool_teardown(lab_pool_t *pool)
      * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
     lab_lock(&rooms_lock);
     lab_unlock(&rooms_lock);
-    for (unsigned zi = 0; zi < 2; zi++) {
-        lab_zone_t *z = &pool->zone[zi];
-        lab_chunk_t *c = z->chunks;
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        lab_chunk_t *c = z ? z->chunks : NULL;
         while (c) {
             lab_chunk_t *next = c->next;
             if (!c->pm) /* a chunk in the region has no page-map entry (pool.h) */
@@ -534,8 +536,10 @@ lab_pool_t *lab_pool_default(void)
 
 void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
 {
-    for (unsigned zi = 0; zi < sizeof pool->zone / sizeof pool->zone[0]; zi++) {
-        lab_zone_t *z = &pool->zone[zi];
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        if (!z)
+            continue;
         lab_lock(&z->lock); /* no chunk of the zone unmapped meanwhile */
         for (lab_chunk_t *c = z->chunks; c; c = c->next) {
             for (unsigned i = 0; i < LAB_CHUNK_PAGES;) {
@@ -557,10 +561,11 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     memset(out, 0, sizeof *out);
     /* both zones: EXCLUSIVE pages free are the pool's to hand out too (found by review: with
      * them counted as in use, one EXCLUSIVE page freed showed a peak of 512 pages) */
-    for (unsigned z = 0; z < 2; z++) {
-        for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
-            out->free_pages[o] += lab_load_relaxed(&pool->zone[z].shared[o].pages);
-        out->free_runs_pages += pool->zone[z].store_pages;
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        for (unsigned o = 0; z && o < LAB_NR_ORDERS; o++)
+            out->free_pages[o] += lab_load_relaxed(&z->shared[o].pages);
+        out->free_runs_pages += z ? lab_load_relaxed(&z->store_pages) : 0;
     }
     out->free_total = lab_pool_free_all(pool);
     out->reserve_pages = pool->reserve;
@@ -596,8 +601,9 @@ void lab_pool_fork_prepare(void)
     lab_lock(&default_lock);
     lab_lock(&lab_pools_lock);
     for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
-        lab_lock(&p->zone[ZONE_NORMAL].lock);
-        lab_lock(&p->zone[ZONE_EXCL].lock);
+        for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+            if (lab_zone_at(p, zi))
+                lab_lock(&lab_zone_at(p, zi)->lock);
         lab_lock(&p->huge_lock);
     }
     lab_lock(&rooms_lock);
@@ -610,8 +616,9 @@ void lab_pool_fork_parent(void)
     lab_unlock(&rooms_lock);
     for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_unlock(&p->huge_lock);
-        lab_unlock(&p->zone[ZONE_EXCL].lock);
-        lab_unlock(&p->zone[ZONE_NORMAL].lock);
+        for (unsigned zi = LAB_ZONES; zi-- > 0;)
+            if (lab_zone_at(p, zi))
+                lab_unlock(&lab_zone_at(p, zi)->lock);
     }
     lab_unlock(&lab_pools_lock);
     lab_unlock(&default_lock);
@@ -630,8 +637,9 @@ void lab_pool_fork_child(void)
     lab_lock_reset(&rooms_lock);
     for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_lock_reset(&p->huge_lock);
-        lab_lock_reset(&p->zone[ZONE_EXCL].lock);
-        lab_lock_reset(&p->zone[ZONE_NORMAL].lock);
+        for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+            if (lab_zone_at(p, zi))
+                lab_lock_reset(&lab_zone_at(p, zi)->lock);
     }
     lab_lock_reset(&lab_pools_lock);
     lab_lock_reset(&default_lock);

@@ -27,7 +27,7 @@ bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
     }
     /* counted at once: whoever sees the pages gone sees them counted */
     lab_add_relaxed(&pool->purged_pages, b);
-    lab_zone_t *z = &pool->zone[c->zone];
+    lab_zone_t *z = lab_zone_at(pool, c->zone);
     lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
                                                                      (unsigned)(d - c->page) + b));
     lab_dirty_mark(c, (unsigned)(d - c->page), b, false);
@@ -85,8 +85,10 @@ static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
     uint64_t t = lab_clock_ms();
     lab_store_relaxed(&pool->now_ms, t);
     lab_store_relaxed(&pool->last_purge, t);
-    size_t purged = zone_purge(pool, &pool->zone[ZONE_NORMAL], ZONE_NORMAL, force, due) +
-                    zone_purge(pool, &pool->zone[ZONE_EXCL], ZONE_EXCL, force, due);
+    size_t purged = 0;
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+        if (lab_zone_at(pool, zi))
+            purged += zone_purge(pool, lab_zone_at(pool, zi), zi, force, due);
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp;) {
         lab_chunk_t *c = *pp;

@@ -462,6 +462,7 @@ static void print_stats(int mode, int fd)
     out_kv(&o, "huge_live_kib", st.huge_live_bytes >> 10, json, false);
     out_kv(&o, "huge_cached_kib", st.huge_cached_bytes >> 10, json, false);
     out_kv(&o, "chunks_unmapped", st.pool.unmapped_chunks, json, false);
+    out_kv(&o, "run_zones", st.run_zones, json, false);
     out_kv(&o, "thp_chunks", st.pool.thp_chunks, json, false);
     out_kv(&o, "thp_demoted", st.pool.thp_demoted, json, false);
     out_kv(&o, "hits_room", st.pool.hits_room, json, false);
