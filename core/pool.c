@@ -214,14 +214,24 @@ static unsigned dirty_find(lab_chunk_t *c, unsigned i, unsigned end, bool set)
     return end;
 }
 
-/* The pages of [i, end) of c whose bit is set. */
+/* The pages of [i, end) of c whose bit is set. A word all set or all clear over its range (most:
+ * a run's pages are written from its start) is counted without a popcount; the others inline
+ * (the baseline x86-64 has no popcnt instruction, and libgcc's, called for each word, was a
+ * twentieth of `wl pagemix`'s instructions). */
 unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
 {
     unsigned cnt = 0;
     while (i < end) {
         unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
-        uint64_t m = low_bits(k) << lo;
-        cnt += (unsigned)__builtin_popcountll(lab_load_relaxed(&c->dirty[i / 64]) & m);
+        uint64_t m = low_bits(k) << lo, v = lab_load_relaxed(&c->dirty[i / 64]) & m;
+        if (v == m) {
+            cnt += k;
+        } else if (v) {
+            v -= (v >> 1) & 0x5555555555555555ull;
+            v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+            v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+            cnt += (unsigned)((v * 0x0101010101010101ull) >> 56);
+        }
         i += k;
     }
     return cnt;
@@ -330,6 +340,21 @@ static void run_zero(lab_page_t *d, size_t npages, lab_gfp_t gfp)
                !(gfp & LAB_GFP_ATOMIC));
 }
 
+/* Whether z is a run zone (pool_impl.h; made by run_zone_move). */
+static inline bool zone_is_run(lab_pool_t *pool, lab_zone_t *z)
+{
+    return z != &pool->zone[ZONE_NORMAL] && z != &pool->zone[ZONE_EXCL];
+}
+
+/* Whether a DEFAULT caller may take n pages of z's store: the normal zone keeps the reserve
+ * (pool->nr_free counts its shared lists and store); a run zone has none, and its free pages,
+ * its store's, are counted there alone, so that two threads' carves and frees in two zones do
+ * not both write the pool's count (its cache line bounced between them at every call). */
+static inline bool zone_has_free(lab_pool_t *pool, lab_zone_t *z, size_t n)
+{
+    return zone_is_run(pool, z) || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n;
+}
+
 /* Record [idx, idx+n) of chunk c as a free store run and insert it. */
 static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
                           bool clean, uint64_t stamp)
@@ -352,12 +377,12 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     }
     bin_insert(z, d);
     c->store_pages += n;
-    z->store_pages += n;
+    lab_store_relaxed(&z->store_pages, z->store_pages + n); /* relaxed: lab_pool_free_all reads it */
     if (!clean)
         lab_store_relaxed(&z->store_dirty, z->store_dirty + lab_dirty_count(c, idx, idx + n));
-    if (c->zone != ZONE_EXCL)
+    if (c->zone == ZONE_NORMAL)
         lab_add_relaxed(&pool->nr_free, n);
-    else
+    else if (c->zone == ZONE_EXCL)
         lab_add_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
@@ -371,13 +396,13 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
         lab_store_relaxed(&c->page[(d - c->page) + n - 1].h.state, LAB_PAGE_INTERIOR);
     lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     c->store_pages -= n;
-    z->store_pages -= n;
+    lab_store_relaxed(&z->store_pages, z->store_pages - n);
     if (d->h.clean != 1)
         lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
                                                                          (unsigned)(d - c->page) + n));
-    if (c->zone != ZONE_EXCL)
+    if (c->zone == ZONE_NORMAL)
         lab_sub_relaxed(&pool->nr_free, n);
-    else
+    else if (c->zone == ZONE_EXCL)
         lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
@@ -761,13 +786,17 @@ int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
     size_t target = lab_max(pool->high, pool->reserve + need);
     int err = 0;
     bool mapped = false, may_release = true;
+    if (zone_is_run(pool, z)) { /* no watermarks: the chunk the caller needs (its store its own) */
+        lab_add_relaxed(&pool->refills, 1);
+        return need ? zone_map_chunk(pool, z, lab_zone_index(pool, z), &may_release) : 0;
+    }
     lab_add_relaxed(&pool->refills, 1);
     /* toward HIGH only (the callers that need a run take other threads' idle rooms first and
      * look again before they come here: lab_rooms_take_stale) */
     if (!need && lab_load_relaxed(&pool->nr_free) < target && lab_rooms_take_stale(pool, z))
         lab_zone_drain_shared(pool, z);
     while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
-        if ((err = zone_map_chunk(pool, z, lab_zone_index(pool, z), &may_release)) != 0)
+        if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
             break;
         mapped = true;
     }
@@ -788,7 +817,7 @@ static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chai
         pages += (size_t)1 << order;
     }
     lab_sub_relaxed(&z->shared[order].pages, pages);
-    if (z != &pool->zone[ZONE_EXCL])
+    if (z == &pool->zone[ZONE_NORMAL])
         lab_sub_relaxed(&pool->nr_free, pages);
     else
         lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
@@ -814,6 +843,8 @@ static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uin
     if (!c->pm)
         return;
     int64_t e = (int64_t)(uintptr_t)((char *)c + v);
+    /* four a round: a 1 MiB block has 256 entries, written at its malloc and at its free */
+#pragma GCC unroll 4
     for (unsigned i = 0; i < n; i++)
         c->pm[idx + i] = e;
 }
@@ -833,19 +864,14 @@ static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
     uint16_t w = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
     uint16_t *h = &c->head[idx];
     chunk_map_write(c, idx, n, w);
-    /* runs of 4 pages and more start 4-aligned (natural alignment): fill 8 bytes at a time (a
-     * 1 MiB block has 256 heads, and this runs on every page-sized malloc and free) */
-    if (n >= 4 && !(idx & 3)) {
-        uint64_t w4 = (uint64_t)w * 0x0001000100010001ull;
-        typedef uint64_t u64_alias __attribute__((may_alias));
-        u64_alias *h4 = (u64_alias *)(void *)h;
-        for (unsigned i = 0; i < n / 4; i++)
-            h4[i] = w4;
-        for (unsigned i = n & ~3u; i < n; i++)
-            h[i] = w;
-        return;
-    }
-    for (unsigned i = 0; i < n; i++)
+    /* 8 bytes (four heads) at a time, from wherever the run starts (a page-sized block's run
+     * starts at any page: 2-byte stores were a tenth of `wl pagemix`'s instructions; a 1 MiB
+     * block has 256 heads, and this runs on every page-sized malloc and free) */
+    unsigned i = 0;
+    uint64_t w4 = (uint64_t)w * 0x0001000100010001ull;
+    for (; i + 4 <= n; i += 4)
+        memcpy(&h[i], &w4, sizeof w4);
+    for (; i < n; i++)
         h[i] = w;
 }
 
@@ -880,7 +906,7 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
      * after, a pop that took them at once subtracted them first, and the counts wrapped below
      * zero for a moment, which reserve and keep checks read as plenty (found by review) */
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
-    if (z != &pool->zone[ZONE_EXCL])
+    if (z == &pool->zone[ZONE_NORMAL])
         lab_add_relaxed(&pool->nr_free, pages);
     else
         lab_add_relaxed(&pool->nr_free_excl, (uint32_t)pages);
@@ -914,7 +940,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
                                     unsigned max, lab_page_t *onto, unsigned *count)
 {
     size_t n = (size_t)1 << order;
-    bool normal = z != &pool->zone[ZONE_EXCL];
+    bool normal = z == &pool->zone[ZONE_NORMAL];
     if (normal && !(gfp & LAB_GFP_ATOMIC)) {
         size_t free = lab_load_relaxed(&pool->nr_free);
         if (free < pool->reserve + n)
@@ -1698,7 +1724,10 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, uint8_t state,
                           lab_page_t **desc)
 {
-    lab_add_relaxed(&pool->hits_slow, 1);
+    if (d->h.zone >= ZONE_RUN0)
+        lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
+    else
+        lab_add_relaxed(&pool->hits_slow, 1);
     huge_cache_yield(pool, d, gfp);
     lab_store_relaxed(&d->h.state, state);
     d->h.order = 0;
@@ -1784,7 +1813,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         lab_rooms_get(false); /* a thread whose first page calls are runs: its run room, for its frees */
         z = run_zone_lock(pool);
     }
-    if (atomic || lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+    if (atomic || zone_has_free(pool, z, npages))
         d = store_take_any(pool, z, (unsigned)npages);
     if (d)
         d = store_reclaim_first(pool, z, d, (unsigned)npages, -1, atomic);
@@ -1810,11 +1839,11 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
     if (!d && !atomic) {
         room_drain_self(pool, z);
         lab_zone_drain_shared(pool, z);
-        if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+        if (zone_has_free(pool, z, npages))
             d = store_take_any(pool, z, (unsigned)npages);
         if (!d && lab_rooms_take_stale(pool, z)) {
             lab_zone_drain_shared(pool, z);
-            if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+            if (zone_has_free(pool, z, npages))
                 d = store_take_any(pool, z, (unsigned)npages);
         }
         if (!d && lab_zone_refill(pool, z, npages) == 0)
@@ -1891,7 +1920,13 @@ static size_t store_dirty_budget(lab_pool_t *pool)
  * with the purge off, nor in a chunk backed by a huge page (see store_trade_fresh). */
 static void store_trim_dirty(lab_pool_t *pool, lab_zone_t *z, size_t fresh)
 {
-    size_t dirty = z->store_dirty, budget = store_dirty_budget(pool);
+    /* the budget, a sum over the pool's shared counters (lines other threads write at every
+     * call), is computed again every 32 trims of the zone: it moves with the pages in use */
+    if (!z->budget || ++z->budget_age >= 32) {
+        z->budget = store_dirty_budget(pool);
+        z->budget_age = 0;
+    }
+    size_t dirty = z->store_dirty, budget = z->budget;
     if (!fresh || dirty <= budget || pool->delay_ms == ~0u)
         return;
     size_t want = lab_min(fresh, dirty - budget);
@@ -1988,7 +2023,7 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     if (runs)
         lab_run_chain_store(pool, runs, lab_clock_ms());
     lab_page_t *d = NULL;
-    if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + npages)
+    if (zone_has_free(pool, z, npages))
         d = store_take_used(pool, z, (unsigned)npages, 1, NULL, 0);
     if (d)
         store_trade_fresh(pool, z, d, (unsigned)npages);
@@ -2059,7 +2094,7 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     /* relaxed: a run carved from the store just now gets its state after the lock is dropped;
      * only STORE, written under the lock, passes */
     if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages &&
-        lab_load_relaxed(&pool->nr_free) >= pool->reserve + (npages - n)) {
+        zone_has_free(pool, z, npages - n)) {
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
         lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
         ok = true;

@@ -328,6 +328,14 @@ lab_internal void lab_pool_thread_key_init(void);
  * it before it makes a heap, so that the two share a page of metadata); else leave them to the
  * thread's first call into the pool, as without it. */
 lab_internal void lab_pool_rooms_prepare(void);
+/* Counts of the layer above for a thread that has no heap (alloc.c: page-sized and huge blocks
+ * made and freed), kept in its room set: without atomics, as a heap's statistics are. The
+ * calling thread's LAB_THREAD_COUNTS words, or NULL without a set (a set is not made for them). */
+#define LAB_THREAD_COUNTS 6
+lab_internal extern __thread uint64_t *lab_tls_counts; /* set with the thread's room set */
+lab_inline uint64_t *lab_pool_thread_counts(void) { return lab_tls_counts; }
+/* Every thread's words summed into out[LAB_THREAD_COUNTS], ended threads' included. */
+lab_internal void lab_pool_thread_counts_sum(uint64_t *out);
 /* The metadata bytes a thread's rooms take at most (pool_life.c checks): a heap made just after
  * them has its first 4096 - LAB_ROOMS_META bytes on their page (arena.h lays its fields out so). */
 #define LAB_ROOMS_META 1280u

@@ -67,6 +67,10 @@ typedef struct lab_zone {
     uint64_t binmap[(LAB_CHUNK_PAGES + 64) / 64];
     lab_page_t *bin[LAB_CHUNK_PAGES + 1];   /* free store runs by exact length, in the order
                                                ZBIN gives (reach them through it) */
+    uint64_t hits;                          /* a run zone's runs handed out (the pool's hits_slow
+                                               counts the others'; atomic, on the zone's lines) */
+    size_t budget;                          /* store_dirty_budget as last computed (zone lock) */
+    unsigned budget_age;                    /* ... trims ago */
 } lab_zone_t;
 
 /* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
@@ -188,6 +192,7 @@ typedef struct lab_rooms {
     uint64_t bg_sig, bg_seen_ms;
     uint64_t press_sig;            /* rooms_sig at the last rooms_take_stale (0: none) */
     int owner_tid;                 /* atomic: its thread's id, with many sets in use (0: none) */
+    uint64_t counts[LAB_THREAD_COUNTS]; /* the owner's (relaxed; lab_pool_thread_counts) */
 } lab_rooms_t;
 
 /* The owner changes its rooms with no atomic: it marks them busy, then looks for a taker's mark.
@@ -242,10 +247,15 @@ lab_internal unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end);
 lab_internal void lab_pool_zero_ask_reset(void);
 /* The pages in use now, kept as the peak when more than any seen. */
 lab_internal void lab_pool_note_peak(lab_pool_t *pool);
-/* Free pages of both zones (handed out: mapped less these). */
+/* Free pages of every zone (handed out: mapped less these). */
 lab_inline size_t lab_pool_free_all(lab_pool_t *pool)
 {
-    return lab_load_relaxed(&pool->nr_free) + lab_load_relaxed(&pool->nr_free_excl);
+    size_t n = lab_load_relaxed(&pool->nr_free) + lab_load_relaxed(&pool->nr_free_excl);
+    for (unsigned zi = ZONE_RUN0; zi < LAB_ZONES; zi++) { /* a run zone's are its store's alone */
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        n += z ? lab_load_relaxed(&z->store_pages) : 0;
+    }
+    return n;
 }
 /* Runs of a room to the shared list of their order, stamped `stamp`. */
 lab_internal void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_page_t *last,

@@ -119,12 +119,14 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
         rs = adopted;
         adopted = NULL;
         lab_tls_rooms = rs;
+        lab_tls_counts = rs->counts;
         __atomic_store_n(&rs->owner_tid, tid, __ATOMIC_RELEASE);
     } else if (!rs && (rs = rooms_free)) {
         lab_store_relaxed(&rooms_free, rs->next_free); /* (stores relaxed: lab_rooms_create peeks) */
         memset(rs->slot, 0, sizeof rs->slot);
         rs->busy = 0;
         lab_tls_rooms = rs;
+        lab_tls_counts = rs->counts;
         __atomic_store_n(&rs->owner_tid, tid, __ATOMIC_RELEASE);
         lab_store_relaxed(&rooms_in_use, rooms_in_use + 1);
     } else if (!rs && (rs = lab_meta_alloc_atomic(sizeof *rs, atomic))) {
@@ -134,6 +136,7 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
         rs->next_all = rooms_all;
         __atomic_store_n(&rooms_all, rs, __ATOMIC_RELEASE);
         lab_tls_rooms = rs;
+        lab_tls_counts = rs->counts;
         lab_store_relaxed(&rooms_in_use, rooms_in_use + 1);
     }
     if (adopted) { /* a handler's call made this thread a set meanwhile: the ended thread's is free */
@@ -212,8 +215,30 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, lab_
     return pages;
 }
 
+/* The counts of threads whose sets were flushed (rooms_lock). */
+static uint64_t counts_ended[LAB_THREAD_COUNTS];
+
+__thread uint64_t *lab_tls_counts;
+
+void lab_pool_thread_counts_sum(uint64_t *out)
+{
+    lab_lock(&rooms_lock); /* no set flushed meanwhile: each count is read once */
+    for (unsigned i = 0; i < LAB_THREAD_COUNTS; i++)
+        out[i] = counts_ended[i];
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        for (unsigned i = 0; i < LAB_THREAD_COUNTS; i++)
+            out[i] += lab_load_relaxed(&rs->counts[i]);
+    lab_unlock(&rooms_lock);
+}
+
+/* The set's rooms emptied and its counts moved to counts_ended, for another thread (rooms_lock
+ * held). */
 static void rooms_flush(lab_rooms_t *rs)
 {
+    for (unsigned i = 0; i < LAB_THREAD_COUNTS; i++) {
+        counts_ended[i] += lab_load_relaxed(&rs->counts[i]);
+        lab_store_relaxed(&rs->counts[i], 0);
+    }
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
         if (room_pool_live(rs, s))
             lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
@@ -375,6 +400,7 @@ void lab_pool_thread_exit(void)
     if (dp)
         lab_pool_room_drain(dp);
     lab_tls_rooms = NULL;
+    lab_tls_counts = NULL;
     /* under the lock: no taker holds the set meanwhile */
     lab_lock(&rooms_lock);
     rooms_flush(rs);
@@ -583,6 +609,8 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     out->hits_shared = lab_load_relaxed(&pool->hits_shared);
     out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
     out->hits_slow = lab_load_relaxed(&pool->hits_slow);
+    for (unsigned zi = ZONE_RUN0; zi < LAB_ZONES; zi++)
+        out->hits_slow += lab_zone_at(pool, zi) ? lab_load_relaxed(&lab_zone_at(pool, zi)->hits) : 0;
     out->refills = lab_load_relaxed(&pool->refills);
     out->failures = lab_load_relaxed(&pool->failures);
     out->hits_room = lab_load_relaxed(&pool->room_hits_dead);

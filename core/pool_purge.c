@@ -329,8 +329,17 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 void lab_pool_tick_slow(lab_pool_t *pool, bool from_free)
 {
     uint64_t now = lab_clock_ms();
-    lab_store_relaxed(&pool->now_ms, now);
-    lab_pool_note_peak(pool);
+    /* the pool's line is shared by every thread (its free count, written at every store call):
+     * read and written at most once a millisecond per thread, not at every call; and the peak
+     * only after allocations, which alone raise it */
+    static __thread uint64_t tls_now;
+    if (tls_now != now) {
+        tls_now = now;
+        if (lab_load_relaxed(&pool->now_ms) < now)
+            lab_store_relaxed(&pool->now_ms, now);
+    }
+    if (!from_free)
+        lab_pool_note_peak(pool);
     /* the thread purges every pool; a user pool that maps as much as the malloc pool must
      * before it starts one may start it too (its allocation slow path holds no arena state) */
     /* acquire pairs with the release in bg_start */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "lab_check.h"
 
@@ -33,6 +34,26 @@ static void *big_only(void *arg)
     return NULL;
 }
 
+static pthread_mutex_t live_hold = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int live_done;
+
+/* Page-sized blocks only (no heap), then alive until main lets go. */
+static void *big_then_wait(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < LARGE; i++) {
+        char *p = malloc(100000 + (size_t)i * 4096);
+        CHECK(p != NULL, "malloc");
+        if (p)
+            p[0] = 1;
+        free(p);
+    }
+    atomic_store(&live_done, 1);
+    pthread_mutex_lock(&live_hold);
+    pthread_mutex_unlock(&live_hold);
+    return NULL;
+}
+
 /* The number after "key " in text (a field of the summary), or -1. */
 static long field(const char *text, const char *key) { return lab_stats_field(text, key); }
 
@@ -51,6 +72,23 @@ int main(void)
     pthread_join(t, NULL);
 
     CHECK(lab_malloc_stats_text(text, sizeof text) > 0, "malloc_stats: nothing caught (%s)", strerror(errno));
+    long large_before = field(text, "large"), frees_before = field(text, "large_frees");
+
+    /* a thread without a heap that is still alive: its counts are in its own record (the pool's
+     * room set, no atomics), summed on demand */
+    pthread_t live;
+    CHECK(pthread_mutex_lock(&live_hold) == 0, "lock");
+    CHECK(pthread_create(&live, NULL, big_then_wait, NULL) == 0, "pthread_create");
+    while (!atomic_load(&live_done))
+        usleep(1000);
+    static char text2[1 << 16];
+    CHECK(lab_malloc_stats_text(text2, sizeof text2) > 0, "malloc_stats: nothing caught (%s)", strerror(errno));
+    CHECK(field(text2, "large") >= large_before + LARGE, "live thread: large %ld, wanted at least %ld",
+          field(text2, "large"), large_before + LARGE);
+    CHECK(field(text2, "large_frees") >= frees_before + LARGE, "live thread: large_frees %ld, wanted at least %ld",
+          field(text2, "large_frees"), frees_before + LARGE);
+    pthread_mutex_unlock(&live_hold);
+    pthread_join(live, NULL);
 
     CHECK(field(text, "large") >= LARGE, "large %ld, wanted at least %d: %.300s", field(text, "large"), LARGE, text);
     CHECK(field(text, "large_frees") >= LARGE, "large_frees %ld, wanted at least %d", field(text, "large_frees"),

@@ -805,6 +805,41 @@ static void test_realloc_growth_rounds_keep_pages(void **state)
     lab_free(q);
 }
 
+/* A page-sized block's run starts at any page: its heads and fast-map entries are written four
+ * heads to a store from wherever it starts (pool.c: run_set_heads). Every page of blocks of 9 to
+ * 15 pages names its block's first page, and no page next to a block names it. */
+static void test_run_heads_any_offset(void **state)
+{
+    (void)state;
+    enum { N = 21 };
+    uint8_t *b[N];
+    unsigned np[N], odd = 0;
+    for (int i = 0; i < N; i++) {
+        np[i] = 9 + (unsigned)i % 7;
+        b[i] = lab_malloc(np[i] * LAB_PAGE_SIZE - 64);
+        assert_non_null(b[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        lab_chunk_t *c = lab_pagemap_lookup((uintptr_t)b[i]);
+        assert_non_null(c);
+        unsigned s = (unsigned)(((uintptr_t)b[i] - c->base) >> LAB_PAGE_SHIFT);
+        odd += s % 4 != 0;
+        uint16_t mine = LAB_HEAD_OF(s);
+        for (unsigned k = 0; k < np[i]; k++) {
+            assert_int_equal(c->head[s + k], mine);
+            if (c->pm)
+                assert_true(c->pm[s + k] == (int64_t)(uintptr_t)((char *)c + mine));
+        }
+        if (s + np[i] < LAB_CHUNK_PAGES)
+            assert_int_not_equal(c->head[s + np[i]], mine);
+        if (s > 0)
+            assert_int_not_equal(c->head[s - 1], mine);
+    }
+    assert_true(odd > 0); /* some started off a multiple of four */
+    for (int i = 0; i < N; i++)
+        lab_free(b[i]);
+}
+
 /* Threads that make page-sized blocks of varying lengths all at once meet on their zone's lock;
  * a thread that keeps finding it taken moves its blocks to a run zone of its own (pool.c: run
  * zones). `wl pagemix 2` spun on the one lock for half its time, 4 times glibc's. Here the main
@@ -4467,6 +4502,7 @@ int main(void)
         cmocka_unit_test(test_huge_slack_bounded),
         cmocka_unit_test(test_huge_cut_keeps_tail),
         cmocka_unit_test(test_run_zones_split_contention),
+        cmocka_unit_test(test_run_heads_any_offset),
         cmocka_unit_test(test_idle_rooms_before_fresh),
         cmocka_unit_test(test_store_dirty_bounded),
         cmocka_unit_test(test_aligned_zero_bytes),
