@@ -106,6 +106,16 @@ long lab_os_gettid(void)
     return os_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 }
 
+unsigned lab_os_cpus(void)
+{
+    uint64_t mask[16] = {0}; /* 1 024 CPUs */
+    long n = os_syscall6(SYS_sched_getaffinity, 0, (long)sizeof mask, (long)mask, 0, 0, 0);
+    unsigned cpus = 0;
+    for (long w = 0; n > 0 && w < n / 8; w++)
+        cpus += (unsigned)__builtin_popcountll(mask[w]);
+    return cpus ? cpus : 1;
+}
+
 bool lab_os_claim_ended(int *owner, int tid)
 {
     if (!lab_os_thread_ended(tid) ||

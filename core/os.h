@@ -17,6 +17,8 @@ lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
 lab_internal size_t lab_os_max_map_count(void);
 lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
+/* The CPUs the calling thread may run on (sched_getaffinity; 1 if it cannot tell). */
+lab_internal unsigned lab_os_cpus(void);
 /* Whether no thread of id tid is left in this process (false when the kernel cannot tell). */
 lab_internal bool lab_os_thread_ended(int tid);
 /* The claim of something a thread owns, *owner its id (atomic), tid as read: true, with *owner

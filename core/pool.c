@@ -1123,25 +1123,30 @@ static void run_chain_free(lab_pool_t *pool, lab_page_t *chain);
  * held); its run room's runs go back to their store first. False if it stays. */
 static lab_noinline bool run_zone_move(lab_pool_t *pool)
 {
-    unsigned k = lab_add_relaxed(&pool->run_zone_next, 1), zi;
+    /* as many run zones as CPUs the process may run on, up to LAB_RUN_ZONES: no more threads
+       than CPUs take locks at once, and every zone more strands free runs that only its own
+       threads carve (64 threads over 8 zones on 2 CPUs purged 3 to 8 times what one zone did) */
+    static unsigned zones;
+    if (!lab_load_relaxed(&zones))
+        lab_store_relaxed(&zones, lab_min(lab_os_cpus(), (unsigned)LAB_RUN_ZONES));
+    unsigned nz = lab_load_relaxed(&zones), k = lab_add_relaxed(&pool->run_zone_next, 1), zi;
     /* the run zones, then the normal zone, in turn; not the one the thread is in */
-    while ((zi = k % (LAB_RUN_ZONES + 1) < LAB_RUN_ZONES ? ZONE_RUN0 + k % (LAB_RUN_ZONES + 1) : ZONE_NORMAL) ==
-           tls_run_zone)
+    while ((zi = k % (nz + 1) < nz ? ZONE_RUN0 + k % (nz + 1) : ZONE_NORMAL) == tls_run_zone)
         k++;
     if (!lab_zone_at(pool, zi)) {
-        lab_zone_t *nz = lab_meta_alloc(sizeof(lab_zone_t)); /* zeroed */
-        if (!nz)
+        lab_zone_t *made = lab_meta_alloc(sizeof(lab_zone_t)); /* zeroed */
+        if (!made)
             return false;
-        nz->index = zi;
+        made->index = zi;
         /* under the lock the fork handler holds: it unlocks the zones it locked */
         lab_lock(&lab_pools_lock);
         if (!pool->run_zone[zi - ZONE_RUN0]) {
-            __atomic_store_n(&pool->run_zone[zi - ZONE_RUN0], nz, __ATOMIC_RELEASE);
-            nz = NULL;
+            __atomic_store_n(&pool->run_zone[zi - ZONE_RUN0], made, __ATOMIC_RELEASE);
+            made = NULL;
         }
         lab_unlock(&lab_pools_lock);
-        if (nz)
-            lab_meta_free(nz, sizeof(lab_zone_t));
+        if (made)
+            lab_meta_free(made, sizeof(lab_zone_t));
     }
     lab_rooms_t *rs = lab_tls_rooms;
     lab_page_t *runs = NULL;
@@ -1160,6 +1165,30 @@ static lab_noinline bool run_zone_move(lab_pool_t *pool)
     return true;
 }
 
+/* A run of n pages carved from another zone's store than `own` (no lock held; the normal zone's
+ * first, then the run zones'), for a thread whose zone's store has none; or NULL. wait: each
+ * lock waited for, one at a time, and the normal zone's shared lists drained into its store
+ * (the thread's own chunk was refused), else only tried. The run goes back to its own zone. */
+static lab_noinline lab_page_t *run_zone_borrow(lab_pool_t *pool, lab_zone_t *own, size_t n, bool wait)
+{
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *o = lab_zone_at(pool, zi);
+        if (!o || o == own || zi == ZONE_EXCL)
+            continue;
+        if (wait)
+            lab_lock(&o->lock);
+        else if (!lab_lock_try(&o->lock))
+            continue;
+        if (wait)
+            lab_zone_drain_shared(pool, o);
+        lab_page_t *d = zone_has_free(pool, o, n) ? store_take_any(pool, o, (unsigned)n) : NULL;
+        lab_unlock(&o->lock);
+        if (d)
+            return d;
+    }
+    return NULL;
+}
+
 /* Lock and return the zone of the calling thread's page-sized blocks (a caller that may wait),
  * moving the thread on when it keeps finding the lock taken. */
 static lab_zone_t *run_zone_lock(lab_pool_t *pool)
@@ -1176,6 +1205,14 @@ static lab_zone_t *run_zone_lock(lab_pool_t *pool)
     }
     lab_lock(&z->lock);
     return z;
+}
+
+/* The zone the calling thread's run room's runs go back to, all of one (run_room_push), or NULL
+ * when it holds none (inside the room). Its thread's zone, but for the runs of a set adopted from
+ * a thread that ended without its destructors (pool_life.c), until they are used. */
+static inline lab_zone_t *run_room_zone(lab_pool_t *pool, lab_rooms_t *rs)
+{
+    return rs->runs ? lab_zone_at(pool, rs->runs->h.zone) : NULL;
 }
 
 /* The run room's best fit for npages (at most npages/8 over, the size classes' bound), or NULL. */
@@ -1216,8 +1253,9 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
     d->next = NULL;
     if (!rs || !pool->is_default || n > LAB_RUN_ROOM_PAGES || !room_enter(rs))
         return d;
-    if (d->h.zone != tls_run_zone) { /* another zone's (another thread's block; read in the room:
-                                        run_zone_move changes it there) */
+    /* another zone's: another thread's block, or one of another zone than the runs the room
+       holds (read in the room: run_zone_move changes the thread's zone there) */
+    if (d->h.zone != (rs->runs ? rs->runs->h.zone : tls_run_zone)) {
         room_leave(rs);
         return d;
     }
@@ -1303,8 +1341,8 @@ static void room_drain_self(lab_pool_t *pool, lab_zone_t *held)
             shared_push(pool, &pool->zone[ZONE_NORMAL], first, last, o, cnt);
         }
     }
-    lab_zone_t *z = run_zone(pool); /* the run room's runs' */
-    lab_page_t *runs = pool->is_default && (!held || held == z) ? lab_run_room_detach(rs) : NULL;
+    lab_zone_t *z = pool->is_default ? run_room_zone(pool, rs) : NULL;
+    lab_page_t *runs = z && (!held || held == z) ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     if (runs) {
         if (!held)
@@ -1357,7 +1395,7 @@ static lab_page_t *room_released_to_store(lab_pool_t *pool, lab_zone_t *z, const
         if (!fit && (1u << o) >= n)
             fit = got[o];
     }
-    lab_page_t *runs = pool->is_default && run_zone(pool) == z ? lab_run_room_detach(rs) : NULL;
+    lab_page_t *runs = pool->is_default && run_room_zone(pool, rs) == z ? lab_run_room_detach(rs) : NULL;
     room_leave(rs);
     for (unsigned o = 0; o < LAB_NR_ORDERS; o++)
         if (got[o])
@@ -1777,6 +1815,10 @@ static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *
     unsigned s = (unsigned)(d - c->page);
     if (!rs || !rs->runs || lab_dirty_count(c, s, s + n) == n || !room_enter(rs))
         return d;
+    if (run_room_zone(pool, rs) != z) { /* (another zone's runs: not under this lock) */
+        room_leave(rs);
+        return d;
+    }
     lab_page_t *runs = lab_run_room_detach(rs);
     room_leave(rs);
     store_free(pool, z, c, s, n, true, 0);
@@ -1846,12 +1888,28 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
             if (zone_has_free(pool, z, npages))
                 d = store_take_any(pool, z, (unsigned)npages);
         }
+        if (!d && zone_is_run(pool, z)) {
+            /* the other zones' stores before a chunk of this one's own (runs freed by other
+               threads go back to their zones: a thread whose zone gets none of its own back
+               mapped and faulted chunk after chunk while the others' stores grew, and the
+               store trims purged what the next carves faulted in again; found by review) */
+            lab_unlock(&z->lock);
+            if ((d = run_zone_borrow(pool, z, npages, false)) != NULL)
+                return run_hand_out(pool, d, npages, gfp, state, desc);
+            lab_lock(&z->lock);
+            if (zone_has_free(pool, z, npages))
+                d = store_take_any(pool, z, (unsigned)npages);
+        }
         if (!d && lab_zone_refill(pool, z, npages) == 0)
             d = store_take_any(pool, z, (unsigned)npages);
     }
     if (d && !atomic)
         store_trim_for(pool, z, d, (unsigned)npages);
     lab_unlock(&z->lock);
+    /* refused a chunk (ENOMEM): the other zones' stores, each lock waited for (found by review:
+       a thread in a run zone failed while the normal zone held 75 MiB free) */
+    if (!d && !atomic && zone_is_run(pool, z))
+        d = run_zone_borrow(pool, z, npages, true);
     if (!d) {
         lab_pool_fail(pool);
         return NULL;
@@ -1921,10 +1979,15 @@ static size_t store_dirty_budget(lab_pool_t *pool)
 static void store_trim_dirty(lab_pool_t *pool, lab_zone_t *z, size_t fresh)
 {
     /* the budget, a sum over the pool's shared counters (lines other threads write at every
-     * call), is computed again every 32 trims of the zone: it moves with the pages in use */
-    if (!z->budget || ++z->budget_age >= 32) {
+     * call), is computed again every 32 trims of the zone, and whenever the pool's clock has
+     * moved since: it moves with the pages in use (kept 32 trims whatever the time, a budget
+     * from a quieter moment purged pages a later carve wanted written: unit.test_alloc's kept
+     * spans, reclaimed for the clean pages, failed 2 runs in 16 under load) */
+    uint64_t now = lab_load_relaxed(&pool->now_ms);
+    if (!z->budget || ++z->budget_age >= 32 || z->budget_ms != now) {
         z->budget = store_dirty_budget(pool);
         z->budget_age = 0;
+        z->budget_ms = now;
     }
     size_t dirty = z->store_dirty, budget = z->budget;
     if (!fresh || dirty <= budget || pool->delay_ms == ~0u)
@@ -2016,7 +2079,8 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     lab_rooms_t *rs = lab_tls_rooms;
     lab_page_t *runs = NULL;
     if (rs && rs->runs && room_enter(rs)) {
-        runs = lab_run_room_detach(rs);
+        if (run_room_zone(pool, rs) == z)
+            runs = lab_run_room_detach(rs);
         room_leave(rs);
     }
     lab_lock(&z->lock);

@@ -71,6 +71,7 @@ typedef struct lab_zone {
                                                counts the others'; atomic, on the zone's lines) */
     size_t budget;                          /* store_dirty_budget as last computed (zone lock) */
     unsigned budget_age;                    /* ... trims ago */
+    uint64_t budget_ms;                     /* ... at this pool clock */
 } lab_zone_t;
 
 /* The store's list of free runs of n pages. The lists of long runs (half a chunk and more) come
