@@ -1131,8 +1131,10 @@ static lab_noinline bool run_zone_move(lab_pool_t *pool)
         lab_store_relaxed(&zones, lab_min(lab_os_cpus(), (unsigned)LAB_RUN_ZONES));
     unsigned nz = lab_load_relaxed(&zones), k = lab_add_relaxed(&pool->run_zone_next, 1), zi;
     /* the run zones, then the normal zone, in turn; not the one the thread is in */
-    while ((zi = k % (nz + 1) < nz ? ZONE_RUN0 + k % (nz + 1) : ZONE_NORMAL) == tls_run_zone)
-        k++;
+    do {
+        unsigned slot = k++ % (nz + 1);
+        zi = slot < nz ? ZONE_RUN0 + slot : ZONE_NORMAL;
+    } while (zi == tls_run_zone);
     if (!lab_zone_at(pool, zi)) {
         lab_zone_t *made = lab_meta_alloc(sizeof(lab_zone_t)); /* zeroed */
         if (!made)
