@@ -82,7 +82,7 @@ lab_inline void *large_run(lab_pool_t *pool, size_t npages, unsigned align_order
         p = gfp == LAB_GFP_DEFAULT ? lab_pool_alloc_large(pool, order, &d)
                                    : lab_pool_alloc_order(pool, order, gfp, LAB_PAGE_LARGE, &d);
     } else {
-        p = lab_pool_alloc_run(pool, npages, gfp, LAB_PAGE_LARGE, &d);
+        p = lab_pool_alloc_run(pool, npages, gfp, &d);
     }
     if (lab_unlikely(!p))
         return NULL;
@@ -118,7 +118,7 @@ static lab_noinline void *alloc_large(size_t n, size_t align, lab_gfp_t gfp)
     /* up to a chunk, first from pages the pool's page-sized blocks used before (never a fault or
      * a mapping there; lab_pool_alloc_run_used) */
     if (align <= LAB_PAGE_SIZE && n <= LAB_CHUNK_SIZE && !(gfp & LAB_GFP_ATOMIC) &&
-        (p = lab_pool_alloc_run_used(pool, npages, gfp, LAB_PAGE_LARGE, &d))) {
+        (p = lab_pool_alloc_run_used(pool, npages, gfp, &d))) {
         d->above[0] = 0;
         COUNT(large);
     } else {
@@ -392,15 +392,34 @@ static lab_page_t *block_desc(lab_chunk_t *c, uintptr_t a, bool re)
     }
 }
 
+/* Whether a, past the first page of a page-sized block's run, lies in it: such a run names
+ * itself on its first page only (pool.c: run_set_first), so a's own head reads NONE; the
+ * descriptors back from a's page are INTERIOR up to its run's first (a snapshot: other threads'
+ * runs may be changing, and only the message depends on it). */
+static bool in_large_run(lab_chunk_t *c, uintptr_t a)
+{
+    unsigned i = (unsigned)((a - c->base) >> LAB_PAGE_SHIFT);
+    for (unsigned j = i + 1; j-- > 0;) {
+        const lab_page_t *d = &c->page[j];
+        uint8_t st = lab_load_relaxed(&d->h.state);
+        if (st != LAB_PAGE_INTERIOR)
+            return j < i && st == LAB_PAGE_LARGE && j + lab_load_relaxed(&d->h.npages) > i;
+    }
+    return false;
+}
+
 /* block_desc's aborts. Pages of the page API keep the heads their pages had before (a run taken
  * again needs no rewrite: pool.c), so p's run may be found through a stale head; the descriptor
  * of p's own page says whether p is the start of such pages, the message users are told of
- * (found by review: a free() of them said "double free (or free of a pointer never allocated)"). */
+ * (found by review: a free() of them said "double free (or free of a pointer never allocated)").
+ * A pointer into a page-sized block past its first page is told as an interior pointer. */
 static void block_abort(lab_chunk_t *c, uintptr_t a, bool re, const char *what)
 {
     lab_page_t *own = &c->page[(a - c->base) >> LAB_PAGE_SHIFT];
     if (own->h.state == LAB_PAGE_USER && lab_desc_addr(own) == a)
         what = re ? "realloc() of pages from labyrinth_alloc_pages:" : "free() of pages from labyrinth_alloc_pages:";
+    else if (lab_chunk_desc(c, a)->h.state == LAB_PAGE_INTERIOR && in_large_run(c, a))
+        what = re ? "invalid realloc (not the start of a block):" : "invalid free (not the start of a block):";
     lab_fatal(what, (void *)a);
 }
 

@@ -237,14 +237,6 @@ unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
     return cnt;
 }
 
-/* The clean flag of pages [idx, idx+n) of c, a piece of a store run. */
-static uint8_t dirty_clean_of(lab_chunk_t *c, unsigned idx, unsigned n)
-{
-    if (dirty_find(c, idx, idx + n, true) == idx + n)
-        return 1;
-    return dirty_find(c, idx, idx + n, false) == idx + n ? 0 : LAB_CLEAN_SOME;
-}
-
 /* The 64 bits of c's dirty map from page i on (past the chunk's end: clear). */
 static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
 {
@@ -355,14 +347,32 @@ static inline bool zone_has_free(lab_pool_t *pool, lab_zone_t *z, size_t n)
     return zone_is_run(pool, z) || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n;
 }
 
-/* Record [idx, idx+n) of chunk c as a free store run and insert it. */
+/* The h.clean of a piece of a run carved from the store, from its pages marked dirty. */
+static inline uint8_t clean_of_count(unsigned ndirty, unsigned n)
+{
+    return ndirty == 0 ? 1 : ndirty == n ? 0 : LAB_CLEAN_SOME;
+}
+
+/* The pages of run d (n pages, just carved from the store: its clean flag exact) marked dirty. */
+static inline unsigned carved_dirty(lab_page_t *d, unsigned n)
+{
+    if (d->h.clean != LAB_CLEAN_SOME)
+        return d->h.clean ? 0 : n;
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned s = (unsigned)(d - c->page);
+    return lab_dirty_count(c, s, s + n);
+}
+
+/* Record [idx, idx+n) of chunk c, of which ndirty pages are marked in the dirty map, as a free
+ * store run and insert it. */
 static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
-                          bool clean, uint64_t stamp)
+                          unsigned ndirty, uint64_t stamp)
 {
     lab_page_t *d = &c->page[idx];
     lab_store_relaxed(&d->h.state, LAB_PAGE_STORE);
     d->h.npages = n;
-    d->h.clean = clean;
+    d->h.clean = ndirty == 0;
+    *lab_run_ndirty(d) = ndirty;
     d->h.zone = (uint8_t)c->zone;
     d->h.order = 0;
     d->stamp = stamp;
@@ -378,8 +388,7 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     bin_insert(z, d);
     c->store_pages += n;
     lab_store_relaxed(&z->store_pages, z->store_pages + n); /* relaxed: lab_pool_free_all reads it */
-    if (!clean)
-        lab_store_relaxed(&z->store_dirty, z->store_dirty + lab_dirty_count(c, idx, idx + n));
+    lab_store_relaxed(&z->store_dirty, z->store_dirty + ndirty);
     if (c->zone == ZONE_NORMAL)
         lab_add_relaxed(&pool->nr_free, n);
     else if (c->zone == ZONE_EXCL)
@@ -397,9 +406,7 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
     c->store_pages -= n;
     lab_store_relaxed(&z->store_pages, z->store_pages - n);
-    if (d->h.clean != 1)
-        lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
-                                                                         (unsigned)(d - c->page) + n));
+    lab_store_relaxed(&z->store_dirty, z->store_dirty - *lab_run_ndirty(d));
     if (c->zone == ZONE_NORMAL)
         lab_sub_relaxed(&pool->nr_free, n);
     else if (c->zone == ZONE_EXCL)
@@ -414,8 +421,11 @@ static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsig
 static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned idx, unsigned n,
                        uint8_t clean, uint64_t stamp)
 {
+    unsigned ndirty = n;
     if (!clean)
         lab_dirty_mark(c, idx, n, true);
+    else
+        ndirty = lab_dirty_count(c, idx, idx + n); /* (a run carved and given back at once) */
     if (idx > 0) {
         lab_page_t *t = &c->page[idx - 1];
         /* relaxed: the owner of a used neighbour may be changing its state (never to or from
@@ -424,6 +434,7 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
             unsigned ln = t->h.npages;
             lab_page_t *l = &c->page[idx - ln];
             store_take_run(pool, z, l);
+            ndirty += (unsigned)*lab_run_ndirty(l);
             stamp = lab_max(stamp, l->stamp);
             idx -= ln;
             n += ln;
@@ -434,31 +445,33 @@ static void store_free(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsigned
         if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE) {
             unsigned rn = r->h.npages;
             store_take_run(pool, z, r);
+            ndirty += (unsigned)*lab_run_ndirty(r);
             stamp = lab_max(stamp, r->stamp);
             n += rn;
         }
     }
     if (n == LAB_CHUNK_PAGES)
         c->idle_since = lab_clock_ms();
-    store_put_run(pool, z, c, idx, n, dirty_clean_of(c, idx, n) == 1, stamp);
+    store_put_run(pool, z, c, idx, n, ndirty, stamp);
 }
 
 /* Carve n pages at page index `at` out of store run d; the rest goes back. Returns the desc. */
 static lab_page_t *store_carve(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsigned at, unsigned n)
 {
     lab_chunk_t *c = lab_desc_chunk(d);
-    unsigned s = (unsigned)(d - c->page), len = d->h.npages;
-    bool clean = d->h.clean;
+    unsigned s = (unsigned)(d - c->page), len = d->h.npages, all = (unsigned)*lab_run_ndirty(d);
     uint64_t stamp = d->stamp;
     store_take_run(pool, z, d);
+    /* the pieces' dirty pages: the run's, none or all of its pages counted without the map */
+    unsigned left = all == 0 ? 0 : all == len ? at - s : lab_dirty_count(c, s, at);
+    unsigned mine = all == 0 ? 0 : all == len ? n : lab_dirty_count(c, at, at + n);
     if (at > s)
-        store_put_run(pool, z, c, s, at - s, clean || dirty_clean_of(c, s, at - s) == 1, stamp);
+        store_put_run(pool, z, c, s, at - s, left, stamp);
     if (at + n < s + len)
-        store_put_run(pool, z, c, at + n, s + len - at - n, clean || dirty_clean_of(c, at + n, s + len - at - n) == 1,
-                      stamp);
+        store_put_run(pool, z, c, at + n, s + len - at - n, all - left - mine, stamp);
     lab_page_t *r = &c->page[at];
     r->h.npages = n;
-    r->h.clean = clean ? 1 : dirty_clean_of(c, at, n);
+    r->h.clean = clean_of_count(mine, n);
     /* a descriptor from the middle of a run has never been a store head: its zone field may be
      * the zero of a fresh header (NORMAL), and frees route by it */
     r->h.zone = (uint8_t)c->zone;
@@ -533,7 +546,7 @@ static lab_page_t *store_take_used(lab_pool_t *pool, lab_zone_t *z, unsigned n, 
             unsigned hi = (s + b - n) / align * align; /* the last aligned start that fits */
             unsigned a = dirty_find(c, s, s + b, true) / align * align;
             a = a < lo ? lo : a > hi ? hi : a;
-            unsigned used = lab_dirty_count(c, a, a + n);
+            unsigned used = *lab_run_ndirty(d) == b ? n : lab_dirty_count(c, a, a + n);
             if (used > best_used) {
                 best = d, best_a = a, best_used = used;
                 if (used == n)
@@ -773,7 +786,7 @@ static int zone_map_chunk(lab_pool_t *pool, lab_zone_t *z, unsigned zone, bool *
     z->chunks = c;
     /* pages past a capped pool's limit are never put in the store: they stay unused */
     uint64_t now = lab_clock_ms();
-    store_put_run(pool, z, c, 0, (unsigned)usable, true, now);
+    store_put_run(pool, z, c, 0, (unsigned)usable, 0, now);
     c->idle_since = now;
     return 0;
 }
@@ -849,12 +862,23 @@ static inline void chunk_map_write(lab_chunk_t *c, unsigned idx, unsigned n, uin
         c->pm[idx + i] = e;
 }
 
-/* Write the head of pages [idx, idx+n) of c, and their fast-map entries. */
-static inline void chunk_heads_write(lab_chunk_t *c, unsigned idx, unsigned n, uint16_t v)
+/* The head of a page-sized malloc block's run (state LARGE, from lab_pool_alloc_run: any
+ * length) and its fast-map entry, on its first page only: v is LAB_HEAD_OF(d) when it is handed
+ * out, LAB_HEAD_NONE when it goes back to the store. Its other pages keep the NONE every store
+ * page has (a free, a malloc_usable_size or an ownership test is only ever right at a block's
+ * start, and the run's length is in its descriptor), and its growth in place and its shrinking
+ * write none either. Written whole, a run of 132 pages (`wl pagemix`'s mean) took 132 fast-map
+ * entries and 33 head stores at its malloc and again at its free: a third of the pool's
+ * instructions there. The order runs (the page API, spans, power-of-two blocks) keep heads on
+ * every page: a span's blocks are anywhere in it. */
+static inline void run_set_first(lab_page_t *d, uint16_t v)
 {
-    for (unsigned i = 0; i < n; i++)
-        c->head[idx + i] = v;
-    chunk_map_write(c, idx, n, v);
+    lab_chunk_t *c = lab_desc_chunk(d);
+    unsigned idx = (unsigned)(d - c->page);
+    uint16_t w = v == LAB_HEAD_NONE ? LAB_HEAD_NONE : LAB_HEAD_OF(idx);
+    c->head[idx] = w;
+    if (c->pm)
+        c->pm[idx] = (int64_t)(uintptr_t)((char *)c + w);
 }
 
 static inline void run_set_heads(lab_page_t *d, unsigned n, uint16_t v)
@@ -1261,7 +1285,7 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
         room_leave(rs);
         return d;
     }
-    /* the heads stay: a stray free() into the run finds a CACHED descriptor and aborts */
+    /* its head stays: a second free() of the block finds a CACHED descriptor and aborts */
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->owner = 0;
     d->h.clean = 0;
@@ -1286,8 +1310,9 @@ static lab_page_t *run_room_push(lab_pool_t *pool, lab_page_t *d)
     return out;
 }
 
-/* Runs (linked by next, all of one zone: a freed run, or runs out of a run room) into the store,
- * stamped `stamp`; the caller holds the zone's lock. Returns the pages. */
+/* Page-sized malloc blocks' runs (linked by next, all of one zone: a freed run, or runs out of a
+ * run room; their heads on their first pages only, run_set_first) into the store, stamped
+ * `stamp`; the caller holds the zone's lock. Returns the pages. */
 size_t lab_run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
 {
     lab_zone_t *z = lab_zone_at(pool, chain->h.zone);
@@ -1296,7 +1321,7 @@ size_t lab_run_chain_store(lab_pool_t *pool, lab_page_t *chain, uint64_t stamp)
         next = d->next; /* before store_free, which may write the descriptor */
         lab_chunk_t *c = lab_desc_chunk(d);
         unsigned n = d->h.npages;
-        run_set_heads(d, n, LAB_HEAD_NONE);
+        run_set_first(d, LAB_HEAD_NONE);
         d->owner = 0;
         lab_store_relaxed(&d->h.state, LAB_PAGE_INTERIOR);
         store_free(pool, z, c, (unsigned)(d - c->page), n, false, stamp);
@@ -1760,19 +1785,18 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
         lab_pool_tick(pool, true);
 }
 
-/* d, npages carved from the store (lock dropped), handed out in state `state`. */
-static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, uint8_t state,
-                          lab_page_t **desc)
+/* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
+static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     if (d->h.zone >= ZONE_RUN0)
         lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
     else
         lab_add_relaxed(&pool->hits_slow, 1);
     huge_cache_yield(pool, d, gfp);
-    lab_store_relaxed(&d->h.state, state);
+    lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
     d->h.order = 0;
     d->owner = 0;
-    run_set_heads(d, (unsigned)npages, 0);
+    run_set_first(d, 0);
     if (gfp & LAB_GFP_ZERO)
         run_zero(d, npages, gfp);
     d->h.clean = 0;
@@ -1794,8 +1818,7 @@ static bool room_covers_fresh(lab_page_t *d, unsigned n)
     lab_rooms_t *rs = lab_tls_rooms;
     if (!rs || !rs->runs)
         return false;
-    lab_chunk_t *c = lab_desc_chunk(d);
-    unsigned s = (unsigned)(d - c->page), fresh = n - lab_dirty_count(c, s, s + n);
+    unsigned fresh = n - carved_dirty(d, n);
     if (!fresh || !room_enter(rs))
         return false;
     bool r = rs->run_pages >= fresh;
@@ -1815,7 +1838,7 @@ static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *
     lab_rooms_t *rs = lab_tls_rooms;
     lab_chunk_t *c = lab_desc_chunk(d);
     unsigned s = (unsigned)(d - c->page);
-    if (!rs || !rs->runs || lab_dirty_count(c, s, s + n) == n || !room_enter(rs))
+    if (!rs || !rs->runs || carved_dirty(d, n) == n || !room_enter(rs))
         return d;
     if (run_room_zone(pool, rs) != z) { /* (another zone's runs: not under this lock) */
         room_leave(rs);
@@ -1829,7 +1852,7 @@ static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *
     return r ? r : store_take_any(pool, z, n);
 }
 
-void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     lab_page_t *d = NULL;
@@ -1839,8 +1862,8 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         return NULL;
     }
     if (!(gfp & LAB_GFP_EXCLUSIVE) && (d = run_room_pop(pool, npages)) != NULL) {
-        /* heads and all as the run left them (its own, see run_room_push) */
-        lab_store_relaxed(&d->h.state, state);
+        /* its head as the run left it (its own, see run_room_push) */
+        lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
         /* a room's run: clean 0, all of it; and all its pages, which may be up to an eighth more
            than asked: they are the block's usable size (calloc clears that, as glibc's does) */
         if (gfp & LAB_GFP_ZERO)
@@ -1897,7 +1920,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
                store trims purged what the next carves faulted in again; found by review) */
             lab_unlock(&z->lock);
             if ((d = run_zone_borrow(pool, z, npages, false)) != NULL)
-                return run_hand_out(pool, d, npages, gfp, state, desc);
+                return run_hand_out(pool, d, npages, gfp, desc);
             lab_lock(&z->lock);
             if (zone_has_free(pool, z, npages))
                 d = store_take_any(pool, z, (unsigned)npages);
@@ -1916,7 +1939,7 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
         lab_pool_fail(pool);
         return NULL;
     }
-    return run_hand_out(pool, d, npages, gfp, state, desc);
+    return run_hand_out(pool, d, npages, gfp, desc);
 }
 
 /* Run r, a block of n pages, has just been carved from the store (zone lock held): for each of its
@@ -1932,15 +1955,12 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t
  * too short for them. */
 static void store_trade_fresh(lab_pool_t *pool, lab_zone_t *z, lab_page_t *r, unsigned n)
 {
-    lab_chunk_t *rc = lab_desc_chunk(r);
-    unsigned rs = (unsigned)(r - rc->page), seen = 0;
-    unsigned fresh = n - lab_dirty_count(rc, rs, rs + n);
+    unsigned seen = 0, fresh = n - carved_dirty(r, n);
     for (unsigned b = bin_find(z, 1); b && b < n && fresh && seen < STORE_USED_SCAN; b = bin_find(z, b + 1))
         for (lab_page_t *d = ZBIN(z, b); d && fresh && seen < STORE_USED_SCAN; d = d->next, seen++) {
             if (d->h.clean || lab_desc_chunk(d)->thp)
                 continue;
-            lab_chunk_t *c = lab_desc_chunk(d);
-            unsigned s = (unsigned)(d - c->page), used = lab_dirty_count(c, s, s + b);
+            unsigned used = (unsigned)*lab_run_ndirty(d);
             if (lab_store_run_purge(pool, d, b))
                 fresh -= lab_min(fresh, used);
         }
@@ -2009,7 +2029,7 @@ static void store_trim_dirty(lab_pool_t *pool, lab_zone_t *z, size_t fresh)
             seen += d->h.clean ? 1 : STORE_TRIM_DIRTY_COST;
             if (d->h.clean || c->thp)
                 continue;
-            unsigned s = (unsigned)(d - c->page), used = lab_dirty_count(c, s, s + b);
+            unsigned used = (unsigned)*lab_run_ndirty(d);
             if (lab_store_run_purge(pool, d, b))
                 want -= lab_min(want, (size_t)used);
         }
@@ -2023,9 +2043,7 @@ static void store_trim_for(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d, unsig
 {
     if (lab_load_relaxed(&z->store_dirty) <= STORE_DIRTY_FLOOR)
         return;
-    lab_chunk_t *c = lab_desc_chunk(d);
-    unsigned s = (unsigned)(d - c->page);
-    store_trim_dirty(pool, z, n - lab_dirty_count(c, s, s + n));
+    store_trim_dirty(pool, z, n - carved_dirty(d, n));
 }
 
 /* A huge mapping of `pages` is mapped or grown (no lock held): the normal zone's store trimmed. */
@@ -2039,22 +2057,30 @@ void lab_store_trim_huge(lab_pool_t *pool, size_t pages)
     lab_unlock(&z->lock);
 }
 
-/* The normal zone's written store pages as counted (store_trim_dirty's measure), the count it
- * may keep (*budget) and, recounted from the dirty map under the zone lock, *recount (tests). */
-size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount)
+/* Every zone's written store pages as counted (store_trim_dirty's measure), the count the
+ * normal zone may keep (*budget) and, recounted from the dirty map under each zone's lock,
+ * *recount and the runs whose own count (lab_run_ndirty) or clean flag is off (tests). */
+size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount, size_t *runs_off)
 {
-    lab_zone_t *z = &pool->zone[ZONE_NORMAL];
-    lab_lock(&z->lock);
-    size_t n = 0;
-    for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
-        for (lab_page_t *d = ZBIN(z, b); d; d = d->next)
-            if (d->h.clean != 1)
-                n += lab_dirty_count(lab_desc_chunk(d), (unsigned)(d - lab_desc_chunk(d)->page),
-                                 (unsigned)(d - lab_desc_chunk(d)->page) + b);
-    size_t counted = z->store_dirty;
-    lab_unlock(&z->lock);
+    size_t n = 0, off = 0, counted = 0;
+    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+        lab_zone_t *z = lab_zone_at(pool, zi);
+        if (!z)
+            continue;
+        lab_lock(&z->lock);
+        for (unsigned b = bin_find(z, 1); b; b = bin_find(z, b + 1))
+            for (lab_page_t *d = ZBIN(z, b); d; d = d->next) {
+                lab_chunk_t *c = lab_desc_chunk(d);
+                unsigned s = (unsigned)(d - c->page), k = lab_dirty_count(c, s, s + b);
+                n += k;
+                off += *lab_run_ndirty(d) != k || d->h.clean != (k == 0);
+            }
+        counted += z->store_dirty;
+        lab_unlock(&z->lock);
+    }
     *budget = store_dirty_budget(pool);
     *recount = n;
+    *runs_off = off;
     return counted;
 }
 
@@ -2072,7 +2098,7 @@ unsigned lab_pool_order_seen_max(void) { return lab_load_relaxed(&order_seen_max
  * beside the 3.8 and 7.7 MiB mappings just freed, took the peak of its calls replayed from 22.7
  * to 26.6 MiB). A cached mapping smaller than the block would have to grow (page faults): the
  * pool's used pages come first then. */
-void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
+void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     lab_zone_t *z = run_zone(pool);
     if (!pool->is_default || npages == 0 || npages > LAB_CHUNK_PAGES || (gfp & LAB_GFP_ATOMIC) ||
@@ -2094,7 +2120,7 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, ui
     if (d)
         store_trade_fresh(pool, z, d, (unsigned)npages);
     lab_unlock(&z->lock);
-    return d ? run_hand_out(pool, d, npages, gfp, state, desc) : NULL;
+    return d ? run_hand_out(pool, d, npages, gfp, desc) : NULL;
 }
 
 /* A chain of runs to the store, each under its zone's lock (one at a time), then the free path's
@@ -2137,7 +2163,6 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     unsigned idx = (unsigned)(d - c->page), n = d->h.npages;
     if (npages >= n || npages == 0)
         return;
-    chunk_heads_write(c, idx + (unsigned)npages, n - (unsigned)npages, LAB_HEAD_NONE);
     d->h.npages = (uint32_t)npages;
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
@@ -2166,10 +2191,8 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
         ok = true;
     }
     lab_unlock(&z->lock);
-    if (ok) {
-        chunk_heads_write(c, idx + n, (unsigned)npages - n, LAB_HEAD_OF(idx));
+    if (ok)
         d->h.npages = (uint32_t)npages;
-    }
     return ok;
 }
 

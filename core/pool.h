@@ -255,15 +255,15 @@ lab_internal bool lab_huge_gone(uintptr_t a);
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
-/* A run of any page count 1..512 (page aligned only), head[] of every page set: from the calling
- * thread's run room (the default pool's; up to npages/8 pages more than asked) or the store. */
-lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp,
-                                      uint8_t state, lab_page_t **desc);
+/* A page-sized malloc block's run (state LAB_PAGE_LARGE) of any page count 1..512 (page aligned
+ * only), head[] and fast-map entry set on its first page only (pool.c: run_set_first): from the
+ * calling thread's run room (the default pool's; up to npages/8 pages more than asked) or the
+ * store. */
+lab_internal void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc);
 /* The same, carved only from used free pages of the default pool (no fault, no mapping), or NULL;
  * never for LAB_GFP_ATOMIC, nor while the huge cache holds a mapping the block fits in (populated
  * too, and lab_pool_alloc_huge takes it). */
-lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, uint8_t state,
-                                           lab_page_t **desc);
+lab_internal void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc);
 /* LAB_GFP_ZERO's clearing of npages from a (dirty map of dc from page di, or NULL: all). `how`:
  * 0, every page that may hold data; otherwise the caller may make system calls, and pages the
  * kernel says were never written are left, unless (1) the last answers said nearly all were
@@ -444,9 +444,10 @@ lab_inline bool lab_pool_in_handler(void)
 
 /* Counters of the default pool for malloc statistics. */
 lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out);
-/* The normal zone's written store pages: as counted, the budget past which fresh faults purge
- * them, and recounted (tests) */
-lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount);
+/* The written store pages of every zone of the pool: as counted, the normal zone's budget past
+ * which fresh faults purge them, and recounted from the dirty map (tests); *runs_off: the store
+ * runs whose own count or clean flag disagrees with the map. */
+lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount, size_t *runs_off);
 /* The most store runs one search for an aligned run (a span's) has looked at (tests) */
 lab_internal unsigned lab_pool_order_seen_max(void);
 /* Batch pops of the shared lists that took two runs or more of one chain (tests). */

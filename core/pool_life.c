@@ -573,8 +573,16 @@ void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t
                 unsigned j = i + 1;
                 while (j < LAB_CHUNK_PAGES && lab_load_relaxed(&c->head[j]) == hd)
                     j++;
-                if (hd == LAB_HEAD_OF(i)) /* the first page of a run in use */
-                    fn(&c->page[i], j - i, arg);
+                if (hd == LAB_HEAD_OF(i)) { /* the first page of a run in use */
+                    const lab_page_t *d = &c->page[i];
+                    size_t n = j - i;
+                    /* a page-sized malloc block names its run on its first page only
+                       (pool.c: run_set_first): its descriptor has the length (the pages after
+                       it are NONE, walked over as such) */
+                    if (lab_load_relaxed(&d->h.state) == LAB_PAGE_LARGE && n == 1)
+                        n = lab_max(1u, lab_min(lab_load_relaxed(&d->h.npages), LAB_CHUNK_PAGES - i));
+                    fn(d, n, arg);
+                }
                 i = j;
             }
         }

@@ -28,8 +28,8 @@ bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b)
     /* counted at once: whoever sees the pages gone sees them counted */
     lab_add_relaxed(&pool->purged_pages, b);
     lab_zone_t *z = lab_zone_at(pool, c->zone);
-    lab_store_relaxed(&z->store_dirty, z->store_dirty - lab_dirty_count(c, (unsigned)(d - c->page),
-                                                                     (unsigned)(d - c->page) + b));
+    lab_store_relaxed(&z->store_dirty, z->store_dirty - *lab_run_ndirty(d));
+    *lab_run_ndirty(d) = 0;
     lab_dirty_mark(c, (unsigned)(d - c->page), b, false);
     d->h.clean = 1;
     return true;

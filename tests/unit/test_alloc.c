@@ -805,39 +805,88 @@ static void test_realloc_growth_rounds_keep_pages(void **state)
     lab_free(q);
 }
 
-/* A page-sized block's run starts at any page: its heads and fast-map entries are written four
- * heads to a store from wherever it starts (pool.c: run_set_heads). Every page of blocks of 9 to
- * 15 pages names its block's first page, and no page next to a block names it. */
-static void test_run_heads_any_offset(void **state)
+/* A page-sized block's run starts at any page and names itself on its first page only (pool.c:
+ * run_set_first): its head and fast-map entry there, NONE on every other page of it (the store's
+ * value), before and after it grows and shrinks in place, and again once it is freed and its
+ * pages carved for blocks of other lengths. Blocks of 9 to 15 pages; no page next to a block names
+ * it. */
+static void check_fast_map_everywhere(void);
+static void check_heads_first_only(uint8_t *p, unsigned np)
+{
+    lab_chunk_t *c = lab_pagemap_lookup((uintptr_t)p);
+    assert_non_null(c);
+    unsigned s = (unsigned)(((uintptr_t)p - c->base) >> LAB_PAGE_SHIFT);
+    uint16_t mine = LAB_HEAD_OF(s);
+    for (unsigned k = 0; k < np; k++) {
+        uint16_t want = k == 0 ? mine : LAB_HEAD_NONE;
+        assert_int_equal(c->head[s + k], want);
+        if (c->pm)
+            assert_true(c->pm[s + k] == (int64_t)(uintptr_t)((char *)c + want));
+    }
+    assert_int_equal(c->page[s].h.npages, np);
+    if (s + np < LAB_CHUNK_PAGES)
+        assert_int_not_equal(c->head[s + np], mine);
+    if (s > 0)
+        assert_int_not_equal(c->head[s - 1], mine);
+}
+
+static void test_run_heads_first_only(void **state)
 {
     (void)state;
     enum { N = 21 };
     uint8_t *b[N];
-    unsigned np[N], odd = 0;
-    for (int i = 0; i < N; i++) {
-        np[i] = 9 + (unsigned)i % 7;
-        b[i] = lab_malloc(np[i] * LAB_PAGE_SIZE - 64);
-        assert_non_null(b[i]);
-    }
-    for (int i = 0; i < N; i++) {
-        lab_chunk_t *c = lab_pagemap_lookup((uintptr_t)b[i]);
-        assert_non_null(c);
-        unsigned s = (unsigned)(((uintptr_t)b[i] - c->base) >> LAB_PAGE_SHIFT);
-        odd += s % 4 != 0;
-        uint16_t mine = LAB_HEAD_OF(s);
-        for (unsigned k = 0; k < np[i]; k++) {
-            assert_int_equal(c->head[s + k], mine);
-            if (c->pm)
-                assert_true(c->pm[s + k] == (int64_t)(uintptr_t)((char *)c + mine));
+    unsigned np[N], grown_in_place = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            np[i] = 9 + (unsigned)(i + round * 3) % 7;
+            b[i] = lab_malloc(np[i] * LAB_PAGE_SIZE - 64);
+            assert_non_null(b[i]);
+            b[i][0] = (uint8_t)i;
         }
-        if (s + np[i] < LAB_CHUNK_PAGES)
-            assert_int_not_equal(c->head[s + np[i]], mine);
-        if (s > 0)
-            assert_int_not_equal(c->head[s - 1], mine);
+        for (int i = 0; i < N; i++)
+            check_heads_first_only(b[i], np[i]);
+        /* every other block freed, then its neighbours grow in place over its pages and shrink */
+        for (int i = 1; i < N; i += 2) {
+            lab_free(b[i]);
+            b[i] = NULL;
+        }
+        for (int i = 0; i < N; i += 2) {
+            /* 17 to 23 pages, no power of two (a block moved would be a naturally aligned run,
+               heads on every page) */
+            uint8_t *q = lab_realloc(b[i], (np[i] + 8) * LAB_PAGE_SIZE);
+            assert_non_null(q);
+            assert_int_equal(q[0], (uint8_t)i);
+            grown_in_place += q == b[i];
+            b[i] = q;
+            np[i] = (unsigned)(lab_usable_size(q) >> LAB_PAGE_SHIFT);
+            check_heads_first_only(q, np[i]);
+            q = lab_realloc(q, 9 * LAB_PAGE_SIZE);
+            assert_ptr_equal(q, b[i]);
+            np[i] = 9;
+            check_heads_first_only(q, np[i]);
+        }
+        /* the pages freed name nothing: the next round's blocks of other lengths and the small
+           blocks' spans (heads on every page) are carved over them */
+        for (int i = 0; i < N; i += 2)
+            lab_free(b[i]);
+        void *small[64];
+        for (int i = 0; i < 64; i++)
+            assert_non_null(small[i] = lab_malloc(2000 + (size_t)i * 500));
+        for (int i = 0; i < 64; i++)
+            lab_free(small[i]);
+        /* the store's runs keep their count of written pages (pool.c: lab_run_ndirty) through
+           carves and joins over runs written, never written and purged (the first round's
+           trim purges them all) */
+        size_t budget, recount, off, dirty = lab_pool_store_dirty(lab_pool_default(), &budget, &recount, &off);
+        assert_int_equal(dirty, recount);
+        assert_int_equal(off, 0);
+        if (round == 0)
+            lab_trim();
     }
-    assert_true(odd > 0); /* some started off a multiple of four */
-    for (int i = 0; i < N; i++)
-        lab_free(b[i]);
+    /* the first blocks freed go to the store (the run room keeps the last four): their left
+       neighbours grew over them */
+    assert_true(grown_in_place > 0);
+    check_fast_map_everywhere();
 }
 
 /* Threads that make page-sized blocks of varying lengths all at once meet on their zone's lock;
@@ -1072,10 +1121,11 @@ static void test_store_dirty_bounded(void **state)
             memset(q + n - step, (uint8_t)(i + n), step);
             b[i] = q;
         }
-    size_t budget, recount, dirty = lab_pool_store_dirty(pool, &budget, &recount);
+    size_t budget, recount, off, dirty = lab_pool_store_dirty(pool, &budget, &recount, &off);
     print_message("store: %zu KiB written, budget %zu KiB, recounted %zu KiB\n", dirty * 4, budget * 4,
                   recount * 4);
     assert_int_equal(dirty, recount);
+    assert_int_equal(off, 0);
     /* the last move's run may come after the last fault */
     assert_true(dirty <= budget + (top >> LAB_PAGE_SHIFT));
     for (int i = 0; i < N; i++) {
@@ -1084,8 +1134,9 @@ static void test_store_dirty_bounded(void **state)
     }
     lab_pool_set_default_delay(delay);
     lab_trim();
-    dirty = lab_pool_store_dirty(pool, &budget, &recount);
+    dirty = lab_pool_store_dirty(pool, &budget, &recount, &off);
     assert_int_equal(dirty, recount);
+    assert_int_equal(off, 0);
     assert_int_equal(dirty, 0);
 }
 
@@ -1427,8 +1478,9 @@ static void test_pagemap_tables_untouched(void **state)
 
 /* ---- misuse aborts (in a forked child) ---- */
 
-/* Runs fn in a child with stderr on a pipe; expects SIGABRT and a "labyrinth:" message. */
-static void expect_abort(void (*fn)(void), const char *name)
+/* Runs fn in a child with stderr on a pipe; expects SIGABRT and a "labyrinth:" message that
+ * holds `words`. */
+static void expect_abort_says(void (*fn)(void), const char *name, const char *words)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -1450,12 +1502,14 @@ static void expect_abort(void (*fn)(void), const char *name)
     close(fds[0]);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || !strstr(buf, "labyrinth:")) {
-        print_error("%s: child %s %d, stderr: \"%s\"\n", name, WIFSIGNALED(st) ? "signal" : "exit",
-                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), buf);
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || !strstr(buf, "labyrinth:") || !strstr(buf, words)) {
+        print_error("%s: child %s %d, stderr: \"%s\" (wanted \"%s\")\n", name, WIFSIGNALED(st) ? "signal" : "exit",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), buf, words);
         fail();
     }
 }
+
+static void expect_abort(void (*fn)(void), const char *name) { expect_abort_says(fn, name, "labyrinth:"); }
 
 static void misuse_double_free_small(void)
 {
@@ -1584,6 +1638,18 @@ static void misuse_interior_large(void)
 {
     uint8_t *p = lab_malloc(100 * KiB);
     lab_free(p + 4096);
+}
+
+static void misuse_interior_large_last(void)
+{
+    uint8_t *p = lab_malloc(100 * KiB); /* 25 pages */
+    lab_free(p + 24 * 4096 + 100);
+}
+
+static void misuse_realloc_interior_large(void)
+{
+    uint8_t *p = lab_malloc(77 * KiB);
+    (void)lab_realloc(p + 8192, 200);
 }
 
 static void misuse_interior_huge(void)
@@ -1763,7 +1829,13 @@ static void test_double_free_aborts(void **state)
 static void test_interior_free_aborts(void **state)
 {
     (void)state;
-    expect_abort(misuse_interior_large, "interior free page-sized");
+    /* past its first page a page-sized block's pages name no run (pool.c: run_set_first): the
+       message still says what it is */
+    expect_abort_says(misuse_interior_large, "interior free page-sized", "invalid free (not the start of a block)");
+    expect_abort_says(misuse_interior_large_last, "interior free page-sized, last page",
+                      "invalid free (not the start of a block)");
+    expect_abort_says(misuse_realloc_interior_large, "realloc of an interior page-sized pointer",
+                      "invalid realloc (not the start of a block)");
     expect_abort(misuse_interior_huge, "interior free huge");
     expect_abort(misuse_interior_small_remote, "interior free small (another thread)");
     expect_abort(misuse_realloc_interior_small, "realloc of an interior small pointer");
@@ -4530,7 +4602,7 @@ int main(void)
         cmocka_unit_test(test_huge_slack_bounded),
         cmocka_unit_test(test_huge_cut_keeps_tail),
         cmocka_unit_test(test_run_zones_split_contention),
-        cmocka_unit_test(test_run_heads_any_offset),
+        cmocka_unit_test(test_run_heads_first_only),
         cmocka_unit_test(test_idle_rooms_before_fresh),
         cmocka_unit_test(test_store_dirty_bounded),
         cmocka_unit_test(test_aligned_zero_bytes),
