@@ -2134,8 +2134,27 @@ void lab_sig_exit(lab_heap_t *prev)
     }
 }
 
+uint64_t lab_sig_mine(void) { return sig_mine; }
+
+void lab_sig_restore(lab_heap_t *prev, uint64_t mine)
+{
+    lab_tls_heap = prev;
+    if (!prev->signal_slot && prev != &lab_heap_none)
+        sig_outer = NULL;
+    uint64_t give = sig_mine & ~mine;
+    sig_mine &= mine;
+    if (give) /* release: as lab_sig_exit's */
+        __atomic_fetch_or(&sig_free, give, __ATOMIC_RELEASE);
+}
+
 bool lab_heap_busy(void) { return lab_tls_heap->in_slow != 0; }
-bool lab_sig_on_signal_heap(void) { return lab_tls_heap->signal_slot != 0; }
+/* lab_heap_none counts: a handler gets it when every signal heap is taken (a thread with no heap
+ * of its own has two: lab_sig_reserve), and is as switched as on one. Taken for the thread's
+ * own heap, every handler after a third nested one counted as having interrupted the allocator
+ * (signals.c), none was a safe point any more, and the handlers left by siglongjmp were never
+ * undone: the thread stayed on none for good, its every malloc NULL (preload.signal_longjmp
+ * nodefer, 20 us SA_NODEFER timer, on a 6.18 kernel in every run). */
+bool lab_sig_on_signal_heap(void) { return lab_tls_heap->signal_slot != 0 || lab_tls_heap == &lab_heap_none; }
 
 uintptr_t lab_deferred;
 

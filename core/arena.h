@@ -565,9 +565,15 @@ lab_internal void lab_sig_reserve(unsigned n);
 lab_internal unsigned lab_sig_heaps_set_up(void);
 lab_internal lab_heap_t *lab_sig_enter(void);
 lab_internal void lab_sig_exit(lab_heap_t *prev);
+/* The signal heaps the calling thread's handlers hold (a mask), for lab_sig_restore. */
+lab_internal uint64_t lab_sig_mine(void);
+/* Back to the state of a handler's start, whatever its wrapper got to before a longjmp left it:
+ * on heap prev, holding the signal heaps of mask `mine` only (those taken since are given back). */
+lab_internal void lab_sig_restore(lab_heap_t *prev, uint64_t mine);
 /* True if the calling thread is inside the allocator's slow paths (lists being changed). */
 lab_internal bool lab_heap_busy(void);
-/* Whether the calling thread runs on a signal heap (a handler's, lab_sig_enter). */
+/* Whether the calling thread runs on a handler's heap (a signal heap or lab_heap_none,
+ * lab_sig_enter). */
 lab_internal bool lab_sig_on_signal_heap(void);
 /* Frees that could not run where they were asked for (a page-sized or huge block freed in a
  * signal handler): kept on a lock-free list and done by the next ordinary slow path. */

@@ -400,6 +400,9 @@ lab_internal size_t lab_pool_rooms_take(lab_pool_t *pool);
  * timeout's siglongjmp) from ever purging again, or starting the purge thread: memory freed
  * after it stayed resident (preload.memory_returned_idle_longjmp). */
 lab_internal extern __thread int lab_pool_handler_depth;
+/* Of those, the handlers that interrupted the allocator, or may have (kind SOFT or HARD, below):
+ * while one runs, a handler nested in its wrapper's calls into libc runs on a signal heap too. */
+lab_internal extern __thread unsigned lab_pool_handler_nested;
 /* What a handler's record holds it to (kind): PLAIN, a handler that interrupted ordinary code;
  * HARD, one that interrupted the allocator in the middle of a change (a lock held, a heap or room
  * being changed): left by longjmp, the thread's heap stays half changed and the record is never
@@ -414,9 +417,14 @@ lab_internal extern __thread int lab_pool_handler_depth;
 #define LAB_HANDLER_PLAIN 0u
 #define LAB_HANDLER_SOFT  1u
 #define LAB_HANDLER_HARD  2u
-lab_internal void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind,
-                                         void *prev);
-lab_internal void lab_pool_set_handler_undo(void (*fn)(void *prev));
+/* A handler begins (its wrapper, before it changes anything: heap, locks' quiet count): recorded
+ * with the state to set back if it is left by longjmp (prev: its heap; mine: the signal heaps
+ * held). Returns lab_pool_handler_nested as it was, for lab_pool_handler_leave. */
+lab_internal unsigned lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind,
+                                             void *prev, uint64_t mine);
+/* The undo of a SOFT handler's heap (preload/signals.c): back on prev, holding the signal heaps of
+ * mask mine only. */
+lab_internal void lab_pool_set_handler_undo(void (*fn)(void *prev, uint64_t mine));
 /* At a handler's start (sp: the interrupted code's stack pointer; it interrupted no allocator
  * code), or at an allocator call on a signal heap before any heap is used: drop the records of
  * handlers left by longjmp, undoing SOFT ones, so that a program that leaves every handler so (a
@@ -429,9 +437,10 @@ lab_internal void lab_pool_handler_safe_point(void);
  * after a longjmp out of such a handler kept a signal heap, and its own heap, for good, and 16
  * such threads had them all). */
 lab_internal void lab_pool_handler_thread_exit(void);
-/* The handler whose wrapper's frame is `frame` returns (any record above it is of a handler that
- * left by longjmp into it: dropped too). */
-lab_internal void lab_pool_handler_leave(uintptr_t frame);
+/* The handler whose wrapper's frame is `frame` returns, its wrapper's changes taken back (any
+ * record above it is of a handler that left by longjmp into it: undone and dropped too); nested:
+ * what lab_pool_handler_enter returned. */
+lab_internal void lab_pool_handler_leave(uintptr_t frame, unsigned nested);
 /* lab_pool_in_handler once a handler is counted: drops the records of handlers that were left
  * by longjmp (as seen from the caller's stack), then says whether one is left. */
 lab_internal bool lab_pool_in_handler_slow(void);

@@ -116,20 +116,30 @@ size_t lab_pool_purge(lab_pool_t *pool, bool force) { return pool_purge(pool, fo
 lab_bg_t lab_bg;
 
 __thread int lab_pool_handler_depth;
+__thread unsigned lab_pool_handler_nested;
 
 /* The records of the calling thread's innermost running handlers (pool.h), by depth; deeper ones
- * are counted only (nested that deep, a longjmp out of them is seen through the deepest
- * record, which stands for them). */
-#define HANDLER_RECORDS 8 /* (static TLS: 40 bytes each; dlopen of the library needs it small) */
+ * are counted only (nested that deep, a longjmp out of them is seen through the deepest record,
+ * which stands for them: its kind is raised to theirs, and its undo, a return to the state it
+ * began in, takes back what they did too). Each holds that state: the heap, the signal heaps
+ * held (lab_sig_mine), lab_pool_handler_nested and lab_lock_quiet. Undone, a handler left by
+ * longjmp is set back to it, whatever its wrapper had got to; taken back count by count, a
+ * handler left before its wrapper counted or after it counted down (a nested one's longjmp in
+ * that window) was taken back twice or not at all, and its thread ended on a signal heap, or on
+ * none, for good (preload.signal_longjmp nodefer, 20 us SA_NODEFER timer: 5 runs in 6). */
+#define HANDLER_RECORDS 8 /* (static TLS: 48 bytes each; dlopen of the library needs it small) */
 static __thread struct handler_rec {
     uintptr_t frame, alt_lo, alt_hi;
-    void *prev;   /* LAB_HANDLER_SOFT: what the undo gets */
-    uint8_t kind; /* LAB_HANDLER_* */
+    void *prev;      /* the heap it began on (what the undo gets) */
+    uint64_t mine;   /* the signal heaps held then */
+    uint16_t nested; /* lab_pool_handler_nested then */
+    int16_t quiet;   /* lab_lock_quiet then */
+    uint8_t kind;    /* LAB_HANDLER_* */
 } handler_rec[HANDLER_RECORDS];
 
-static void (*handler_undo)(void *prev); /* lab_pool_set_handler_undo */
+static void (*handler_undo)(void *prev, uint64_t mine); /* lab_pool_set_handler_undo */
 
-void lab_pool_set_handler_undo(void (*fn)(void *prev))
+void lab_pool_set_handler_undo(void (*fn)(void *prev, uint64_t mine))
 {
     if (lab_load_relaxed(&handler_undo) != fn) /* (no page written when it is set: a fork child's
                                                    copy stays shared) */
@@ -142,6 +152,16 @@ static inline bool handler_left(const struct handler_rec *r, uintptr_t sp)
     if (r->alt_lo != r->alt_hi && (sp < r->alt_lo || sp >= r->alt_hi))
         return true;
     return sp > r->frame;
+}
+
+/* Record r's handler set back to the state it began in (SOFT: its heap too). */
+static void handler_rewind(const struct handler_rec *r)
+{
+    void (*fn)(void *, uint64_t) = lab_load_relaxed(&handler_undo);
+    if (r->kind == LAB_HANDLER_SOFT && fn)
+        fn(r->prev, r->mine);
+    lab_lock_quiet = r->quiet;
+    lab_pool_handler_nested = r->nested;
 }
 
 /* Drop the records of handlers left by longjmp, as seen from code running at stack address sp;
@@ -160,46 +180,66 @@ static int handler_drop_left(uintptr_t sp, bool undo)
         struct handler_rec *r = &handler_rec[top];
         if (r->kind == LAB_HANDLER_HARD || !handler_left(r, sp))
             break;
-        if (r->kind == LAB_HANDLER_SOFT) {
-            void (*fn)(void *) = lab_load_relaxed(&handler_undo);
-            if (!undo || !fn || d > HANDLER_RECORDS)
-                break;
-            fn(r->prev);
-        }
+        if (r->kind == LAB_HANDLER_SOFT && (!undo || !lab_load_relaxed(&handler_undo)))
+            break;
+        handler_rewind(r);
         lab_pool_handler_depth = d = top;
     }
     return d;
 }
 
-void lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind, void *prev)
+/* The record is written, then counted, then checked: a handler that landed between the two took
+ * the same slot, and went (it ran to its end: one that left by longjmp left this one too) with
+ * the count back where it found it, its record in the slot; the slot is written again. A handler
+ * landing while the slot holds such a record may take it as left and drop it: nothing had
+ * changed since that record began, so its undo changes nothing, and the check sees the slot is
+ * not this one's. */
+unsigned lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt_hi, unsigned kind, void *prev,
+                                uint64_t mine)
 {
     int d = lab_pool_handler_depth;
-    if (d >= 0 && d < HANDLER_RECORDS)
-        handler_rec[d] = (struct handler_rec){frame, alt_lo, alt_hi, prev, (uint8_t)kind};
-    else if (kind != LAB_HANDLER_PLAIN)
-        handler_rec[HANDLER_RECORDS - 1].kind = LAB_HANDLER_HARD; /* one beyond, not undone: the
-                                                                      deepest record holds */
-    /* the record before the count: a signal landing between them finds no half-made record */
+    unsigned nested = lab_pool_handler_nested;
+    if (d >= HANDLER_RECORDS) {
+        /* one beyond the records: the deepest stands for it (handler_drop_left) */
+        if (kind > handler_rec[HANDLER_RECORDS - 1].kind)
+            handler_rec[HANDLER_RECORDS - 1].kind = (uint8_t)kind;
+        lab_barrier();
+        lab_pool_handler_depth = d + 1;
+    } else {
+        struct handler_rec r = {frame, alt_lo, alt_hi, prev, mine, (uint16_t)nested, (int16_t)lab_lock_quiet,
+                                (uint8_t)kind};
+        for (;;) {
+            handler_rec[d] = r;
+            lab_barrier();
+            lab_pool_handler_depth = d + 1;
+            lab_barrier();
+            if (handler_rec[d].frame == frame)
+                break;
+        }
+    }
     lab_barrier();
-    lab_pool_handler_depth = d + 1;
+    lab_pool_handler_nested = nested + (kind != LAB_HANDLER_PLAIN);
+    return nested;
 }
 
 int lab_pool_handler_recover(uintptr_t sp) { return handler_drop_left(sp, true); }
 
-void lab_pool_handler_leave(uintptr_t frame)
+void lab_pool_handler_leave(uintptr_t frame, unsigned nested)
 {
     int d = lab_pool_handler_depth;
     while (d > 0) {
         d--;
         if (d >= HANDLER_RECORDS || handler_rec[d].frame == frame)
             break;
-        /* a handler above this one, left by longjmp into this one's body: undone if SOFT (no
-         * allocator call of this thread is under way here) */
-        void (*fn)(void *) = lab_load_relaxed(&handler_undo);
-        if (handler_rec[d].kind == LAB_HANDLER_SOFT && fn)
-            fn(handler_rec[d].prev);
+        /* a handler above this one, left by longjmp into this one's body: undone (no allocator
+         * call of this thread is under way here) */
+        if (handler_rec[d].kind != LAB_HANDLER_HARD)
+            handler_rewind(&handler_rec[d]);
         lab_pool_handler_depth = d;
     }
+    /* the wrapper has counted back down: this is the count it began with */
+    lab_pool_handler_nested = nested;
+    lab_barrier();
     lab_pool_handler_depth = d;
 }
 
@@ -207,12 +247,13 @@ void lab_pool_handler_thread_exit(void)
 {
     /* no handler of the thread runs again: every SOFT one is undone, left or not (one that ends
      * the thread from inside runs no more either) */
-    void (*fn)(void *) = lab_load_relaxed(&handler_undo);
     int d = lab_pool_handler_depth;
-    while (d > 0 && d <= HANDLER_RECORDS && fn && handler_rec[d - 1].kind != LAB_HANDLER_HARD) {
-        if (handler_rec[d - 1].kind == LAB_HANDLER_SOFT)
-            fn(handler_rec[d - 1].prev);
-        lab_pool_handler_depth = --d;
+    while (d > 0) {
+        int top = d <= HANDLER_RECORDS ? d - 1 : HANDLER_RECORDS - 1;
+        if (handler_rec[top].kind == LAB_HANDLER_HARD)
+            break;
+        handler_rewind(&handler_rec[top]);
+        lab_pool_handler_depth = d = top;
     }
 }
 

@@ -44,9 +44,6 @@ static inline uintptr_t user_word(void *h, int flags)
 }
 static inline void *user_handler(uintptr_t w) { return (void *)(w & ~(USER_SIGINFO | USER_RESETHAND)); }
 
-/* Wrappers of this thread running for a handler that interrupted the allocator (nested), from
- * their first instruction to their last: the thread's heap may be half changed under them. */
-static __thread unsigned sig_unsafe;
 /* Where handlers return to: libc's sigreturn trampoline (the wrapper's return address). */
 static uintptr_t sig_restorer;
 
@@ -62,7 +59,7 @@ static unsigned interrupted_allocator(void *uctx)
 {
     if (lab_locks_held || lab_heap_busy() || lab_pool_room_busy())
         return LAB_HANDLER_HARD;
-    if (sig_unsafe && !lab_sig_on_signal_heap())
+    if (lab_pool_handler_nested && !lab_sig_on_signal_heap())
         return LAB_HANDLER_SOFT;
     if (!uctx)
         return LAB_HANDLER_SOFT;
@@ -76,32 +73,20 @@ static unsigned interrupted_allocator(void *uctx)
 }
 
 /* A SOFT handler (above) left by longjmp, undone at a safe point (core/pool.h): the thread back
- * on the heap it was on, the counts its wrapper raised taken back. */
-static void handler_undo(void *prev)
-{
-    lab_sig_exit(prev);
-    lab_lock_quiet--;
-    sig_unsafe--;
-}
+ * on the heap it was on, holding the signal heaps it held then (the counts its wrapper raised
+ * are set back by the pool). */
+static void handler_undo(void *prev, uint64_t mine) { lab_sig_restore(prev, mine); }
 
+/* The wrapper records the handler (lab_pool_handler_enter) before it calls anything outside this
+ * library or changes anything, and takes the record back last: from start to end a handler
+ * nested in its calls into libc counts it (lab_pool_handler_nested), and a longjmp out of the
+ * handler, or out of one nested anywhere in the wrapper, leaves a record that sets the thread
+ * back to where the wrapper began. */
 static void wrapper(int sig, siginfo_t *info, void *uctx)
 {
-    /* decided first, before any call out of this library (then errno's) */
+    /* decided first, before any call out of this library */
     unsigned kind = interrupted_allocator(uctx);
     bool nested = kind != LAB_HANDLER_PLAIN;
-    sig_unsafe += nested;
-    if (lab_unlikely(!__atomic_load_n(&sig_restorer, __ATOMIC_RELAXED)))
-        __atomic_store_n(&sig_restorer, (uintptr_t)__builtin_return_address(0), __ATOMIC_RELAXED);
-    int saved_errno = errno;
-    uintptr_t w = __atomic_load_n(&user[sig], __ATOMIC_ACQUIRE);
-    void *h = user_handler(w);
-    /* not while this thread holds pooled mmap's lock (mmap_pool.c); a one-shot handler runs now:
-     * its disposition is the default already, which the signal queued again would meet */
-    if (lab_unlikely(!(w & USER_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
-        errno = saved_errno;
-        sig_unsafe -= nested;
-        return;
-    }
     /* no purge and no thread start from a handler (core/pool.h); the handler recorded by this
      * frame and, when it began on the alternate signal stack, that stack (uc_stack: the thread's
      * at delivery), so that one left by longjmp is not taken as running for good */
@@ -119,14 +104,23 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
     if (!nested && sp && lab_pool_handler_depth)
         (void)lab_pool_handler_recover(sp);
     lab_heap_t *prev = lab_tls_heap;
-    /* the record first, with the heap to go back to: a longjmp out of the handler from anywhere
-     * below finds it */
-    lab_pool_handler_enter(frame, alt_lo, alt_hi, kind, prev);
+    unsigned outer = lab_pool_handler_enter(frame, alt_lo, alt_hi, kind, prev, lab_sig_mine());
+    if (lab_unlikely(!__atomic_load_n(&sig_restorer, __ATOMIC_RELAXED)))
+        __atomic_store_n(&sig_restorer, (uintptr_t)__builtin_return_address(0), __ATOMIC_RELAXED);
+    int saved_errno = errno;
+    uintptr_t w = __atomic_load_n(&user[sig], __ATOMIC_ACQUIRE);
+    void *h = user_handler(w);
+    /* not while this thread holds pooled mmap's lock (mmap_pool.c); a one-shot handler runs now:
+     * its disposition is the default already, which the signal queued again would meet */
+    if (lab_unlikely(!(w & USER_RESETHAND) && lab_mmpool_defer_signal(sig, info, uctx))) {
+        errno = saved_errno;
+        lab_pool_handler_leave(frame, outer);
+        return;
+    }
     if (nested)
-        (void)lab_sig_enter();
-    /* on a signal heap (ATOMIC: no system call), no futex call when it gives a lock back either
-     * (core/lock.h); not for every handler: one that longjmps out would leave it raised, and its
-     * thread's unlocks would wake no waiter for good (found by review) */
+        (void)lab_sig_enter(); /* on a signal heap (ATOMIC: no system call) */
+    /* no futex call when it gives a lock back either (core/lock.h); not for every handler: one
+     * that longjmps out would leave it raised until its record is undone */
     lab_lock_quiet += nested;
     if (h != (void *)SIG_IGN && h != (void *)SIG_DFL && h) {
         if (w & USER_SIGINFO)
@@ -135,11 +129,10 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
             ((void (*)(int))h)(sig);
     }
     lab_lock_quiet -= nested;
-    lab_pool_handler_leave(frame);
     if (nested)
         lab_sig_exit(prev);
     errno = saved_errno;
-    sig_unsafe -= nested;
+    lab_pool_handler_leave(frame, outer);
 }
 
 static int call_real(int sig, const struct sigaction *act, struct sigaction *old)

@@ -4409,6 +4409,69 @@ static void *sf_maker(void *arg)
     return NULL;
 }
 
+/* Handlers' records (core/pool_purge.c), driven as preload/signals.c's wrapper drives them, with
+ * frames made up below this one: a record sets its handler back to the state it began in,
+ * whatever its wrapper got to, and the deepest record stands for handlers nested past the
+ * records. Nested handlers, each on a signal heap (or none, once all are taken) with the
+ * locks' quiet count raised, then one more recorded but left before it changed anything, all left
+ * by one longjmp: the thread is back on its own heap, holding no signal heap, its counts at 0.
+ * Undone count by count, the last one gave back the signal heap of the one before it and took the
+ * quiet count below 0; with the ninth and later holding the deepest record for good, the thread
+ * stayed on a signal heap. Then a handler left by longjmp into its outer one's body is undone
+ * when the outer one returns. */
+static void rec_undo(void *prev, uint64_t mine) { lab_sig_restore(prev, mine); }
+
+static void test_handler_records_rewind(void **state)
+{
+    (void)state;
+    lab_free(lab_malloc(16)); /* a heap of its own */
+    lab_heap_t *own = lab_tls_heap;
+    lab_sig_reserve(4);
+    lab_pool_set_handler_undo(rec_undo);
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0), base = here - 32768;
+    /* nested until every signal heap is taken (other tests made some) and two more, 12 at least */
+    int nest = 0, none = 0;
+    while ((nest < 12 || none < 2) && nest < 80) {
+        (void)lab_pool_handler_enter(base - (unsigned)nest * 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
+        (void)lab_sig_enter();
+        lab_lock_quiet++;
+        nest++;
+        none += lab_tls_heap->state == LAB_HEAP_NONE;
+    }
+    (void)lab_pool_handler_enter(base - (unsigned)nest * 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
+    assert_int_equal(lab_pool_handler_depth, nest + 1);
+    assert_int_equal(lab_pool_handler_nested, nest + 1);
+    /* the last ones run on none, a handler's heap as much as a signal heap (taken for the
+       thread's own, every later handler counted as having interrupted the allocator, and none
+       undid the ones left by longjmp) */
+    assert_int_equal(lab_tls_heap->state, LAB_HEAP_NONE);
+    assert_true(lab_sig_on_signal_heap());
+    assert_true(lab_sig_mine() != 0);
+    /* the longjmp: the next safe point's stack is above every handler's frame */
+    assert_int_equal(lab_pool_handler_recover(here), 0);
+    assert_int_equal(lab_pool_handler_depth, 0);
+    assert_int_equal(lab_pool_handler_nested, 0);
+    assert_int_equal(lab_lock_quiet, 0);
+    assert_ptr_equal(lab_tls_heap, own);
+    assert_true(lab_sig_mine() == 0);
+
+    /* B, nested in A, left by longjmp into A's handler; A returns */
+    unsigned outer_a = lab_pool_handler_enter(base, 0, 0, LAB_HANDLER_PLAIN, lab_tls_heap, lab_sig_mine());
+    (void)lab_pool_handler_enter(base - 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
+    (void)lab_sig_enter();
+    lab_lock_quiet++;
+    assert_int_equal(lab_pool_handler_nested, 1);
+    lab_pool_handler_leave(base, outer_a);
+    assert_int_equal(lab_pool_handler_depth, 0);
+    assert_int_equal(lab_pool_handler_nested, 0);
+    assert_int_equal(lab_lock_quiet, 0);
+    assert_ptr_equal(lab_tls_heap, own);
+    assert_true(lab_sig_mine() == 0);
+    void *p = lab_malloc(100);
+    assert_non_null(p);
+    lab_free(p);
+}
+
 static void test_reuse_off_in_signal_heap(void **state)
 {
     (void)state;
@@ -4585,6 +4648,7 @@ int main(void)
         cmocka_unit_test(test_signal_heaps_follow_threads),
         cmocka_unit_test(test_signal_heaps_set_up_lazily),
         cmocka_unit_test(test_fork_on_none_heap_keeps_own),
+        cmocka_unit_test(test_handler_records_rewind), /* after those two: it sets up every signal heap */
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
         cmocka_unit_test(test_direct_slots),
