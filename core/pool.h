@@ -437,9 +437,12 @@ lab_internal void lab_pool_handler_safe_point(void);
  * after a longjmp out of such a handler kept a signal heap, and its own heap, for good, and 16
  * such threads had them all). */
 lab_internal void lab_pool_handler_thread_exit(void);
-/* The handler whose wrapper's frame is `frame` returns, its wrapper's changes taken back (any
- * record above it is of a handler that left by longjmp into it: undone and dropped too); nested:
- * what lab_pool_handler_enter returned. */
+/* The handler whose wrapper's frame is `frame` has returned, before its wrapper takes back what
+ * it changed: the records above it, of handlers that left by longjmp into its body, are undone
+ * and dropped (undone after, they set back the state it ran in: its signal heap, its counts). */
+lab_internal void lab_pool_handler_returned(uintptr_t frame);
+/* Its wrapper's changes taken back, its record goes (and any above it, as above); nested: what
+ * lab_pool_handler_enter returned. */
 lab_internal void lab_pool_handler_leave(uintptr_t frame, unsigned nested);
 /* lab_pool_in_handler once a handler is counted: drops the records of handlers that were left
  * by longjmp (as seen from the caller's stack), then says whether one is left. */

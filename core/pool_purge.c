@@ -154,13 +154,20 @@ static inline bool handler_left(const struct handler_rec *r, uintptr_t sp)
     return sp > r->frame;
 }
 
-/* Record r's handler set back to the state it began in (SOFT: its heap too). */
+/* Record r's handler set back to the state it began in. A PLAIN one changed nothing of it (its
+ * wrapper raises no count, and it stays on the thread's heap): its count of nested handlers is
+ * set back, which only handlers above it changed, and lab_lock_quiet is left alone, which an
+ * allocator call of this thread may hold raised while it drops such a record
+ * (lab_pool_in_handler within labyrinth_alloc_pages' ATOMIC calls: set back to the record's,
+ * the call's own decrement took it below 0 for good, and no unlock woke a waiter again). */
 static void handler_rewind(const struct handler_rec *r)
 {
     void (*fn)(void *, uint64_t) = lab_load_relaxed(&handler_undo);
-    if (r->kind == LAB_HANDLER_SOFT && fn)
-        fn(r->prev, r->mine);
-    lab_lock_quiet = r->quiet;
+    if (r->kind != LAB_HANDLER_PLAIN) {
+        if (fn)
+            fn(r->prev, r->mine);
+        lab_lock_quiet = r->quiet;
+    }
     lab_pool_handler_nested = r->nested;
 }
 
@@ -224,19 +231,28 @@ unsigned lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt
 
 int lab_pool_handler_recover(uintptr_t sp) { return handler_drop_left(sp, true); }
 
-void lab_pool_handler_leave(uintptr_t frame, unsigned nested)
+/* Drop the records above the one of `frame` (handlers left by longjmp into its handler's body),
+ * undone: the thread is back in the state its handler ran in. Returns the depth of its record. */
+static int handler_drop_above(uintptr_t frame)
 {
     int d = lab_pool_handler_depth;
     while (d > 0) {
-        d--;
-        if (d >= HANDLER_RECORDS || handler_rec[d].frame == frame)
-            break;
-        /* a handler above this one, left by longjmp into this one's body: undone (no allocator
-         * call of this thread is under way here) */
-        if (handler_rec[d].kind != LAB_HANDLER_HARD)
-            handler_rewind(&handler_rec[d]);
-        lab_pool_handler_depth = d;
+        int top = d - 1;
+        if (top >= HANDLER_RECORDS || handler_rec[top].frame == frame)
+            return top;
+        /* (no allocator call of this thread is under way here) */
+        if (handler_rec[top].kind != LAB_HANDLER_HARD)
+            handler_rewind(&handler_rec[top]);
+        lab_pool_handler_depth = d = top;
     }
+    return 0;
+}
+
+void lab_pool_handler_returned(uintptr_t frame) { (void)handler_drop_above(frame); }
+
+void lab_pool_handler_leave(uintptr_t frame, unsigned nested)
+{
+    int d = handler_drop_above(frame);
     /* the wrapper has counted back down: this is the count it began with */
     lab_pool_handler_nested = nested;
     lab_barrier();

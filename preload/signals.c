@@ -128,6 +128,7 @@ static void wrapper(int sig, siginfo_t *info, void *uctx)
         else
             ((void (*)(int))h)(sig);
     }
+    lab_pool_handler_returned(frame);
     lab_lock_quiet -= nested;
     if (nested)
         lab_sig_exit(prev);

@@ -4431,7 +4431,8 @@ static void *sf_maker(void *arg)
  * Undone count by count, the last one gave back the signal heap of the one before it and took the
  * quiet count below 0; with the ninth and later holding the deepest record for good, the thread
  * stayed on a signal heap. Then a handler left by longjmp into its outer one's body is undone
- * when the outer one returns. */
+ * when the outer one returns, before the outer one's wrapper takes back what it did; and a plain
+ * handler's record dropped inside an allocator call leaves that call's quiet count alone. */
 static void rec_undo(void *prev, uint64_t mine) { lab_sig_restore(prev, mine); }
 
 static void test_handler_records_rewind(void **state)
@@ -4468,18 +4469,40 @@ static void test_handler_records_rewind(void **state)
     assert_ptr_equal(lab_tls_heap, own);
     assert_true(lab_sig_mine() == 0);
 
-    /* B, nested in A, left by longjmp into A's handler; A returns */
-    unsigned outer_a = lab_pool_handler_enter(base, 0, 0, LAB_HANDLER_PLAIN, lab_tls_heap, lab_sig_mine());
-    (void)lab_pool_handler_enter(base - 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
-    (void)lab_sig_enter();
+    /* B, nested in A, left by longjmp into A's handler; A returns, and its wrapper takes back
+       what it did (A on a signal heap too: with B undone after that, the thread stayed on A's
+       signal heap, the quiet count raised) */
+    for (unsigned a_kind = LAB_HANDLER_PLAIN; a_kind <= LAB_HANDLER_SOFT; a_kind++) {
+        bool a_nested = a_kind != LAB_HANDLER_PLAIN;
+        lab_heap_t *a_prev = lab_tls_heap;
+        unsigned outer_a = lab_pool_handler_enter(base, 0, 0, a_kind, a_prev, lab_sig_mine());
+        if (a_nested)
+            (void)lab_sig_enter();
+        lab_lock_quiet += a_nested;
+        (void)lab_pool_handler_enter(base - 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
+        (void)lab_sig_enter();
+        lab_lock_quiet++;
+        assert_int_equal(lab_pool_handler_nested, 1 + a_nested);
+        lab_pool_handler_returned(base); /* A's wrapper, as preload/signals.c's */
+        lab_lock_quiet -= a_nested;
+        if (a_nested)
+            lab_sig_exit(a_prev);
+        lab_pool_handler_leave(base, outer_a);
+        assert_int_equal(lab_pool_handler_depth, 0);
+        assert_int_equal(lab_pool_handler_nested, 0);
+        assert_int_equal(lab_lock_quiet, 0);
+        assert_ptr_equal(lab_tls_heap, own);
+        assert_true(lab_sig_mine() == 0);
+    }
+
+    /* a PLAIN handler left by longjmp, its record dropped while an allocator call holds the
+       quiet count raised (labyrinth_alloc_pages, ATOMIC): the count is the call's to lower */
+    (void)lab_pool_handler_enter(base, 0, 0, LAB_HANDLER_PLAIN, lab_tls_heap, lab_sig_mine());
     lab_lock_quiet++;
-    assert_int_equal(lab_pool_handler_nested, 1);
-    lab_pool_handler_leave(base, outer_a);
+    assert_false(lab_pool_in_handler()); /* dropped: its frame is below the caller's */
+    lab_lock_quiet--;
     assert_int_equal(lab_pool_handler_depth, 0);
-    assert_int_equal(lab_pool_handler_nested, 0);
     assert_int_equal(lab_lock_quiet, 0);
-    assert_ptr_equal(lab_tls_heap, own);
-    assert_true(lab_sig_mine() == 0);
     void *p = lab_malloc(100);
     assert_non_null(p);
     lab_free(p);
