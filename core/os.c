@@ -250,6 +250,20 @@ int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held)
     return r < 0 ? (int)r : 0;
 }
 
+long lab_os_resident(const void *addr, size_t npages)
+{
+    unsigned char v[512];
+    if (npages > sizeof v)
+        return -1;
+    lab_add_relaxed(&os_calls, 1);
+    if (os_syscall6(SYS_mincore, (long)addr, (long)(npages << LAB_PAGE_SHIFT), (long)v, 0, 0, 0) != 0)
+        return -1;
+    long n = 0;
+    for (size_t i = 0; i < npages; i++)
+        n += v[i] & 1;
+    return n;
+}
+
 bool lab_os_mapped(const void *addr)
 {
     unsigned char v;

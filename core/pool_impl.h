@@ -111,6 +111,9 @@ struct lab_pool {
     uint64_t room_hits_dead;          /* room hits of threads that have exited */
     size_t purged_pages, unmapped_chunks;
     bool thp;                         /* LAB_POOL_HUGE, from thp_after mapped pages */
+    int8_t run_written;               /* below 0: freed page-sized blocks were found mostly never
+                                         written, and such runs start on 64 KiB (relaxed; pool.c:
+                                         run_align) */
     size_t thp_after, thp_chunks, thp_demoted;
     size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
     size_t peak_used;
