@@ -1563,7 +1563,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             if (d) {
                 lab_add_relaxed(&pool->hits_shared, 1);
                 if (!atomic)
-                    lab_pool_tick(pool, false);
+                    lab_pool_tick(pool, false, (size_t)1 << order);
                 else
                     lab_pool_note_peak(pool);
                 return d;
@@ -1573,7 +1573,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     if ((d = shared_pop(pool, z, order, gfp)) || (d = shared_split(pool, z, order, gfp))) {
         lab_add_relaxed(&pool->hits_shared, 1);
         if (!atomic)
-            lab_pool_tick(pool, false);
+            lab_pool_tick(pool, false, (size_t)1 << order);
         return d;
     }
     if (atomic) {
@@ -1638,7 +1638,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         lab_add_relaxed(&pool->hits_slow, 1);
         d->h.order = (uint8_t)order;
         if (!atomic)
-            lab_pool_tick(pool, false);
+            lab_pool_tick(pool, false, (size_t)1 << order);
         else
             lab_pool_note_peak(pool);
     }
@@ -1839,7 +1839,7 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     if (pool_free_order(pool, d, order))
-        lab_pool_tick(pool, true);
+        lab_pool_tick(pool, true, 0);
 }
 
 /* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
@@ -1860,7 +1860,7 @@ static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gf
     uintptr_t a = lab_desc_addr(d);
     *desc = d;
     if (!(gfp & LAB_GFP_ATOMIC))
-        lab_pool_tick(pool, false);
+        lab_pool_tick(pool, false, npages);
     return (void *)a;
 }
 
@@ -2196,7 +2196,7 @@ static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
         lab_unlock(&z->lock);
         chain = rest;
     }
-    lab_pool_tick(pool, true);
+    lab_pool_tick(pool, true, 0);
 }
 
 void lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d)
@@ -2225,7 +2225,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
     lab_unlock(&z->lock);
-    lab_pool_tick(pool, true);
+    lab_pool_tick(pool, true, 0);
 }
 
 bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)

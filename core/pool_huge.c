@@ -366,7 +366,7 @@ void lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c)
         lab_huge_unmap(pool, c);
     if (evict)
         lab_huge_unmap(pool, evict);
-    lab_pool_tick(pool, true);
+    lab_pool_tick(pool, true, 0);
 }
 
 /* True if the huge cache holds a mapping of at least `bytes` (lab_pool_alloc_huge would take it

@@ -323,13 +323,14 @@ lab_internal void lab_bg_kick(void);
 lab_internal bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
 
 /* The clock, the peak and the purge (or the purge thread's wake-up) after a DEFAULT slow path
- * or a free that reached the shared lists or the store: never in a signal handler. */
-lab_internal void lab_pool_tick_slow(lab_pool_t *pool, bool from_free);
-lab_inline void lab_pool_tick(lab_pool_t *pool, bool from_free)
+ * that handed out `pages` or a free that reached the shared lists or the store: never in a
+ * signal handler. */
+lab_internal void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages);
+lab_inline void lab_pool_tick(lab_pool_t *pool, bool from_free, size_t pages)
 {
     if (lab_pool_in_handler())
         return; /* in a signal handler: no lock waited on, no system call */
-    lab_pool_tick_slow(pool, from_free);
+    lab_pool_tick_slow(pool, from_free, pages);
 }
 
 #endif

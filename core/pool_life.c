@@ -413,7 +413,7 @@ void lab_pool_thread_exit(void)
     /* the rooms' runs are on the shared lists now: a purge may take them */
     lab_pool_t *p = __atomic_load_n(&default_pool, __ATOMIC_ACQUIRE);
     if (p)
-        lab_pool_tick(p, true);
+        lab_pool_tick(p, true, 0);
     /* maybe the program's last thread, one without a heap: the purge thread looks whether it
      * is alone (purge.c), as after the last heap's thread */
     if (last)

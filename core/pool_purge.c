@@ -383,20 +383,32 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 /* Called on DEFAULT slow paths (allocation) and on frees that reach the shared lists or the store:
  * refresh the coarse clock and the peak; start the purge thread (allocation only) or wake it
  * (frees only); without a thread, purge what is due at most every delay/2. */
-void lab_pool_tick_slow(lab_pool_t *pool, bool from_free)
+#define PEAK_NOTE_PAGES ((size_t)1 << (20 - LAB_PAGE_SHIFT))
+
+void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages)
 {
     uint64_t now = lab_clock_ms();
     /* the pool's line is shared by every thread (its free count, written at every store call):
-     * read and written at most once a millisecond per thread, not at every call; and the peak
-     * only after allocations, which alone raise it */
+     * read and written at most once a millisecond per thread, not at every call. The peak only
+     * after allocations, which alone raise it, and at most once a millisecond too, unless the
+     * thread has handed out a sixty-fourth of the peak (at least 1 MiB) since it last looked:
+     * its sum reads every zone's count of free pages, which the zones' threads write at every
+     * carve and free (`wl pagemix`, each thread's blocks in a zone of its own, spent a tenth of
+     * its time there, a cache miss a call). A peak held and given back within a millisecond
+     * is missed by less than that much a thread; a stats read looks at it too. */
     static __thread uint64_t tls_now;
-    if (tls_now != now) {
+    static __thread size_t tls_peak_pages;
+    bool new_ms = tls_now != now;
+    if (new_ms) {
         tls_now = now;
         if (lab_load_relaxed(&pool->now_ms) < now)
             lab_store_relaxed(&pool->now_ms, now);
     }
-    if (!from_free)
+    tls_peak_pages += pages;
+    if (!from_free && (new_ms || tls_peak_pages >= lab_max(PEAK_NOTE_PAGES, lab_load_relaxed(&pool->peak_used) / 64))) {
+        tls_peak_pages = 0;
         lab_pool_note_peak(pool);
+    }
     /* the thread purges every pool; a user pool that maps as much as the malloc pool must
      * before it starts one may start it too (its allocation slow path holds no arena state) */
     /* acquire pairs with the release in bg_start */
