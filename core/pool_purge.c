@@ -397,7 +397,7 @@ void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages)
      * its time there, a cache miss a call). A peak held and given back within a millisecond
      * is missed by less than that much a thread; a stats read looks at it too. */
     static __thread uint64_t tls_now;
-    static __thread size_t tls_peak_pages;
+    static __thread size_t tls_peak_pages, tls_peak_step; /* (the step as of the last look) */
     bool new_ms = tls_now != now;
     if (new_ms) {
         tls_now = now;
@@ -405,9 +405,10 @@ void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages)
             lab_store_relaxed(&pool->now_ms, now);
     }
     tls_peak_pages += pages;
-    if (!from_free && (new_ms || tls_peak_pages >= lab_max(PEAK_NOTE_PAGES, lab_load_relaxed(&pool->peak_used) / 64))) {
+    if (!from_free && (new_ms || tls_peak_pages >= tls_peak_step)) {
         tls_peak_pages = 0;
         lab_pool_note_peak(pool);
+        tls_peak_step = lab_max(PEAK_NOTE_PAGES, lab_load_relaxed(&pool->peak_used) / 64);
     }
     /* the thread purges every pool; a user pool that maps as much as the malloc pool must
      * before it starts one may start it too (its allocation slow path holds no arena state) */
