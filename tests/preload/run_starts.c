@@ -85,8 +85,10 @@ int main(int argc, char **argv)
         replace(1000, 1, &big); /* the freed blocks are found written from here on */
         aligned = replace(3000, 1, &big);
         SAY("full: %zu of %zu blocks of 64 KiB or more started on 64 KiB", aligned, big);
+        /* carved anywhere again, many still start where the head's blocks did (40-49 % of them
+           in runs here); left on 64 KiB, all of them do */
         if (lab_expect_labyrinth())
-            CHECK(aligned * 3 <= big * 2, "blocks written in full still started on 64 KiB: %zu of %zu", aligned, big);
+            CHECK(aligned * 4 <= big * 3, "blocks written in full still started on 64 KiB: %zu of %zu", aligned, big);
     }
     for (unsigned k = 0; k < LIVE; k++)
         free(live[k]);
