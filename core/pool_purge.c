@@ -137,6 +137,10 @@ static __thread struct handler_rec {
     uint8_t kind;    /* LAB_HANDLER_* */
 } handler_rec[HANDLER_RECORDS];
 
+/* The highest frame of the handlers counted past the records since their count was last 0 (not
+ * on an alternate stack): the deepest record stands for them only once they are all left. */
+static __thread uintptr_t handler_beyond_hi;
+
 static void (*handler_undo)(void *prev, uint64_t mine); /* lab_pool_set_handler_undo */
 
 void lab_pool_set_handler_undo(void (*fn)(void *prev, uint64_t mine))
@@ -187,6 +191,12 @@ static int handler_drop_left(uintptr_t sp, bool undo)
         struct handler_rec *r = &handler_rec[top];
         if (r->kind == LAB_HANDLER_HARD || !handler_left(r, sp))
             break;
+        /* one past the records may have begun after the deepest record's handler was left, a
+         * nested handler that looked for no left ones: while it runs, none goes (found by a
+         * trace of preload.signal_longjmp nodefer: its records dropped under it, the thread
+         * ended on none for good, every malloc NULL) */
+        if (d > HANDLER_RECORDS && sp <= lab_load_relaxed(&handler_beyond_hi))
+            break;
         if (r->kind == LAB_HANDLER_SOFT && (!undo || !lab_load_relaxed(&handler_undo)))
             break;
         handler_rewind(r);
@@ -212,6 +222,12 @@ unsigned lab_pool_handler_enter(uintptr_t frame, uintptr_t alt_lo, uintptr_t alt
             handler_rec[HANDLER_RECORDS - 1].kind = (uint8_t)kind;
         lab_barrier();
         lab_pool_handler_depth = d + 1;
+        lab_barrier();
+        /* after the count: a handler nested before it raised the mark for itself only (a frame
+         * below this one) or for a group of its own (then this one set it last) */
+        uintptr_t hi = alt_lo != alt_hi ? 0 : frame;
+        lab_store_relaxed(&handler_beyond_hi,
+                          d == HANDLER_RECORDS ? hi : lab_max(hi, lab_load_relaxed(&handler_beyond_hi)));
     } else {
         struct handler_rec r = {frame, alt_lo, alt_hi, prev, mine, (uint16_t)nested, (int16_t)lab_lock_quiet,
                                 (uint8_t)kind};

@@ -4534,6 +4534,54 @@ static void test_handler_records_rewind(void **state)
     lab_free(p);
 }
 
+/* A handler past the records that began after the deepest record's handler was left by longjmp
+ * (a nested handler looks for no left ones): it stands on the deepest record, which must not be
+ * dropped while it runs. A PLAIN handler nested in it looked from below its frame, took the
+ * records for left and dropped them all; when it returned, its wrapper set the thread back to
+ * the signal heap it began on, with no record left to undo that (found by a trace of
+ * preload.signal_longjmp nodefer: the thread ended on none, every malloc NULL). */
+static void test_handler_beyond_after_left(void **state)
+{
+    (void)state;
+    lab_free(lab_malloc(16)); /* a heap of its own */
+    lab_heap_t *own = lab_tls_heap;
+    lab_sig_reserve(4);
+    lab_pool_set_handler_undo(rec_undo);
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0), base = here - 65536;
+    /* nine nested, one past the records, all left by a longjmp (no wrapper ends) */
+    for (int i = 0; i < 9; i++) {
+        (void)lab_pool_handler_enter(base - (unsigned)i * 256, 0, 0, LAB_HANDLER_SOFT, lab_tls_heap, lab_sig_mine());
+        (void)lab_sig_enter();
+        lab_lock_quiet++;
+    }
+    assert_int_equal(lab_pool_handler_depth, 9);
+    /* then, above their frames, a handler nested in allocator code: no safe point, no look */
+    uintptr_t fw = base + 4096;
+    lab_heap_t *w_prev = lab_tls_heap;
+    unsigned outer = lab_pool_handler_enter(fw, 0, 0, LAB_HANDLER_SOFT, w_prev, lab_sig_mine());
+    (void)lab_sig_enter();
+    lab_lock_quiet++;
+    assert_int_equal(lab_pool_handler_depth, 10);
+    /* a PLAIN handler nested in its handler looks from below its frame: it still runs */
+    (void)lab_pool_handler_recover(fw - 2048);
+    assert_int_equal(lab_pool_handler_depth, 10);
+    /* it returns, and its wrapper takes back what it did (as preload/signals.c's) */
+    lab_pool_handler_returned(fw);
+    lab_lock_quiet--;
+    lab_sig_exit(w_prev);
+    lab_pool_handler_leave(fw, outer);
+    assert_int_equal(lab_pool_handler_depth, 9);
+    /* the next safe point, above every frame: the thread as before the nine */
+    assert_int_equal(lab_pool_handler_recover(here), 0);
+    assert_int_equal(lab_pool_handler_nested, 0);
+    assert_int_equal(lab_lock_quiet, 0);
+    assert_ptr_equal(lab_tls_heap, own);
+    assert_true(lab_sig_mine() == 0);
+    void *p = lab_malloc(100);
+    assert_non_null(p);
+    lab_free(p);
+}
+
 static void test_reuse_off_in_signal_heap(void **state)
 {
     (void)state;
@@ -4712,6 +4760,7 @@ int main(void)
         cmocka_unit_test(test_fork_on_none_heap_keeps_own),
         cmocka_unit_test(test_peak_sees_burst),
         cmocka_unit_test(test_handler_records_rewind), /* after those two: it sets up every signal heap */
+        cmocka_unit_test(test_handler_beyond_after_left),
         cmocka_unit_test(test_small_every_size),
         cmocka_unit_test(test_class_boundaries),
         cmocka_unit_test(test_direct_slots),
