@@ -4461,13 +4461,29 @@ static void *sf_maker(void *arg)
  * handler's record dropped inside an allocator call leaves that call's quiet count alone. */
 static void rec_undo(void *prev, uint64_t mine) { lab_sig_restore(prev, mine); }
 
+/* The thread on a heap of its own, signal heaps made, the records' undo set: its heap. */
+static lab_heap_t *records_ready(void)
+{
+    lab_free(lab_malloc(16));
+    lab_sig_reserve(4);
+    lab_pool_set_handler_undo(rec_undo);
+    return lab_tls_heap;
+}
+
+/* No handler recorded, counted or holding anything: the thread on `own`. */
+static void assert_records_clear(lab_heap_t *own)
+{
+    assert_int_equal(lab_pool_handler_depth, 0);
+    assert_int_equal(lab_pool_handler_nested, 0);
+    assert_int_equal(lab_lock_quiet, 0);
+    assert_ptr_equal(lab_tls_heap, own);
+    assert_true(lab_sig_mine() == 0);
+}
+
 static void test_handler_records_rewind(void **state)
 {
     (void)state;
-    lab_free(lab_malloc(16)); /* a heap of its own */
-    lab_heap_t *own = lab_tls_heap;
-    lab_sig_reserve(4);
-    lab_pool_set_handler_undo(rec_undo);
+    lab_heap_t *own = records_ready();
     uintptr_t here = (uintptr_t)__builtin_frame_address(0), base = here - 32768;
     /* nested until every signal heap is taken (other tests made some) and two more, 12 at least */
     int nest = 0, none = 0;
@@ -4489,11 +4505,7 @@ static void test_handler_records_rewind(void **state)
     assert_true(lab_sig_mine() != 0);
     /* the longjmp: the next safe point's stack is above every handler's frame */
     assert_int_equal(lab_pool_handler_recover(here), 0);
-    assert_int_equal(lab_pool_handler_depth, 0);
-    assert_int_equal(lab_pool_handler_nested, 0);
-    assert_int_equal(lab_lock_quiet, 0);
-    assert_ptr_equal(lab_tls_heap, own);
-    assert_true(lab_sig_mine() == 0);
+    assert_records_clear(own);
 
     /* B, nested in A, left by longjmp into A's handler; A returns, and its wrapper takes back
        what it did (A on a signal heap too: with B undone after that, the thread stayed on A's
@@ -4514,11 +4526,7 @@ static void test_handler_records_rewind(void **state)
         if (a_nested)
             lab_sig_exit(a_prev);
         lab_pool_handler_leave(base, outer_a);
-        assert_int_equal(lab_pool_handler_depth, 0);
-        assert_int_equal(lab_pool_handler_nested, 0);
-        assert_int_equal(lab_lock_quiet, 0);
-        assert_ptr_equal(lab_tls_heap, own);
-        assert_true(lab_sig_mine() == 0);
+        assert_records_clear(own);
     }
 
     /* a PLAIN handler left by longjmp, its record dropped while an allocator call holds the
@@ -4543,10 +4551,7 @@ static void test_handler_records_rewind(void **state)
 static void test_handler_beyond_after_left(void **state)
 {
     (void)state;
-    lab_free(lab_malloc(16)); /* a heap of its own */
-    lab_heap_t *own = lab_tls_heap;
-    lab_sig_reserve(4);
-    lab_pool_set_handler_undo(rec_undo);
+    lab_heap_t *own = records_ready();
     uintptr_t here = (uintptr_t)__builtin_frame_address(0), base = here - 65536;
     /* nine nested, one past the records, all left by a longjmp (no wrapper ends) */
     for (int i = 0; i < 9; i++) {
@@ -4573,10 +4578,7 @@ static void test_handler_beyond_after_left(void **state)
     assert_int_equal(lab_pool_handler_depth, 9);
     /* the next safe point, above every frame: the thread as before the nine */
     assert_int_equal(lab_pool_handler_recover(here), 0);
-    assert_int_equal(lab_pool_handler_nested, 0);
-    assert_int_equal(lab_lock_quiet, 0);
-    assert_ptr_equal(lab_tls_heap, own);
-    assert_true(lab_sig_mine() == 0);
+    assert_records_clear(own);
     void *p = lab_malloc(100);
     assert_non_null(p);
     lab_free(p);
