@@ -2152,8 +2152,8 @@ bool lab_heap_busy(void) { return lab_tls_heap->in_slow != 0; }
  * of its own has two: lab_sig_reserve), and is as switched as on one. Taken for the thread's
  * own heap, every handler after a third nested one counted as having interrupted the allocator
  * (signals.c), none was a safe point any more, and the handlers left by siglongjmp were never
- * undone: the thread stayed on none for good, its every malloc NULL (preload.signal_longjmp
- * nodefer, 20 us SA_NODEFER timer, on a 6.18 kernel in every run). */
+ * undone: the thread stayed on none for good, its every malloc NULL (preload.signal_longjmp's
+ * first nested mode, a 20 us SA_NODEFER timer, on a 6.18 kernel in every run). */
 bool lab_sig_on_signal_heap(void) { return lab_tls_heap->signal_slot != 0 || lab_tls_heap == &lab_heap_none; }
 
 uintptr_t lab_deferred;

@@ -126,7 +126,8 @@ __thread unsigned lab_pool_handler_nested;
  * longjmp is set back to it, whatever its wrapper had got to; taken back count by count, a
  * handler left before its wrapper counted or after it counted down (a nested one's longjmp in
  * that window) was taken back twice or not at all, and its thread ended on a signal heap, or on
- * none, for good (preload.signal_longjmp nodefer, 20 us SA_NODEFER timer: 5 runs in 6). */
+ * none, for good (preload.signal_longjmp's first nested mode, a 20 us SA_NODEFER timer: 5 runs
+ * in 6). */
 #define HANDLER_RECORDS 8 /* (static TLS: 48 bytes each; dlopen of the library needs it small) */
 static __thread struct handler_rec {
     uintptr_t frame, alt_lo, alt_hi;
@@ -193,8 +194,8 @@ static int handler_drop_left(uintptr_t sp, bool undo)
             break;
         /* one past the records may have begun after the deepest record's handler was left, a
          * nested handler that looked for no left ones: while it runs, none goes (found by a
-         * trace of preload.signal_longjmp nodefer: its records dropped under it, the thread
-         * ended on none for good, every malloc NULL) */
+         * trace of preload.signal_longjmp's SA_NODEFER mode: its records dropped under it, the
+         * thread ended on none for good, every malloc NULL) */
         if (d > HANDLER_RECORDS && sp <= lab_load_relaxed(&handler_beyond_hi))
             break;
         if (r->kind == LAB_HANDLER_SOFT && (!undo || !lab_load_relaxed(&handler_undo)))

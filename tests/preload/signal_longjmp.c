@@ -9,11 +9,13 @@
  *   usable                   out of a loop of malloc_usable_size: the allocator's code, so the
  *                            handler runs on a signal heap, and the thread must come back to
  *                            its own heap once the handler is seen to be left;
- *   nodefer                  a 20 us timer whose handler (SA_NODEFER) returns nine times in ten
+ *   nested                   sixteen real-time signals, each from a 320 us timer of its own
+ *                            (one every 20 us in all), whose handler returns nine times in ten
  *                            and leaves by siglongjmp the tenth, 3000 times: signals land in the
- *                            wrappers of handlers returning, and handlers that ran there on a
- *                            signal heap are left so (statistical: the previous library failed
- *                            three runs in four);
+ *                            wrappers of handlers returning, and chains of handlers nest past
+ *                            the eight records, one in two left by one siglongjmp out of ten
+ *                            (statistical: its first form, one SA_NODEFER signal, failed three
+ *                            runs in four with the library before records);
  *   thread_exit              40 threads in turn, each spinning in malloc_usable_size under a
  *                            20 us timer of its own until its handler, finding itself on a
  *                            signal heap (malloc(2 MiB) refused), leaves by siglongjmp; the
@@ -22,7 +24,7 @@
  *                            the ended threads kept all 16, and 22 of 40 handlers got NULL).
  *                            Labyrinth only (elsewhere no handler is on a signal heap).
  * The others run on glibc too.
- *   signal_longjmp mprotect|mmap|madvise|usable|nodefer|thread_exit */
+ *   signal_longjmp mprotect|mmap|madvise|usable|nested|thread_exit */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -39,50 +41,100 @@
 #include "lab_check.h"
 
 static sigjmp_buf jump_out;
-static int which; /* 0 mprotect, 1 mmap + munmap, 2 madvise, 3 malloc_usable_size, 4 nodefer */
+static int which; /* 0 mprotect, 1 mmap + munmap, 2 madvise, 3 malloc_usable_size, 4 nested */
 static void on_alarm(int sig)
 {
     (void)sig;
     siglongjmp(jump_out, 1);
 }
 
-/* nodefer: every tenth call while armed leaves */
-static volatile int armed;
-static volatile unsigned long ticks;
+/* nested: every tenth call while armed leaves. Its first form, one 20 us timer whose handler was
+ * set with SA_NODEFER, nested the one signal without bound: once delivering a signal took longer
+ * than the period (a slow page fault on a stack page not yet touched, a thread seldom on a CPU),
+ * the kernel delivered the next one at the handler's first instruction, again and again, until
+ * the stack overflowed: under Labyrinth in about one run in twenty on an idle host, under glibc
+ * beside two busy loops. Sixteen signals, each blocked while its handler runs, nest sixteen deep
+ * at most. Handlers seldom nest more than three deep by chance, so twice in every NEST_EVERY calls a
+ * chain begins: each handler in it waits until one nested on it has returned, down to the tenth,
+ * past the eight records the library keeps (core/pool_purge.c). The first chain's deepest
+ * returns, and the chain unwinds; the second's leaves by siglongjmp (its tenth call is a tenth),
+ * out of all ten at once. */
+enum { NEST_SIGNALS = 16, NEST_ROUND_NS = 320000, NEST_EVERY = 50, NEST_DEEP = 10 };
+static volatile int armed, depth, deepest, chain_to, returned_at;
+static volatile unsigned long ticks, ticks_beyond, chains;
 static void on_tick(int sig)
 {
     (void)sig;
-    if (armed && ++ticks % 10 == 0) {
+    int d = ++depth; /* (balanced by every nested handler that returns) */
+    if (d > deepest)
+        deepest = d;
+    ticks_beyond += d > 8;
+    unsigned long n = ++ticks;
+    if (armed && n % 10 == 0) {
         armed = 0;
+        chain_to = 0;
         siglongjmp(jump_out, 1);
     }
+    /* (a chain's calls are one after the other: begun on a count of 1 mod 10, nine of them
+     * return, and the tenth leaves) */
+    if (armed && !chain_to && (n % NEST_EVERY == 1 || n % NEST_EVERY == 21)) {
+        chain_to = d + (n % NEST_EVERY == 1 ? NEST_DEEP - 2 : NEST_DEEP - 1);
+        chains++;
+    }
+    if (d < chain_to) {
+        /* until one nested on this one returns (a signal comes every 20 us), or the chain ends
+         * (a leave), or no signal came for a millisecond (every signal blocked: the chain ends) */
+        returned_at = d;
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long waited;
+        do {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            waited = (now.tv_sec - t0.tv_sec) * 1000000000L + now.tv_nsec - t0.tv_nsec;
+        } while (returned_at != d + 1 && d < chain_to && waited < 1000000);
+        if (waited >= 1000000)
+            chain_to = 0;
+    } else if (chain_to) {
+        chain_to = 0; /* the deepest: the chain unwinds */
+    }
+    returned_at = d;
+    depth--;
 }
 
-static void nodefer(void)
+static void nested(void)
 {
     struct sigaction sa = {0};
     sa.sa_handler = on_tick;
-    sa.sa_flags = SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    CHECK(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
-    timer_t t;
-    struct sigevent sev = {0};
-    sev.sigev_notify = SIGEV_SIGNAL;
-    sev.sigev_signo = SIGALRM;
-    CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == 0, "timer_create");
-    struct itimerspec its = {{0, 20000}, {0, 20000}};
-    CHECK(timer_settime(t, 0, &its, NULL) == 0, "timer_settime");
+    timer_t t[NEST_SIGNALS];
+    for (int i = 0; i < NEST_SIGNALS; i++) {
+        CHECK(sigaction(SIGRTMIN + i, &sa, NULL) == 0, "sigaction");
+        struct sigevent sev = {0};
+        sev.sigev_notify = SIGEV_SIGNAL;
+        sev.sigev_signo = SIGRTMIN + i;
+        CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t[i]) == 0, "timer_create");
+    }
+    for (int i = 0; i < NEST_SIGNALS; i++) { /* one after the other, a period apart */
+        struct itimerspec its = {{0, NEST_ROUND_NS}, {0, NEST_ROUND_NS / NEST_SIGNALS * (i + 1)}};
+        CHECK(timer_settime(t[i], 0, &its, NULL) == 0, "timer_settime");
+    }
     volatile unsigned long x = 0;
     for (volatile int i = 0; i < 3000; i++) {
-        if (sigsetjmp(jump_out, 1))
+        if (sigsetjmp(jump_out, 1)) {
+            depth = 0; /* the longjmp left every handler: none runs here */
+            returned_at = 0;
             continue;
+        }
         armed = 1;
         for (;;)
             x++;
     }
-    struct itimerspec off = {{0, 0}, {0, 0}};
-    timer_settime(t, 0, &off, NULL);
-    SAY("signal_longjmp nodefer: 3000 handlers left by siglongjmp among %lu", (unsigned long)ticks);
+    for (int i = 0; i < NEST_SIGNALS; i++)
+        CHECK(timer_delete(t[i]) == 0, "timer_delete");
+    SAY("signal_longjmp nested: 3000 handlers left by siglongjmp among %lu; %lu chains; nested %d deep at "
+        "most, %lu handlers past eight", (unsigned long)ticks, (unsigned long)chains, deepest,
+        (unsigned long)ticks_beyond);
+    CHECK(deepest > 8, "no handler nested past eight: the records' limit untested");
 }
 
 static int check_allocating(void);
@@ -183,19 +235,19 @@ static int check_allocating(void)
 
 int main(int argc, char **argv)
 {
-    static const char *const calls_of[] = {"mprotect", "mmap", "madvise", "usable", "nodefer", "thread_exit"};
+    static const char *const calls_of[] = {"mprotect", "mmap", "madvise", "usable", "nested", "thread_exit"};
     which = -1;
     for (int i = 0; i < 6; i++)
         if (argc > 1 && !strcmp(argv[1], calls_of[i]))
             which = i;
     if (which < 0) {
-        fprintf(stderr, "usage: %s mprotect|mmap|madvise|usable|nodefer|thread_exit\n", argv[0]);
+        fprintf(stderr, "usage: %s mprotect|mmap|madvise|usable|nested|thread_exit\n", argv[0]);
         return 2;
     }
     if (which == 5)
         return thread_exit_mode();
     if (which == 4) {
-        nodefer();
+        nested();
         return check_allocating();
     }
     struct sigaction sa = {0};

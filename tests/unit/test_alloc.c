@@ -4547,7 +4547,7 @@ static void test_handler_records_rewind(void **state)
  * dropped while it runs. A PLAIN handler nested in it looked from below its frame, took the
  * records for left and dropped them all; when it returned, its wrapper set the thread back to
  * the signal heap it began on, with no record left to undo that (found by a trace of
- * preload.signal_longjmp nodefer: the thread ended on none, every malloc NULL). */
+ * preload.signal_longjmp's SA_NODEFER mode: the thread ended on none, every malloc NULL). */
 static void test_handler_beyond_after_left(void **state)
 {
     (void)state;
