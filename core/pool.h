@@ -462,6 +462,9 @@ lab_internal void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stat
 lab_internal size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount, size_t *runs_off);
 /* The most store runs one search for an aligned run (a span's) has looked at (tests) */
 lab_internal unsigned lab_pool_order_seen_max(void);
+/* The looks at the last page of freed page-sized blocks (pool.c: run_written_sample), by every
+ * thread (tests). */
+lab_internal unsigned long lab_pool_run_looks(void);
 /* Batch pops of the shared lists that took two runs or more of one chain (tests). */
 lab_internal unsigned long lab_pool_chains_taken(void);
 /* Threads whose page-sized blocks moved to another zone, their zone's lock found taken too often
