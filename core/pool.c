@@ -551,15 +551,8 @@ static __thread uint8_t tls_run_shift;  /* (0 until the first look: RUN_WRITTEN_
 static unsigned long run_looks;         /* (tests; relaxed, any pool) */
 unsigned long lab_pool_run_looks(void) { return lab_load_relaxed(&run_looks); }
 
-static void run_written_sample(lab_pool_t *pool, lab_page_t *d)
+static lab_noinline void run_written_look(lab_pool_t *pool, lab_page_t *d, unsigned n)
 {
-    unsigned n = d->h.npages;
-    if (n < 16)
-        return;
-    if (tls_run_wait) {
-        tls_run_wait--;
-        return;
-    }
     unsigned shift = lab_max(tls_run_shift, (uint8_t)RUN_WRITTEN_SHIFT_MIN);
     long r = lab_os_resident((const void *)(lab_desc_addr(d) + ((uintptr_t)(n - 1) << LAB_PAGE_SHIFT)), 1);
     lab_add_relaxed(&run_looks, 1);
@@ -572,6 +565,18 @@ static void run_written_sample(lab_pool_t *pool, lab_page_t *d)
     shift = (r != 0) == (old >= 0) ? lab_min(shift + 1, (unsigned)RUN_WRITTEN_SHIFT_MAX) : RUN_WRITTEN_SHIFT_MIN;
     tls_run_shift = (uint8_t)shift;
     tls_run_wait = (uint16_t)((1u << shift) - 1);
+}
+
+static inline void run_written_sample(lab_pool_t *pool, lab_page_t *d)
+{
+    unsigned n = d->h.npages;
+    if (lab_likely(n < 16))
+        return;
+    if (lab_likely(tls_run_wait)) {
+        tls_run_wait--;
+        return;
+    }
+    run_written_look(pool, d, n);
 }
 
 /* n pages starting at a multiple of `align` pages, from the first of the best-fit runs up that
