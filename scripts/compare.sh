@@ -4,7 +4,8 @@
 # runs every workload under glibc, jemalloc, mimalloc, tcmalloc and Labyrinth (interleaved run by
 # run, N runs each, medians) and the micro suite under each, and writes results/latest/: raw.json
 # (every run), report.md, time.png, rss.png — all drawn from raw.json by scripts/report.py. The
-# previous results/latest is kept as results/previous. Progress goes to stderr.
+# previous results/latest is kept as results/previous. Progress goes to stderr. report.md ends with
+# the rows whose Labyrinth/glibc ratio moved more than twofold since the run the README records.
 #   --quick         smaller workloads, 3 runs, a subset of the micro suite (about 3 minutes)
 #   --direct-check  also runs the workloads linked against jemalloc (no preload), to show that
 #                   LD_PRELOAD does not distort the figures
@@ -82,6 +83,8 @@ args=(--build "$bench_dir" --out "$out" --runs "$runs" --size "$size" --invocati
 ((direct)) && args+=(--direct-check)
 ((micro)) || args+=(--no-micro)
 "$PY" bench/run.py "${args[@]}" ${excl[@]+"${excl[@]}"}
-"$PY" scripts/report.py "$out"
+# the record the README quotes for this version: report.md ends with what moved far since it
+prev=$(grep -A1 'The run recorded for this version is kept in' README.md | grep -o 'bench/results/[^/)]*' | head -1)
+"$PY" scripts/report.py "$out" ${prev:+"$prev"}
 echo "compare.sh: done in $((SECONDS - t0)) s: $out/report.md, $out/raw.json, $out/time.png, $out/rss.png" >&2
 sed -n '/^## Summary/,/^## Time/p' "$out/report.md" | sed '$d'

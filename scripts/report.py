@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""report.py [DIR] — draws DIR/report.md, DIR/time.png and DIR/rss.png from DIR/raw.json (written
-by bench/run.py; DIR defaults to results/latest). Every figure comes from raw.json: medians over
+"""report.py [DIR [PREVIOUS]] — draws DIR/report.md, DIR/time.png and DIR/rss.png from DIR/raw.json
+(written by bench/run.py; DIR defaults to results/latest); with PREVIOUS, a recorded run's
+directory, report.md ends with the rows whose Labyrinth/glibc ratio moved far since it. Every figure comes from raw.json: medians over
 the runs of each cell, ratios against glibc and jemalloc, geomeans of ratios (never of raw
 seconds, which would let the longest workload decide), and the workloads Labyrinth loses, named.
 Micro-benchmarks: the fastest of the passes per case (noise on a VM only ever adds time)."""
@@ -20,6 +21,7 @@ OUTLIER = 10.0  # a row where an allocator takes under a tenth or over ten times
 # geomean and count (found by review: they made the headline figures Labyrinth's page API's).
 OTHER_API = {"packets": "Labyrinth runs its page API (`labyrinth_alloc_pages`, ATOMIC) where the "
                         "others run `malloc(4096)`"}
+PREVIOUS_FACTOR = 2.0  # how far Labyrinth's ratio to glibc must move to be listed against a recorded run
 OTHER_API_MICRO = "pages_"  # micro cases: the page API under Labyrinth, aligned_alloc elsewhere
 
 
@@ -167,7 +169,9 @@ def metric_table(out, title, cells, wls, allocs, spec, unit_word):
     return losses
 
 
-def micro_tables(out, micro, allocs):
+def micro_best(micro):
+    """The fastest pass of each micro case under each allocator, in ns: ({(case, allocator): ns},
+    the cases in their order, each allocator's benchmark context)."""
     best, ctx = {}, {}
     names = []
     for a, m in micro.items():
@@ -184,6 +188,11 @@ def micro_tables(out, micro, allocs):
                     names.append(n)
                 ns = b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
                 best[n, a] = min(ns, best.get((n, a), float("inf")))
+    return best, names, ctx
+
+
+def micro_tables(out, micro, allocs):
+    best, names, ctx = micro_best(micro)
     m_allocs = [a for a in allocs if a in micro and not micro[a].get("error")]
     if not names:
         return
@@ -251,6 +260,46 @@ def micro_tables(out, micro, allocs):
     table(rows)
     out.append("\n### Appendix: every micro case\n")
     table(names)
+
+
+def previous_table(out, raw, prev, prev_dir, factor=PREVIOUS_FACTOR):
+    """Cases whose Labyrinth/glibc ratio moved by more than `factor` either way since the run in
+    prev_dir (raw.json): a ratio, not a time, so that a host faster or slower as a whole moves
+    nothing. Found by hand once too late: a system call added to every sixteenth page-sized free
+    took malloc_free_runs/102400 from 0.94 to 4.43 times glibc's, over two records."""
+    out.append(f"\n## Against the recorded run `{prev_dir}`\n")
+    if raw["config"].get("size") != prev["config"].get("size"):
+        out.append(f"Not compared: this run's sizes are {raw['config'].get('size')}, that one's "
+                   f"{prev['config'].get('size')}.")
+        return
+    rows = []
+    now_b, names, _ = micro_best(raw.get("micro") or {})
+    old_b, _, _ = micro_best(prev.get("micro") or {})
+    for n in names:
+        r_now = ratio(now_b.get((n, LAB)), now_b.get((n, "glibc")))
+        r_old = ratio(old_b.get((n, LAB)), old_b.get((n, "glibc")))
+        if r_now and r_old:
+            rows.append((r_now / r_old, "micro", n, r_old, r_now))
+    now_t, old_t = Cells(raw["runs"], "time_s"), Cells(prev["runs"], "time_s")
+    now_m, old_m = Cells(raw["runs"], "peak_rss_kib"), Cells(prev["runs"], "peak_rss_kib")
+    for w in dict.fromkeys(r["workload"] for r in raw["runs"]):
+        for kind, now_c, old_c in (("time", now_t, old_t), ("peak RSS", now_m, old_m)):
+            r_now = ratio(now_c.get(w, LAB), now_c.get(w, "glibc"))
+            r_old = ratio(old_c.get(w, LAB), old_c.get(w, "glibc"))
+            if r_now and r_old:
+                rows.append((r_now / r_old, kind, w, r_old, r_now))
+    moved = sorted((r for r in rows if r[0] > factor or r[0] < 1 / factor), key=lambda r: -r[0])
+    out.append(f"Labyrinth's ratio to glibc in this run and in that one, where it moved by more than {factor:g} "
+               f"times either way ({len(moved)} of {len(rows)} rows; glibc's own speed cancels, the host's noise "
+               "does not: read a row as a lead to measure again side by side, not as a verdict).\n")
+    if not moved:
+        out.append("None moved that far.")
+        return
+    out.append("| what | case | lab/glibc then | lab/glibc now | change |")
+    out.append("|---|---|--:|--:|--:|")
+    for ch, kind, n, r_old, r_now in moved:
+        out.append(f"| {kind} | {n} | {r_old:.2f} | {r_now:.2f} | "
+                   f"{'**' if ch > 1 else ''}{ch:.2f}x{'**' if ch > 1 else ''} |")
 
 
 def mmap_table(out, runs):
@@ -454,6 +503,9 @@ def main():
 
     micro_tables(out, raw.get("micro") or {}, allocs)
     mmap_table(out, raw.get("mmap_bench") or [])
+    prev_dir = sys.argv[2] if len(sys.argv) > 2 else None
+    if prev_dir and LAB in allocs and os.path.exists(os.path.join(prev_dir, "raw.json")):
+        previous_table(out, raw, json.load(open(os.path.join(prev_dir, "raw.json"))), prev_dir)
 
     out.append("\n## Environment\n")
     m = raw["machine"]
