@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """report.py [DIR [PREVIOUS]] — draws DIR/report.md, DIR/time.png and DIR/rss.png from DIR/raw.json
 (written by bench/run.py; DIR defaults to results/latest); with PREVIOUS, a recorded run's
-directory, report.md ends with the rows whose Labyrinth/glibc ratio moved far since it. Every figure comes from raw.json: medians over
-the runs of each cell, ratios against glibc and jemalloc, geomeans of ratios (never of raw
-seconds, which would let the longest workload decide), and the workloads Labyrinth loses, named.
+directory, report.md ends with the rows whose Labyrinth/glibc ratio moved far since it. Every
+figure comes from raw.json: medians over the runs of each cell, ratios against glibc and
+jemalloc, geomeans of ratios (never of raw seconds, which would let the longest workload decide),
+and the workloads Labyrinth loses, named.
 Micro-benchmarks: the fastest of the passes per case (noise on a VM only ever adds time)."""
 import json
 import math

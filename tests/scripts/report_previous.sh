@@ -24,12 +24,14 @@ json.dump(d, open(sys.argv[1], "w"))
 PYEOF
 "$PY" scripts/report.py "$tmp/now" "$rec" 2>/dev/null
 "$PY" scripts/report.py "$tmp/same" "$rec" 2>/dev/null
-rows=$(sed -n '/^## Against the recorded run/,/^## /p' "$tmp/now/report.md" | grep -E '^\| (micro|time|peak RSS) ' || true)
+section=$(sed -n '/^## Against the recorded run/,/^## /p' "$tmp/now/report.md")
+rows=$(echo "$section" | grep -E '^\| (micro|time|peak RSS) ' || true)
 echo "$rows"
 fail=0
 echo "$rows" | grep -q '^| micro | malloc_free_runs/102400 | .* | \*\*3.00x\*\* |$' ||
     { echo "FAIL: malloc_free_runs/102400 three times slower is not listed at 3.00x"; fail=1; }
-echo "$rows" | grep -q '^| time | gcc | .* | 0.33x |$' || { echo "FAIL: gcc three times as fast is not listed at 0.33x"; fail=1; }
+echo "$rows" | grep -q '^| time | gcc | .* | 0.33x |$' ||
+    { echo "FAIL: gcc three times as fast is not listed at 0.33x"; fail=1; }
 [ "$(echo "$rows" | grep -c .)" = 2 ] || { echo "FAIL: rows listed that did not move"; fail=1; }
 grep -q '^None moved that far.$' "$tmp/same/report.md" || { echo "FAIL: the run against itself lists rows"; fail=1; }
 ((fail == 0)) && echo "report_previous: ok"
