@@ -250,27 +250,24 @@ int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held)
     return r < 0 ? (int)r : 0;
 }
 
-long lab_os_resident(const void *addr, size_t npages)
+/* mincore of the page holding addr: the system call's result, *v the kernel's byte. */
+static long page_mincore(const void *addr, unsigned char *v)
 {
-    unsigned char v[512];
-    if (npages > sizeof v)
-        return -1;
     lab_add_relaxed(&os_calls, 1);
-    if (os_syscall6(SYS_mincore, (long)addr, (long)(npages << LAB_PAGE_SHIFT), (long)v, 0, 0, 0) != 0)
-        return -1;
-    long n = 0;
-    for (size_t i = 0; i < npages; i++)
-        n += v[i] & 1;
-    return n;
+    return os_syscall6(SYS_mincore, (long)lab_align_down((uintptr_t)addr, LAB_PAGE_SIZE), LAB_PAGE_SIZE, (long)v, 0,
+                       0, 0);
+}
+
+int lab_os_page_resident(const void *addr)
+{
+    unsigned char v;
+    return page_mincore(addr, &v) != 0 ? -1 : v & 1;
 }
 
 bool lab_os_mapped(const void *addr)
 {
     unsigned char v;
-    lab_add_relaxed(&os_calls, 1);
-    long r = os_syscall6(SYS_mincore, (long)lab_align_down((uintptr_t)addr, LAB_PAGE_SIZE), LAB_PAGE_SIZE, (long)&v,
-                         0, 0, 0);
-    return r != -ENOMEM;
+    return page_mincore(addr, &v) != -ENOMEM;
 }
 
 void lab_os_counters(struct lab_os_counters *out)

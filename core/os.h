@@ -66,9 +66,9 @@ lab_internal int lab_os_purge(void *addr, size_t len);
  * must then take every page as holding data. Three system calls. */
 lab_internal int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held);
 
-/* How many of npages pages from addr (page aligned, npages <= 512) are resident (mincore), or
- * -1 if the kernel does not say. One system call. */
-lab_internal long lab_os_resident(const void *addr, size_t npages);
+/* Whether the page holding addr is resident (mincore): 1, 0, or -1 if the kernel does not say.
+ * One system call. */
+lab_internal int lab_os_page_resident(const void *addr);
 
 /* Whether anything is mapped at the page holding addr (mincore: ENOMEM on a hole). */
 lab_internal bool lab_os_mapped(const void *addr);

@@ -554,7 +554,7 @@ unsigned long lab_pool_run_looks(void) { return lab_load_relaxed(&run_looks); }
 static lab_noinline void run_written_look(lab_pool_t *pool, lab_page_t *d, unsigned n)
 {
     unsigned shift = lab_max(tls_run_shift, (uint8_t)RUN_WRITTEN_SHIFT_MIN);
-    long r = lab_os_resident((const void *)(lab_desc_addr(d) + ((uintptr_t)(n - 1) << LAB_PAGE_SHIFT)), 1);
+    int r = lab_os_page_resident((const void *)(lab_desc_addr(d) + ((uintptr_t)(n - 1) << LAB_PAGE_SHIFT)));
     lab_add_relaxed(&run_looks, 1);
     if (r < 0) { /* refused (a sandbox): asked again seldom */
         tls_run_wait = (uint16_t)((1u << RUN_WRITTEN_SHIFT_MAX) - 1);
