@@ -406,13 +406,14 @@ void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages)
 {
     uint64_t now = lab_clock_ms();
     /* the pool's line is shared by every thread (its free count, written at every store call):
-     * read and written at most once a millisecond per thread, not at every call. The peak only
-     * after allocations, which alone raise it, and at most once a millisecond too, unless the
+     * read and written at most once a clock tick per thread (lab_clock_ms reads the coarse
+     * clock: its millisecond moves once a kernel tick, 1 to 10 ms), not at every call. The peak
+     * only after allocations, which alone raise it, and at most once a tick too, unless the
      * thread has handed out a sixty-fourth of the peak (at least 1 MiB) since it last looked:
      * its sum reads every zone's count of free pages, which the zones' threads write at every
      * carve and free (`wl pagemix`, each thread's blocks in a zone of its own, spent a tenth of
-     * its time there, a cache miss a call). A peak held and given back within a millisecond
-     * is missed by less than that much a thread; a stats read looks at it too. */
+     * its time there, a cache miss a call). A peak held and given back within a tick is
+     * missed by less than that much a thread; a stats read looks at it too. */
     static __thread uint64_t tls_now;
     static __thread size_t tls_peak_pages, tls_peak_step; /* (the step as of the last look) */
     bool new_ms = tls_now != now;

@@ -172,9 +172,9 @@ static void test_signal_heaps_follow_threads(void **state)
 }
 
 /* The pool's peak sees pages handed out in a burst and given back before any statistics were
- * read: the tick looks at the peak once a millisecond, or after the thread has handed out a
- * sixty-fourth of it (at least 1 MiB), and a burst of page-sized blocks takes well under a
- * millisecond, so the peak may miss that much and one block, not more. */
+ * read: the tick looks at the peak once a coarse clock tick (1 to 10 ms), or after the thread
+ * has handed out a sixty-fourth of it (at least 1 MiB), and a burst of page-sized blocks takes
+ * well under a tick, so the peak may miss that much and one block, not more. */
 static void test_peak_sees_burst(void **state)
 {
     (void)state;
