@@ -1194,7 +1194,15 @@ static __thread uint8_t tls_run_press; /* +RUN_PRESS_MISS per failed try of its 
 static unsigned long run_zone_moves;   /* threads moved (tests; relaxed, any pool) */
 unsigned long lab_pool_run_zone_moves(void) { return lab_load_relaxed(&run_zone_moves); }
 
-lab_lock_t *lab_pool_normal_lock(lab_pool_t *pool) { return &pool->zone[ZONE_NORMAL].lock; }
+lab_lock_t *lab_pool_zone_lock(lab_pool_t *pool, unsigned zi) { return &lab_zone_at(pool, zi)->lock; }
+
+size_t lab_pool_zone_store_pages(lab_pool_t *pool, unsigned zi)
+{
+    lab_zone_t *z = zi < LAB_ZONES ? lab_zone_at(pool, zi) : NULL;
+    return z ? lab_load_relaxed(&z->store_pages) : 0;
+}
+
+lab_page_t *lab_pool_run_room_first(void) { return lab_tls_rooms ? lab_tls_rooms->runs : NULL; }
 
 size_t lab_pool_run_zones(lab_pool_t *pool, size_t *chunks)
 {
@@ -1270,6 +1278,11 @@ static lab_noinline bool run_zone_move(lab_pool_t *pool)
         run_chain_free(pool, runs);
     lab_add_relaxed(&run_zone_moves, 1);
     return true;
+}
+
+unsigned lab_pool_run_zone_move(lab_pool_t *pool)
+{
+    return pool->is_default && run_zone_move(pool) ? tls_run_zone : UINT_MAX;
 }
 
 /* A run of n pages carved from another zone's store than `own` (no lock held; the normal zone's

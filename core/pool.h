@@ -470,8 +470,23 @@ lab_internal unsigned long lab_pool_chains_taken(void);
 /* Threads whose page-sized blocks moved to another zone, their zone's lock found taken too often
  * (pool.c: run zones; tests). */
 lab_internal unsigned long lab_pool_run_zone_moves(void);
-/* The normal zone's lock (tests: a thread that finds it taken). */
-lab_internal lab_lock_t *lab_pool_normal_lock(lab_pool_t *pool);
+/* Zone zi of pool (0: the normal zone; run zones from 2, as lab_pool_run_zone_move numbers them),
+ * for tests: its lock (a thread that finds it taken), and the pages its store holds now (0 for
+ * a zone not made). */
+lab_internal lab_lock_t *lab_pool_zone_lock(lab_pool_t *pool, unsigned zi);
+lab_internal size_t lab_pool_zone_store_pages(lab_pool_t *pool, unsigned zi);
+/* The first run the calling thread's run room keeps (the default pool's freed page-sized
+ * blocks), or NULL (tests). */
+lab_internal lab_page_t *lab_pool_run_room_first(void);
+/* Tests: move the calling thread's page-sized blocks of the default pool to the next zone in
+ * turn, as a thread pressed on its zone's lock moves (pool.c: run_zone_move); the number of its
+ * zone then (pool_impl.h: ZONE_RUN0 and up are run zones), or UINT_MAX if it stays. */
+lab_internal unsigned lab_pool_run_zone_move(lab_pool_t *pool);
+/* Room sets (pool_life.c): past this many in use, a thread that finds no spare set adopts the set
+ * of a thread that ended without its destructors (16; a variable so that tests can lower it), and
+ * the sets spare now (tests; rooms_lock taken). */
+lab_internal extern unsigned lab_rooms_scan_min;
+lab_internal size_t lab_pool_rooms_spare(void);
 /* The run zones made in pool (statistics), and the chunks they have mapped (*chunks, if not NULL:
  * each zone's lock taken in turn). */
 lab_internal size_t lab_pool_run_zones(lab_pool_t *pool, size_t *chunks);

@@ -55,6 +55,7 @@ _Static_assert(lab_align_up(sizeof(lab_rooms_t), 64) <= LAB_ROOMS_META, "a room 
  * and adopts one whose thread has ended, with the runs it holds. */
 static unsigned rooms_in_use;
 #define ROOMS_SCAN_MIN 16u
+unsigned lab_rooms_scan_min = ROOMS_SCAN_MIN;
 static lab_rooms_t *rooms_scan_at; /* the walk's place in rooms_all (relaxed; sets are never freed) */
 
 static void rooms_flush(lab_rooms_t *rs);
@@ -99,10 +100,12 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
     bool calls = !lab_pool_in_handler();
     int ended = 0;
     lab_rooms_t *adopted = calls && !lab_tls_rooms && !lab_load_relaxed(&rooms_free) &&
-                                   lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN
+                                   lab_load_relaxed(&rooms_in_use) >= lab_load_relaxed(&lab_rooms_scan_min)
                                ? rooms_adopt_ended(&ended)
                                : NULL;
-    int tid = calls && lab_load_relaxed(&rooms_in_use) >= ROOMS_SCAN_MIN / 2 ? (int)lab_os_gettid() : 0;
+    int tid = calls && lab_load_relaxed(&rooms_in_use) >= lab_load_relaxed(&lab_rooms_scan_min) / 2
+                  ? (int)lab_os_gettid()
+                  : 0;
     if (atomic) {
         if (!key || (unsigned)rooms_key >= LAB_KEY_STATIC || !lab_lock_try(&rooms_lock)) {
             if (adopted) /* the claim given back: the next thread may adopt the set */
@@ -150,6 +153,16 @@ lab_noinline lab_rooms_t *lab_rooms_create(bool atomic)
     if (rs && key)
         pthread_setspecific(rooms_key, rs);
     return rs;
+}
+
+size_t lab_pool_rooms_spare(void)
+{
+    size_t n = 0;
+    lab_lock(&rooms_lock);
+    for (lab_rooms_t *rs = rooms_free; rs; rs = rs->next_free)
+        n++;
+    lab_unlock(&rooms_lock);
+    return n;
 }
 
 void lab_pool_set_sharers(lab_pool_t *pool, size_t n) { lab_store_relaxed(&pool->sharers, n); }

@@ -974,7 +974,7 @@ static void test_run_zones_split_contention(void **state)
     (void)state;
     lab_trim();
     lab_pool_t *pool = lab_pool_default();
-    lab_lock_t *lock = lab_pool_normal_lock(pool);
+    lab_lock_t *lock = lab_pool_zone_lock(pool, 0);
     struct zone_press zp = {.moves0 = lab_pool_run_zone_moves()};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, zone_press_thread, &zp), 0);

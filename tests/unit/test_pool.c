@@ -4,6 +4,7 @@
  * purging, and misuse aborting with a message. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -1491,6 +1492,143 @@ static void test_run_written_looks(void **state)
     assert_in_range(looks[2], 9, ROUNDS / 16);
 }
 
+/* ---- a run room adopted from a thread that ended without its destructors ----
+ * Such a thread (one that ends by a raw exit system call, or whose first call comes in the last
+ * round of key destructors, as here) leaves its room set in use, and
+ * the next thread that finds no spare set adopts it (pool_life.c), runs of its run room and all.
+ * Those runs may be of another zone than the adopter's page-sized blocks (here the adopter has
+ * moved to a run zone, as a thread pressed on its zone's lock does): every move of the room's
+ * runs to a store must take their own zone's lock, not the adopter's (pool.c: run_room_zone).
+ * Their zone's lock is held here while the adopter drains its room: nothing may reach that
+ * zone's store until it is given back. Taking the adopter's zone's lock instead, the drain
+ * stored the run there at once. */
+#define AR_PAGES 20         /* the ended thread's run (not a power of two: a run room's) */
+#define AR_OTHER_PAGES 100  /* the adopter's own block: not a fit for that run */
+static lab_page_t *ar_run;        /* the ended thread's run, left in its run room */
+static lab_page_t *ar_adopted;    /* the first run of the adopter's room after its first call */
+static unsigned ar_zone;          /* the adopter's zone */
+static int ar_drained;            /* atomic: the adopter's drain has returned */
+
+/* Holds a room set (a page-sized block made and kept) until stage 9 (room_stage, above). */
+static void *ar_holder(void *arg)
+{
+    lab_page_t *d;
+    void *p = lab_pool_alloc_run(arg, AR_PAGES, 0, &d);
+    room_stage_wait(9);
+    if (p)
+        lab_pool_free_run(arg, d);
+    return NULL;
+}
+
+/* The ended thread's first page-sized block, made and freed (into its run room) in the last
+ * round of key destructors: the set it takes then keeps its thread's id, and its own key's
+ * destructor never runs, as if the thread had ended by a raw exit system call (which neither
+ * sanitizer can follow). */
+static pthread_key_t ar_key;
+
+static void ar_destructor(void *value)
+{
+    uintptr_t round = (uintptr_t)value;
+    if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(ar_key, (void *)(round + 1));
+        return;
+    }
+    lab_pool_t *pool = lab_pool_default();
+    lab_page_t *d;
+    if (lab_pool_alloc_run(pool, AR_PAGES, 0, &d) && d->h.zone == 0) {
+        lab_pool_free_run(pool, d);
+        ar_run = lab_pool_run_room_first();
+    }
+}
+
+static void *ar_ender(void *arg)
+{
+    (void)arg;
+    pthread_setspecific(ar_key, (void *)1); /* no page-sized block of its own */
+    return NULL;
+}
+
+static void *ar_adopter(void *arg)
+{
+    lab_pool_t *pool = arg;
+    ar_zone = lab_pool_run_zone_move(pool); /* from the normal zone: always to a run zone */
+    lab_page_t *d;
+    void *p = lab_pool_alloc_run(pool, AR_OTHER_PAGES, 0, &d); /* its first call: a room set */
+    ar_adopted = lab_pool_run_room_first();
+    room_stage_set(1);
+    room_stage_wait(2);
+    lab_pool_room_drain(pool);
+    __atomic_store_n(&ar_drained, 1, __ATOMIC_RELEASE);
+    if (p)
+        lab_pool_free_run(pool, d);
+    return NULL;
+}
+
+static void test_adopted_run_room_zone(void **state)
+{
+    (void)state;
+#ifdef LAB_UNDER_TSAN
+    /* ThreadSanitizer ends a thread's own state in the last round: a call there stops it
+     * (as in test_alloc's test_adopt_ended_heaps) */
+    skip();
+#endif
+    lab_pool_t *pool = lab_pool_default();
+    assert_non_null(pool);
+    assert_int_equal(pthread_key_create(&ar_key, ar_destructor), 0);
+    unsigned scan_min = lab_rooms_scan_min;
+    /* the spare sets taken by holders, which keep no thread id (no adoption looks at them) */
+    lab_rooms_scan_min = ~0u;
+    enum { HOLDERS_MAX = 256 };
+    static pthread_t holder[HOLDERS_MAX];
+    int holders = 0;
+    room_stage = 0;
+    for (size_t spare; (spare = lab_pool_rooms_spare()) > 0 && holders < HOLDERS_MAX; holders++) {
+        assert_int_equal(pthread_create(&holder[holders], NULL, ar_holder, pool), 0);
+        for (int w = 0; w < 1000 && lab_pool_rooms_spare() == spare; w++) { /* its set taken */
+            struct timespec ms1 = {0, 1000 * 1000};
+            nanosleep(&ms1, NULL);
+        }
+    }
+    assert_int_equal(lab_pool_rooms_spare(), 0);
+    /* now every set keeps its thread's id, and a thread that finds no spare set adopts */
+    lab_rooms_scan_min = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ar_ender, pool), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    pthread_key_delete(ar_key);
+    assert_non_null(ar_run);
+    assert_int_equal(lab_pool_rooms_spare(), 0); /* its set not given back: left in use */
+    ar_drained = 0;
+    assert_int_equal(pthread_create(&t, NULL, ar_adopter, pool), 0);
+    room_stage_wait(1);
+    lab_rooms_scan_min = scan_min;
+    /* the adopter, in a run zone, took the ended thread's set with its normal zone's run, and
+     * its own call left that run alone (taking its own zone's lock for the run's, the call's
+     * store work moved the run out of the room: a NULL here) */
+    assert_true(ar_zone >= 2 && ar_zone != UINT_MAX);
+    assert_ptr_equal(ar_adopted, ar_run);
+    lab_lock_t *lock = lab_pool_zone_lock(pool, 0);
+    lab_lock(lock);
+    size_t before = lab_pool_zone_store_pages(pool, 0);
+    room_stage_set(2);
+    /* its drain waits for this lock (or, wrongly, is done at once) */
+    for (int w = 0; w < 300 && !__atomic_load_n(&ar_drained, __ATOMIC_ACQUIRE); w++) {
+        struct timespec ms1 = {0, 1000 * 1000};
+        nanosleep(&ms1, NULL);
+    }
+    size_t during = lab_pool_zone_store_pages(pool, 0);
+    int drained = __atomic_load_n(&ar_drained, __ATOMIC_ACQUIRE);
+    lab_unlock(lock);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    print_message("adopted run room: the normal zone's store %zu -> %zu pages under its lock held here (drain %s)\n",
+                  before, during, drained ? "returned" : "waited");
+    assert_int_equal(during, before);
+    assert_false(drained);
+    room_stage_set(9);
+    for (int i = 0; i < holders; i++)
+        assert_int_equal(pthread_join(holder[i], NULL), 0);
+}
+
 static void test_chunk_header_far_pages_untouched(void **state)
 {
     (void)state;
@@ -1705,6 +1843,7 @@ int main(void)
         cmocka_unit_test(test_huge_chunks),
         cmocka_unit_test(test_chunk_header_far_pages_untouched),
         cmocka_unit_test(test_run_written_looks),
+        cmocka_unit_test(test_adopted_run_room_zone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
