@@ -339,12 +339,12 @@ static inline bool zone_is_run(lab_pool_t *pool, lab_zone_t *z)
 }
 
 /* Whether a DEFAULT caller may take n pages of z's store: the normal zone keeps the reserve
- * (pool->nr_free counts its shared lists and store); a run zone has none, and its free pages,
- * its store's, are counted there alone, so that two threads' carves and frees in two zones do
- * not both write the pool's count (its cache line bounced between them at every call). */
+ * (pool_nr_free: its shared lists and store); a run zone has none, and its free pages, its
+ * store's, are counted there alone, so that two threads' carves and frees in two zones do not
+ * both write one count (its cache line bounced between them at every call). */
 static inline bool zone_has_free(lab_pool_t *pool, lab_zone_t *z, size_t n)
 {
-    return zone_is_run(pool, z) || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n;
+    return zone_is_run(pool, z) || pool_nr_free(pool) >= pool->reserve + n;
 }
 
 /* The h.clean of a piece of a run carved from the store, from its pages marked dirty. */
@@ -389,10 +389,6 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     c->store_pages += n;
     lab_store_relaxed(&z->store_pages, z->store_pages + n); /* relaxed: lab_pool_free_all reads it */
     lab_store_relaxed(&z->store_dirty, z->store_dirty + ndirty);
-    if (c->zone == ZONE_NORMAL)
-        lab_add_relaxed(&pool->nr_free, n);
-    else if (c->zone == ZONE_EXCL)
-        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Take the store run d out of its bin (its pages leave the free count). */
@@ -407,10 +403,6 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     c->store_pages -= n;
     lab_store_relaxed(&z->store_pages, z->store_pages - n);
     lab_store_relaxed(&z->store_dirty, z->store_dirty - *lab_run_ndirty(d));
-    if (c->zone == ZONE_NORMAL)
-        lab_sub_relaxed(&pool->nr_free, n);
-    else if (c->zone == ZONE_EXCL)
-        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Before a run or a huge mapping faults fresh pages in (below, with the purge) */
@@ -700,7 +692,7 @@ unsigned lab_zone_unmap_free_chunks(lab_pool_t *pool, lab_zone_t *z, unsigned zi
     while (c) {
         lab_chunk_t *next = c->next;
         bool spare = c->store_pages == LAB_CHUNK_PAGES &&
-                     (zi != ZONE_NORMAL || lab_load_relaxed(&pool->nr_free) >= keep + LAB_CHUNK_PAGES);
+                     (zi != ZONE_NORMAL || pool_nr_free(pool) >= keep + LAB_CHUNK_PAGES);
         if (spare && min_idle && now < c->idle_since + min_idle) {
             if (due && c->idle_since + min_idle < *due)
                 *due = c->idle_since + min_idle;
@@ -887,16 +879,16 @@ int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need)
     lab_add_relaxed(&pool->refills, 1);
     /* toward HIGH only (the callers that need a run take other threads' idle rooms first and
      * look again before they come here: lab_rooms_take_stale) */
-    if (!need && lab_load_relaxed(&pool->nr_free) < target && lab_rooms_take_stale(pool, z))
+    if (!need && pool_nr_free(pool) < target && lab_rooms_take_stale(pool, z))
         lab_zone_drain_shared(pool, z);
-    while (lab_load_relaxed(&pool->nr_free) < target || (need && !mapped)) {
+    while (pool_nr_free(pool) < target || (need && !mapped)) {
         if ((err = zone_map_chunk(pool, z, ZONE_NORMAL, &may_release)) != 0)
             break;
         mapped = true;
     }
     if (need && !mapped)
         return err ? err : -ENOMEM;
-    return lab_load_relaxed(&pool->nr_free) >= pool->reserve + need ? 0 : err ? err : -ENOMEM;
+    return pool_nr_free(pool) >= pool->reserve + need ? 0 : err ? err : -ENOMEM;
 }
 
 /* Runs of a chain popped from z's list of `order` into the store (lock held). */
@@ -912,9 +904,9 @@ static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chai
     }
     lab_sub_relaxed(&z->shared[order].pages, pages);
     if (z == &pool->zone[ZONE_NORMAL])
-        lab_sub_relaxed(&pool->nr_free, pages);
+        lab_sub_relaxed(&pool->nr_shared, pages);
     else
-        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
+        lab_sub_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
 }
 
 /* Drain every shared list of z into the store (lock held). */
@@ -1012,9 +1004,9 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
      * zero for a moment, which reserve and keep checks read as plenty (found by review) */
     size_t now = lab_add_relaxed(&z->shared[order].pages, pages) + pages;
     if (z == &pool->zone[ZONE_NORMAL])
-        lab_add_relaxed(&pool->nr_free, pages);
+        lab_add_relaxed(&pool->nr_shared, pages);
     else
-        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)pages);
+        lab_add_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
     stack_push_chain(&z->shared[order].s, first, last);
     if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
         /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
@@ -1047,7 +1039,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
     size_t n = (size_t)1 << order;
     bool normal = z == &pool->zone[ZONE_NORMAL];
     if (normal && !(gfp & LAB_GFP_ATOMIC)) {
-        size_t free = lab_load_relaxed(&pool->nr_free);
+        size_t free = pool_nr_free(pool);
         if (free < pool->reserve + n)
             return NULL;
         max = (unsigned)lab_min((size_t)max, (free - pool->reserve) >> order);
@@ -1055,7 +1047,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         /* ATOMIC: the run it needs may come from the reserve, but no batch of reserve pages
          * for its room, where other threads' ATOMIC calls could not reach them and this
          * thread's DEFAULT calls would (found by review) */
-        size_t free = lab_load_relaxed(&pool->nr_free);
+        size_t free = pool_nr_free(pool);
         max = (unsigned)lab_max(1ul, lab_min((size_t)max, free > pool->reserve ? (free - pool->reserve) >> order : 0));
     }
     lab_page_t *head = onto, *chain;
@@ -1079,11 +1071,12 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
     size_t pages = (size_t)k << order;
     lab_sub_relaxed(&z->shared[order].pages, pages);
     if (normal) {
-        size_t left = lab_sub_relaxed(&pool->nr_free, pages) - pages;
+        size_t left = lab_sub_relaxed(&pool->nr_shared, pages) - pages +
+                      lab_load_relaxed(&pool->zone[ZONE_NORMAL].store_pages);
         if (left < pool->reserve)
             lab_add_relaxed(&pool->hits_reserve, 1);
     } else {
-        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
+        lab_sub_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
     }
     *count = k;
     return head;
@@ -1559,7 +1552,7 @@ static void room_fill_from_store(lab_pool_t *pool, lab_zone_t *z, lab_rooms_t *r
     lab_room_slot_t *r = room_of(rs, pool);
     size_t n = (size_t)1 << order, floor = (atomic ? pool->reserve : pool->low) + n;
     lab_page_t *d;
-    while (r->count[order] < batch && lab_load_relaxed(&pool->nr_free) >= floor &&
+    while (r->count[order] < batch && pool_nr_free(pool) >= floor &&
            (d = store_take_order(pool, z, order))) {
         lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
         d->h.order = (uint8_t)order;
@@ -1621,7 +1614,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
     }
     size_t n = (size_t)1 << order;
     d = NULL;
-    if (atomic || zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n + (pool->low - pool->reserve))
+    if (atomic || zi == ZONE_EXCL || pool_nr_free(pool) >= pool->reserve + n + (pool->low - pool->reserve))
         d = store_take_order(pool, z, order);
     if (d)
         d = store_reclaim_first(pool, z, d, (unsigned)n, (int)order, atomic);
@@ -1643,9 +1636,9 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
          * shared lists go back to the store, where they can coalesce */
         room_drain_self(pool, z);
         lab_zone_drain_shared(pool, z);
-        if (zi == ZONE_EXCL || lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
+        if (zi == ZONE_EXCL || pool_nr_free(pool) >= pool->reserve + n)
             d = store_take_order(pool, z, order);
-        if (!d || (zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->low)) {
+        if (!d || (zi == ZONE_NORMAL && pool_nr_free(pool) < pool->low)) {
             if (d) {
                 /* keep the run; refill toward HIGH for the next callers (not on a NOGROW
                  * call's account: the next call that may grow does it) */
@@ -1657,7 +1650,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
                     d = store_take_order(pool, z, order);
             } else if (!(gfp & LAB_GFP_NOGROW) && lab_rooms_take_stale(pool, z)) {
                 lab_zone_drain_shared(pool, z);
-                if (lab_load_relaxed(&pool->nr_free) >= pool->reserve + n)
+                if (pool_nr_free(pool) >= pool->reserve + n)
                     d = store_take_order(pool, z, order);
                 if (!d && lab_zone_refill(pool, z, n) == 0)
                     d = store_take_order(pool, z, order);
@@ -1666,7 +1659,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
             }
         }
     }
-    if (d && zi == ZONE_NORMAL && lab_load_relaxed(&pool->nr_free) < pool->reserve)
+    if (d && zi == ZONE_NORMAL && pool_nr_free(pool) < pool->reserve)
         lab_add_relaxed(&pool->hits_reserve, 1);
     if (d && !atomic)
         store_trim_for(pool, z, d, (unsigned)n);
@@ -1707,7 +1700,7 @@ static inline lab_page_t *room_pop(lab_pool_t *pool, unsigned order)
  * other threads and open to this one's DEFAULT calls: found by review). */
 static inline bool pool_below_reserve(lab_pool_t *pool)
 {
-    return pool->reserve && lab_load_relaxed(&pool->nr_free) < pool->reserve;
+    return pool->reserve && pool_nr_free(pool) < pool->reserve;
 }
 
 static inline bool room_push(lab_pool_t *pool, lab_page_t *d, unsigned order)

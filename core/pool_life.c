@@ -616,7 +616,7 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     }
     out->free_total = lab_pool_free_all(pool);
     out->reserve_pages = pool->reserve;
-    out->reserve_level = lab_min(lab_load_relaxed(&pool->nr_free), pool->reserve);
+    out->reserve_level = lab_min(pool_nr_free(pool), pool->reserve);
     out->low_pages = pool->low;
     out->high_pages = pool->high;
     out->max_pages = pool->max;
