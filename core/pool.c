@@ -389,6 +389,8 @@ static void store_put_run(lab_pool_t *pool, lab_zone_t *z, lab_chunk_t *c, unsig
     c->store_pages += n;
     lab_store_relaxed(&z->store_pages, z->store_pages + n); /* relaxed: lab_pool_free_all reads it */
     lab_store_relaxed(&z->store_dirty, z->store_dirty + ndirty);
+    if (c->zone == ZONE_EXCL)
+        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Take the store run d out of its bin (its pages leave the free count). */
@@ -403,6 +405,8 @@ static void store_take_run(lab_pool_t *pool, lab_zone_t *z, lab_page_t *d)
     c->store_pages -= n;
     lab_store_relaxed(&z->store_pages, z->store_pages - n);
     lab_store_relaxed(&z->store_dirty, z->store_dirty - *lab_run_ndirty(d));
+    if (c->zone == ZONE_EXCL)
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)n);
 }
 
 /* Before a run or a huge mapping faults fresh pages in (below, with the purge) */
@@ -732,7 +736,7 @@ bool lab_pool_release_cached(lab_pool_t *pool, lab_zone_t *held)
         lab_pool_room_drain(pool);
         lab_pool_rooms_take(pool);
     }
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         if (!z)
             continue;
@@ -906,7 +910,7 @@ static void shared_chain_store(lab_pool_t *pool, lab_zone_t *z, lab_page_t *chai
     if (z == &pool->zone[ZONE_NORMAL])
         lab_sub_relaxed(&pool->nr_shared, pages);
     else
-        lab_sub_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
 }
 
 /* Drain every shared list of z into the store (lock held). */
@@ -1006,7 +1010,7 @@ void lab_shared_push_at(lab_pool_t *pool, lab_zone_t *z, lab_page_t *first, lab_
     if (z == &pool->zone[ZONE_NORMAL])
         lab_add_relaxed(&pool->nr_shared, pages);
     else
-        lab_add_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
+        lab_add_relaxed(&pool->nr_free_excl, (uint32_t)pages);
     stack_push_chain(&z->shared[order].s, first, last);
     if (now > shared_cap_pages(order) && lab_lock_try(&z->lock)) {
         /* coalesce half of the list back into the store; never waits (frees may be ATOMIC) */
@@ -1076,7 +1080,7 @@ static lab_page_t *shared_pop_batch(lab_pool_t *pool, lab_zone_t *z, unsigned or
         if (left < pool->reserve)
             lab_add_relaxed(&pool->hits_reserve, 1);
     } else {
-        lab_sub_relaxed(&pool->nr_shared_excl, (uint32_t)pages);
+        lab_sub_relaxed(&pool->nr_free_excl, (uint32_t)pages);
     }
     *count = k;
     return head;
@@ -1200,7 +1204,7 @@ lab_page_t *lab_pool_run_room_first(void) { return lab_tls_rooms ? lab_tls_rooms
 size_t lab_pool_run_zones(lab_pool_t *pool, size_t *chunks)
 {
     size_t n = 0, nc = 0;
-    for (unsigned zi = ZONE_RUN0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = ZONE_RUN0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         if (!z)
             continue;
@@ -1250,6 +1254,7 @@ static lab_noinline bool run_zone_move(lab_pool_t *pool)
         lab_lock(&lab_pools_lock);
         if (!pool->run_zone[zi - ZONE_RUN0]) {
             __atomic_store_n(&pool->run_zone[zi - ZONE_RUN0], made, __ATOMIC_RELEASE);
+            __atomic_store_n(&pool->run_zones_made, 1, __ATOMIC_RELEASE);
             made = NULL;
         }
         lab_unlock(&lab_pools_lock);
@@ -2150,7 +2155,7 @@ void lab_store_trim_huge(lab_pool_t *pool, size_t pages)
 size_t lab_pool_store_dirty(lab_pool_t *pool, size_t *budget, size_t *recount, size_t *runs_off)
 {
     size_t n = 0, off = 0, counted = 0;
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         if (!z)
             continue;

@@ -96,9 +96,10 @@ struct lab_pool {
     bool is_default;
     size_t reserve, low, high, max;
     unsigned delay_ms;
-    uint32_t nr_shared_excl;         /* the exclusive zone's shared-list pages, for statistics
+    uint32_t nr_free_excl;           /* the exclusive zone's shared + store pages, for statistics
                                         (in use: mapped less every zone's free); in the hole here,
-                                        which leaves the store's lists where they were */
+                                        which leaves the store's lists where they were (that
+                                        zone's own count is on the struct's second page) */
     /* here, not last: set up with the rest of this line, so that a process's first allocation
        does not touch the struct's third page (the zones' bins fill the second) */
     lab_pool_t *next_pool;
@@ -118,6 +119,8 @@ struct lab_pool {
     int8_t run_written;               /* below 0: freed page-sized blocks were found mostly never
                                          written, and such runs start on 64 KiB (relaxed; pool.c:
                                          run_align) */
+    uint8_t run_zones_made;           /* a run zone has been made (release, after run_zone[]:
+                                         lab_zones_end) */
     size_t thp_after, thp_chunks, thp_demoted;
     size_t sharers;                   /* relaxed: the heaps drawing on the pool (arena's count) */
     size_t peak_used;
@@ -147,6 +150,14 @@ _Static_assert(__builtin_offsetof(struct lab_pool, zone[0].bin[LAB_CHUNK_PAGES /
 static inline lab_zone_t *lab_zone_at(lab_pool_t *pool, unsigned zi)
 {
     return zi < ZONE_RUN0 ? &pool->zone[zi] : __atomic_load_n(&pool->run_zone[zi - ZONE_RUN0], __ATOMIC_ACQUIRE);
+}
+
+/* One past the last zone of pool that may have been made: LAB_ZONES once a run zone has been,
+ * else ZONE_RUN0, so that loops over the zones leave run_zone[] (on the struct's third page: a
+ * page fault in every process that looked, for eight NULLs) untouched until then. */
+static inline unsigned lab_zones_end(lab_pool_t *pool)
+{
+    return __atomic_load_n(&pool->run_zones_made, __ATOMIC_ACQUIRE) ? LAB_ZONES : ZONE_RUN0;
 }
 
 /* The number of zone z of pool (what its chunks' and runs' zone fields hold). */
@@ -272,8 +283,8 @@ lab_inline size_t pool_nr_free(lab_pool_t *pool)
 /* Free pages of every zone (handed out: mapped less these). */
 lab_inline size_t lab_pool_free_all(lab_pool_t *pool)
 {
-    size_t n = pool_nr_free(pool) + lab_load_relaxed(&pool->nr_shared_excl);
-    for (unsigned zi = ZONE_EXCL; zi < LAB_ZONES; zi++) { /* the others' are their stores' alone */
+    size_t n = pool_nr_free(pool) + lab_load_relaxed(&pool->nr_free_excl);
+    for (unsigned zi = ZONE_RUN0; zi < lab_zones_end(pool); zi++) { /* a run zone's: its store's alone */
         lab_zone_t *z = lab_zone_at(pool, zi);
         n += z ? lab_load_relaxed(&z->store_pages) : 0;
     }

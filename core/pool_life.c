@@ -494,7 +494,7 @@ static void pool_teardown(lab_pool_t *pool)
      * holds rooms_lock: wait for it to end; later ones see the cleared entry (room_pool_live) */
     lab_lock(&rooms_lock);
     lab_unlock(&rooms_lock);
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         lab_chunk_t *c = z ? z->chunks : NULL;
         while (c) {
@@ -575,7 +575,7 @@ lab_pool_t *lab_pool_default(void)
 
 void lab_pool_walk_runs(lab_pool_t *pool, void (*fn)(const lab_page_t *d, size_t npages, void *arg), void *arg)
 {
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         if (!z)
             continue;
@@ -608,7 +608,7 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     memset(out, 0, sizeof *out);
     /* both zones: EXCLUSIVE pages free are the pool's to hand out too (found by review: with
      * them counted as in use, one EXCLUSIVE page freed showed a peak of 512 pages) */
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++) {
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++) {
         lab_zone_t *z = lab_zone_at(pool, zi);
         for (unsigned o = 0; z && o < LAB_NR_ORDERS; o++)
             out->free_pages[o] += lab_load_relaxed(&z->shared[o].pages);
@@ -630,7 +630,7 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     out->hits_shared = lab_load_relaxed(&pool->hits_shared);
     out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
     out->hits_slow = lab_load_relaxed(&pool->hits_slow);
-    for (unsigned zi = ZONE_RUN0; zi < LAB_ZONES; zi++)
+    for (unsigned zi = ZONE_RUN0; zi < lab_zones_end(pool); zi++)
         out->hits_slow += lab_zone_at(pool, zi) ? lab_load_relaxed(&lab_zone_at(pool, zi)->hits) : 0;
     out->refills = lab_load_relaxed(&pool->refills);
     out->failures = lab_load_relaxed(&pool->failures);
@@ -650,7 +650,7 @@ void lab_pool_fork_prepare(void)
     lab_lock(&default_lock);
     lab_lock(&lab_pools_lock);
     for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
-        for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+        for (unsigned zi = 0; zi < lab_zones_end(p); zi++)
             if (lab_zone_at(p, zi))
                 lab_lock(&lab_zone_at(p, zi)->lock);
         lab_lock(&p->huge_lock);
@@ -686,7 +686,7 @@ void lab_pool_fork_child(void)
     lab_lock_reset(&rooms_lock);
     for (lab_pool_t *p = lab_pools_all; p; p = p->next_pool) {
         lab_lock_reset(&p->huge_lock);
-        for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+        for (unsigned zi = 0; zi < lab_zones_end(p); zi++)
             if (lab_zone_at(p, zi))
                 lab_lock_reset(&lab_zone_at(p, zi)->lock);
     }
@@ -718,8 +718,12 @@ void lab_pool_fork_child(void)
 labyrinth_t *labyrinth_default(void)
 {
     lab_pool_thread_key_init();
+    /* the pool before the thread's rooms: the first block of metadata, it starts a page, as its
+     * layout wants (pool_impl.h: ZBIN); after the rooms it started 1 280 bytes in, and the
+     * store's lists of short runs reached its second page */
+    lab_pool_t *p = lab_pool_default();
     lab_rooms_get(false);
-    return lab_pool_default() ? &default_handle : NULL;
+    return p ? &default_handle : NULL;
 }
 
 /* Whether p is a pool set up and not torn down (on lab_pools_all). */

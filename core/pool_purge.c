@@ -86,7 +86,7 @@ static size_t pool_purge(lab_pool_t *pool, bool force, uint64_t *due)
     lab_store_relaxed(&pool->now_ms, t);
     lab_store_relaxed(&pool->last_purge, t);
     size_t purged = 0;
-    for (unsigned zi = 0; zi < LAB_ZONES; zi++)
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++)
         if (lab_zone_at(pool, zi))
             purged += zone_purge(pool, lab_zone_at(pool, zi), zi, force, due);
     lab_lock(&pool->huge_lock);
