@@ -61,10 +61,11 @@ static void on_alarm(int sig)
  * out of all ten at once. */
 enum { NEST_SIGNALS = 16, NEST_ROUND_NS = 320000, NEST_EVERY = 50, NEST_DEEP = 10 };
 static volatile int armed, depth, deepest, chain_to, returned_at;
-static volatile unsigned long ticks, ticks_beyond, chains;
+static volatile unsigned long ticks, ticks_beyond, chains, per_signal[NEST_SIGNALS];
 static void on_tick(int sig)
 {
-    (void)sig;
+    if (sig >= SIGRTMIN && sig < SIGRTMIN + NEST_SIGNALS)
+        per_signal[sig - SIGRTMIN]++;
     int d = ++depth; /* (balanced by every nested handler that returns) */
     if (d > deepest)
         deepest = d;
@@ -83,13 +84,15 @@ static void on_tick(int sig)
     }
     if (d < chain_to) {
         /* until one nested on this one returns (a signal comes every 20 us), or the chain ends
-         * (a leave), or no signal came for a millisecond (every signal blocked: the chain ends) */
+         * (a leave), or no signal came for a millisecond of this thread's own time (every signal
+         * blocked: the chain ends; on the wall clock, a thread taken off the CPU for as long, on
+         * a loaded host, ended its chain for that) */
         returned_at = d;
         struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
         long waited;
         do {
-            clock_gettime(CLOCK_MONOTONIC, &now);
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
             waited = (now.tv_sec - t0.tv_sec) * 1000000000L + now.tv_nsec - t0.tv_nsec;
         } while (returned_at != d + 1 && d < chain_to && waited < 1000000);
         if (waited >= 1000000)
@@ -134,7 +137,38 @@ static void nested(void)
     SAY("signal_longjmp nested: 3000 handlers left by siglongjmp among %lu; %lu chains; nested %d deep at "
         "most, %lu handlers past eight", (unsigned long)ticks, (unsigned long)chains, deepest,
         (unsigned long)ticks_beyond);
-    CHECK(deepest > 8, "no handler nested past eight: the records' limit untested");
+    if (deepest <= 8)
+        for (int k = 0; k < NEST_SIGNALS; k++)
+            SAY("  SIGRTMIN+%d: %lu handlers", k, (unsigned long)per_signal[k]);
+}
+
+/* nested's processes: a few under Labyrinth never nest a handler past eight, however long they
+ * run (beside three busy loops, 4 of about 60 processes, one of them for 30 000 leaves and
+ * 8 000 chains: 5-8 deep at most, every chain ended by its millisecond without a signal, though
+ * all sixteen signals kept coming; under glibc 0 of 40; a run of the whole suite met one). The timers'
+ * expirations and the handlers' waits settle into a rhythm where no signal lands in a wait;
+ * what sets a process into it was not found, and a new process seldom is. So a process that
+ * met no nesting past eight runs the mode again in a new process (exec), up to NEST_TRIES in
+ * all, and the mode fails only when none did. */
+enum { NEST_TRIES = 4 };
+static void nested_tries(char **argv)
+{
+    const char *t = getenv("LAB_NESTED_TRY");
+    int tried = t ? atoi(t) : 1;
+    nested();
+    if (deepest > 8)
+        return;
+    if (tried >= NEST_TRIES) {
+        CHECK(deepest > 8, "no handler nested past eight in %d processes: the records' limit untested", tried);
+        return;
+    }
+    SAY("signal_longjmp nested: try %d of %d nested no handler past eight: again in a new process", tried,
+        NEST_TRIES);
+    char next[16];
+    snprintf(next, sizeof next, "%d", tried + 1);
+    setenv("LAB_NESTED_TRY", next, 1);
+    execv("/proc/self/exe", argv);
+    CHECK(0, "execv /proc/self/exe failed");
 }
 
 static int check_allocating(void);
@@ -247,7 +281,7 @@ int main(int argc, char **argv)
     if (which == 5)
         return thread_exit_mode();
     if (which == 4) {
-        nested();
+        nested_tries(argv);
         return check_allocating();
     }
     struct sigaction sa = {0};
