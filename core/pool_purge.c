@@ -405,9 +405,10 @@ void lab_pool_background_round(uint64_t wake_ms, uint64_t gen)
 void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages)
 {
     uint64_t now = lab_clock_ms();
-    /* the pool's line is shared by every thread (its free count, written at every store call):
-     * read and written at most once a clock tick per thread (lab_clock_ms reads the coarse
-     * clock: its millisecond moves once a kernel tick, 1 to 10 ms), not at every call. The peak
+    /* the pool's line is shared by every thread (its shared lists' free count, written at
+     * every push and pop of them): now_ms on it is read and written at most once a clock tick
+     * per thread (lab_clock_ms reads the coarse clock: its millisecond moves once a kernel
+     * tick, 1 to 10 ms), not at every call. The peak
      * only after allocations, which alone raise it, and at most once a tick too, unless the
      * thread has handed out a sixty-fourth of the peak (at least 1 MiB) since it last looked:
      * its sum reads every zone's count of free pages, which the zones' threads write at every

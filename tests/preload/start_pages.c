@@ -8,8 +8,10 @@
  * NULLs (found with perf record -e page-faults on git --version). The program makes small and
  * page-sized blocks for longer than a few clock ticks (the peak look runs once a tick), frees
  * them, and asks mincore whether the struct's third page was ever touched. Run zones are made
- * only for threads that meet on a lock (none here). Labyrinth only: the struct is found through
- * labyrinth_default()'s private handle. */
+ * only for threads that meet on a lock (none here). Mode api_first: a program whose first call
+ * is labyrinth_default() finds the pool starting a page too. Labyrinth only: the struct is found
+ * through labyrinth_default()'s private handle.
+ *   start_pages malloc|api_first */
 #define _GNU_SOURCE
 #include <time.h>
 
@@ -23,11 +25,21 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     labyrinth_t *(*p_default)(void) = (labyrinth_t * (*)(void)) lab_provided("labyrinth_default");
     if (!lab_expect_labyrinth() || !p_default)
         return LAB_SKIP;
+    if (argc > 1 && !strcmp(argv[1], "api_first")) {
+        /* the page API asked for before any malloc: the pool is still the first block of
+         * metadata (set up before the thread's rooms, which took that place and put the pool
+         * 1 280 bytes in, off the page its layout counts on) */
+        labyrinth_t *h = p_default();
+        CHECK(h != NULL && h->impl != NULL && ((uintptr_t)h->impl & 4095) == 0,
+              "the default pool asked for first does not start a page (%p)", h ? h->impl : NULL);
+        SAY("start_pages api_first: the default pool at %p", h ? h->impl : NULL);
+        return lab_failures ? 1 : 0;
+    }
     /* small blocks of every direct size, and page-sized blocks of 10 and 25 pages, for at least
      * 50 ms: a dozen coarse clock ticks and more */
     static void *small[1024];
