@@ -2276,9 +2276,14 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_lock(&z->lock);
     lab_page_t *r = &c->page[idx + n];
     /* relaxed: a run carved from the store just now gets its state after the lock is dropped;
-     * only STORE, written under the lock, passes */
-    if (lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages &&
-        zone_has_free(pool, z, npages - n)) {
+     * only STORE, written under the lock, passes. Pages that are there but would take the pool
+     * below its reserve come after a refill, as for any DEFAULT call short of pages (refused,
+     * realloc copied the block elsewhere: up to 2 MiB, for want of a chunk's address space) */
+    bool there = lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages;
+    if (there && !zone_has_free(pool, z, npages - n))
+        lab_zone_refill(pool, z, npages - n);
+    /* (with a need, the refill maps chunks and takes no other room: r is as it was) */
+    if (there && zone_has_free(pool, z, npages - n)) {
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
         lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
         ok = true;

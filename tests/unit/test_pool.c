@@ -1655,6 +1655,42 @@ static void test_chunk_header_far_pages_untouched(void **state)
     assert_ptr_equal(seen[0], seen[1]);
 }
 
+/* A run grows in place into the store's pages after it when that takes the pool below its
+ * reserve: the pool maps a chunk first, as any DEFAULT call short of pages does, and keeps its
+ * reserve. Refused, the block moved instead: realloc copied it whole (bench micro
+ * realloc_grow/1048576: a block of 832 KiB with 32 free pages after it, the default pool at its
+ * reserve, copied at every round). */
+static void test_grow_run_at_reserve(void **state)
+{
+    (void)state;
+    labyrinth_t pool;
+    memset(&pool, 0, sizeof pool);
+    struct labyrinth_pool_opts o = {.reserve_pages = 64, .low_pages = 64, .high_pages = 64};
+    assert_int_equal(labyrinth_pool_init(&pool, &o), 0);
+    lab_pool_t *p = lab_pool_of(&pool);
+    struct labyrinth_pool_stats st;
+    labyrinth_pool_stats(&pool, &st);
+    assert_true(st.free_total > 200);
+    size_t first = st.free_total - 112;
+    lab_page_t *a, *d;
+    char *pa = lab_pool_alloc_run(p, first, 0, &a), *pd = lab_pool_alloc_run(p, 8, 0, &d);
+    assert_non_null(pa);
+    /* the layout the test needs: d right after a, the store's last 104 pages right after d */
+    assert_ptr_equal(pd, pa + (first << LAB_PAGE_SHIFT));
+    labyrinth_pool_stats(&pool, &st);
+    assert_int_equal(st.free_total, 104);
+    /* 41 pages: one more than the pool has above its reserve */
+    assert_true(lab_pool_grow_run(p, d, 8 + 41));
+    assert_int_equal(d->h.npages, 8 + 41);
+    labyrinth_pool_stats(&pool, &st);
+    print_message("free after the growth: %zu pages (reserve %zu)\n", st.free_total, st.reserve_level);
+    assert_true(st.free_total >= 64);
+    assert_int_equal(st.reserve_level, 64);
+    lab_pool_free_run_store(p, d);
+    lab_pool_free_run_store(p, a);
+    labyrinth_pool_destroy(&pool);
+}
+
 static void test_huge_chunks(void **state)
 {
     (void)state;
@@ -1840,6 +1876,7 @@ int main(void)
         cmocka_unit_test(test_purge_after_delay),
         cmocka_unit_test(test_purge_not_after_gap),
         cmocka_unit_test(test_user_pool_rx),
+        cmocka_unit_test(test_grow_run_at_reserve),
         cmocka_unit_test(test_huge_chunks),
         cmocka_unit_test(test_chunk_header_far_pages_untouched),
         cmocka_unit_test(test_run_written_looks),
