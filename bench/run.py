@@ -192,12 +192,16 @@ def write_sort_input(path, nbytes):
         f.write("".join(chunk))
 
 
-def workloads(build, size, tmp):
+def wl_n(row, size, scale):
+    """A wl workload's N at this size, times --scale (at least 1)."""
+    return max(1, int(row[{"full": 2, "quick": 3, "tiny": 4}[size]] * scale))
+
+
+def workloads(build, size, tmp, scale=1.0):
     """[(name, kind, argv builder(alloc) -> argv)]; size is 'full', 'quick' or 'tiny'."""
-    col = {"full": 2, "quick": 3, "tiny": 4}[size]
     out = []
     for row in WL:
-        name, threads, n = row[0], row[1], row[col]
+        name, threads, n = row[0], row[1], wl_n(row, size, scale)
         prog = row[5] if len(row) > 5 else name
 
         def argv(alloc, prog=prog, threads=threads, n=n):
@@ -378,6 +382,8 @@ def main():
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--out", default="results/latest")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply the wl workloads' N (longer runs: less of the host's noise per run)")
     ap.add_argument("--size", choices=["full", "quick", "tiny"], default="full")
     ap.add_argument("--alloc", default="", help="comma-separated allocators (default: every one found)")
     ap.add_argument("--only", default="", help="comma-separated workloads (default: all)")
@@ -447,7 +453,7 @@ def main():
         log("run.py: no allocator left to run")
         sys.exit(1)
 
-    wls = workloads(a.build, a.size, tmp)
+    wls = workloads(a.build, a.size, tmp, a.scale)
     if a.only:
         only = a.only.split(",")
         unknown = [w for w in only if w not in [x[0] for x in wls]]
@@ -507,8 +513,9 @@ def main():
         "invocation": a.invocation or " ".join(sys.argv),
         "config": {"runs": a.runs, "size": a.size, "allocators": list(allocs), "only": a.only,
                    "direct_check": a.direct_check, "build": os.path.abspath(a.build),
-                   "workload_sizes": {row[0]: {"threads": row[1], "n": row[{"full": 2, "quick": 3,
-                                                                            "tiny": 4}[a.size]]} for row in WL},
+                   "scale": a.scale,
+                   "workload_sizes": {row[0]: {"threads": row[1], "n": wl_n(row, a.size, a.scale)}
+                                      for row in WL},
                    "labyrinth_env": {k: v for k, v in os.environ.items() if k.startswith("LABYRINTH_")},
                    # the rivals' own tuning variables, inherited by their runs
                    "rival_env": {k: v for k, v in os.environ.items()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# compare.sh [--quick] [--alloc a,b,...] [--only w,...] [--runs N] [--direct-check] [--no-micro]
+# compare.sh [--quick] [--alloc a,b,...] [--only w,...] [--runs N] [--scale K] [--direct-check] [--no-micro]
 # The main command: installs what is missing (apt), builds Release in $BUILD_DIR (default build),
 # runs every workload under glibc, jemalloc, mimalloc, tcmalloc and Labyrinth (interleaved run by
 # run, N runs each, medians) and the micro suite under each, and writes results/latest/: raw.json
@@ -7,21 +7,23 @@
 # previous results/latest is kept as results/previous. Progress goes to stderr. report.md ends with
 # the rows whose Labyrinth/glibc ratio moved more than twofold since the run the README records.
 #   --quick         smaller workloads, 3 runs, a subset of the micro suite (about 3 minutes)
+#   --scale K       the workloads' N times K (longer runs: less of the host's noise in each)
 #   --direct-check  also runs the workloads linked against jemalloc (no preload), to show that
 #                   LD_PRELOAD does not distort the figures
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2; }
-help() { sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+help() { sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0; }
 invocation="scripts/compare.sh${*:+ $*}"
-runs=""; size=full; alloc=""; only=""; direct=0; micro=1
+runs=""; size=full; alloc=""; only=""; direct=0; micro=1; scale=""
 while (($#)); do
   case "$1" in
     --quick) size=quick ;;
     --runs) [ $# -ge 2 ] || usage; runs=$2; shift ;;
     --alloc) [ $# -ge 2 ] || usage; alloc=$2; shift ;;
     --only) [ $# -ge 2 ] || usage; only=$2; shift ;;
+    --scale) [ $# -ge 2 ] || usage; scale=$2; shift ;;
     --direct-check) direct=1 ;;
     --no-micro) micro=0 ;;
     -h|--help) help ;;
@@ -80,6 +82,7 @@ mkdir -p "$out"
 args=(--build "$bench_dir" --out "$out" --runs "$runs" --size "$size" --invocation "$invocation")
 [ -n "$alloc" ] && args+=(--alloc "$alloc")
 [ -n "$only" ] && args+=(--only "$only")
+[ -n "$scale" ] && args+=(--scale "$scale")
 ((direct)) && args+=(--direct-check)
 ((micro)) || args+=(--no-micro)
 "$PY" bench/run.py "${args[@]}" ${excl[@]+"${excl[@]}"}
