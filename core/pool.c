@@ -2280,9 +2280,12 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
      * below its reserve come after a refill, as for any DEFAULT call short of pages (refused,
      * realloc copied the block elsewhere: up to 2 MiB, for want of a chunk's address space) */
     bool there = lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages;
-    if (there && !zone_has_free(pool, z, npages - n))
+    if (there && !zone_has_free(pool, z, npages - n)) {
         lab_zone_refill(pool, z, npages - n);
-    /* (with a need, the refill maps chunks and takes no other room: r is as it was) */
+        /* the lock stays held throughout; runs the refill stores (a drain of the shared lists
+         * before a failed mapping) can only have joined r: looked at again all the same */
+        there = lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages;
+    }
     if (there && zone_has_free(pool, z, npages - n)) {
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
         lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
