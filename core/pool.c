@@ -1670,7 +1670,7 @@ static lab_noinline lab_page_t *pool_alloc_order_slow(lab_pool_t *pool, unsigned
         store_trim_for(pool, z, d, (unsigned)n);
     lab_unlock(&z->lock);
     if (d) {
-        lab_add_relaxed(&pool->hits_slow, 1);
+        lab_add_relaxed(&z->hits, 1);
         d->h.order = (uint8_t)order;
         if (!atomic)
             lab_pool_tick(pool, false, (size_t)1 << order);
@@ -1880,10 +1880,7 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 /* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
 static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
-    if (d->h.zone >= ZONE_RUN0)
-        lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
-    else
-        lab_add_relaxed(&pool->hits_slow, 1);
+    lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
     huge_cache_yield(pool, d, gfp);
     lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
     d->h.order = 0;

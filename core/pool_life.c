@@ -629,8 +629,8 @@ void lab_pool_counters(lab_pool_t *pool, struct labyrinth_pool_stats *out)
     out->thp_demoted = lab_load_relaxed(&pool->thp_demoted);
     out->hits_shared = lab_load_relaxed(&pool->hits_shared);
     out->hits_reserve = lab_load_relaxed(&pool->hits_reserve);
-    out->hits_slow = lab_load_relaxed(&pool->hits_slow);
-    for (unsigned zi = ZONE_RUN0; zi < lab_zones_end(pool); zi++)
+    out->hits_slow = 0;
+    for (unsigned zi = 0; zi < lab_zones_end(pool); zi++)
         out->hits_slow += lab_zone_at(pool, zi) ? lab_load_relaxed(&lab_zone_at(pool, zi)->hits) : 0;
     out->refills = lab_load_relaxed(&pool->refills);
     out->failures = lab_load_relaxed(&pool->failures);
