@@ -1997,20 +1997,25 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_pag
         lab_zone_drain_shared(pool, z);
         if (zone_has_free(pool, z, npages))
             d = store_take_block(pool, z, npages);
-        if (!d && lab_rooms_take_stale(pool, z)) {
-            lab_zone_drain_shared(pool, z);
-            if (zone_has_free(pool, z, npages))
-                d = store_take_block(pool, z, npages);
-        }
-        if (!d && zone_is_run(pool, z)) {
+        if (!d && lab_load_relaxed(&pool->run_zones_made)) {
             /* the other zones' stores before a chunk of this one's own (runs freed by other
                threads go back to their zones: a thread whose zone gets none of its own back
                mapped and faulted chunk after chunk while the others' stores grew, and the
-               store trims purged what the next carves faulted in again; found by review) */
+               store trims purged what the next carves faulted in again; found by review), and
+               before other threads' rooms: with those first, two threads replacing blocks at
+               full speed each took the other's runs for idle whenever it had made no call since
+               its last look, a membarrier each, the runs into their own zone's store, then
+               borrowed them from there (`wl pagemix 2`: thousands of takes a second in some
+               runs); the normal zone's thread borrows too, as it could not use those runs */
             lab_unlock(&z->lock);
             if ((d = run_zone_borrow(pool, z, npages, false)) != NULL)
                 return run_hand_out(pool, d, npages, gfp, desc);
             lab_lock(&z->lock);
+            if (zone_has_free(pool, z, npages))
+                d = store_take_block(pool, z, npages);
+        }
+        if (!d && lab_rooms_take_stale(pool, z)) {
+            lab_zone_drain_shared(pool, z);
             if (zone_has_free(pool, z, npages))
                 d = store_take_block(pool, z, npages);
         }

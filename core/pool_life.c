@@ -259,27 +259,35 @@ static void rooms_flush(lab_rooms_t *rs)
     memset(rs->slot, 0, sizeof rs->slot);
 }
 
-/* Some hash of what a set's rooms hold (of pool `only`, or of all): 0 when they hold nothing.
- * Read while the owner may change them: a hint, that rooms_take acts on only under its protocol. */
+static inline uint64_t sig_mix(uint64_t sig, uint64_t v) { return (sig ^ v) * 0x9e3779b97f4a7c15ull + 1; }
+
+/* Some hash of what a set's rooms hold (of pool `only`, or of all), and of their hits: 0 when
+ * they hold nothing. The same value twice says the owner made no room call between (a hint: read
+ * while the owner may change them, acted on by rooms_take only under its protocol). The hits
+ * count the pops: with the lists alone, a thread that freed a run and took it back at once (`wl
+ * pagemix`: a block freed, then a shorter one) left them as they were, and was taken for idle
+ * before each chunk mapped (a membarrier, whose interrupts to the other CPUs took a tenth of the
+ * run's time) and by the purge thread. */
 static uint64_t rooms_sig(lab_rooms_t *rs, lab_pool_t *only)
 {
-    uint64_t sig = 0;
+    uint64_t sig = 0, hits = 0;
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++) {
         lab_pool_t *pool = lab_load_relaxed(&rs->slot[s].pool);
         if (!pool || (only && pool != only))
             continue;
+        hits += lab_load_relaxed(&rs->slot[s].hits);
         for (unsigned o = 0; o < LAB_NR_ORDERS; o++) {
             uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->slot[s].head[o]);
             uint64_t n = lab_load_relaxed(&rs->slot[s].count[o]);
             if (h)
-                sig = (sig ^ h ^ (n << 48)) * 0x9e3779b97f4a7c15ull + 1;
+                sig = sig_mix(sig, h ^ (n << 48));
         }
     }
     lab_pool_t *dp = lab_load_relaxed(&default_pool);
     uintptr_t h = (uintptr_t)lab_load_relaxed(&rs->runs);
     if (h && dp && (!only || only == dp))
-        sig = (sig ^ h ^ ((uint64_t)lab_load_relaxed(&rs->nruns) << 48)) * 0x9e3779b97f4a7c15ull + 1;
-    return sig;
+        sig = sig_mix(sig, h ^ ((uint64_t)lab_load_relaxed(&rs->nruns) << 48));
+    return sig ? sig_mix(sig, hits) : 0;
 }
 
 static int rooms_mb = 1; /* membarrier works (cleared at its first failure; under rooms_lock) */

@@ -1629,6 +1629,155 @@ static void test_adopted_run_room_zone(void **state)
         assert_int_equal(pthread_join(holder[i], NULL), 0);
 }
 
+/* A thread that takes the run it just freed back out of its run room and frees it again leaves
+ * the room's lists as they were: its room hits tell lab_rooms_take_stale that it is not idle, and
+ * its room stays; once it makes no call, the next look takes it (found with `wl pagemix 2`: two
+ * threads replacing blocks at full speed took each other's rooms before chunks, each take a
+ * membarrier). */
+#define SH_PAGES 30 /* not a power of two: a run room's */
+struct lab_zone;
+size_t lab_rooms_take_stale(lab_pool_t *pool, struct lab_zone *held); /* (pool_impl.h) */
+static lab_page_t *sh_run, *sh_again, *sh_kept;
+
+static void *sh_worker(void *arg)
+{
+    lab_pool_t *pool = arg;
+    lab_page_t *d = NULL;
+    if (lab_pool_alloc_run(pool, SH_PAGES, 0, &d))
+        lab_pool_free_run(pool, d);
+    sh_run = lab_pool_run_room_first();
+    room_stage_set(1);
+    room_stage_wait(2);
+    d = NULL;
+    if (lab_pool_alloc_run(pool, SH_PAGES, 0, &d)) {
+        sh_again = d;
+        lab_pool_free_run(pool, d);
+    }
+    room_stage_set(3);
+    room_stage_wait(4);
+    sh_kept = lab_pool_run_room_first();
+    room_stage_set(5);
+    room_stage_wait(6);
+    return NULL;
+}
+
+static void test_stale_rooms_see_hits(void **state)
+{
+    (void)state;
+#ifdef LAB_UNDER_TSAN
+    skip(); /* its builds take rooms under a try-lock, but this test is about the looks */
+#endif
+    if (lab_os_membarrier() != 0)
+        skip(); /* no membarrier here: no room is ever taken */
+    lab_pool_t *pool = lab_pool_default();
+    assert_non_null(pool);
+    /* other threads' sets left by earlier tests: looked at twice, taken now if idle */
+    lab_rooms_take_stale(pool, NULL);
+    lab_rooms_take_stale(pool, NULL);
+    room_stage = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sh_worker, pool), 0);
+    room_stage_wait(1);
+    assert_non_null(sh_run);
+    size_t first = lab_rooms_take_stale(pool, NULL); /* the worker's room seen for the first time */
+    room_stage_set(2);
+    room_stage_wait(3);
+    assert_ptr_equal(sh_again, sh_run); /* the same run out of the room and back */
+    size_t second = lab_rooms_take_stale(pool, NULL);
+    room_stage_set(4);
+    room_stage_wait(5);
+    size_t third = lab_rooms_take_stale(pool, NULL); /* no call since the last look */
+    print_message("stale takes: %zu, %zu after a hit, %zu after none (the run %u pages)\n", first, second, third,
+                  SH_PAGES);
+    assert_int_equal(first, 0);
+    assert_int_equal(second, 0);
+    assert_ptr_equal(sh_kept, sh_run); /* its room kept through the second look */
+    assert_true(third >= SH_PAGES);
+    room_stage_set(6);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* A thread whose zone's store has no run for its block borrows one from another zone's store
+ * before it takes other threads' rooms for idle. Before, two threads replacing page-sized blocks
+ * took each other's rooms whenever one had made no call since the other's last look (`wl
+ * pagemix 2`: thousands of takes a second in some runs, a membarrier each), the runs into their
+ * own zone's store, to borrow them from there. Here a thread in a run zone takes blocks until its
+ * zone's store is dry, while a thread in the normal zone idles with a run in its room. */
+#define BR_PAGES 400 /* a run room keeps at most 256 */
+static lab_page_t *br_room, *br_kept;
+static unsigned br_zone, br_from;
+static size_t br_blocks;
+
+static void *br_idler(void *arg)
+{
+    lab_pool_t *pool = arg;
+    lab_page_t *d = NULL;
+    if (lab_pool_alloc_run(pool, SH_PAGES, 0, &d))
+        lab_pool_free_run(pool, d); /* to its run room */
+    br_room = lab_pool_run_room_first();
+    room_stage_set(1);
+    room_stage_wait(2);
+    br_kept = lab_pool_run_room_first();
+    room_stage_set(3);
+    room_stage_wait(4);
+    return NULL;
+}
+
+static void *br_taker(void *arg)
+{
+    lab_pool_t *pool = arg;
+    br_zone = lab_pool_run_zone_move(pool);
+    struct labyrinth_pool_stats st;
+    lab_pool_counters(pool, &st);
+    size_t limit = st.free_total / BR_PAGES + 64, n = 0;
+    lab_page_t **desc = calloc(limit, sizeof *desc);
+    if (!desc)
+        return NULL;
+    br_from = br_zone;
+    for (; n < limit && br_from == br_zone; n++) {
+        if (!lab_pool_alloc_run(pool, BR_PAGES, 0, &desc[n]))
+            break;
+        br_from = desc[n]->h.zone;
+    }
+    br_blocks = n;
+    for (size_t i = 0; i < n; i++)
+        if (desc[i])
+            lab_pool_free_run(pool, desc[i]);
+    free(desc);
+    return NULL;
+}
+
+static void test_borrow_before_stale_rooms(void **state)
+{
+    (void)state;
+#ifdef LAB_UNDER_TSAN
+    skip(); /* its builds take rooms under a try-lock: this test is about which comes first */
+#endif
+    if (lab_os_membarrier() != 0)
+        skip(); /* no membarrier here: no room is ever taken */
+    lab_pool_t *pool = lab_pool_default();
+    assert_non_null(pool);
+    lab_rooms_take_stale(pool, NULL); /* other threads' idle sets, left by earlier tests */
+    lab_rooms_take_stale(pool, NULL);
+    room_stage = 0;
+    pthread_t idler, taker;
+    assert_int_equal(pthread_create(&idler, NULL, br_idler, pool), 0);
+    room_stage_wait(1);
+    assert_non_null(br_room);
+    lab_rooms_take_stale(pool, NULL); /* the idler's room seen once: the next look may take it */
+    assert_int_equal(pthread_create(&taker, NULL, br_taker, pool), 0);
+    assert_int_equal(pthread_join(taker, NULL), 0);
+    room_stage_set(2);
+    room_stage_wait(3);
+    print_message("blocks of %u pages in zone %u: the %zu-th from zone %u; the idler's room %s\n", BR_PAGES, br_zone,
+                  br_blocks, br_from, br_kept == br_room ? "kept" : "taken");
+    room_stage_set(4);
+    assert_int_equal(pthread_join(idler, NULL), 0);
+    assert_true(br_zone >= 2 && br_zone != UINT_MAX);
+    assert_int_not_equal(br_from, br_zone); /* borrowed, not a chunk of its own mapped */
+    assert_ptr_equal(br_kept, br_room);
+}
+
 static void test_chunk_header_far_pages_untouched(void **state)
 {
     (void)state;
@@ -1881,6 +2030,8 @@ int main(void)
         cmocka_unit_test(test_chunk_header_far_pages_untouched),
         cmocka_unit_test(test_run_written_looks),
         cmocka_unit_test(test_adopted_run_room_zone),
+        cmocka_unit_test(test_stale_rooms_see_hits),
+        cmocka_unit_test(test_borrow_before_stale_rooms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
