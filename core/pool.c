@@ -1166,7 +1166,7 @@ static void bg_pages_shared(void)
     if (lab_pool_in_handler())
         __atomic_fetch_add(&lab_bg.frees, 1, __ATOMIC_SEQ_CST);
     else
-        lab_bg_kick();
+        lab_bg_free_seen();
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1874,7 +1874,7 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     if (pool_free_order(pool, d, order))
-        lab_pool_tick(pool, true, 0);
+        lab_pool_tick(pool, true, (size_t)1 << order); /* (at least: a spill may push more) */
 }
 
 /* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
@@ -2221,10 +2221,12 @@ void *lab_pool_alloc_run_used(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, la
  * purge check. */
 static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
 {
+    size_t pages = 0;
     while (chain) {
         lab_page_t *last = chain;
+        pages += last->h.npages;
         while (last->next && last->next->h.zone == chain->h.zone)
-            last = last->next;
+            last = last->next, pages += last->h.npages;
         lab_page_t *rest = last->next;
         last->next = NULL;
         lab_zone_t *z = lab_zone_at(pool, chain->h.zone);
@@ -2233,7 +2235,7 @@ static void run_chain_free(lab_pool_t *pool, lab_page_t *chain)
         lab_unlock(&z->lock);
         chain = rest;
     }
-    lab_pool_tick(pool, true, 0);
+    lab_pool_tick(pool, true, pages);
 }
 
 void lab_pool_free_run_store(lab_pool_t *pool, lab_page_t *d)
@@ -2262,7 +2264,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
     lab_unlock(&z->lock);
-    lab_pool_tick(pool, true, 0);
+    lab_pool_tick(pool, true, n - npages);
 }
 
 bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)

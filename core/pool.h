@@ -360,6 +360,10 @@ lab_internal void lab_pool_background_init(bool (*start)(void), size_t start_pag
 lab_internal void lab_pool_background_round(uint64_t wake_ms, uint64_t gen);
 /* Frees and pokes so far (the thread's baseline for round). */
 lab_internal uint64_t lab_pool_background_gen(void);
+/* Tests: frees count in their thread's room set (on: as once a membarrier has worked) or in the
+ * one shared word; and the looks at the pool's peak lab_pool_tick has made in the calling thread. */
+lab_internal void lab_pool_background_set_mb(bool on);
+lab_internal unsigned long lab_pool_peak_looks(void);
 /* Something for the thread to look at (the arena: messages for a heap): counted, and a wake-up
  * if the thread sleeps with nothing to wait for. No-op without a thread. */
 lab_internal void lab_pool_background_poke(void);

@@ -214,6 +214,10 @@ typedef struct lab_rooms {
     uint64_t bg_sig, bg_seen_ms;
     uint64_t press_sig;            /* rooms_sig at the last rooms_take_stale (0: none) */
     int owner_tid;                 /* atomic: its thread's id, with many sets in use (0: none) */
+    /* the owner's frees to the purge's lists, with lab_bg.mb (relaxed; in the hole here, which the
+       set's bound, LAB_ROOMS_META, needs: 32 bits, only ever compared with a sum read in the same
+       round of the purge thread) */
+    uint32_t frees;
     uint64_t counts[LAB_THREAD_COUNTS]; /* the owner's (relaxed; lab_pool_thread_counts) */
 } lab_rooms_t;
 
@@ -321,8 +325,13 @@ lab_internal extern lab_pool_t *lab_pools_all;
  * lists, their run rooms to the stores (default pool; the caller holds the lock of zone `held`):
  * the pages taken. */
 lab_internal size_t lab_rooms_take_stale(lab_pool_t *pool, lab_zone_t *held);
-/* Another thread's room holds runs (the purge thread, before it sleeps for good). */
-lab_internal bool lab_rooms_filled(void);
+/* Another thread's room holds runs (the purge thread, before it sleeps for good). *fenced: every
+ * running thread passed a full barrier (membarrier) before the look. */
+lab_internal bool lab_rooms_filled(bool *fenced);
+/* A membarrier (rooms_lock held): true if it worked (never in ThreadSanitizer's builds). */
+lab_internal bool lab_rooms_fence(void);
+/* The frees threads counted in their sets (lab_bg.mb), ended threads' included. */
+lab_internal uint64_t lab_rooms_frees_sum(void);
 
 /* ------------------------------------------------------------------------------------------
  * pool_purge.c: the purge, and the background purge's state */
@@ -336,6 +345,10 @@ typedef struct {
     size_t start_pages;
     int state;           /* BG_*; the fork child resets it (the thread does not exist there) */
     int idle;            /* 1: the thread sleeps with no deadline; the next free wakes it */
+    int mb;              /* 1: a free counts itself in its thread's room set, not in `frees`, and
+                            reads idle after a compiler barrier only: the thread passes every
+                            running thread through a membarrier before it reads those counts
+                            (set once one has worked; release, after idle) */
     int seq;             /* the futex word the thread sleeps on; bumped to wake it */
     uint64_t retry_ms;   /* no start before this, after a failed one (backoff doubling) */
     uint64_t backoff_ms;
@@ -349,6 +362,11 @@ _Static_assert(__builtin_offsetof(lab_bg_t, frees) / 64 != __builtin_offsetof(la
 lab_internal extern lab_bg_t lab_bg;
 /* A free made pages visible to the purge: wake the thread if it sleeps with nothing to wait for. */
 lab_internal void lab_bg_kick(void);
+/* A free (not in a signal handler) made pages visible to the purge: counted in the calling
+ * thread's room set without an atomic when a membarrier works (lab_bg.mb), else as lab_bg_kick;
+ * the thread woken if it sleeps with nothing to wait for. With every free bumping one count,
+ * two threads freeing page-sized blocks bounced its line at every call (`wl pagemix 2`). */
+lab_internal void lab_bg_free_seen(void);
 /* Purge store run d of b pages (zone lock held); false if the kernel refused. */
 lab_internal bool lab_store_run_purge(lab_pool_t *pool, lab_page_t *d, unsigned b);
 

@@ -229,7 +229,7 @@ static size_t rooms_move(lab_rooms_t *rs, lab_pool_t *only, uint64_t stamp, lab_
 }
 
 /* The counts of threads whose sets were flushed (rooms_lock). */
-static uint64_t counts_ended[LAB_THREAD_COUNTS];
+static uint64_t counts_ended[LAB_THREAD_COUNTS], frees_ended;
 
 __thread uint64_t *lab_tls_counts;
 
@@ -252,6 +252,8 @@ static void rooms_flush(lab_rooms_t *rs)
         counts_ended[i] += lab_load_relaxed(&rs->counts[i]);
         lab_store_relaxed(&rs->counts[i], 0);
     }
+    frees_ended += lab_load_relaxed(&rs->frees);
+    lab_store_relaxed(&rs->frees, 0);
     for (unsigned s = 0; s < LAB_ROOM_POOLS; s++)
         if (room_pool_live(rs, s))
             lab_add_relaxed(&rs->slot[s].pool->room_hits_dead, rs->slot[s].hits);
@@ -328,21 +330,47 @@ static size_t rooms_take(lab_rooms_t *chain, lab_pool_t *only, uint64_t stamp, l
     return pages;
 }
 
+/* A membarrier, rooms_lock held: whether every running thread passed a full barrier (never said in
+ * ThreadSanitizer's builds, which know no membarrier). */
+static bool rooms_fence_locked(void)
+{
+    if (rooms_mb && lab_os_membarrier() != 0)
+        rooms_mb = 0;
+    return rooms_mb && !LAB_ROOMS_LOCKED;
+}
+
+bool lab_rooms_fence(void)
+{
+    lab_lock(&rooms_lock);
+    bool ok = rooms_fence_locked();
+    lab_unlock(&rooms_lock);
+    return ok;
+}
+
 /* The purge thread, its idle flag set, before it sleeps for good: does another thread's room
  * hold runs (filled since the watch looked, their owners' loads of the flag too early to see
  * it: bg_room_filled)? The membarrier makes their pushes visible here. Without it (old kernels,
  * sandboxes) the look is made all the same; a push still in its owner's store buffer then waits
  * for the next wake-up. */
-bool lab_rooms_filled(void)
+bool lab_rooms_filled(bool *fenced)
 {
     bool any = false;
     lab_lock(&rooms_lock);
-    if (rooms_mb && lab_os_membarrier() != 0)
-        rooms_mb = 0;
+    *fenced = rooms_fence_locked();
     for (lab_rooms_t *rs = rooms_all; rs && !any; rs = rs->next_all)
         any = rs != lab_tls_rooms && rooms_sig(rs, NULL) != 0;
     lab_unlock(&rooms_lock);
     return any;
+}
+
+uint64_t lab_rooms_frees_sum(void)
+{
+    lab_lock(&rooms_lock);
+    uint64_t n = frees_ended;
+    for (lab_rooms_t *rs = rooms_all; rs; rs = rs->next_all)
+        n += lab_load_relaxed(&rs->frees);
+    lab_unlock(&rooms_lock);
+    return n;
 }
 
 size_t lab_pool_rooms_take(lab_pool_t *pool)

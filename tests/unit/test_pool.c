@@ -1697,6 +1697,66 @@ static void test_stale_rooms_see_hits(void **state)
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
+/* Every free the purge thread must see changes the count it compares before it sleeps for good,
+ * in both ways of counting: in the freeing thread's room set (once a membarrier has worked: no
+ * shared line written at every free, which two threads freeing page-sized blocks bounced, `wl
+ * pagemix 2`) and in the one shared word (no membarrier; ThreadSanitizer's builds). */
+void lab_bg_free_seen(void); /* (pool_impl.h) */
+
+static void test_background_gen_counts_frees(void **state)
+{
+    (void)state;
+    lab_pool_t *pool = lab_pool_default();
+    assert_non_null(pool);
+    lab_page_t *d = NULL;
+    if (lab_pool_alloc_run(pool, 30, 0, &d)) /* this thread's room set made, if it had none */
+        lab_pool_free_run(pool, d);
+    for (int mb = 0; mb < 2; mb++) {
+        lab_pool_background_set_mb(mb);
+        uint64_t before = lab_pool_background_gen();
+        lab_bg_free_seen();
+        uint64_t after = lab_pool_background_gen();
+        print_message("counted %s: %llu -> %llu\n", mb ? "in the set" : "in the shared word",
+                      (unsigned long long)before, (unsigned long long)after);
+        assert_true(after != before);
+    }
+    lab_pool_background_set_mb(false);
+}
+
+/* The thread's look at the pool's peak (a read of every zone's count, which the zones' threads
+ * write at every call) comes after it has put a step's worth of pages more in use than it gave
+ * back since its last look, not a step's worth of allocations: a thread that gives back as much as
+ * it takes looks only once its net reaches the step (`wl pagemix 2` looked every third block). */
+void lab_pool_tick_slow(lab_pool_t *pool, bool from_free, size_t pages); /* (pool_impl.h) */
+
+static void test_peak_look_after_net_step(void **state)
+{
+    (void)state;
+    lab_pool_t *pool = lab_pool_default();
+    assert_non_null(pool);
+    enum { ROUNDS = 200 };
+    /* the step: a sixty-fourth of the peak, at least 1 MiB; each call three quarters of it */
+    struct labyrinth_pool_stats st;
+    lab_pool_counters(pool, &st);
+    size_t step = st.peak_used_pages / 64 > 256 ? st.peak_used_pages / 64 : 256, pages = step * 3 / 4;
+    lab_pool_tick_slow(pool, false, 0); /* the step and the clock as of now */
+    unsigned long before = lab_pool_peak_looks();
+    for (int i = 0; i < ROUNDS; i++) {
+        lab_pool_tick_slow(pool, false, pages);
+        lab_pool_tick_slow(pool, true, pages);
+    }
+    unsigned long balanced = lab_pool_peak_looks() - before;
+    before = lab_pool_peak_looks();
+    for (int i = 0; i < ROUNDS; i++)
+        lab_pool_tick_slow(pool, false, pages);
+    unsigned long growing = lab_pool_peak_looks() - before;
+    print_message("peak looks (calls of %zu pages): %lu in %d balanced rounds, %lu in %d growing ones\n", pages,
+                  balanced, ROUNDS, growing, ROUNDS);
+    /* a look at each new millisecond of the clock too: a few at most in either loop */
+    assert_true(balanced <= 10);
+    assert_true(growing >= ROUNDS / 2 - 10); /* a look at least every second round */
+}
+
 /* A thread whose zone's store has no run for its block borrows one from another zone's store
  * before it takes other threads' rooms for idle. Before, two threads replacing page-sized blocks
  * took each other's rooms whenever one had made no call since the other's last look (`wl
@@ -2032,6 +2092,8 @@ int main(void)
         cmocka_unit_test(test_adopted_run_room_zone),
         cmocka_unit_test(test_stale_rooms_see_hits),
         cmocka_unit_test(test_borrow_before_stale_rooms),
+        cmocka_unit_test(test_background_gen_counts_frees),
+        cmocka_unit_test(test_peak_look_after_net_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
