@@ -469,6 +469,9 @@ lab_internal unsigned lab_pool_order_seen_max(void);
 /* The looks at the last page of freed page-sized blocks (pool.c: run_written_sample), by every
  * thread (tests). */
 lab_internal unsigned long lab_pool_run_looks(void);
+/* The pool's score of those looks: below 0, freed blocks found mostly not written to their end
+ * (tests). */
+lab_internal int lab_pool_run_score(lab_pool_t *pool);
 /* Batch pops of the shared lists that took two runs or more of one chain (tests). */
 lab_internal unsigned long lab_pool_chains_taken(void);
 /* Threads whose page-sized blocks moved to another zone, their zone's lock found taken too often
