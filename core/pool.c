@@ -586,20 +586,18 @@ static lab_noinline void run_written_arm_slow(lab_page_t *d, unsigned n, bool at
      * huge pages (it would split one), nor without system calls (atomic): that block is not
      * looked at, and the next one tried after the same wait */
     void *lastp = (void *)(lab_desc_addr(d) + ((uintptr_t)(n - 1) << LAB_PAGE_SHIFT));
+    /* the next try after the same wait, armed or not (an armed block's look may change it) */
+    tls_run_wait = (uint16_t)((1u << shift) - 1);
     if (lab_dirty_count(c, last, last + 1)) {
         int r = atomic ? 1 : lab_os_page_resident(lastp);
         if (r < 0) { /* refused (a sandbox): asked again seldom */
             tls_run_wait = (uint16_t)((1u << RUN_WRITTEN_SHIFT_MAX) - 1);
             return;
         }
-        if (r && (atomic || c->thp || lab_os_purge(lastp, LAB_PAGE_SIZE) != 0)) {
-            tls_run_wait = (uint16_t)((1u << shift) - 1);
+        if (r && (atomic || c->thp || lab_os_purge(lastp, LAB_PAGE_SIZE) != 0))
             return;
-        }
     }
     d->h.order = RUN_LOOK_ARMED;
-    /* the next one after the same wait (its look, at the free, may change it) */
-    tls_run_wait = (uint16_t)((1u << shift) - 1);
 }
 
 /* Block d, a run just carved from the store, handed out: armed for a look or not (atomic: by its
@@ -2312,6 +2310,7 @@ void lab_pool_shrink_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
     if (npages >= n || npages == 0)
         return;
     d->h.npages = (uint32_t)npages;
+    d->h.order = 0; /* its new last page was not looked at when it was carved: no look (run_written_arm) */
     lab_lock(&z->lock);
     store_free(pool, z, c, idx + (unsigned)npages, n - (unsigned)npages, false, lab_clock_ms());
     lab_unlock(&z->lock);
@@ -2342,6 +2341,7 @@ bool lab_pool_grow_run(lab_pool_t *pool, lab_page_t *d, size_t npages)
         there = lab_load_relaxed(&r->h.state) == LAB_PAGE_STORE && n + r->h.npages >= npages;
     }
     if (there && zone_has_free(pool, z, npages - n)) {
+        d->h.order = 0; /* its new last page was not looked at when it was carved: no look */
         store_carve(pool, z, r, idx + n, (unsigned)(npages - n));
         lab_store_relaxed(&c->page[idx + n].h.state, LAB_PAGE_INTERIOR);
         ok = true;
