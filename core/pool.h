@@ -487,8 +487,11 @@ lab_internal size_t lab_pool_zone_store_pages(lab_pool_t *pool, unsigned zi);
 lab_internal lab_page_t *lab_pool_run_room_first(void);
 /* Tests: move the calling thread's page-sized blocks of the default pool to the next zone in
  * turn, as a thread pressed on its zone's lock moves (pool.c: run_zone_move); the number of its
- * zone then (pool_impl.h: ZONE_RUN0 and up are run zones), or UINT_MAX if it stays. */
-lab_internal unsigned lab_pool_run_zone_move(lab_pool_t *pool);
+ * zone then (pool_impl.h: ZONE_RUN0 and up are run zones), or UINT_MAX if it stays (also when a
+ * thread has left its zone since lab_pool_run_zone_left read `seen` there: when the last one
+ * left, for the thread's zone of the default pool; 0 if none has). */
+lab_internal unsigned lab_pool_run_zone_move(lab_pool_t *pool, uint32_t seen);
+lab_internal uint32_t lab_pool_run_zone_left(lab_pool_t *pool);
 /* Room sets (pool_life.c): past this many in use, a thread that finds no spare set adopts the set
  * of a thread that ended without its destructors (16; a variable so that tests can lower it), and
  * the sets spare now (tests; rooms_lock taken). */

@@ -74,6 +74,9 @@ typedef struct lab_zone {
                                                ZBIN gives (reach them through it) */
     size_t budget;                          /* store_dirty_budget as last computed (zone lock) */
     unsigned budget_age;                    /* ... trims ago */
+    uint32_t left;                          /* the clock's low 32 bits when a thread last moved
+                                               its page-sized blocks away (run_zone_move; atomic;
+                                               0: none has) */
     uint64_t budget_ms;                     /* ... at this pool clock */
 } lab_zone_t;
 

@@ -1627,7 +1627,7 @@ static void *ar_ender(void *arg)
 static void *ar_adopter(void *arg)
 {
     lab_pool_t *pool = arg;
-    ar_zone = lab_pool_run_zone_move(pool); /* from the normal zone: always to a run zone */
+    ar_zone = lab_pool_run_zone_move(pool, lab_pool_run_zone_left(pool)); /* from the normal zone: always to a run zone */
     lab_page_t *d;
     void *p = lab_pool_alloc_run(pool, AR_OTHER_PAGES, 0, &d); /* its first call: a room set */
     ar_adopted = lab_pool_run_room_first();
@@ -1870,7 +1870,7 @@ static void *br_idler(void *arg)
 static void *br_taker(void *arg)
 {
     lab_pool_t *pool = arg;
-    br_zone = lab_pool_run_zone_move(pool);
+    br_zone = lab_pool_run_zone_move(pool, lab_pool_run_zone_left(pool));
     struct labyrinth_pool_stats st;
     lab_pool_counters(pool, &st);
     size_t limit = st.free_total / BR_PAGES + 64, n = 0;
