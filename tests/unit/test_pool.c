@@ -1627,7 +1627,8 @@ static void *ar_ender(void *arg)
 static void *ar_adopter(void *arg)
 {
     lab_pool_t *pool = arg;
-    ar_zone = lab_pool_run_zone_move(pool, lab_pool_run_zone_left(pool)); /* from the normal zone: always to a run zone */
+    /* from the normal zone: always to a run zone */
+    ar_zone = lab_pool_run_zone_move(pool, lab_pool_run_zone_left(pool));
     lab_page_t *d;
     void *p = lab_pool_alloc_run(pool, AR_OTHER_PAGES, 0, &d); /* its first call: a room set */
     ar_adopted = lab_pool_run_room_first();
