@@ -941,11 +941,30 @@ static bool zone_block_ok(const uint8_t *p, size_t n, unsigned seed)
     return p[0] == pat(0, seed) && p[n / 2] == pat(n / 2, seed) && p[n - 1] == pat(n - 1, seed);
 }
 
+/* A pressed thread's start: its heap and rooms made before the main thread takes the lock. */
+static void press_thread_start(void)
+{
+    lab_free(lab_malloc(64));
+    lab_free(lab_malloc(300 * KiB));
+}
+
+/* The main thread's press i: the pressed thread's call (made once *step passes i, *done raised
+ * after it) finds the lock taken, until it waits there (2: contended) or has moved on. */
+static void press_once(atomic_int *step, atomic_int *done, lab_lock_t *lock, int i)
+{
+    lab_lock(lock);
+    atomic_store(step, i + 1);
+    while (atomic_load(done) <= i && __atomic_load_n(&lock->v, __ATOMIC_ACQUIRE) != 2)
+        sched_yield();
+    lab_unlock(lock);
+    while (atomic_load(done) <= i)
+        sched_yield();
+}
+
 static void *zone_press_thread(void *arg)
 {
     struct zone_press *zp = arg;
-    lab_free(lab_malloc(64)); /* its heap and rooms made before the main thread takes the lock */
-    lab_free(lab_malloc(300 * KiB));
+    press_thread_start();
     for (int i = 0; i < 12; i++) {
         while (atomic_load(&zp->step) <= i)
             sched_yield();
@@ -981,16 +1000,8 @@ static void test_run_zones_split_contention(void **state)
     int i = 0;
     /* up to 12 calls: one that waited for the lock elsewhere first (a purge that came due) finds
      * it free on the run path and does not count */
-    for (; i < 12 && lab_pool_run_zone_moves() == zp.moves0; i++) {
-        lab_lock(lock);
-        atomic_store(&zp.step, i + 1);
-        /* until it waits for the lock (2: contended) or has moved on and made its block */
-        while (atomic_load(&zp.done) <= i && __atomic_load_n(&lock->v, __ATOMIC_ACQUIRE) != 2)
-            sched_yield();
-        lab_unlock(lock);
-        while (atomic_load(&zp.done) <= i)
-            sched_yield();
-    }
+    for (; i < 12 && lab_pool_run_zone_moves() == zp.moves0; i++)
+        press_once(&zp.step, &zp.done, lock, i);
     atomic_store(&zp.step, 12);
     while (!atomic_load(&zp.kept_done))
         sched_yield();
@@ -1064,8 +1075,7 @@ struct grace_press {
 static void *grace_press_thread(void *arg)
 {
     struct grace_press *gp = arg;
-    lab_free(lab_malloc(64)); /* its heap and rooms made before the main thread takes the lock */
-    lab_free(lab_malloc(300 * KiB));
+    press_thread_start();
     for (int i = 0; i < 16; i++) {
         while (atomic_load(&gp->step) <= i)
             sched_yield();
@@ -1073,19 +1083,6 @@ static void *grace_press_thread(void *arg)
         atomic_store(&gp->done, i + 1);
     }
     return NULL;
-}
-
-/* Press i of grace_press_thread: its call finds the normal zone's lock taken (as in
- * test_run_zones_split_contention). */
-static void grace_press(struct grace_press *gp, lab_lock_t *lock, int i)
-{
-    lab_lock(lock);
-    atomic_store(&gp->step, i + 1);
-    while (atomic_load(&gp->done) <= i && __atomic_load_n(&lock->v, __ATOMIC_ACQUIRE) != 2)
-        sched_yield();
-    lab_unlock(lock);
-    while (atomic_load(&gp->done) <= i)
-        sched_yield();
 }
 
 static void test_run_zone_one_leaves(void **state)
@@ -1120,7 +1117,7 @@ static void test_run_zone_one_leaves(void **state)
     uint64_t t0 = lab_clock_ms();
     unsigned long moves0 = lab_pool_run_zone_moves();
     for (int i = 0; i < 8; i++)
-        grace_press(&gp, lock, i);
+        press_once(&gp.step, &gp.done, lock, i);
     if (lab_clock_ms() - t0 < 150) /* (well inside the 200 ms; a slow host may take longer) */
         assert_int_equal(lab_pool_run_zone_moves(), moves0);
     /* and once that is past, it does */
@@ -1128,11 +1125,11 @@ static void test_run_zone_one_leaves(void **state)
     moves0 = lab_pool_run_zone_moves();
     int i = 8;
     for (; i < 16 && lab_pool_run_zone_moves() == moves0; i++)
-        grace_press(&gp, lock, i);
+        press_once(&gp.step, &gp.done, lock, i);
     assert_true(lab_pool_run_zone_moves() > moves0);
     assert_true(i <= 8 + 6); /* four misses in a row (more if a purge came due meanwhile) */
     for (; i < 16; i++)
-        grace_press(&gp, lock, i);
+        press_once(&gp.step, &gp.done, lock, i);
     assert_int_equal(pthread_join(t, NULL), 0);
     for (int k = 0; k < 16; k++) {
         assert_non_null(gp.made[k]);
