@@ -1386,8 +1386,7 @@ static lab_zone_t *run_zone_lock(lab_pool_t *pool)
     tls_run_press = (uint8_t)lab_min(tls_run_press + RUN_PRESS_MISS, 255u);
     uint32_t left = pool->is_default ? lab_load_relaxed(&z->left) : 0;
     /* (signed: a thread that leaves in the millisecond another left stamps the next one) */
-    int32_t since = (int32_t)((uint32_t)lab_clock_ms() - left);
-    if (left && (left != tls_run_left || since < (int32_t)RUN_LEFT_GRACE_MS)) {
+    if (left && (left != tls_run_left || (int32_t)((uint32_t)lab_clock_ms() - left) < (int32_t)RUN_LEFT_GRACE_MS)) {
         /* a thread left the zone since this one's last miss, or lately: its blocks carved here
            still come back here, and it borrows from here when its new store has no fit, for a
            while; what pressed this thread may go with it */
