@@ -2016,7 +2016,38 @@ static lab_page_t *store_join_room(lab_pool_t *pool, lab_zone_t *z, lab_page_t *
     return r ? r : store_take_block(pool, z, n);
 }
 
+static lab_noinline void *alloc_run_store(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc);
+
+/* A run room's run cleared for a ZERO call: clean 0, all of it; and all its pages, which may be up
+ * to an eighth more than asked: they are the block's usable size (calloc clears that, as glibc's
+ * does). Apart, so that lab_pool_alloc_run's room hit makes no call. */
+static lab_noinline void *run_room_zeroed(lab_page_t *d, lab_gfp_t gfp)
+{
+    run_zero(d, d->h.npages, gfp);
+    return (void *)lab_desc_addr(d);
+}
+
 void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
+{
+    lab_page_t *d;
+    /* a run from the thread's run room, the common case: no call, so no register saved (the
+       rest, past every zone's store, saved six and restored them at every room hit) */
+    if (lab_likely(npages - 1 < LAB_CHUNK_PAGES) && !(gfp & LAB_GFP_EXCLUSIVE) &&
+        (d = run_room_pop(pool, npages)) != NULL) {
+        /* its head as the run left it (its own, see run_room_push) */
+        lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
+        d->h.order = 0; /* a run room's: not looked at (run_written_arm) */
+        *desc = d;
+        if (gfp & LAB_GFP_ZERO)
+            return run_room_zeroed(d, gfp);
+        return (void *)lab_desc_addr(d);
+    }
+    return alloc_run_store(pool, npages, gfp, desc);
+}
+
+/* lab_pool_alloc_run past the run room: the thread's zone's store, the other zones', other
+ * threads' idle rooms, a fresh chunk. */
+static void *alloc_run_store(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     lab_zone_t *z = &pool->zone[ZONE_NORMAL];
     lab_page_t *d = NULL;
@@ -2024,17 +2055,6 @@ void *lab_pool_alloc_run(lab_pool_t *pool, size_t npages, lab_gfp_t gfp, lab_pag
     if (npages == 0 || npages > LAB_CHUNK_PAGES) {
         lab_pool_fail(pool);
         return NULL;
-    }
-    if (!(gfp & LAB_GFP_EXCLUSIVE) && (d = run_room_pop(pool, npages)) != NULL) {
-        /* its head as the run left it (its own, see run_room_push) */
-        lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
-        d->h.order = 0; /* a run room's: not looked at (run_written_arm) */
-        /* a room's run: clean 0, all of it; and all its pages, which may be up to an eighth more
-           than asked: they are the block's usable size (calloc clears that, as glibc's does) */
-        if (gfp & LAB_GFP_ZERO)
-            run_zero(d, d->h.npages, gfp);
-        *desc = d;
-        return (void *)lab_desc_addr(d);
     }
     if (atomic) {
         if (!lab_lock_try(&z->lock)) {
