@@ -1882,16 +1882,22 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
 
-lab_inline bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+/* d, a 2^order run being freed, marked cached. The heads stay while the run sits in a room (a
+ * 1 MiB run has 256 of them to write): a stray free() into it finds a CACHED descriptor and
+ * aborts, as it would on NONE. A run that is not whole-order aligned with its heads never gets
+ * here. */
+lab_inline void order_run_cached(lab_page_t *d, unsigned order)
 {
-    unsigned zi = d->h.zone;
-    /* The heads stay while the run sits in a room (a 1 MiB run has 256 of them to write): a
-     * stray free() into it finds a CACHED descriptor and aborts, as it would on NONE. A run
-     * that is not whole-order aligned with its heads never gets here. */
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
+}
+
+lab_inline bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
+{
+    unsigned zi = d->h.zone;
+    order_run_cached(d, order);
     if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order)) {
         bg_room_filled();
         return false;
@@ -1946,10 +1952,23 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
 }
 
 /* The arena's and malloc's frees: as above, then the free-path purge or wake-up (lab_pool_tick). */
+/* lab_pool_free_order past the room: the spill, and the tick when pages reached the shared lists
+ * (at least 2^order: a spill may push more). */
+static lab_noinline void free_order_spill_tick(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
+{
+    if (pool_free_order_spill(pool, d, order, zi))
+        lab_pool_tick(pool, true, (size_t)1 << order);
+}
+
+/* pool_free_order for malloc's runs, with the tick after a spill; a room hit's calls are tail
+ * calls (no register saved on its way). */
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
-    if (pool_free_order(pool, d, order))
-        lab_pool_tick(pool, true, (size_t)1 << order); /* (at least: a spill may push more) */
+    unsigned zi = d->h.zone;
+    order_run_cached(d, order);
+    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
+        return bg_room_filled();
+    return free_order_spill_tick(pool, d, order, zi);
 }
 
 /* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
