@@ -1951,7 +1951,6 @@ static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, 
     return true;
 }
 
-/* The arena's and malloc's frees: as above, then the free-path purge or wake-up (lab_pool_tick). */
 /* lab_pool_free_order past the room: the spill, and the tick when pages reached the shared lists
  * (at least 2^order: a spill may push more). */
 static lab_noinline void free_order_spill_tick(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi)
@@ -1960,8 +1959,9 @@ static lab_noinline void free_order_spill_tick(lab_pool_t *pool, lab_page_t *d, 
         lab_pool_tick(pool, true, (size_t)1 << order);
 }
 
-/* pool_free_order for malloc's runs, with the tick after a spill; a room hit's calls are tail
- * calls (no register saved on its way). */
+/* The arena's and malloc's frees: pool_free_order, then the free-path purge or wake-up
+ * (lab_pool_tick) after a spill; a room hit's calls are tail calls (no register saved on its
+ * way: a tick after the shared free saved three at every free). */
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     unsigned zi = d->h.zone;
