@@ -1239,6 +1239,7 @@ static __thread uint32_t tls_run_left; /* its zone's `left` as it last saw it (a
 #define RUN_PRESS_MISS 16u
 #define RUN_PRESS_MOVE 64u             /* four misses in a row; misses in one try of 16 that last */
 #define RUN_LEFT_GRACE_MS 200u         /* misses after another thread left the zone that do not count */
+#define RUN_LEFT_EARLY_MS 16u          /* a stamp ahead of the clock by up to this is taken as now */
 static unsigned long run_zone_moves;   /* threads moved (tests; relaxed, any pool) */
 unsigned long lab_pool_run_zone_moves(void) { return lab_load_relaxed(&run_zone_moves); }
 
@@ -1350,6 +1351,11 @@ unsigned lab_pool_run_zone_move(lab_pool_t *pool, uint32_t seen)
 
 uint32_t lab_pool_run_zone_left(lab_pool_t *pool) { return lab_load_relaxed(&run_zone(pool)->left); }
 
+void lab_pool_run_zone_stamp(lab_pool_t *pool, unsigned zi, uint32_t stamp)
+{
+    lab_store_relaxed(&lab_zone_at(pool, zi)->left, stamp);
+}
+
 /* A run of n pages carved from another zone's store than `own` (no lock held; the normal zone's
  * first, then the run zones'), for a thread whose zone's store has none; or NULL. wait: each
  * lock waited for, one at a time, and the normal zone's shared lists drained into its store
@@ -1385,8 +1391,12 @@ static lab_zone_t *run_zone_lock(lab_pool_t *pool)
     }
     tls_run_press = (uint8_t)lab_min(tls_run_press + RUN_PRESS_MISS, 255u);
     uint32_t left = pool->is_default ? lab_load_relaxed(&z->left) : 0;
-    /* (signed: a thread that leaves in the millisecond another left stamps the next one) */
-    if (left && (left != tls_run_left || (int32_t)((uint32_t)lab_clock_ms() - left) < (int32_t)RUN_LEFT_GRACE_MS)) {
+    /* lately: up to RUN_LEFT_GRACE_MS after the stamp, and from RUN_LEFT_EARLY_MS before it (a
+       thread that leaves in the millisecond another left stamps the next one); a stamp weeks
+       old wraps out of that window, as it should (a signed difference read one 25 days old as
+       just made, and kept every thread in the zone for 25 days more: found by review) */
+    if (left && (left != tls_run_left ||
+                 (uint32_t)lab_clock_ms() - left + RUN_LEFT_EARLY_MS < RUN_LEFT_GRACE_MS + RUN_LEFT_EARLY_MS)) {
         /* a thread left the zone since this one's last miss, or lately: its blocks carved here
            still come back here, and it borrows from here when its new store has no fit, for a
            while; what pressed this thread may go with it */

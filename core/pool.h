@@ -492,6 +492,8 @@ lab_internal lab_page_t *lab_pool_run_room_first(void);
  * left, for the thread's zone of the default pool; 0 if none has). */
 lab_internal unsigned lab_pool_run_zone_move(lab_pool_t *pool, uint32_t seen);
 lab_internal uint32_t lab_pool_run_zone_left(lab_pool_t *pool);
+/* Tests: zone zi's `left` set to stamp, as if a thread had left it then. */
+lab_internal void lab_pool_run_zone_stamp(lab_pool_t *pool, unsigned zi, uint32_t stamp);
 /* Room sets (pool_life.c): past this many in use, a thread that finds no spare set adopts the set
  * of a thread that ended without its destructors (16; a variable so that tests can lower it), and
  * the sets spare now (tests; rooms_lock taken). */

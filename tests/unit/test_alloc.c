@@ -1138,6 +1138,35 @@ static void test_run_zone_one_leaves(void **state)
     lab_trim();
 }
 
+/* A departure weeks ago is not a recent one: a thread pressed in a zone whose stamp is 25 days old
+ * moves as under no stamp (a signed difference of the 32-bit clock read such a stamp as just
+ * made, and no thread left that zone for 25 days more). */
+static void test_run_zone_old_stamp(void **state)
+{
+    (void)state;
+    lab_trim();
+    lab_pool_t *pool = lab_pool_default();
+    lab_pool_run_zone_stamp(pool, 0, (uint32_t)(lab_clock_ms() - 25ull * 24 * 3600 * 1000));
+    lab_lock_t *lock = lab_pool_zone_lock(pool, 0);
+    struct grace_press gp = {0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, grace_press_thread, &gp), 0);
+    unsigned long moves0 = lab_pool_run_zone_moves();
+    int i = 0;
+    for (; i < 16 && lab_pool_run_zone_moves() == moves0; i++)
+        press_once(&gp.step, &gp.done, lock, i);
+    assert_true(lab_pool_run_zone_moves() > moves0);
+    assert_true(i <= 6); /* its first miss reads the stamp; four more count (a purge may add one) */
+    for (; i < 16; i++)
+        press_once(&gp.step, &gp.done, lock, i);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int k = 0; k < 16; k++) {
+        assert_non_null(gp.made[k]);
+        lab_free(gp.made[k]);
+    }
+    lab_trim();
+}
+
 /* A cached mapping much larger than the next huge block is cut down to it, and the chunks past
  * the block stay cached, populated (huge_split): when the cut block is freed and a larger one is
  * asked for, the two join again at the same address, their pages as they were (huge_join). The
@@ -4888,6 +4917,7 @@ int main(void)
         cmocka_unit_test(test_huge_cut_keeps_tail),
         cmocka_unit_test(test_run_zones_split_contention),
         cmocka_unit_test(test_run_zone_one_leaves),
+        cmocka_unit_test(test_run_zone_old_stamp),
         cmocka_unit_test(test_run_heads_first_only),
         cmocka_unit_test(test_idle_rooms_before_fresh),
         cmocka_unit_test_teardown(test_store_dirty_bounded, restore_dirty_bounded_delay),
