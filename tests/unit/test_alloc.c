@@ -1085,6 +1085,26 @@ static void *grace_press_thread(void *arg)
     return NULL;
 }
 
+/* Presses of grace_press_thread from `from` on until it moves (at most six: four misses in a
+ * row, one to read a new stamp, one if a purge came due meanwhile); then the rest, its join and
+ * its blocks freed. */
+static void grace_press_until_moved(struct grace_press *gp, lab_lock_t *lock, pthread_t t, int from)
+{
+    unsigned long moves0 = lab_pool_run_zone_moves();
+    int i = from;
+    for (; i < 16 && lab_pool_run_zone_moves() == moves0; i++)
+        press_once(&gp->step, &gp->done, lock, i);
+    assert_true(lab_pool_run_zone_moves() > moves0);
+    assert_true(i <= from + 6);
+    for (; i < 16; i++)
+        press_once(&gp->step, &gp->done, lock, i);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int k = 0; k < 16; k++) {
+        assert_non_null(gp->made[k]);
+        lab_free(gp->made[k]);
+    }
+}
+
 static void test_run_zone_one_leaves(void **state)
 {
     (void)state;
@@ -1122,19 +1142,7 @@ static void test_run_zone_one_leaves(void **state)
         assert_int_equal(lab_pool_run_zone_moves(), moves0);
     /* and once that is past, it does */
     nanosleep(&(struct timespec){.tv_nsec = 250 * 1000000L}, NULL);
-    moves0 = lab_pool_run_zone_moves();
-    int i = 8;
-    for (; i < 16 && lab_pool_run_zone_moves() == moves0; i++)
-        press_once(&gp.step, &gp.done, lock, i);
-    assert_true(lab_pool_run_zone_moves() > moves0);
-    assert_true(i <= 8 + 6); /* four misses in a row (more if a purge came due meanwhile) */
-    for (; i < 16; i++)
-        press_once(&gp.step, &gp.done, lock, i);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    for (int k = 0; k < 16; k++) {
-        assert_non_null(gp.made[k]);
-        lab_free(gp.made[k]);
-    }
+    grace_press_until_moved(&gp, lock, t, 8);
     lab_trim();
 }
 
@@ -1151,19 +1159,7 @@ static void test_run_zone_old_stamp(void **state)
     struct grace_press gp = {0};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, grace_press_thread, &gp), 0);
-    unsigned long moves0 = lab_pool_run_zone_moves();
-    int i = 0;
-    for (; i < 16 && lab_pool_run_zone_moves() == moves0; i++)
-        press_once(&gp.step, &gp.done, lock, i);
-    assert_true(lab_pool_run_zone_moves() > moves0);
-    assert_true(i <= 6); /* its first miss reads the stamp; four more count (a purge may add one) */
-    for (; i < 16; i++)
-        press_once(&gp.step, &gp.done, lock, i);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    for (int k = 0; k < 16; k++) {
-        assert_non_null(gp.made[k]);
-        lab_free(gp.made[k]);
-    }
+    grace_press_until_moved(&gp, lock, t, 0);
     lab_trim();
 }
 
