@@ -1892,27 +1892,26 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
  * lists (where a purge can see them). No system call, no lock waited on (the page API's frees). */
 static lab_noinline bool pool_free_order_spill(lab_pool_t *pool, lab_page_t *d, unsigned order, unsigned zi);
 
-/* d, a 2^order run being freed, marked cached. The heads stay while the run sits in a room (a
- * 1 MiB run has 256 of them to write): a stray free() into it finds a CACHED descriptor and
- * aborts, as it would on NONE. A run that is not whole-order aligned with its heads never gets
- * here. */
-lab_inline void order_run_cached(lab_page_t *d, unsigned order)
+/* d, a 2^order run being freed, marked cached, then kept in the thread's room if there is room
+ * (true), else left to the caller's spill. The heads stay while the run sits in a room (a 1 MiB
+ * run has 256 of them to write): a stray free() into it finds a CACHED descriptor and aborts, as
+ * it would on NONE. A run that is not whole-order aligned with its heads never gets here. */
+lab_inline bool order_run_kept(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
     lab_store_relaxed(&d->h.state, LAB_PAGE_CACHED);
     d->h.order = (uint8_t)order;
     d->h.clean = 0;
     d->owner = 0;
+    return lab_likely(d->h.zone == ZONE_NORMAL) && room_push(pool, d, order);
 }
 
 lab_inline bool pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
-    unsigned zi = d->h.zone;
-    order_run_cached(d, order);
-    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order)) {
+    if (order_run_kept(pool, d, order)) {
         bg_room_filled();
         return false;
     }
-    return pool_free_order_spill(pool, d, order, zi);
+    return pool_free_order_spill(pool, d, order, d->h.zone);
 }
 
 /* pool_free_order's rest: the room is full (spill half of it to the shared list) or not to be
@@ -1974,11 +1973,9 @@ static lab_noinline void free_order_spill_tick(lab_pool_t *pool, lab_page_t *d, 
  * way: a tick after the shared free saved three at every free). */
 void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 {
-    unsigned zi = d->h.zone;
-    order_run_cached(d, order);
-    if (lab_likely(zi == ZONE_NORMAL) && room_push(pool, d, order))
+    if (order_run_kept(pool, d, order))
         return bg_room_filled();
-    return free_order_spill_tick(pool, d, order, zi);
+    return free_order_spill_tick(pool, d, order, d->h.zone);
 }
 
 /* d, npages carved from the store (lock dropped), handed out as a page-sized malloc block. */
