@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/apt_need.sh
 apt_need cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev libbenchmark-dev python3 perl git time \
-  xz-utils sqlite3
+  xz-utils sqlite3 valgrind
 # tests/real/pyregr.sh runs CPython's own regression tests: Debian's python3 ships them apart
 if ! python3 -c 'import test.test_dict' 2>/dev/null && ! /usr/bin/python3 -c 'import test.test_dict' 2>/dev/null; then
   apt_need "libpython$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')-testsuite"
