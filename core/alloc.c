@@ -456,10 +456,53 @@ lab_inline void free_large(lab_page_t *d)
         lab_pool_free_run(pool, d);
 }
 
+static lab_noinline void free_other_span(void *p, uint64_t ent);
+_Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
+                   __builtin_offsetof(lab_heap_stats_t, frees) + sizeof(uint64_t),
+               "lab_free_other counts frees and remote frees by the same address arithmetic");
+
+/* A block of a whole span (pool.h: LAB_FMAP_WHOLE), the fast map's entry ent naming its owner
+ * and class: onto the calling heap's reuse list for the class, the owner's own with half the
+ * list's bound (lab_span_free_aside), another heap's with all of it (lab_span_free_remote), with
+ * neither the span's descriptor read nor a branch on whose it is. Every other case (an offset
+ * that is no block start of such a span, a block carrying its free key, a full list, frees
+ * deferred from signal handlers) takes the descriptor's way, which checks and decides it all. */
 void lab_free_other(void *p, uint64_t e)
 {
     lab_heap_t *h = lab_tls_heap;
-    lab_span_t *s = (lab_span_t *)lab_fmap_decode(e + h->ftag);
+    uint64_t ent = e + h->ftag;
+    if (lab_likely(ent & LAB_FMAP_WHOLE)) {
+        unsigned cls = (unsigned)(ent & LAB_FMAP_CLS_MASK); /* < LAB_DIRECT_CLASSES: arena.c */
+        lab_whole_geom_t g = lab_class_whole[cls];
+        uint32_t off = (uint32_t)(uintptr_t)p & (((uint32_t)LAB_PAGE_SIZE << LAB_WHOLE_ORDER) - 1);
+        lab_reuse_t *r = &h->reuse[cls];
+        lab_block_t *b = (lab_block_t *)p;
+        uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
+        unsigned own = ((ent ^ h->ftag) >> LAB_FMAP_TAG_SHIFT) == 0;
+        /* (a floor is -(the bound), even: shifted, half of it; a heap whose lists are off has 0) */
+        int32_t lim = (int32_t)r->floor >> own;
+        if (lab_likely(lab_offset_ok_fdiv(off, g.fdiv, g.flim)) && lab_likely((b->key | 1) != bkey) &&
+            lab_likely((int32_t)r->usedf > lim) && lab_likely(!lab_load_relaxed(&lab_deferred))) {
+            b->key = bkey ^ 1; /* the transit form: a second free aborts */
+            b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
+            r->free = b;
+            r->usedf--;
+            /* frees, or remote_frees (the word after it): counted without a branch */
+            (*(uint64_t *)(void *)((char *)&h->st.frees + (own ^ 1) * sizeof h->st.frees))++;
+            h->aside_full &= (uint32_t)own - 1; /* an own free that found room ends a run of full ones */
+            if (lab_unlikely(!r->flags) && (int32_t)r->usedf <= -LAB_REUSE_ON)
+                return lab_heap_reuse_on(h, cls);
+            return;
+        }
+    }
+    return free_other_span(p, ent);
+}
+
+/* lab_free_other's way with the descriptor: ent is p's fast-map entry. */
+static lab_noinline void free_other_span(void *p, uint64_t ent)
+{
+    lab_heap_t *h = lab_tls_heap;
+    lab_span_t *s = (lab_span_t *)lab_fmap_decode(ent);
     /* relaxed: read before the state says this is a span; a nursery run's descriptor has its
      * owner's bump pointer there (the value is then not used) */
     uint32_t off = (uint32_t)(uintptr_t)p - lab_load_relaxed(&s->base_lo);

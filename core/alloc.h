@@ -8,7 +8,8 @@
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
  *   lab_free ─ fast map entry tagged with this heap → descriptor → block start: push
- *     ├ lab_free_other ─ a block of another heap's span: into this thread's message for its owner
+ *     ├ lab_free_other ─ a whole span's block (any heap's): this heap's reuse list, from the fast
+ *     │   map's entry alone; another heap's span: its descriptor → reuse list or message
  *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote / large / huge, every check */
 #ifndef LAB_ALLOC_H
 #define LAB_ALLOC_H
@@ -18,8 +19,9 @@
 lab_internal void *lab_malloc_slow(size_t n);
 lab_internal void lab_free_slow(void *p);
 /* lab_free's second exit: e is the fast map's entry of p less the calling heap's tag (not a
- * span of this thread's heap with p a block start). A block start of another heap's span is freed
- * remotely at once (no second lookup); everything else goes through lab_free_slow. */
+ * span of this thread's heap with p a block start). A block of a whole span goes on the calling
+ * heap's reuse list from the entry alone; a block start of another heap's span is freed remotely
+ * at once (no second lookup); everything else goes through lab_free_slow. */
 lab_internal void lab_free_other(void *p, uint64_t e);
 
 /* The fast path alone: a block, or NULL when only the slow path can tell (nothing set). Callers
@@ -90,8 +92,8 @@ lab_inline void lab_free(void *p)
     uintptr_t off;
     if (lab_likely(lab_fmap_in(a, &off))) {
         lab_heap_t *h = lab_tls_heap;
-        /* the entry less this heap's tag is below 2^48, the descriptor, only on a page of one of
-         * its spans (pool.h): the descriptor's owner line is not read at all */
+        /* the entry less this heap's tag is below 2^47, the descriptor, only on a page of one of
+         * its spans that is not whole (pool.h): the descriptor's owner line is not read at all */
         uint64_t e = lab_fmap_entry(off) - h->ftag;
         lab_span_t *s = (lab_span_t *)(uintptr_t)e;
         if (lab_likely(e < h->flim) &&

@@ -112,6 +112,8 @@ static lab_heap_t *heap_walk(heap_walk_t *w)
 int lab_secure;
 size_t lab_kept_max = LAB_KEPT_MAX;
 uint64_t lab_class_div[LAB_NR_CLASSES];
+lab_whole_geom_t lab_class_whole[LAB_DIRECT_CLASSES];
+_Static_assert(LAB_DIRECT_CLASSES - 1 <= LAB_FMAP_CLS_MASK, "a whole span's class fits its fast-map entries");
 static uint64_t remote_frees_heapless; /* remote frees of threads without a live heap (atomic) */
 
 /* Spans of 32 KiB up to 8 KiB blocks (4 to 2 048 blocks): a program whose threads each touch
@@ -214,6 +216,22 @@ static lab_noinline bool park_claim(lab_heap_t *h, unsigned cls)
     return kept;
 }
 
+/* An aside heap's span that malloc stops taking from (or that is listed when the heap turns
+ * aside) loses the heap's tag, so that its owner's frees go to the reuse list (heap_aside_on).
+ * A whole one (every block carved, its length and its class's test those of lab_class_whole)
+ * keeps the tag with LAB_FMAP_WHOLE and its class (pool.h): every thread's free of one of its
+ * blocks then finds the owner and the class in the fast map, without reading the descriptor. */
+static void span_tag_aside(lab_heap_t *h, lab_span_t *s)
+{
+    unsigned cls = s->cls;
+    if (h->ftag && cls < LAB_DIRECT_CLASSES && s->h.order == LAB_WHOLE_ORDER && s->carved == s->capacity &&
+        s->fdiv_l == lab_class_whole[cls].fdiv && s->flim_l == lab_class_whole[cls].flim && s->fdiv_l != 0 &&
+        (s->base_lo_l & ((LAB_PAGE_SIZE << LAB_WHOLE_ORDER) - 1)) == 0)
+        lab_pool_run_tag_whole((lab_page_t *)s, s->h.order, h->ftag, cls);
+    else
+        lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
+}
+
 /* heap_set_cur's work, cls not parked: s becomes its current span. */
 lab_inline void heap_set_cur_now(lab_heap_t *h, unsigned cls, lab_span_t *s)
 {
@@ -222,7 +240,7 @@ lab_inline void heap_set_cur_now(lab_heap_t *h, unsigned cls, lab_span_t *s)
     if (lab_unlikely(h->aside) && old != s && cls < LAB_DIRECT_CLASSES) {
         /* (a tag is a hint for free(): a span without it is freed the slow way, correctly) */
         if (old)
-            lab_pool_run_tag((lab_page_t *)old, old->h.order, 0);
+            span_tag_aside(h, old);
         if (s)
             lab_pool_run_tag((lab_page_t *)s, s->h.order, h->ftag);
     }
@@ -1240,17 +1258,19 @@ void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
  * again. From now on the owner's frees into a span that is not its class's current one go to
  * the reuse list too (LIFO: the next malloc of the size takes the block whose lines the program
  * has just read), not to a span malloc may take from much later, the lines cold by then. Such
- * spans lose the heap's tag in the fast map, so that free() sends their blocks the slow way
- * (lab_free_other, lab_span_free_aside) and the fast path pays nothing for it. The walk reaches
- * the listed spans only: a span full at this moment (off its list, waiting or in the inbox)
- * keeps its tag, and its frees their fast way, until it has been current once (heap_set_cur). */
+ * spans lose the heap's tag in the fast map, or a whole one gets LAB_FMAP_WHOLE beside it
+ * (span_tag_aside), so that free() sends their blocks the other way (lab_free_other, from the
+ * entry alone for a whole span; else lab_span_free_aside) and the fast path pays nothing for it.
+ * The walk reaches the listed spans only: a span full at this moment (off its list, waiting or in
+ * the inbox) keeps its tag, and its frees their fast way, until it has been current once
+ * (heap_set_cur). */
 static void heap_aside_on(lab_heap_t *h)
 {
     h->aside = 1;
     for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
         (void)heap_unpark(h, cls);
         for (lab_span_t *s = h->cur[cls] ? h->cur[cls]->next : NULL; s; s = s->next)
-            lab_pool_run_tag((lab_page_t *)s, s->h.order, 0);
+            span_tag_aside(h, s);
     }
 }
 
@@ -1550,6 +1570,14 @@ static void free_key_init(void)
     lab_store_relaxed(&lab_free_key, (uintptr_t)k);
     for (unsigned cls = 1; cls < LAB_NR_CLASSES; cls++)
         lab_store_relaxed(&lab_class_div[cls], UINT64_MAX / lab_class_size(cls) + 1);
+    for (unsigned cls = 1; cls < LAB_DIRECT_CLASSES; cls++) {
+        size_t bs = lab_class_size(cls);
+        if (span_order(bs) != LAB_WHOLE_ORDER || span_order_min(bs) != LAB_WHOLE_ORDER)
+            continue; /* (none: spans of other lengths are never whole) */
+        uint32_t m = lab_fdiv_of(bs), n = (uint32_t)(((size_t)LAB_PAGE_SIZE << LAB_WHOLE_ORDER) / bs);
+        lab_store_relaxed(&lab_class_whole[cls].fdiv, m);
+        lab_store_relaxed(&lab_class_whole[cls].flim, lab_flim_of(bs, m, n));
+    }
     for (unsigned cls = 2; cls <= LAB_SLOT_CLASSES; cls++)
         direct_first[cls] = (uint8_t)lab_direct_slot(lab_class_size(cls - 1) + 1);
     lab_pool_set_reclaim(heap_reclaim);

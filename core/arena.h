@@ -115,6 +115,17 @@ lab_inline uint32_t lab_fdiv_of(size_t size)
 lab_inline uint32_t lab_flim_of(size_t size, uint32_t m, uint32_t carved) { return carved * (uint32_t)(size * m); }
 lab_inline bool lab_offset_ok_fdiv(uint32_t off, uint32_t m, uint32_t flim) { return off * m < flim; }
 
+/* Every span of a class up to 1 KiB has this order (span_order, span_order_min: arena.c), and is
+ * aligned to its length; for each such class, the owner's test (lab_fdiv_of, and lab_flim_of of
+ * all the blocks such a span holds): a block start of a whole span, from its offset in the
+ * span's length alone (pool.h: LAB_FMAP_WHOLE). Zero (every offset refused) until the first heap
+ * is made. */
+#define LAB_WHOLE_ORDER 3
+typedef struct lab_whole_geom {
+    uint32_t fdiv, flim;
+} lab_whole_geom_t;
+lab_internal extern lab_whole_geom_t lab_class_whole[];
+
 /* The key a freed block carries: the free key mixed with the block's own address, so that a copy
  * of a freed block's header somewhere else (realloc or memcpy of memory the program never wrote,
  * which once held a freed block) never reads as a freed block there. The address is 16-byte

@@ -144,9 +144,9 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
 /* ---- the fast map: one lookup from an address to its run's descriptor, for free() ----
  * Normal chunks are mapped, where it can be, inside one region of address space reserved at the
  * first chunk (LABYRINTH_RESERVE_GB, shrunk until the kernel grants it). The fast map has an
- * entry per page of the region: the address of the descriptor of the page's run in its low 48
- * bits, or of its chunk's sentinel for a page in no used run (no state, no owner): it mirrors
- * head[] (every write of one writes the other), so every entry of a chunk's pages names a
+ * entry per page of the region: the address of the descriptor of the page's run in its low 47
+ * bits (user space is 47 bits), or of its chunk's sentinel for a page in no used run (no state,
+ * no owner): it mirrors head[] (every write of one writes the other), so every entry of a chunk's pages names a
  * descriptor in its header, and the page map needs no entry of its own for the chunk. Its pages
  * are read-only zero until their chunk is mapped, so any address of the region can be looked up:
  * 0 is read as the map's first 64 bytes (the entries of the region's first pages, which are never
@@ -154,10 +154,18 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
  * outside the region (all of them when none could be reserved) go the two-level way.
  * The top 16 bits of an entry carry the owner heap's tag on the pages of a span
  * (lab_pool_run_tag; 0 elsewhere): free() subtracts the calling thread's tag and finds a value
- * below 2^48, the descriptor itself, only on a page of a span of its own heap, without reading
- * the descriptor's first cache line (owner, geometry), which only other threads' frees need. */
+ * below 2^47, the descriptor itself, only on a page of a span of its own heap, without reading
+ * the descriptor's first cache line (owner, geometry), which only other threads' frees need.
+ * A whole span (LAB_FMAP_WHOLE: all its blocks carved, of a class up to 1 KiB, its length
+ * LAB_WHOLE_ORDER's) that its aside heap is not allocating from has bit 47 set too and its class
+ * in the low six bits (lab_pool_run_tag_whole; arena.c: span_tag_aside): its owner's fast path
+ * finds it above 2^47 and passes, and any thread's free of one of its blocks has the owner, the
+ * class and the span's place (its length's alignment) without reading the descriptor at all
+ * (alloc.c: lab_free_other). lab_fmap_decode drops those bits. */
 #define LAB_FMAP_TAG_SHIFT 48
-#define LAB_FMAP_DESC_LIM  ((uint64_t)1 << LAB_FMAP_TAG_SHIFT)
+#define LAB_FMAP_DESC_LIM  ((uint64_t)1 << 47)
+#define LAB_FMAP_WHOLE     LAB_FMAP_DESC_LIM
+#define LAB_FMAP_CLS_MASK  ((uint64_t)63)
 typedef struct lab_fmap {
     uintptr_t size;             /* bytes of the region (0: none); published last */
     uintptr_t base;
@@ -180,10 +188,11 @@ lab_inline uint64_t lab_fmap_entry(uintptr_t off)
     return (uint64_t)lab_load_relaxed(&lab_fmap.pm[off >> LAB_PAGE_SHIFT]);
 }
 
-/* The descriptor an entry names, its tag dropped (the map's zero descriptor for 0). */
+/* The descriptor an entry names, its tag and whole-span bits dropped (the map's zero descriptor
+ * for 0). */
 lab_inline lab_page_t *lab_fmap_decode(uint64_t e)
 {
-    e &= LAB_FMAP_DESC_LIM - 1;
+    e &= (LAB_FMAP_DESC_LIM - 1) & ~LAB_FMAP_CLS_MASK;
     return e ? (lab_page_t *)(uintptr_t)e : (lab_page_t *)(void *)lab_fmap.pm;
 }
 
@@ -255,6 +264,9 @@ lab_internal bool lab_huge_gone(uintptr_t a);
 /* Set the owner tag of the fast-map entries of the run of d (2^order pages; a run the caller
  * holds): a heap's tag when it makes the run a span, 0 before the run goes back (pool.h). */
 lab_internal void  lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag);
+/* The same with LAB_FMAP_WHOLE and the span's class cls (1..63) in every entry (the fast map
+ * above): a whole span of an aside heap, not its class's current one. */
+lab_internal void  lab_pool_run_tag_whole(lab_page_t *d, unsigned order, uint64_t tag, unsigned cls);
 /* A page-sized malloc block's run (state LAB_PAGE_LARGE) of any page count 1..512 (page aligned
  * only), head[] and fast-map entry set on its first page only (pool.c: run_set_first): from the
  * calling thread's run room (the default pool's; up to npages/8 pages more than asked) or the

@@ -266,13 +266,24 @@ void lab_chunk_unmap(void *m, int64_t *pm)
     __atomic_fetch_and(fmap_used_word(i), ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }
 
-void lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
+/* The entries of the run of d (2^order pages) set to e. */
+static void run_tag_entries(lab_page_t *d, unsigned order, uint64_t e)
 {
     lab_chunk_t *c = lab_desc_chunk(d);
-    /* outside the region, or (never on x86-64's 47-bit user space) a descriptor above 2^48 */
+    /* outside the region, or (never on x86-64's 47-bit user space) a descriptor above 2^47 */
     if (!c->pm || (uintptr_t)d >= LAB_FMAP_DESC_LIM)
         return;
     unsigned idx = (unsigned)(d - c->page), n = 1u << order;
     for (unsigned i = 0; i < n; i++)
-        lab_store_relaxed(&c->pm[idx + i], (int64_t)((uintptr_t)d | tag));
+        lab_store_relaxed(&c->pm[idx + i], (int64_t)e);
+}
+
+void lab_pool_run_tag(lab_page_t *d, unsigned order, uint64_t tag)
+{
+    run_tag_entries(d, order, (uintptr_t)d | tag);
+}
+
+void lab_pool_run_tag_whole(lab_page_t *d, unsigned order, uint64_t tag, unsigned cls)
+{
+    run_tag_entries(d, order, (uintptr_t)d | tag | LAB_FMAP_WHOLE | (cls & LAB_FMAP_CLS_MASK));
 }

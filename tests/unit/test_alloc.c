@@ -1921,13 +1921,20 @@ static void check_fast_map_everywhere(void)
              * tag would take the fast local free of a block no longer the heap's */
             uint64_t tag = (uint64_t)lab_fmap.pm[(a - base) >> LAB_PAGE_SHIFT] >> LAB_FMAP_TAG_SHIFT << LAB_FMAP_TAG_SHIFT;
             const lab_span_t *sp = (const lab_span_t *)got;
+            uint64_t raw = (uint64_t)lab_fmap.pm[(a - base) >> LAB_PAGE_SHIFT];
             if (got->h.state == LAB_PAGE_SPAN && sp->heap) {
-                /* an aside heap's spans other than each class's current one may have lost it */
+                /* an aside heap's spans other than each class's current one may have lost it, or
+                 * (whole ones: every block carved) kept it with the whole bit and their class */
                 const lab_heap_t *o = sp->heap;
                 bool may_lack = o->aside && sp->cls < LAB_DIRECT_CLASSES && o->cur[sp->cls] != sp;
                 assert_true(tag == o->ftag || (may_lack && tag == 0));
+                if (raw & LAB_FMAP_WHOLE) {
+                    assert_true(may_lack && tag == o->ftag && sp->carved == sp->capacity);
+                    assert_int_equal(raw & LAB_FMAP_CLS_MASK, sp->cls);
+                } else
+                    assert_int_equal(raw & LAB_FMAP_CLS_MASK, 0);
             } else
-                assert_true(tag == 0);
+                assert_true(tag == 0 && !(raw & (LAB_FMAP_WHOLE | LAB_FMAP_CLS_MASK)));
             checked++;
         }
     }
@@ -3217,6 +3224,147 @@ static void test_reuse_aside_double_free(void **state)
     if (lab_load_relaxed(&lab_secure))
         skip();
     expect_abort(misuse_double_free_aside, "double free of a block the owner put aside");
+}
+
+/* Whole spans (pool.h: LAB_FMAP_WHOLE). The span ra_setup filled and moved on from has every
+ * block carved: its fast-map entries keep the heap's tag with the whole bit and the class, and a
+ * free of one of its blocks, by the owner or by another thread, goes to the freeing heap's reuse
+ * list from the entry alone; everything that is not the start of one of its blocks, or was freed
+ * already, must still abort. */
+static uint64_t fmap_entry_of(const void *p)
+{
+    return (uint64_t)lab_fmap.pm[((uintptr_t)p - lab_fmap.base) >> LAB_PAGE_SHIFT];
+}
+
+struct whole_remote {
+    void *blk[LAB_REUSE_ON], *got[LAB_REUSE_ON];
+    uint64_t remote_frees, frees;
+};
+
+/* another thread frees the blocks and takes them back: last freed first, counted as remote */
+static void *whole_remote_thread(void *arg)
+{
+    struct whole_remote *w = arg;
+    lab_free(lab_malloc(RA_SIZE)); /* this thread's heap */
+    lab_heap_t *h = lab_tls_heap;
+    uint64_t r0 = h->st.remote_frees, f0 = h->st.frees;
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(w->blk[i]);
+    w->remote_frees = h->st.remote_frees - r0, w->frees = h->st.frees - f0;
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        w->got[i] = lab_malloc(RA_SIZE);
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(w->got[i]);
+    return NULL;
+}
+
+static void test_whole_span(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    assert_true(ra_setup());
+    lab_heap_t *h = lab_tls_heap;
+    unsigned cls = lab_size_class(RA_SIZE);
+    lab_span_t *s = span_of(ra_old[0]);
+    assert_true(s->carved == s->capacity && h->cur[cls] != s);
+    uintptr_t lo = lab_desc_addr((lab_page_t *)s);
+    for (unsigned pg = 0; pg < (1u << s->h.order); pg++) {
+        uint64_t e = fmap_entry_of((const char *)lo + ((size_t)pg << LAB_PAGE_SHIFT));
+        if (!(e & LAB_FMAP_WHOLE) || (e & LAB_FMAP_CLS_MASK) != cls ||
+            (e >> LAB_FMAP_TAG_SHIFT << LAB_FMAP_TAG_SHIFT) != h->ftag ||
+            lab_fmap_decode(e) != (lab_page_t *)s)
+            fail_msg("page %u of a whole span: fast-map entry %#llx (class %u, tag %#llx, span %p)", pg,
+                     (unsigned long long)e, cls, (unsigned long long)h->ftag, (void *)s);
+    }
+    /* the owner's frees: counted as its own, back last first (test_reuse_aside) */
+    uint64_t f0 = h->st.frees, r0 = h->st.remote_frees;
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        lab_free(ra_old[i]);
+    assert_int_equal(h->st.frees - f0, LAB_REUSE_ON);
+    assert_int_equal(h->st.remote_frees - r0, 0);
+    for (int i = LAB_REUSE_ON - 1; i >= 0; i--)
+        assert_ptr_equal(lab_malloc(RA_SIZE), ra_old[i]);
+    /* another thread's */
+    static struct whole_remote w;
+    for (int i = 0; i < LAB_REUSE_ON; i++) {
+        w.blk[i] = ra_old[i];
+        for (int k = 0; k < ra_n; k++)
+            if (ra_own[k] == ra_old[i])
+                ra_own[k] = NULL; /* the thread frees it */
+    }
+    ra_in_thread(whole_remote_thread, &w);
+    assert_int_equal(w.remote_frees, LAB_REUSE_ON);
+    assert_int_equal(w.frees, 0);
+    for (int i = 0; i < LAB_REUSE_ON; i++)
+        if (w.got[i] != w.blk[LAB_REUSE_ON - 1 - i])
+            fail_msg("another thread's malloc %d gave %p, not %p, freed last but %d", i, w.got[i],
+                     w.blk[LAB_REUSE_ON - 1 - i], i);
+    ra_free_rest();
+}
+
+static void misuse_whole_interior(void)
+{
+    if (!ra_setup())
+        _exit(3);
+    lab_free((uint8_t *)ra_old[0] + 16);
+}
+
+static void *free_whole_interior(void *arg)
+{
+    (void)arg;
+    lab_free((uint8_t *)ra_old[0] + 16);
+    return NULL;
+}
+
+static void misuse_whole_interior_remote(void)
+{
+    if (!ra_setup())
+        _exit(3);
+    pthread_t t;
+    pthread_create(&t, NULL, free_whole_interior, NULL);
+    pthread_join(t, NULL);
+}
+
+/* the offset just past the last block: a multiple of the block size, no block's start */
+static void misuse_whole_past_last(void)
+{
+    if (!ra_setup())
+        _exit(3);
+    lab_span_t *s = span_of(ra_old[0]);
+    if ((LAB_PAGE_SIZE << s->h.order) % RA_SIZE == 0)
+        _exit(3); /* nothing to test */
+    lab_free((uint8_t *)lab_desc_addr((lab_page_t *)s) + (size_t)s->capacity * RA_SIZE);
+}
+
+static void *free_whole_twice(void *arg)
+{
+    (void)arg;
+    lab_free(ra_old[0]);
+    lab_free(ra_old[0]); /* aborts */
+    return NULL;
+}
+
+static void misuse_whole_double_remote(void)
+{
+    if (!ra_setup())
+        _exit(3);
+    pthread_t t;
+    pthread_create(&t, NULL, free_whole_twice, NULL);
+    pthread_join(t, NULL);
+}
+
+static void test_whole_span_misuse(void **state)
+{
+    (void)state;
+    if (lab_load_relaxed(&lab_secure))
+        skip();
+    expect_abort_says(misuse_whole_interior, "interior free in a whole span (owner)",
+                      "invalid free (not the start of a block)");
+    expect_abort_says(misuse_whole_interior_remote, "interior free in a whole span (another thread)",
+                      "invalid free (not the start of a block)");
+    expect_abort(misuse_whole_past_last, "free past a whole span's last block");
+    expect_abort_says(misuse_whole_double_remote, "double free in a whole span (another thread)", "double free");
 }
 
 /* A thread allocates and exits with its blocks still live; another thread (and this one) check
@@ -4936,6 +5084,8 @@ int main(void)
         cmocka_unit_test(test_reuse_list_span_change),
         cmocka_unit_test(test_reuse_aside),
         cmocka_unit_test(test_reuse_aside_double_free),
+        cmocka_unit_test(test_whole_span),
+        cmocka_unit_test(test_whole_span_misuse),
         cmocka_unit_test(test_reuse_aside_walk),
         cmocka_unit_test(test_reuse_aside_batch),
         cmocka_unit_test(test_reuse_bounds),
