@@ -456,52 +456,59 @@ lab_inline void free_large(lab_page_t *d)
         lab_pool_free_run(pool, d);
 }
 
-static lab_noinline void free_other_span(void *p, uint64_t ent);
+/* b, a block start of s (checked), freed by h: its owner's way, or another heap's. */
+lab_inline void free_span_block(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
+{
+    if (lab_unlikely(s->heap == h))
+        return free_own(h, s, b);
+    if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
+        return free_other_deferred(b, s);
+    return lab_span_free_remote(h, s, b);
+}
 _Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
                    __builtin_offsetof(lab_heap_stats_t, frees) + sizeof(uint64_t),
-               "lab_free_other counts frees and remote frees by the same address arithmetic");
+               "free_whole counts frees and remote frees by the same address arithmetic");
 
-/* A block of a whole span (pool.h: LAB_FMAP_WHOLE), the fast map's entry ent naming its owner
- * and class: onto the calling heap's reuse list for the class, the owner's own with half the
- * list's bound (lab_span_free_aside), another heap's with all of it (lab_span_free_remote), with
- * neither the span's descriptor read nor a branch on whose it is. Every other case (an offset
- * that is no block start of such a span, a block carrying its free key, a full list, frees
- * deferred from signal handlers) takes the descriptor's way, which checks and decides it all. */
-void lab_free_other(void *p, uint64_t e)
+static void free_by_desc(lab_heap_t *h, void *p, uint64_t ent);
+
+/* A block of a whole span (pool.h: LAB_FMAP_WHOLE), freed by h, the fast map's entry ent naming
+ * its owner and class: onto h's reuse list for the class, the owner's own with half the list's
+ * bound (lab_span_free_aside), another heap's with all of it (lab_span_free_remote), with
+ * neither the span's descriptor read nor a branch on whose it is. An offset that is no block
+ * start of such a span, or a block carrying its free key, takes the descriptor's way, which
+ * checks and decides it all; a block start that found a full list (or frees deferred from signal
+ * handlers waiting) goes on from the descriptor without the checks made already. Apart from
+ * lab_free_other, whose other frees (another heap's current span: xmalloc's) pay nothing for it
+ * but a test of the entry. */
+static lab_noinline void free_whole(lab_heap_t *h, void *p, uint64_t ent)
 {
-    lab_heap_t *h = lab_tls_heap;
-    uint64_t ent = e + h->ftag;
-    if (lab_likely(ent & LAB_FMAP_WHOLE)) {
-        unsigned cls = (unsigned)(ent & LAB_FMAP_CLS_MASK); /* < LAB_DIRECT_CLASSES: arena.c */
-        lab_whole_geom_t g = lab_class_whole[cls];
-        uint32_t off = (uint32_t)(uintptr_t)p & (((uint32_t)LAB_PAGE_SIZE << LAB_WHOLE_ORDER) - 1);
-        lab_reuse_t *r = &h->reuse[cls];
-        lab_block_t *b = (lab_block_t *)p;
-        uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
-        unsigned own = ((ent ^ h->ftag) >> LAB_FMAP_TAG_SHIFT) == 0;
-        /* (a floor is -(the bound), even: shifted, half of it; a heap whose lists are off has 0) */
-        int32_t lim = (int32_t)r->floor >> own;
-        if (lab_likely(lab_offset_ok_fdiv(off, g.fdiv, g.flim)) && lab_likely((b->key | 1) != bkey) &&
-            lab_likely((int32_t)r->usedf > lim) && lab_likely(!lab_load_relaxed(&lab_deferred))) {
-            b->key = bkey ^ 1; /* the transit form: a second free aborts */
-            b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
-            r->free = b;
-            r->usedf--;
-            /* frees, or remote_frees (the word after it): counted without a branch */
-            (*(uint64_t *)(void *)((char *)&h->st.frees + (own ^ 1) * sizeof h->st.frees))++;
-            h->aside_full &= (uint32_t)own - 1; /* an own free that found room ends a run of full ones */
-            if (lab_unlikely(!r->flags) && (int32_t)r->usedf <= -LAB_REUSE_ON)
-                return lab_heap_reuse_on(h, cls);
-            return;
-        }
-    }
-    return free_other_span(p, ent);
+    unsigned cls = (unsigned)(ent & LAB_FMAP_CLS_MASK); /* < LAB_DIRECT_CLASSES: arena.c */
+    uint32_t off = (uint32_t)(uintptr_t)p & (((uint32_t)LAB_PAGE_SIZE << LAB_WHOLE_ORDER) - 1);
+    lab_block_t *b = (lab_block_t *)p;
+    uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
+    if (lab_unlikely(!lab_offset_ok_fdiv(off, lab_class_whole[cls].fdiv, lab_class_whole[cls].flim)) ||
+        lab_unlikely((b->key | 1) == bkey))
+        return free_by_desc(h, p, ent);
+    lab_reuse_t *r = &h->reuse[cls];
+    unsigned own = ((ent ^ h->ftag) >> LAB_FMAP_TAG_SHIFT) == 0;
+    /* (a floor is -(the bound), even: shifted, half of it; a heap whose lists are off has 0) */
+    if (lab_unlikely((int32_t)r->usedf <= ((int32_t)r->floor >> own)) ||
+        lab_unlikely(lab_load_relaxed(&lab_deferred) != 0))
+        return free_span_block(h, (lab_span_t *)lab_fmap_decode(ent), b);
+    b->key = bkey ^ 1; /* the transit form: a second free aborts */
+    b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
+    r->free = b;
+    r->usedf--;
+    /* frees, or remote_frees (the word after it): counted without a branch */
+    (*(uint64_t *)(void *)((char *)&h->st.frees + (own ^ 1) * sizeof h->st.frees))++;
+    h->aside_full &= (uint32_t)own - 1; /* an own free that found room ends a run of full ones */
+    if (lab_unlikely(!r->flags) && (int32_t)r->usedf <= -LAB_REUSE_ON)
+        return lab_heap_reuse_on(h, cls);
 }
 
-/* lab_free_other's way with the descriptor: ent is p's fast-map entry. */
-static lab_noinline void free_other_span(void *p, uint64_t ent)
+/* The descriptor's way: ent is p's fast-map entry, h the calling heap. */
+lab_inline void free_by_desc_now(lab_heap_t *h, void *p, uint64_t ent)
 {
-    lab_heap_t *h = lab_tls_heap;
     lab_span_t *s = (lab_span_t *)lab_fmap_decode(ent);
     /* relaxed: read before the state says this is a span; a nursery run's descriptor has its
      * owner's bump pointer there (the value is then not used) */
@@ -509,19 +516,25 @@ static lab_noinline void free_other_span(void *p, uint64_t ent)
     /* s->div is a span's once the state says so (the page map gave a run's descriptor, so off
      * is below the run's size, where the 32-bit test is exact) */
     if (lab_likely(lab_load_relaxed(&s->h.state) == LAB_PAGE_SPAN) &&
-        lab_offset_ok_div32(off, s->div) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size) {
-        if (lab_unlikely(s->heap == h))
-            return free_own(h, s, (lab_block_t *)p);
-        if (lab_unlikely(lab_load_relaxed(&lab_deferred)) && !h->gfp)
-            return free_other_deferred(p, s);
-        return lab_span_free_remote(h, s, (lab_block_t *)p);
-    }
+        lab_offset_ok_div32(off, s->div) && off < (uint32_t)lab_load_relaxed(&s->carved) * s->block_size)
+        return free_span_block(h, s, (lab_block_t *)p);
     /* a page-sized block: the descriptor is at hand, no second lookup (in a signal handler, or
      * with deferred frees waiting, the slow path sorts it out) */
     if (lab_load_relaxed(&s->h.state) == LAB_PAGE_LARGE && (uintptr_t)p == lab_desc_addr((lab_page_t *)s) &&
         !h->gfp && !lab_load_relaxed(&lab_deferred))
         return free_large((lab_page_t *)s);
     lab_free_slow(p);
+}
+
+static lab_noinline void free_by_desc(lab_heap_t *h, void *p, uint64_t ent) { free_by_desc_now(h, p, ent); }
+
+void lab_free_other(void *p, uint64_t e)
+{
+    lab_heap_t *h = lab_tls_heap;
+    uint64_t ent = e + h->ftag;
+    if (lab_likely(ent & LAB_FMAP_WHOLE))
+        return free_whole(h, p, ent);
+    free_by_desc_now(h, p, ent);
 }
 
 void lab_free_slow(void *p)
