@@ -17,7 +17,7 @@ static lab_heap_stats_t heapless;
 enum { HL_frees, HL_foreign_frees, HL_large, HL_huge, HL_large_frees, HL_huge_frees, HL_N };
 _Static_assert(HL_N == LAB_THREAD_COUNTS, "a word per count kept for threads without a heap");
 
-static inline void count_heapless(uint64_t *global, unsigned i)
+lab_inline void count_heapless(uint64_t *global, unsigned i)
 {
     uint64_t *w = lab_pool_thread_counts();
     if (lab_likely(w != NULL))
@@ -457,7 +457,7 @@ lab_inline void free_large(lab_page_t *d)
 }
 
 /* b, a block start of s (checked), freed by h: its owner's way, or another heap's. */
-lab_inline void free_span_block(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
+static lab_noinline void free_span_block(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
 {
     if (lab_unlikely(s->heap == h))
         return free_own(h, s, b);
