@@ -35,11 +35,7 @@ build=${BUILD_DIR:-$PWD/build}
 wl=$build/bench/wl
 [ -x "$wl" ] || { echo "cache_cost.sh: $wl missing (build the project first)" >&2; exit 1; }
 libs=("$@")
-if [ ${#libs[@]} -eq 0 ]; then
-  libs=("$build/liblabyrinth.so")
-  mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
-  libs+=(glibc)
-fi
+[ ${#libs[@]} -gt 0 ] || mapfile -t libs < <(default_libs "$build/liblabyrinth.so")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # the totals of one run of the workload (the process that ran it: the largest output file, env's
 # own being tiny): instructions, D1 misses, LL data misses, mispredicts

@@ -35,11 +35,7 @@ while [ $# -gt 0 ]; do
 done
 command -v valgrind >/dev/null || { echo "callgrind_pair.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
 libs=("$@")
-if [ ${#libs[@]} -eq 0 ]; then
-  libs=("$PWD/build/liblabyrinth.so")
-  mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
-  libs+=(glibc)
-fi
+[ ${#libs[@]} -gt 0 ] || mapfile -t libs < <(default_libs "$PWD/build/liblabyrinth.so")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -fno-builtin -o "$tmp/pair" bench/tools/cg_pair.c
 c++ -O2 -o "$tmp/newdel" bench/tools/cg_newdel.cc

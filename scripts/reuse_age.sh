@@ -18,9 +18,7 @@ build=${BUILD_DIR:-$PWD/build}
 libs=("$@")
 if [ ${#libs[@]} -eq 0 ]; then
   [ -f "$build/liblabyrinth.so" ] || { echo "reuse_age.sh: $build/liblabyrinth.so missing (build first)" >&2; exit 1; }
-  libs=("$build/liblabyrinth.so")
-  mapfile -t -O "${#libs[@]}" libs < <(rival_libs)
-  libs+=(glibc)
+  mapfile -t libs < <(default_libs "$build/liblabyrinth.so")
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -pthread -o "$tmp/reuse_age" bench/tools/reuse_age.c
