@@ -112,7 +112,9 @@ static lab_heap_t *heap_walk(heap_walk_t *w)
 int lab_secure;
 size_t lab_kept_max = LAB_KEPT_MAX;
 uint64_t lab_class_div[LAB_NR_CLASSES];
-lab_whole_geom_t lab_class_whole[LAB_DIRECT_CLASSES];
+/* every value the entry's class bits can take: those of no whole span's class stay zero (every
+ * offset refused) */
+lab_whole_geom_t lab_class_whole[LAB_FMAP_CLS_MASK + 1];
 _Static_assert(LAB_DIRECT_CLASSES - 1 <= LAB_FMAP_CLS_MASK, "a whole span's class fits its fast-map entries");
 static uint64_t remote_frees_heapless; /* remote frees of threads without a live heap (atomic) */
 
