@@ -3,7 +3,11 @@
  * mixed (80% under 272 B, 17% up to 2.3 KiB, 3% up to 34 KiB). Unlike xmalloc every thread both
  * allocates and frees remotely, so remote frees land on heaps that are busy allocating. At most
  * 4 batches wait per thread, so the ring measures the allocator and not how far a thread can run
- * ahead of its consumer. N = rounds in all. */
+ * ahead of its consumer. N = rounds in all.
+ * WL_RING_FENCE=1: an lfence after each handed-over block's free, so that the CPU cannot start on
+ * the next blocks' loads (their cache misses) before the free has finished: how much of an
+ * allocator's time here is its free keeping that overlap from happening (a mispredicted branch
+ * throws the loads issued past it away), shown by comparing runs with and without it. */
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -27,6 +31,7 @@ static int ring_threads;
 static long ring_rounds;
 static atomic_int ring_finished; /* threads done producing; each keeps consuming until all are */
 static atomic_long ring_freed;
+static int ring_fence; /* WL_RING_FENCE */
 
 static size_t ring_size(uint64_t *s)
 {
@@ -47,8 +52,11 @@ static void ring_drain(int id)
     long freed = 0;
     while (n) {
         struct ring_node *next = n->next;
-        for (int i = 0; i < RING_BATCH; i++)
+        for (int i = 0; i < RING_BATCH; i++) {
             wl_block_free(n->blk[i]);
+            if (ring_fence)
+                wl_serialize();
+        }
         freed += RING_BATCH;
         free(n);
         n = next;
@@ -99,6 +107,8 @@ static void *ring_worker(void *arg)
 int wl_ring(int threads, long n)
 {
     ring_threads = threads;
+    const char *fence = getenv("WL_RING_FENCE");
+    ring_fence = fence && strcmp(fence, "1") == 0;
     ring_rounds = n / threads > 0 ? n / threads : 1;
     ring_boxes = calloc((size_t)threads, sizeof *ring_boxes);
     for (int i = 0; i < threads; i++)
@@ -118,6 +128,6 @@ int wl_ring(int threads, long n)
                ring_rounds * threads * RING_BATCH);
     free(t);
     free(ring_boxes);
-    wl_report("ring", threads, n, el, NULL);
+    wl_report("ring", threads, n, el, ring_fence ? "fence=1" : NULL);
     return 0;
 }

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,17 @@ static inline void wl_block_free(void *q)
     wl_block_check(q);
     ((volatile uint64_t *)q)[1] = 0;
     free(q);
+}
+
+/* Nothing after this starts before everything before it has finished (lfence; elsewhere a full
+ * fence, which orders memory but may let later loads start early). */
+static inline void wl_serialize(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_lfence();
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 /* Starts `threads` threads on fn(arg_base + i * arg_size) and joins them all. */
