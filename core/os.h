@@ -61,10 +61,14 @@ lab_internal int lab_os_decommit(void *addr, size_t len);
 lab_internal int lab_os_purge(void *addr, size_t len);
 
 /* Which of npages pages from addr (page aligned, npages <= 512) may hold data: those present or
- * swapped out (/proc/self/pagemap); any other has not been touched since it was mapped or purged,
- * and reads zero. Sets a bit per page in held[]; 0, or -errno (no /proc, a sandbox): the caller
- * must then take every page as holding data. Three system calls. */
+ * swapped out; any other has not been touched since it was mapped or purged, and reads zero.
+ * Sets a bit per page in held[]; 0, or -errno (a sandbox): the caller must then take every page
+ * as holding data. Where no swap is configured, sysinfo and mincore (and sysinfo again if a page
+ * is absent); else /proc/self/pagemap (openat, pread, close). */
 lab_internal int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held);
+/* The same answer from /proc/self/pagemap alone (present or swapped): lab_os_pages_held's way
+ * where swap is configured. */
+lab_internal int lab_os_pages_held_pagemap(const void *addr, size_t npages, uint64_t *held);
 
 /* Whether the page holding addr is resident (mincore): 1, 0, or -1 if the kernel does not say.
  * One system call. */

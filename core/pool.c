@@ -252,11 +252,12 @@ static uint64_t dirty_word(lab_chunk_t *c, unsigned i)
  * with most of it never written (git merge and commit free a 512 KiB calloc they barely used,
  * then calloc it again) would otherwise be faulted in whole by the memset. */
 #define ZERO_ASK_PAGES 32
-/* The question costs three system calls (6-8 us here, where a memset of 512 KiB that is resident
- * takes 4): after an answer that most of the run was written, the next questions are skipped,
- * twice as many each time up to this many, so that a program whose big callocs are written in
- * full pays for one in 64 (relaxed counters shared by all threads: a rough rate is enough;
- * malloc_trim starts them again). */
+/* The question (lab_os_pages_held) costs up to three system calls, for 1 MiB about 5 us here
+ * without swap (sysinfo 1.4 us each, mincore 2), 11 with it (pagemap's openat, preads and close),
+ * where a memset of 1 MiB that is resident takes 9: after an answer that most of the run was
+ * written, the next questions are skipped, twice as many each time up to this many, so that a
+ * program whose big callocs are written in full pays for one in 64 (relaxed counters shared by
+ * all threads: a rough rate is enough; malloc_trim starts them again). */
 #define ZERO_ASK_BACKOFF_MAX 64u
 static unsigned zero_ask_skip, zero_ask_backoff;
 int lab_pool_zero_ask = 1; /* LABYRINTH_PAGEMAP */

@@ -69,6 +69,41 @@ static int check(const void *p, size_t len, uint8_t v)
     return 1;
 }
 
+/* lab_os_pages_held (mincore where no swap is configured) and its pagemap way give the same
+ * answer, the one the pages' history gives: written, read only (the zero page mapped) and written
+ * then purged pages, beside untouched ones, over more pages than mincore's vector takes at once. */
+static void test_pages_held_ways_agree(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    uint8_t *p = mmap(NULL, N * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    static const unsigned written[] = {0, 5, 63, 64, 65, 127, 128, 129, 200, 255, 256, 299};
+    static const unsigned read_only[] = {10, 130};
+    uint64_t want[(N + 63) / 64] = {0};
+    for (size_t i = 0; i < sizeof written / sizeof written[0]; i++) {
+        p[(size_t)written[i] * 4096 + 100] = 1;
+        want[written[i] / 64] |= (uint64_t)1 << (written[i] % 64);
+    }
+    for (size_t i = 0; i < sizeof read_only / sizeof read_only[0]; i++) {
+        assert_int_equal(((volatile uint8_t *)p)[(size_t)read_only[i] * 4096], 0);
+        want[read_only[i] / 64] |= (uint64_t)1 << (read_only[i] % 64);
+    }
+    assert_int_equal(madvise(p + 5 * 4096, 4096, MADV_DONTNEED), 0); /* written, then purged */
+    want[0] &= ~((uint64_t)1 << 5);
+    uint64_t held[(N + 63) / 64], exact[(N + 63) / 64];
+    memset(held, 0xee, sizeof held);
+    memset(exact, 0xee, sizeof exact);
+    assert_int_equal(lab_os_pages_held(p, N, held), 0);
+    assert_int_equal(lab_os_pages_held_pagemap(p, N, exact), 0);
+    for (size_t w = 0; w < (N + 63) / 64; w++) {
+        uint64_t tail = w == N / 64 ? ((uint64_t)1 << (N % 64)) - 1 : ~(uint64_t)0;
+        assert_int_equal(held[w] & tail, want[w]);
+        assert_int_equal(exact[w] & tail, want[w]);
+    }
+    munmap(p, N * 4096);
+}
+
 /* ---- alignment, reuse, coalescing ---- */
 
 /* lab_os_reserve: aligned whatever the kernel's placement (a first mapping of the length alone
@@ -2181,6 +2216,7 @@ int main(void)
         cmocka_unit_test(test_borrow_before_stale_rooms),
         cmocka_unit_test(test_background_gen_counts_frees),
         cmocka_unit_test(test_peak_look_after_net_step),
+        cmocka_unit_test(test_pages_held_ways_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
