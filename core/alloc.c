@@ -467,33 +467,33 @@ static lab_noinline void free_span_block(lab_heap_t *h, lab_span_t *s, lab_block
 }
 _Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
                    __builtin_offsetof(lab_heap_stats_t, frees) + sizeof(uint64_t),
-               "free_whole counts frees and remote frees by the same address arithmetic");
+               "lab_free_whole counts frees and remote frees by the same address arithmetic");
 
-/* A block of a whole span (pool.h: LAB_FMAP_WHOLE), freed by h, the fast map's entry ent naming
- * its owner and class: onto h's reuse list for the class, the owner's own with half the list's
- * bound (lab_span_free_aside), another heap's with all of it (lab_span_free_remote), with
- * neither the span's descriptor read nor a branch on whose it is. An offset that is no block
+/* A block of a whole span (pool.h: LAB_FMAP_WHOLE), freed by h, the fast map's entry less h's
+ * tag (e) naming its owner and class: onto h's reuse list for the class, the owner's own with
+ * half the list's bound (lab_span_free_aside), another heap's with all of it
+ * (lab_span_free_remote), with neither the span's descriptor read nor a branch on whose it is. An offset that is no block
  * start of such a span goes to lab_free_slow, which checks it all and aborts; a block start
  * carrying its free key, or one that found a full list (or frees deferred from signal handlers
  * waiting), goes on from the descriptor to the owner's or the remote way, which decide it.
- * Apart from lab_free_other, whose other frees (another heap's current span: xmalloc's) pay
- * nothing for it but a test of the entry. */
-static lab_noinline void free_whole(void *p, lab_heap_t *h, uint64_t ent)
+ * Apart from lab_free_other, whose frees (another heap's current span: xmalloc's) pay nothing
+ * for it but the inline fast path's test of the entry. */
+void lab_free_whole(void *p, lab_heap_t *h, uint64_t e)
 {
-    unsigned cls = (unsigned)(ent & LAB_FMAP_CLS_MASK); /* any other than a whole span's: refused */
+    unsigned cls = (unsigned)(e & LAB_FMAP_CLS_MASK); /* any other than a whole span's: refused */
     uint32_t off = (uint32_t)(uintptr_t)p & (((uint32_t)LAB_PAGE_SIZE << LAB_WHOLE_ORDER) - 1);
     lab_block_t *b = (lab_block_t *)p;
     if (lab_unlikely(!lab_offset_ok_fdiv(off, lab_class_whole[cls].fdiv, lab_class_whole[cls].flim)))
         return lab_free_slow(p);
     uintptr_t key = lab_load_relaxed(&lab_free_key), bkey = lab_block_key(b, key);
     if (lab_unlikely((b->key | 1) == bkey))
-        return free_span_block(h, (lab_span_t *)lab_fmap_decode(ent), b);
+        return free_span_block(h, (lab_span_t *)lab_fmap_decode(e), b);
     lab_reuse_t *r = &h->reuse[cls];
-    unsigned own = ((ent ^ h->ftag) >> LAB_FMAP_TAG_SHIFT) == 0;
+    unsigned own = (e >> LAB_FMAP_TAG_SHIFT) == 0; /* the entry's tag was h's (h untagged: never) */
     /* (a floor is -(the bound), even: shifted, half of it; a heap whose lists are off has 0) */
     if (lab_unlikely((int32_t)r->usedf <= ((int32_t)r->floor >> own)) ||
         lab_unlikely(lab_load_relaxed(&lab_deferred) != 0))
-        return free_span_block(h, (lab_span_t *)lab_fmap_decode(ent), b);
+        return free_span_block(h, (lab_span_t *)lab_fmap_decode(e), b);
     b->key = bkey ^ 1; /* the transit form: a second free aborts */
     b->next = (lab_block_t *)((uintptr_t)r->free ^ key); /* lab_link_set */
     r->free = b;
@@ -505,14 +505,10 @@ static lab_noinline void free_whole(void *p, lab_heap_t *h, uint64_t ent)
         return lab_heap_reuse_on(h, cls);
 }
 
-void lab_free_other(void *p, uint64_t e)
+void lab_free_other(void *p, lab_heap_t *h, uint64_t e)
 {
-    lab_heap_t *h = lab_tls_heap;
-    uint64_t ent = e + h->ftag;
-    if (lab_likely(ent & LAB_FMAP_WHOLE))
-        return free_whole(p, h, ent);
     /* the descriptor's way */
-    lab_span_t *s = (lab_span_t *)lab_fmap_decode(ent);
+    lab_span_t *s = (lab_span_t *)lab_fmap_decode(e);
     /* relaxed: read before the state says this is a span; a nursery run's descriptor has its
      * owner's bump pointer there (the value is then not used) */
     uint32_t off = (uint32_t)(uintptr_t)p - lab_load_relaxed(&s->base_lo);

@@ -8,8 +8,9 @@
  *         │     └ lab_pool_alloc_order ─ room → shared lists → split → store → map chunks
  *         └ alloc_large ─ pool run (≤ 1 MiB, power-of-two runs through rooms) or a huge mapping
  *   lab_free ─ fast map entry tagged with this heap → descriptor → block start: push
- *     ├ lab_free_other ─ a whole span's block (any heap's): this heap's reuse list, from the fast
- *     │   map's entry alone; another heap's span: its descriptor → reuse list or message
+ *     ├ lab_free_whole ─ a whole span's block (any heap's): this heap's reuse list, from the fast
+ *     │   map's entry alone
+ *     ├ lab_free_other ─ another heap's span: its descriptor → reuse list or message
  *     └ lab_free_slow ─ NULL / foreign (ignored, counted) / remote / large / huge, every check */
 #ifndef LAB_ALLOC_H
 #define LAB_ALLOC_H
@@ -18,11 +19,14 @@
 
 lab_internal void *lab_malloc_slow(size_t n);
 lab_internal void lab_free_slow(void *p);
-/* lab_free's second exit: e is the fast map's entry of p less the calling heap's tag (not a
- * span of this thread's heap with p a block start). A block of a whole span goes on the calling
- * heap's reuse list from the entry alone; a block start of another heap's span is freed remotely
- * at once (no second lookup); everything else goes through lab_free_slow. */
-lab_internal void lab_free_other(void *p, uint64_t e);
+/* lab_free's other exits, h the calling thread's heap and e the fast map's entry of p less h's
+ * tag (not a span of h with p a block start; the subtraction leaves the entry's low 48 bits as
+ * they were: pool.h). lab_free_whole: e has LAB_FMAP_WHOLE, the block of a whole span goes on
+ * h's reuse list from the entry alone. lab_free_other: the rest; a block start of another heap's
+ * span is freed remotely at once (no second lookup); everything else goes through
+ * lab_free_slow. */
+lab_internal void lab_free_whole(void *p, lab_heap_t *h, uint64_t e);
+lab_internal void lab_free_other(void *p, lab_heap_t *h, uint64_t e);
 
 /* The fast path alone: a block, or NULL when only the slow path can tell (nothing set). Callers
  * that need more than lab_malloc_slow on a miss (operator new) call it and then their own slow
@@ -118,8 +122,12 @@ lab_inline void lab_free(void *p)
         slow:
             return lab_span_free_local_slow(h, s);
         }
-        /* another thread's block (the common case here), or something the slow path sorts out */
-        return lab_free_other(p, e);
+        /* another thread's block (the common case here), or something the slow path sorts out;
+         * a whole span's found from the entry alone (its heap reloaded from TLS, it was 7 more
+         * instructions a free: scripts/cache_cost.sh) */
+        if (lab_likely(e & LAB_FMAP_WHOLE))
+            return lab_free_whole(p, h, e);
+        return lab_free_other(p, h, e);
     }
     return lab_free_slow(p);
 }
