@@ -123,8 +123,8 @@ lab_inline void lab_free(void *p)
             return lab_span_free_local_slow(h, s);
         }
         /* another thread's block (the common case here), or something the slow path sorts out;
-         * a whole span's found from the entry alone (its heap reloaded from TLS, it was 7 more
-         * instructions a free: scripts/cache_cost.sh) */
+         * a whole span's straight from here (through lab_free_other, which loaded the heap from
+         * TLS again, it took 7 instructions more: scripts/cache_cost.sh) */
         if (lab_likely(e & LAB_FMAP_WHOLE))
             return lab_free_whole(p, h, e);
         return lab_free_other(p, h, e);

@@ -269,7 +269,7 @@ int lab_os_pages_held(const void *addr, size_t npages, uint64_t *held)
 {
     if (!os_no_swap())
         return lab_os_pages_held_pagemap(addr, npages, held);
-    unsigned char v[128];
+    unsigned char v[512]; /* one call for a chunk's pages (callers ask at most 512) */
     bool absent = false;
     long r = 0;
     for (size_t w = 0; w < (npages + 63) / 64; w++)
