@@ -472,12 +472,12 @@ _Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
 /* A block of a whole span (pool.h: LAB_FMAP_WHOLE), freed by h, the fast map's entry less h's
  * tag (e) naming its owner and class: onto h's reuse list for the class, the owner's own with
  * half the list's bound (lab_span_free_aside), another heap's with all of it
- * (lab_span_free_remote), with neither the span's descriptor read nor a branch on whose it is. An offset that is no block
- * start of such a span goes to lab_free_slow, which checks it all and aborts; a block start
- * carrying its free key, or one that found a full list (or frees deferred from signal handlers
- * waiting), goes on from the descriptor to the owner's or the remote way, which decide it.
- * Apart from lab_free_other, whose frees (another heap's current span: xmalloc's) pay nothing
- * for it but the inline fast path's test of the entry. */
+ * (lab_span_free_remote), with neither the span's descriptor read nor a branch on whose it is.
+ * An offset that is no block start of such a span goes to lab_free_slow, which checks it all and
+ * aborts; a block start carrying its free key, or one that found a full list (or frees deferred
+ * from signal handlers waiting), goes on from the descriptor to the owner's or the remote way,
+ * which decide it. Apart from lab_free_other, whose frees (another heap's current span:
+ * xmalloc's) pay nothing for it but the inline fast path's test of the entry. */
 /* lab_free_whole's way out to the descriptor: looked up again from p (one load), so that the
  * entry is not kept live through lab_free_whole for it (GCC then saved three registers). */
 static lab_noinline void free_whole_desc(lab_heap_t *h, void *p)
