@@ -469,6 +469,14 @@ _Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
                    __builtin_offsetof(lab_heap_stats_t, frees) + sizeof(uint64_t),
                "lab_free_whole counts frees and remote frees by the same address arithmetic");
 
+/* lab_free_whole's way out to the descriptor: looked up again from p (one load), so that the
+ * entry is not kept live through lab_free_whole for it (GCC then saved a register more on every
+ * call). */
+static lab_noinline void free_whole_desc(lab_heap_t *h, void *p)
+{
+    return free_span_block(h, (lab_span_t *)lab_own_desc((uintptr_t)p), (lab_block_t *)p);
+}
+
 /* A block of a whole span (pool.h: LAB_FMAP_WHOLE), freed by h, the fast map's entry less h's
  * tag (e) naming its owner and class: onto h's reuse list for the class, the owner's own with
  * half the list's bound (lab_span_free_aside), another heap's with all of it
@@ -478,13 +486,6 @@ _Static_assert(__builtin_offsetof(lab_heap_stats_t, remote_frees) ==
  * from signal handlers waiting), goes on from the descriptor to the owner's or the remote way,
  * which decide it. Apart from lab_free_other, whose frees (another heap's current span:
  * xmalloc's) pay nothing for it but the inline fast path's test of the entry. */
-/* lab_free_whole's way out to the descriptor: looked up again from p (one load), so that the
- * entry is not kept live through lab_free_whole for it (GCC then saved three registers). */
-static lab_noinline void free_whole_desc(lab_heap_t *h, void *p)
-{
-    return free_span_block(h, (lab_span_t *)lab_own_desc((uintptr_t)p), (lab_block_t *)p);
-}
-
 void lab_free_whole(void *p, lab_heap_t *h, uint64_t e)
 {
     unsigned cls = (unsigned)(e & LAB_FMAP_CLS_MASK); /* any other than a whole span's: refused */
