@@ -437,8 +437,8 @@ static void free_own(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
     lab_span_push_own(h, s, b, bkey);
 }
 
-/* lab_free_other's rare case: frees deferred from signal handlers wait; run them first. Apart,
- * so that lab_free_other makes no call but tail calls (no registers to save on its way). */
+/* free_span_block's rare case: frees deferred from signal handlers wait; run them first. Apart,
+ * so that free_span_block's common way makes no call but tail calls. */
 static lab_noinline lab_cold void free_other_deferred(void *p, lab_span_t *s)
 {
     lab_deferred_run();

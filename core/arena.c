@@ -1261,8 +1261,9 @@ void lab_span_free_shrink(lab_heap_t *h, lab_span_t *s, lab_block_t *b)
  * the reuse list too (LIFO: the next malloc of the size takes the block whose lines the program
  * has just read), not to a span malloc may take from much later, the lines cold by then. Such
  * spans lose the heap's tag in the fast map, or a whole one gets LAB_FMAP_WHOLE beside it
- * (span_tag_aside), so that free() sends their blocks the other way (lab_free_other, from the
- * entry alone for a whole span; else lab_span_free_aside) and the fast path pays nothing for it.
+ * (span_tag_aside), so that free() sends their blocks the other way (lab_free_whole, from the
+ * entry alone for a whole span; else lab_free_other and lab_span_free_aside) and the fast path
+ * pays nothing for it.
  * The walk reaches the listed spans only: a span full at this moment (off its list, waiting or in
  * the inbox) keeps its tag, and its frees their fast way, until it has been current once
  * (heap_set_cur). */

@@ -146,9 +146,10 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
  * first chunk (LABYRINTH_RESERVE_GB, shrunk until the kernel grants it). The fast map has an
  * entry per page of the region: the address of the descriptor of the page's run in its low 47
  * bits (user space is 47 bits), or of its chunk's sentinel for a page in no used run (no state,
- * no owner): it mirrors head[] (every write of one writes the other), so every entry of a chunk's pages names a
- * descriptor in its header, and the page map needs no entry of its own for the chunk. Its pages
- * are read-only zero until their chunk is mapped, so any address of the region can be looked up:
+ * no owner): it mirrors head[] (every write of one writes the other), so every entry of a
+ * chunk's pages names a descriptor in its header, and the page map needs no entry of its own
+ * for the chunk. Its pages are read-only zero until their chunk is mapped, so any address of the
+ * region can be looked up:
  * 0 is read as the map's first 64 bytes (the entries of the region's first pages, which are never
  * used, a descriptor of zeros: no state, no owner), of a chunk that is not ours. Addresses
  * outside the region (all of them when none could be reserved) go the two-level way.
@@ -161,7 +162,7 @@ lab_inline lab_page_t *lab_chunk_desc(lab_chunk_t *c, uintptr_t a)
  * in the low six bits (lab_pool_run_tag_whole; arena.c: span_tag_aside): its owner's fast path
  * finds it above 2^47 and passes, and any thread's free of one of its blocks has the owner, the
  * class and the span's place (its length's alignment) without reading the descriptor at all
- * (alloc.c: lab_free_other). lab_fmap_decode drops those bits. */
+ * (alloc.c: lab_free_whole). lab_fmap_decode drops those bits. */
 #define LAB_FMAP_TAG_SHIFT 48
 #define LAB_FMAP_DESC_LIM  ((uint64_t)1 << 47)
 #define LAB_FMAP_WHOLE     LAB_FMAP_DESC_LIM
