@@ -1462,7 +1462,8 @@ static __thread int fork_took;
 
 void lab_mmap_fork_prepare(bool take)
 {
-    fork_took = 0;
+    if (fork_took) /* written only when it changes (preload.c: fork_prepare) */
+        fork_took = 0;
     if (!take || !lab_load_relaxed(&mm_on))
         return;
     if (mm_enter()) {

@@ -688,8 +688,15 @@ static __thread int fork_held; /* locks this thread held when fork() began */
  * keeps the locks the interrupted code holds: it goes on from there and releases them. */
 static void fork_prepare(void)
 {
-    fork_held = lab_locks_held;
-    fork_locked = (!&__libc_single_threaded || !__libc_single_threaded) && fork_held == 0;
+    /* written only when they change (from one single-threaded fork to the next they stay 0): the
+     * fork before left their page write-protected, and a write costs a fault (tests/preload:
+     * fork_single counts the library's pages written, fork_child's as well) */
+    int held = lab_locks_held;
+    char locked = (!&__libc_single_threaded || !__libc_single_threaded) && held == 0;
+    if (fork_held != held)
+        fork_held = held;
+    if (fork_locked != locked)
+        fork_locked = locked;
     /* the mmap pool's lock, if the interposer is on: first, as every fork takes it (before the
      * zones'), but not with an allocator lock held: that order reversed, a handler that forks
      * in a thread holding a zone lock waited for the pool's lock, held by another thread's fork
@@ -713,13 +720,17 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     int reading = 1;
-    /* a thread of the parent was reading the options: it is not in the child; read them again */
-    __atomic_compare_exchange_n(&options_state, &reading, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    /* a thread of the parent was reading the options: it is not in the child; read them again
+     * (looked at first: a compare-and-swap writes its word even when it fails, a copy-on-write
+     * fault in every child) */
+    if (lab_load_relaxed(&options_state) == reading)
+        __atomic_compare_exchange_n(&options_state, &reading, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     lab_mmap_fork_child(); /* first: the pool's handler then zeroes lab_locks_held */
     if (!fork_locked) {
         /* the mmap pool's lock taken for the fork is gone; those the interrupted code holds are
-         * still its own */
-        lab_locks_held = fork_held;
+         * still its own (written only when it changes, as in fork_prepare) */
+        if (lab_locks_held != fork_held)
+            lab_locks_held = fork_held;
         return;
     }
     lab_pool_fork_child();
