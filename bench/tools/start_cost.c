@@ -3,15 +3,16 @@
  * speed falls on all of them alike), with the median wall time of its fork, exec and wait, and
  * its median minor page faults (wait4's ru_minflt: counts, repeatable where times are not; on
  * these VMs a fault costs about 10 us, bench: fault_cost). The first column set is always the
- * command without a preload (glibc's malloc); the others are reported against it. With no
- * command, this program runs itself as the child: one malloc and free of 16 bytes, then exit
- * (the allocator's load and its first call, the least a program that allocates pays; the child
- * fails when its malloc is not the preloaded library's, so that a preload the dynamic loader
- * ignored is not measured as an allocator). Test
- * suites and build scripts start hundreds of short processes: this is what each one pays.
+ * command without a preload (glibc's malloc); the others are reported against it. The command's
+ * standard output goes to /dev/null. With no command, this program runs itself as the child: one
+ * malloc and free of 16 bytes, then exit (the allocator's load and its first call, the least a
+ * program that allocates pays; the child fails when its malloc is not the preloaded library's,
+ * so that a preload the dynamic loader ignored is not measured as an allocator). Test suites and
+ * build scripts start hundreds of short processes: this is what each one pays.
  * Usage: start_cost [-n RUNS] [-p NAME=PRELOAD]... [-- CMD ARGS...]   (RUNS: 200 by default) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,11 +133,15 @@ int main(int argc, char **argv)
         us[s] = calloc((size_t)runs, sizeof(double));
         faults[s] = calloc((size_t)runs, sizeof(double));
     }
+    /* the command's output is not what is measured (nor, on a terminal, what is read) */
+    posix_spawn_file_actions_t quiet;
+    posix_spawn_file_actions_init(&quiet);
+    posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
     for (int r = 0; r < runs; r++)
         for (int s = 0; s < nsets; s++) {
             pid_t pid;
             double t0 = now_us();
-            if (posix_spawnp(&pid, cmd[0], NULL, NULL, cmd, env[s]) != 0) {
+            if (posix_spawnp(&pid, cmd[0], &quiet, NULL, cmd, env[s]) != 0) {
                 perror("start_cost: posix_spawnp");
                 return 1;
             }
