@@ -1627,6 +1627,8 @@ static void sig_top_up(void); /* signal heaps, below */
 
 _Static_assert(__builtin_offsetof(lab_heap_t, rb_to) + LAB_ROOMS_META <= 4096,
                "the heap's fields a thread's first calls write fit beside its rooms on a page");
+_Static_assert(__builtin_offsetof(lab_heap_t, owner_tid) < __builtin_offsetof(lab_heap_t, rb_to),
+               "every take of a heap writes owner_tid: among the first page's fields");
 
 /* Heaps whose thread ended without retiring them. Our key destructor learns glibc's last round
  * by counting its own calls from the first, which comes a round after the heap is taken: a

@@ -356,6 +356,10 @@ typedef struct lab_heap {
                                                 last took c's empty listed span (0: not since) */
     uint32_t held_to[LAB_NR_CLASSES];        /* the owner's: heap_reclaim leaves c's empty listed
                                                 spans alone until st.spans reaches it (arena.c) */
+    int owner_tid;                           /* atomic: the kernel's id of the live heap's thread
+                                                (arena.c: heap_adopt_ended); 0: never looked at.
+                                                Here, not last: every take of a heap writes it (at
+                                                the struct's end it cost each process a fault) */
     /* the fields above are all a thread's first calls touch (2.7 KiB, on the page of its rooms:
      * lab_heap_get_slow); those below are read and written later if ever (the kept lists only
      * where kept_mask says they are set) */
@@ -383,8 +387,6 @@ typedef struct lab_heap {
     size_t x_drained;                        /* ended thread's heap: blocks its senders returned
                                                 since its inbox was last looked through (atomic) */
     size_t x_left;                           /* ... the spans that look left there (relaxed) */
-    int owner_tid;                           /* atomic: the kernel's id of the live heap's thread
-                                                (arena.c: heap_adopt_ended); 0: never looked at */
 } lab_heap_t;
 
 _Static_assert(LAB_NR_CLASSES <= 64, "kept_mask has a bit per class");
