@@ -689,8 +689,9 @@ static __thread int fork_held; /* locks this thread held when fork() began */
 static void fork_prepare(void)
 {
     /* written only when they change (from one single-threaded fork to the next they stay 0): the
-     * fork before left their page write-protected, and a write costs a fault (tests/preload:
-     * fork_single counts the library's pages written, fork_child's as well) */
+     * fork before left their page write-protected, and a write costs a fault. (tests/preload/
+     * fork_single.c checks the library's .data and .bss, where fork_child's options_state is;
+     * these words are the thread's TLS, on a page glibc writes too, which it cannot tell apart) */
     int held = lab_locks_held;
     char locked = (!&__libc_single_threaded || !__libc_single_threaded) && held == 0;
     if (fork_held != held)
