@@ -99,7 +99,11 @@ int main(int argc, char **argv)
     for (; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
             runs = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc && nsets < MAX_SETS) {
+        } else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+            if (nsets == MAX_SETS) {
+                fprintf(stderr, "start_cost: at most %d preloads\n", MAX_SETS - 1);
+                return 2;
+            }
             char *eq = strchr(argv[++i], '=');
             if (!eq) {
                 fprintf(stderr, "start_cost: -p takes NAME=PRELOAD\n");
