@@ -190,15 +190,40 @@ static inline void bin_remove(lab_zone_t *z, lab_page_t *d)
 /* The low k bits (k <= 64). */
 static inline uint64_t low_bits(unsigned k) { return k >= 64 ? ~0ull : (1ull << k) - 1; }
 
+/* The words of [i, end) (i < end): the first, the last, and the masks of their bits in the range
+ * (the same word when both are); the words between are whole. */
+typedef struct dirty_span {
+    unsigned w, we, nfirst, nlast; /* (n: the bits of the mask) */
+    uint64_t first, last;
+} dirty_span_t;
+static inline dirty_span_t dirty_span(unsigned i, unsigned end)
+{
+    dirty_span_t r = {i / 64, (end - 1) / 64, 64 - i % 64, (end - 1) % 64 + 1,
+                      ~0ull << (i % 64), ~0ull >> (63 - (end - 1) % 64)};
+    if (r.w == r.we) {
+        r.first &= r.last;
+        r.nfirst = end - i;
+    }
+    return r;
+}
+
+static inline void dirty_set_word(lab_chunk_t *c, unsigned w, uint64_t m, bool on)
+{
+    uint64_t v = lab_load_relaxed(&c->dirty[w]);
+    lab_store_relaxed(&c->dirty[w], on ? v | m : v & ~m);
+}
+
 void lab_dirty_mark(lab_chunk_t *c, unsigned idx, unsigned n, bool on)
 {
-    for (unsigned i = idx, end = idx + n; i < end;) {
-        unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
-        uint64_t m = low_bits(k) << lo;
-        uint64_t v = lab_load_relaxed(&c->dirty[i / 64]);
-        lab_store_relaxed(&c->dirty[i / 64], on ? v | m : v & ~m);
-        i += k;
-    }
+    if (!n)
+        return;
+    dirty_span_t r = dirty_span(idx, idx + n);
+    dirty_set_word(c, r.w, r.first, on);
+    if (r.w == r.we)
+        return;
+    for (unsigned w = r.w + 1; w < r.we; w++)
+        lab_store_relaxed(&c->dirty[w], on ? ~0ull : 0);
+    dirty_set_word(c, r.we, r.last, on);
 }
 
 /* The first page in [i, end) of c whose bit is `set`, or end. */
@@ -214,27 +239,40 @@ static unsigned dirty_find(lab_chunk_t *c, unsigned i, unsigned end, bool set)
     return end;
 }
 
+/* The bits set in v: inline (the baseline x86-64 has no popcnt instruction, and libgcc's, called
+ * for each word, was a twentieth of `wl pagemix`'s instructions), none or all without it. */
+static inline unsigned bits_set(uint64_t v)
+{
+    if (v == 0 || v == ~0ull)
+        return v ? 64 : 0;
+    v -= (v >> 1) & 0x5555555555555555ull;
+    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
+/* The bits of m (n of them) set in v: all or none counted without a popcount. */
+static inline unsigned bits_set_in(uint64_t v, uint64_t m, unsigned n)
+{
+    v &= m;
+    return v == m ? n : bits_set(v);
+}
+
 /* The pages of [i, end) of c whose bit is set. A word all set or all clear over its range (most:
- * a run's pages are written from its start) is counted without a popcount; the others inline
- * (the baseline x86-64 has no popcnt instruction, and libgcc's, called for each word, was a
- * twentieth of `wl pagemix`'s instructions). */
+ * a run's pages are written from its start) is counted without a popcount; the words between
+ * the first and the last whole (a run of 256 pages: four words, where a loop over pieces of
+ * words computed a mask for each). */
 unsigned lab_dirty_count(lab_chunk_t *c, unsigned i, unsigned end)
 {
-    unsigned cnt = 0;
-    while (i < end) {
-        unsigned lo = i % 64, k = lab_min(64 - lo, end - i);
-        uint64_t m = low_bits(k) << lo, v = lab_load_relaxed(&c->dirty[i / 64]) & m;
-        if (v == m) {
-            cnt += k;
-        } else if (v) {
-            v -= (v >> 1) & 0x5555555555555555ull;
-            v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-            v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
-            cnt += (unsigned)((v * 0x0101010101010101ull) >> 56);
-        }
-        i += k;
-    }
-    return cnt;
+    if (i >= end)
+        return 0;
+    dirty_span_t r = dirty_span(i, end);
+    unsigned cnt = bits_set_in(lab_load_relaxed(&c->dirty[r.w]), r.first, r.nfirst);
+    if (r.w == r.we)
+        return cnt;
+    for (unsigned w = r.w + 1; w < r.we; w++)
+        cnt += bits_set(lab_load_relaxed(&c->dirty[w]));
+    return cnt + bits_set_in(lab_load_relaxed(&c->dirty[r.we]), r.last, r.nlast);
 }
 
 /* The 64 bits of c's dirty map from page i on (past the chunk's end: clear). */
