@@ -921,9 +921,10 @@ void lab_alloc_stats(struct lab_alloc_stats *out)
     if (pool) {
         lab_pool_counters(pool, &out->pool);
         lab_pool_huge_stats(pool, &out->huge_live, &out->huge_live_bytes, &out->huge_cached_bytes);
+        out->huge_lent_bytes = lab_pool_huge_lent(pool);
         out->run_zones = lab_pool_run_zones(pool, NULL);
     } else {
         memset(&out->pool, 0, sizeof out->pool);
-        out->huge_live = out->huge_live_bytes = out->huge_cached_bytes = out->run_zones = 0;
+        out->huge_live = out->huge_live_bytes = out->huge_cached_bytes = out->huge_lent_bytes = out->run_zones = 0;
     }
 }

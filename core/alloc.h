@@ -163,6 +163,7 @@ struct lab_alloc_stats {
     size_t idle_returns; /* spans released without their owner (lab_arena_return_idle) */
     size_t kept_bytes;   /* emptied spans heaps keep for their next spans (arena.c) */
     size_t huge_live, huge_live_bytes, huge_cached_bytes; /* lab_pool_huge_stats */
+    size_t huge_lent_bytes; /* lab_pool_huge_lent */
     size_t run_zones;    /* zones made for page-sized blocks of threads that met (lab_pool_run_zones) */
     struct labyrinth_pool_stats pool;
 };

@@ -1888,7 +1888,7 @@ static inline void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t g
 {
     if (lab_likely(d->h.clean != 1 || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
         return;
-    lab_huge_cache_yield(pool, d);
+    lab_huge_cache_yield(pool, d, !(gfp & LAB_GFP_ZERO));
 }
 
 lab_inline void *pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
@@ -2051,9 +2051,13 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
+    uint8_t clean = d->h.clean;
     huge_cache_yield(pool, d, gfp);
     lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
-    run_written_arm(d, gfp & LAB_GFP_ATOMIC);
+    if (lab_likely(d->h.clean == clean))
+        run_written_arm(d, gfp & LAB_GFP_ATOMIC);
+    else
+        d->h.order = 0; /* lent pages (lab_huge_cache_yield), resident: a look would say written */
     d->owner = 0;
     run_set_first(d, 0);
     if (gfp & LAB_GFP_ZERO)

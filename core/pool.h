@@ -315,6 +315,8 @@ lab_internal void  lab_pool_free_huge(lab_pool_t *pool, lab_chunk_t *c);
 lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
 /* Huge mappings that hold a block now, their bytes, and the bytes of those cached (freed). */
 lab_internal void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes);
+/* Bytes of cached huge mappings moved onto runs handed out so far (pool_huge.c: lending). */
+lab_internal size_t lab_pool_huge_lent(lab_pool_t *pool);
 /* Calls fn(d, npages, arg) for the first page's descriptor of every run in use in the pool's
  * chunks (huge mappings apart), a zone lock held at a time: fn must not allocate or lock. A
  * snapshot for statistics: runs other threads change meanwhile are read as they happen to be. */

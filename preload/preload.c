@@ -461,6 +461,7 @@ static void print_stats(int mode, int fd)
     out_kv(&o, "purged_kib", st.pool.purged_pages * kib, json, false);
     out_kv(&o, "huge_live_kib", st.huge_live_bytes >> 10, json, false);
     out_kv(&o, "huge_cached_kib", st.huge_cached_bytes >> 10, json, false);
+    out_kv(&o, "huge_lent_kib", st.huge_lent_bytes >> 10, json, false);
     out_kv(&o, "chunks_unmapped", st.pool.unmapped_chunks, json, false);
     out_kv(&o, "run_zones", st.run_zones, json, false);
     out_kv(&o, "thp_chunks", st.pool.thp_chunks, json, false);

@@ -15,48 +15,31 @@
 
 #include "lab_check.h"
 
-/* malloc(n), or the test ends (failed) */
-static unsigned char *take(size_t n)
-{
-    unsigned char *p = malloc(n);
-    CHECK(p != NULL, "malloc(%zu)", n);
-    if (!p)
-        exit(lab_finish("big_cache_first"));
-    return p;
-}
-
-static void fill_check(unsigned char *p, size_t n, int v, const char *what)
-{
-    memset(p, v, n);
-    for (size_t k = 0; k < n; k += 4093)
-        CHECK(p[k] == v, "%s: byte %zu", what, k);
-}
-
 int main(void)
 {
     enum { N = 16 };
     const size_t small = 262176, huge = (8u << 20) + 32, fits = 1153434, larger = 1363149;
     unsigned char *p[N];
     for (int i = 0; i < N; i++)
-        memset(p[i] = take(small), 0x5A, small);
+        memset(p[i] = lab_take(small, "big_cache_first"), 0x5A, small);
     for (int i = 0; i < N; i++)
         free(p[i]);
-    unsigned char *h = take(huge);
-    fill_check(h, huge, 1, "the 8 MiB block");
+    unsigned char *h = lab_take(huge, "big_cache_first");
+    lab_fill_check(h, huge, 1, "the 8 MiB block");
     free(h);
-    unsigned char *a = take(fits);
+    unsigned char *a = lab_take(fits, "big_cache_first");
     SAY("a %zu KiB block after an 8 MiB one was freed: %s address", fits >> 10, a == h ? "the same" : "another");
     if (lab_expect_labyrinth())
         CHECK(a == h, "the cached mapping was not taken: %p, freed %p", (void *)a, (void *)h);
-    fill_check(a, fits, 2, "the 1.1 MiB block");
+    lab_fill_check(a, fits, 2, "the 1.1 MiB block");
     free(a);
-    unsigned char *b = take(larger);
+    unsigned char *b = lab_take(larger, "big_cache_first");
     size_t absent = lab_pages_absent(b, larger);
     SAY("a %zu KiB block after it: %s address, %zu of %zu pages not resident", larger >> 10,
         b == h ? "the same" : "another", absent, (larger + 4095) / 4096);
     if (lab_expect_labyrinth())
         CHECK(absent <= 8, "a cached mapping grew instead of populated pages being used: %zu absent", absent);
-    fill_check(b, larger, 3, "the 1.3 MiB block");
+    lab_fill_check(b, larger, 3, "the 1.3 MiB block");
     free(b);
     return lab_finish("big_cache_first");
 }

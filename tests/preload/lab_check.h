@@ -165,6 +165,24 @@ static inline int lab_finish(const char *name)
     return 0;
 }
 
+/* malloc(n), or test `name` ends there (failed). */
+static inline unsigned char *lab_take(size_t n, const char *name)
+{
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL, "malloc(%zu)", n);
+    if (!p)
+        exit(lab_finish(name));
+    return p;
+}
+
+/* [p, p + n) set to v and read back every 4093rd byte (`what` names it in a failure). */
+static inline void lab_fill_check(unsigned char *p, size_t n, int v, const char *what)
+{
+    memset(p, v, n);
+    for (size_t k = 0; k < n; k += 4093)
+        CHECK(p[k] == v, "%s: byte %zu", what, k);
+}
+
 /* The number in `field` of /proc/self/task/<tid>/status (0 if absent). */
 static inline long lab_task_status(const char *tid, const char *field)
 {
