@@ -407,7 +407,7 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
  * free runs serve everything else. First the run takes the tail of the oldest mapping long
  * enough (huge_lend), which stays cached for the runs that follow (sort's merge buffers take its
  * 4 MiB buffer's pages in turn); the others still go back, as many bytes as the run (`wl large`,
- * whose freed mappings are mostly untouched, peaked 1.2 MiB higher while they stayed too). */
+ * whose freed mappings are mostly untouched, peaked 1.3 MiB higher while they stayed too). */
 void lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend)
 {
     size_t want = (size_t)d->h.npages << LAB_PAGE_SHIFT, got = 0;

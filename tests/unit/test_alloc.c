@@ -4056,7 +4056,7 @@ static void test_huge_cache_lends_to_fresh_pages(void **state)
     lab_free(p);
     /* two cached mappings: a run lent from the oldest, the other goes back, as many bytes as
      * the run (the memory has moved to smaller blocks; the one lent from stays for the next
-     * runs): `wl large`, whose mappings were cached mostly untouched, held 1.2 MiB more at its
+     * runs): `wl large`, whose mappings were cached mostly untouched, held 1.3 MiB more at its
      * peak while the others stayed too */
     uint8_t *h1 = lab_malloc(big), *h3 = lab_malloc(big + 2 * MiB);
     assert_non_null(h1);
