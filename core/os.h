@@ -15,6 +15,8 @@ lab_internal long lab_os_madvise(void *addr, size_t len, int advice);
 lab_internal long lab_os_mprotect(void *addr, size_t len, int prot);
 /* The kernel's limit on a process's mappings (vm.max_map_count; its default when unreadable). */
 lab_internal size_t lab_os_max_map_count(void);
+/* The process's mappings now (the lines of /proc/self/maps), or 0 when unreadable. */
+lab_internal size_t lab_os_map_count(void);
 lab_internal long lab_os_write(int fd, const void *buf, size_t len);
 lab_internal long lab_os_gettid(void);
 /* The CPUs the calling thread may run on (sched_getaffinity; 1 if it cannot tell). */

@@ -317,6 +317,8 @@ lab_internal size_t lab_pool_huge_mappings(lab_pool_t *pool);
 lab_internal void lab_pool_huge_stats(lab_pool_t *pool, size_t *live, size_t *live_bytes, size_t *cached_bytes);
 /* Bytes of cached huge mappings moved onto runs handed out so far (pool_huge.c: lending). */
 lab_internal size_t lab_pool_huge_lent(lab_pool_t *pool);
+/* Lending's look at the process's mapping count: every `every` lends (tests; 0: the default). */
+lab_internal void lab_pool_huge_lend_check_every(unsigned every);
 /* Calls fn(d, npages, arg) for the first page's descriptor of every run in use in the pool's
  * chunks (huge mappings apart), a zone lock held at a time: fn must not allocate or lock. A
  * snapshot for statistics: runs other threads change meanwhile are read as they happen to be. */

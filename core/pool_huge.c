@@ -335,17 +335,42 @@ static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
  * lent, 1 348.
  * Only for a run of a normal chunk of the malloc pool (an EXCLUSIVE chunk's pages are wiped on
  * fork: moved pages would not be) and a caller that wants no zeroed pages (they would be cleared
- * again). Each lend splits the chunk's kernel mapping (at most two more, against the process's
- * vm.max_map_count, 65 530 by default): at most HUGE_LENDS of them in a process's life. */
-#define HUGE_LENDS 1024u
-static unsigned huge_lends;      /* (relaxed) */
-static size_t huge_lent_pages;   /* (relaxed; the malloc pool's alone lends) */
+ * again). Each lend may split the chunk's kernel mapping in three (a run lent again where one was
+ * adds none), against the process's limit (vm.max_map_count, 65 530 by default), past which no
+ * mmap or thread creation succeeds: every HUGE_LEND_CHECK lends the process's mappings are
+ * counted (/proc/self/maps, one read of a few KiB), and lending stops while they are more than
+ * half the limit; a stopped lending counts them again every HUGE_LEND_CHECK runs it declined. */
+#define HUGE_LEND_CHECK 256u
+static unsigned huge_lend_every = HUGE_LEND_CHECK; /* (tests: lab_pool_huge_lend_check_every) */
+static unsigned huge_lend_since;  /* lends, or runs declined while off, since the last count */
+static int huge_lend_off;         /* 1: the last count was past half the limit */
+static size_t huge_lent_pages;    /* (relaxed; the malloc pool's alone lends) */
+
+void lab_pool_huge_lend_check_every(unsigned every)
+{
+    lab_store_relaxed(&huge_lend_every, every ? every : HUGE_LEND_CHECK);
+    lab_store_relaxed(&huge_lend_since, 0);
+}
+
+/* Another lend (or, off, another run declined): every huge_lend_every, the mappings counted. */
+static void huge_lend_tick(void)
+{
+    if (lab_add_relaxed(&huge_lend_since, 1) + 1 < lab_load_relaxed(&huge_lend_every))
+        return;
+    lab_store_relaxed(&huge_lend_since, 0);
+    size_t maps = lab_os_map_count();
+    lab_store_relaxed(&huge_lend_off, maps > lab_os_max_map_count() / 2);
+}
 
 static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
 {
     size_t want = (size_t)d->h.npages << LAB_PAGE_SHIFT;
-    if (!pool->is_default || lab_desc_chunk(d)->zone != ZONE_NORMAL || lab_load_relaxed(&huge_lends) >= HUGE_LENDS)
+    if (!pool->is_default || lab_desc_chunk(d)->zone != ZONE_NORMAL)
         return false;
+    if (lab_unlikely(lab_load_relaxed(&huge_lend_off))) {
+        huge_lend_tick();
+        return false;
+    }
     lab_chunk_t *c = NULL, **pc = NULL;
     lab_lock(&pool->huge_lock);
     for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next)
@@ -366,8 +391,8 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
     long r = lab_os_mremap((void *)from, want, want, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)lab_desc_addr(d));
     bool lent = !(r < 0 && r >= -4095);
     if (lent) {
-        lab_add_relaxed(&huge_lends, 1);
         lab_add_relaxed(&huge_lent_pages, want >> LAB_PAGE_SHIFT);
+        huge_lend_tick();
         /* the page map's units wholly past the mapping's new end lead nowhere now */
         uintptr_t unit = lab_align_up(from, LAB_CHUNK_SIZE);
         if (unit < end)

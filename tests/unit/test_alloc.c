@@ -4087,6 +4087,54 @@ static void test_huge_cache_lends_to_fresh_pages(void **state)
     lab_free(h);
 }
 
+/* Lending stops while the process's mappings are more than half the kernel's limit (each lend may
+ * split a chunk's mapping; past the limit no mmap succeeds), and comes back once they are fewer:
+ * the mappings are counted every lend here (every 256 by default), pushed past half the limit by
+ * as many one-page mappings as it takes (alternately readable and not, so that none merge). */
+static bool lend_round(size_t big, size_t n)
+{
+    lab_pool_t *pool = lab_pool_default();
+    lab_trim(); /* purged pages: the next run is carved over pages never touched */
+    uint8_t *h = lab_malloc(big);
+    assert_non_null(h);
+    fill(h, big, 9); /* populated: a lend brings its pages in resident */
+    lab_free(h);
+    size_t before = lab_pool_huge_lent(pool);
+    uint8_t *p = lab_malloc(n);
+    assert_non_null(p);
+    bool lent = lab_pool_huge_lent(pool) != before;
+    assert_int_equal(pages_absent(p, n) == 0, lent);
+    lab_free(p);
+    return lent;
+}
+
+static void test_huge_lend_stops_near_map_limit(void **state)
+{
+    (void)state;
+    const size_t big = (size_t)1200 << 10, n = 65 * (size_t)LAB_PAGE_SIZE;
+    size_t limit = lab_os_max_map_count(), have = lab_os_map_count();
+    if (!have || limit / 2 > have + 70000)
+        skip(); /* /proc unreadable, or a limit raised far past the default */
+    size_t extra = limit / 2 - lab_min(have, limit / 2) + 64;
+    void **m = calloc(extra, sizeof *m);
+    assert_non_null(m);
+    lab_pool_huge_lend_check_every(1);
+    assert_true(lend_round(big, n)); /* lent, then counted: below half */
+    for (size_t i = 0; i < extra; i++) {
+        m[i] = mmap(NULL, LAB_PAGE_SIZE, (i & 1) ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        assert_true(m[i] != MAP_FAILED);
+    }
+    print_message("%zu mappings (limit %zu)\n", lab_os_map_count(), limit);
+    assert_true(lend_round(big, n));  /* lent, then counted: past half, lending off */
+    assert_false(lend_round(big, n)); /* declined (and counted again: still past half) */
+    for (size_t i = 0; i < extra; i++)
+        munmap(m[i], LAB_PAGE_SIZE);
+    free(m);
+    assert_false(lend_round(big, n)); /* declined, then counted: below half, on again */
+    assert_true(lend_round(big, n));
+    lab_pool_huge_lend_check_every(0);
+}
+
 /* A block of `first` bytes allocated and freed twice leaves its class's span empty but listed
  * (over 8 KiB the first free keeps the span, the second, soon after, leaves it in use: a cycle);
  * a block of `size` bytes of another class or length must then take that span's pages, at the
@@ -5148,6 +5196,7 @@ int main(void)
         cmocka_unit_test(test_calloc_dense_stops_asking),
         cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_lends_to_fresh_pages),
+        cmocka_unit_test(test_huge_lend_stops_near_map_limit),
         cmocka_unit_test(test_empty_spans_reclaimed),
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
         cmocka_unit_test(test_span_kept_when_emptied),
