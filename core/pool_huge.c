@@ -358,8 +358,8 @@ static void huge_lend_tick(void)
     if (lab_add_relaxed(&huge_lend_since, 1) + 1 < lab_load_relaxed(&huge_lend_every))
         return;
     lab_store_relaxed(&huge_lend_since, 0);
-    size_t maps = lab_os_map_count();
-    lab_store_relaxed(&huge_lend_off, maps > lab_os_max_map_count() / 2);
+    size_t maps = lab_os_map_count(); /* (0: unreadable, a sandbox: no lends it cannot count) */
+    lab_store_relaxed(&huge_lend_off, !maps || maps > lab_os_max_map_count() / 2);
 }
 
 static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
