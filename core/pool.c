@@ -1884,11 +1884,11 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
                                              uint8_t state, lab_page_t **desc);
 /* The huge cache gives way to fresh pages (lab_huge_cache_yield): the test inline, since nearly
  * every run handed out was used before, or the cache is empty. */
-static inline void huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
+static inline bool huge_cache_yield(lab_pool_t *pool, lab_page_t *d, lab_gfp_t gfp)
 {
     if (lab_likely(d->h.clean != 1 || !lab_load_relaxed(&pool->huge_cache_bytes)) || (gfp & LAB_GFP_ATOMIC))
-        return;
-    lab_huge_cache_yield(pool, d, !(gfp & LAB_GFP_ZERO));
+        return false;
+    return lab_huge_cache_yield(pool, d, !(gfp & LAB_GFP_ZERO));
 }
 
 lab_inline void *pool_alloc_order(lab_pool_t *pool, unsigned order, lab_gfp_t gfp, uint8_t state, lab_page_t **desc)
@@ -1948,7 +1948,7 @@ static lab_noinline void *alloc_order_finish(lab_pool_t *pool, lab_page_t *d, un
         if (c->head[idx] != LAB_HEAD_OF(idx))
             run_set_heads(d, n, 0);
     }
-    huge_cache_yield(pool, d, gfp);
+    (void)huge_cache_yield(pool, d, gfp);
     if (gfp & LAB_GFP_ZERO)
         run_zero(d, n, gfp);
     d->h.clean = 0;
@@ -2051,10 +2051,9 @@ void lab_pool_free_order(lab_pool_t *pool, lab_page_t *d, unsigned order)
 static void *run_hand_out(lab_pool_t *pool, lab_page_t *d, size_t npages, lab_gfp_t gfp, lab_page_t **desc)
 {
     lab_add_relaxed(&lab_zone_at(pool, d->h.zone)->hits, 1);
-    uint8_t clean = d->h.clean;
-    huge_cache_yield(pool, d, gfp);
+    bool lent = huge_cache_yield(pool, d, gfp);
     lab_store_relaxed(&d->h.state, LAB_PAGE_LARGE);
-    if (lab_likely(d->h.clean == clean))
+    if (lab_likely(!lent))
         run_written_arm(d, gfp & LAB_GFP_ATOMIC);
     else
         d->h.order = 0; /* lent pages (lab_huge_cache_yield), resident: a look would say written */

@@ -299,7 +299,8 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     return (void *)c->base;
 }
 
-/* The oldest mapping of the huge cache but `keep`, taken off it, or NULL (huge_lock held). */
+/* The oldest mapping of the huge cache but `keep` (NULL: any), taken off it, or NULL (huge_lock
+ * held). */
 static lab_chunk_t *huge_cache_take_oldest_but(lab_pool_t *pool, const lab_chunk_t *keep)
 {
     lab_chunk_t **pp = NULL;
@@ -317,13 +318,7 @@ static lab_chunk_t *huge_cache_take_oldest_but(lab_pool_t *pool, const lab_chunk
 /* The oldest mapping of the (non-empty) huge cache, taken off it: the list's tail (huge_lock held). */
 static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
 {
-    lab_chunk_t **pp = &pool->huge_cache;
-    while ((*pp)->next)
-        pp = &(*pp)->next;
-    lab_chunk_t *c = *pp;
-    *pp = NULL;
-    lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
-    return c;
+    return huge_cache_take_oldest_but(pool, NULL);
 }
 
 /* Lending, lab_huge_cache_yield's first choice: the tail of the oldest cached mapping at least
@@ -433,12 +428,13 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
  * enough (huge_lend), which stays cached for the runs that follow (sort's merge buffers take its
  * 4 MiB buffer's pages in turn); the others still go back, as many bytes as the run (`wl large`,
  * whose freed mappings are mostly untouched, peaked 1.3 MiB higher while they stayed too). */
-void lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend)
+bool lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend)
 {
     size_t want = (size_t)d->h.npages << LAB_PAGE_SHIFT, got = 0;
     lab_chunk_t *out = NULL, *kept = NULL, *c;
-    if (lend && huge_lend(pool, d, &kept) && !kept)
-        return;
+    bool lent = lend && huge_lend(pool, d, &kept);
+    if (lent && !kept)
+        return true;
     lab_lock(&pool->huge_lock);
     while (got < want && (c = huge_cache_take_oldest_but(pool, kept)) != NULL) {
         got += c->size;
@@ -451,6 +447,7 @@ void lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend)
         lab_huge_unmap(pool, out);
         out = next;
     }
+    return lent;
 }
 
 void lab_pool_huge_asked(lab_pool_t *pool, lab_chunk_t *c, size_t n)

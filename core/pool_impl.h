@@ -313,8 +313,9 @@ lab_internal int lab_zone_refill(lab_pool_t *pool, lab_zone_t *z, size_t need);
 
 lab_internal void lab_huge_unmap(lab_pool_t *pool, lab_chunk_t *c);
 /* d, a clean run, was handed out to a caller that may make system calls: the huge cache's oldest
- * mappings give way (pool.c's huge_cache_yield tests the rest inline). */
-lab_internal void lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend);
+ * mappings give way (pool.c's huge_cache_yield tests the rest inline), after lending d the pages
+ * of one if `lend` (true: d's pages were lent, resident, not clean). */
+lab_internal bool lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend);
 /* The huge cache holds a mapping of at least `bytes`. */
 lab_internal bool lab_huge_cache_holds(lab_pool_t *pool, size_t bytes);
 
