@@ -23,6 +23,11 @@
 #                                     with the compiler that made the list; clones such as
 #                                     foo.part.0 differ between compilers)
 set -euo pipefail
+case ${1:-} in
+  -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  ''|--ldscript|--check) ;;
+  *) echo "hot_text.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 list=preload/hot_text.ld
 names_of() { sed -n 's/^\*(\.text\.\([^ ]*\) .*/\1/p' "$list"; }
