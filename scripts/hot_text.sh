@@ -11,8 +11,9 @@
 #   scripts/hot_text.sh               regenerate preload/hot_text.ld: the functions of
 #                                     build/liblabyrinth.so that callgrind sees run in a few short
 #                                     programs (a one-malloc process, sort, sleep, git, perl,
-#                                     python3, gcc --version: those installed; programs that run
-#                                     longer run more of the code, which they map anyway)
+#                                     python3, gcc --version, a shell that forks: those installed;
+#                                     programs that run longer run more of the code, which they
+#                                     map anyway)
 #   scripts/hot_text.sh --ldscript OUT CC   write the linker script for -shared -z relro -z now
 #                                     -z noseparate-code (exit 1, nothing written, when
 #                                     CC's linker prints no default script this can rewrite)
@@ -24,7 +25,7 @@
 #                                     foo.part.0 differ between compilers)
 set -euo pipefail
 case ${1:-} in
-  -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,25s/^# \{0,1\}//p' "$0"; exit 0 ;;
   ''|--ldscript|--check) ;;
   *) echo "hot_text.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
 esac
@@ -101,6 +102,10 @@ command -v git >/dev/null && runs+=("git --version")
 command -v perl >/dev/null && runs+=("perl -e 1")
 [ -n "$py" ] && runs+=("$py -c import\ json")
 command -v gcc >/dev/null && runs+=("gcc --version")
+# a shell that forks for a command substitution and a pipe, and takes SIGCHLD: the fork handlers
+# and the signal wrapper, which every shell and build script under the preload runs
+printf 'x=$(echo hi)\necho "$x" | tr a-z A-Z\n' >"$tmp/s.sh"
+runs+=("sh $tmp/s.sh")
 i=0
 for r in "${runs[@]}"; do
   if [ "$r" = build/bench/start_cost_child ]; then
