@@ -299,14 +299,14 @@ void *lab_pool_alloc_huge(lab_pool_t *pool, size_t bytes, size_t align, lab_gfp_
     return (void *)c->base;
 }
 
-/* The oldest mapping of the huge cache but `keep` (NULL: any), taken off it, or NULL (huge_lock
- * held). */
-static lab_chunk_t *huge_cache_take_oldest_but(lab_pool_t *pool, const lab_chunk_t *keep)
+/* The oldest mapping of the huge cache at least `min` bytes long but `keep` (NULL: any), taken
+ * off it, or NULL (huge_lock held). */
+static lab_chunk_t *huge_cache_take_oldest_of(lab_pool_t *pool, size_t min, const lab_chunk_t *keep)
 {
     lab_chunk_t **pp = NULL;
     for (lab_chunk_t **q = &pool->huge_cache; *q; q = &(*q)->next)
-        if (*q != keep)
-            pp = q;
+        if (*q != keep && (*q)->size >= min)
+            pp = q; /* the list runs from the newest: the last such is the oldest */
     if (!pp)
         return NULL;
     lab_chunk_t *c = *pp;
@@ -318,7 +318,7 @@ static lab_chunk_t *huge_cache_take_oldest_but(lab_pool_t *pool, const lab_chunk
 /* The oldest mapping of the (non-empty) huge cache, taken off it: the list's tail (huge_lock held). */
 static lab_chunk_t *huge_cache_take_oldest(lab_pool_t *pool)
 {
-    return huge_cache_take_oldest_but(pool, NULL);
+    return huge_cache_take_oldest_of(pool, 0, NULL);
 }
 
 /* Lending, lab_huge_cache_yield's first choice: the tail of the oldest cached mapping at least
@@ -366,16 +366,8 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
         huge_lend_tick();
         return false;
     }
-    lab_chunk_t *c = NULL, **pc = NULL;
     lab_lock(&pool->huge_lock);
-    for (lab_chunk_t **pp = &pool->huge_cache; *pp; pp = &(*pp)->next)
-        if ((*pp)->size >= want)
-            pc = pp; /* the list runs from the newest: the last such is the oldest */
-    if (pc) {
-        c = *pc;
-        *pc = c->next;
-        lab_store_relaxed(&pool->huge_cache_bytes, pool->huge_cache_bytes - c->size);
-    }
+    lab_chunk_t *c = huge_cache_take_oldest_of(pool, want, NULL);
     lab_unlock(&pool->huge_lock);
     if (!c)
         return false;
@@ -436,7 +428,7 @@ bool lab_huge_cache_yield(lab_pool_t *pool, lab_page_t *d, bool lend)
     if (lent && !kept)
         return true;
     lab_lock(&pool->huge_lock);
-    while (got < want && (c = huge_cache_take_oldest_but(pool, kept)) != NULL) {
+    while (got < want && (c = huge_cache_take_oldest_of(pool, 0, kept)) != NULL) {
         got += c->size;
         c->next = out;
         out = c;

@@ -132,7 +132,7 @@ done | grep -v '^0x' | sort -u >"$tmp/names"
   echo "*crtbeginS.o(.text .text.*)"
   echo "*libc_nonshared.a:*(.text .text.*)"
   while read -r n; do
-    echo "*(.text.$n .text.startup.$n .text.hot.$n)"
+    echo "*(.text.$n .text.startup.$n)"
   done <"$tmp/names"
 } >"$list"
 echo "hot_text.sh: $(wc -l <"$tmp/names") functions listed in $list"
