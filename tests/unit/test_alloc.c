@@ -296,6 +296,13 @@ static lab_span_t *span_of(const void *p)
     return (lab_span_t *)lab_chunk_desc(lab_pagemap_lookup(a), a);
 }
 
+/* Every class's span clock back to "never" (arena.c: span_class_busy, span_class_cold): a test
+ * that counts on a class's first span does not depend on what the tests before it allocated. */
+static void span_clocks_reset(void)
+{
+    memset(lab_tls_heap->span_made, 0, sizeof lab_tls_heap->span_made);
+}
+
 /* Every small size (up to LAB_SMALL_MAX) has a direct slot that one class owns, and after a
  * malloc of the size the slot points at that class's current span (where lab_malloc and
  * lab_malloc_slow take their next block); a block allocated through it belongs to the class, in
@@ -331,9 +338,14 @@ static void test_direct_slots(void **state)
             assert_non_null(q);
             assert_int_equal(span_of(q)->cls, cls);
             /* blocks up to 8 KiB live in 32 KiB spans: a half-used span per heap and class is
-             * what thread-churning programs keep (arena.c: span_order) */
-            if (n <= LAB_MID_MAX)
-                assert_int_equal((size_t)LAB_PAGE_SIZE << span_of(q)->h.order, 32768);
+             * what thread-churning programs keep (arena.c: span_order); over 1 KiB, 128 KiB
+             * ones where the class made its last span a few calls before (span_class_busy:
+             * this loop keeps dozens of blocks of each class) */
+            size_t span = (size_t)LAB_PAGE_SIZE << span_of(q)->h.order;
+            if (n <= LAB_DIRECT_MAX)
+                assert_int_equal(span, 32768);
+            else if (n <= LAB_MID_MAX)
+                assert_true(span == 32768 || span == 65536 || span == 131072);
             assert_int_equal(lab_usable_size(q), lab_class_size(cls));
             lab_free(q);
         }
@@ -342,6 +354,7 @@ static void test_direct_slots(void **state)
     }
     for (unsigned k = 0; k < kept; k++)
         lab_free(keep[k]);
+    span_clocks_reset(); /* the tests after this one find its classes' clocks at never */
 }
 
 /* A full span waits off its class list until an eighth of its blocks is freed here: a block freed
@@ -407,6 +420,7 @@ static void test_emptied_spans(void **state)
     const size_t n = 1792; /* 18 blocks a span, a size no other test keeps live */
     unsigned cls = lab_size_class(n);
     lab_heap_t *h = lab_tls_heap;
+    span_clocks_reset();
     uint64_t spans = h->st.spans, releases = h->st.span_releases;
     void *p = lab_malloc(n);
     lab_span_t *s = span_of(p);
@@ -4259,6 +4273,7 @@ static void test_empty_spans_reclaimed_other_length(void **state)
 static void span_kept_when_emptied(size_t size_a, size_t size_b)
 {
     lab_trim();
+    span_clocks_reset();
     lab_heap_t *h = lab_tls_heap;
     unsigned ca = lab_size_class(size_a);
     assert_null(h->cur[ca]);
@@ -4404,6 +4419,48 @@ static void test_big_class_spans_short_when_cold(void **state)
     lab_free(b[1]);
     assert_int_equal(lab_load_relaxed(&h->kept[cls]), (uintptr_t)first);
     lab_free(b[2]);
+    lab_trim();
+}
+
+/* Blocks over 1 KiB up to 8 KiB (32 KiB spans): a class that makes a span again within a few
+ * dozen calls of its heap (a batch, a window of blocks replaced oldest first) gets spans of
+ * 128 KiB; one that makes spans now and then keeps 32 KiB ones. */
+static void test_busy_class_spans_long(void **state)
+{
+    (void)state;
+    enum { NB = 40 };
+    static void *b[NB];
+    const size_t size = 8 * KiB;
+    lab_trim(); /* no kept span to take instead */
+    for (int i = 0; i < 5000; i++) /* the class's clock: long ago */
+        lab_free(lab_malloc(32));
+    for (int i = 0; i < NB; i++) {
+        b[i] = lab_malloc(size);
+        assert_non_null(b[i]);
+        fill(b[i], size, (unsigned)i);
+    }
+    lab_span_t *first = span_of(b[0]), *last = span_of(b[NB - 1]);
+    print_message("a batch of %d blocks of %zu B: first span %zu KiB, last %zu KiB\n", NB, size,
+                  ((size_t)LAB_PAGE_SIZE << first->h.order) >> 10, ((size_t)LAB_PAGE_SIZE << last->h.order) >> 10);
+    assert_int_equal((size_t)LAB_PAGE_SIZE << first->h.order, 32 * KiB);
+    assert_int_equal((size_t)LAB_PAGE_SIZE << last->h.order, 128 * KiB);
+    assert_int_equal(last->capacity, 16);
+    for (int i = 0; i < NB; i++)
+        assert_pattern(b[i], size, (unsigned)i), lab_free(b[i]), b[i] = NULL;
+    /* now and then: a span's worth, then a hundred calls of other sizes before each next one */
+    lab_trim();
+    for (int i = 0; i < 5000; i++)
+        lab_free(lab_malloc(32));
+    for (int i = 0; i < 12; i++) {
+        b[i] = lab_malloc(size);
+        assert_non_null(b[i]);
+        fill(b[i], size, (unsigned)i);
+        for (int k = 0; k < 50; k++)
+            lab_free(lab_malloc(48));
+        assert_int_equal((size_t)LAB_PAGE_SIZE << span_of(b[i])->h.order, 32 * KiB);
+    }
+    for (int i = 0; i < 12; i++)
+        assert_pattern(b[i], size, (unsigned)i), lab_free(b[i]), b[i] = NULL;
     lab_trim();
 }
 
@@ -5249,6 +5306,7 @@ int main(void)
         cmocka_unit_test(test_empty_spans_reclaimed_other_length),
         cmocka_unit_test(test_span_kept_when_emptied),
         cmocka_unit_test(test_big_class_spans_short_when_cold),
+        cmocka_unit_test(test_busy_class_spans_long),
         cmocka_unit_test(test_reclaim_no_exchange),
         cmocka_unit_test(test_big_span_settles_short),
         cmocka_unit_test(test_kept_double_free_aborts),
