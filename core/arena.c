@@ -145,23 +145,30 @@ static bool span_class_cold(lab_heap_t *h, unsigned cls)
     return !then || now - then >= SPAN_HOT_CALLS;
 }
 
-/* A class of blocks over 1 KiB and up to 8 KiB (32 KiB spans: 4 to 28 blocks) that made its
- * last span within SPAN_BUSY_CALLS calls of its heap gets one of 128 KiB (16 to 112 blocks): a
- * thread that cycles such blocks through its spans (a batch allocated then freed, a window of
- * blocks replaced oldest first) paid a span's trip (the malloc that finds the span dry, the free
- * that finds it full, the one that empties it: some 350 instructions) every 4 to 28 blocks.
- * `scripts/callgrind_pair.sh --size 8192`: 138 -> 85 instructions a pair, `--batch 8192` 185 ->
- * 101, `--size 4096 --live 64` 108 -> 86. Spans are carved a block at a time, so a longer span
- * that is not used up touches no more pages; a class that makes spans now and then keeps 32 KiB
- * ones (mstress, ring, churn and gcc peak as before). Not in secure mode (its guard pages, a page
- * a span) nor on a signal heap. The clock is span_made, as for span_class_cold. */
+/* A class of blocks over 1 KiB and up to 8 KiB (32 KiB spans: 4 to 28 blocks) that made each of
+ * its last two spans within SPAN_BUSY_CALLS calls of its heap of the one before gets one of
+ * 128 KiB (16 to 112 blocks): a thread that cycles such blocks through its spans (a batch
+ * allocated then freed, a window of blocks replaced oldest first) paid a span's trip (the malloc
+ * that finds the span dry, the free that finds it full, the one that empties it: some 350
+ * instructions) every 4 to 28 blocks. `scripts/callgrind_pair.sh --size 8192`: 138 -> 85
+ * instructions a pair, `--batch 8192` 185 -> 101, `--size 4096 --live 64` (the micro suite's
+ * malloc_free pattern) 108 -> 86. Spans are carved a block at a time, so a longer span a class
+ * does not use up touches no more pages where the pages come from; but where the pool holds used
+ * free pages in short runs only, a long span came from fresh ones: with one quick span enough,
+ * python3's start (a few classes making two spans in a burst) faulted 9 pages more; two in a row
+ * leave it as it was. A class that makes spans now and then keeps 32 KiB ones (peak RSS of
+ * mstress, ring, churn, gcc, git log -p and scripts/idle_rss.sh's threads as before within
+ * noise). Not in secure mode (its guard pages, a page a span) nor on a signal heap. The clock is
+ * span_made (bit 1: the span before was quick too), as for span_class_cold, which a busy class
+ * does not call. */
 #define SPAN_BUSY_CALLS 64u
 #define SPAN_BUSY_ORDER 5
 static bool span_class_busy(lab_heap_t *h, unsigned cls)
 {
-    uint32_t now = lab_heap_calls(h) | 1, then = h->span_made[cls];
-    h->span_made[cls] = now;
-    return then && now - then < SPAN_BUSY_CALLS;
+    uint32_t now = lab_heap_calls(h) & ~3u, was = h->span_made[cls];
+    bool quick = was && now - (was & ~3u) < SPAN_BUSY_CALLS;
+    h->span_made[cls] = now | 1 | (quick ? 2 : 0);
+    return quick && (was & 2);
 }
 
 /* The first direct slot of each class (lab_direct_slot of its smallest size), and one past the
@@ -769,10 +776,13 @@ static lab_span_t *span_new(lab_heap_t *h, unsigned cls)
         return s;
     size_t bs = lab_class_size(cls);
     unsigned order = span_order(bs);
-    if (bs > LAB_DIRECT_MAX && order == 3 && !h->gfp && !lab_load_relaxed(&lab_secure) && span_class_busy(h, cls))
+    bool busy = bs > LAB_DIRECT_MAX && order == 3 && !h->gfp && !lab_load_relaxed(&lab_secure) &&
+                span_class_busy(h, cls);
+    if (busy)
         order = SPAN_BUSY_ORDER;
     lab_page_t *d = (lab_page_t *)(h->kept_mask ? kept_take_other(h, order) : NULL);
-    if (!d && order > span_order_min(bs) && span_class_cold(h, cls) && !h->gfp && !lab_load_relaxed(&lab_secure))
+    if (!d && !busy && order > span_order_min(bs) && span_class_cold(h, cls) && !h->gfp &&
+        !lab_load_relaxed(&lab_secure))
         order = span_order_min(bs);
     /* a kept span carries h's tag already, unless h is aside: one of a class up to 1 KiB lost it
      * when it stopped being current (heap_set_cur), and one of another class would not get it */

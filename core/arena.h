@@ -368,7 +368,8 @@ typedef struct lab_heap {
     uint32_t rb_last;                        /* the slot a block last went into */
     uint32_t span_made[LAB_NR_CLASSES];      /* the owner's: lab_heap_calls | 1 when c last made
                                                 a span (not a kept one's), for classes over 1 KiB
-                                                (arena.c: span_class_cold, span_class_busy) */
+                                                (arena.c: span_class_cold; span_class_busy keeps
+                                                bit 1 for a quick span before) */
     uintptr_t kept[LAB_NR_CLASSES];          /* atomic: empty spans kept off the lists, whole
                                                 (owner pushes and pops; anyone may take all) */
     uintptr_t parked[LAB_NR_CLASSES];        /* atomic: each class's current span while it is
