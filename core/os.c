@@ -73,10 +73,16 @@ long lab_os_munmap(void *addr, size_t len)
     return r;
 }
 
+long (*lab_os_remap_hook)(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
+
 long lab_os_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
 {
     if (new_len > old_len && os_inject(new_len - old_len))
         return -ENOMEM;
+    long (*hook)(void *, size_t, size_t, int, void *) = lab_load_relaxed(&lab_os_remap_hook);
+    long refused = lab_unlikely(hook != NULL) ? hook(old, old_len, new_len, flags, new_addr) : 0;
+    if (refused < 0)
+        return refused;
     long r = os_syscall6(SYS_mremap, (long)old, (long)old_len, (long)new_len, flags, (long)new_addr, 0);
     if (r >= 0 || r < -4095) {
         lab_add_relaxed(&os_remaps, 1);

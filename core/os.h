@@ -88,6 +88,10 @@ struct lab_os_counters {
 };
 lab_internal void lab_os_counters(struct lab_os_counters *out);
 lab_internal void lab_os_inject_failures(uint64_t every_nth_map, uint64_t fail_after_bytes);
+/* Tests: called with lab_os_mremap's arguments just before the system call (NULL: none), to see
+ * what other threads would see while the kernel moves or frees the pages; a negative errno it
+ * returns is the call's result instead (the kernel's refusal), 0 lets the call go on. */
+lab_internal extern long (*lab_os_remap_hook)(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 
 
 

@@ -373,17 +373,27 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
         return false;
     /* off the cache, c is this thread's alone (a free of its block finds it CACHED: a double
      * free); its pages go back to it on a refusal (the tail across two kernel mappings that
-     * huge_join made one, or no memory for the split) */
+     * huge_join made one, or no memory for the split). The tail leaves the page map BEFORE the
+     * kernel frees its addresses, as in lab_pool_huge_resize: once it has, another thread may
+     * map there (a chunk of ours, registered in the page map, which a clear after the move
+     * would wipe; or the program's mmap, whose MAP_FIXED over it LABYRINTH_MMAP took for one
+     * over malloc's memory and aborted: found by CI, the JVM test, once in some 20 runs). The
+     * smaller size first: the last unit kept answers "foreign" past it (lab_pagemap_lookup). */
     uintptr_t end = c->base + c->size, from = end - want;
+    uintptr_t unit = lab_align_up(from, LAB_CHUNK_SIZE); /* units wholly past the new end */
+    lab_store_relaxed(&c->size, from - c->base);
+    if (unit < end)
+        lab_pagemap_set(unit, end - unit, NULL);
     long r = lab_os_mremap((void *)from, want, want, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)lab_desc_addr(d));
     bool lent = !(r < 0 && r >= -4095);
+    if (!lent) {
+        if (unit < end)
+            lab_pagemap_set(unit, end - unit, c); /* slots that exist already: cannot fail */
+        lab_store_relaxed(&c->size, end - c->base);
+    }
     if (lent) {
         lab_add_relaxed(&huge_lent_pages, want >> LAB_PAGE_SHIFT);
         huge_lend_tick();
-        /* the page map's units wholly past the mapping's new end lead nowhere now */
-        uintptr_t unit = lab_align_up(from, LAB_CHUNK_SIZE);
-        if (unit < end)
-            lab_pagemap_set(unit, end - unit, NULL);
         lab_sub_relaxed(&pool->mapped_pages, want >> LAB_PAGE_SHIFT);
         lab_sub_relaxed(&pool->huge_pages, want >> LAB_PAGE_SHIFT);
         d->h.clean = 0;
@@ -393,7 +403,6 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
             lab_meta_free(c, sizeof(lab_chunk_t));
             return true;
         }
-        lab_store_relaxed(&c->size, from - c->base);
     }
     /* back as the oldest, which it was among those long enough */
     lab_lock(&pool->huge_lock);

@@ -4113,6 +4113,81 @@ static void test_huge_cache_lends_to_fresh_pages(void **state)
     lab_free(h);
 }
 
+/* A lend moves a cached mapping's tail away (mremap): from then on the kernel may hand its
+ * addresses to anyone, another thread's chunk or the program's mmap. So the page map must stop
+ * naming the mapping there BEFORE the move: checked at the system call itself (a clear after it
+ * wiped a chunk another thread had registered there meanwhile, or had LABYRINTH_MMAP take the
+ * program's MAP_FIXED there for one over malloc's memory and abort: the JVM test in CI). */
+static int lend_hook_calls, lend_hook_ours, lend_hook_refuse;
+static long lend_hook(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+    (void)new_len, (void)new_addr;
+    if (!(flags & MREMAP_FIXED))
+        return 0;
+    lend_hook_calls++;
+    uintptr_t a = (uintptr_t)old;
+    for (uintptr_t x = a; x < a + old_len; x += LAB_PAGE_SIZE)
+        lend_hook_ours += lab_chunk_is_ours(lab_pagemap_lookup(x));
+    return lend_hook_refuse ? -ENOMEM : 0;
+}
+
+static void test_huge_lend_unmaps_from_page_map_first(void **state)
+{
+    (void)state;
+    const size_t big = 4 * MiB + 32, n = 65 * (size_t)LAB_PAGE_SIZE;
+    lab_trim(); /* no cached mapping, and the store holds purged pages only */
+    lab_pool_t *pool = lab_pool_default();
+    size_t live, live_bytes, cached, lent0 = lab_pool_huge_lent(pool);
+    /* a move the kernel refuses: the mapping is whole again, then goes back to the OS for the
+     * run's fresh pages as an unlent one does (lab_huge_cache_yield): unmapped and named by the
+     * page map nowhere, all of it (its size restored: else the tail stayed mapped and named) */
+    uint8_t *h = lab_malloc(big);
+    assert_non_null(h);
+    fill(h, big, 5);
+    lab_free(h);
+    lab_pool_huge_stats(pool, &live, &live_bytes, &cached);
+    size_t cached0 = cached;
+    lend_hook_calls = lend_hook_ours = 0;
+    lend_hook_refuse = 1;
+    lab_store_relaxed(&lab_os_remap_hook, lend_hook);
+    uint8_t *r = lab_malloc(n);
+    lab_store_relaxed(&lab_os_remap_hook, NULL);
+    lend_hook_refuse = 0;
+    assert_non_null(r);
+    assert_int_equal(lend_hook_calls, 1);
+    assert_int_equal(lab_pool_huge_lent(pool), lent0);
+    lab_pool_huge_stats(pool, &live, &live_bytes, &cached);
+    assert_true(cached0 >= big);
+    assert_int_equal(cached, 0);
+    for (uintptr_t x = (uintptr_t)h; x < (uintptr_t)h + big; x += LAB_PAGE_SIZE) {
+        assert_false(lab_chunk_is_ours(lab_pagemap_lookup(x)));
+        assert_false(lab_os_mapped((const void *)x));
+    }
+    lab_free(r);
+    lab_trim();
+    /* a lend */
+    h = lab_malloc(big);
+    assert_non_null(h);
+    fill(h, big, 5);
+    lab_free(h);
+    lend_hook_calls = lend_hook_ours = 0;
+    lab_store_relaxed(&lab_os_remap_hook, lend_hook);
+    uint8_t *p = lab_malloc(n); /* pages never touched: the tail of h's mapping is lent */
+    lab_store_relaxed(&lab_os_remap_hook, NULL);
+    assert_non_null(p);
+    assert_int_equal(lab_pool_huge_lent(pool), lent0 + n);
+    print_message("lend: %d move(s), %d of its %zu pages still named by the page map\n", lend_hook_calls,
+                  lend_hook_ours, n / LAB_PAGE_SIZE);
+    assert_int_equal(lend_hook_calls, 1);
+    assert_int_equal(lend_hook_ours, 0);
+    /* and the rest of the mapping is still the cache's: the next big block takes it */
+    assert_true(lab_chunk_is_ours(lab_pagemap_lookup((uintptr_t)h)));
+    fill(p, n, 6);
+    assert_pattern(p, n, 6);
+    lab_free(p);
+    lab_trim();
+}
+
 /* Lending stops while the process's mappings are more than half the kernel's limit (each lend may
  * split a chunk's mapping; past the limit no mmap succeeds), and comes back once they are fewer:
  * the mappings are counted every lend here (every 256 by default), pushed past half the limit by
@@ -5310,6 +5385,7 @@ int main(void)
         cmocka_unit_test(test_calloc_dense_stops_asking),
         cmocka_unit_test(test_calloc_over_mixed_store_runs),
         cmocka_unit_test(test_huge_cache_lends_to_fresh_pages),
+        cmocka_unit_test(test_huge_lend_unmaps_from_page_map_first),
         cmocka_unit_test(test_huge_lend_stops_near_map_limit),
         cmocka_unit_test(test_lent_runs_not_looked_at),
         cmocka_unit_test(test_empty_spans_reclaimed),
