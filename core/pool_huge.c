@@ -390,8 +390,7 @@ static bool huge_lend(lab_pool_t *pool, lab_page_t *d, lab_chunk_t **kept)
         if (unit < end)
             lab_pagemap_set(unit, end - unit, c); /* slots that exist already: cannot fail */
         lab_store_relaxed(&c->size, end - c->base);
-    }
-    if (lent) {
+    } else {
         lab_add_relaxed(&huge_lent_pages, want >> LAB_PAGE_SHIFT);
         huge_lend_tick();
         lab_sub_relaxed(&pool->mapped_pages, want >> LAB_PAGE_SHIFT);
