@@ -97,7 +97,10 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'b\na\nc\n' >"$tmp/lines"
 py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3 || true)
-runs=("build/bench/start_cost_child" "sort $tmp/lines" "sleep 0")
+# start_cost's child: one malloc and free (the least a process that allocates does)
+printf '#include <stdlib.h>\nint main(void) { void *p = malloc(16); free(p); return p == 0; }\n' >"$tmp/one.c"
+cc -O2 -fno-builtin -o "$tmp/one" "$tmp/one.c"
+runs=("$tmp/one" "sort $tmp/lines" "sleep 0")
 command -v git >/dev/null && runs+=("git --version")
 command -v perl >/dev/null && runs+=("perl -e 1")
 [ -n "$py" ] && runs+=("$py -c import\ json")
@@ -108,12 +111,6 @@ printf 'x=$(echo hi)\necho "$x" | tr a-z A-Z\n' >"$tmp/s.sh"
 runs+=("sh $tmp/s.sh")
 i=0
 for r in "${runs[@]}"; do
-  if [ "$r" = build/bench/start_cost_child ]; then
-    # start_cost's child: one malloc and free (the least a process that allocates does)
-    printf '#include <stdlib.h>\nint main(void) { void *p = malloc(16); free(p); return p == 0; }\n' >"$tmp/one.c"
-    cc -O2 -fno-builtin -o "$tmp/one" "$tmp/one.c"
-    r=$tmp/one
-  fi
   eval "set -- $r"
   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.$i.%p" \
     env LD_PRELOAD="$so" "$@" >/dev/null 2>&1 || true
